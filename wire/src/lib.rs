@@ -1,0 +1,26 @@
+//! trilog-wire: the bytes that cross a socket or land on disk.
+//!
+//! Guarantees:
+//! - every frame carries a magic, a version, a kind, its payload length, a
+//!   request id and a crc32c over header and payload ([`frame`]);
+//! - payloads are rkyv archives, read in place after validation
+//!   ([`codec::access`]), never trusted before that;
+//! - every decoder of untrusted bytes returns a typed [`WireError`] for a
+//!   truncated, oversized, corrupt or unknown input and never panics;
+//! - entries travel and rest in one record layout ([`record`]), so a node can
+//!   send what it read from disk without re-encoding each entry.
+//!
+//! No IO lives here: the node and the client own their sockets and files.
+//! The byte layouts are described in `docs/wire.md`.
+
+pub mod codec;
+pub mod error;
+pub mod frame;
+pub mod limits;
+pub mod message;
+pub mod meta;
+pub mod record;
+
+pub use codec::{access, decode, encode, Message, WireMessage};
+pub use error::WireError;
+pub use frame::{FrameHeader, Kind, FRAME_HEADER_BYTES};

@@ -1,0 +1,115 @@
+//! Metadata records and the messages of the embedded metadata store.
+//!
+//! A log's record is updated only by compare-and-swap on its version; a
+//! node's registration lives under a lease that it renews.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+/// One segment of a log: which nodes hold it, where it starts, and, once
+/// sealed, how many entries it keeps.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SegmentMeta {
+    pub id: u64,
+    pub replicas: Vec<u64>,
+    pub first_seq: u64,
+    pub epoch: u64,
+    pub sealed_len: Option<u64>,
+}
+
+/// The record of a log. Only the last segment may be open.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LogMeta {
+    pub log_id: u64,
+    pub epoch: u64,
+    pub trim_seq: u64,
+    pub segments: Vec<SegmentMeta>,
+}
+
+/// What a node registers: where to reach it and what it offers.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub node_id: u64,
+    pub host: String,
+    pub shard_ports: Vec<u16>,
+    pub zone: String,
+    pub capacity_bytes: u64,
+}
+
+/// A registration as the store sees it now.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub info: NodeInfo,
+    pub alive: bool,
+    pub lease_remaining_ms: u64,
+}
+
+/// Get a log's record. With `wait_ms > 0` it is a watch: the answer waits
+/// until the version differs from `known_version` or the wait ends.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaGetLog {
+    pub log_id: u64,
+    pub known_version: u64,
+    pub wait_ms: u32,
+}
+
+/// A log's record and its version; version 0 means no such log.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MetaLog {
+    pub log_id: u64,
+    pub version: u64,
+    pub record: Option<LogMeta>,
+}
+
+/// Replace the record if its version is still `expected_version` (0: only
+/// if the log does not exist yet).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MetaCasLog {
+    pub log_id: u64,
+    pub expected_version: u64,
+    pub record: LogMeta,
+}
+
+/// `ok` with the new version, or the current version and record.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MetaCasResult {
+    pub ok: bool,
+    pub version: u64,
+    pub current: Option<LogMeta>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaListLogs {
+    pub reserved: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MetaLogs {
+    pub logs: Vec<u64>,
+}
+
+/// Register or renew: the node is alive for `lease_ms` from now.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MetaRegister {
+    pub node: NodeInfo,
+    pub lease_ms: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaRegistered {
+    pub lease_ms: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaListNodes {
+    pub include_dead: bool,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MetaNodes {
+    pub nodes: Vec<NodeStatus>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MetaError {
+    pub message: String,
+}
