@@ -1,0 +1,1 @@
+//! Storage: segment files on direct I/O.
