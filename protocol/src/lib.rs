@@ -1,1 +1,27 @@
-pub fn x(){}
+//! trilog-protocol: every decision of the replication protocol, as pure
+//! state machines.
+//!
+//! Each machine is a plain value changed by `handle_*`/`on_*` calls that
+//! carry their input (and the current time where it matters) and return
+//! what the caller must do. Nothing here reads a clock, touches a socket or
+//! a disk, or draws a random number, so the node, the client, the unit
+//! tests and the model checker all run the very same code.
+//!
+//! - [`replica`]: what a log node accepts, refuses and lets be read.
+//! - [`acks`]: per-segment, per-replica acknowledged lengths and the commit
+//!   watermark they imply.
+//! - [`producer`]: the pipelined writer of one log.
+//! - [`metadata`]: the transformations of a log's metadata record that a
+//!   producer applies by compare-and-swap.
+//! - [`consumer`]: a reader's cursor along the chain of segments.
+//! - [`placement`]: the choice of replicas for a new segment.
+
+pub mod acks;
+pub mod consumer;
+pub mod metadata;
+pub mod placement;
+pub mod producer;
+pub mod replica;
+
+/// A node's identity, as registered in the metadata store.
+pub type NodeId = u64;

@@ -1,0 +1,169 @@
+//! The consumer's cursor: a position (a seq, never an offset alone) and
+//! the next read to make along the chain of segments.
+//!
+//! A read goes to one replica of the segment holding the position. An open
+//! segment is read up to what that replica knows is committed; a sealed one
+//! up to its sealed length, passed as the read's limit because a replica
+//! that missed the seal may hold an abandoned tail past it. When a replica
+//! fails, the cursor moves on to the next replica of the same segment, from
+//! the same seq.
+
+use crate::metadata::{locate, LogMeta, Location};
+use crate::NodeId;
+
+/// The next thing a consumer should do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Step {
+    /// Read `segment` from `from_offset` on `node`, never past `limit`.
+    Read {
+        segment: u64,
+        node: NodeId,
+        from_offset: u64,
+        limit: u64,
+    },
+    /// The position is past every segment: wait for the metadata to change
+    /// (a new segment) and ask again.
+    WaitForMetadata,
+    /// The position is before the trim point: the entries are gone.
+    Trimmed { trim_seq: u64 },
+}
+
+/// Why entries returned by a replica were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CursorError {
+    #[error("read answered from offset {got}, expected {expected}")]
+    WrongOffset { expected: u64, got: u64 },
+    #[error("read of segment {got}, expected {expected}")]
+    WrongSegment { expected: u64, got: u64 },
+    #[error("replica returned {count} entries past the limit {limit} of segment {segment}")]
+    PastLimit { segment: u64, limit: u64, count: u64 },
+}
+
+/// A reader's position in one log.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cursor {
+    next_seq: u64,
+    /// Which replica of a segment to read from; moves on a failure.
+    replica_turn: usize,
+    /// The read in flight, if any: (segment, first_seq, from_offset, limit).
+    pending: Option<(u64, u64, u64, u64)>,
+}
+
+impl Cursor {
+    /// A cursor at `seq`; `replica_turn` spreads readers over replicas.
+    pub fn new(seq: u64, replica_turn: usize) -> Cursor {
+        Cursor {
+            next_seq: seq,
+            replica_turn,
+            pending: None,
+        }
+    }
+
+    /// The seq of the next entry to be read.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// What to do next, given the log's current record.
+    pub fn next_step(&mut self, record: &LogMeta) -> Step {
+        match locate(record, self.next_seq) {
+            Location::Trimmed => Step::Trimmed {
+                trim_seq: record.trim_seq,
+            },
+            Location::PastEnd => Step::WaitForMetadata,
+            Location::At {
+                index,
+                offset,
+                sealed_len,
+            } => {
+                let s = &record.segments[index];
+                assert!(!s.replicas.is_empty(), "a segment has replicas");
+                let node = s.replicas[self.replica_turn % s.replicas.len()];
+                let limit = sealed_len.unwrap_or(u64::MAX);
+                self.pending = Some((s.id, s.first_seq, offset, limit));
+                Step::Read {
+                    segment: s.id,
+                    node,
+                    from_offset: offset,
+                    limit,
+                }
+            }
+        }
+    }
+
+    /// The read made by the last [`Step::Read`] returned `count` entries
+    /// from `from_offset` of `segment`. Returns the seq of the first.
+    pub fn on_read(&mut self, segment: u64, from_offset: u64, count: u64) -> Result<u64, CursorError> {
+        let Some((seg, first_seq, offset, limit)) = self.pending else {
+            panic!("a read result without a read");
+        };
+        if segment != seg {
+            return Err(CursorError::WrongSegment {
+                expected: seg,
+                got: segment,
+            });
+        }
+        if from_offset != offset {
+            return Err(CursorError::WrongOffset {
+                expected: offset,
+                got: from_offset,
+            });
+        }
+        if from_offset.saturating_add(count) > limit {
+            return Err(CursorError::PastLimit { segment, limit, count });
+        }
+        let seq = first_seq + from_offset;
+        assert_eq!(seq, self.next_seq, "reads start at the position");
+        self.next_seq += count;
+        self.pending = None;
+        Ok(seq)
+    }
+
+    /// The replica of the last read failed: use the next one.
+    pub fn on_replica_failed(&mut self) {
+        self.pending = None;
+        self.replica_turn = self.replica_turn.wrapping_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{open_for_write, seal_last, switch_segment};
+
+    #[test]
+    fn follows_the_chain_and_fails_over() {
+        let r = open_for_write(None, 1, &[1, 2, 3]).expect("create");
+        let mut c = Cursor::new(0, 0);
+        assert_eq!(
+            c.next_step(&r),
+            Step::Read { segment: 0, node: 1, from_offset: 0, limit: u64::MAX }
+        );
+        assert_eq!(c.on_read(0, 0, 2), Ok(0));
+        let _ = c.next_step(&r);
+        c.on_replica_failed();
+        assert!(matches!(c.next_step(&r), Step::Read { node: 2, from_offset: 2, .. }));
+        let r = switch_segment(&r, 1, 0, 3, &[4, 5, 6]).expect("switch");
+        assert!(matches!(c.next_step(&r), Step::Read { segment: 0, limit: 3, .. }));
+        assert_eq!(
+            c.on_read(0, 2, 2),
+            Err(CursorError::PastLimit { segment: 0, limit: 3, count: 2 })
+        );
+        assert_eq!(c.on_read(0, 2, 1), Ok(2));
+        assert!(matches!(c.next_step(&r), Step::Read { segment: 1, from_offset: 0, node: 5, .. }));
+        assert_eq!(c.on_read(1, 0, 1), Ok(3));
+        let r = seal_last(&r, 1, 1, 1).expect("seal");
+        assert_eq!(c.next_step(&r), Step::WaitForMetadata);
+    }
+
+    #[test]
+    fn refuses_answers_to_another_read() {
+        let r = open_for_write(None, 1, &[1, 2, 3]).expect("create");
+        let mut c = Cursor::new(5, 0);
+        let _ = c.next_step(&r);
+        assert_eq!(c.on_read(0, 4, 1), Err(CursorError::WrongOffset { expected: 5, got: 4 }));
+        assert_eq!(c.on_read(1, 5, 1), Err(CursorError::WrongSegment { expected: 0, got: 1 }));
+        assert_eq!(c.on_read(0, 5, 1), Ok(5));
+    }
+}

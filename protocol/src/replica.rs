@@ -1,0 +1,290 @@
+//! The replica: one segment on one log node.
+//!
+//! A replica accepts an append only if the segment is not sealed, not fenced
+//! above the append's epoch, and the append starts at or before its length
+//! (what it holds is a prefix of what the producer sends; an exact resend of
+//! held entries is acknowledged again, a gap is answered with the length).
+//! Everything it answers about is durable first: the driver acks an append
+//! only once `durable_len` covers it, and answers a fence or a seal only
+//! once the new [`Durable`] state is on disk.
+
+/// The part of a replica's state that must survive a crash besides its
+/// entries. The driver persists it before answering a fence or a seal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Durable {
+    pub fenced_epoch: u64,
+    pub sealed_len: Option<u64>,
+    pub watermark: u64,
+}
+
+/// One segment replica.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Replica {
+    /// Entries accepted in order (staged for the next group commit or
+    /// already durable).
+    staged_len: u64,
+    /// Entries on disk.
+    durable_len: u64,
+    /// Fence, seal and the highest commit watermark learnt.
+    durable: Durable,
+}
+
+/// Why an append, a seal or a fence was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Refusal {
+    /// The segment is sealed at this length.
+    Sealed { len: u64 },
+    /// The segment is fenced at this epoch.
+    Fenced { epoch: u64 },
+    /// The append starts past what the replica holds, which is this length.
+    Gap { len: u64 },
+    /// A seal asks for more entries than the replica holds, or conflicts
+    /// with an earlier seal: the protocol was broken somewhere.
+    SealConflict { held: u64, sealed_len: Option<u64> },
+}
+
+/// What to do with an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum AppendDecision {
+    /// Stage the append's entries from index `skip` on (the ones before are
+    /// held already); ack once `durable_len >= end`.
+    Accept { skip: u64, end: u64 },
+    /// Every entry is held already; ack once `durable_len >= end`.
+    Held { end: u64 },
+    Refuse(Refusal),
+}
+
+/// What to do with a fence or a seal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum ControlDecision {
+    /// Persist this state, then answer.
+    Persist(Durable),
+    /// Nothing changes; answer at once.
+    Unchanged,
+    Refuse(Refusal),
+}
+
+impl Replica {
+    /// A new, empty replica.
+    pub fn new() -> Replica {
+        Replica {
+            staged_len: 0,
+            durable_len: 0,
+            durable: Durable::default(),
+        }
+    }
+
+    /// The replica as recovered from disk: `len` valid entries, the highest
+    /// commit watermark found in them, and the persisted control state.
+    pub fn recovered(len: u64, max_commit: u64, durable: Durable) -> Replica {
+        let len = match durable.sealed_len {
+            Some(sealed) => len.min(sealed),
+            None => len,
+        };
+        let mut d = durable;
+        d.watermark = d.watermark.max(max_commit).min(len);
+        Replica {
+            staged_len: len,
+            durable_len: len,
+            durable: d,
+        }
+    }
+
+    pub fn staged_len(&self) -> u64 {
+        self.staged_len
+    }
+
+    pub fn durable_len(&self) -> u64 {
+        self.durable_len
+    }
+
+    pub fn durable(&self) -> Durable {
+        self.durable
+    }
+
+    pub fn sealed_len(&self) -> Option<u64> {
+        self.durable.sealed_len
+    }
+
+    /// The commit watermark this replica knows, never past what it holds.
+    pub fn watermark(&self) -> u64 {
+        self.durable.watermark.min(self.durable_len)
+    }
+
+    /// Decides on `Append{epoch, first_offset, count entries, commit}`.
+    pub fn on_append(&mut self, epoch: u64, first_offset: u64, count: u64, commit: u64) -> AppendDecision {
+        if let Some(len) = self.durable.sealed_len {
+            return AppendDecision::Refuse(Refusal::Sealed { len });
+        }
+        if epoch < self.durable.fenced_epoch {
+            return AppendDecision::Refuse(Refusal::Fenced {
+                epoch: self.durable.fenced_epoch,
+            });
+        }
+        if first_offset > self.staged_len {
+            return AppendDecision::Refuse(Refusal::Gap { len: self.staged_len });
+        }
+        let end = first_offset.saturating_add(count);
+        self.learn_commit(commit.min(end));
+        if end <= self.staged_len {
+            return AppendDecision::Held { end };
+        }
+        let skip = self.staged_len - first_offset;
+        self.staged_len = end;
+        AppendDecision::Accept { skip, end }
+    }
+
+    /// The first `len` entries are on disk.
+    pub fn on_durable(&mut self, len: u64) {
+        assert!(len <= self.staged_len, "durable past staged: {len} > {}", self.staged_len);
+        self.durable_len = self.durable_len.max(len);
+    }
+
+    /// A commit watermark sent alone. Returns whether it moved (then the
+    /// driver may record it and wake long-polling readers).
+    pub fn on_watermark(&mut self, epoch: u64, commit: u64) -> bool {
+        if epoch < self.durable.fenced_epoch || self.durable.sealed_len.is_some() {
+            return false;
+        }
+        self.learn_commit(commit.min(self.staged_len))
+    }
+
+    fn learn_commit(&mut self, commit: u64) -> bool {
+        if commit > self.durable.watermark {
+            self.durable.watermark = commit;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A fence at `epoch`: refuse every older append from now on. The
+    /// answer (durable length, watermark) is given once the returned state
+    /// is on disk.
+    pub fn on_fence(&mut self, epoch: u64) -> ControlDecision {
+        if epoch <= self.durable.fenced_epoch {
+            return ControlDecision::Unchanged;
+        }
+        self.durable.fenced_epoch = epoch;
+        ControlDecision::Persist(self.durable)
+    }
+
+    /// A seal at `len`: drop entries at or past it and refuse all appends.
+    pub fn on_seal(&mut self, epoch: u64, len: u64) -> ControlDecision {
+        match self.durable.sealed_len {
+            Some(s) if s == len => return ControlDecision::Unchanged,
+            Some(s) => {
+                return ControlDecision::Refuse(Refusal::SealConflict {
+                    held: self.staged_len,
+                    sealed_len: Some(s),
+                })
+            }
+            None => {}
+        }
+        if len > self.durable_len {
+            // The sealer took `len` from entries every replica acked; a
+            // replica without them means a broken protocol, not a race.
+            return ControlDecision::Refuse(Refusal::SealConflict {
+                held: self.durable_len,
+                sealed_len: None,
+            });
+        }
+        self.durable.sealed_len = Some(len);
+        self.durable.fenced_epoch = self.durable.fenced_epoch.max(epoch);
+        self.durable.watermark = self.durable.watermark.min(len);
+        self.staged_len = len;
+        self.durable_len = len;
+        ControlDecision::Persist(self.durable)
+    }
+
+    /// How far a reader may read: a sealed segment up to its seal, an open
+    /// one up to the known watermark, both never past `limit` (the sealed
+    /// length the reader learnt from metadata) nor past what is durable.
+    pub fn readable_end(&self, limit: u64) -> u64 {
+        let end = match self.durable.sealed_len {
+            Some(sealed) => sealed,
+            None => self.watermark(),
+        };
+        end.min(limit).min(self.durable_len)
+    }
+}
+
+impl Default for Replica {
+    fn default() -> Self {
+        Replica::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_in_order_and_acks_resends() {
+        let mut r = Replica::new();
+        assert_eq!(r.on_append(1, 0, 3, 0), AppendDecision::Accept { skip: 0, end: 3 });
+        assert_eq!(r.on_append(1, 3, 2, 0), AppendDecision::Accept { skip: 0, end: 5 });
+        assert_eq!(r.on_append(1, 0, 3, 0), AppendDecision::Held { end: 3 });
+        assert_eq!(r.on_append(1, 4, 3, 0), AppendDecision::Accept { skip: 1, end: 7 });
+        assert_eq!(r.on_append(1, 9, 1, 0), AppendDecision::Refuse(Refusal::Gap { len: 7 }));
+        assert_eq!(r.staged_len(), 7);
+        assert_eq!(r.durable_len(), 0);
+    }
+
+    #[test]
+    fn watermark_never_passes_durable() {
+        let mut r = Replica::new();
+        let _ = r.on_append(1, 0, 4, 0);
+        let _ = r.on_append(1, 4, 1, 4);
+        assert_eq!(r.watermark(), 0, "nothing durable yet");
+        r.on_durable(2);
+        assert_eq!(r.watermark(), 2);
+        assert_eq!(r.readable_end(u64::MAX), 2);
+        r.on_durable(5);
+        assert_eq!(r.readable_end(u64::MAX), 4);
+        assert_eq!(r.readable_end(3), 3);
+        assert!(r.on_watermark(1, 5));
+        assert_eq!(r.readable_end(u64::MAX), 5);
+    }
+
+    #[test]
+    fn fence_refuses_older_epochs_only() {
+        let mut r = Replica::new();
+        let _ = r.on_append(1, 0, 2, 0);
+        r.on_durable(2);
+        assert!(matches!(r.on_fence(2), ControlDecision::Persist(d) if d.fenced_epoch == 2));
+        assert_eq!(r.on_fence(2), ControlDecision::Unchanged);
+        assert_eq!(r.on_append(1, 2, 1, 0), AppendDecision::Refuse(Refusal::Fenced { epoch: 2 }));
+        assert!(!r.on_watermark(1, 2));
+        assert_eq!(r.on_append(2, 2, 1, 0), AppendDecision::Accept { skip: 0, end: 3 });
+    }
+
+    #[test]
+    fn seal_truncates_and_refuses() {
+        let mut r = Replica::new();
+        let _ = r.on_append(1, 0, 5, 3);
+        r.on_durable(5);
+        assert_eq!(
+            r.on_seal(1, 6),
+            ControlDecision::Refuse(Refusal::SealConflict { held: 5, sealed_len: None })
+        );
+        assert!(matches!(r.on_seal(1, 3), ControlDecision::Persist(d) if d.sealed_len == Some(3)));
+        assert_eq!(r.durable_len(), 3);
+        assert_eq!(r.on_seal(1, 3), ControlDecision::Unchanged);
+        assert!(matches!(r.on_seal(1, 2), ControlDecision::Refuse(Refusal::SealConflict { .. })));
+        assert_eq!(r.on_append(1, 3, 1, 0), AppendDecision::Refuse(Refusal::Sealed { len: 3 }));
+        assert_eq!(r.readable_end(u64::MAX), 3);
+    }
+
+    #[test]
+    fn recovery_applies_seal_and_bounds_watermark() {
+        let d = Durable { fenced_epoch: 3, sealed_len: Some(4), watermark: 2 };
+        let r = Replica::recovered(6, 5, d);
+        assert_eq!(r.durable_len(), 4);
+        assert_eq!(r.watermark(), 4);
+        let r = Replica::recovered(6, 5, Durable::default());
+        assert_eq!((r.durable_len(), r.watermark()), (6, 5));
+    }
+}
