@@ -1,1 +1,8 @@
-pub fn x(){}
+//! trilog-bench: the quickstart, the load generator and the baselines,
+//! and the local cluster of real node processes they run on.
+
+pub mod cluster;
+pub mod latency;
+pub mod overhead;
+pub mod quickstart;
+pub mod verify;

@@ -30,7 +30,9 @@ pub async fn read_frame<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Frame, F
     let mut head = [0u8; FRAME_HEADER_BYTES];
     match stream.read_exact(&mut head).await {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameReadError::Closed),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(FrameReadError::Closed)
+        }
         Err(e) => return Err(FrameReadError::Io(e)),
     }
     let header = FrameHeader::parse(&head)?;
@@ -42,7 +44,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Frame, F
 }
 
 /// Writes whole encoded frames and flushes once.
-pub async fn write_frames<W: AsyncWrite + Unpin>(stream: &mut W, frames: &[Vec<u8>]) -> std::io::Result<()> {
+pub async fn write_frames<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    frames: &[Vec<u8>],
+) -> std::io::Result<()> {
     for f in frames {
         stream.write_all(f).await?;
     }

@@ -2,12 +2,18 @@
 //!
 //! Guarantees: an append is acknowledged only after its entries are on disk
 //! (one fdatasync per file per group commit); fences and seals are durable
-//! before they are answered; after a crash, a segment is recovered up to
+//! before they are answered, and a fence is answered only once every entry
+//! accepted before it is durable, so no later ack to an older producer can
+//! pass the length it reports; after a crash, a segment is recovered up to
 //! its first torn record; a malformed or oversized frame closes only the
 //! connection that sent it. Every decision about what to accept is made by
-//! `trilog_protocol::replica`; this crate moves bytes between sockets,
-//! disk and that state machine.
+//! `trilog_protocol::replica`; this crate moves bytes between sockets, disk
+//! and that state machine.
 
+pub mod cli;
+pub mod config;
 pub mod framing;
+pub mod limits;
 pub mod meta;
+pub mod server;
 pub mod storage;

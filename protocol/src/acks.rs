@@ -76,7 +76,11 @@ impl AckTracker {
             return None;
         }
         r.acked = durable_len;
-        while r.in_flight.front().is_some_and(|(end, _)| *end <= durable_len) {
+        while r
+            .in_flight
+            .front()
+            .is_some_and(|(end, _)| *end <= durable_len)
+        {
             r.in_flight.pop_front();
         }
         let min = self.replicas.iter().map(|r| r.acked).min().unwrap_or(0);

@@ -8,7 +8,7 @@
 //! fails, the cursor moves on to the next replica of the same segment, from
 //! the same seq.
 
-use crate::metadata::{locate, LogMeta, Location};
+use crate::metadata::{locate, Location, LogMeta};
 use crate::NodeId;
 
 /// The next thing a consumer should do.
@@ -37,7 +37,11 @@ pub enum CursorError {
     #[error("read of segment {got}, expected {expected}")]
     WrongSegment { expected: u64, got: u64 },
     #[error("replica returned {count} entries past the limit {limit} of segment {segment}")]
-    PastLimit { segment: u64, limit: u64, count: u64 },
+    PastLimit {
+        segment: u64,
+        limit: u64,
+        count: u64,
+    },
 }
 
 /// A reader's position in one log.
@@ -94,7 +98,12 @@ impl Cursor {
 
     /// The read made by the last [`Step::Read`] returned `count` entries
     /// from `from_offset` of `segment`. Returns the seq of the first.
-    pub fn on_read(&mut self, segment: u64, from_offset: u64, count: u64) -> Result<u64, CursorError> {
+    pub fn on_read(
+        &mut self,
+        segment: u64,
+        from_offset: u64,
+        count: u64,
+    ) -> Result<u64, CursorError> {
         let Some((seg, first_seq, offset, limit)) = self.pending else {
             panic!("a read result without a read");
         };
@@ -111,7 +120,11 @@ impl Cursor {
             });
         }
         if from_offset.saturating_add(count) > limit {
-            return Err(CursorError::PastLimit { segment, limit, count });
+            return Err(CursorError::PastLimit {
+                segment,
+                limit,
+                count,
+            });
         }
         let seq = first_seq + from_offset;
         assert_eq!(seq, self.next_seq, "reads start at the position");
@@ -138,20 +151,51 @@ mod tests {
         let mut c = Cursor::new(0, 0);
         assert_eq!(
             c.next_step(&r),
-            Step::Read { segment: 0, node: 1, from_offset: 0, limit: u64::MAX }
+            Step::Read {
+                segment: 0,
+                node: 1,
+                from_offset: 0,
+                limit: u64::MAX
+            }
         );
         assert_eq!(c.on_read(0, 0, 2), Ok(0));
         let _ = c.next_step(&r);
         c.on_replica_failed();
-        assert!(matches!(c.next_step(&r), Step::Read { node: 2, from_offset: 2, .. }));
+        assert!(matches!(
+            c.next_step(&r),
+            Step::Read {
+                node: 2,
+                from_offset: 2,
+                ..
+            }
+        ));
         let r = switch_segment(&r, 1, 0, 3, &[4, 5, 6]).expect("switch");
-        assert!(matches!(c.next_step(&r), Step::Read { segment: 0, limit: 3, .. }));
+        assert!(matches!(
+            c.next_step(&r),
+            Step::Read {
+                segment: 0,
+                limit: 3,
+                ..
+            }
+        ));
         assert_eq!(
             c.on_read(0, 2, 2),
-            Err(CursorError::PastLimit { segment: 0, limit: 3, count: 2 })
+            Err(CursorError::PastLimit {
+                segment: 0,
+                limit: 3,
+                count: 2
+            })
         );
         assert_eq!(c.on_read(0, 2, 1), Ok(2));
-        assert!(matches!(c.next_step(&r), Step::Read { segment: 1, from_offset: 0, node: 5, .. }));
+        assert!(matches!(
+            c.next_step(&r),
+            Step::Read {
+                segment: 1,
+                from_offset: 0,
+                node: 5,
+                ..
+            }
+        ));
         assert_eq!(c.on_read(1, 0, 1), Ok(3));
         let r = seal_last(&r, 1, 1, 1).expect("seal");
         assert_eq!(c.next_step(&r), Step::WaitForMetadata);
@@ -162,8 +206,20 @@ mod tests {
         let r = open_for_write(None, 1, &[1, 2, 3]).expect("create");
         let mut c = Cursor::new(5, 0);
         let _ = c.next_step(&r);
-        assert_eq!(c.on_read(0, 4, 1), Err(CursorError::WrongOffset { expected: 5, got: 4 }));
-        assert_eq!(c.on_read(1, 5, 1), Err(CursorError::WrongSegment { expected: 0, got: 1 }));
+        assert_eq!(
+            c.on_read(0, 4, 1),
+            Err(CursorError::WrongOffset {
+                expected: 5,
+                got: 4
+            })
+        );
+        assert_eq!(
+            c.on_read(1, 5, 1),
+            Err(CursorError::WrongSegment {
+                expected: 0,
+                got: 1
+            })
+        );
         assert_eq!(c.on_read(0, 5, 1), Ok(5));
     }
 }

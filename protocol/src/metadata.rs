@@ -14,7 +14,11 @@ use crate::NodeId;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetaRefusal {
     #[error("log {log_id} is owned by epoch {current}, not {mine}")]
-    NotOwner { log_id: u64, mine: u64, current: u64 },
+    NotOwner {
+        log_id: u64,
+        mine: u64,
+        current: u64,
+    },
     #[error("log {log_id} has open segment {segment}: its producer may be alive; take it over")]
     OpenSegment { log_id: u64, segment: u64 },
     #[error("log {log_id}: segment {segment} is not the open last segment")]
@@ -65,7 +69,11 @@ fn next_position(record: &LogMeta) -> (u64, u64) {
 /// its last segment is sealed, takes the next epoch and appends a new open
 /// segment on `replicas`. A log whose last segment is open may still have a
 /// live producer: that needs a takeover, which fences it first.
-pub fn open_for_write(current: Option<&LogMeta>, log_id: u64, replicas: &[NodeId]) -> Result<LogMeta, MetaRefusal> {
+pub fn open_for_write(
+    current: Option<&LogMeta>,
+    log_id: u64,
+    replicas: &[NodeId],
+) -> Result<LogMeta, MetaRefusal> {
     if replicas.is_empty() {
         return Err(MetaRefusal::NoReplicas { log_id });
     }
@@ -90,11 +98,16 @@ pub fn open_for_write(current: Option<&LogMeta>, log_id: u64, replicas: &[NodeId
     let (id, first_seq) = next_position(record);
     let mut next = record.clone();
     next.epoch = epoch;
-    next.segments.push(new_segment(id, first_seq, epoch, replicas));
+    next.segments
+        .push(new_segment(id, first_seq, epoch, replicas));
     Ok(next)
 }
 
-fn open_last<'a>(record: &'a mut LogMeta, epoch: u64, segment: u64) -> Result<&'a mut SegmentMeta, MetaRefusal> {
+fn open_last(
+    record: &mut LogMeta,
+    epoch: u64,
+    segment: u64,
+) -> Result<&mut SegmentMeta, MetaRefusal> {
     let log_id = record.log_id;
     if record.epoch != epoch {
         return Err(MetaRefusal::NotOwner {
@@ -119,17 +132,25 @@ pub fn switch_segment(
     replicas: &[NodeId],
 ) -> Result<LogMeta, MetaRefusal> {
     if replicas.is_empty() {
-        return Err(MetaRefusal::NoReplicas { log_id: record.log_id });
+        return Err(MetaRefusal::NoReplicas {
+            log_id: record.log_id,
+        });
     }
     let mut next = record.clone();
     open_last(&mut next, epoch, segment)?.sealed_len = Some(len);
     let (id, first_seq) = next_position(&next);
-    next.segments.push(new_segment(id, first_seq, epoch, replicas));
+    next.segments
+        .push(new_segment(id, first_seq, epoch, replicas));
     Ok(next)
 }
 
 /// Seals the open last segment at `len` (a producer closing cleanly).
-pub fn seal_last(record: &LogMeta, epoch: u64, segment: u64, len: u64) -> Result<LogMeta, MetaRefusal> {
+pub fn seal_last(
+    record: &LogMeta,
+    epoch: u64,
+    segment: u64,
+    len: u64,
+) -> Result<LogMeta, MetaRefusal> {
     let mut next = record.clone();
     open_last(&mut next, epoch, segment)?.sealed_len = Some(len);
     Ok(next)
@@ -177,12 +198,21 @@ mod tests {
         assert_eq!(r.segments.len(), 1);
         assert_eq!(
             open_for_write(Some(&r), 7, &[1, 2, 3]),
-            Err(MetaRefusal::OpenSegment { log_id: 7, segment: 0 })
+            Err(MetaRefusal::OpenSegment {
+                log_id: 7,
+                segment: 0
+            })
         );
         let r = switch_segment(&r, 1, 0, 10, &[2, 3, 4]).expect("switch");
         assert_eq!(r.segments[1].first_seq, 10);
-        assert!(switch_segment(&r, 1, 0, 10, &[2, 3, 4]).is_err(), "segment 0 is sealed now");
-        assert!(matches!(seal_last(&r, 2, 1, 5), Err(MetaRefusal::NotOwner { .. })));
+        assert!(
+            switch_segment(&r, 1, 0, 10, &[2, 3, 4]).is_err(),
+            "segment 0 is sealed now"
+        );
+        assert!(matches!(
+            seal_last(&r, 2, 1, 5),
+            Err(MetaRefusal::NotOwner { .. })
+        ));
         let r = seal_last(&r, 1, 1, 5).expect("close");
         let r = open_for_write(Some(&r), 7, &[5, 6, 7]).expect("reopen");
         assert_eq!(r.epoch, 2);
@@ -195,10 +225,38 @@ mod tests {
         let r = open_for_write(None, 1, &[1, 2, 3]).expect("create");
         let r = switch_segment(&r, 1, 0, 4, &[1, 2, 3]).expect("switch");
         let r = switch_segment(&r, 1, 1, 0, &[1, 2, 3]).expect("empty segment");
-        assert_eq!(locate(&r, 0), Location::At { index: 0, offset: 0, sealed_len: Some(4) });
-        assert_eq!(locate(&r, 3), Location::At { index: 0, offset: 3, sealed_len: Some(4) });
-        assert_eq!(locate(&r, 4), Location::At { index: 2, offset: 0, sealed_len: None });
-        assert_eq!(locate(&r, 100), Location::At { index: 2, offset: 96, sealed_len: None });
+        assert_eq!(
+            locate(&r, 0),
+            Location::At {
+                index: 0,
+                offset: 0,
+                sealed_len: Some(4)
+            }
+        );
+        assert_eq!(
+            locate(&r, 3),
+            Location::At {
+                index: 0,
+                offset: 3,
+                sealed_len: Some(4)
+            }
+        );
+        assert_eq!(
+            locate(&r, 4),
+            Location::At {
+                index: 2,
+                offset: 0,
+                sealed_len: None
+            }
+        );
+        assert_eq!(
+            locate(&r, 100),
+            Location::At {
+                index: 2,
+                offset: 96,
+                sealed_len: None
+            }
+        );
         let r = seal_last(&r, 1, 2, 2).expect("seal");
         assert_eq!(locate(&r, 6), Location::PastEnd);
         assert_eq!(end_of_sealed(&r), 6);

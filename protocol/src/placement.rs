@@ -17,9 +17,18 @@ pub struct NotEnoughNodes {
 
 /// Picks `count` distinct nodes of `alive` that are not in `exclude`, in
 /// an order drawn from `seed`.
-pub fn choose_replicas(alive: &[NodeId], exclude: &[NodeId], count: usize, seed: u64) -> Result<Vec<NodeId>, NotEnoughNodes> {
+pub fn choose_replicas(
+    alive: &[NodeId],
+    exclude: &[NodeId],
+    count: usize,
+    seed: u64,
+) -> Result<Vec<NodeId>, NotEnoughNodes> {
     assert!(count > 0, "a segment has replicas");
-    let mut pool: Vec<NodeId> = alive.iter().copied().filter(|n| !exclude.contains(n)).collect();
+    let mut pool: Vec<NodeId> = alive
+        .iter()
+        .copied()
+        .filter(|n| !exclude.contains(n))
+        .collect();
     pool.sort_unstable();
     pool.dedup();
     if pool.len() < count {
@@ -64,7 +73,13 @@ mod tests {
                 counts[n as usize] += 1;
             }
         }
-        assert!(counts[1..].iter().enumerate().all(|(i, c)| i == 2 || *c > 150), "{counts:?}");
+        assert!(
+            counts[1..]
+                .iter()
+                .enumerate()
+                .all(|(i, c)| i == 2 || *c > 150),
+            "{counts:?}"
+        );
         assert!(choose_replicas(&alive, &[1, 2, 3], 3, 0).is_err());
     }
 }

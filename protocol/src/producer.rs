@@ -61,12 +61,17 @@ pub enum Phase {
     Writing,
     /// Waiting for the driver to seal `segment` at `seal_len` and open the
     /// next segment.
-    Switching { segment: u64, seal_len: u64 },
+    Switching {
+        segment: u64,
+        seal_len: u64,
+    },
     /// Waiting for every entry to commit, then for the seal.
     Closing,
     Closed,
     /// A newer epoch owns the log.
-    Fenced { by_epoch: u64 },
+    Fenced {
+        by_epoch: u64,
+    },
 }
 
 /// What the driver must do. The order of a returned list matters:
@@ -106,7 +111,11 @@ pub enum Action {
     /// [`Producer::handle_closed`].
     SealForClose { segment: u64, len: u64 },
     /// Tell a replica of a sealed segment (best effort).
-    Seal { node: NodeId, segment: u64, len: u64 },
+    Seal {
+        node: NodeId,
+        segment: u64,
+        len: u64,
+    },
     /// A newer producer owns the log. Entries below `committed` are
     /// committed; the outcome of the others is unknown.
     Fenced { by_epoch: u64, committed: u64 },
@@ -143,8 +152,17 @@ impl Producer {
     /// A producer of `log_id` at `epoch` writing `segment`, which is empty
     /// or holds nothing yet. `carried` are entries to write first with seqs
     /// from `segment.first_seq` on (a takeover's tail), in order.
-    pub fn new(log_id: u64, epoch: u64, segment: OpenSegment, carried: Vec<Entry>, cfg: ProducerConfig) -> Producer {
-        assert!(cfg.window > 0 && cfg.batch_entries_max > 0, "limits must allow progress");
+    pub fn new(
+        log_id: u64,
+        epoch: u64,
+        segment: OpenSegment,
+        carried: Vec<Entry>,
+        cfg: ProducerConfig,
+    ) -> Producer {
+        assert!(
+            cfg.window > 0 && cfg.batch_entries_max > 0,
+            "limits must allow progress"
+        );
         assert!(!segment.replicas.is_empty(), "a segment has replicas");
         let n = segment.replicas.len();
         Producer {
@@ -213,7 +231,10 @@ impl Producer {
         let first_seq = self.segment.first_seq + first_offset;
         assert!(first_seq >= self.committed, "committed entries are gone");
         let start = (first_seq - self.committed) as usize;
-        assert!(start + count as usize <= self.entries.len(), "entries past the end");
+        assert!(
+            start + count as usize <= self.entries.len(),
+            "entries past the end"
+        );
         self.entries.range(start..start + count as usize)
     }
 
@@ -243,7 +264,8 @@ impl Producer {
                 }
                 let first_offset = r.sent;
                 let count = self.batch_len(first_offset, end);
-                self.acks.on_sent(i, first_offset + u64::from(count), now_ms);
+                self.acks
+                    .on_sent(i, first_offset + u64::from(count), now_ms);
                 self.commit_told[i] = commit;
                 out.push(Action::Append {
                     replica: i,
@@ -287,7 +309,13 @@ impl Producer {
     }
 
     /// Replica `replica` of `segment` acknowledged `durable_len` entries.
-    pub fn handle_ack(&mut self, replica: usize, segment: u64, durable_len: u64, now_ms: u64) -> Vec<Action> {
+    pub fn handle_ack(
+        &mut self,
+        replica: usize,
+        segment: u64,
+        durable_len: u64,
+        now_ms: u64,
+    ) -> Vec<Action> {
         let mut out = Vec::new();
         // Acks of an older segment, or of this one after the switch froze
         // its watermark, must not commit anything: the entries past the
@@ -307,7 +335,10 @@ impl Producer {
         let through = self.segment.first_seq + commit_offset;
         assert!(through >= self.committed, "commit never moves back");
         let n = (through - self.committed) as usize;
-        assert!(n <= self.entries.len(), "committed entries that were never taken");
+        assert!(
+            n <= self.entries.len(),
+            "committed entries that were never taken"
+        );
         self.entries.drain(..n);
         self.committed = through;
         out.push(Action::Committed { through });
@@ -323,7 +354,13 @@ impl Producer {
     }
 
     /// Replica `replica` of `segment` refused an append.
-    pub fn handle_refusal(&mut self, replica: usize, segment: u64, refusal: Refusal, now_ms: u64) -> Vec<Action> {
+    pub fn handle_refusal(
+        &mut self,
+        replica: usize,
+        segment: u64,
+        refusal: Refusal,
+        now_ms: u64,
+    ) -> Vec<Action> {
         let mut out = Vec::new();
         if segment != self.segment.id || !matches!(self.phase, Phase::Writing | Phase::Closing) {
             return out;
@@ -361,7 +398,11 @@ impl Producer {
 
     fn fail_replica(&mut self, replica: usize, out: &mut Vec<Action>) {
         let seal_len = self.acks.commit();
-        assert_eq!(self.segment.first_seq + seal_len, self.committed, "seal exactly at the commit");
+        assert_eq!(
+            self.segment.first_seq + seal_len,
+            self.committed,
+            "seal exactly at the commit"
+        );
         self.phase = Phase::Switching {
             segment: self.segment.id,
             seal_len,
@@ -395,7 +436,10 @@ impl Producer {
         let Phase::Switching { segment, seal_len } = self.phase else {
             panic!("switched while not switching: {:?}", self.phase);
         };
-        assert_eq!(next.first_seq, self.committed, "the next segment starts at the seal");
+        assert_eq!(
+            next.first_seq, self.committed,
+            "the next segment starts at the seal"
+        );
         assert!(next.id > segment, "segments only move forward");
         let mut out: Vec<Action> = self
             .segment
@@ -411,7 +455,11 @@ impl Producer {
         self.segment = next;
         self.acks = AckTracker::new(n, 0);
         self.commit_told = vec![0; n];
-        self.phase = if self.closing { Phase::Closing } else { Phase::Writing };
+        self.phase = if self.closing {
+            Phase::Closing
+        } else {
+            Phase::Writing
+        };
         self.fill_windows(now_ms, &mut out);
         self.maybe_finish_close(&mut out);
         out
@@ -469,7 +517,11 @@ mod tests {
     }
 
     fn producer(window: usize, batch: u32) -> Producer {
-        let seg = OpenSegment { id: 0, first_seq: 0, replicas: vec![10, 11, 12] };
+        let seg = OpenSegment {
+            id: 0,
+            first_seq: 0,
+            replicas: vec![10, 11, 12],
+        };
         Producer::new(1, 1, seg, vec![], cfg(window, batch))
     }
 
@@ -481,7 +533,12 @@ mod tests {
         actions
             .iter()
             .filter_map(|a| match a {
-                Action::Append { replica, first_offset, count, .. } => Some((*replica, *first_offset, *count)),
+                Action::Append {
+                    replica,
+                    first_offset,
+                    count,
+                    ..
+                } => Some((*replica, *first_offset, *count)),
                 _ => None,
             })
             .collect()
@@ -497,7 +554,10 @@ mod tests {
         // Window 2, batch 1: two appends per replica.
         assert_eq!(sent.len(), 6);
         assert!(sent.iter().all(|(_, off, n)| *n == 1 && *off < 2));
-        assert!(p.handle_ack(0, 0, 1, 1).iter().all(|a| !matches!(a, Action::Committed { .. })));
+        assert!(p
+            .handle_ack(0, 0, 1, 1)
+            .iter()
+            .all(|a| !matches!(a, Action::Committed { .. })));
         let _ = p.handle_ack(1, 0, 1, 1);
         let out = p.handle_ack(2, 0, 2, 1);
         assert!(out.contains(&Action::Committed { through: 1 }), "{out:?}");
@@ -520,13 +580,20 @@ mod tests {
             out.extend(p.handle_ack(r, 0, 1, 1));
         }
         let sent = appends(&out);
-        assert_eq!(sent, vec![(0, 1, 4), (1, 1, 4), (2, 1, 4)], "one batch of 4");
+        assert_eq!(
+            sent,
+            vec![(0, 1, 4), (1, 1, 4), (2, 1, 4)],
+            "one batch of 4"
+        );
         let mut out = Vec::new();
         for r in 0..3 {
             out.extend(p.handle_ack(r, 0, 5, 2));
         }
         assert!(out.contains(&Action::Committed { through: 5 }));
-        let watermarks = out.iter().filter(|a| matches!(a, Action::Watermark { commit: 5, .. })).count();
+        let watermarks = out
+            .iter()
+            .filter(|a| matches!(a, Action::Watermark { commit: 5, .. }))
+            .count();
         assert_eq!(watermarks, 3, "idle: the watermark goes alone");
     }
 
@@ -545,15 +612,39 @@ mod tests {
         let out = p.tick(500);
         assert_eq!(
             out,
-            vec![Action::SwitchSegment { segment: 0, seal_len: 1, exclude: vec![12] }]
+            vec![Action::SwitchSegment {
+                segment: 0,
+                seal_len: 1,
+                exclude: vec![12]
+            }]
         );
         // A late ack of the old segment commits nothing.
         assert!(p.handle_ack(2, 0, 3, 501).is_empty());
-        let next = OpenSegment { id: 1, first_seq: 1, replicas: vec![10, 11, 13] };
+        let next = OpenSegment {
+            id: 1,
+            first_seq: 1,
+            replicas: vec![10, 11, 13],
+        };
         let out = p.handle_switched(next, 502);
-        assert_eq!(out.iter().filter(|a| matches!(a, Action::Seal { segment: 0, len: 1, .. })).count(), 3);
+        assert_eq!(
+            out.iter()
+                .filter(|a| matches!(
+                    a,
+                    Action::Seal {
+                        segment: 0,
+                        len: 1,
+                        ..
+                    }
+                ))
+                .count(),
+            3
+        );
         let sent = appends(&out);
-        assert_eq!(sent.len(), 6, "entries 1 and 2 go to the new segment: {sent:?}");
+        assert_eq!(
+            sent.len(),
+            6,
+            "entries 1 and 2 go to the new segment: {sent:?}"
+        );
         assert!(p.entries(0, 2).map(|e| e.payload[0]).eq([1u8, 2]));
         let mut committed = None;
         for r in 0..3 {
@@ -576,8 +667,17 @@ mod tests {
         let out = p.handle_refusal(1, 0, Refusal::Gap { len: 0 }, 1);
         assert_eq!(appends(&out), vec![(1, 0, 1), (1, 1, 1), (1, 2, 1)]);
         let out = p.handle_refusal(0, 0, Refusal::Fenced { epoch: 2 }, 1);
-        assert_eq!(out, vec![Action::Fenced { by_epoch: 2, committed: 0 }]);
-        assert_eq!(p.append(entry(9)), Err(AppendRefused::Fenced { by_epoch: 2 }));
+        assert_eq!(
+            out,
+            vec![Action::Fenced {
+                by_epoch: 2,
+                committed: 0
+            }]
+        );
+        assert_eq!(
+            p.append(entry(9)),
+            Err(AppendRefused::Fenced { by_epoch: 2 })
+        );
     }
 
     #[test]

@@ -49,9 +49,14 @@ pub enum Refusal {
 pub enum AppendDecision {
     /// Stage the append's entries from index `skip` on (the ones before are
     /// held already); ack once `durable_len >= end`.
-    Accept { skip: u64, end: u64 },
+    Accept {
+        skip: u64,
+        end: u64,
+    },
     /// Every entry is held already; ack once `durable_len >= end`.
-    Held { end: u64 },
+    Held {
+        end: u64,
+    },
     Refuse(Refusal),
 }
 
@@ -114,7 +119,13 @@ impl Replica {
     }
 
     /// Decides on `Append{epoch, first_offset, count entries, commit}`.
-    pub fn on_append(&mut self, epoch: u64, first_offset: u64, count: u64, commit: u64) -> AppendDecision {
+    pub fn on_append(
+        &mut self,
+        epoch: u64,
+        first_offset: u64,
+        count: u64,
+        commit: u64,
+    ) -> AppendDecision {
         if let Some(len) = self.durable.sealed_len {
             return AppendDecision::Refuse(Refusal::Sealed { len });
         }
@@ -124,7 +135,9 @@ impl Replica {
             });
         }
         if first_offset > self.staged_len {
-            return AppendDecision::Refuse(Refusal::Gap { len: self.staged_len });
+            return AppendDecision::Refuse(Refusal::Gap {
+                len: self.staged_len,
+            });
         }
         let end = first_offset.saturating_add(count);
         self.learn_commit(commit.min(end));
@@ -138,7 +151,11 @@ impl Replica {
 
     /// The first `len` entries are on disk.
     pub fn on_durable(&mut self, len: u64) {
-        assert!(len <= self.staged_len, "durable past staged: {len} > {}", self.staged_len);
+        assert!(
+            len <= self.staged_len,
+            "durable past staged: {len} > {}",
+            self.staged_len
+        );
         self.durable_len = self.durable_len.max(len);
     }
 
@@ -224,11 +241,23 @@ mod tests {
     #[test]
     fn accepts_in_order_and_acks_resends() {
         let mut r = Replica::new();
-        assert_eq!(r.on_append(1, 0, 3, 0), AppendDecision::Accept { skip: 0, end: 3 });
-        assert_eq!(r.on_append(1, 3, 2, 0), AppendDecision::Accept { skip: 0, end: 5 });
+        assert_eq!(
+            r.on_append(1, 0, 3, 0),
+            AppendDecision::Accept { skip: 0, end: 3 }
+        );
+        assert_eq!(
+            r.on_append(1, 3, 2, 0),
+            AppendDecision::Accept { skip: 0, end: 5 }
+        );
         assert_eq!(r.on_append(1, 0, 3, 0), AppendDecision::Held { end: 3 });
-        assert_eq!(r.on_append(1, 4, 3, 0), AppendDecision::Accept { skip: 1, end: 7 });
-        assert_eq!(r.on_append(1, 9, 1, 0), AppendDecision::Refuse(Refusal::Gap { len: 7 }));
+        assert_eq!(
+            r.on_append(1, 4, 3, 0),
+            AppendDecision::Accept { skip: 1, end: 7 }
+        );
+        assert_eq!(
+            r.on_append(1, 9, 1, 0),
+            AppendDecision::Refuse(Refusal::Gap { len: 7 })
+        );
         assert_eq!(r.staged_len(), 7);
         assert_eq!(r.durable_len(), 0);
     }
@@ -256,9 +285,15 @@ mod tests {
         r.on_durable(2);
         assert!(matches!(r.on_fence(2), ControlDecision::Persist(d) if d.fenced_epoch == 2));
         assert_eq!(r.on_fence(2), ControlDecision::Unchanged);
-        assert_eq!(r.on_append(1, 2, 1, 0), AppendDecision::Refuse(Refusal::Fenced { epoch: 2 }));
+        assert_eq!(
+            r.on_append(1, 2, 1, 0),
+            AppendDecision::Refuse(Refusal::Fenced { epoch: 2 })
+        );
         assert!(!r.on_watermark(1, 2));
-        assert_eq!(r.on_append(2, 2, 1, 0), AppendDecision::Accept { skip: 0, end: 3 });
+        assert_eq!(
+            r.on_append(2, 2, 1, 0),
+            AppendDecision::Accept { skip: 0, end: 3 }
+        );
     }
 
     #[test]
@@ -268,19 +303,32 @@ mod tests {
         r.on_durable(5);
         assert_eq!(
             r.on_seal(1, 6),
-            ControlDecision::Refuse(Refusal::SealConflict { held: 5, sealed_len: None })
+            ControlDecision::Refuse(Refusal::SealConflict {
+                held: 5,
+                sealed_len: None
+            })
         );
         assert!(matches!(r.on_seal(1, 3), ControlDecision::Persist(d) if d.sealed_len == Some(3)));
         assert_eq!(r.durable_len(), 3);
         assert_eq!(r.on_seal(1, 3), ControlDecision::Unchanged);
-        assert!(matches!(r.on_seal(1, 2), ControlDecision::Refuse(Refusal::SealConflict { .. })));
-        assert_eq!(r.on_append(1, 3, 1, 0), AppendDecision::Refuse(Refusal::Sealed { len: 3 }));
+        assert!(matches!(
+            r.on_seal(1, 2),
+            ControlDecision::Refuse(Refusal::SealConflict { .. })
+        ));
+        assert_eq!(
+            r.on_append(1, 3, 1, 0),
+            AppendDecision::Refuse(Refusal::Sealed { len: 3 })
+        );
         assert_eq!(r.readable_end(u64::MAX), 3);
     }
 
     #[test]
     fn recovery_applies_seal_and_bounds_watermark() {
-        let d = Durable { fenced_epoch: 3, sealed_len: Some(4), watermark: 2 };
+        let d = Durable {
+            fenced_epoch: 3,
+            sealed_len: Some(4),
+            watermark: 2,
+        };
         let r = Replica::recovered(6, 5, d);
         assert_eq!(r.durable_len(), 4);
         assert_eq!(r.watermark(), 4);

@@ -34,17 +34,31 @@ where
     T::Archived: for<'a> CheckBytes<HighValidator<'a, BoxedError>>
         + Deserialize<T, HighDeserializer<RancorError>>,
 {
+    frame(T::KIND, request_id, &encode_payload(msg))
+}
+
+/// Serializes `msg` into a payload, for sending one payload to several
+/// peers behind headers of their own (see [`frame`]).
+pub fn encode_payload<T: WireMessage>(msg: &T) -> AlignedVec
+where
+    T::Archived: for<'a> CheckBytes<HighValidator<'a, BoxedError>>
+        + Deserialize<T, HighDeserializer<RancorError>>,
+{
     // Serializing plain owned values into memory cannot fail: the only
     // error sources of the high-level serializer are allocation failure and
     // pointer overflow, both programmer errors at these sizes.
-    let payload = match rkyv::to_bytes::<RancorError>(msg) {
+    match rkyv::to_bytes::<RancorError>(msg) {
         Ok(p) => p,
         Err(e) => panic!("serializing {:?} failed: {e}", T::KIND),
-    };
-    let header = FrameHeader::for_payload(T::KIND, request_id, &payload);
+    }
+}
+
+/// A whole frame around an already serialized payload.
+pub fn frame(kind: Kind, request_id: u64, payload: &[u8]) -> Vec<u8> {
+    let header = FrameHeader::for_payload(kind, request_id, payload);
     let mut out = Vec::with_capacity(FRAME_HEADER_BYTES + payload.len());
     out.extend_from_slice(&header.to_bytes());
-    out.extend_from_slice(&payload);
+    out.extend_from_slice(payload);
     out
 }
 
@@ -56,11 +70,15 @@ where
     T::Archived: for<'a> CheckBytes<HighValidator<'a, BoxedError>>
         + Deserialize<T, HighDeserializer<RancorError>>,
 {
-    let archived = rkyv::access::<T::Archived, BoxedError>(payload).map_err(|e| WireError::Invalid {
+    let archived =
+        rkyv::access::<T::Archived, BoxedError>(payload).map_err(|e| WireError::Invalid {
+            kind: T::KIND,
+            reason: e.to_string(),
+        })?;
+    T::check(archived).map_err(|reason| WireError::Invalid {
         kind: T::KIND,
-        reason: e.to_string(),
+        reason,
     })?;
-    T::check(archived).map_err(|reason| WireError::Invalid { kind: T::KIND, reason })?;
     Ok(archived)
 }
 
@@ -103,7 +121,7 @@ macro_rules! messages {
         /// Decodes a checked payload of `kind` into an owned message.
         /// Copies the payload once if it is not 8-byte aligned.
         pub fn decode_payload(kind: Kind, payload: &[u8]) -> Result<Message, WireError> {
-            if payload.as_ptr() as usize % 8 != 0 {
+            if !(payload.as_ptr() as usize).is_multiple_of(8) {
                 let mut aligned = AlignedVec::<16>::with_capacity(payload.len());
                 aligned.extend_from_slice(payload);
                 return decode_payload(kind, &aligned);
@@ -118,7 +136,6 @@ messages! {
     Fence, FenceAck, ErrorMsg, MetaGetLog, MetaLog, MetaCasLog, MetaCasResult, MetaListLogs,
     MetaLogs, MetaRegister, MetaRegistered, MetaListNodes, MetaNodes, MetaError,
 }
-
 
 /// Decodes one whole frame from the front of `bytes`: header, crc, payload.
 /// Returns the request id, the message and how many bytes it took.
@@ -150,7 +167,9 @@ mod checks {
     }
 
     fn short_string(s: &str, what: &str) -> Result<(), String> {
-        ensure(s.len() <= ERROR_MESSAGE_BYTES_MAX, || format!("{what} of {} bytes", s.len()))
+        ensure(s.len() <= ERROR_MESSAGE_BYTES_MAX, || {
+            format!("{what} of {} bytes", s.len())
+        })
     }
 
     pub fn Hello(a: &ArchivedHello) -> Result<(), String> {
@@ -166,9 +185,10 @@ mod checks {
         )
     }
     pub fn Append(a: &ArchivedAppend) -> Result<(), String> {
-        ensure(a.entries.len() as u64 <= u64::from(APPEND_ENTRIES_MAX), || {
-            format!("{} entries, over {APPEND_ENTRIES_MAX}", a.entries.len())
-        })?;
+        ensure(
+            a.entries.len() as u64 <= u64::from(APPEND_ENTRIES_MAX),
+            || format!("{} entries, over {APPEND_ENTRIES_MAX}", a.entries.len()),
+        )?;
         let mut total = 0u64;
         for e in a.entries.iter() {
             ensure(e.payload.len() as u64 <= u64::from(ENTRY_BYTES_MAX), || {
@@ -180,8 +200,14 @@ mod checks {
             format!("append of {total} bytes, over {APPEND_BYTES_MAX}")
         })?;
         ensure(
-            a.first_offset.to_native().checked_add(a.entries.len() as u64).is_some()
-                && a.first_seq.to_native().checked_add(a.first_offset.to_native()).is_some(),
+            a.first_offset
+                .to_native()
+                .checked_add(a.entries.len() as u64)
+                .is_some()
+                && a.first_seq
+                    .to_native()
+                    .checked_add(a.first_offset.to_native())
+                    .is_some(),
             || "offsets overflow".into(),
         )
     }
@@ -192,11 +218,17 @@ mod checks {
         Ok(())
     }
     pub fn Read(a: &ArchivedRead) -> Result<(), String> {
-        ensure(a.max_bytes.to_native() <= READ_BYTES_MAX, || "max_bytes over the limit".into())?;
-        ensure(a.wait_ms.to_native() <= READ_WAIT_MS_MAX, || "wait_ms over the limit".into())
+        ensure(a.max_bytes.to_native() <= READ_BYTES_MAX, || {
+            "max_bytes over the limit".into()
+        })?;
+        ensure(a.wait_ms.to_native() <= READ_WAIT_MS_MAX, || {
+            "wait_ms over the limit".into()
+        })
     }
     pub fn ReadResponse(a: &ArchivedReadResponse) -> Result<(), String> {
-        ensure(a.records.len() as u64 <= u64::from(READ_BYTES_MAX), || "records over the limit".into())
+        ensure(a.records.len() as u64 <= u64::from(READ_BYTES_MAX), || {
+            "records over the limit".into()
+        })
     }
     pub fn Seal(_: &ArchivedSeal) -> Result<(), String> {
         Ok(())
@@ -214,13 +246,22 @@ mod checks {
         short_string(&a.message, "error message")
     }
     pub fn MetaGetLog(a: &ArchivedMetaGetLog) -> Result<(), String> {
-        ensure(a.wait_ms.to_native() <= READ_WAIT_MS_MAX, || "wait_ms over the limit".into())
+        ensure(a.wait_ms.to_native() <= READ_WAIT_MS_MAX, || {
+            "wait_ms over the limit".into()
+        })
     }
     fn log_meta(a: &ArchivedLogMeta) -> Result<(), String> {
         for s in a.segments.iter() {
-            ensure(!s.replicas.is_empty() && s.replicas.len() <= REPLICAS_MAX, || {
-                format!("segment {} with {} replicas", s.id.to_native(), s.replicas.len())
-            })?;
+            ensure(
+                !s.replicas.is_empty() && s.replicas.len() <= REPLICAS_MAX,
+                || {
+                    format!(
+                        "segment {} with {} replicas",
+                        s.id.to_native(),
+                        s.replicas.len()
+                    )
+                },
+            )?;
         }
         Ok(())
     }
@@ -248,9 +289,10 @@ mod checks {
     fn node_info(a: &ArchivedNodeInfo) -> Result<(), String> {
         short_string(&a.host, "host")?;
         short_string(&a.zone, "zone")?;
-        ensure(!a.shard_ports.is_empty() && a.shard_ports.len() <= SHARDS_MAX, || {
-            "bad shard port list".into()
-        })
+        ensure(
+            !a.shard_ports.is_empty() && a.shard_ports.len() <= SHARDS_MAX,
+            || "bad shard port list".into(),
+        )
     }
     pub fn MetaRegister(a: &ArchivedMetaRegister) -> Result<(), String> {
         node_info(&a.node)
@@ -311,7 +353,10 @@ mod tests {
     fn every_truncation_and_flip_is_an_error() {
         let bytes = encode(5, &sample_append());
         for cut in 0..bytes.len() {
-            assert!(decode(&bytes[..cut]).is_err(), "truncation at {cut} accepted");
+            assert!(
+                decode(&bytes[..cut]).is_err(),
+                "truncation at {cut} accepted"
+            );
         }
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
@@ -344,10 +389,31 @@ mod tests {
     fn every_message_roundtrips() {
         let msgs = vec![
             Message::Hello(Hello { client: "c".into() }),
-            Message::HelloOk(HelloOk { node_id: 1, shard: 0, shard_count: 2, shard_ports: vec![1, 2] }),
-            Message::AppendAck(AppendAck { log_id: 1, segment: 2, durable_len: 3 }),
-            Message::Watermark(Watermark { log_id: 1, segment: 2, epoch: 3, commit: 4 }),
-            Message::Read(Read { log_id: 1, segment: 2, from_offset: 3, limit: u64::MAX, max_bytes: 10, wait_ms: 5 }),
+            Message::HelloOk(HelloOk {
+                node_id: 1,
+                shard: 0,
+                shard_count: 2,
+                shard_ports: vec![1, 2],
+            }),
+            Message::AppendAck(AppendAck {
+                log_id: 1,
+                segment: 2,
+                durable_len: 3,
+            }),
+            Message::Watermark(Watermark {
+                log_id: 1,
+                segment: 2,
+                epoch: 3,
+                commit: 4,
+            }),
+            Message::Read(Read {
+                log_id: 1,
+                segment: 2,
+                from_offset: 3,
+                limit: u64::MAX,
+                max_bytes: 10,
+                wait_ms: 5,
+            }),
             Message::ReadResponse(ReadResponse {
                 log_id: 1,
                 segment: 2,
@@ -357,11 +423,37 @@ mod tests {
                 sealed_len: Some(4),
                 records: vec![],
             }),
-            Message::Seal(Seal { log_id: 1, segment: 2, epoch: 3, len: 4 }),
-            Message::SealAck(SealAck { log_id: 1, segment: 2, len: 4 }),
-            Message::Fence(Fence { log_id: 1, segment: 2, epoch: 3 }),
-            Message::FenceAck(FenceAck { log_id: 1, segment: 2, epoch: 3, durable_len: 4, watermark: 2, sealed_len: None }),
-            Message::ErrorMsg(ErrorMsg { code: ErrorCode::Gap, log_id: 1, segment: 2, value: 3, message: "gap".into() }),
+            Message::Seal(Seal {
+                log_id: 1,
+                segment: 2,
+                epoch: 3,
+                len: 4,
+            }),
+            Message::SealAck(SealAck {
+                log_id: 1,
+                segment: 2,
+                len: 4,
+            }),
+            Message::Fence(Fence {
+                log_id: 1,
+                segment: 2,
+                epoch: 3,
+            }),
+            Message::FenceAck(FenceAck {
+                log_id: 1,
+                segment: 2,
+                epoch: 3,
+                durable_len: 4,
+                watermark: 2,
+                sealed_len: None,
+            }),
+            Message::ErrorMsg(ErrorMsg {
+                code: ErrorCode::Gap,
+                log_id: 1,
+                segment: 2,
+                value: 3,
+                message: "gap".into(),
+            }),
             Message::MetaCasLog(MetaCasLog {
                 log_id: 1,
                 expected_version: 0,
@@ -369,12 +461,24 @@ mod tests {
                     log_id: 1,
                     epoch: 1,
                     trim_seq: 0,
-                    segments: vec![SegmentMeta { id: 0, replicas: vec![1, 2, 3], first_seq: 0, epoch: 1, sealed_len: None }],
+                    segments: vec![SegmentMeta {
+                        id: 0,
+                        replicas: vec![1, 2, 3],
+                        first_seq: 0,
+                        epoch: 1,
+                        sealed_len: None,
+                    }],
                 },
             }),
             Message::MetaNodes(MetaNodes {
                 nodes: vec![NodeStatus {
-                    info: NodeInfo { node_id: 1, host: "127.0.0.1".into(), shard_ports: vec![7000], zone: "z".into(), capacity_bytes: 0 },
+                    info: NodeInfo {
+                        node_id: 1,
+                        host: "127.0.0.1".into(),
+                        shard_ports: vec![7000],
+                        zone: "z".into(),
+                        capacity_bytes: 0,
+                    },
                     alive: true,
                     lease_remaining_ms: 10,
                 }],

@@ -19,7 +19,10 @@ pub enum WireError {
     #[error("reserved field is {0:#x}, expected 0")]
     Reserved(u32),
     #[error("payload of kind {kind:?} failed validation: {reason}")]
-    Invalid { kind: crate::frame::Kind, reason: String },
+    Invalid {
+        kind: crate::frame::Kind,
+        reason: String,
+    },
     #[error("frame kind {found:?} where {expected:?} was expected")]
     UnexpectedKind {
         found: crate::frame::Kind,

@@ -19,7 +19,7 @@ use crate::limits::FRAME_PAYLOAD_BYTES_MAX;
 pub const FRAME_MAGIC: u16 = 0x4C54;
 pub const FRAME_VERSION: u8 = 1;
 pub const FRAME_HEADER_BYTES: usize = 24;
-const _: () = assert!(FRAME_HEADER_BYTES % 8 == 0);
+const _: () = assert!(FRAME_HEADER_BYTES.is_multiple_of(8));
 
 macro_rules! kinds {
     ($($name:ident = $code:expr,)*) => {
@@ -147,7 +147,10 @@ impl FrameHeader {
 
     /// Builds the header for `payload`, crc included.
     pub fn for_payload(kind: Kind, request_id: u64, payload: &[u8]) -> FrameHeader {
-        assert!(payload.len() <= FRAME_PAYLOAD_BYTES_MAX as usize, "payload over the frame limit");
+        assert!(
+            payload.len() <= FRAME_PAYLOAD_BYTES_MAX as usize,
+            "payload over the frame limit"
+        );
         let mut header = FrameHeader {
             kind,
             payload_len: payload.len() as u32,
@@ -194,28 +197,46 @@ mod tests {
         let parsed = FrameHeader::parse(&bytes).expect("valid header");
         assert_eq!(parsed, h);
         parsed.verify(payload).expect("crc matches");
-        assert!(matches!(parsed.verify(b"hellp"), Err(WireError::CrcMismatch { .. })));
+        assert!(matches!(
+            parsed.verify(b"hellp"),
+            Err(WireError::CrcMismatch { .. })
+        ));
     }
 
     #[test]
     fn refuses_bad_headers() {
         let h = FrameHeader::for_payload(Kind::Read, 1, b"").to_bytes();
-        assert!(matches!(FrameHeader::parse(&h[..10]), Err(WireError::Truncated { .. })));
+        assert!(matches!(
+            FrameHeader::parse(&h[..10]),
+            Err(WireError::Truncated { .. })
+        ));
         let mut bad = h;
         bad[0] ^= 1;
-        assert!(matches!(FrameHeader::parse(&bad), Err(WireError::BadMagic { .. })));
+        assert!(matches!(
+            FrameHeader::parse(&bad),
+            Err(WireError::BadMagic { .. })
+        ));
         let mut bad = h;
         bad[2] = 9;
-        assert_eq!(FrameHeader::parse(&bad), Err(WireError::UnsupportedVersion(9)));
+        assert_eq!(
+            FrameHeader::parse(&bad),
+            Err(WireError::UnsupportedVersion(9))
+        );
         let mut bad = h;
         bad[3] = 200;
         assert_eq!(FrameHeader::parse(&bad), Err(WireError::UnknownKind(200)));
         let mut bad = h;
         bad[4..8].copy_from_slice(&(FRAME_PAYLOAD_BYTES_MAX + 1).to_le_bytes());
-        assert!(matches!(FrameHeader::parse(&bad), Err(WireError::Oversized { .. })));
+        assert!(matches!(
+            FrameHeader::parse(&bad),
+            Err(WireError::Oversized { .. })
+        ));
         let mut bad = h;
         bad[20] = 1;
-        assert!(matches!(FrameHeader::parse(&bad), Err(WireError::Reserved(1))));
+        assert!(matches!(
+            FrameHeader::parse(&bad),
+            Err(WireError::Reserved(1))
+        ));
     }
 
     #[test]

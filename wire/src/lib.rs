@@ -21,6 +21,8 @@ pub mod message;
 pub mod meta;
 pub mod record;
 
-pub use codec::{access, decode, encode, Message, WireMessage};
+pub use codec::{
+    access, decode, decode_payload, encode, encode_payload, frame, Message, WireMessage,
+};
 pub use error::WireError;
 pub use frame::{FrameHeader, Kind, FRAME_HEADER_BYTES};

@@ -168,7 +168,11 @@ pub struct ErrorMsg {
 pub fn shard_of(log_id: u64, segment: u64, shard_count: u32) -> u32 {
     assert!(shard_count > 0, "a node has at least one shard");
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in log_id.to_le_bytes().iter().chain(segment.to_le_bytes().iter()) {
+    for b in log_id
+        .to_le_bytes()
+        .iter()
+        .chain(segment.to_le_bytes().iter())
+    {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }

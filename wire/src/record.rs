@@ -51,8 +51,17 @@ impl RecordHeader {
 
 /// Appends one record to `out`. The payload crc is the producer's, carried
 /// end to end; the caller has checked it against the payload already.
-pub fn encode_record(out: &mut Vec<u8>, offset: u64, commit: u64, payload_crc: u32, payload: &[u8]) {
-    assert!(payload.len() <= ENTRY_BYTES_MAX as usize, "entry over the limit");
+pub fn encode_record(
+    out: &mut Vec<u8>,
+    offset: u64,
+    commit: u64,
+    payload_crc: u32,
+    payload: &[u8],
+) {
+    assert!(
+        payload.len() <= ENTRY_BYTES_MAX as usize,
+        "entry over the limit"
+    );
     let header = RecordHeader {
         payload_len: payload.len() as u32,
         offset,
@@ -67,7 +76,10 @@ pub fn encode_record(out: &mut Vec<u8>, offset: u64, commit: u64, payload_crc: u
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed<'a> {
     /// A whole, valid record.
-    Record { header: RecordHeader, payload: &'a [u8] },
+    Record {
+        header: RecordHeader,
+        payload: &'a [u8],
+    },
     /// Zeroes where a header would start: the clean end of the data.
     End,
 }
@@ -139,7 +151,11 @@ pub fn parse_record(bytes: &[u8], offset: u64) -> Result<Parsed<'_>, WireError> 
 
 /// Iterates the records of a read response: `count` records from
 /// `first_offset`, every one valid, nothing left over.
-pub fn parse_records(bytes: &[u8], first_offset: u64, count: u32) -> Result<Vec<(u64, &[u8])>, WireError> {
+pub fn parse_records(
+    bytes: &[u8],
+    first_offset: u64,
+    count: u32,
+) -> Result<Vec<(u64, &[u8])>, WireError> {
     let mut out = Vec::with_capacity(count as usize);
     let mut at = 0usize;
     for i in 0..u64::from(count) {
@@ -192,13 +208,22 @@ mod tests {
         for i in 0..good.len() {
             let mut bad = good.clone();
             bad[i] ^= 0x40;
-            assert!(parse_record(&bad, 0).is_err(), "flip at byte {i} not caught");
+            assert!(
+                parse_record(&bad, 0).is_err(),
+                "flip at byte {i} not caught"
+            );
         }
         assert!(parse_record(&good[..good.len() - 1], 0).is_err());
         assert!(parse_record(&good, 1).is_err(), "wrong offset accepted");
-        assert!(parse_records(&good, 0, 2).is_err(), "count past the data accepted");
+        assert!(
+            parse_records(&good, 0, 2).is_err(),
+            "count past the data accepted"
+        );
         let mut extra = good.clone();
         extra.push(0);
-        assert!(parse_records(&extra, 0, 1).is_err(), "trailing bytes accepted");
+        assert!(
+            parse_records(&extra, 0, 1).is_err(),
+            "trailing bytes accepted"
+        );
     }
 }

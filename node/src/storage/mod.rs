@@ -1,1 +1,241 @@
-//! Storage: segment files on direct I/O.
+//! Storage: the segment replicas of one shard, in files on direct I/O.
+//!
+//! Why it looks the way it does:
+//!
+//! - **One data file and one control file per segment replica.** The data
+//!   file (`<log_id:016x>-<segment:016x>.seg`) holds a 4 KiB header block
+//!   ([`SegmentHeader`]) and then the records, packed with no padding, in
+//!   the layout of [`trilog_wire::record`], so a read sends file bytes as
+//!   they are. The control file (`.ctl`, [`CtlState`]) holds the little
+//!   state that must survive a crash beside the data: the fence epoch, the
+//!   seal and the watermark.
+//!   Deleting a trimmed segment is an unlink of both: the space comes back
+//!   at once, with no compaction.
+//! - **Direct I/O in whole blocks.** Every write is a whole number of
+//!   [`BLOCK_BYTES`] blocks at an aligned position. The partial block at the
+//!   end of the data is kept in memory and rewritten, with the new records
+//!   after it, by the next flush.
+//! - **Group commit.** Records are staged in memory (the one copy out of the
+//!   receive buffer, straight into an aligned buffer); one flush writes all
+//!   of them in a single write and makes them durable with a single
+//!   fdatasync, and only then may they be acknowledged.
+//! - **No borrow across an `.await`.** A [`SegmentFile`] lives in an
+//!   `Rc<RefCell<_>>` on a single-threaded glommio executor, where many tasks
+//!   use it at once. Every operation that does I/O is therefore split in
+//!   three:
+//!
+//!   1. a synchronous *begin* step on `&mut SegmentFile` (or `&SegmentFile`
+//!      for reads) that takes what the I/O needs — an `Rc<DmaFile>`, an
+//!      aligned buffer, positions — into a job value;
+//!   2. an async `run(self)` on the job, which borrows nothing from the
+//!      segment, so the `RefCell` is free while the disk works;
+//!   3. a synchronous *complete* step on `&mut SegmentFile` that applies the
+//!      outcome (success or failure) to the in-memory state.
+//!
+//!   | begin                            | run                                   | complete                            |
+//!   |----------------------------------|---------------------------------------|-------------------------------------|
+//!   | [`SegmentFile::begin_flush`]     | [`FlushJob::run`] -> [`FlushDone`]    | [`SegmentFile::complete_flush`]     |
+//!   | [`SegmentFile::read_plan`]       | [`ReadPlan::run`] -> `(count, bytes)` | nothing to apply                    |
+//!   | [`SegmentFile::begin_ctl_write`] | [`CtlWrite::run`] -> `()`             | [`SegmentFile::complete_ctl_write`] |
+//!
+//!   A job that fails (or is dropped unfinished) needs no complete step: it
+//!   tells the segment itself, through a cell they share, so a caller
+//!   cannot leave the segment believing a failed write is still running.
+//!   Only one flush and one control write per segment may be in flight;
+//!   beginning a second panics.
+//!   Creating, recovering and removing a segment are plain async functions:
+//!   nobody else holds the segment while they run.
+//! - **Recovery** ([`recover_dir`]) scans each data file up to its first bad
+//!   record (a torn write), rebuilds the in-memory index, applies the seal
+//!   recorded in the control file and zeroes what lies past the recovered
+//!   end, so a later crash can never resurrect stale bytes.
+//!
+//! Every executor thread must settle glommio's polled-I/O probe for the
+//! storage device before it opens any file there with direct I/O
+//! ([`avoid_poll_probe_trap`]). Every direct open of this module does it
+//! first, once per thread and device, so storage cannot get it wrong;
+//! other code opening direct files on that device must call it too.
+
+mod ctl;
+mod direct_file;
+mod error;
+mod flush;
+mod header;
+mod probe;
+mod read;
+mod recover;
+mod scan;
+mod segment;
+mod staging;
+#[cfg(test)]
+mod test_support;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use ctl::{CtlError, CtlState, CtlWrite, CTL_FILE_BYTES, CTL_SLOT_BYTES};
+pub use error::StorageError;
+pub use flush::{FlushDone, FlushJob};
+pub use header::{HeaderError, SegmentHeader, SEGMENT_MAGIC, SEGMENT_VERSION};
+pub use probe::avoid_poll_probe_trap;
+pub use read::ReadPlan;
+pub use recover::{recover_dir, Recovered};
+pub use scan::ScanStop;
+pub use segment::SegmentFile;
+
+use trilog_wire::limits::{ENTRY_BYTES_MAX, READ_BYTES_MAX};
+use trilog_wire::record::RECORD_HEADER_BYTES;
+
+/// The unit of every write and of every read position: one filesystem
+/// block. Direct I/O needs at least the device's logical block size (512 or
+/// 4096); 4096 covers both.
+pub const BLOCK_BYTES: u64 = 4096;
+
+/// The header block at the start of each data file; records start after it.
+pub const SEGMENT_HEADER_BYTES: u64 = 4096;
+
+/// Preallocation step of a data file. A flush that would write past the
+/// allocated end first extends the allocation by whole chunks, so most
+/// flushes overwrite allocated blocks and fdatasync does not have to
+/// allocate.
+pub const PREALLOC_CHUNK_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Size of each read while recovery scans a data file.
+pub const SCAN_CHUNK_BYTES: u64 = 1024 * 1024;
+
+/// First capacity of a segment's staging buffer; it doubles as needed.
+pub const STAGE_BYTES_INITIAL: u64 = 64 * 1024;
+
+const _: () = assert!(BLOCK_BYTES.is_power_of_two());
+const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(BLOCK_BYTES));
+const _: () = assert!(PREALLOC_CHUNK_BYTES.is_multiple_of(BLOCK_BYTES));
+const _: () = assert!(PREALLOC_CHUNK_BYTES >= SEGMENT_HEADER_BYTES + BLOCK_BYTES);
+const _: () = assert!(SCAN_CHUNK_BYTES.is_multiple_of(BLOCK_BYTES));
+const _: () = assert!(SCAN_CHUNK_BYTES >= RECORD_HEADER_BYTES as u64);
+const _: () = assert!(STAGE_BYTES_INITIAL.is_multiple_of(BLOCK_BYTES));
+// A read of the largest record alone, with its aligned cover, is bounded.
+const _: () = assert!(ENTRY_BYTES_MAX as u64 + RECORD_HEADER_BYTES as u64 <= READ_BYTES_MAX as u64);
+// Positions are u64 and buffers are indexed by usize: this code assumes a
+// 64-bit target.
+const _: () = assert!(usize::BITS >= 64);
+
+/// The name of one segment replica on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SegmentKey {
+    pub log_id: u64,
+    pub segment: u64,
+}
+
+/// Suffix of a data file.
+pub const DATA_SUFFIX: &str = ".seg";
+/// Suffix of a control file.
+pub const CTL_SUFFIX: &str = ".ctl";
+/// Suffix of a data file being created; renamed to [`DATA_SUFFIX`] once its
+/// header is durable, so a `.seg` file always has a valid header.
+pub const CREATING_SUFFIX: &str = ".seg.creating";
+
+/// Hex digits of each number in a file name.
+const NAME_HEX_DIGITS: usize = 16;
+
+impl SegmentKey {
+    fn stem(&self) -> String {
+        format!("{:016x}-{:016x}", self.log_id, self.segment)
+    }
+
+    /// `<dir>/<log_id:016x>-<segment:016x>.seg`
+    pub fn data_path(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}{DATA_SUFFIX}", self.stem()))
+    }
+
+    /// `<dir>/<log_id:016x>-<segment:016x>.ctl`
+    pub fn ctl_path(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}{CTL_SUFFIX}", self.stem()))
+    }
+
+    /// Where [`SegmentFile::create`] builds the data file before renaming it.
+    pub fn creating_path(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}{CREATING_SUFFIX}", self.stem()))
+    }
+
+    /// The key of a file name `<16 hex>-<16 hex><suffix>`; `None` for any
+    /// other name (lower-case hex only, as written by this module).
+    pub fn parse_file_name(name: &str, suffix: &str) -> Option<SegmentKey> {
+        let stem = name.strip_suffix(suffix)?;
+        let (log, seg) = stem.split_once('-')?;
+        let hex = |s: &str| {
+            let ok = s.len() == NAME_HEX_DIGITS
+                && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            if ok {
+                u64::from_str_radix(s, 16).ok()
+            } else {
+                None
+            }
+        };
+        Some(SegmentKey {
+            log_id: hex(log)?,
+            segment: hex(seg)?,
+        })
+    }
+}
+
+impl fmt::Display for SegmentKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "log {:016x} segment {}", self.log_id, self.segment)
+    }
+}
+
+/// `pos` rounded down to a block boundary.
+pub(crate) const fn align_down(pos: u64) -> u64 {
+    pos & !(BLOCK_BYTES - 1)
+}
+
+/// `pos` rounded up to a block boundary.
+pub(crate) const fn align_up(pos: u64) -> u64 {
+    align_down(pos + (BLOCK_BYTES - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_roundtrip() {
+        let key = SegmentKey {
+            log_id: 0xabc,
+            segment: 7,
+        };
+        let dir = Path::new("/d");
+        let data = key.data_path(dir);
+        assert_eq!(data, Path::new("/d/0000000000000abc-0000000000000007.seg"));
+        assert_eq!(
+            key.ctl_path(dir),
+            Path::new("/d/0000000000000abc-0000000000000007.ctl")
+        );
+        let name = data
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("utf-8 name");
+        assert_eq!(SegmentKey::parse_file_name(name, DATA_SUFFIX), Some(key));
+        assert_eq!(SegmentKey::parse_file_name(name, CTL_SUFFIX), None);
+        for bad in [
+            "0000000000000abc-0000000000000007.seg.creating",
+            "0000000000000ABC-0000000000000007.seg",
+            "abc-7.seg",
+            "0000000000000abc_0000000000000007.seg",
+            "+000000000000abc-0000000000000007.seg",
+            ".trilog-probe-1-2",
+        ] {
+            assert_eq!(SegmentKey::parse_file_name(bad, DATA_SUFFIX), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn alignment() {
+        assert_eq!(align_down(4095), 0);
+        assert_eq!(align_down(4096), 4096);
+        assert_eq!(align_up(0), 0);
+        assert_eq!(align_up(1), 4096);
+        assert_eq!(align_up(4096), 4096);
+        assert_eq!(align_up(4097), 8192);
+    }
+}

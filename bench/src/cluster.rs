@@ -1,0 +1,263 @@
+//! A local cluster of real node processes on loopback, for the quickstart,
+//! the benchmarks and the integration tests. Each node is this very binary
+//! (or `trilog-node`) run as a separate process with its own data
+//! directory; node 1 also serves the embedded metadata store.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use trilog_client::{ConnPool, EmbeddedMeta, MetaStore};
+
+/// How a node process is started: a program and the arguments before the
+/// node's own (`trilog-bench node ...` or `trilog-node ...`).
+#[derive(Debug, Clone)]
+pub struct NodeCommand {
+    pub program: PathBuf,
+    pub prefix: Vec<String>,
+}
+
+impl NodeCommand {
+    /// This executable's hidden `node` subcommand.
+    pub fn this_exe() -> std::io::Result<NodeCommand> {
+        Ok(NodeCommand {
+            program: std::env::current_exe()?,
+            prefix: vec!["node".into()],
+        })
+    }
+}
+
+/// Why the cluster could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("node {node}: {why}")]
+    Node { node: u64, why: String },
+    #[error("timed out after {ms} ms waiting for {what}")]
+    Timeout { what: String, ms: u64 },
+    #[error("client: {0}")]
+    Client(#[from] trilog_client::ClientError),
+    #[error("metadata: {0}")]
+    Meta(#[from] trilog_client::meta::MetaError),
+}
+
+/// One node process.
+#[derive(Debug)]
+pub struct NodeProc {
+    pub id: u64,
+    pub port: u16,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl NodeProc {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// A running cluster. Dropping it kills every node.
+#[derive(Debug)]
+pub struct Cluster {
+    pub dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    pub meta_addr: SocketAddr,
+    pub nodes: Vec<NodeProc>,
+    cmd: NodeCommand,
+    pub lease_ms: u64,
+}
+
+/// Picks a free loopback port. The kernel may hand it out again before the
+/// node binds it; the nodes bind with SO_REUSEADDR and the window is tiny.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Cluster {
+    /// Starts `n` nodes in a new temporary directory (or under `root` if
+    /// given) and waits until all are registered.
+    pub async fn start(
+        n: usize,
+        cmd: NodeCommand,
+        root: Option<&Path>,
+    ) -> Result<Cluster, ClusterError> {
+        let temp = match root {
+            Some(r) => {
+                std::fs::create_dir_all(r)?;
+                tempfile::Builder::new().prefix("trilog-").tempdir_in(r)?
+            }
+            None => tempfile::Builder::new()
+                .prefix("trilog-")
+                .tempdir_in(default_root())?,
+        };
+        let dir = temp.path().to_path_buf();
+        let meta_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let mut cluster = Cluster {
+            dir,
+            _temp: Some(temp),
+            meta_addr,
+            nodes: Vec::new(),
+            cmd,
+            lease_ms: 1_000,
+        };
+        for i in 1..=n as u64 {
+            let port = free_port()?;
+            let dir = cluster.dir.join(format!("node-{i}"));
+            let log = cluster.dir.join(format!("node-{i}.log"));
+            cluster.nodes.push(NodeProc {
+                id: i,
+                port,
+                dir,
+                log,
+                child: None,
+            });
+            cluster.spawn(i)?;
+        }
+        cluster.wait_alive(n, Duration::from_secs(20)).await?;
+        Ok(cluster)
+    }
+
+    fn index(&self, id: u64) -> Result<usize, ClusterError> {
+        self.nodes
+            .iter()
+            .position(|n| n.id == id)
+            .ok_or(ClusterError::Node {
+                node: id,
+                why: "no such node".into(),
+            })
+    }
+
+    /// Starts (or restarts) node `id` and waits for its ready line.
+    pub fn spawn(&mut self, id: u64) -> Result<(), ClusterError> {
+        let i = self.index(id)?;
+        let meta = self.meta_addr.to_string();
+        let node = &mut self.nodes[i];
+        if node.child.is_some() {
+            return Err(ClusterError::Node {
+                node: id,
+                why: "already running".into(),
+            });
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)?;
+        let mut c = Command::new(&self.cmd.program);
+        c.args(&self.cmd.prefix)
+            .args(["--node-id", &id.to_string()])
+            .arg("--data-dir")
+            .arg(&node.dir)
+            .args(["--port", &node.port.to_string()])
+            .args(["--meta", &meta])
+            .args(["--lease-ms", &self.lease_ms.to_string()]);
+        if id == 1 {
+            c.args(["--serve-meta", &meta]);
+        }
+        let mut child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .stdin(Stdio::null())
+            .spawn()?;
+        let Some(stdout) = child.stdout.take() else {
+            return Err(ClusterError::Node {
+                node: id,
+                why: "no stdout".into(),
+            });
+        };
+        // The ready line comes once every shard recovered and listens.
+        let mut line = String::new();
+        let read = BufReader::new(stdout).read_line(&mut line);
+        if read.is_err() || !line.starts_with("trilog-node ready") {
+            let _ = child.kill();
+            let _ = child.wait();
+            let tail = std::fs::read_to_string(&node.log).unwrap_or_default();
+            return Err(ClusterError::Node {
+                node: id,
+                why: format!("did not start: {}", tail.lines().last().unwrap_or("")),
+            });
+        }
+        node.child = Some(child);
+        Ok(())
+    }
+
+    /// kill -9 of node `id`.
+    pub fn kill(&mut self, id: u64) -> Result<(), ClusterError> {
+        let i = self.index(id)?;
+        if let Some(mut c) = self.nodes[i].child.take() {
+            c.kill()?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Sends `signal` (SIGSTOP, SIGCONT) to node `id`.
+    pub fn signal(&self, id: u64, signal: i32) -> Result<(), ClusterError> {
+        let i = self.index(id)?;
+        if let Some(pid) = self.nodes[i].pid() {
+            // SAFETY: kill(2) on a pid we spawned and have not reaped.
+            let rc = unsafe { libc::kill(pid as i32, signal) };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error().into());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn meta(&self) -> Arc<dyn MetaStore> {
+        Arc::new(EmbeddedMeta::new(self.meta_addr))
+    }
+
+    pub fn pool(&self) -> ConnPool {
+        ConnPool::new(self.meta())
+    }
+
+    /// Waits until `n` nodes hold live registrations.
+    pub async fn wait_alive(&self, n: usize, timeout: Duration) -> Result<(), ClusterError> {
+        let meta = self.meta();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(nodes) = meta.list_nodes(false).await {
+                if nodes.iter().filter(|s| s.alive).count() >= n {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(ClusterError::Timeout {
+                    what: format!("{n} live nodes"),
+                    ms: timeout.as_millis() as u64,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// Where clusters live by default: a directory on the real disk (O_DIRECT
+/// does not work on tmpfs), under the system temp dir unless
+/// `TRILOG_TEST_DIR` says otherwise.
+pub fn default_root() -> PathBuf {
+    match std::env::var_os("TRILOG_TEST_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => std::env::temp_dir(),
+    }
+}

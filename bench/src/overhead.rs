@@ -1,0 +1,97 @@
+//! How much latency a node adds to one append over the bare disk: a 4 KiB
+//! O_DIRECT write plus fdatasync, against one 4 KiB append to a single node
+//! over loopback (frame, crc, replica state machine, group commit, ack),
+//! both at queue depth 1 on the same disk.
+
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use trilog_client::conn::NodeConn;
+use trilog_wire::message::{Append, Entry};
+use trilog_wire::Message;
+
+use crate::cluster::{Cluster, ClusterError, NodeCommand};
+use crate::latency::{new_histogram, record};
+
+const BLOCK: usize = 4096;
+
+/// 4 KiB direct writes then fdatasync, `n` times, sequentially into a
+/// preallocated file in `dir`.
+pub fn bare_write_fdatasync(dir: &Path, n: usize) -> std::io::Result<Histogram<u64>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("bare-direct.dat");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)?;
+    let fd = file.as_raw_fd();
+    let size = (n * BLOCK) as i64;
+    // SAFETY: plain syscalls on a file descriptor we own.
+    if unsafe { libc::fallocate(fd, 0, 0, size) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let layout =
+        std::alloc::Layout::from_size_align(BLOCK, BLOCK).map_err(std::io::Error::other)?;
+    // SAFETY: the layout has a non-zero size; freed below.
+    let buf = unsafe { std::alloc::alloc_zeroed(layout) };
+    if buf.is_null() {
+        return Err(std::io::Error::other("out of memory"));
+    }
+    let mut h = new_histogram();
+    let mut result = Ok(());
+    for i in 0..n {
+        // SAFETY: `buf` is BLOCK bytes, aligned to BLOCK.
+        unsafe { *buf.add(i % BLOCK) = i as u8 };
+        let t0 = Instant::now();
+        // SAFETY: as above; the offset is block aligned and inside the file.
+        let w = unsafe { libc::pwrite(fd, buf as *const libc::c_void, BLOCK, (i * BLOCK) as i64) };
+        if w != BLOCK as isize || unsafe { libc::fdatasync(fd) } != 0 {
+            result = Err(std::io::Error::last_os_error());
+            break;
+        }
+        record(&mut h, t0.elapsed().as_micros() as u64);
+    }
+    // SAFETY: allocated above with the same layout.
+    unsafe { std::alloc::dealloc(buf, layout) };
+    let _ = std::fs::remove_file(&path);
+    result.map(|()| h)
+}
+
+/// One node; 4 KiB appends one at a time to one segment on it.
+pub async fn node_append(n: usize) -> Result<(Histogram<u64>, Cluster), ClusterError> {
+    let cluster = Cluster::start(1, NodeCommand::this_exe()?, None).await?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], cluster.nodes[0].port));
+    let conn = NodeConn::connect(addr)
+        .await
+        .map_err(trilog_client::ClientError::from)?;
+    let mut h = new_histogram();
+    let payload = vec![0x5au8; BLOCK];
+    for i in 0..n as u64 {
+        let append = Append {
+            log_id: 999,
+            segment: 0,
+            epoch: 1,
+            first_seq: 0,
+            first_offset: i,
+            commit: i,
+            entries: vec![Entry::new(payload.clone())],
+        };
+        let t0 = Instant::now();
+        match conn.request(&append, Duration::from_secs(5)).await {
+            Ok(Message::AppendAck(a)) if a.durable_len == i + 1 => {}
+            other => {
+                return Err(ClusterError::Node {
+                    node: 1,
+                    why: format!("append {i}: {other:?}"),
+                })
+            }
+        }
+        record(&mut h, t0.elapsed().as_micros() as u64);
+    }
+    Ok((h, cluster))
+}

@@ -1,0 +1,181 @@
+//! The `trilog` command line: append to, read, tail and inspect logs.
+
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use trilog_client::{
+    ClientError, ConnPool, Consumer, EmbeddedMeta, MetaStore, Producer, ProducerOptions,
+};
+
+#[derive(Debug, Parser)]
+#[command(name = "trilog", version, about = "Append to and read trilog logs")]
+struct Cli {
+    /// Address of the metadata store.
+    #[arg(long, env = "TRILOG_META", default_value = "127.0.0.1:7300")]
+    meta: SocketAddr,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Append the arguments (or, with none, each line of stdin) as entries;
+    /// prints each entry's seq once it is committed.
+    Append {
+        #[arg(long, default_value_t = 1)]
+        log: u64,
+        entries: Vec<String>,
+    },
+    /// Print entries from a seq on, then stop.
+    Read {
+        #[arg(long, default_value_t = 1)]
+        log: u64,
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// How many entries at most.
+        #[arg(long, default_value_t = u64::MAX)]
+        count: u64,
+    },
+    /// Print entries from a seq on, and keep following the log.
+    Tail {
+        #[arg(long, default_value_t = 1)]
+        log: u64,
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+    },
+    /// Show the nodes, logs, segments and their replicas.
+    Status,
+}
+
+fn main() -> ExitCode {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .try_init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("trilog: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("trilog: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn show(payload: &[u8]) -> String {
+    String::from_utf8_lossy(payload).into_owned()
+}
+
+async fn run(cli: Cli) -> Result<(), ClientError> {
+    let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedMeta::new(cli.meta));
+    let pool = ConnPool::new(meta.clone());
+    match cli.cmd {
+        Cmd::Append { log, entries } => {
+            let producer = Producer::open(pool, log, ProducerOptions::default()).await?;
+            let lines: Vec<Vec<u8>> = if entries.is_empty() {
+                std::io::stdin()
+                    .lock()
+                    .lines()
+                    .map_while(Result::ok)
+                    .map(String::into_bytes)
+                    .collect()
+            } else {
+                entries.into_iter().map(String::into_bytes).collect()
+            };
+            let mut pending = Vec::with_capacity(lines.len());
+            for l in lines {
+                pending.push(producer.submit(l).await.map_err(|e| ClientError::Log {
+                    log_id: log,
+                    why: e.to_string(),
+                })?);
+            }
+            for p in pending {
+                let seq = p.await.map_err(|e| ClientError::Log {
+                    log_id: log,
+                    why: e.to_string(),
+                })?;
+                println!("{seq}");
+            }
+            producer.close().await
+        }
+        Cmd::Read { log, from, count } => {
+            let mut c = Consumer::open(pool, log, from).await?;
+            let end = match meta.get_log(log).await?.record {
+                Some(r) => trilog_protocol::metadata::end_of_sealed(&r),
+                None => 0,
+            };
+            let mut printed = 0u64;
+            let mut out = std::io::stdout().lock();
+            while printed < count && c.position() < end {
+                for r in c.next_batch(Duration::from_secs(2)).await? {
+                    if printed == count {
+                        break;
+                    }
+                    let _ = writeln!(out, "{}\t{}", r.seq, show(&r.payload));
+                    printed += 1;
+                }
+            }
+            Ok(())
+        }
+        Cmd::Tail { log, from } => {
+            let mut c = Consumer::open(pool, log, from).await?;
+            loop {
+                let batch = c.next_batch(Duration::from_secs(5)).await?;
+                let mut out = std::io::stdout().lock();
+                for r in batch {
+                    let _ = writeln!(out, "{}\t{}", r.seq, show(&r.payload));
+                }
+                let _ = out.flush();
+            }
+        }
+        Cmd::Status => status(&*meta).await,
+    }
+}
+
+async fn status(meta: &dyn MetaStore) -> Result<(), ClientError> {
+    let nodes = meta.list_nodes(true).await?;
+    println!("nodes: {}", nodes.len());
+    for n in &nodes {
+        println!(
+            "  node {:>4}  {:<15} ports {:?}  {}  lease {} ms",
+            n.info.node_id,
+            n.info.host,
+            n.info.shard_ports,
+            if n.alive { "alive" } else { "DEAD " },
+            n.lease_remaining_ms
+        );
+    }
+    let logs = meta.list_logs().await?;
+    println!("logs: {}", logs.len());
+    for log_id in logs {
+        let v = meta.get_log(log_id).await?;
+        let Some(r) = v.record else { continue };
+        println!(
+            "  log {log_id}  epoch {}  version {}  trim {}",
+            r.epoch, v.version, r.trim_seq
+        );
+        for s in &r.segments {
+            let state = match s.sealed_len {
+                Some(len) => format!("sealed len {len}"),
+                None => "open".to_string(),
+            };
+            println!(
+                "    segment {:>4}  seqs from {:>10}  epoch {}  {:<18} replicas {:?}",
+                s.id, s.first_seq, s.epoch, state, s.replicas
+            );
+        }
+    }
+    Ok(())
+}

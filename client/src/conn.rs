@@ -1,0 +1,288 @@
+//! A connection to one shard of a log node: requests go out through one
+//! writer task, answers come back through one reader task and are routed by
+//! request id, so any number of requests can be in flight (pipelining).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use trilog_wire::message::{Hello, HelloOk};
+use trilog_wire::{Message, WireMessage};
+
+use crate::error::ConnError;
+use crate::framing::read_message;
+
+/// How long a connect plus handshake may take.
+pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
+
+/// An answer, or why none will come.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Msg(Message),
+    Lost(ConnError),
+}
+
+/// Where the answer to a request goes.
+enum Route {
+    Once(oneshot::Sender<Reply>),
+    /// Into a shared channel, tagged, for a driver that has many requests
+    /// in flight (the producer).
+    Tagged(mpsc::UnboundedSender<(u64, Reply)>, u64),
+}
+
+impl Route {
+    fn deliver(self, reply: Reply) {
+        match self {
+            Route::Once(tx) => {
+                let _ = tx.send(reply);
+            }
+            Route::Tagged(tx, tag) => {
+                let _ = tx.send((tag, reply));
+            }
+        }
+    }
+}
+
+struct Inner {
+    addr: SocketAddr,
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Mutex<HashMap<u64, Route>>,
+    next_id: AtomicU64,
+    closed: AtomicBool,
+    hello: HelloOk,
+}
+
+impl Inner {
+    fn fail_all(&self, why: String) {
+        self.closed.store(true, Ordering::SeqCst);
+        let routes: Vec<Route> = match self.pending.lock() {
+            Ok(mut p) => p.drain().map(|(_, r)| r).collect(),
+            Err(_) => Vec::new(),
+        };
+        for r in routes {
+            r.deliver(Reply::Lost(ConnError::Closed {
+                addr: self.addr,
+                why: why.clone(),
+            }));
+        }
+    }
+}
+
+/// A shared handle on one connection.
+#[derive(Clone)]
+pub struct NodeConn {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for NodeConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "NodeConn({}, node {})",
+            self.inner.addr, self.inner.hello.node_id
+        )
+    }
+}
+
+impl NodeConn {
+    /// Connects and shakes hands.
+    pub async fn connect(addr: SocketAddr) -> Result<NodeConn, ConnError> {
+        let timeout = Duration::from_millis(CONNECT_TIMEOUT_MS);
+        let connect = async {
+            let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+            stream.set_nodelay(true).map_err(|e| e.to_string())?;
+            let hello = trilog_wire::encode(
+                0,
+                &Hello {
+                    client: "trilog-client".into(),
+                },
+            );
+            stream.write_all(&hello).await.map_err(|e| e.to_string())?;
+            match read_message(&mut stream).await.map_err(|e| e.to_string())? {
+                (_, Message::HelloOk(ok)) => Ok((stream, ok)),
+                (_, other) => Err(format!("handshake answered with {:?}", other.kind())),
+            }
+        };
+        let (stream, hello) = tokio::time::timeout(timeout, connect)
+            .await
+            .map_err(|_| ConnError::Timeout {
+                addr,
+                ms: CONNECT_TIMEOUT_MS,
+            })?
+            .map_err(|why| ConnError::Connect { addr, why })?;
+        let (mut rd, mut wr) = stream.into_split();
+        let (out, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let inner = Arc::new(Inner {
+            addr,
+            out,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
+            hello,
+        });
+        let writer_inner = inner.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            while let Some(first) = out_rx.recv().await {
+                buf.clear();
+                buf.extend_from_slice(&first);
+                // Coalesce whatever else is queued into one write.
+                while buf.len() < 1 << 20 {
+                    match out_rx.try_recv() {
+                        Ok(more) => buf.extend_from_slice(&more),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = wr.write_all(&buf).await {
+                    writer_inner.fail_all(format!("write: {e}"));
+                    return;
+                }
+            }
+        });
+        let reader_inner = inner.clone();
+        tokio::spawn(async move {
+            loop {
+                match read_message(&mut rd).await {
+                    Ok((rid, msg)) => {
+                        let route = match reader_inner.pending.lock() {
+                            Ok(mut p) => p.remove(&rid),
+                            Err(_) => None,
+                        };
+                        match route {
+                            Some(r) => r.deliver(Reply::Msg(msg)),
+                            None => log::debug!(
+                                "{addr}: answer to unknown request {rid}: {:?}",
+                                msg.kind()
+                            ),
+                        }
+                    }
+                    Err(e) => {
+                        reader_inner.fail_all(e.to_string());
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(NodeConn { inner })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    pub fn hello(&self) -> &HelloOk {
+        &self.inner.hello
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+
+    fn lost(&self, why: &str) -> ConnError {
+        ConnError::Closed {
+            addr: self.inner.addr,
+            why: why.into(),
+        }
+    }
+
+    fn register(&self, route: Route) -> Result<u64, ConnError> {
+        if self.is_closed() {
+            return Err(self.lost("closed earlier"));
+        }
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        match self.inner.pending.lock() {
+            Ok(mut p) => {
+                p.insert(id, route);
+            }
+            Err(_) => return Err(self.lost("poisoned")),
+        }
+        Ok(id)
+    }
+
+    fn send_frame(&self, id: u64, frame: Vec<u8>) -> Result<(), ConnError> {
+        if self.inner.out.send(frame).is_err() {
+            if let Ok(mut p) = self.inner.pending.lock() {
+                p.remove(&id);
+            }
+            return Err(self.lost("writer gone"));
+        }
+        Ok(())
+    }
+
+    /// Sends a request whose answer goes into `tx` tagged with `tag`.
+    pub fn send_tagged<T: WireMessage>(
+        &self,
+        msg: &T,
+        tx: &mpsc::UnboundedSender<(u64, Reply)>,
+        tag: u64,
+    ) -> Result<(), ConnError>
+    where
+        T::Archived: for<'a> rkyv::bytecheck::CheckBytes<
+                rkyv::api::high::HighValidator<'a, rkyv::rancor::BoxedError>,
+            > + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    {
+        let id = self.register(Route::Tagged(tx.clone(), tag))?;
+        self.send_frame(id, trilog_wire::encode(id, msg))
+    }
+
+    /// Sends an already serialized payload of `kind` whose answer goes into
+    /// `tx` tagged with `tag` (one payload, many replicas).
+    pub fn send_payload_tagged(
+        &self,
+        kind: trilog_wire::Kind,
+        payload: &[u8],
+        tx: &mpsc::UnboundedSender<(u64, Reply)>,
+        tag: u64,
+    ) -> Result<(), ConnError> {
+        let id = self.register(Route::Tagged(tx.clone(), tag))?;
+        self.send_frame(id, trilog_wire::frame(kind, id, payload))
+    }
+
+    /// Sends a message that has no answer.
+    pub fn send_oneway<T: WireMessage>(&self, msg: &T) -> Result<(), ConnError>
+    where
+        T::Archived: for<'a> rkyv::bytecheck::CheckBytes<
+                rkyv::api::high::HighValidator<'a, rkyv::rancor::BoxedError>,
+            > + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    {
+        if self.is_closed() {
+            return Err(self.lost("closed earlier"));
+        }
+        self.send_frame(0, trilog_wire::encode(0, msg))
+    }
+
+    /// Sends a request and waits for its answer, at most `timeout`.
+    pub async fn request<T: WireMessage>(
+        &self,
+        msg: &T,
+        timeout: Duration,
+    ) -> Result<Message, ConnError>
+    where
+        T::Archived: for<'a> rkyv::bytecheck::CheckBytes<
+                rkyv::api::high::HighValidator<'a, rkyv::rancor::BoxedError>,
+            > + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    {
+        let (tx, rx) = oneshot::channel();
+        let id = self.register(Route::Once(tx))?;
+        self.send_frame(id, trilog_wire::encode(id, msg))?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(Reply::Msg(m))) => Ok(m),
+            Ok(Ok(Reply::Lost(e))) => Err(e),
+            Ok(Err(_)) => Err(self.lost("reader gone")),
+            Err(_) => {
+                if let Ok(mut p) = self.inner.pending.lock() {
+                    p.remove(&id);
+                }
+                Err(ConnError::Timeout {
+                    addr: self.inner.addr,
+                    ms: timeout.as_millis() as u64,
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The consumer: reads a log from a seq on, from any one replica of each
+//! segment, following the chain of segments and failing over between
+//! replicas. A thin driver around [`trilog_protocol::consumer::Cursor`].
+
+use std::time::{Duration, Instant};
+
+use trilog_protocol::consumer::{Cursor, Step};
+use trilog_wire::message::{ErrorMsg, Read, ReadResponse};
+use trilog_wire::record::parse_records;
+use trilog_wire::Message;
+
+use crate::error::ClientError;
+use crate::meta::Versioned;
+use crate::pool::ConnPool;
+
+/// Bytes asked for per read.
+const READ_BYTES: u32 = 1 << 20;
+/// Longest single long-poll on a replica.
+const READ_WAIT_MS_MAX: u64 = 1_000;
+/// Extra time a read may take over its long-poll before it is given up.
+const READ_SLACK_MS: u64 = 2_000;
+/// Consecutive failed reads before the consumer gives up.
+const READ_FAILURES_MAX: u32 = 100;
+
+/// One entry as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub seq: u64,
+    pub payload: Vec<u8>,
+}
+
+/// A reader of one log.
+#[derive(Debug)]
+pub struct Consumer {
+    pool: ConnPool,
+    log_id: u64,
+    cursor: Cursor,
+    meta: Versioned,
+    failures: u32,
+}
+
+impl Consumer {
+    /// A consumer of `log_id` positioned at `seq`.
+    pub async fn open(pool: ConnPool, log_id: u64, seq: u64) -> Result<Consumer, ClientError> {
+        let meta = pool.meta().get_log(log_id).await?;
+        let turn = (std::process::id() as usize).wrapping_add(seq as usize);
+        Ok(Consumer {
+            pool,
+            log_id,
+            cursor: Cursor::new(seq, turn),
+            meta,
+            failures: 0,
+        })
+    }
+
+    /// The seq of the next entry `next_batch` returns.
+    pub fn position(&self) -> u64 {
+        self.cursor.next_seq()
+    }
+
+    async fn refresh(&mut self, wait: Duration) -> Result<(), ClientError> {
+        self.meta = if wait.is_zero() {
+            self.pool.meta().get_log(self.log_id).await?
+        } else {
+            self.pool
+                .meta()
+                .watch_log(self.log_id, self.meta.version, wait)
+                .await?
+        };
+        Ok(())
+    }
+
+    /// The next committed entries from the position on, in seq order;
+    /// waits up to `wait` for some and returns an empty batch if none came.
+    pub async fn next_batch(&mut self, wait: Duration) -> Result<Vec<Record>, ClientError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let step = match &self.meta.record {
+                Some(r) => self.cursor.next_step(r),
+                None => Step::WaitForMetadata,
+            };
+            match step {
+                Step::Trimmed { trim_seq } => {
+                    return Err(ClientError::Trimmed {
+                        log_id: self.log_id,
+                        trim_seq,
+                    })
+                }
+                Step::WaitForMetadata => {
+                    if remaining.is_zero() {
+                        return Ok(Vec::new());
+                    }
+                    self.refresh(remaining).await?;
+                }
+                Step::Read {
+                    segment,
+                    node,
+                    from_offset,
+                    limit,
+                } => {
+                    let wait_ms = (remaining.as_millis() as u64).min(READ_WAIT_MS_MAX);
+                    match self.read(segment, node, from_offset, limit, wait_ms).await {
+                        Ok(ReadOutcome::Records(records)) => {
+                            self.failures = 0;
+                            return Ok(records);
+                        }
+                        Ok(ReadOutcome::Empty { sealed }) => {
+                            self.failures = 0;
+                            // A replica sealed, or silent for the whole
+                            // poll: the metadata may know of a seal or a
+                            // next segment.
+                            if sealed || remaining.is_zero() {
+                                self.refresh(Duration::ZERO).await?;
+                            }
+                            if remaining.is_zero() {
+                                return Ok(Vec::new());
+                            }
+                        }
+                        Err(e) => {
+                            self.failures += 1;
+                            log::warn!(
+                                "log {} segment {segment}: read from node {node} failed ({e}); trying another replica",
+                                self.log_id
+                            );
+                            self.cursor.on_replica_failed();
+                            if self.failures >= READ_FAILURES_MAX {
+                                return Err(e);
+                            }
+                            self.refresh(Duration::ZERO).await?;
+                            if self.failures.is_multiple_of(3) {
+                                // Every replica failed in turn: give them
+                                // a moment (a restart, a partition).
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn read(
+        &mut self,
+        segment: u64,
+        node: u64,
+        from_offset: u64,
+        limit: u64,
+        wait_ms: u64,
+    ) -> Result<ReadOutcome, ClientError> {
+        let conn = self.pool.for_segment(node, self.log_id, segment).await?;
+        let req = Read {
+            log_id: self.log_id,
+            segment,
+            from_offset,
+            limit,
+            max_bytes: READ_BYTES,
+            wait_ms: wait_ms as u32,
+        };
+        let answer = conn
+            .request(&req, Duration::from_millis(wait_ms + READ_SLACK_MS))
+            .await;
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                self.pool.forget(&conn).await;
+                return Err(e.into());
+            }
+        };
+        let bad = |why: String| ClientError::BadData {
+            log_id: self.log_id,
+            why,
+        };
+        match answer {
+            Message::ReadResponse(ReadResponse {
+                segment: seg,
+                from_offset: from,
+                count,
+                sealed_len,
+                records,
+                ..
+            }) => {
+                if count == 0 {
+                    if seg != segment || from != from_offset {
+                        return Err(bad(format!("answer for segment {seg} offset {from}")));
+                    }
+                    return Ok(ReadOutcome::Empty {
+                        sealed: sealed_len.is_some(),
+                    });
+                }
+                let parsed =
+                    parse_records(&records, from, count).map_err(|e| bad(e.to_string()))?;
+                let first_seq = self
+                    .cursor
+                    .on_read(seg, from, u64::from(count))
+                    .map_err(|e| bad(e.to_string()))?;
+                Ok(ReadOutcome::Records(
+                    parsed
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (_, payload))| Record {
+                            seq: first_seq + i as u64,
+                            payload: payload.to_vec(),
+                        })
+                        .collect(),
+                ))
+            }
+            Message::ErrorMsg(ErrorMsg { code, message, .. }) => {
+                Err(bad(format!("{code:?}: {message}")))
+            }
+            other => Err(bad(format!("unexpected answer {:?}", other.kind()))),
+        }
+    }
+}
+
+enum ReadOutcome {
+    Records(Vec<Record>),
+    Empty { sealed: bool },
+}

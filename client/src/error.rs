@@ -1,0 +1,49 @@
+//! The client's errors.
+
+use std::net::SocketAddr;
+
+use crate::meta::MetaError;
+
+/// Why a connection to a node failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConnError {
+    #[error("connect to {addr}: {why}")]
+    Connect { addr: SocketAddr, why: String },
+    #[error("connection to {addr} closed: {why}")]
+    Closed { addr: SocketAddr, why: String },
+    #[error("{addr}: no answer within {ms} ms")]
+    Timeout { addr: SocketAddr, ms: u64 },
+    #[error("{addr}: unexpected answer {what}")]
+    Unexpected { addr: SocketAddr, what: String },
+}
+
+/// Why an append did not succeed. `Indeterminate` means the entry may or
+/// may not be in the log: the caller must not assume either.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppendError {
+    #[error("outcome unknown: {why} (the entry may or may not be committed)")]
+    Indeterminate { why: String },
+    #[error("the producer is closed")]
+    Closed,
+    #[error("entry of {len} bytes exceeds the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+}
+
+/// Everything else the client reports.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("metadata: {0}")]
+    Meta(#[from] MetaError),
+    #[error("node: {0}")]
+    Conn(#[from] ConnError),
+    #[error("log {log_id}: {why}")]
+    Log { log_id: u64, why: String },
+    #[error("node {node_id} is not registered")]
+    UnknownNode { node_id: u64 },
+    #[error("placement: {0}")]
+    Placement(#[from] trilog_protocol::placement::NotEnoughNodes),
+    #[error("log {log_id}: entries before seq {trim_seq} were trimmed")]
+    Trimmed { log_id: u64, trim_seq: u64 },
+    #[error("log {log_id}: replica returned bad data: {why}")]
+    BadData { log_id: u64, why: String },
+}

@@ -1,0 +1,598 @@
+//! The metadata store as the client sees it (DESIGN.md section 5): an
+//! object-safe trait, [`MetaStore`], that the producer, the consumer and the
+//! CLI use, and [`EmbeddedMeta`], its client for the embedded store served by
+//! a node (`trilog_node::meta`). An etcd implementation goes behind the same
+//! trait, so nothing in it is specific to the embedded store.
+//!
+//! Semantics every implementation keeps:
+//! - a log's record has a version; 0 means "no such log"; a successful CAS
+//!   gives a new, larger version;
+//! - `cas_log` with `expected_version` 0 creates the log only if it is absent;
+//!   a conflict returns what is there ([`CasOutcome::Conflict`]);
+//! - `watch_log` returns as soon as the version differs from the caller's,
+//!   else once its wait has passed, with the current state either way;
+//! - an error of a CAS (a timeout, a lost connection) leaves its outcome
+//!   unknown: read the log again before deciding anything.
+
+use std::future::Future;
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rkyv::util::AlignedVec;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use trilog_wire::codec::decode_payload;
+use trilog_wire::limits::READ_WAIT_MS_MAX;
+use trilog_wire::meta::{
+    LogMeta, MetaCasLog, MetaGetLog, MetaListLogs, MetaListNodes, MetaRegister, NodeInfo,
+    NodeStatus,
+};
+use trilog_wire::{FrameHeader, Kind, Message, WireError, FRAME_HEADER_BYTES};
+
+/// How long one call may take, on top of a watch's own wait: connecting,
+/// sending, and the store's fsync of a CAS.
+pub const META_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle connections [`EmbeddedMeta`] keeps for reuse. Concurrent calls past
+/// it open more; they are closed instead of kept when they finish.
+pub const META_IDLE_CONNECTIONS_MAX: usize = 8;
+
+/// Why a metadata call failed. After an error of `cas_log` its outcome is
+/// unknown.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("metadata store {addr}: {source}")]
+    Io {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metadata store {addr}: bad frame: {source}")]
+    Wire {
+        addr: SocketAddr,
+        #[source]
+        source: WireError,
+    },
+    /// The store answered with an error (an invalid record, a lease out of
+    /// bounds, a store that failed to save).
+    #[error("metadata store refused: {0}")]
+    Server(String),
+    #[error("metadata store: {what} timed out after {after_ms} ms")]
+    Timeout { what: &'static str, after_ms: u64 },
+    #[error("metadata store {addr} closed the connection")]
+    Closed { addr: SocketAddr },
+    #[error("metadata store {addr}: {reason}")]
+    Protocol { addr: SocketAddr, reason: String },
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+/// A log's record at a version; `version` 0 and `record` None: no such log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub version: u64,
+    pub record: Option<LogMeta>,
+}
+
+/// What a compare-and-swap did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// Stored; the log is now at `version`.
+    Applied { version: u64 },
+    /// Not stored: the log was not at the expected version. Here is where it is.
+    Conflict(Versioned),
+}
+
+pub type MetaFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, MetaError>> + Send + 'a>>;
+
+/// The metadata store (see the module doc for the semantics).
+pub trait MetaStore: Send + Sync + std::fmt::Debug {
+    fn get_log(&self, log_id: u64) -> MetaFuture<'_, Versioned>;
+    /// Waits until the log's version differs from `known_version` or `wait` passes.
+    fn watch_log(
+        &self,
+        log_id: u64,
+        known_version: u64,
+        wait: Duration,
+    ) -> MetaFuture<'_, Versioned>;
+    fn cas_log(
+        &self,
+        log_id: u64,
+        expected_version: u64,
+        record: LogMeta,
+    ) -> MetaFuture<'_, CasOutcome>;
+    fn list_logs(&self) -> MetaFuture<'_, Vec<u64>>;
+    fn register_node(&self, node: NodeInfo, lease: Duration) -> MetaFuture<'_, ()>;
+    fn list_nodes(&self, include_dead: bool) -> MetaFuture<'_, Vec<NodeStatus>>;
+}
+
+/// The client of the embedded metadata store. Connects lazily; keeps a few
+/// idle connections, so concurrent calls and long watches each have their
+/// own connection; a connection that saw an error is dropped, never reused.
+#[derive(Debug)]
+pub struct EmbeddedMeta {
+    addr: SocketAddr,
+    call_timeout: Duration,
+    idle: Mutex<Vec<TcpStream>>,
+    next_request_id: AtomicU64,
+}
+
+impl EmbeddedMeta {
+    /// A client of the store at `addr`. Nothing is connected yet.
+    pub fn new(addr: SocketAddr) -> EmbeddedMeta {
+        EmbeddedMeta::with_call_timeout(addr, META_CALL_TIMEOUT)
+    }
+
+    /// As [`EmbeddedMeta::new`], with another deadline per call (a watch
+    /// gets its wait on top).
+    pub fn with_call_timeout(addr: SocketAddr, call_timeout: Duration) -> EmbeddedMeta {
+        EmbeddedMeta {
+            addr,
+            call_timeout,
+            idle: Mutex::new(Vec::new()),
+            next_request_id: AtomicU64::new(1),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// One request, one answer, within the call timeout plus `wait`.
+    async fn call(
+        &self,
+        what: &'static str,
+        request: Message,
+        wait: Duration,
+    ) -> Result<Message, MetaError> {
+        let limit = self.call_timeout + wait;
+        match tokio::time::timeout(limit, self.call_once(request)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(MetaError::Timeout {
+                what,
+                after_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+            }),
+        }
+    }
+
+    async fn call_once(&self, request: Message) -> Result<Message, MetaError> {
+        let addr = self.addr;
+        let io = |source| MetaError::Io { addr, source };
+        let mut conn = match self.take_idle() {
+            Some(conn) => conn,
+            None => {
+                let conn = TcpStream::connect(addr).await.map_err(io)?;
+                conn.set_nodelay(true).map_err(io)?;
+                conn
+            }
+        };
+        let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        conn.write_all(&request.encode(request_id))
+            .await
+            .map_err(io)?;
+        let (answer_id, answer) = read_frame(&mut conn).await.map_err(|e| match e {
+            FrameReadError::Closed => MetaError::Closed { addr },
+            FrameReadError::Io(source) => MetaError::Io { addr, source },
+            FrameReadError::Wire(source) => MetaError::Wire { addr, source },
+        })?;
+        if answer_id != request_id {
+            return Err(MetaError::Protocol {
+                addr,
+                reason: format!("answer to request {answer_id} where {request_id} was expected"),
+            });
+        }
+        self.put_idle(conn);
+        match answer {
+            Message::MetaError(e) => Err(MetaError::Server(e.message)),
+            answer => Ok(answer),
+        }
+    }
+
+    /// An idle connection that still looks open. One the store closed while
+    /// it sat idle (a restart of the store) has something to read: end of
+    /// stream, a reset or stray bytes. It is dropped, so that a call does not
+    /// fail only because the pool kept a dead connection. The probe is a
+    /// non-blocking `MSG_PEEK` (tokio's sockets are non-blocking), not
+    /// tokio's `try_read`, which trusts a readiness the reactor may not have
+    /// updated yet.
+    fn take_idle(&self) -> Option<TcpStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(conn) = idle.pop() {
+            let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+            match socket2::SockRef::from(&conn).peek(&mut probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(conn),
+                _ => continue,
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, conn: TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < META_IDLE_CONNECTIONS_MAX {
+            idle.push(conn);
+        }
+    }
+
+    async fn get(
+        &self,
+        log_id: u64,
+        known_version: u64,
+        wait_ms: u32,
+    ) -> Result<Versioned, MetaError> {
+        debug_assert!(wait_ms <= READ_WAIT_MS_MAX);
+        let request = Message::MetaGetLog(MetaGetLog {
+            log_id,
+            known_version,
+            wait_ms,
+        });
+        let wait = Duration::from_millis(u64::from(wait_ms));
+        match self.call("get_log", request, wait).await? {
+            Message::MetaLog(m) if m.log_id == log_id => Ok(Versioned {
+                version: m.version,
+                record: m.record,
+            }),
+            Message::MetaLog(m) => Err(MetaError::Protocol {
+                addr: self.addr,
+                reason: format!("asked for log {log_id}, got log {}", m.log_id),
+            }),
+            other => Err(self.unexpected(other, Kind::MetaLog)),
+        }
+    }
+
+    fn unexpected(&self, got: Message, expected: Kind) -> MetaError {
+        MetaError::Wire {
+            addr: self.addr,
+            source: WireError::UnexpectedKind {
+                found: got.kind(),
+                expected,
+            },
+        }
+    }
+}
+
+/// Whole milliseconds, rounded up: a wait of 0.5 ms must still wait.
+fn ceil_ms(d: Duration) -> u64 {
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    if Duration::from_millis(ms) < d {
+        ms.saturating_add(1)
+    } else {
+        ms
+    }
+}
+
+impl MetaStore for EmbeddedMeta {
+    fn get_log(&self, log_id: u64) -> MetaFuture<'_, Versioned> {
+        Box::pin(self.get(log_id, 0, 0))
+    }
+
+    /// A wait longer than the store's limit per request
+    /// (`READ_WAIT_MS_MAX`) is served as several watches in a row.
+    fn watch_log(
+        &self,
+        log_id: u64,
+        known_version: u64,
+        wait: Duration,
+    ) -> MetaFuture<'_, Versioned> {
+        Box::pin(async move {
+            let deadline = Instant::now() + wait;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let wait_ms = ceil_ms(left).min(u64::from(READ_WAIT_MS_MAX)) as u32;
+                let seen = self.get(log_id, known_version, wait_ms).await?;
+                if seen.version != known_version || wait_ms == 0 || Instant::now() >= deadline {
+                    return Ok(seen);
+                }
+            }
+        })
+    }
+
+    fn cas_log(
+        &self,
+        log_id: u64,
+        expected_version: u64,
+        record: LogMeta,
+    ) -> MetaFuture<'_, CasOutcome> {
+        Box::pin(async move {
+            let request = Message::MetaCasLog(MetaCasLog {
+                log_id,
+                expected_version,
+                record,
+            });
+            match self.call("cas_log", request, Duration::ZERO).await? {
+                Message::MetaCasResult(r) if r.ok => Ok(CasOutcome::Applied { version: r.version }),
+                Message::MetaCasResult(r) => Ok(CasOutcome::Conflict(Versioned {
+                    version: r.version,
+                    record: r.current,
+                })),
+                other => Err(self.unexpected(other, Kind::MetaCasResult)),
+            }
+        })
+    }
+
+    fn list_logs(&self) -> MetaFuture<'_, Vec<u64>> {
+        Box::pin(async move {
+            let request = Message::MetaListLogs(MetaListLogs { reserved: 0 });
+            match self.call("list_logs", request, Duration::ZERO).await? {
+                Message::MetaLogs(l) => Ok(l.logs),
+                other => Err(self.unexpected(other, Kind::MetaLogs)),
+            }
+        })
+    }
+
+    fn register_node(&self, node: NodeInfo, lease: Duration) -> MetaFuture<'_, ()> {
+        Box::pin(async move {
+            let lease_ms = match u32::try_from(lease.as_millis()) {
+                Ok(ms) if ms > 0 => ms,
+                _ => return Err(MetaError::InvalidArgument(format!("lease of {lease:?}"))),
+            };
+            let request = Message::MetaRegister(MetaRegister { node, lease_ms });
+            match self.call("register_node", request, Duration::ZERO).await? {
+                Message::MetaRegistered(_) => Ok(()),
+                other => Err(self.unexpected(other, Kind::MetaRegistered)),
+            }
+        })
+    }
+
+    fn list_nodes(&self, include_dead: bool) -> MetaFuture<'_, Vec<NodeStatus>> {
+        Box::pin(async move {
+            let request = Message::MetaListNodes(MetaListNodes { include_dead });
+            match self.call("list_nodes", request, Duration::ZERO).await? {
+                Message::MetaNodes(n) => Ok(n.nodes),
+                other => Err(self.unexpected(other, Kind::MetaNodes)),
+            }
+        })
+    }
+}
+
+/// Why a frame could not be read from a tokio stream.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FrameReadError {
+    #[error("peer closed the connection")]
+    Closed,
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad frame: {0}")]
+    Wire(#[from] WireError),
+}
+
+/// Reads one whole frame and decodes it: the header is checked (magic,
+/// version, kind, size limit) before any payload byte is read, the crc
+/// before the payload is decoded. The payload lands in a 16-byte aligned
+/// buffer so that rkyv validates it in place. Returns the request id and
+/// the message.
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
+    stream: &mut R,
+) -> Result<(u64, Message), FrameReadError> {
+    let mut head = [0u8; FRAME_HEADER_BYTES];
+    match stream.read_exact(&mut head).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(FrameReadError::Closed)
+        }
+        Err(e) => return Err(FrameReadError::Io(e)),
+    }
+    let header = FrameHeader::parse(&head)?;
+    let mut payload = AlignedVec::<16>::with_capacity(header.payload_len as usize);
+    payload.resize(header.payload_len as usize, 0);
+    stream.read_exact(&mut payload).await?;
+    header.verify(&payload)?;
+    Ok((header.request_id, decode_payload(header.kind, &payload)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use trilog_node::meta::{spawn_meta_server, MetaServerHandle};
+    use trilog_wire::meta::SegmentMeta;
+
+    use super::*;
+
+    /// Generous: nothing here waits for it unless the test says so.
+    const TEST_WAIT: Duration = Duration::from_secs(20);
+
+    fn start(dir: &std::path::Path) -> MetaServerHandle {
+        let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        spawn_meta_server(listen, dir.to_path_buf()).expect("server starts")
+    }
+
+    fn record(log_id: u64, epoch: u64, segments: Vec<SegmentMeta>) -> LogMeta {
+        LogMeta {
+            log_id,
+            epoch,
+            trim_seq: 0,
+            segments,
+        }
+    }
+
+    fn segment(id: u64, first_seq: u64, sealed_len: Option<u64>) -> SegmentMeta {
+        SegmentMeta {
+            id,
+            replicas: vec![1, 2, 3],
+            first_seq,
+            epoch: 1,
+            sealed_len,
+        }
+    }
+
+    #[tokio::test]
+    async fn meta_create_conflict_update() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = start(dir.path());
+        let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedMeta::new(server.local_addr()));
+        let absent = meta.get_log(1).await.expect("get");
+        assert_eq!(
+            absent,
+            Versioned {
+                version: 0,
+                record: None
+            }
+        );
+
+        let first = record(1, 1, vec![segment(0, 0, None)]);
+        let created = meta.cas_log(1, 0, first.clone()).await.expect("cas");
+        let CasOutcome::Applied { version: v1 } = created else {
+            panic!("create did not apply: {created:?}");
+        };
+        let again = meta.cas_log(1, 0, first.clone()).await.expect("cas");
+        assert_eq!(
+            again,
+            CasOutcome::Conflict(Versioned {
+                version: v1,
+                record: Some(first.clone())
+            })
+        );
+
+        let second = record(1, 2, vec![segment(0, 0, Some(3)), segment(1, 3, None)]);
+        let updated = meta.cas_log(1, v1, second.clone()).await.expect("cas");
+        let CasOutcome::Applied { version: v2 } = updated else {
+            panic!("update did not apply: {updated:?}");
+        };
+        assert!(v2 > v1);
+        let stale = meta.cas_log(1, v1, first).await.expect("cas");
+        assert_eq!(
+            stale,
+            CasOutcome::Conflict(Versioned {
+                version: v2,
+                record: Some(second.clone())
+            })
+        );
+        assert_eq!(
+            meta.get_log(1).await.expect("get"),
+            Versioned {
+                version: v2,
+                record: Some(second)
+            }
+        );
+        assert_eq!(meta.list_logs().await.expect("list"), vec![1]);
+
+        // A record that breaks the shape of a log is refused by the store.
+        let broken = record(2, 1, vec![segment(0, 0, None), segment(1, 0, None)]);
+        let refused = meta.cas_log(2, 0, broken).await;
+        assert!(matches!(refused, Err(MetaError::Server(_))), "{refused:?}");
+        server.stop().expect("stops");
+    }
+
+    #[tokio::test]
+    async fn meta_watch_woken_by_another_cas() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = start(dir.path());
+        let meta = EmbeddedMeta::new(server.local_addr());
+        let CasOutcome::Applied { version: v1 } =
+            meta.cas_log(3, 0, record(3, 1, vec![])).await.expect("cas")
+        else {
+            panic!("create did not apply");
+        };
+        let started = Instant::now();
+        let next = record(3, 2, vec![]);
+        // The watch and the CAS run at once, on two connections of the pool.
+        let (seen, cas) = tokio::join!(
+            meta.watch_log(3, v1, TEST_WAIT),
+            meta.cas_log(3, v1, next.clone())
+        );
+        let CasOutcome::Applied { version: v2 } = cas.expect("cas") else {
+            panic!("update did not apply");
+        };
+        let seen = seen.expect("watch");
+        assert_eq!(
+            seen,
+            Versioned {
+                version: v2,
+                record: Some(next)
+            }
+        );
+        assert!(
+            started.elapsed() < TEST_WAIT / 2,
+            "the watch waited out its wait"
+        );
+
+        // With nothing changing, a short watch returns the same version.
+        let started = Instant::now();
+        let same = meta
+            .watch_log(3, v2, Duration::from_millis(40))
+            .await
+            .expect("watch");
+        assert_eq!(same.version, v2);
+        assert!(started.elapsed() >= Duration::from_millis(40));
+        server.stop().expect("stops");
+    }
+
+    #[tokio::test]
+    async fn meta_register_and_list_nodes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = start(dir.path());
+        let meta = EmbeddedMeta::new(server.local_addr());
+        let info = NodeInfo {
+            node_id: 11,
+            host: "127.0.0.1".into(),
+            shard_ports: vec![9001],
+            zone: "a".into(),
+            capacity_bytes: 1 << 20,
+        };
+        meta.register_node(info.clone(), Duration::from_secs(30))
+            .await
+            .expect("register");
+        let nodes = meta.list_nodes(false).await.expect("list");
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes[0].info, info);
+        assert!(nodes[0].alive);
+        assert!(nodes[0].lease_remaining_ms > 0 && nodes[0].lease_remaining_ms <= 30_000);
+        let zero = meta.register_node(info, Duration::ZERO).await;
+        assert!(
+            matches!(zero, Err(MetaError::InvalidArgument(_))),
+            "{zero:?}"
+        );
+        server.stop().expect("stops");
+    }
+
+    #[tokio::test]
+    async fn meta_pool_survives_a_store_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = start(dir.path());
+        let addr = server.local_addr();
+        let meta = EmbeddedMeta::new(addr);
+        meta.cas_log(1, 0, record(1, 1, vec![])).await.expect("cas");
+        // The connection now sits in the pool; the store restarts under it.
+        server.stop().expect("stops");
+        let server =
+            spawn_meta_server(addr, dir.path().to_path_buf()).expect("restarts on the same port");
+        let seen = meta.get_log(1).await.expect("get after restart");
+        assert_eq!(seen.version, 1);
+        server.stop().expect("stops");
+    }
+
+    #[tokio::test]
+    async fn meta_call_times_out_on_a_silent_store() {
+        // A listener that never accepts: the kernel completes the connect,
+        // nothing ever answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let meta = EmbeddedMeta::with_call_timeout(
+            silent.local_addr().expect("addr"),
+            Duration::from_millis(50),
+        );
+        let answer = meta.list_logs().await;
+        assert!(
+            matches!(
+                answer,
+                Err(MetaError::Timeout {
+                    what: "list_logs",
+                    ..
+                })
+            ),
+            "{answer:?}"
+        );
+    }
+
+    #[test]
+    fn meta_waits_round_up_to_whole_milliseconds() {
+        assert_eq!(ceil_ms(Duration::ZERO), 0);
+        assert_eq!(ceil_ms(Duration::from_micros(1)), 1);
+        assert_eq!(ceil_ms(Duration::from_millis(7)), 7);
+        assert_eq!(ceil_ms(Duration::from_micros(7_001)), 8);
+    }
+}

@@ -1,0 +1,88 @@
+//! The node's command line.
+
+use std::ffi::OsString;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::config::NodeConfig;
+use crate::limits::LEASE_MS_DEFAULT;
+
+/// A trilog log node.
+#[derive(Debug, Parser)]
+#[command(name = "trilog-node", version)]
+pub struct Args {
+    /// This node's id (non-zero, unique in the cluster).
+    #[arg(long)]
+    pub node_id: u64,
+    /// Where segments (and the embedded metadata, if served) live.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The address to listen on and to register.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Shard i listens on port + i (0: ports chosen by the kernel).
+    #[arg(long, default_value_t = 7400)]
+    pub port: u16,
+    /// Number of shards (one glommio executor each).
+    #[arg(long, default_value_t = 1)]
+    pub shards: usize,
+    /// Pin shard i to the i-th core of this comma-separated list.
+    #[arg(long, value_delimiter = ',')]
+    pub cores: Vec<usize>,
+    /// The metadata store to register with.
+    #[arg(long)]
+    pub meta: Option<SocketAddr>,
+    /// Also serve the embedded metadata store on this address.
+    #[arg(long)]
+    pub serve_meta: Option<SocketAddr>,
+    /// Registration lease in milliseconds.
+    #[arg(long, default_value_t = LEASE_MS_DEFAULT)]
+    pub lease_ms: u64,
+    /// Failure zone (informational).
+    #[arg(long, default_value = "")]
+    pub zone: String,
+}
+
+/// Runs a node until the process ends; returns the exit code.
+pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .try_init();
+    let args = match Args::try_parse_from(args) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let meta = args.meta.or(args.serve_meta);
+    let config = NodeConfig {
+        node_id: args.node_id,
+        data_dir: args.data_dir,
+        host: args.host,
+        port: args.port,
+        shards: args.shards,
+        cores: args.cores,
+        meta,
+        serve_meta: args.serve_meta,
+        lease_ms: args.lease_ms,
+        zone: args.zone,
+    };
+    if let Err(e) = config.check() {
+        eprintln!("trilog-node: bad configuration: {e}");
+        return 2;
+    }
+    match crate::server::start(config) {
+        Ok(handle) => {
+            // The line tests and scripts wait for.
+            println!("trilog-node ready ports={:?}", handle.shard_ports);
+            handle.join();
+            0
+        }
+        Err(e) => {
+            eprintln!("trilog-node: cannot start: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The node's configuration, from its command line, checked before start.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--shards must be between 1 and {max}, got {got}")]
+    Shards { got: usize, max: usize },
+    #[error("--cores lists {cores} cores for {shards} shards")]
+    Cores { cores: usize, shards: usize },
+    #[error("core {core} does not exist (this machine has {available})")]
+    NoSuchCore { core: usize, available: usize },
+    #[error("--port {port} + {shards} shards passes 65535")]
+    Ports { port: u16, shards: usize },
+    #[error("--node-id must not be 0")]
+    NodeId,
+    #[error("--lease-ms must be between 300 and 600000, got {0}")]
+    Lease(u64),
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A checked node configuration.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    /// The address shards listen on and that the node registers.
+    pub host: IpAddr,
+    /// Shard i listens on `port + i`; 0 lets the kernel choose every port.
+    pub port: u16,
+    pub shards: usize,
+    /// Pin shard i to `cores[i]`; empty: no pinning.
+    pub cores: Vec<usize>,
+    /// Register with the metadata store at this address.
+    pub meta: Option<SocketAddr>,
+    /// Also serve the embedded metadata store here (its state in
+    /// `data_dir/meta`).
+    pub serve_meta: Option<SocketAddr>,
+    pub lease_ms: u64,
+    pub zone: String,
+}
+
+impl NodeConfig {
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.node_id == 0 {
+            return Err(ConfigError::NodeId);
+        }
+        if self.shards == 0 || self.shards > trilog_wire::limits::SHARDS_MAX {
+            return Err(ConfigError::Shards {
+                got: self.shards,
+                max: trilog_wire::limits::SHARDS_MAX,
+            });
+        }
+        if !self.cores.is_empty() && self.cores.len() != self.shards {
+            return Err(ConfigError::Cores {
+                cores: self.cores.len(),
+                shards: self.shards,
+            });
+        }
+        let available = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        if let Some(core) = self.cores.iter().find(|c| **c >= available) {
+            return Err(ConfigError::NoSuchCore {
+                core: *core,
+                available,
+            });
+        }
+        if self.port != 0 && usize::from(self.port) + self.shards > 65_536 {
+            return Err(ConfigError::Ports {
+                port: self.port,
+                shards: self.shards,
+            });
+        }
+        if !(300..=600_000).contains(&self.lease_ms) {
+            return Err(ConfigError::Lease(self.lease_ms));
+        }
+        Ok(())
+    }
+
+    pub fn shard_dir(&self, shard: usize) -> PathBuf {
+        self.data_dir.join(format!("shard-{shard}"))
+    }
+
+    pub fn meta_dir(&self) -> PathBuf {
+        self.data_dir.join("meta")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> NodeConfig {
+        NodeConfig {
+            node_id: 1,
+            data_dir: "/tmp/x".into(),
+            host: "127.0.0.1".parse().expect("ip"),
+            port: 7000,
+            shards: 2,
+            cores: vec![],
+            meta: None,
+            serve_meta: None,
+            lease_ms: 3000,
+            zone: String::new(),
+        }
+    }
+
+    #[test]
+    fn refuses_bad_configs() {
+        assert!(base().check().is_ok());
+        assert!(matches!(
+            NodeConfig {
+                node_id: 0,
+                ..base()
+            }
+            .check(),
+            Err(ConfigError::NodeId)
+        ));
+        assert!(matches!(
+            NodeConfig {
+                shards: 0,
+                ..base()
+            }
+            .check(),
+            Err(ConfigError::Shards { .. })
+        ));
+        assert!(matches!(
+            NodeConfig {
+                cores: vec![0],
+                ..base()
+            }
+            .check(),
+            Err(ConfigError::Cores { .. })
+        ));
+        assert!(matches!(
+            NodeConfig {
+                cores: vec![0, 100_000],
+                ..base()
+            }
+            .check(),
+            Err(ConfigError::NoSuchCore { .. })
+        ));
+        assert!(matches!(
+            NodeConfig {
+                port: 65_535,
+                ..base()
+            }
+            .check(),
+            Err(ConfigError::Ports { .. })
+        ));
+        assert!(matches!(
+            NodeConfig {
+                lease_ms: 1,
+                ..base()
+            }
+            .check(),
+            Err(ConfigError::Lease(1))
+        ));
+    }
+}

@@ -1,0 +1,25 @@
+//! The node's limits, each a named constant with its unit.
+
+use trilog_wire::limits::FRAME_PAYLOAD_BYTES_MAX;
+
+/// Bytes of appends a connection may have in flight (received, not yet
+/// acknowledged). Past it the node stops reading from that connection, so a
+/// fast producer is slowed by TCP instead of filling the node's memory.
+pub const CONN_IN_FLIGHT_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// Connections one shard serves at once; more are refused with a log line.
+pub const SHARD_CONNECTIONS_MAX: usize = 4096;
+
+/// Outgoing frames queued for one connection before it is cut off as too
+/// slow a reader.
+pub const CONN_OUTBOX_FRAMES_MAX: usize = 65_536;
+
+/// How long a connection may stay silent before its first frame.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+
+/// The default lease of a node's registration, and how often it renews.
+pub const LEASE_MS_DEFAULT: u64 = 3_000;
+
+// One frame must always fit in the in-flight allowance, or a legal append
+// could wait forever for permits.
+const _: () = assert!(FRAME_PAYLOAD_BYTES_MAX as u64 <= CONN_IN_FLIGHT_BYTES_MAX);

@@ -1,0 +1,600 @@
+//! The metadata store's state, pure: no IO, no clock, no socket.
+//!
+//! - Logs: one record per log, with a version. Every successful
+//!   compare-and-swap takes the next value of one global revision counter as
+//!   the log's new version (as etcd's `mod_revision`), so versions start at 1,
+//!   only grow, and are never reused, even across logs; version 0 means
+//!   "absent". A record is checked before it is stored (see
+//!   [`validate_record`]): a buggy client cannot store a chain of segments
+//!   that breaks the data model of DESIGN.md section 2.
+//! - Leases: a node's registration is alive while `now_ms < expiry_ms`.
+//!   Time is passed in by the caller (`now_ms` on a monotonic clock). Leases
+//!   are volatile: they are not persisted, and after a restart of the store
+//!   nodes appear again as they renew, which they do every third of a lease,
+//!   so within one lease the registry is whole again.
+
+use std::collections::BTreeMap;
+
+use trilog_wire::limits::REPLICAS_MAX;
+use trilog_wire::meta::{LogMeta, NodeInfo, NodeStatus};
+
+use super::{LEASE_MS_MAX, LEASE_MS_MIN, LOGS_MAX, NODES_MAX, SEGMENTS_PER_LOG_MAX};
+
+/// Why a record was refused: it breaks the shape every log must keep.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("record of log {record} stored under log {key}")]
+    LogIdMismatch { key: u64, record: u64 },
+    #[error("{count} segments, over the limit of {SEGMENTS_PER_LOG_MAX}")]
+    TooManySegments { count: usize },
+    #[error(
+        "segment at index {index} has id {found}, expected {expected} (ids must be consecutive)"
+    )]
+    SegmentIdGap {
+        index: usize,
+        expected: u64,
+        found: u64,
+    },
+    #[error("segment {segment} is open but is not the last segment")]
+    OpenNotLast { segment: u64 },
+    #[error("segment {segment} starts at seq {found}, expected {expected} (end of the previous segment)")]
+    FirstSeqMismatch {
+        segment: u64,
+        expected: u64,
+        found: u64,
+    },
+    #[error("segment {segment} ends past the largest seq")]
+    SeqOverflow { segment: u64 },
+    #[error(
+        "segment {segment} has epoch {segment_epoch}, above the record's epoch {record_epoch}"
+    )]
+    EpochAboveRecord {
+        segment: u64,
+        segment_epoch: u64,
+        record_epoch: u64,
+    },
+    #[error("segment {segment} has no replicas")]
+    NoReplicas { segment: u64 },
+    #[error("segment {segment} has {count} replicas, over the limit of {REPLICAS_MAX}")]
+    TooManyReplicas { segment: u64, count: usize },
+    #[error("segment {segment} names node {node} twice")]
+    DuplicateReplica { segment: u64, node: u64 },
+}
+
+/// Why a compare-and-swap did not apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CasError {
+    /// The log is not at the expected version: here is what it is at.
+    #[error("version conflict: the log is at version {version}")]
+    Conflict {
+        version: u64,
+        current: Option<LogMeta>,
+    },
+    #[error("record refused: {0}")]
+    Invalid(#[from] RecordError),
+    #[error("the store already holds {LOGS_MAX} logs")]
+    TooManyLogs,
+}
+
+/// Why a registration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    #[error("lease of {lease_ms} ms outside [{LEASE_MS_MIN}, {LEASE_MS_MAX}] ms")]
+    LeaseOutOfRange { lease_ms: u64 },
+    #[error("{NODES_MAX} nodes are alive already")]
+    TooManyNodes,
+}
+
+/// Why a loaded state is not a state this store could have written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("log {log_id} appears twice")]
+    DuplicateLog { log_id: u64 },
+    #[error("log {log_id} has version {version}, outside [1, revision {revision}]")]
+    BadVersion {
+        log_id: u64,
+        version: u64,
+        revision: u64,
+    },
+    #[error("log {log_id}: {source}")]
+    Record { log_id: u64, source: RecordError },
+    #[error("{count} logs, over the limit of {LOGS_MAX}")]
+    TooManyLogs { count: usize },
+}
+
+/// A record and the version it was stored at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionedRecord {
+    pub version: u64,
+    pub record: LogMeta,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Lease {
+    info: NodeInfo,
+    expiry_ms: u64,
+}
+
+/// Logs, their versions and the node leases. See the module doc.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetaState {
+    revision: u64,
+    logs: BTreeMap<u64, VersionedRecord>,
+    leases: BTreeMap<u64, Lease>,
+}
+
+impl MetaState {
+    /// Rebuilds a state from what was persisted: the revision and every
+    /// log's record and version. Refuses anything this store could not have
+    /// written (so a corrupt file is never served as if it were valid).
+    pub fn from_logs(
+        revision: u64,
+        logs: impl IntoIterator<Item = (u64, LogMeta)>,
+    ) -> Result<MetaState, StateError> {
+        let mut state = MetaState {
+            revision,
+            ..MetaState::default()
+        };
+        for (version, record) in logs {
+            let log_id = record.log_id;
+            if version == 0 || version > revision {
+                return Err(StateError::BadVersion {
+                    log_id,
+                    version,
+                    revision,
+                });
+            }
+            validate_record(log_id, &record)
+                .map_err(|source| StateError::Record { log_id, source })?;
+            if state
+                .logs
+                .insert(log_id, VersionedRecord { version, record })
+                .is_some()
+            {
+                return Err(StateError::DuplicateLog { log_id });
+            }
+            if state.logs.len() > LOGS_MAX {
+                return Err(StateError::TooManyLogs {
+                    count: state.logs.len(),
+                });
+            }
+        }
+        Ok(state)
+    }
+
+    /// The last revision handed out (0 before the first CAS).
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The log's version, 0 when it does not exist.
+    pub fn version(&self, log_id: u64) -> u64 {
+        self.logs.get(&log_id).map_or(0, |v| v.version)
+    }
+
+    /// The log's version and record; `(0, None)` when it does not exist.
+    pub fn get(&self, log_id: u64) -> (u64, Option<&LogMeta>) {
+        match self.logs.get(&log_id) {
+            Some(v) => (v.version, Some(&v.record)),
+            None => (0, None),
+        }
+    }
+
+    /// Every log with its version, by log id.
+    pub fn logs(&self) -> impl Iterator<Item = &VersionedRecord> {
+        self.logs.values()
+    }
+
+    /// Every log id, ascending.
+    pub fn list_logs(&self) -> Vec<u64> {
+        self.logs.keys().copied().collect()
+    }
+
+    /// Stores `record` as log `log_id` if the log is at `expected_version`
+    /// (0: only if it does not exist yet) and the record is valid. Returns
+    /// the new version. On any error nothing changes.
+    pub fn cas(
+        &mut self,
+        log_id: u64,
+        expected_version: u64,
+        record: LogMeta,
+    ) -> Result<u64, CasError> {
+        validate_record(log_id, &record)?;
+        let current = self.version(log_id);
+        if current != expected_version {
+            let (version, record) = self.get(log_id);
+            return Err(CasError::Conflict {
+                version,
+                current: record.cloned(),
+            });
+        }
+        if current == 0 && self.logs.len() >= LOGS_MAX {
+            return Err(CasError::TooManyLogs);
+        }
+        let version = self.revision + 1;
+        self.revision = version;
+        self.logs
+            .insert(log_id, VersionedRecord { version, record });
+        debug_assert!(self.logs.values().all(|v| v.version <= self.revision));
+        Ok(version)
+    }
+
+    /// Registers or renews node `info.node_id`: alive until `now_ms +
+    /// lease_ms`. Returns that expiry. A new node is refused only when
+    /// [`NODES_MAX`] nodes are alive; dead registrations make room.
+    pub fn register(
+        &mut self,
+        info: NodeInfo,
+        lease_ms: u64,
+        now_ms: u64,
+    ) -> Result<u64, RegisterError> {
+        if !(LEASE_MS_MIN..=LEASE_MS_MAX).contains(&lease_ms) {
+            return Err(RegisterError::LeaseOutOfRange { lease_ms });
+        }
+        if !self.leases.contains_key(&info.node_id) && self.leases.len() >= NODES_MAX {
+            self.leases.retain(|_, l| now_ms < l.expiry_ms);
+            if self.leases.len() >= NODES_MAX {
+                return Err(RegisterError::TooManyNodes);
+            }
+        }
+        let expiry_ms = now_ms.saturating_add(lease_ms);
+        self.leases.insert(info.node_id, Lease { info, expiry_ms });
+        debug_assert!(self.leases.len() <= NODES_MAX);
+        Ok(expiry_ms)
+    }
+
+    /// The registered nodes by node id: those alive at `now_ms`, and the
+    /// dead ones too if `include_dead`.
+    pub fn nodes(&self, now_ms: u64, include_dead: bool) -> Vec<NodeStatus> {
+        self.leases
+            .values()
+            .map(|l| NodeStatus {
+                info: l.info.clone(),
+                alive: now_ms < l.expiry_ms,
+                lease_remaining_ms: l.expiry_ms.saturating_sub(now_ms),
+            })
+            .filter(|s| include_dead || s.alive)
+            .collect()
+    }
+}
+
+/// Checks that `record` may be stored as log `log_id`:
+/// - its `log_id` is `log_id`, and it has at most [`SEGMENTS_PER_LOG_MAX`]
+///   segments;
+/// - segment ids are consecutive from the first one (trimmed segments may be
+///   gone from the front, never from the middle);
+/// - only the last segment may be open (`sealed_len` None);
+/// - segment k+1 starts where segment k ends: `first_seq_k + sealed_len_k`;
+/// - no segment has an epoch above the record's epoch;
+/// - each segment has 1 to [`REPLICAS_MAX`] replicas, all distinct.
+///
+/// Whether a change from one valid record to another is allowed (a sealed
+/// segment must not change, the epoch must not go back...) is a protocol
+/// decision and belongs to `trilog_protocol`, not to the store.
+pub fn validate_record(log_id: u64, record: &LogMeta) -> Result<(), RecordError> {
+    if record.log_id != log_id {
+        return Err(RecordError::LogIdMismatch {
+            key: log_id,
+            record: record.log_id,
+        });
+    }
+    let segments = &record.segments;
+    if segments.len() > SEGMENTS_PER_LOG_MAX {
+        return Err(RecordError::TooManySegments {
+            count: segments.len(),
+        });
+    }
+    for (index, s) in segments.iter().enumerate() {
+        if s.replicas.is_empty() {
+            return Err(RecordError::NoReplicas { segment: s.id });
+        }
+        if s.replicas.len() > REPLICAS_MAX {
+            return Err(RecordError::TooManyReplicas {
+                segment: s.id,
+                count: s.replicas.len(),
+            });
+        }
+        for (i, node) in s.replicas.iter().enumerate() {
+            if s.replicas[..i].contains(node) {
+                return Err(RecordError::DuplicateReplica {
+                    segment: s.id,
+                    node: *node,
+                });
+            }
+        }
+        if s.epoch > record.epoch {
+            return Err(RecordError::EpochAboveRecord {
+                segment: s.id,
+                segment_epoch: s.epoch,
+                record_epoch: record.epoch,
+            });
+        }
+        let end = match s.sealed_len {
+            Some(len) => s
+                .first_seq
+                .checked_add(len)
+                .ok_or(RecordError::SeqOverflow { segment: s.id })?,
+            None if index + 1 < segments.len() => {
+                return Err(RecordError::OpenNotLast { segment: s.id })
+            }
+            None => continue,
+        };
+        let Some(next) = segments.get(index + 1) else {
+            continue;
+        };
+        if s.id.checked_add(1) != Some(next.id) {
+            return Err(RecordError::SegmentIdGap {
+                index: index + 1,
+                expected: s.id.wrapping_add(1),
+                found: next.id,
+            });
+        }
+        if next.first_seq != end {
+            return Err(RecordError::FirstSeqMismatch {
+                segment: next.id,
+                expected: end,
+                found: next.first_seq,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trilog_wire::meta::SegmentMeta;
+
+    fn seg(id: u64, first_seq: u64, sealed_len: Option<u64>) -> SegmentMeta {
+        SegmentMeta {
+            id,
+            replicas: vec![1, 2, 3],
+            first_seq,
+            epoch: 1,
+            sealed_len,
+        }
+    }
+
+    fn log(log_id: u64, segments: Vec<SegmentMeta>) -> LogMeta {
+        LogMeta {
+            log_id,
+            epoch: 1,
+            trim_seq: 0,
+            segments,
+        }
+    }
+
+    fn node(node_id: u64) -> NodeInfo {
+        NodeInfo {
+            node_id,
+            host: "127.0.0.1".into(),
+            shard_ports: vec![7000],
+            zone: "z".into(),
+            capacity_bytes: 1,
+        }
+    }
+
+    #[test]
+    fn create_only_if_absent() {
+        let mut s = MetaState::default();
+        assert_eq!(s.get(7), (0, None));
+        let r = log(7, vec![seg(0, 0, None)]);
+        assert_eq!(s.cas(7, 0, r.clone()), Ok(1));
+        assert_eq!(s.get(7), (1, Some(&r)));
+        // A second create conflicts and reports what is there.
+        assert_eq!(
+            s.cas(7, 0, r.clone()),
+            Err(CasError::Conflict {
+                version: 1,
+                current: Some(r.clone())
+            })
+        );
+        // Expecting a version of an absent log conflicts with (0, None).
+        assert_eq!(
+            s.cas(8, 3, log(8, vec![])),
+            Err(CasError::Conflict {
+                version: 0,
+                current: None
+            })
+        );
+        assert_eq!(s.list_logs(), vec![7]);
+    }
+
+    #[test]
+    fn versions_come_from_one_revision_counter() {
+        let mut s = MetaState::default();
+        assert_eq!(s.cas(1, 0, log(1, vec![])), Ok(1));
+        assert_eq!(s.cas(2, 0, log(2, vec![])), Ok(2));
+        let sealed = log(1, vec![seg(0, 0, Some(5)), seg(1, 5, None)]);
+        assert_eq!(s.cas(1, 1, sealed.clone()), Ok(3));
+        assert_eq!(s.revision(), 3);
+        assert_eq!(s.get(1), (3, Some(&sealed)));
+        assert_eq!(s.version(2), 2);
+        // A stale version conflicts and changes nothing.
+        let before = s.clone();
+        assert!(matches!(
+            s.cas(1, 1, log(1, vec![])),
+            Err(CasError::Conflict { version: 3, .. })
+        ));
+        assert_eq!(s, before);
+        assert_eq!(s.list_logs(), vec![1, 2]);
+    }
+
+    #[test]
+    fn invalid_records_are_refused_and_change_nothing() {
+        let mut s = MetaState::default();
+        assert_eq!(s.cas(1, 0, log(1, vec![seg(0, 0, None)])), Ok(1));
+        let before = s.clone();
+        let bad = |r: LogMeta, s: &mut MetaState| match s.cas(1, 1, r) {
+            Err(CasError::Invalid(e)) => e,
+            other => panic!("accepted or wrong error: {other:?}"),
+        };
+        assert_eq!(
+            bad(log(2, vec![]), &mut s),
+            RecordError::LogIdMismatch { key: 1, record: 2 }
+        );
+        assert_eq!(
+            bad(log(1, vec![seg(0, 0, Some(5)), seg(2, 5, None)]), &mut s),
+            RecordError::SegmentIdGap {
+                index: 1,
+                expected: 1,
+                found: 2
+            }
+        );
+        assert_eq!(
+            bad(log(1, vec![seg(0, 0, None), seg(1, 0, None)]), &mut s),
+            RecordError::OpenNotLast { segment: 0 }
+        );
+        assert_eq!(
+            bad(log(1, vec![seg(0, 0, Some(5)), seg(1, 6, None)]), &mut s),
+            RecordError::FirstSeqMismatch {
+                segment: 1,
+                expected: 5,
+                found: 6
+            }
+        );
+        assert_eq!(
+            bad(log(1, vec![seg(0, u64::MAX, Some(1))]), &mut s),
+            RecordError::SeqOverflow { segment: 0 }
+        );
+        let mut high = log(1, vec![seg(0, 0, None)]);
+        high.segments[0].epoch = 2;
+        assert_eq!(
+            bad(high, &mut s),
+            RecordError::EpochAboveRecord {
+                segment: 0,
+                segment_epoch: 2,
+                record_epoch: 1
+            }
+        );
+        let mut empty = log(1, vec![seg(0, 0, None)]);
+        empty.segments[0].replicas.clear();
+        assert_eq!(bad(empty, &mut s), RecordError::NoReplicas { segment: 0 });
+        let mut dup = log(1, vec![seg(0, 0, None)]);
+        dup.segments[0].replicas = vec![4, 5, 4];
+        assert_eq!(
+            bad(dup, &mut s),
+            RecordError::DuplicateReplica {
+                segment: 0,
+                node: 4
+            }
+        );
+        let mut many = log(1, vec![seg(0, 0, None)]);
+        many.segments[0].replicas = (0..=REPLICAS_MAX as u64).collect();
+        assert_eq!(
+            bad(many, &mut s),
+            RecordError::TooManyReplicas {
+                segment: 0,
+                count: REPLICAS_MAX + 1
+            }
+        );
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn valid_shapes_are_accepted() {
+        let mut s = MetaState::default();
+        // Trimmed front: ids start above 0; a sealed last segment; empty sealed segments.
+        let r = log(
+            1,
+            vec![
+                seg(4, 100, Some(0)),
+                seg(5, 100, Some(7)),
+                seg(6, 107, Some(3)),
+            ],
+        );
+        assert_eq!(s.cas(1, 0, r), Ok(1));
+        let mut older = log(1, vec![seg(4, 100, Some(0)), seg(5, 100, None)]);
+        older.epoch = 3;
+        older.segments[1].epoch = 3;
+        assert_eq!(s.cas(1, 1, older), Ok(2));
+        assert_eq!(s.cas(2, 0, log(2, vec![])), Ok(3));
+    }
+
+    #[test]
+    fn leases_expire_and_renew() {
+        let mut s = MetaState::default();
+        assert_eq!(s.register(node(1), 1000, 50), Ok(1050));
+        assert_eq!(s.register(node(2), 100, 50), Ok(150));
+        let at = |s: &MetaState, now, dead| -> Vec<(u64, bool, u64)> {
+            s.nodes(now, dead)
+                .iter()
+                .map(|n| (n.info.node_id, n.alive, n.lease_remaining_ms))
+                .collect()
+        };
+        assert_eq!(at(&s, 100, false), vec![(1, true, 950), (2, true, 50)]);
+        assert_eq!(at(&s, 150, false), vec![(1, true, 900)]);
+        assert_eq!(at(&s, 150, true), vec![(1, true, 900), (2, false, 0)]);
+        // Renewal is an upsert: the new info and the new expiry win.
+        let mut moved = node(2);
+        moved.host = "10.0.0.2".into();
+        assert_eq!(s.register(moved.clone(), 100, 200), Ok(300));
+        let nodes = s.nodes(250, false);
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(nodes[1].info, moved);
+        assert_eq!(nodes[1].lease_remaining_ms, 50);
+    }
+
+    #[test]
+    fn lease_bounds_and_node_limit() {
+        let mut s = MetaState::default();
+        assert_eq!(
+            s.register(node(1), 0, 0),
+            Err(RegisterError::LeaseOutOfRange { lease_ms: 0 })
+        );
+        assert_eq!(
+            s.register(node(1), LEASE_MS_MAX + 1, 0),
+            Err(RegisterError::LeaseOutOfRange {
+                lease_ms: LEASE_MS_MAX + 1
+            })
+        );
+        for id in 0..NODES_MAX as u64 {
+            assert!(s.register(node(id), 100, 0).is_ok());
+        }
+        // Full of live nodes: a new one is refused, a renewal is not.
+        assert_eq!(
+            s.register(node(u64::MAX), 100, 50),
+            Err(RegisterError::TooManyNodes)
+        );
+        assert_eq!(s.register(node(0), 100, 50), Ok(150));
+        // Once the others are dead they make room.
+        assert_eq!(s.register(node(u64::MAX), 100, 120), Ok(220));
+        assert_eq!(s.nodes(120, true).len(), 2);
+    }
+
+    #[test]
+    fn from_logs_refuses_what_could_not_have_been_written() {
+        let ok = MetaState::from_logs(
+            5,
+            vec![(5, log(1, vec![])), (2, log(2, vec![seg(0, 0, None)]))],
+        );
+        let ok = ok.expect("valid state");
+        assert_eq!(ok.revision(), 5);
+        assert_eq!(ok.version(1), 5);
+        assert_eq!(ok.version(2), 2);
+        assert_eq!(
+            MetaState::from_logs(5, vec![(6, log(1, vec![]))]),
+            Err(StateError::BadVersion {
+                log_id: 1,
+                version: 6,
+                revision: 5
+            })
+        );
+        assert_eq!(
+            MetaState::from_logs(5, vec![(0, log(1, vec![]))]),
+            Err(StateError::BadVersion {
+                log_id: 1,
+                version: 0,
+                revision: 5
+            })
+        );
+        assert_eq!(
+            MetaState::from_logs(5, vec![(1, log(1, vec![])), (2, log(1, vec![]))]),
+            Err(StateError::DuplicateLog { log_id: 1 })
+        );
+        assert!(matches!(
+            MetaState::from_logs(5, vec![(1, log(1, vec![seg(0, 0, None), seg(1, 0, None)]))]),
+            Err(StateError::Record { log_id: 1, .. })
+        ));
+    }
+}

@@ -1,0 +1,169 @@
+//! One client connection: a handshake, then a loop that reads frames and
+//! hands each to its handler, and a writer task that sends what the
+//! handlers queue. A malformed or oversized frame, or one of a kind a
+//! client must not send, closes this connection with a logged reason and
+//! touches nothing else.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, FutureExt};
+use glommio::net::TcpStream;
+use glommio::sync::Semaphore;
+use trilog_wire::message::{Append, ErrorCode, Fence, HelloOk, Read, Seal};
+use trilog_wire::{access, decode_payload, Kind, Message};
+
+use crate::framing::{read_frame, Frame, FrameReadError};
+use crate::limits::{CONN_IN_FLIGHT_BYTES_MAX, HANDSHAKE_TIMEOUT_MS};
+use crate::server::handlers;
+use crate::server::outbox::Outbox;
+use crate::server::shard::Shard;
+use crate::storage::SegmentKey;
+
+const NO_SEGMENT: SegmentKey = SegmentKey {
+    log_id: 0,
+    segment: 0,
+};
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let peer = stream.peer_addr().ok();
+    let _ = stream.set_nodelay(true);
+    let (mut reader, writer) = futures_lite::io::split(stream);
+    let outbox = Rc::new(Outbox::default());
+    let writer_task = glommio::spawn_local(write_loop(writer, outbox.clone()));
+    match handshake(&shard, &mut reader, &outbox).await {
+        Ok(()) => read_loop(&shard, &mut reader, &outbox, peer).await,
+        Err(why) => log::warn!("connection from {peer:?} closed in handshake: {why}"),
+    }
+    outbox.close();
+    writer_task.await;
+}
+
+async fn handshake<R: AsyncRead + Unpin>(
+    shard: &Shard,
+    reader: &mut R,
+    outbox: &Outbox,
+) -> Result<(), String> {
+    let timeout = async {
+        glommio::timer::Timer::new(Duration::from_millis(HANDSHAKE_TIMEOUT_MS)).await;
+        Err(FrameReadError::Closed)
+    };
+    let frame = read_frame(reader)
+        .or(timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    match decode_payload(frame.header.kind, &frame.payload) {
+        Ok(Message::Hello(_)) => {}
+        Ok(other) => return Err(format!("first frame is {:?}, not Hello", other.kind())),
+        Err(e) => return Err(e.to_string()),
+    }
+    let ok = HelloOk {
+        node_id: shard.node_id,
+        shard: shard.shard,
+        shard_count: shard.shard_count(),
+        shard_ports: shard.shard_ports.clone(),
+    };
+    outbox.push(trilog_wire::encode(frame.header.request_id, &ok));
+    Ok(())
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, outbox: Rc<Outbox>) {
+    while let Some(frames) = outbox.take().await {
+        let mut failed = false;
+        for f in &frames {
+            if writer.write_all(f).await.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        if failed || writer.flush().await.is_err() {
+            outbox.close();
+            break;
+        }
+    }
+    let _ = writer.close().await;
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    shard: &Rc<Shard>,
+    reader: &mut R,
+    outbox: &Rc<Outbox>,
+    peer: Option<SocketAddr>,
+) {
+    let in_flight = Rc::new(Semaphore::new(CONN_IN_FLIGHT_BYTES_MAX));
+    loop {
+        let frame = match read_frame(reader).await {
+            Ok(f) => f,
+            Err(FrameReadError::Closed) => return,
+            Err(FrameReadError::Wire(e)) => {
+                log::warn!("connection from {peer:?}: malformed frame ({e}); closing it");
+                handlers::send_error(
+                    outbox,
+                    0,
+                    ErrorCode::BadRequest,
+                    NO_SEGMENT,
+                    0,
+                    format!("malformed frame: {e}"),
+                );
+                return;
+            }
+            Err(FrameReadError::Io(e)) => {
+                log::info!("connection from {peer:?}: {e}");
+                return;
+            }
+        };
+        if outbox.is_closed() {
+            return;
+        }
+        if let Err(why) = dispatch(shard, outbox, &in_flight, frame).await {
+            log::warn!("connection from {peer:?}: {why}; closing it");
+            handlers::send_error(outbox, 0, ErrorCode::BadRequest, NO_SEGMENT, 0, why);
+            return;
+        }
+    }
+}
+
+/// Handles one frame. An error closes the connection.
+async fn dispatch(
+    shard: &Rc<Shard>,
+    outbox: &Rc<Outbox>,
+    in_flight: &Rc<Semaphore>,
+    frame: Frame,
+) -> Result<(), String> {
+    let rid = frame.header.request_id;
+    match frame.header.kind {
+        Kind::Append => {
+            // Back-pressure: wait for bytes to be acked before reading on.
+            let permit = in_flight
+                .acquire_static_permit(u64::from(frame.header.payload_len))
+                .await
+                .map_err(|e| format!("in-flight limit: {e}"))?;
+            let a = access::<Append>(&frame.payload).map_err(|e| e.to_string())?;
+            if !handlers::append(shard, outbox, rid, a, permit).await {
+                return Err("bad append".into());
+            }
+        }
+        kind => match decode_payload(kind, &frame.payload).map_err(|e| e.to_string())? {
+            Message::Watermark(w) => handlers::watermark(shard, &w),
+            Message::Read(r) => spawn_read(shard, outbox, rid, r),
+            Message::Fence(f) => spawn_fence(shard, outbox, rid, f),
+            Message::Seal(s) => spawn_seal(shard, outbox, rid, s),
+            other => return Err(format!("a client may not send {:?}", other.kind())),
+        },
+    }
+    Ok(())
+}
+
+fn spawn_read(shard: &Rc<Shard>, outbox: &Rc<Outbox>, rid: u64, r: Read) {
+    glommio::spawn_local(handlers::read(shard.clone(), outbox.clone(), rid, r)).detach();
+}
+
+fn spawn_fence(shard: &Rc<Shard>, outbox: &Rc<Outbox>, rid: u64, f: Fence) {
+    glommio::spawn_local(handlers::fence(shard.clone(), outbox.clone(), rid, f)).detach();
+}
+
+fn spawn_seal(shard: &Rc<Shard>, outbox: &Rc<Outbox>, rid: u64, s: Seal) {
+    glommio::spawn_local(handlers::seal(shard.clone(), outbox.clone(), rid, s)).detach();
+}

@@ -1,0 +1,225 @@
+//! Starting a node: one glommio executor per shard, each with its own
+//! listening socket, segments and group-commit loop; plus, if asked, the
+//! embedded metadata store and the node's registration with it.
+
+pub mod conn;
+pub mod flusher;
+pub mod handlers;
+pub mod outbox;
+pub mod shard;
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement};
+use socket2::{Domain, Socket, Type};
+use trilog_wire::meta::NodeInfo;
+
+use crate::config::NodeConfig;
+use crate::limits::SHARD_CONNECTIONS_MAX;
+use crate::meta::{spawn_meta_server, spawn_registration, MetaServerHandle, RegistrationHandle};
+use crate::storage::{self, StorageError};
+use shard::{ctl_to_durable, Shard, Slot};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("shard {shard}: {source}")]
+    Storage { shard: usize, source: StorageError },
+    #[error("shard {shard}: executor: {why}")]
+    Executor { shard: usize, why: String },
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("metadata server: {0}")]
+    Meta(String),
+}
+
+/// A running node.
+pub struct NodeHandle {
+    pub shard_ports: Vec<u16>,
+    pub meta_server: Option<MetaServerHandle>,
+    pub registration: Option<RegistrationHandle>,
+    executors: Vec<glommio::ExecutorJoinHandle<()>>,
+}
+
+impl NodeHandle {
+    /// Blocks until every shard stops (they run until the process ends).
+    pub fn join(self) {
+        for e in self.executors {
+            let _ = e.join();
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> Result<StdListener, StartError> {
+    let err = |source| StartError::Bind { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(1024).map_err(err)?;
+    Ok(socket.into())
+}
+
+/// Starts every shard, then the metadata server and the registration if
+/// configured. Returns once every shard has recovered its segments and
+/// listens.
+pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
+    let meta_server = match config.serve_meta {
+        Some(addr) => Some(
+            spawn_meta_server(addr, config.meta_dir())
+                .map_err(|e| StartError::Meta(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let mut listeners = Vec::with_capacity(config.shards);
+    for i in 0..config.shards {
+        let port = if config.port == 0 {
+            0
+        } else {
+            config.port + i as u16
+        };
+        listeners.push(bind(SocketAddr::new(config.host, port))?);
+    }
+    let shard_ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<_, _>>()
+        .map_err(|source| StartError::Bind {
+            addr: SocketAddr::new(config.host, config.port),
+            source,
+        })?;
+    let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), StorageError>)>();
+    let mut executors = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let dir = config.shard_dir(i);
+        std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let placement = match config.cores.get(i) {
+            Some(core) => Placement::Fixed(*core),
+            None => Placement::Unbound,
+        };
+        let ports = shard_ports.clone();
+        let node_id = config.node_id;
+        let ready = ready_tx.clone();
+        let fd = listener.into_raw_fd();
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("shard-{i}"))
+            .spawn(move || async move {
+                // SAFETY: `fd` is a listening socket this thread now owns alone.
+                let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
+                run_shard(node_id, i, ports, dir, listener, ready).await;
+            })
+            .map_err(|e| StartError::Executor {
+                shard: i,
+                why: e.to_string(),
+            })?;
+        executors.push(handle);
+    }
+    drop(ready_tx);
+    for _ in 0..config.shards {
+        match ready_rx.recv() {
+            Ok((_, Ok(()))) => {}
+            Ok((shard, Err(source))) => return Err(StartError::Storage { shard, source }),
+            Err(_) => {
+                return Err(StartError::Executor {
+                    shard: usize::MAX,
+                    why: "a shard died while starting".into(),
+                })
+            }
+        }
+    }
+    let registration = config.meta.map(|meta| {
+        let info = NodeInfo {
+            node_id: config.node_id,
+            host: config.host.to_string(),
+            shard_ports: shard_ports.clone(),
+            zone: config.zone.clone(),
+            capacity_bytes: 0,
+        };
+        spawn_registration(meta, info, Duration::from_millis(config.lease_ms))
+    });
+    log::info!(
+        "node {} serving shards on {}:{:?} (data in {})",
+        config.node_id,
+        config.host,
+        shard_ports,
+        config.data_dir.display()
+    );
+    Ok(NodeHandle {
+        shard_ports,
+        meta_server,
+        registration,
+        executors,
+    })
+}
+
+async fn run_shard(
+    node_id: u64,
+    index: usize,
+    ports: Vec<u16>,
+    dir: std::path::PathBuf,
+    listener: glommio::net::TcpListener,
+    ready: mpsc::Sender<(usize, Result<(), StorageError>)>,
+) {
+    let shard = Shard::new(node_id, index as u32, ports, dir.clone());
+    match recover(&shard, &dir).await {
+        Ok(n) => {
+            log::info!("shard {index}: recovered {n} segments");
+            let _ = ready.send((index, Ok(())));
+        }
+        Err(e) => {
+            let _ = ready.send((index, Err(e)));
+            return;
+        }
+    }
+    glommio::spawn_local(flusher::run_flusher(shard.clone())).detach();
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                if shard.connections.get() >= SHARD_CONNECTIONS_MAX {
+                    log::warn!(
+                        "shard {index}: {SHARD_CONNECTIONS_MAX} connections open; refusing one"
+                    );
+                    continue;
+                }
+                shard.connections.set(shard.connections.get() + 1);
+                let s = shard.clone();
+                glommio::spawn_local(async move {
+                    conn::serve(s.clone(), stream).await;
+                    s.connections.set(s.connections.get() - 1);
+                })
+                .detach();
+            }
+            Err(e) => log::warn!("shard {index}: accept: {e}"),
+        }
+    }
+}
+
+async fn recover(shard: &Rc<Shard>, dir: &std::path::Path) -> Result<usize, StorageError> {
+    storage::avoid_poll_probe_trap(dir).await?;
+    let recovered = storage::recover_dir(dir).await?;
+    let n = recovered.len();
+    for r in recovered {
+        let replica = trilog_protocol::replica::Replica::recovered(
+            r.len,
+            r.max_commit,
+            ctl_to_durable(r.ctl),
+        );
+        let slot = Slot::new(r.file, replica);
+        shard.slots.borrow_mut().insert(slot.key, slot);
+    }
+    Ok(n)
+}

@@ -1,0 +1,66 @@
+//! The frames waiting to be written to one connection.
+//!
+//! Handlers push encoded frames; one writer task per connection takes
+//! everything queued at once and writes it with one flush, so acks released
+//! by one group commit leave in one batch of syscalls.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+
+use event_listener::Event;
+
+use crate::limits::CONN_OUTBOX_FRAMES_MAX;
+
+#[derive(Default)]
+pub struct Outbox {
+    frames: RefCell<VecDeque<Vec<u8>>>,
+    closed: Cell<bool>,
+    event: Event,
+}
+
+impl Outbox {
+    /// Queues a frame. Returns false if the connection is closed or its
+    /// reader is so slow that the queue is full (the caller closes it).
+    pub fn push(&self, frame: Vec<u8>) -> bool {
+        if self.closed.get() {
+            return false;
+        }
+        let mut frames = self.frames.borrow_mut();
+        if frames.len() >= CONN_OUTBOX_FRAMES_MAX {
+            drop(frames);
+            log::warn!(
+                "connection outbox full ({CONN_OUTBOX_FRAMES_MAX} frames): closing a slow reader"
+            );
+            self.close();
+            return false;
+        }
+        frames.push_back(frame);
+        drop(frames);
+        self.event.notify(1);
+        true
+    }
+
+    pub fn close(&self) {
+        self.closed.set(true);
+        self.event.notify(usize::MAX);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    /// Waits for frames and takes all of them; `None` once closed.
+    pub async fn take(&self) -> Option<Vec<Vec<u8>>> {
+        loop {
+            let listener = self.event.listen();
+            if self.closed.get() {
+                return None;
+            }
+            let frames: Vec<Vec<u8>> = self.frames.borrow_mut().drain(..).collect();
+            if !frames.is_empty() {
+                return Some(frames);
+            }
+            listener.await;
+        }
+    }
+}

@@ -1,0 +1,613 @@
+//! Recovery of a shard's segment replicas after a restart or a crash.
+//!
+//! For each data file of the directory: check its header (a bad header is
+//! an error naming the file, never a segment silently dropped), load its
+//! control file, scan its records up to the first bad one or the seal
+//! ([`super::scan`]), rebuild the index and the partial tail block, so the
+//! next flush continues right after the last good record.
+//!
+//! Then, for a segment that is not sealed (and so may take appends), make
+//! everything past the recovered end read as zeros again, by punching a
+//! hole there and preallocating it anew. Without that, bytes of a write
+//! torn by the crash could lie beyond the records appended after recovery,
+//! and a later recovery could take them for records.
+//!
+//! Files that are not ours are ignored; a `.seg.creating` file, left by a
+//! crash during [`SegmentFile::create`], never held acknowledged data and
+//! is deleted.
+
+use std::path::Path;
+use std::rc::Rc;
+
+use glommio::io::DmaFile;
+
+use super::ctl::{CtlFile, CtlState};
+use super::direct_file::{open_direct, sync_dir, Open};
+use super::error::file_error;
+use super::header::HeaderError;
+use super::scan::{scan_records, ScanStop};
+use super::{
+    align_down, align_up, SegmentFile, SegmentHeader, SegmentKey, StorageError, BLOCK_BYTES,
+    CREATING_SUFFIX, DATA_SUFFIX, SEGMENT_HEADER_BYTES,
+};
+
+/// A segment replica as recovery found it.
+#[derive(Debug)]
+pub struct Recovered {
+    /// Ready for reads and, unless sealed, appends at offset `len`.
+    pub file: SegmentFile,
+    /// Entries recovered: `file.durable_len()`, at most the sealed length.
+    pub len: u64,
+    /// The largest commit field among the recovered records (0 if none).
+    pub max_commit: u64,
+    /// The durable control state.
+    pub ctl: CtlState,
+    /// Why the scan stopped where it did.
+    pub stop: ScanStop,
+}
+
+/// Recovers every segment replica in `dir`, in key order.
+pub async fn recover_dir(dir: &Path) -> Result<Vec<Recovered>, StorageError> {
+    let dir_err = |op, source| StorageError::Dir {
+        dir: dir.to_path_buf(),
+        op,
+        source,
+    };
+    let mut keys = Vec::new();
+    let mut removed_leftovers = false;
+    for entry in std::fs::read_dir(dir).map_err(|e| dir_err("read", e))? {
+        let entry = entry.map_err(|e| dir_err("read", e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(key) = SegmentKey::parse_file_name(name, DATA_SUFFIX) {
+            keys.push(key);
+        } else if SegmentKey::parse_file_name(name, CREATING_SUFFIX).is_some() {
+            log::info!(
+                "{}: removing a segment file whose creation did not finish",
+                entry.path().display()
+            );
+            std::fs::remove_file(entry.path())
+                .map_err(|e| dir_err("remove unfinished segment file", e))?;
+            removed_leftovers = true;
+        }
+    }
+    if removed_leftovers {
+        sync_dir(dir).await?;
+    }
+    keys.sort_unstable();
+    let mut recovered = Vec::with_capacity(keys.len());
+    for key in keys {
+        let segment = recover_segment(dir, key).await?;
+        log::info!(
+            "{key}: recovered {} entries, max commit {}, {:?}, stop {:?}",
+            segment.len,
+            segment.max_commit,
+            segment.ctl,
+            segment.stop
+        );
+        recovered.push(segment);
+    }
+    Ok(recovered)
+}
+
+async fn recover_segment(dir: &Path, key: SegmentKey) -> Result<Recovered, StorageError> {
+    let data_path = key.data_path(dir);
+    let data = open_direct(key, &data_path, Open::Existing).await?;
+    let header = read_header(&data, key, &data_path).await?;
+    let ctl = CtlFile::open(key, &key.ctl_path(dir)).await?;
+    let state = ctl.state();
+    let file_size = data
+        .file_size()
+        .await
+        .map_err(|e| file_error(key, &data_path, "stat", e))?;
+    let scanned = scan_records(&data, key, &data_path, file_size, state.sealed_len).await?;
+    let len = scanned.positions.len() as u64 - 1;
+    let end_pos = scanned.positions[len as usize];
+
+    let tail_len = (end_pos - align_down(end_pos)) as usize;
+    let mut tail = Vec::with_capacity(BLOCK_BYTES as usize);
+    if tail_len > 0 {
+        // The file may end inside this block (a file cut short): only the
+        // bytes up to the recovered end are needed.
+        let block_pos = align_down(end_pos);
+        let block = data
+            .read_at_aligned(block_pos, BLOCK_BYTES as usize)
+            .await
+            .map_err(|e| file_error(key, &data_path, "read tail block", e))?;
+        if block.len() < tail_len {
+            return Err(StorageError::ShortRead {
+                segment: key,
+                file: data_path,
+                pos: block_pos,
+                read: block.len(),
+                expected: tail_len,
+            });
+        }
+        tail.extend_from_slice(&block[..tail_len]);
+    }
+    if state.sealed_len.is_none() {
+        zero_past(&data, key, &data_path, align_up(end_pos), file_size).await?;
+    }
+
+    let file = SegmentFile {
+        header,
+        dir: dir.to_path_buf(),
+        data_path,
+        data: Rc::new(data),
+        ctl,
+        positions: scanned.positions,
+        durable_len: len,
+        tail,
+        staging: None,
+        in_flight: None,
+        allocated_bytes: align_down(file_size),
+        failed: Rc::default(),
+    };
+    file.check_invariants();
+    Ok(Recovered {
+        file,
+        len,
+        max_commit: scanned.max_commit,
+        ctl: state,
+        stop: scanned.stop,
+    })
+}
+
+async fn read_header(
+    data: &DmaFile,
+    key: SegmentKey,
+    path: &Path,
+) -> Result<SegmentHeader, StorageError> {
+    let bad = |reason| StorageError::BadHeader {
+        file: path.to_path_buf(),
+        reason,
+    };
+    let block = data
+        .read_at_aligned(0, SEGMENT_HEADER_BYTES as usize)
+        .await
+        .map_err(|e| file_error(key, path, "read header", e))?;
+    let header = SegmentHeader::decode(&block).map_err(bad)?;
+    if header.key() != key {
+        return Err(bad(HeaderError::KeyMismatch {
+            expected: key,
+            found: header.key(),
+        }));
+    }
+    Ok(header)
+}
+
+/// Makes `[from, file_size)` read as zeros, durably, keeping it allocated.
+async fn zero_past(
+    data: &DmaFile,
+    key: SegmentKey,
+    path: &Path,
+    from: u64,
+    file_size: u64,
+) -> Result<(), StorageError> {
+    if from >= file_size {
+        return Ok(());
+    }
+    data.deallocate(from, file_size - from)
+        .await
+        .map_err(|e| file_error(key, path, "punch hole past the recovered end", e))?;
+    data.pre_allocate(file_size, false)
+        .await
+        .map_err(|e| file_error(key, path, "preallocate", e))?;
+    data.fdatasync()
+        .await
+        .map_err(|e| file_error(key, path, "fdatasync", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::FileExt;
+    use std::path::PathBuf;
+
+    use trilog_wire::limits::ENTRY_BYTES_MAX;
+
+    use super::*;
+    use crate::storage::test_support::{
+        commit_of, flush, header, path_of, payload, read_range, run_local, stage, test_dir,
+        write_ctl, Rng,
+    };
+    use crate::storage::{SCAN_CHUNK_BYTES, STAGE_BYTES_INITIAL};
+
+    async fn recover_one(dir: &Path) -> Recovered {
+        let mut all = recover_dir(dir).await.expect("recover");
+        assert_eq!(all.len(), 1, "one segment expected");
+        all.pop().expect("one")
+    }
+
+    /// Reads `[from, to)` and checks each payload against `expect(offset)`.
+    async fn check_range(seg: &SegmentFile, from: u64, to: u64, expect: impl Fn(u64) -> Vec<u8>) {
+        let got = read_range(seg, from, to, 256 * 1024).await;
+        assert_eq!(got.len() as u64, to - from);
+        for (offset, bytes) in got {
+            assert!(bytes == expect(offset), "payload of {offset}");
+        }
+    }
+
+    #[test]
+    fn recovery_gives_back_what_was_flushed_and_appends_continue() {
+        let dir = test_dir();
+        let path = path_of(&dir);
+        // Sizes by offset; every 40th entry is as large as an entry may be,
+        // so records straddle the scan's chunks.
+        fn size_of(o: u64) -> usize {
+            if o % 40 == 39 {
+                ENTRY_BYTES_MAX as usize
+            } else {
+                Rng::new(o + 1).below(9000) as usize
+            }
+        }
+        let ctl = CtlState {
+            fenced_epoch: 2,
+            sealed_len: None,
+            watermark: 77,
+        };
+
+        let p = path.clone();
+        let (len, end) = run_local(move || async move {
+            let mut seg = SegmentFile::create(&p, header(1)).await.expect("create");
+            for o in 0..300 {
+                stage(&mut seg, o, &payload(o, size_of(o), 0));
+                if o % 7 == 6 {
+                    flush(&mut seg).await;
+                }
+            }
+            flush(&mut seg).await;
+            write_ctl(&mut seg, ctl).await;
+            // Staged but never flushed: lost in the "crash" below.
+            for o in 300..303 {
+                stage(&mut seg, o, &payload(o, size_of(o), 0));
+            }
+            let state = (seg.durable_len(), seg.positions[seg.durable_len() as usize]);
+            drop(seg);
+            state
+        });
+        assert_eq!(len, 300);
+        assert!(end > 3 * SCAN_CHUNK_BYTES, "the scan must cross chunks");
+        assert_ne!(
+            end % BLOCK_BYTES,
+            0,
+            "the recovered end should be mid-block"
+        );
+
+        let p = path.clone();
+        run_local(move || async move {
+            let r = recover_one(&p).await;
+            assert_eq!(r.len, 300);
+            assert_eq!(r.max_commit, commit_of(299));
+            assert_eq!(r.ctl, ctl);
+            assert_eq!(r.stop, ScanStop::CleanEnd);
+            let mut seg = r.file;
+            assert_eq!(seg.durable_len(), 300);
+            assert_eq!(seg.staged_len(), 300);
+            assert_eq!(seg.positions[300], end);
+            assert!(!seg.has_staged());
+            assert_eq!(seg.ctl(), ctl);
+            check_range(&seg, 0, 300, |o| payload(o, size_of(o), 0)).await;
+            // Appends continue right after the last record, mid-block.
+            for o in 300..500 {
+                stage(&mut seg, o, &payload(o, size_of(o), 0));
+                if o % 5 == 4 {
+                    flush(&mut seg).await;
+                }
+            }
+            assert_eq!(seg.durable_len(), 500);
+            seg.close().await.expect("close");
+        });
+
+        let p = path.clone();
+        run_local(move || async move {
+            let r = recover_one(&p).await;
+            assert_eq!(
+                (r.len, r.max_commit, r.stop.clone()),
+                (500, commit_of(499), ScanStop::CleanEnd)
+            );
+            check_range(&r.file, 0, 500, |o| payload(o, size_of(o), 0)).await;
+        });
+    }
+
+    #[test]
+    fn a_torn_tail_stops_recovery_at_the_first_bad_record() {
+        let dir = test_dir();
+        let path = path_of(&dir);
+        let old_size = |o: u64| 1000 + (o as usize * 37) % 2000;
+        let new_size = |o: u64| 10 + (o as usize * 53) % 3000;
+
+        let p = path.clone();
+        let (data_path, positions) = run_local(move || async move {
+            let mut seg = SegmentFile::create(&p, header(2)).await.expect("create");
+            for o in 0..40 {
+                stage(&mut seg, o, &payload(o, old_size(o), 0));
+                if o % 3 == 2 {
+                    flush(&mut seg).await;
+                }
+            }
+            flush(&mut seg).await;
+            let out = (seg.data_path().to_path_buf(), seg.positions.clone());
+            seg.close().await.expect("close");
+            out
+        });
+
+        // Tear records 30 and 35 in the middle of their payloads.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&data_path)
+            .expect("open");
+        for o in [30, 35] {
+            f.write_all_at(&[0x5a; 8], positions[o] + 32 + 400)
+                .expect("corrupt");
+        }
+        f.sync_all().expect("sync");
+        drop(f);
+
+        let p = path.clone();
+        let dp = data_path.clone();
+        let old_end = positions[40];
+        run_local(move || async move {
+            let r = recover_one(&p).await;
+            assert_eq!(r.len, 30);
+            assert_eq!(
+                r.stop,
+                ScanStop::Corrupt {
+                    offset: 30,
+                    reason: "record payload crc mismatch"
+                }
+            );
+            assert_eq!(r.max_commit, commit_of(29));
+            // Everything past the block of the recovered end reads as zeros.
+            let bytes = std::fs::read(&dp).expect("read");
+            let zero_from = align_up(positions[30]) as usize;
+            assert!(
+                bytes[zero_from..old_end as usize].iter().all(|b| *b == 0),
+                "stale bytes left"
+            );
+
+            let mut seg = r.file;
+            check_range(&seg, 0, 30, |o| payload(o, old_size(o), 0)).await;
+            for o in 30..60 {
+                stage(&mut seg, o, &payload(o, new_size(o), 1));
+                if o % 4 == 1 {
+                    flush(&mut seg).await;
+                }
+            }
+            flush(&mut seg).await;
+            seg.close().await.expect("close");
+        });
+
+        let p = path.clone();
+        run_local(move || async move {
+            let r = recover_one(&p).await;
+            assert_eq!((r.len, r.stop.clone()), (60, ScanStop::CleanEnd));
+            assert_eq!(r.max_commit, commit_of(59));
+            check_range(&r.file, 0, 30, |o| payload(o, old_size(o), 0)).await;
+            check_range(&r.file, 30, 60, |o| payload(o, new_size(o), 1)).await;
+        });
+    }
+
+    #[test]
+    fn a_record_cut_by_the_end_of_the_file_is_truncated() {
+        let dir = test_dir();
+        let path = path_of(&dir);
+        let p = path.clone();
+        let (data_path, cut) = run_local(move || async move {
+            let mut seg = SegmentFile::create(&p, header(3)).await.expect("create");
+            for o in 0..5 {
+                stage(&mut seg, o, &payload(o, 3000, 0));
+            }
+            flush(&mut seg).await;
+            let out = (seg.data_path().to_path_buf(), seg.positions[4] + 40);
+            seg.close().await.expect("close");
+            out
+        });
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&data_path)
+            .expect("open");
+        f.set_len(cut).expect("truncate");
+        drop(f);
+
+        let p = path.clone();
+        run_local(move || async move {
+            let r = recover_one(&p).await;
+            assert_eq!(
+                (r.len, r.stop.clone()),
+                (4, ScanStop::Truncated { offset: 4 })
+            );
+            let mut seg = r.file;
+            // The file ends inside the block of the last record.
+            check_range(&seg, 0, 4, |o| payload(o, 3000, 0)).await;
+            // The file is now shorter than a preallocation chunk: the next
+            // flush must extend it.
+            for o in 4..40 {
+                stage(&mut seg, o, &payload(o, 3000, 2));
+            }
+            assert!(seg.staged_bytes() > STAGE_BYTES_INITIAL);
+            flush(&mut seg).await;
+            seg.close().await.expect("close");
+        });
+
+        let p = path.clone();
+        run_local(move || async move {
+            let r = recover_one(&p).await;
+            assert_eq!((r.len, r.stop.clone()), (40, ScanStop::CleanEnd));
+            check_range(&r.file, 0, 4, |o| payload(o, 3000, 0)).await;
+            check_range(&r.file, 4, 40, |o| payload(o, 3000, 2)).await;
+        });
+    }
+
+    #[test]
+    fn recovery_honours_the_sealed_length() {
+        let dir = test_dir();
+        let path = path_of(&dir);
+        let sealed = CtlState {
+            fenced_epoch: 3,
+            sealed_len: Some(6),
+            watermark: 5,
+        };
+        let p = path.clone();
+        run_local(move || async move {
+            let mut seg = SegmentFile::create(&p, header(4)).await.expect("create");
+            for o in 0..10 {
+                stage(&mut seg, o, &payload(o, 500, 0));
+            }
+            flush(&mut seg).await;
+            write_ctl(&mut seg, sealed).await;
+            seg.seal_truncate(6);
+            assert_eq!((seg.durable_len(), seg.staged_len()), (6, 6));
+            check_range(&seg, 0, 6, |o| payload(o, 500, 0)).await;
+            seg.close().await.expect("close");
+        });
+
+        let p = path.clone();
+        run_local(move || async move {
+            let r = recover_one(&p).await;
+            assert_eq!(r.len, 6);
+            assert_eq!(r.ctl, sealed);
+            assert_eq!(r.stop, ScanStop::CleanEnd);
+            assert_eq!(
+                r.max_commit,
+                commit_of(5),
+                "commit of an entry past the seal counted"
+            );
+            assert_eq!(r.file.staged_len(), 6);
+            check_range(&r.file, 0, 6, |o| payload(o, 500, 0)).await;
+        });
+    }
+
+    #[test]
+    fn a_seal_above_the_flushed_length_keeps_the_staged_entries_below_it() {
+        let dir = test_dir();
+        let path = path_of(&dir);
+        let p = path.clone();
+        run_local(move || async move {
+            let mut seg = SegmentFile::create(&p, header(5)).await.expect("create");
+            for o in 0..6 {
+                stage(&mut seg, o, &payload(o, 700, 0));
+            }
+            flush(&mut seg).await;
+            for o in 6..10 {
+                stage(&mut seg, o, &payload(o, 700, 0));
+            }
+            let sealed = CtlState {
+                sealed_len: Some(8),
+                ..CtlState::default()
+            };
+            write_ctl(&mut seg, sealed).await;
+            seg.seal_truncate(8);
+            assert_eq!((seg.durable_len(), seg.staged_len()), (6, 8));
+            assert!(seg.has_staged());
+            assert_eq!(flush(&mut seg).await, 8);
+            seg.close().await.expect("close");
+        });
+        let p = path.clone();
+        run_local(move || async move {
+            let r = recover_one(&p).await;
+            assert_eq!((r.len, r.stop.clone()), (8, ScanStop::CleanEnd));
+            check_range(&r.file, 0, 8, |o| payload(o, 700, 0)).await;
+        });
+    }
+
+    #[test]
+    fn a_bad_header_is_an_error_naming_the_file() {
+        let dir = test_dir();
+        let path = path_of(&dir);
+        let p = path.clone();
+        let data_paths: Vec<PathBuf> = run_local(move || async move {
+            let mut out = Vec::new();
+            for segment in [1, 2] {
+                let mut seg = SegmentFile::create(&p, header(segment))
+                    .await
+                    .expect("create");
+                stage(&mut seg, 0, b"one");
+                flush(&mut seg).await;
+                out.push(seg.data_path().to_path_buf());
+                seg.close().await.expect("close");
+            }
+            out
+        });
+        // Files that are not segments are left alone; an unfinished create
+        // is cleaned up.
+        for name in ["notes.txt", "abc.seg", "000000000000001f-zz.seg"] {
+            std::fs::write(path.join(name), b"not a segment").expect("write");
+        }
+        let creating = header(3).key().creating_path(&path);
+        std::fs::write(&creating, b"half made").expect("write");
+        let p = path.clone();
+        let found = run_local(move || async move {
+            let all = recover_dir(&p).await.expect("recover");
+            all.iter()
+                .map(|r| (r.file.key().segment, r.len))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(found, vec![(1, 1), (2, 1)]);
+        assert!(!creating.exists(), "unfinished create left behind");
+        assert!(path.join("notes.txt").exists() && path.join("abc.seg").exists());
+
+        // A damaged header: an error that names the file.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&data_paths[1])
+            .expect("open");
+        f.write_all_at(&[0x77], 21).expect("corrupt");
+        f.sync_all().expect("sync");
+        drop(f);
+        let p = path.clone();
+        let err = run_local(move || async move {
+            recover_dir(&p)
+                .await
+                .map(|v| v.len())
+                .expect_err("bad header accepted")
+        });
+        assert!(
+            matches!(&err, StorageError::BadHeader { file, reason: HeaderError::CrcMismatch { .. } } if file == &data_paths[1]),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains(&data_paths[1].display().to_string()),
+            "{err}"
+        );
+
+        // A valid header under another segment's name.
+        std::fs::remove_file(&data_paths[1]).expect("remove");
+        let key9 = header(9).key();
+        std::fs::copy(&data_paths[0], key9.data_path(&path)).expect("copy");
+        std::fs::copy(header(1).key().ctl_path(&path), key9.ctl_path(&path)).expect("copy");
+        let p = path.clone();
+        let err = run_local(move || async move {
+            recover_dir(&p)
+                .await
+                .map(|v| v.len())
+                .expect_err("misnamed file accepted")
+        });
+        assert!(
+            matches!(&err, StorageError::BadHeader { file, reason: HeaderError::KeyMismatch { .. } } if file == &key9.data_path(&path)),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn create_refuses_an_existing_segment_and_remove_deletes_both_files() {
+        let dir = test_dir();
+        let path = path_of(&dir);
+        let p = path.clone();
+        run_local(move || async move {
+            let mut seg = SegmentFile::create(&p, header(1)).await.expect("create");
+            stage(&mut seg, 0, b"x");
+            flush(&mut seg).await;
+            let again = SegmentFile::create(&p, header(1)).await.map(|s| s.key());
+            assert!(
+                matches!(again, Err(StorageError::AlreadyExists { .. })),
+                "{again:?}"
+            );
+            let files = [seg.data_path().to_path_buf(), header(1).key().ctl_path(&p)];
+            assert!(files.iter().all(|f| f.exists()));
+            seg.remove().await.expect("remove");
+            assert!(files.iter().all(|f| !f.exists()), "files left after remove");
+            assert!(recover_dir(&p).await.expect("recover").is_empty());
+        });
+    }
+}

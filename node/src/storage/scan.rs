@@ -1,0 +1,206 @@
+//! The scan of a data file at recovery: find every valid record, stop at
+//! the first one that is not.
+//!
+//! The file is read in [`SCAN_CHUNK_BYTES`] direct reads into a sliding
+//! window; a record that straddles two chunks, or is larger than a chunk,
+//! makes the window read on until the record is whole (at most
+//! `ENTRY_BYTES_MAX` plus a header, which `parse_record` checks before
+//! asking for more). The scan stops at:
+//! - zeros where a record header would start: the clean end of the data
+//!   (preallocated space reads as zeros);
+//! - the seal recorded in the control file: entries past it do not exist;
+//! - a record whose magic, crcs or offset are wrong, or that runs past the
+//!   end of the file: a write torn by a crash (or a damaged disk).
+
+use std::path::Path;
+
+use glommio::io::DmaFile;
+use trilog_wire::record::{parse_record, Parsed, RECORD_HEADER_BYTES};
+use trilog_wire::WireError;
+
+use super::error::file_error;
+use super::{
+    align_down, align_up, SegmentKey, StorageError, BLOCK_BYTES, SCAN_CHUNK_BYTES,
+    SEGMENT_HEADER_BYTES,
+};
+
+/// Where and why the scan of a data file stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanStop {
+    /// Zeros where the next record would start, or the sealed length
+    /// reached: nothing was lost.
+    CleanEnd,
+    /// The record at `offset` is damaged (a torn write or a bad disk).
+    Corrupt { offset: u64, reason: &'static str },
+    /// The record at `offset` runs past the end of the file.
+    Truncated { offset: u64 },
+}
+
+/// What a scan found.
+#[derive(Debug)]
+pub(super) struct Scanned {
+    /// File positions of the records found, and of the end of the last.
+    pub(super) positions: Vec<u64>,
+    /// The largest commit field among the records found (0 if none).
+    pub(super) max_commit: u64,
+    pub(super) stop: ScanStop,
+}
+
+/// Scans the records of `file` from the end of its header block, up to
+/// `limit` entries if given.
+pub(super) async fn scan_records(
+    file: &DmaFile,
+    key: SegmentKey,
+    path: &Path,
+    file_size: u64,
+    limit: Option<u64>,
+) -> Result<Scanned, StorageError> {
+    let mut window = Window {
+        pos: SEGMENT_HEADER_BYTES,
+        bytes: Vec::new(),
+        eof: false,
+    };
+    let mut positions = vec![SEGMENT_HEADER_BYTES];
+    let mut pos = SEGMENT_HEADER_BYTES;
+    let mut offset = 0u64;
+    let mut max_commit = 0u64;
+    let stop = loop {
+        if limit.is_some_and(|limit| offset >= limit) {
+            break ScanStop::CleanEnd;
+        }
+        window
+            .fill(file, key, path, file_size, pos, RECORD_HEADER_BYTES)
+            .await?;
+        let mut step = Step::of(window.from(pos), offset);
+        if let Step::Need(needed) = step {
+            if !window.eof && window.from(pos).len() < needed {
+                window.fill(file, key, path, file_size, pos, needed).await?;
+                step = Step::of(window.from(pos), offset);
+            }
+        }
+        match step {
+            Step::Record { bytes, commit } => {
+                pos += bytes;
+                offset += 1;
+                positions.push(pos);
+                max_commit = max_commit.max(commit);
+            }
+            Step::End => break ScanStop::CleanEnd,
+            Step::Need(_) => break ScanStop::Truncated { offset },
+            Step::Bad(reason) => break ScanStop::Corrupt { offset, reason },
+        }
+    };
+    match &stop {
+        ScanStop::CleanEnd => {}
+        ScanStop::Corrupt { reason, .. } => {
+            log::warn!(
+                "{key}: {}: recovery stops at offset {offset}, file position {pos}: {reason}",
+                path.display()
+            );
+        }
+        ScanStop::Truncated { .. } => {
+            log::warn!(
+                "{key}: {}: recovery stops at offset {offset}, file position {pos}: record runs past the end of the file",
+                path.display()
+            );
+        }
+    }
+    Ok(Scanned {
+        positions,
+        max_commit,
+        stop,
+    })
+}
+
+/// What lies at one position, without borrowing the window.
+enum Step {
+    Record {
+        bytes: u64,
+        commit: u64,
+    },
+    End,
+    /// A record that needs this many bytes from its start.
+    Need(usize),
+    Bad(&'static str),
+}
+
+impl Step {
+    fn of(bytes: &[u8], offset: u64) -> Step {
+        match parse_record(bytes, offset) {
+            Ok(Parsed::Record { header, .. }) => Step::Record {
+                bytes: header.encoded_len() as u64,
+                commit: header.commit,
+            },
+            Ok(Parsed::End) => Step::End,
+            Err(WireError::Truncated { needed, .. }) => Step::Need(needed),
+            Err(WireError::BadRecord { reason, .. }) => Step::Bad(reason),
+            Err(_) => Step::Bad("unexpected record error"),
+        }
+    }
+}
+
+/// The bytes of the file from `pos` on, as far as read so far.
+struct Window {
+    /// File position of `bytes[0]`; block-aligned.
+    pos: u64,
+    bytes: Vec<u8>,
+    /// The last read reached the end of the file.
+    eof: bool,
+}
+
+impl Window {
+    fn end(&self) -> u64 {
+        self.pos + self.bytes.len() as u64
+    }
+
+    fn from(&self, at: u64) -> &[u8] {
+        &self.bytes[(at - self.pos) as usize..]
+    }
+
+    /// Reads until the window holds `need` bytes from `at`, or the end of
+    /// the file. Forgets the whole blocks before `at`.
+    async fn fill(
+        &mut self,
+        file: &DmaFile,
+        key: SegmentKey,
+        path: &Path,
+        file_size: u64,
+        at: u64,
+        need: usize,
+    ) -> Result<(), StorageError> {
+        assert!(
+            at >= self.pos && at <= self.end(),
+            "scan went backwards or skipped"
+        );
+        let keep_from = align_down(at);
+        if keep_from > self.pos {
+            self.bytes.drain(..(keep_from - self.pos) as usize);
+            self.pos = keep_from;
+        }
+        let want_end = at + need as u64;
+        while !self.eof && self.end() < want_end {
+            let read_pos = self.end();
+            assert_eq!(
+                read_pos % BLOCK_BYTES,
+                0,
+                "scan reads are whole blocks until the end"
+            );
+            if read_pos >= file_size {
+                self.eof = true;
+                break;
+            }
+            let len = SCAN_CHUNK_BYTES
+                .max(align_up(want_end - read_pos))
+                .min(align_up(file_size - read_pos));
+            let read = file
+                .read_at_aligned(read_pos, len as usize)
+                .await
+                .map_err(|e| file_error(key, path, "scan read", e))?;
+            self.bytes.extend_from_slice(&read);
+            if (read.len() as u64) < len {
+                self.eof = true;
+            }
+        }
+        Ok(())
+    }
+}
