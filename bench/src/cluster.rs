@@ -76,10 +76,26 @@ pub struct Cluster {
     pub lease_ms: u64,
 }
 
-/// Picks a free loopback port. The kernel may hand it out again before the
-/// node binds it; the nodes bind with SO_REUSEADDR and the window is tiny.
+/// Ports for nodes are drawn below the kernel's ephemeral range
+/// (32768 and up by default): a port from that range, once its node is
+/// killed, may be taken by any outgoing connection's local end, and the
+/// restarted node could not bind it again.
+const NODE_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// Picks a free loopback port for a node, at random in [`NODE_PORTS`].
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    for _ in 0..1000 {
+        let port = rng.gen_range(NODE_PORTS);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free port for a node",
+    ))
 }
 
 impl Cluster {

@@ -49,6 +49,9 @@ enum Cmd {
     Overhead {
         #[arg(long, default_value_t = 2000)]
         count: usize,
+        /// Payload of each node append (a record adds a 32-byte header).
+        #[arg(long, default_value_t = 4096)]
+        payload_bytes: usize,
     },
     /// Run a log node in this process (used by the local clusters).
     #[command(hide = true)]
@@ -125,7 +128,10 @@ async fn run(cmd: Cmd) -> ExitCode {
                 }
             }
         }
-        Cmd::Overhead { count } => {
+        Cmd::Overhead {
+            count,
+            payload_bytes,
+        } => {
             println!("machine: {}", machine());
             let root = trilog_bench::cluster::default_root();
             let bare = match trilog_bench::overhead::bare_write_fdatasync(&root, count) {
@@ -135,23 +141,28 @@ async fn run(cmd: Cmd) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let node = match trilog_bench::overhead::node_append(count).await {
+            let node = match trilog_bench::overhead::node_append(count, payload_bytes).await {
                 Ok((h, _cluster)) => h,
                 Err(e) => {
                     eprintln!("node append: {e}");
                     return ExitCode::FAILURE;
                 }
             };
-            let (b, n) = (summarize(&bare), summarize(&node));
+            let (b, n, r) = (
+                summarize(&bare),
+                summarize(&node.append),
+                summarize(&node.round_trip),
+            );
             print!(
                 "{}",
                 table(&[
                     ("bare 4K O_DIRECT+fdatasync", b),
-                    ("node append 4K (1 replica)", n)
+                    ("node append (1 replica)", n),
+                    ("node round trip, no disk", r),
                 ])
             );
             println!(
-                "overhead: node adds p50 {} us, p99 {} us over the bare write (queue depth 1, {count} ops, dir {})",
+                "overhead: node adds p50 {} us, p99 {} us over the bare write (queue depth 1, {count} ops, {payload_bytes} B payload, dir {})",
                 n.p50_us as i64 - b.p50_us as i64,
                 n.p99_us as i64 - b.p99_us as i64,
                 root.display()

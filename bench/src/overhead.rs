@@ -62,15 +62,29 @@ pub fn bare_write_fdatasync(dir: &Path, n: usize) -> std::io::Result<Histogram<u
     result.map(|()| h)
 }
 
-/// One node; 4 KiB appends one at a time to one segment on it.
-pub async fn node_append(n: usize) -> Result<(Histogram<u64>, Cluster), ClusterError> {
+/// Node latencies at queue depth 1.
+#[derive(Debug)]
+pub struct NodeLatency {
+    /// An append of one entry of `payload_bytes`, until its ack.
+    pub append: Histogram<u64>,
+    /// A request that touches no disk (a read of an unknown segment): the
+    /// network, framing and client share of an append's latency.
+    pub round_trip: Histogram<u64>,
+}
+
+/// One node; appends of one entry of `payload_bytes` one at a time to one
+/// segment on it, and as many disk-free round trips.
+pub async fn node_append(
+    n: usize,
+    payload_bytes: usize,
+) -> Result<(NodeLatency, Cluster), ClusterError> {
     let cluster = Cluster::start(1, NodeCommand::this_exe()?, None).await?;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], cluster.nodes[0].port));
     let conn = NodeConn::connect(addr)
         .await
         .map_err(trilog_client::ClientError::from)?;
     let mut h = new_histogram();
-    let payload = vec![0x5au8; BLOCK];
+    let payload = vec![0x5au8; payload_bytes];
     for i in 0..n as u64 {
         let append = Append {
             log_id: 999,
@@ -93,5 +107,31 @@ pub async fn node_append(n: usize) -> Result<(Histogram<u64>, Cluster), ClusterE
         }
         record(&mut h, t0.elapsed().as_micros() as u64);
     }
-    Ok((h, cluster))
+    let mut rt = new_histogram();
+    let probe = trilog_wire::message::Read {
+        log_id: 998,
+        segment: 0,
+        from_offset: 0,
+        limit: u64::MAX,
+        max_bytes: 4096,
+        wait_ms: 0,
+    };
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let answer = conn.request(&probe, Duration::from_secs(5)).await;
+        if !matches!(answer, Ok(Message::ErrorMsg(_))) {
+            return Err(ClusterError::Node {
+                node: 1,
+                why: format!("probe read: {answer:?}"),
+            });
+        }
+        record(&mut rt, t0.elapsed().as_micros() as u64);
+    }
+    Ok((
+        NodeLatency {
+            append: h,
+            round_trip: rt,
+        },
+        cluster,
+    ))
 }

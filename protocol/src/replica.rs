@@ -216,15 +216,19 @@ impl Replica {
         ControlDecision::Persist(self.durable)
     }
 
-    /// How far a reader may read: a sealed segment up to its seal, an open
-    /// one up to the known watermark, both never past `limit` (the sealed
-    /// length the reader learnt from metadata) nor past what is durable.
+    /// How far a reader may read. `limit` is the segment's sealed length
+    /// as the reader learnt it from the metadata, or `u64::MAX` while the
+    /// segment is open there. Below a sealed length every entry is
+    /// committed (the seal is at a commit watermark), so a replica that
+    /// missed the seal message serves up to it; an open segment is served
+    /// up to the known commit watermark. Never past what is durable.
     pub fn readable_end(&self, limit: u64) -> u64 {
         let end = match self.durable.sealed_len {
-            Some(sealed) => sealed,
+            Some(sealed) => sealed.min(limit),
+            None if limit != u64::MAX => limit,
             None => self.watermark(),
         };
-        end.min(limit).min(self.durable_len)
+        end.min(self.durable_len)
     }
 }
 
@@ -274,6 +278,9 @@ mod tests {
         r.on_durable(5);
         assert_eq!(r.readable_end(u64::MAX), 4);
         assert_eq!(r.readable_end(3), 3);
+        // A reader that knows the segment sealed at 5 may read all of it
+        // even if this replica never heard of the seal.
+        assert_eq!(r.readable_end(5), 5);
         assert!(r.on_watermark(1, 5));
         assert_eq!(r.readable_end(u64::MAX), 5);
     }

@@ -216,21 +216,38 @@ pub async fn read(shard: Rc<Shard>, outbox: Rc<Outbox>, request_id: u64, r: Read
     if !owned_here(&shard, &outbox, request_id, key) {
         return;
     }
-    let Some(slot) = shard.get(key) else {
-        send_error(
-            &outbox,
-            request_id,
-            ErrorCode::NotFound,
-            key,
-            0,
-            "no such segment here".into(),
-        );
-        return;
-    };
     let deadline = glommio::timer::Timer::new(Duration::from_millis(u64::from(r.wait_ms)));
     let mut deadline = Box::pin(async move {
         deadline.await;
     });
+    // A reader may come before the segment's first append: wait for it
+    // like for any other data.
+    let slot = loop {
+        let listener = shard.created.listen();
+        if let Some(slot) = shard.get(key) {
+            break slot;
+        }
+        let woke = async {
+            listener.await;
+            true
+        }
+        .or(async {
+            (&mut deadline).await;
+            false
+        })
+        .await;
+        if !woke {
+            send_error(
+                &outbox,
+                request_id,
+                ErrorCode::NotFound,
+                key,
+                0,
+                "no such segment here".into(),
+            );
+            return;
+        }
+    };
     loop {
         let listener = slot.changed.listen();
         if let Some(why) = slot.failure() {
@@ -241,7 +258,7 @@ pub async fn read(shard: Rc<Shard>, outbox: Rc<Outbox>, request_id: u64, r: Read
             let rep = slot.replica.borrow();
             (rep.readable_end(r.limit), rep.watermark(), rep.sealed_len())
         };
-        let ended = sealed_len.is_some_and(|s| r.from_offset >= s);
+        let ended = r.from_offset >= r.limit || sealed_len.is_some_and(|s| r.from_offset >= s);
         if r.from_offset < end || ended {
             respond_read(&slot, &outbox, request_id, &r, end, watermark, sealed_len).await;
             return;

@@ -62,13 +62,33 @@ impl NodeHandle {
     }
 }
 
+/// How long a restarted node keeps trying to bind a port still held by
+/// its previous life: a process killed with io_uring operations in flight
+/// releases its sockets only when the kernel's deferred ring teardown
+/// runs, a moment after the process is gone.
+const BIND_RETRY_MS_MAX: u64 = 10_000;
+
 fn bind(addr: SocketAddr) -> Result<StdListener, StartError> {
     let err = |source| StartError::Bind { addr, source };
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(err)?;
-    socket.set_reuse_address(true).map_err(err)?;
-    socket.bind(&addr.into()).map_err(err)?;
-    socket.listen(1024).map_err(err)?;
-    Ok(socket.into())
+    let deadline = std::time::Instant::now() + Duration::from_millis(BIND_RETRY_MS_MAX);
+    loop {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(err)?;
+        socket.set_reuse_address(true).map_err(err)?;
+        match socket.bind(&addr.into()) {
+            Ok(()) => {
+                socket.listen(1024).map_err(err)?;
+                return Ok(socket.into());
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                log::info!("{addr} still in use; retrying");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
 }
 
 /// Starts every shard, then the metadata server and the registration if

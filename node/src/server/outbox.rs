@@ -49,16 +49,17 @@ impl Outbox {
         self.closed.get()
     }
 
-    /// Waits for frames and takes all of them; `None` once closed.
+    /// Waits for frames and takes all of them; `None` once closed and
+    /// empty, so a last error frame queued before the close still leaves.
     pub async fn take(&self) -> Option<Vec<Vec<u8>>> {
         loop {
             let listener = self.event.listen();
-            if self.closed.get() {
-                return None;
-            }
             let frames: Vec<Vec<u8>> = self.frames.borrow_mut().drain(..).collect();
             if !frames.is_empty() {
                 return Some(frames);
+            }
+            if self.closed.get() {
+                return None;
             }
             listener.await;
         }

@@ -92,6 +92,8 @@ pub struct Shard {
     /// Segments with staged entries, for the next group commit.
     pub dirty: RefCell<BTreeSet<SegmentKey>>,
     pub dirty_event: Event,
+    /// Notified when a segment is created, for reads that arrived first.
+    pub created: Event,
     pub connections: Cell<usize>,
 }
 
@@ -106,6 +108,7 @@ impl Shard {
             creating: RefCell::new(HashMap::new()),
             dirty: RefCell::new(BTreeSet::new()),
             dirty_event: Event::new(),
+            created: Event::new(),
             connections: Cell::new(0),
         })
     }
@@ -154,6 +157,7 @@ impl Shard {
         event.notify(usize::MAX);
         let slot = Slot::new(created?, Replica::new());
         self.slots.borrow_mut().insert(key, slot.clone());
+        self.created.notify(usize::MAX);
         Ok(slot)
     }
 
