@@ -14,6 +14,7 @@
 //! - an error of a CAS (a timeout, a lost connection) leaves its outcome
 //!   unknown: read the log again before deciding anything.
 
+use crate::framing::{read_message, FrameError};
 use std::future::Future;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
@@ -22,17 +23,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rkyv::util::AlignedVec;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use trilog_wire::codec::decode_payload;
 use trilog_wire::limits::READ_WAIT_MS_MAX;
 use trilog_wire::meta::{
     LogMeta, MetaCasLog, MetaGetLog, MetaListLogs, MetaListNodes, MetaRegister, NodeInfo,
     NodeStatus,
 };
-use trilog_wire::{FrameHeader, Kind, Message, WireError, FRAME_HEADER_BYTES};
+use trilog_wire::{Kind, Message, WireError};
 
 /// How long one call may take, on top of a watch's own wait: connecting,
 /// sending, and the store's fsync of a CAS.
@@ -174,10 +173,10 @@ impl EmbeddedMeta {
         conn.write_all(&request.encode(request_id))
             .await
             .map_err(io)?;
-        let (answer_id, answer) = read_frame(&mut conn).await.map_err(|e| match e {
-            FrameReadError::Closed => MetaError::Closed { addr },
-            FrameReadError::Io(source) => MetaError::Io { addr, source },
-            FrameReadError::Wire(source) => MetaError::Wire { addr, source },
+        let (answer_id, answer) = read_message(&mut conn).await.map_err(|e| match e {
+            FrameError::Closed => MetaError::Closed { addr },
+            FrameError::Io(source) => MetaError::Io { addr, source },
+            FrameError::Wire(source) => MetaError::Wire { addr, source },
         })?;
         if answer_id != request_id {
             return Err(MetaError::Protocol {
@@ -347,41 +346,6 @@ impl MetaStore for EmbeddedMeta {
             }
         })
     }
-}
-
-/// Why a frame could not be read from a tokio stream.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum FrameReadError {
-    #[error("peer closed the connection")]
-    Closed,
-    #[error("io: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("bad frame: {0}")]
-    Wire(#[from] WireError),
-}
-
-/// Reads one whole frame and decodes it: the header is checked (magic,
-/// version, kind, size limit) before any payload byte is read, the crc
-/// before the payload is decoded. The payload lands in a 16-byte aligned
-/// buffer so that rkyv validates it in place. Returns the request id and
-/// the message.
-pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
-    stream: &mut R,
-) -> Result<(u64, Message), FrameReadError> {
-    let mut head = [0u8; FRAME_HEADER_BYTES];
-    match stream.read_exact(&mut head).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(FrameReadError::Closed)
-        }
-        Err(e) => return Err(FrameReadError::Io(e)),
-    }
-    let header = FrameHeader::parse(&head)?;
-    let mut payload = AlignedVec::<16>::with_capacity(header.payload_len as usize);
-    payload.resize(header.payload_len as usize, 0);
-    stream.read_exact(&mut payload).await?;
-    header.verify(&payload)?;
-    Ok((header.request_id, decode_payload(header.kind, &payload)?))
 }
 
 #[cfg(test)]

@@ -121,11 +121,18 @@ macro_rules! messages {
         /// Decodes a checked payload of `kind` into an owned message.
         /// Copies the payload once if it is not 8-byte aligned.
         pub fn decode_payload(kind: Kind, payload: &[u8]) -> Result<Message, WireError> {
-            if !(payload.as_ptr() as usize).is_multiple_of(8) {
-                let mut aligned = AlignedVec::<16>::with_capacity(payload.len());
-                aligned.extend_from_slice(payload);
-                return decode_payload(kind, &aligned);
+            if (payload.as_ptr() as usize).is_multiple_of(8) {
+                return decode_aligned(kind, payload);
             }
+            // A real allocation even for an empty payload: an empty
+            // AlignedVec's dangling pointer need not be aligned (the fuzzer
+            // found that this recursed forever when it was not).
+            let mut aligned = AlignedVec::<16>::with_capacity(payload.len().max(16));
+            aligned.extend_from_slice(payload);
+            decode_aligned(kind, &aligned)
+        }
+
+        fn decode_aligned(kind: Kind, payload: &[u8]) -> Result<Message, WireError> {
             match kind { $(Kind::$name => owned::<$name>(payload).map(Message::$name),)* }
         }
     };
@@ -374,6 +381,22 @@ mod tests {
             let mut frame = h.to_bytes().to_vec();
             frame.extend_from_slice(&payload);
             assert!(decode(&frame).is_err(), "garbage of {len} bytes accepted");
+        }
+    }
+
+    #[test]
+    fn misaligned_and_empty_payloads_are_errors_not_crashes() {
+        // Found by the fuzzer: an empty payload at an odd address.
+        let buf = [0u8; 64];
+        for kind in Kind::ALL {
+            assert!(decode_payload(*kind, &buf[1..1]).is_err());
+            // Where a payload sits must not change what it decodes to.
+            let mut aligned = AlignedVec::<16>::new();
+            aligned.extend_from_slice(&buf[3..40]);
+            assert_eq!(
+                decode_payload(*kind, &buf[3..40]).ok(),
+                decode_payload(*kind, &aligned).ok()
+            );
         }
     }
 

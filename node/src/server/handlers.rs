@@ -207,6 +207,22 @@ pub fn watermark(shard: &Shard, w: &Watermark) {
     }
 }
 
+/// Waits for `listener` unless `deadline` passes first; true if woken.
+async fn woken_before(
+    listener: event_listener::EventListener,
+    deadline: &mut std::pin::Pin<Box<glommio::timer::Timer>>,
+) -> bool {
+    async {
+        listener.await;
+        true
+    }
+    .or(async {
+        deadline.as_mut().await;
+        false
+    })
+    .await
+}
+
 /// A read, long-polling up to `wait_ms` when nothing is readable.
 pub async fn read(shard: Rc<Shard>, outbox: Rc<Outbox>, request_id: u64, r: Read) {
     let key = SegmentKey {
@@ -216,10 +232,9 @@ pub async fn read(shard: Rc<Shard>, outbox: Rc<Outbox>, request_id: u64, r: Read
     if !owned_here(&shard, &outbox, request_id, key) {
         return;
     }
-    let deadline = glommio::timer::Timer::new(Duration::from_millis(u64::from(r.wait_ms)));
-    let mut deadline = Box::pin(async move {
-        deadline.await;
-    });
+    let mut deadline = Box::pin(glommio::timer::Timer::new(Duration::from_millis(
+        u64::from(r.wait_ms),
+    )));
     // A reader may come before the segment's first append: wait for it
     // like for any other data.
     let slot = loop {
@@ -227,15 +242,7 @@ pub async fn read(shard: Rc<Shard>, outbox: Rc<Outbox>, request_id: u64, r: Read
         if let Some(slot) = shard.get(key) {
             break slot;
         }
-        let woke = async {
-            listener.await;
-            true
-        }
-        .or(async {
-            (&mut deadline).await;
-            false
-        })
-        .await;
+        let woke = woken_before(listener, &mut deadline).await;
         if !woke {
             send_error(
                 &outbox,
@@ -263,15 +270,7 @@ pub async fn read(shard: Rc<Shard>, outbox: Rc<Outbox>, request_id: u64, r: Read
             respond_read(&slot, &outbox, request_id, &r, end, watermark, sealed_len).await;
             return;
         }
-        let woke = async {
-            listener.await;
-            true
-        }
-        .or(async {
-            (&mut deadline).await;
-            false
-        })
-        .await;
+        let woke = woken_before(listener, &mut deadline).await;
         if !woke {
             respond_read(&slot, &outbox, request_id, &r, end, watermark, sealed_len).await;
             return;
