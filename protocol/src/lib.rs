@@ -14,6 +14,8 @@
 //! - [`metadata`]: the transformations of a log's metadata record that a
 //!   producer applies by compare-and-swap.
 //! - [`consumer`]: a reader's cursor along the chain of segments.
+//! - [`takeover`]: a new producer fencing and sealing the open segment of
+//!   a log whose producer may still be alive, and carrying its tail over.
 //! - [`placement`]: the choice of replicas for a new segment.
 
 pub mod acks;
@@ -22,6 +24,7 @@ pub mod metadata;
 pub mod placement;
 pub mod producer;
 pub mod replica;
+pub mod takeover;
 
 /// A node's identity, as registered in the metadata store.
 pub type NodeId = u64;

@@ -144,6 +144,14 @@ pub fn switch_segment(
     Ok(next)
 }
 
+/// The first step of a takeover: the next epoch, nothing else changed.
+/// Every later CAS of the old producer fails its epoch condition.
+pub fn bump_epoch(record: &LogMeta) -> LogMeta {
+    let mut next = record.clone();
+    next.epoch += 1;
+    next
+}
+
 /// Seals the open last segment at `len` (a producer closing cleanly).
 pub fn seal_last(
     record: &LogMeta,
