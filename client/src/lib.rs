@@ -14,6 +14,7 @@ pub mod framing;
 pub mod meta;
 pub mod pool;
 pub mod producer;
+pub mod takeover;
 
 pub use consumer::{Consumer, Record};
 pub use error::{AppendError, ClientError, ConnError};

@@ -120,8 +120,8 @@ impl Producer {
                 .cas_log(log_id, current.version, record.clone())
                 .await?
             {
-                CasOutcome::Applied { version } => {
-                    return Ok(Self::start(pool, record, version, opts).await)
+                CasOutcome::Applied { .. } => {
+                    return Ok(Self::start(pool, record, Vec::new(), opts).await)
                 }
                 CasOutcome::Conflict(_) => continue,
             }
@@ -132,10 +132,12 @@ impl Producer {
         })
     }
 
-    async fn start(
+    /// Starts the driver on the open last segment of `record` (written by
+    /// this producer's CAS), writing `carried` first.
+    pub(crate) async fn start(
         pool: ConnPool,
         record: LogMeta,
-        _version: u64,
+        carried: Vec<Entry>,
         opts: ProducerOptions,
     ) -> Producer {
         let last = record.segments.last().cloned();
@@ -147,13 +149,7 @@ impl Producer {
             first_seq: last.first_seq,
             replicas: last.replicas.clone(),
         };
-        let machine = Machine::new(
-            record.log_id,
-            record.epoch,
-            segment,
-            Vec::new(),
-            opts.config,
-        );
+        let machine = Machine::new(record.log_id, record.epoch, segment, carried, opts.config);
         let (cmds, cmd_rx) = mpsc::channel(COMMAND_QUEUE_MAX);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let mut driver = Driver {
@@ -168,7 +164,10 @@ impl Producer {
             closer: None,
             last_append: None,
         };
-        driver.connect_segment().await;
+        let mut initial = driver.connect_segment().await;
+        // Carried entries (a takeover's tail) go out at once.
+        initial.extend(driver.m.poll(driver.now_ms()));
+        driver.apply(initial).await;
         tokio::spawn(driver.run(cmd_rx, events_rx));
         Producer {
             log_id: record.log_id,
@@ -237,7 +236,7 @@ impl Producer {
     }
 }
 
-async fn alive_nodes(pool: &ConnPool) -> Result<Vec<u64>, ClientError> {
+pub(crate) async fn alive_nodes(pool: &ConnPool) -> Result<Vec<u64>, ClientError> {
     Ok(pool
         .refresh_nodes()
         .await?

@@ -43,6 +43,12 @@ pub struct Args {
     /// Failure zone (informational).
     #[arg(long, default_value = "")]
     pub zone: String,
+    /// Register this address instead of --host (behind NAT or a proxy).
+    #[arg(long)]
+    pub advertise_host: Option<IpAddr>,
+    /// Register shard i at this port + i instead of its own port.
+    #[arg(long)]
+    pub advertise_port: Option<u16>,
 }
 
 /// Runs a node until the process ends; returns the exit code.
@@ -68,6 +74,8 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
         serve_meta: args.serve_meta,
         lease_ms: args.lease_ms,
         zone: args.zone,
+        advertise_host: args.advertise_host,
+        advertise_port: args.advertise_port,
     };
     if let Err(e) = config.check() {
         eprintln!("trilog-node: bad configuration: {e}");

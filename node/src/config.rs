@@ -44,6 +44,10 @@ pub struct NodeConfig {
     pub serve_meta: Option<SocketAddr>,
     pub lease_ms: u64,
     pub zone: String,
+    /// Register this address instead of `host` (behind NAT or a proxy).
+    pub advertise_host: Option<IpAddr>,
+    /// Register shard i at `advertise_port + i` instead of its own port.
+    pub advertise_port: Option<u16>,
 }
 
 impl NodeConfig {
@@ -109,6 +113,8 @@ mod tests {
             serve_meta: None,
             lease_ms: 3000,
             zone: String::new(),
+            advertise_host: None,
+            advertise_port: None,
         }
     }
 

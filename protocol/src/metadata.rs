@@ -19,7 +19,7 @@ pub enum MetaRefusal {
         mine: u64,
         current: u64,
     },
-    #[error("log {log_id} has open segment {segment}: its producer may be alive; take it over")]
+    #[error("log {log_id} has open segment {segment}: its producer may be alive; take it over (`trilog takeover --log {log_id}`)")]
     OpenSegment { log_id: u64, segment: u64 },
     #[error("log {log_id}: segment {segment} is not the open last segment")]
     NotOpenLast { log_id: u64, segment: u64 },

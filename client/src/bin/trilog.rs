@@ -47,6 +47,13 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         from: u64,
     },
+    /// Take a log over from its producer, live or dead: fence it off,
+    /// carry its tail into a new segment, then close cleanly so the next
+    /// `append` starts at once.
+    Takeover {
+        #[arg(long, default_value_t = 1)]
+        log: u64,
+    },
     /// Show the nodes, logs, segments and their replicas.
     Status,
 }
@@ -139,6 +146,13 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 }
                 let _ = out.flush();
             }
+        }
+        Cmd::Takeover { log } => {
+            let producer = Producer::takeover(pool, log, ProducerOptions::default()).await?;
+            let epoch = producer.epoch();
+            producer.close().await?;
+            println!("log {log}: taken over at epoch {epoch}, tail carried over and sealed");
+            Ok(())
         }
         Cmd::Status => status(&*meta).await,
     }

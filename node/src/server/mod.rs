@@ -162,10 +162,16 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         }
     }
     let registration = config.meta.map(|meta| {
+        let advertised_ports = match config.advertise_port {
+            Some(base) => (0..shard_ports.len())
+                .map(|i| base.saturating_add(i as u16))
+                .collect(),
+            None => shard_ports.clone(),
+        };
         let info = NodeInfo {
             node_id: config.node_id,
-            host: config.host.to_string(),
-            shard_ports: shard_ports.clone(),
+            host: config.advertise_host.unwrap_or(config.host).to_string(),
+            shard_ports: advertised_ports,
             zone: config.zone.clone(),
             capacity_bytes: 0,
         };
