@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod latency;
+pub mod load;
 pub mod overhead;
 pub mod quickstart;
 pub mod verify;
