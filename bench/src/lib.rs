@@ -7,4 +7,5 @@ pub mod latency;
 pub mod load;
 pub mod overhead;
 pub mod quickstart;
+pub mod report;
 pub mod verify;

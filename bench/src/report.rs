@@ -1,0 +1,342 @@
+//! The comparison's outputs: a table, a JSON document and an SVG plot of
+//! the latency percentile curves of every system, written by hand so they
+//! need no plotting or serialization library.
+
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+
+/// One system's result in a comparison.
+#[derive(Debug, Clone)]
+pub struct SystemResult {
+    pub name: String,
+    pub nodes: usize,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    pub ops_per_s: f64,
+    pub errors: u64,
+    pub histogram: Histogram<u64>,
+}
+
+impl SystemResult {
+    pub fn new(
+        name: &str,
+        nodes: usize,
+        h: Histogram<u64>,
+        ops_per_s: f64,
+        errors: u64,
+    ) -> SystemResult {
+        SystemResult {
+            name: name.to_string(),
+            nodes,
+            p50_us: h.value_at_quantile(0.5),
+            p90_us: h.value_at_quantile(0.9),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+            ops_per_s,
+            errors,
+            histogram: h,
+        }
+    }
+}
+
+/// A fixed-width table of the results.
+pub fn table(results: &[SystemResult]) -> String {
+    let mut out = format!(
+        "{:<8} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>7}\n",
+        "system", "nodes", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "ops/s", "errors"
+    );
+    for r in results {
+        let _ = writeln!(
+            out,
+            "{:<8} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11.0} {:>7}",
+            r.name,
+            r.nodes,
+            r.p50_us,
+            r.p90_us,
+            r.p99_us,
+            r.p999_us,
+            r.max_us,
+            r.ops_per_s,
+            r.errors
+        );
+    }
+    out
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A JSON value for the `config` object: numbers and strings only.
+#[derive(Debug, Clone)]
+pub enum ConfigValue {
+    Num(f64),
+    Str(String),
+    Bool(bool),
+}
+
+/// `{"config": {...}, "systems": [{"name", "nodes", "p50_us", "p99_us",
+/// "p999_us", "ops_per_s", ...}]}`.
+pub fn json(config: &[(&str, ConfigValue)], results: &[SystemResult]) -> String {
+    let mut out = String::from("{\n  \"config\": {");
+    for (i, (k, v)) in config.iter().enumerate() {
+        let v = match v {
+            ConfigValue::Num(n) if n.fract() == 0.0 && n.abs() < 1e15 => format!("{}", *n as i64),
+            ConfigValue::Num(n) => format!("{n}"),
+            ConfigValue::Str(s) => json_string(s),
+            ConfigValue::Bool(b) => b.to_string(),
+        };
+        let _ = write!(
+            out,
+            "{}\n    {}: {}",
+            if i == 0 { "" } else { "," },
+            json_string(k),
+            v
+        );
+    }
+    out.push_str("\n  },\n  \"systems\": [");
+    for (i, r) in results.iter().enumerate() {
+        let _ = write!(
+            out,
+            "{}\n    {{\"name\": {}, \"nodes\": {}, \"p50_us\": {}, \"p90_us\": {}, \"p99_us\": {}, \"p999_us\": {}, \"max_us\": {}, \"ops_per_s\": {:.1}, \"errors\": {}}}",
+            if i == 0 { "" } else { "," },
+            json_string(&r.name),
+            r.nodes,
+            r.p50_us,
+            r.p90_us,
+            r.p99_us,
+            r.p999_us,
+            r.max_us,
+            r.ops_per_s,
+            r.errors
+        );
+    }
+    out.push_str("\n  ]\n}\n");
+    out
+}
+
+const COLORS: [&str; 6] = [
+    "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02",
+];
+
+/// Latency by percentile, the x axis spaced by "nines" (log of 1/(1-p))
+/// from p0 to p99.99, the y axis logarithmic in microseconds.
+pub fn svg(title: &str, results: &[SystemResult]) -> String {
+    let (w, h) = (900.0_f64, 520.0_f64);
+    let (left, right, top, bottom) = (80.0, 170.0, 50.0, 60.0);
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let nines_max = 4.0; // p99.99
+    let percentiles: Vec<f64> = (0..=400)
+        .map(|i| 1.0 - 10f64.powf(-(i as f64) * nines_max / 400.0))
+        .collect();
+    let values: Vec<Vec<(f64, f64)>> = results
+        .iter()
+        .map(|r| {
+            percentiles
+                .iter()
+                .map(|p| {
+                    (
+                        *p,
+                        r.histogram.value_at_quantile(p.min(0.99999)).max(1) as f64,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let lo = values
+        .iter()
+        .flatten()
+        .map(|(_, v)| *v)
+        .fold(f64::MAX, f64::min)
+        .max(1.0);
+    let hi = values.iter().flatten().map(|(_, v)| *v).fold(1.0, f64::max);
+    let (ylo, yhi) = (
+        10f64.powf(lo.log10().floor()),
+        10f64.powf(hi.log10().ceil().max(lo.log10().floor() + 1.0)),
+    );
+    let x = |p: f64| left + pw * ((-(1.0 - p).max(1e-9).log10()) / nines_max).min(1.0);
+    let y = |v: f64| top + ph * (1.0 - (v.log10() - ylo.log10()) / (yhi.log10() - ylo.log10()));
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="25" font-size="15" text-anchor="middle">{}</text>"#,
+        left + pw / 2.0,
+        xml(title)
+    );
+    // Axes and grid.
+    for (label, nines) in [
+        ("p0", 0.0),
+        ("p90", 1.0),
+        ("p99", 2.0),
+        ("p99.9", 3.0),
+        ("p99.99", 4.0),
+    ] {
+        let gx = left + pw * nines / nines_max;
+        let _ = writeln!(
+            s,
+            r##"<line x1="{gx}" y1="{top}" x2="{gx}" y2="{}" stroke="#ddd"/>"##,
+            top + ph
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{gx}" y="{}" text-anchor="middle">{label}</text>"#,
+            top + ph + 18.0
+        );
+    }
+    let mut decade = ylo;
+    while decade <= yhi * 1.0001 {
+        let gy = y(decade);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" y1="{gy}" x2="{}" y2="{gy}" stroke="#ddd"/>"##,
+            left + pw
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
+            left - 6.0,
+            gy + 4.0,
+            human_us(decade)
+        );
+        decade *= 10.0;
+    }
+    let _ = writeln!(
+        s,
+        r#"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="black"/>"#
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">percentile</text>"#,
+        left + pw / 2.0,
+        h - 15.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="20" y="{}" text-anchor="middle" transform="rotate(-90 20 {})">append latency</text>"#,
+        top + ph / 2.0,
+        top + ph / 2.0
+    );
+    for (i, (r, pts)) in results.iter().zip(values.iter()).enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let path: Vec<String> = pts
+            .iter()
+            .map(|(p, v)| format!("{:.1},{:.1}", x(*p), y(*v)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            path.join(" ")
+        );
+        let ly = top + 20.0 + 22.0 * i as f64;
+        let _ = writeln!(
+            s,
+            r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/>"#,
+            left + pw + 15.0,
+            left + pw + 40.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}">{} ({} nodes)</text>"#,
+            left + pw + 46.0,
+            ly + 4.0,
+            xml(&r.name),
+            r.nodes
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn human_us(v: f64) -> String {
+    if v >= 1_000_000.0 {
+        format!("{} s", v / 1_000_000.0)
+    } else if v >= 1000.0 {
+        format!("{} ms", v / 1000.0)
+    } else {
+        format!("{v} us")
+    }
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::latency::{new_histogram, record};
+
+    fn result(name: &str, base: u64) -> SystemResult {
+        let mut h = new_histogram();
+        for i in 0..1000 {
+            record(&mut h, base + i);
+        }
+        SystemResult::new(name, 3, h, 1234.5, 0)
+    }
+
+    #[test]
+    fn json_has_the_fields_and_escapes() {
+        let j = json(
+            &[
+                ("rtt_us", ConfigValue::Num(500.0)),
+                ("note", ConfigValue::Str("a\"b".into())),
+            ],
+            &[result("trilog", 100), result("raft3", 200)],
+        );
+        for field in [
+            "\"config\"",
+            "\"systems\"",
+            "\"name\": \"trilog\"",
+            "\"p50_us\"",
+            "\"p99_us\"",
+            "\"p999_us\"",
+            "\"ops_per_s\": 1234.5",
+            "\"nodes\": 3",
+            "\"rtt_us\": 500",
+            "a\\\"b",
+        ] {
+            assert!(j.contains(field), "{field} missing in {j}");
+        }
+    }
+
+    #[test]
+    fn svg_draws_one_curve_per_system() {
+        let s = svg(
+            "t <x>",
+            &[
+                result("trilog", 100),
+                result("raft3", 200),
+                result("raft5", 300),
+            ],
+        );
+        assert_eq!(s.matches("<polyline").count(), 3);
+        assert!(s.contains("t &lt;x&gt;"));
+        assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
+    }
+}
