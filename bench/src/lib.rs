@@ -2,6 +2,7 @@
 //! and the local cluster of real node processes they run on.
 
 pub mod cluster;
+pub mod delay;
 pub mod etcd;
 pub mod latency;
 pub mod load;
