@@ -9,4 +9,5 @@ pub mod load;
 pub mod overhead;
 pub mod quickstart;
 pub mod report;
+pub mod throughput;
 pub mod verify;
