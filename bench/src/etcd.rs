@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use etcd_client::{Client, PutOptions, Txn, TxnOp};
 
 use crate::cluster::{free_port, ClusterError};
+use crate::delay::DelayProxy;
 use crate::load::{AppendFuture, Target};
 
 /// A running etcd cluster. Dropping it kills every member.
@@ -21,6 +22,9 @@ pub struct EtcdCluster {
     _temp: tempfile::TempDir,
     pub client_addrs: Vec<SocketAddr>,
     children: Vec<Child>,
+    /// With a simulated round trip: the proxies every peer and client
+    /// connection goes through.
+    _proxies: Vec<DelayProxy>,
 }
 
 impl Drop for EtcdCluster {
@@ -40,9 +44,19 @@ pub fn etcd_binary() -> PathBuf {
 }
 
 impl EtcdCluster {
-    /// Starts `n` members on `host` (loopback unless given) and waits until
-    /// the cluster answers a put.
+    /// Starts `n` members on loopback and waits until the cluster answers a
+    /// put.
     pub async fn start(n: usize) -> Result<EtcdCluster, ClusterError> {
+        EtcdCluster::start_with_delay(n, None).await
+    }
+
+    /// [`EtcdCluster::start`] where every connection to a member, from a
+    /// peer or a client, goes through a [`DelayProxy`] adding `one_way` in
+    /// each direction.
+    pub async fn start_with_delay(
+        n: usize,
+        one_way: Option<Duration>,
+    ) -> Result<EtcdCluster, ClusterError> {
         let temp = tempfile::Builder::new()
             .prefix("trilog-etcd-")
             .tempdir_in(crate::cluster::default_root())?;
@@ -53,10 +67,35 @@ impl EtcdCluster {
             peers.push(free_port()?);
             clients.push(free_port()?);
         }
-        let initial: Vec<String> = peers
+        // What members and clients are told: the proxies when there are.
+        let mut proxies = Vec::new();
+        let mut peer_urls = Vec::with_capacity(n);
+        let mut client_urls = Vec::with_capacity(n);
+        for i in 0..n {
+            match one_way {
+                Some(d) => {
+                    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+                    let pp =
+                        DelayProxy::start(any, SocketAddr::from(([127, 0, 0, 1], peers[i])), d)
+                            .await?;
+                    let cp =
+                        DelayProxy::start(any, SocketAddr::from(([127, 0, 0, 1], clients[i])), d)
+                            .await?;
+                    peer_urls.push(format!("http://{}", pp.listen));
+                    client_urls.push(format!("http://{}", cp.listen));
+                    proxies.push(pp);
+                    proxies.push(cp);
+                }
+                None => {
+                    peer_urls.push(format!("http://127.0.0.1:{}", peers[i]));
+                    client_urls.push(format!("http://127.0.0.1:{}", clients[i]));
+                }
+            }
+        }
+        let initial: Vec<String> = peer_urls
             .iter()
             .enumerate()
-            .map(|(i, p)| format!("e{i}=http://127.0.0.1:{p}"))
+            .map(|(i, u)| format!("e{i}={u}"))
             .collect();
         let initial = initial.join(",");
         let mut children = Vec::with_capacity(n);
@@ -70,18 +109,12 @@ impl EtcdCluster {
                     "--listen-client-urls",
                     &format!("http://127.0.0.1:{}", clients[i]),
                 ])
-                .args([
-                    "--advertise-client-urls",
-                    &format!("http://127.0.0.1:{}", clients[i]),
-                ])
+                .args(["--advertise-client-urls", &client_urls[i]])
                 .args([
                     "--listen-peer-urls",
                     &format!("http://127.0.0.1:{}", peers[i]),
                 ])
-                .args([
-                    "--initial-advertise-peer-urls",
-                    &format!("http://127.0.0.1:{}", peers[i]),
-                ])
+                .args(["--initial-advertise-peer-urls", &peer_urls[i]])
                 .args(["--initial-cluster", &initial])
                 .args([
                     "--initial-cluster-state",
@@ -105,11 +138,12 @@ impl EtcdCluster {
         let cluster = EtcdCluster {
             dir,
             _temp: temp,
-            client_addrs: clients
+            client_addrs: client_urls
                 .iter()
-                .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+                .filter_map(|u| u.trim_start_matches("http://").parse().ok())
                 .collect(),
             children,
+            _proxies: proxies,
         };
         cluster.wait_ready(Duration::from_secs(30)).await?;
         Ok(cluster)

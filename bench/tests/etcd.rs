@@ -45,3 +45,20 @@ async fn every_counted_put_is_in_etcd() {
     );
     assert!(got.count() as u64 <= result.entries + 4 * 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_round_trip_slows_every_put() {
+    let one_way = Duration::from_millis(3);
+    let cluster = EtcdCluster::start_with_delay(3, Some(one_way))
+        .await
+        .expect("etcd cluster behind delay proxies");
+    let mut c = cluster.client().await.expect("client");
+    for i in 0..5 {
+        let t0 = std::time::Instant::now();
+        c.put(format!("/k/{i}"), "v", None).await.expect("put");
+        // A put crosses at least the client's round trip to the leader and
+        // the leader's to a follower: a lower bound, so no slow machine can
+        // break it.
+        assert!(t0.elapsed() >= one_way * 4, "{:?}", t0.elapsed());
+    }
+}
