@@ -8,6 +8,7 @@ pub mod latency;
 pub mod load;
 pub mod overhead;
 pub mod quickstart;
+pub mod raft;
 pub mod report;
 pub mod throughput;
 pub mod verify;
