@@ -2,7 +2,12 @@
 //! the benchmarks and the integration tests. Each node is this very binary
 //! (or `trilog-node`) run as a separate process with its own data
 //! directory; node 1 also serves the embedded metadata store.
+//!
+//! A node may be started behind [`Proxy`]s (one in front of its port, one
+//! between it and the metadata store) so a test can cut it off the network
+//! with [`Cluster::partition`] without stopping it.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -11,6 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use trilog_client::{ConnPool, EmbeddedMeta, MetaStore};
+
+use crate::proxy::Proxy;
 
 /// How a node process is started: a program and the arguments before the
 /// node's own (`trilog-bench node ...` or `trilog-node ...`).
@@ -65,6 +72,24 @@ impl NodeProc {
     }
 }
 
+/// How a cluster is started, beyond its size.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    /// Nodes started behind proxies, which [`Cluster::partition`] can cut
+    /// off. Node 1 serves the metadata store and cannot be one of them.
+    pub proxied: Vec<u64>,
+}
+
+/// The two proxies of a node that can be cut off: clients reach its port
+/// only through `data` (the node advertises the proxy's port), and its
+/// registration reaches the metadata store only through `meta`, so a
+/// partition also lets its lease run out, as a real one would.
+#[derive(Debug)]
+struct NodeProxies {
+    data: Proxy,
+    meta: Proxy,
+}
+
 /// A running cluster. Dropping it kills every node.
 #[derive(Debug)]
 pub struct Cluster {
@@ -74,6 +99,7 @@ pub struct Cluster {
     pub nodes: Vec<NodeProc>,
     cmd: NodeCommand,
     pub lease_ms: u64,
+    proxies: HashMap<u64, NodeProxies>,
 }
 
 /// Ports for nodes are drawn below the kernel's ephemeral range
@@ -106,6 +132,22 @@ impl Cluster {
         cmd: NodeCommand,
         root: Option<&Path>,
     ) -> Result<Cluster, ClusterError> {
+        Cluster::start_with(n, cmd, root, ClusterOptions::default()).await
+    }
+
+    /// [`Cluster::start`] with options (nodes behind proxies).
+    pub async fn start_with(
+        n: usize,
+        cmd: NodeCommand,
+        root: Option<&Path>,
+        opts: ClusterOptions,
+    ) -> Result<Cluster, ClusterError> {
+        if let Some(bad) = opts.proxied.iter().find(|id| **id == 1 || **id > n as u64) {
+            return Err(ClusterError::Node {
+                node: *bad,
+                why: "only nodes 2..=n can be put behind a proxy".into(),
+            });
+        }
         let temp = match root {
             Some(r) => {
                 std::fs::create_dir_all(r)?;
@@ -124,9 +166,18 @@ impl Cluster {
             nodes: Vec::new(),
             cmd,
             lease_ms: 1_000,
+            proxies: HashMap::new(),
         };
         for i in 1..=n as u64 {
             let port = free_port()?;
+            if opts.proxied.contains(&i) {
+                let target = SocketAddr::from(([127, 0, 0, 1], port));
+                let proxies = NodeProxies {
+                    data: Proxy::start(target).await?,
+                    meta: Proxy::start(meta_addr).await?,
+                };
+                cluster.proxies.insert(i, proxies);
+            }
             let dir = cluster.dir.join(format!("node-{i}"));
             let log = cluster.dir.join(format!("node-{i}.log"));
             cluster.nodes.push(NodeProc {
@@ -155,7 +206,11 @@ impl Cluster {
     /// Starts (or restarts) node `id` and waits for its ready line.
     pub fn spawn(&mut self, id: u64) -> Result<(), ClusterError> {
         let i = self.index(id)?;
-        let meta = self.meta_addr.to_string();
+        let proxies = self.proxies.get(&id);
+        let meta = match proxies {
+            Some(p) => p.meta.addr().to_string(),
+            None => self.meta_addr.to_string(),
+        };
         let node = &mut self.nodes[i];
         if node.child.is_some() {
             return Err(ClusterError::Node {
@@ -177,6 +232,10 @@ impl Cluster {
             .args(["--lease-ms", &self.lease_ms.to_string()]);
         if id == 1 {
             c.args(["--serve-meta", &meta]);
+        }
+        if let Some(p) = proxies {
+            // One shard per node here, so one proxied port.
+            c.args(["--advertise-port", &p.data.port().to_string()]);
         }
         let mut child = c
             .stdout(Stdio::piped())
@@ -228,6 +287,57 @@ impl Cluster {
         Ok(())
     }
 
+    /// SIGSTOP of node `id`: it keeps its sockets and state, silent.
+    pub fn pause(&self, id: u64) -> Result<(), ClusterError> {
+        self.signal(id, libc::SIGSTOP)
+    }
+
+    /// SIGCONT of node `id`.
+    pub fn resume(&self, id: u64) -> Result<(), ClusterError> {
+        self.signal(id, libc::SIGCONT)
+    }
+
+    fn proxies(&self, id: u64) -> Result<&NodeProxies, ClusterError> {
+        self.proxies.get(&id).ok_or(ClusterError::Node {
+            node: id,
+            why: "not started behind a proxy".into(),
+        })
+    }
+
+    /// Cuts node `id` (started behind proxies) off: clients and the
+    /// metadata store hear nothing from it and it hears nothing from them,
+    /// while it keeps running.
+    pub fn partition(&self, id: u64) -> Result<(), ClusterError> {
+        let p = self.proxies(id)?;
+        p.data.partition();
+        p.meta.partition();
+        Ok(())
+    }
+
+    /// Ends the partition of node `id`.
+    pub fn heal(&self, id: u64) -> Result<(), ClusterError> {
+        let p = self.proxies(id)?;
+        p.data.heal();
+        p.meta.heal();
+        Ok(())
+    }
+
+    /// The address clients use for node `id` (its proxy, if it has one).
+    pub fn client_addr(&self, id: u64) -> Result<SocketAddr, ClusterError> {
+        let i = self.index(id)?;
+        Ok(match self.proxies.get(&id) {
+            Some(p) => p.data.addr(),
+            None => SocketAddr::from(([127, 0, 0, 1], self.nodes[i].port)),
+        })
+    }
+
+    /// Whether node `id` runs (it may be stopped or cut off still).
+    pub fn is_running(&self, id: u64) -> bool {
+        self.index(id)
+            .map(|i| self.nodes[i].is_running())
+            .unwrap_or(false)
+    }
+
     pub fn meta(&self) -> Arc<dyn MetaStore> {
         Arc::new(EmbeddedMeta::new(self.meta_addr))
     }
@@ -249,6 +359,33 @@ impl Cluster {
             if Instant::now() >= deadline {
                 return Err(ClusterError::Timeout {
                     what: format!("{n} live nodes"),
+                    ms: timeout.as_millis() as u64,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until node `id`'s registration is alive (or, with `alive`
+    /// false, until its lease ran out).
+    pub async fn wait_node(
+        &self,
+        id: u64,
+        alive: bool,
+        timeout: Duration,
+    ) -> Result<(), ClusterError> {
+        let meta = self.meta();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(nodes) = meta.list_nodes(true).await {
+                let is_alive = nodes.iter().any(|s| s.info.node_id == id && s.alive);
+                if is_alive == alive {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(ClusterError::Timeout {
+                    what: format!("node {id} {}", if alive { "alive" } else { "dead" }),
                     ms: timeout.as_millis() as u64,
                 });
             }

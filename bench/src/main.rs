@@ -4,7 +4,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use trilog_bench::chaos::{self, ChaosConfig};
 use trilog_bench::latency::{summarize, table};
+use trilog_bench::producer_proc::{self, ProduceConfig};
 use trilog_bench::quickstart::{self, QuickstartConfig};
 
 #[derive(Debug, Parser)]
@@ -43,6 +45,52 @@ enum Cmd {
         payload_bytes: usize,
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Do not kill a replica of the open segment halfway through.
+        #[arg(long)]
+        no_kill: bool,
+    },
+    /// Load on a local cluster while nodes are killed, restarted, paused
+    /// and the log taken over at random; then check every entry.
+    Chaos {
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Nodes (node 1 holds the metadata and is never faulted).
+        #[arg(long, default_value_t = 6)]
+        nodes: usize,
+        /// Seeds the fault schedule (default: from the clock; printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, default_value_t = 256)]
+        payload_bytes: usize,
+        /// Appends in flight.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// No partitions (otherwise nodes 2.. sit behind proxies that
+        /// the injector can cut).
+        #[arg(long)]
+        no_partitions: bool,
+    },
+    /// A producer process printing `acked <seq> <id>` per committed entry
+    /// (used by the fault tests, which kill it).
+    #[command(hide = true)]
+    Produce {
+        #[arg(long)]
+        meta: std::net::SocketAddr,
+        #[arg(long)]
+        log: u64,
+        #[arg(long, default_value_t = 128)]
+        payload_bytes: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Take the log over instead of opening it.
+        #[arg(long)]
+        takeover: bool,
+        /// Id of the first payload.
+        #[arg(long, default_value_t = 0)]
+        first_id: u64,
+        /// Close after this many acks (default: run until killed).
+        #[arg(long)]
+        count: Option<u64>,
     },
     /// Latency a node adds to one 4 KiB append over a bare 4 KiB direct
     /// write plus fdatasync on the same disk.
@@ -97,6 +145,7 @@ async fn run(cmd: Cmd) -> ExitCode {
             duration,
             payload_bytes,
             concurrency,
+            no_kill,
         } => {
             let cfg = QuickstartConfig {
                 nodes,
@@ -104,6 +153,7 @@ async fn run(cmd: Cmd) -> ExitCode {
                 payload_bytes,
                 concurrency,
                 log_id: 1,
+                kill: !no_kill,
             };
             println!("machine: {}", machine());
             match quickstart::run(cfg).await {
@@ -168,6 +218,99 @@ async fn run(cmd: Cmd) -> ExitCode {
                 root.display()
             );
             ExitCode::SUCCESS
+        }
+        Cmd::Chaos {
+            duration,
+            nodes,
+            seed,
+            payload_bytes,
+            concurrency,
+            no_partitions,
+        } => {
+            println!("machine: {}", machine());
+            let seed = seed.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0)
+            });
+            if nodes < 5 {
+                eprintln!("chaos needs at least 5 nodes (node 1, 3 replicas, a spare)");
+                return ExitCode::FAILURE;
+            }
+            let cfg = ChaosConfig {
+                nodes,
+                duration,
+                seed,
+                payload_bytes,
+                concurrency,
+                log_id: 1,
+                partitions: !no_partitions,
+            };
+            let cmd = match trilog_bench::cluster::NodeCommand::this_exe() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("chaos: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match chaos::run(cfg, cmd).await {
+                Ok(report) => {
+                    let l = &report.ledger_summary;
+                    let v = &report.verdict;
+                    println!(
+                        "outcomes: acked={} unknown={} (of which in the log: {}) refused={} (never taken); log entries={} segments={} epoch={} takeovers_failed={} consumer_reopened={} phantom={} seq_reused={} in {:.1}s",
+                        l.acked,
+                        l.maybe,
+                        report.log_len.saturating_sub(l.acked),
+                        l.refused,
+                        report.log_len,
+                        report.segments,
+                        report.epoch,
+                        report.takeovers_failed,
+                        report.consumer_reopened,
+                        v.phantom,
+                        l.seq_reused,
+                        report.elapsed.as_secs_f64()
+                    );
+                    println!("{}", report.line());
+                    if report.clean() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("chaos failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Produce {
+            meta,
+            log,
+            payload_bytes,
+            concurrency,
+            takeover,
+            first_id,
+            count,
+        } => {
+            let cfg = ProduceConfig {
+                meta,
+                log_id: log,
+                payload_bytes,
+                concurrency,
+                takeover,
+                first_id,
+                count,
+            };
+            match producer_proc::run(cfg).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("produce: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Cmd::Node { .. } => ExitCode::FAILURE,
     }

@@ -1,6 +1,12 @@
 //! The quickstart: a 5-node cluster of real processes on loopback, a
 //! producer and a consumer running at once, and a check that every
 //! committed entry was read back exactly once, in order, with its payload.
+//!
+//! By default it kills (SIGKILL) one node holding a replica of the open
+//! segment halfway through: the producer seals that segment at its commit
+//! watermark and goes on in a new one on other nodes, resending what was
+//! in flight, so every append still commits and the log ends with at
+//! least two segments.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +28,9 @@ pub struct QuickstartConfig {
     /// Appends each producer task keeps in flight.
     pub concurrency: usize,
     pub log_id: u64,
+    /// Kill a replica of the open segment (never node 1, which serves the
+    /// metadata) halfway through.
+    pub kill: bool,
 }
 
 /// What it found.
@@ -34,6 +43,8 @@ pub struct QuickstartReport {
     pub p99_us: u64,
     pub table: String,
     pub elapsed: Duration,
+    /// The node killed halfway through, if one was.
+    pub killed: Option<u64>,
 }
 
 impl QuickstartReport {
@@ -53,6 +64,8 @@ impl QuickstartReport {
             && v.phantom == 0
             && v.committed == self.appended
             && v.read == v.committed
+            // A kill of a replica of the open segment forces a switch.
+            && (self.killed.is_none() || self.segments >= 2)
     }
 }
 
@@ -61,7 +74,7 @@ pub async fn run(cfg: QuickstartConfig) -> Result<QuickstartReport, ClusterError
         "starting {} trilog nodes (real processes, loopback, embedded metadata on node 1)...",
         cfg.nodes
     );
-    let cluster = Cluster::start(cfg.nodes, NodeCommand::this_exe()?, None).await?;
+    let mut cluster = Cluster::start(cfg.nodes, NodeCommand::this_exe()?, None).await?;
     println!(
         "cluster up in {}; metadata at {}",
         cluster.dir.display(),
@@ -138,8 +151,25 @@ pub async fn run(cfg: QuickstartConfig) -> Result<QuickstartReport, ClusterError
         }));
     }
     let mut last_report = Instant::now();
+    let mut killed = None;
+    let mut switch_shown = false;
     while started.elapsed() < cfg.duration {
         tokio::time::sleep(Duration::from_millis(100)).await;
+        if cfg.kill && killed.is_none() && started.elapsed() >= cfg.duration / 2 {
+            let (victim, segment, replicas) = open_replica(&cluster, cfg.log_id).await?;
+            println!(
+                "  {:>4.1}s  killing node {victim} (kill -9), a replica of the open segment {segment} on {replicas:?}",
+                started.elapsed().as_secs_f64(),
+            );
+            cluster.kill(victim)?;
+            killed = Some(victim);
+        }
+        if killed.is_some() && !switch_shown {
+            if let Some(line) = switch_note(&cluster, cfg.log_id).await {
+                println!("  {:>4.1}s  {line}", started.elapsed().as_secs_f64());
+                switch_shown = true;
+            }
+        }
         if last_report.elapsed() >= Duration::from_secs(2) {
             last_report = Instant::now();
             let n = committed.lock().map(|c| c.len()).unwrap_or(0);
@@ -187,5 +217,47 @@ pub async fn run(cfg: QuickstartConfig) -> Result<QuickstartReport, ClusterError
         p99_us: s.p99_us,
         table,
         elapsed,
+        killed,
     })
+}
+
+/// A node other than node 1 (which serves the metadata) that holds a
+/// replica of the log's open segment; with the segment and its replicas.
+async fn open_replica(
+    cluster: &Cluster,
+    log_id: u64,
+) -> Result<(u64, u64, Vec<u64>), ClusterError> {
+    let record = cluster.meta().get_log(log_id).await?.record;
+    let open = record
+        .as_ref()
+        .and_then(|r| r.segments.last())
+        .filter(|s| s.sealed_len.is_none());
+    let victim = open.and_then(|s| {
+        s.replicas
+            .iter()
+            .copied()
+            .find(|n| *n != 1)
+            .map(|n| (n, s.id, s.replicas.clone()))
+    });
+    victim.ok_or_else(|| ClusterError::Node {
+        node: 0,
+        why: format!("log {log_id} has no open segment with a replica to kill"),
+    })
+}
+
+/// Once the producer switched: "segment 0 sealed at N; segment 1 on [..]".
+async fn switch_note(cluster: &Cluster, log_id: u64) -> Option<String> {
+    let record = cluster.meta().get_log(log_id).await.ok()?.record?;
+    let n = record.segments.len();
+    if n < 2 {
+        return None;
+    }
+    let (sealed, next) = (&record.segments[n - 2], &record.segments[n - 1]);
+    Some(format!(
+        "the producer switched: segment {} sealed at {} entries; segment {} on {:?}",
+        sealed.id,
+        sealed.sealed_len.unwrap_or(0),
+        next.id,
+        next.replicas
+    ))
 }

@@ -92,6 +92,12 @@ pub struct Producer {
     cmds: mpsc::Sender<Cmd>,
     budget: Arc<Semaphore>,
     budget_max: usize,
+    /// Set by the driver when a newer epoch took the log over, before it
+    /// stops: a later `submit` then fails the way an append taken while
+    /// the driver still ran does (`Indeterminate`, naming the epoch), not
+    /// with `Closed` as if the caller had closed the producer. Without it
+    /// the error depended on whether the driver had exited yet.
+    fenced: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Producer {
@@ -152,7 +158,9 @@ impl Producer {
         let machine = Machine::new(record.log_id, record.epoch, segment, carried, opts.config);
         let (cmds, cmd_rx) = mpsc::channel(COMMAND_QUEUE_MAX);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let fenced = Arc::new(std::sync::OnceLock::new());
         let mut driver = Driver {
+            fenced: fenced.clone(),
             m: machine,
             pool,
             conns: Vec::new(),
@@ -175,6 +183,16 @@ impl Producer {
             cmds,
             budget: Arc::new(Semaphore::new(opts.in_flight_bytes_max)),
             budget_max: opts.in_flight_bytes_max,
+            fenced,
+        }
+    }
+
+    /// Why a command could not reach the driver: it stopped, fenced or
+    /// closed.
+    fn stopped(&self) -> AppendError {
+        match self.fenced.get() {
+            Some(why) => AppendError::Indeterminate { why: why.clone() },
+            None => AppendError::Closed,
         }
     }
 
@@ -203,12 +221,12 @@ impl Producer {
             .clone()
             .acquire_many_owned(units)
             .await
-            .map_err(|_| AppendError::Closed)?;
+            .map_err(|_| self.stopped())?;
         let (tx, rx) = oneshot::channel();
         self.cmds
             .send(Cmd::Append(Entry::new(payload), tx, permit))
             .await
-            .map_err(|_| AppendError::Closed)?;
+            .map_err(|_| self.stopped())?;
         Ok(AppendFuture(rx))
     }
 
@@ -224,7 +242,10 @@ impl Producer {
         if self.cmds.send(Cmd::Close(tx)).await.is_err() {
             return Err(ClientError::Log {
                 log_id: self.log_id,
-                why: "producer already stopped".into(),
+                why: match self.fenced.get() {
+                    Some(why) => why.clone(),
+                    None => "producer already stopped".into(),
+                },
             });
         }
         rx.await.unwrap_or_else(|_| {
@@ -257,6 +278,8 @@ fn untag(tag: u64) -> (u64, usize) {
 
 struct Driver {
     m: Machine,
+    /// Shared with the [`Producer`] handle: why it was fenced.
+    fenced: Arc<std::sync::OnceLock<String>>,
     pool: ConnPool,
     conns: Vec<Option<NodeConn>>,
     events_tx: mpsc::UnboundedSender<(u64, Reply)>,
@@ -400,15 +423,33 @@ impl Driver {
                 self.m.handle_replica_failure(replica, segment)
             }
             Reply::Lost(e) => {
+                let current = segment == self.m.segment().id;
                 if let Some(Some(c)) = self.conns.get(replica) {
-                    if segment == self.m.segment().id {
+                    if current {
                         self.pool.forget(c).await;
                     }
                 }
-                log::warn!(
-                    "log {} segment {segment} replica {replica}: {e}",
-                    self.m.log_id()
-                );
+                // Every append in flight on a lost connection comes back
+                // with the same error: only the first one fails the
+                // replica and is worth a warning; the rest find the
+                // segment already being switched away from.
+                let failing = current
+                    && matches!(
+                        self.m.phase(),
+                        trilog_protocol::producer::Phase::Writing
+                            | trilog_protocol::producer::Phase::Closing
+                    );
+                if failing {
+                    log::warn!(
+                        "log {} segment {segment} replica {replica}: {e}",
+                        self.m.log_id()
+                    );
+                } else {
+                    log::debug!(
+                        "log {} segment {segment} replica {replica}: {e}",
+                        self.m.log_id()
+                    );
+                }
                 self.m.handle_replica_failure(replica, segment)
             }
         }
@@ -496,6 +537,7 @@ impl Driver {
                 committed,
             } => {
                 let why = format!("log taken over by epoch {by_epoch}");
+                let _ = self.fenced.set(why.clone());
                 for (seq, done, _) in self.waiters.drain(..) {
                     assert!(seq >= committed, "committed entries were resolved already");
                     let _ = done.send(Err(AppendError::Indeterminate { why: why.clone() }));

@@ -1,0 +1,592 @@
+//! The chaos run: a cluster of real node processes, a producer with many
+//! appends in flight and a consumer tailing the log, while a fault
+//! injector kills (SIGKILL) and restarts nodes, pauses them (SIGSTOP) and
+//! resumes them, cuts them off the network (a partition, through the
+//! cluster's proxies) and heals them, and takes the log over with a new
+//! producer while the current one is live. At the end every node comes back, the producer
+//! closes, the consumer reads to the end of the log, and the check: every
+//! acknowledged entry read back once, in order; entries of unknown outcome
+//! at most once; nothing else.
+//!
+//! The fault schedule (when, which fault, which node, for how long) is a
+//! function of the seed alone ([`plan`]), so a failing run can be run
+//! again with the same faults; the load's timing is not reproducible.
+//! Node 1 serves the metadata store, which is not fault tolerant: it is
+//! never faulted. At most one node is down or paused at a time, so among
+//! the other nodes at least three healthy ones and a spare remain.
+
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use trilog_client::{Producer, ProducerOptions};
+
+use crate::cluster::{Cluster, ClusterError, ClusterOptions, NodeCommand};
+use crate::reader::{sealed_log_len, Reader};
+use crate::verify::Verdict;
+use crate::writers::{close_producer, Ledger, Writers};
+
+/// What a chaos run does.
+#[derive(Debug, Clone)]
+pub struct ChaosConfig {
+    pub nodes: usize,
+    pub duration: Duration,
+    pub seed: u64,
+    pub payload_bytes: usize,
+    /// Appends in flight.
+    pub concurrency: usize,
+    pub log_id: u64,
+    /// Put nodes 2.. behind proxies and cut them off now and then.
+    pub partitions: bool,
+}
+
+/// Gap between two faults.
+const FAULT_GAP_MS: std::ops::RangeInclusive<u64> = 1_000..=2_500;
+/// How long a killed node stays down before it is restarted.
+const KILL_DOWN_MS: std::ops::RangeInclusive<u64> = 1_000..=3_000;
+/// How long a paused node stays paused.
+const PAUSE_MS: std::ops::RangeInclusive<u64> = 500..=3_000;
+/// How long a partition lasts.
+const PARTITION_MS: std::ops::RangeInclusive<u64> = 1_000..=3_000;
+/// Room the schedule leaves after a node's return (a restart takes a
+/// moment) before the next node fault.
+const RETURN_MARGIN_MS: u64 = 500;
+/// Percent of faults that are takeovers when a node fault may be chosen;
+/// then kills, then partitions (if on), then pauses.
+const TAKEOVER_PERCENT: u32 = 30;
+const KILL_PERCENT: u32 = 30;
+const PARTITION_PERCENT: u32 = 20;
+/// How long the end of the run may take: the writers to finish their
+/// appends, the producer to close, the consumer to reach the end.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a takeover may take (it waits up to 60 s for a fence answer).
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(75);
+/// How long a node may take to be registered again after its return.
+const RETURN_TIMEOUT: Duration = Duration::from_secs(20);
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+const _: () = assert!(TAKEOVER_PERCENT + KILL_PERCENT + PARTITION_PERCENT < 100);
+
+/// One fault of the schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL of `node`, restarted `down_ms` later.
+    Kill { node: u64, down_ms: u64 },
+    /// SIGSTOP of `node`, SIGCONT `down_ms` later.
+    Pause { node: u64, down_ms: u64 },
+    /// `node` cut off the network (clients and the metadata store), healed
+    /// `down_ms` later.
+    Partition { node: u64, down_ms: u64 },
+    /// A new producer takes the log over from the live one.
+    Takeover,
+}
+
+impl Fault {
+    fn node(&self) -> Option<(u64, u64)> {
+        match *self {
+            Fault::Kill { node, down_ms }
+            | Fault::Pause { node, down_ms }
+            | Fault::Partition { node, down_ms } => Some((node, down_ms)),
+            Fault::Takeover => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fault::Kill { node, down_ms } => {
+                write!(f, "kill -9 node {node} (restart in {down_ms} ms)")
+            }
+            Fault::Pause { node, down_ms } => {
+                write!(f, "SIGSTOP node {node} (SIGCONT in {down_ms} ms)")
+            }
+            Fault::Partition { node, down_ms } => {
+                write!(f, "partition node {node} (heal in {down_ms} ms)")
+            }
+            Fault::Takeover => write!(f, "producer takeover"),
+        }
+    }
+}
+
+/// A fault and when it starts, in ms from the start of the load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planned {
+    pub at_ms: u64,
+    pub fault: Fault,
+}
+
+/// The fault schedule of a run: a fault every 1 to 2.5 s; a node fault
+/// only once the previous faulted node is back (else a takeover).
+/// Partitions only if `partitions`.
+pub fn plan(seed: u64, nodes: usize, duration: Duration, partitions: bool) -> Vec<Planned> {
+    assert!(nodes >= 5, "node 1 plus 3 replicas plus a spare to fault");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let end_ms = duration.as_millis() as u64;
+    let mut out = Vec::new();
+    let mut t = 0u64;
+    let mut node_free_at = 0u64;
+    loop {
+        t += rng.gen_range(FAULT_GAP_MS);
+        if t >= end_ms {
+            return out;
+        }
+        let roll: u32 = rng.gen_range(0..100);
+        let node = rng.gen_range(2..=nodes as u64);
+        let fault = if t < node_free_at || roll < TAKEOVER_PERCENT {
+            Fault::Takeover
+        } else if roll < TAKEOVER_PERCENT + KILL_PERCENT {
+            Fault::Kill {
+                node,
+                down_ms: rng.gen_range(KILL_DOWN_MS),
+            }
+        } else if partitions && roll < TAKEOVER_PERCENT + KILL_PERCENT + PARTITION_PERCENT {
+            Fault::Partition {
+                node,
+                down_ms: rng.gen_range(PARTITION_MS),
+            }
+        } else {
+            Fault::Pause {
+                node,
+                down_ms: rng.gen_range(PAUSE_MS),
+            }
+        };
+        if let Some((_, down_ms)) = fault.node() {
+            node_free_at = t + down_ms + RETURN_MARGIN_MS;
+        }
+        out.push(Planned { at_ms: t, fault });
+    }
+}
+
+/// What a chaos run found.
+#[derive(Debug, Clone)]
+pub struct ChaosReport {
+    pub faults: u64,
+    pub takeovers_failed: u64,
+    pub ledger_summary: LedgerSummary,
+    pub verdict: Verdict,
+    /// Entries in the log at the end, from the metadata.
+    pub log_len: u64,
+    pub segments: usize,
+    pub epoch: u64,
+    pub consumer_reopened: u32,
+    pub elapsed: Duration,
+}
+
+/// The counts of a [`Ledger`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LedgerSummary {
+    pub appended: u64,
+    pub acked: u64,
+    pub maybe: u64,
+    pub refused: u64,
+    pub seq_reused: u64,
+}
+
+impl From<&Ledger> for LedgerSummary {
+    fn from(l: &Ledger) -> Self {
+        LedgerSummary {
+            appended: l.appended,
+            acked: l.committed.len() as u64,
+            maybe: l.maybe.len() as u64,
+            refused: l.refused.len() as u64,
+            seq_reused: l.seq_reused,
+        }
+    }
+}
+
+impl ChaosReport {
+    /// The line the run ends with.
+    pub fn line(&self) -> String {
+        let v = &self.verdict;
+        format!(
+            "chaos: faults={} appended={} acked={} read={} lost={} duplicated={} out_of_order={}",
+            self.faults,
+            self.ledger_summary.appended,
+            self.ledger_summary.acked,
+            v.read,
+            v.lost,
+            v.duplicated,
+            v.out_of_order
+        )
+    }
+
+    /// Nothing lost, duplicated, reordered or made up; every entry of the
+    /// log read.
+    pub fn clean(&self) -> bool {
+        let v = &self.verdict;
+        v.lost == 0
+            && v.duplicated == 0
+            && v.out_of_order == 0
+            && v.phantom == 0
+            && self.ledger_summary.seq_reused == 0
+            && v.read == self.log_len
+    }
+}
+
+/// Why a chaos run could not finish its check.
+#[derive(Debug, thiserror::Error)]
+pub enum ChaosError {
+    #[error("cluster: {0}")]
+    Cluster(#[from] ClusterError),
+    #[error("client: {0}")]
+    Client(#[from] trilog_client::ClientError),
+    #[error("metadata: {0}")]
+    Meta(#[from] trilog_client::meta::MetaError),
+    #[error("{0}")]
+    Stuck(String),
+}
+
+/// How a faulted node is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Downed {
+    Killed,
+    Paused,
+    CutOff,
+}
+
+/// A faulted node waiting to come back.
+struct Down {
+    node: u64,
+    due: Instant,
+    how: Downed,
+}
+
+/// Runs the chaos of `cfg` and checks the log.
+pub async fn run(cfg: ChaosConfig, cmd: NodeCommand) -> Result<ChaosReport, ChaosError> {
+    let schedule = plan(cfg.seed, cfg.nodes, cfg.duration, cfg.partitions);
+    println!(
+        "chaos: seed={} nodes={} duration={}s payload_bytes={} concurrency={} partitions={} planned_faults={}",
+        cfg.seed,
+        cfg.nodes,
+        cfg.duration.as_secs(),
+        cfg.payload_bytes,
+        cfg.concurrency,
+        if cfg.partitions { "on" } else { "off" },
+        schedule.len()
+    );
+    let proxied = if cfg.partitions {
+        (2..=cfg.nodes as u64).collect()
+    } else {
+        Vec::new()
+    };
+    let cluster = Cluster::start_with(cfg.nodes, cmd, None, ClusterOptions { proxied }).await?;
+    println!(
+        "cluster of {} nodes up in {}; metadata on node 1 at {} (never faulted)",
+        cfg.nodes,
+        cluster.dir.display(),
+        cluster.meta_addr
+    );
+    let pool = cluster.pool();
+    let mut inj = Injector::new(cluster, cfg.clone());
+    let producer = Producer::open(pool.clone(), cfg.log_id, inj.opts()).await?;
+    let reader = Reader::start(pool, cfg.log_id, 0).await?;
+    let writers = Writers::start(producer, cfg.concurrency, cfg.payload_bytes, 0, None);
+    inj.start = Instant::now();
+    inj.next_progress = inj.start + PROGRESS_EVERY;
+    for (i, p) in schedule.iter().enumerate() {
+        inj.before(p, &writers, &reader).await;
+        inj.inject(i + 1, p.fault, &writers).await?;
+    }
+    inj.finish_faults(&writers, &reader).await?;
+    inj.check(writers, reader).await
+}
+
+/// The fault injector's state through a run.
+struct Injector {
+    cluster: Cluster,
+    cfg: ChaosConfig,
+    start: Instant,
+    next_progress: Instant,
+    /// At most one node is down at a time.
+    down: Option<Down>,
+    faults: u64,
+    takeovers_failed: u64,
+    /// Seeds each producer's choice of replicas, from the run's seed.
+    opts_seed: u64,
+}
+
+impl Injector {
+    fn new(cluster: Cluster, cfg: ChaosConfig) -> Injector {
+        let now = Instant::now();
+        let cfg_seed = cfg.seed;
+        Injector {
+            cluster,
+            cfg,
+            start: now,
+            next_progress: now,
+            down: None,
+            faults: 0,
+            takeovers_failed: 0,
+            opts_seed: cfg_seed,
+        }
+    }
+
+    fn opts(&mut self) -> ProducerOptions {
+        self.opts_seed = self.opts_seed.wrapping_add(1_000_003);
+        ProducerOptions {
+            seed: self.opts_seed,
+            ..ProducerOptions::default()
+        }
+    }
+
+    fn stamp(&self) -> String {
+        format!("[{:>5.1}s]", self.start.elapsed().as_secs_f64())
+    }
+
+    /// Sleeps until `until`, printing progress on the way.
+    async fn wait(&mut self, until: Instant, writers: &Writers, reader: &Reader) {
+        while Instant::now() < until {
+            if Instant::now() >= self.next_progress {
+                self.next_progress += PROGRESS_EVERY;
+                println!(
+                    "{} acked {} read {} (epoch {})",
+                    self.stamp(),
+                    writers.acked(),
+                    reader.position(),
+                    writers.current().epoch()
+                );
+            }
+            let step = until
+                .min(self.next_progress)
+                .saturating_duration_since(Instant::now());
+            tokio::time::sleep(step).await;
+        }
+    }
+
+    /// Waits for the time of `p`; a faulted node comes back when due, and
+    /// always before the next node fault.
+    async fn before(&mut self, p: &Planned, writers: &Writers, reader: &Reader) {
+        let due = self.start + Duration::from_millis(p.at_ms);
+        if let Some(back) = self.down.as_ref().map(|d| d.due) {
+            if back <= due || p.fault.node().is_some() {
+                self.wait(back, writers, reader).await;
+                self.bring_back().await;
+            }
+        }
+        self.wait(due, writers, reader).await;
+    }
+
+    async fn inject(
+        &mut self,
+        n: usize,
+        fault: Fault,
+        writers: &Writers,
+    ) -> Result<(), ChaosError> {
+        let note = match fault.node() {
+            Some((node, _)) => role(&self.cluster, self.cfg.log_id, node).await,
+            None => String::new(),
+        };
+        println!("{} fault {n}: {fault}{note}", self.stamp());
+        let (node, down_ms, how) = match fault {
+            Fault::Kill { node, down_ms } => {
+                self.cluster.kill(node)?;
+                (node, down_ms, Downed::Killed)
+            }
+            Fault::Pause { node, down_ms } => {
+                self.cluster.pause(node)?;
+                (node, down_ms, Downed::Paused)
+            }
+            Fault::Partition { node, down_ms } => {
+                self.cluster.partition(node)?;
+                (node, down_ms, Downed::CutOff)
+            }
+            Fault::Takeover => {
+                self.take_over(writers).await;
+                return Ok(());
+            }
+        };
+        assert!(self.down.is_none(), "one node down at a time");
+        self.faults += 1;
+        self.down = Some(Down {
+            node,
+            due: Instant::now() + Duration::from_millis(down_ms),
+            how,
+        });
+        Ok(())
+    }
+
+    /// A new producer takes the log over; the workers move to it, and the
+    /// old one's pending appends come back indeterminate (or committed).
+    async fn take_over(&mut self, writers: &Writers) {
+        let before = writers.current().epoch();
+        let pool = self.cluster.pool();
+        let opts = self.opts();
+        let taken = tokio::time::timeout(
+            TAKEOVER_TIMEOUT,
+            Producer::takeover(pool, self.cfg.log_id, opts),
+        )
+        .await;
+        match taken {
+            Ok(Ok(next)) => {
+                let epoch = next.epoch();
+                drop(writers.replace(next));
+                self.faults += 1;
+                println!(
+                    "{}   takeover done: epoch {before} -> {epoch}",
+                    self.stamp()
+                );
+            }
+            Ok(Err(e)) => {
+                self.takeovers_failed += 1;
+                println!("{}   takeover failed: {e}", self.stamp());
+            }
+            Err(_) => {
+                self.takeovers_failed += 1;
+                println!(
+                    "{}   takeover not done within {TAKEOVER_TIMEOUT:?}",
+                    self.stamp()
+                );
+            }
+        }
+    }
+
+    /// Restarts a killed node, resumes a paused one, heals a cut-off one.
+    async fn bring_back(&mut self) {
+        let Some(d) = self.down.take() else { return };
+        let cluster = &mut self.cluster;
+        let (outcome, what) = match d.how {
+            // Blocks until the node is ready (recovery, and its port free
+            // again): off the async workers' hands.
+            Downed::Killed => (
+                tokio::task::block_in_place(|| cluster.spawn(d.node)),
+                "restarted",
+            ),
+            Downed::Paused => (cluster.resume(d.node), "SIGCONT"),
+            Downed::CutOff => (cluster.heal(d.node), "healed"),
+        };
+        match outcome {
+            Ok(()) => println!("{}   node {} {what}", self.stamp(), d.node),
+            Err(e) => println!("{}   node {} {what} failed: {e}", self.stamp(), d.node),
+        }
+        if let Err(e) = self.cluster.wait_node(d.node, true, RETURN_TIMEOUT).await {
+            println!("{}   node {}: {e}", self.stamp(), d.node);
+        }
+    }
+
+    /// The last node comes back, the load runs to the end of the
+    /// duration, and every node is made sure to run, resumed and healed.
+    async fn finish_faults(
+        &mut self,
+        writers: &Writers,
+        reader: &Reader,
+    ) -> Result<(), ChaosError> {
+        if let Some(back) = self.down.as_ref().map(|d| d.due) {
+            self.wait(back, writers, reader).await;
+            self.bring_back().await;
+        }
+        let end = self.start + self.cfg.duration;
+        self.wait(end, writers, reader).await;
+        println!("{} faults stopped; every node back", self.stamp());
+        for n in 2..=self.cfg.nodes as u64 {
+            if !self.cluster.is_running(n) {
+                let cluster = &mut self.cluster;
+                tokio::task::block_in_place(|| cluster.spawn(n))?;
+            }
+            self.cluster.resume(n)?;
+            if self.cfg.partitions {
+                self.cluster.heal(n)?;
+            }
+        }
+        self.cluster
+            .wait_alive(self.cfg.nodes, RETURN_TIMEOUT)
+            .await?;
+        Ok(())
+    }
+
+    /// Stops the writers, closes the producer, reads to the end of the
+    /// log and checks it against what the writers were told.
+    async fn check(self, writers: Writers, reader: Reader) -> Result<ChaosReport, ChaosError> {
+        let (ledger, producer) = tokio::time::timeout(DRAIN_TIMEOUT, writers.stop())
+            .await
+            .map_err(|_| ChaosError::Stuck("appends in flight did not resolve".into()))?;
+        close_producer(producer, DRAIN_TIMEOUT)
+            .await
+            .map_err(ChaosError::Stuck)?;
+        let meta = self.cluster.meta();
+        let log_id = self.cfg.log_id;
+        let log_len = sealed_log_len(meta.as_ref(), log_id)
+            .await?
+            .ok_or_else(|| ChaosError::Stuck("the log is still open after close".into()))?;
+        println!(
+            "{} producer closed; log holds {log_len} entries; reading to the end",
+            self.stamp()
+        );
+        let reads = reader
+            .finish(log_len, DRAIN_TIMEOUT)
+            .await
+            .map_err(|(why, _)| ChaosError::Stuck(why))?;
+        let record = meta.get_log(log_id).await?.record;
+        let (segments, epoch) = record.map_or((0, 0), |r| (r.segments.len(), r.epoch));
+        Ok(ChaosReport {
+            faults: self.faults,
+            takeovers_failed: self.takeovers_failed,
+            ledger_summary: LedgerSummary::from(&ledger),
+            verdict: ledger.verify(&reads.reads, &ledger.maybe),
+            log_len,
+            segments,
+            epoch,
+            consumer_reopened: reads.reopened,
+            elapsed: self.start.elapsed(),
+        })
+    }
+}
+
+/// " [replica of the open segment S]" if `node` holds one, for the log.
+async fn role(cluster: &Cluster, log_id: u64, node: u64) -> String {
+    let record = match cluster.meta().get_log(log_id).await {
+        Ok(v) => v.record,
+        Err(_) => None,
+    };
+    match record.as_ref().and_then(|r| r.segments.last()) {
+        Some(s) if s.sealed_len.is_none() && s.replicas.contains(&node) => {
+            format!(" [replica of the open segment {}]", s.id)
+        }
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_is_a_function_of_the_seed() {
+        let d = Duration::from_secs(60);
+        assert_eq!(plan(7, 6, d, true), plan(7, 6, d, true));
+        assert_ne!(plan(7, 6, d, true), plan(8, 6, d, true));
+        assert!(plan(7, 6, d, false)
+            .iter()
+            .all(|p| !matches!(p.fault, Fault::Partition { .. })));
+    }
+
+    #[test]
+    fn the_schedule_keeps_one_node_down_at_most_and_spares_node_1() {
+        let mut kinds = [0u32; 4];
+        for seed in 0..200 {
+            let p = plan(seed, 6, Duration::from_secs(60), true);
+            assert!(p.len() >= 20, "seed {seed}: only {} faults", p.len());
+            let mut free_at = 0;
+            let mut seen = [false; 4];
+            for f in &p {
+                if let Some((node, down_ms)) = f.fault.node() {
+                    assert!((2..=6).contains(&node), "seed {seed}: {f:?}");
+                    assert!(f.at_ms >= free_at, "seed {seed}: overlapping {f:?}");
+                    free_at = f.at_ms + down_ms;
+                }
+                let kind = match f.fault {
+                    Fault::Kill { .. } => 0,
+                    Fault::Pause { .. } => 1,
+                    Fault::Partition { .. } => 2,
+                    Fault::Takeover => 3,
+                };
+                seen[kind] = true;
+            }
+            for (k, s) in kinds.iter_mut().zip(seen) {
+                *k += u32::from(s);
+            }
+        }
+        // Every kind shows up in nearly every run.
+        assert!(kinds.iter().all(|k| *k >= 180), "{kinds:?}");
+    }
+}

@@ -1,0 +1,665 @@
+//! Fault tests on real node processes over loopback: a replica killed
+//! with SIGKILL under load, a producer process killed and its log taken
+//! over, a takeover racing a live producer, a node cut off by a network
+//! partition, a node restarted under load. Each checks that every
+//! acknowledged entry is read back once and in order, that entries of
+//! unknown outcome appear at most once, and that nothing else appears.
+//!
+//! Every wait is for a condition, with a deadline. The tests run one at a
+//! time (they share 2 cores, and a starved node misses its lease).
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use trilog_bench::cluster::{Cluster, ClusterOptions, NodeCommand};
+use trilog_bench::reader::{sealed_log_len, Reader};
+use trilog_bench::verify::{make_payload, payload_id, verify, Verdict};
+use trilog_bench::writers::{close_producer, Ledger, Writers};
+use trilog_client::conn::NodeConn;
+use trilog_client::{AppendError, ConnPool, Producer, ProducerOptions};
+use trilog_wire::message::Read;
+use trilog_wire::meta::LogMeta;
+use trilog_wire::record::parse_records;
+use trilog_wire::Message;
+
+/// One test at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Takes the test's turn; logs go to the test's output (shown on failure).
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .is_test(true)
+        .try_init();
+    SERIAL.lock().await
+}
+
+const PAYLOAD_BYTES: usize = 200;
+const CONCURRENCY: usize = 24;
+/// Long enough for a switch (an ack timeout of 2 s, a CAS) on a debug
+/// build sharing 2 cores.
+const STEP: Duration = Duration::from_secs(20);
+
+fn bench_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_trilog-bench"))
+}
+
+fn node_command() -> NodeCommand {
+    NodeCommand {
+        program: bench_exe(),
+        prefix: vec!["node".into()],
+    }
+}
+
+/// Waits until `cond` holds; panics with `what` at the deadline.
+async fn until<F, Fut>(what: &str, timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !cond().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn record(cluster: &Cluster, log_id: u64) -> LogMeta {
+    cluster
+        .meta()
+        .get_log(log_id)
+        .await
+        .expect("metadata")
+        .record
+        .expect("the log exists")
+}
+
+/// A node other than node 1 (the metadata store) holding a replica of the
+/// open segment; with that segment's id.
+async fn open_replica(cluster: &Cluster, log_id: u64) -> (u64, u64) {
+    let r = record(cluster, log_id).await;
+    let s = r.segments.last().expect("a segment");
+    assert!(s.sealed_len.is_none(), "the last segment is open: {r:?}");
+    let node = s
+        .replicas
+        .iter()
+        .copied()
+        .find(|n| *n != 1)
+        .expect("3 replicas, at most one of them node 1");
+    (node, s.id)
+}
+
+/// Waits until `segment` of the log is sealed (the producer switched);
+/// returns its sealed length.
+async fn wait_sealed(cluster: &Cluster, log_id: u64, segment: u64) -> u64 {
+    let deadline = Instant::now() + STEP;
+    let meta = cluster.meta();
+    loop {
+        let r = meta.get_log(log_id).await.ok().and_then(|v| v.record);
+        let sealed = r.and_then(|r| {
+            r.segments
+                .iter()
+                .find(|s| s.id == segment)
+                .and_then(|s| s.sealed_len)
+        });
+        if let Some(len) = sealed {
+            return len;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "segment {segment} not sealed within {STEP:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn assert_clean(v: &Verdict, what: &str) {
+    assert_eq!(
+        (v.lost, v.duplicated, v.out_of_order, v.phantom),
+        (0, 0, 0, 0),
+        "{what}: {v:?}"
+    );
+}
+
+/// Stops the writers, closes the producer, and returns the ledger and the
+/// log's length once sealed.
+async fn finish_writing(cluster: &Cluster, log_id: u64, writers: Writers) -> (Ledger, u64) {
+    let (ledger, producer) = tokio::time::timeout(STEP, writers.stop())
+        .await
+        .expect("appends in flight resolve");
+    assert_eq!(ledger.seq_reused, 0, "two appends got one seq");
+    close_producer(producer, STEP).await.expect("close");
+    let len = sealed_log_len(cluster.meta().as_ref(), log_id)
+        .await
+        .expect("metadata")
+        .expect("sealed after close");
+    (ledger, len)
+}
+
+/// Reads the whole log with a fresh consumer.
+async fn read_all(pool: ConnPool, log_id: u64, len: u64) -> Vec<(u64, Option<u64>)> {
+    let reader = Reader::start(pool, log_id, 0).await.expect("consumer");
+    match reader.finish(len, STEP).await {
+        Ok(r) => r.reads,
+        Err((why, _)) => panic!("{why}"),
+    }
+}
+
+/// Checks the tailing reader's reads and a fresh read of the whole log
+/// against the ledger: every acked entry once, in order, and only acked
+/// or unknown-outcome ones.
+async fn check_log(
+    cluster: &Cluster,
+    log_id: u64,
+    ledger: &Ledger,
+    maybe: &[u64],
+    tail: Reader,
+    len: u64,
+) {
+    let tailed = match tail.finish(len, STEP).await {
+        Ok(r) => r,
+        Err((why, _)) => panic!("tailing consumer: {why}"),
+    };
+    let v = verify(&ledger.committed, &tailed.reads, maybe);
+    assert_clean(&v, "tailing consumer");
+    assert_eq!(v.read, len, "the tailing consumer read the whole log");
+    let fresh = read_all(cluster.pool(), log_id, len).await;
+    let v = verify(&ledger.committed, &fresh, maybe);
+    assert_clean(&v, "fresh consumer");
+    assert_eq!(v.read, len, "a fresh consumer reads the whole log");
+    assert!(
+        ledger.committed.len() as u64 <= len,
+        "more acks than entries"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_under_load_makes_the_producer_switch() {
+    let _one = serial().await;
+    const LOG: u64 = 21;
+    let mut cluster = Cluster::start(5, node_command(), None)
+        .await
+        .expect("cluster");
+    let pool = cluster.pool();
+    let producer = Producer::open(pool.clone(), LOG, ProducerOptions::default())
+        .await
+        .expect("open");
+    let tail = Reader::start(pool.clone(), LOG, 0).await.expect("consumer");
+    let writers = Writers::start(producer, CONCURRENCY, PAYLOAD_BYTES, 0, None);
+    writers.wait_acked(10_000, STEP).await.expect("load");
+    let (victim, segment) = open_replica(&cluster, LOG).await;
+    cluster.kill(victim).expect("kill -9");
+    let at_kill = writers.acked();
+    wait_sealed(&cluster, LOG, segment).await;
+    writers
+        .wait_acked(at_kill + 10_000, STEP)
+        .await
+        .expect("appends commit in the next segment");
+    let (ledger, len) = finish_writing(&cluster, LOG, writers).await;
+    let r = record(&cluster, LOG).await;
+    assert!(r.segments.len() >= 2, "switched: {r:?}");
+    assert!(
+        r.segments[1..]
+            .iter()
+            .all(|s| !s.replicas.contains(&victim)),
+        "the dead node is not chosen again: {r:?}"
+    );
+    check_log(&cluster, LOG, &ledger, &ledger.maybe, tail, len).await;
+}
+
+/// A `trilog-bench produce` process and the acks it printed.
+struct ProducerProcess {
+    child: std::process::Child,
+    acks: Arc<Mutex<Vec<(u64, u64)>>>,
+    epoch: Arc<Mutex<Option<u64>>>,
+    lines: std::thread::JoinHandle<()>,
+}
+
+impl ProducerProcess {
+    fn spawn(cluster: &Cluster, log_id: u64) -> ProducerProcess {
+        let stderr = std::fs::File::create(cluster.dir.join("producer.log")).expect("log file");
+        let mut child = Command::new(bench_exe())
+            .args(["produce", "--meta", &cluster.meta_addr.to_string()])
+            .args(["--log", &log_id.to_string()])
+            .args(["--payload-bytes", "128", "--concurrency", "16"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("spawn the producer");
+        let stdout = child.stdout.take().expect("stdout");
+        let acks = Arc::new(Mutex::new(Vec::new()));
+        let epoch = Arc::new(Mutex::new(None));
+        let (a, e) = (acks.clone(), epoch.clone());
+        let lines = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let mut words = line.split_whitespace();
+                match (words.next(), words.next(), words.next()) {
+                    (Some("acked"), Some(seq), Some(id)) => {
+                        let seq = seq.parse().expect("seq");
+                        let id = id.parse().expect("id");
+                        a.lock().expect("acks").push((seq, id));
+                    }
+                    (Some("ready"), Some(ep), None) => {
+                        let ep = ep.trim_start_matches("epoch=").parse().expect("epoch");
+                        *e.lock().expect("epoch") = Some(ep);
+                    }
+                    // A half-written last line of a killed process is
+                    // not an ack.
+                    _ => {}
+                }
+            }
+        });
+        ProducerProcess {
+            child,
+            acks,
+            epoch,
+            lines,
+        }
+    }
+
+    fn acked(&self) -> usize {
+        self.acks.lock().expect("acks").len()
+    }
+
+    /// kill -9; returns every ack it printed (seq -> id) and its epoch.
+    fn kill(mut self) -> (HashMap<u64, u64>, u64) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+        // Its stdout is closed now: the reader thread drains the pipe.
+        self.lines.join().expect("line reader");
+        let acks = self.acks.lock().expect("acks").clone();
+        let mut by_seq = HashMap::new();
+        for (seq, id) in acks {
+            assert!(
+                by_seq.insert(seq, id).is_none(),
+                "seq {seq} acked twice by the producer"
+            );
+        }
+        let epoch = self.epoch.lock().expect("epoch").expect("ready line");
+        (by_seq, epoch)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_producer_process_is_taken_over() {
+    let _one = serial().await;
+    const LOG: u64 = 22;
+    /// The new producer's ids; the dead one's are below.
+    const NEW_IDS: u64 = 1 << 40;
+    let cluster = Cluster::start(4, node_command(), None)
+        .await
+        .expect("cluster");
+    let proc = ProducerProcess::spawn(&cluster, LOG);
+    until("the producer process acks 10000 entries", STEP, || {
+        let n = proc.acked();
+        async move { n >= 10_000 }
+    })
+    .await;
+    let (dead_acks, dead_epoch) = proc.kill();
+    assert!(dead_acks.len() >= 10_000);
+    let pool = cluster.pool();
+    let producer = tokio::time::timeout(
+        STEP,
+        Producer::takeover(pool.clone(), LOG, ProducerOptions::default()),
+    )
+    .await
+    .expect("takeover in time")
+    .expect("takeover");
+    assert!(producer.epoch() > dead_epoch);
+    let writers = Writers::start(producer, CONCURRENCY, PAYLOAD_BYTES, NEW_IDS, None);
+    writers.wait_acked(5_000, STEP).await.expect("load");
+    let (mut ledger, len) = finish_writing(&cluster, LOG, writers).await;
+    for (seq, id) in &dead_acks {
+        assert!(
+            ledger.committed.insert(*seq, *id).is_none(),
+            "seq {seq} acked by both producers"
+        );
+    }
+    let reads = read_all(pool, LOG, len).await;
+    // Every id of the dead producer it had not printed as acked has an
+    // unknown outcome: it may be in the log (at most once: duplicates are
+    // counted by payload id too).
+    let dead_ids: HashSet<u64> = dead_acks.values().copied().collect();
+    let mut maybe = ledger.maybe.clone();
+    let unknown_found: Vec<u64> = reads
+        .iter()
+        .filter_map(|(_, id)| *id)
+        .filter(|id| *id < NEW_IDS && !dead_ids.contains(id))
+        .collect();
+    maybe.extend(&unknown_found);
+    let v = verify(&ledger.committed, &reads, &maybe);
+    assert_clean(&v, "after the takeover");
+    assert_eq!(v.read, len);
+    eprintln!(
+        "dead producer: {} acked, {} more of its entries kept by the takeover; new producer: {} acked",
+        dead_acks.len(),
+        unknown_found.len(),
+        ledger.committed.len() - dead_acks.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_fences_a_live_producer() {
+    let _one = serial().await;
+    const LOG: u64 = 23;
+    const NEW_IDS: u64 = 1 << 40;
+    const PROBE_IDS: u64 = 1 << 41;
+    let cluster = Cluster::start(4, node_command(), None)
+        .await
+        .expect("cluster");
+    let old = Producer::open(cluster.pool(), LOG, ProducerOptions::default())
+        .await
+        .expect("open");
+    let old_epoch = old.epoch();
+    let old_writers = Writers::start(old, CONCURRENCY, PAYLOAD_BYTES, 0, None);
+    old_writers.wait_acked(5_000, STEP).await.expect("load");
+    // Another client takes over while the old producer keeps appending.
+    let new = tokio::time::timeout(
+        STEP,
+        Producer::takeover(cluster.pool(), LOG, ProducerOptions::default()),
+    )
+    .await
+    .expect("takeover in time")
+    .expect("takeover");
+    assert!(new.epoch() > old_epoch);
+    // Every append the old producer takes from now on fails, and says its
+    // outcome is unknown: never a silent success.
+    let old_handle = old_writers.current();
+    let mut probe_maybe = Vec::new();
+    for id in PROBE_IDS..PROBE_IDS + 20 {
+        let outcome = tokio::time::timeout(STEP, old_handle.append(make_payload(id, 64)))
+            .await
+            .expect("the old producer answers");
+        match outcome {
+            Err(AppendError::Indeterminate { .. }) => probe_maybe.push(id),
+            other => panic!("append to a fenced producer: {other:?}"),
+        }
+    }
+    drop(old_handle);
+    let (old_ledger, old) = tokio::time::timeout(STEP, old_writers.stop())
+        .await
+        .expect("the old producer's appends resolve");
+    assert!(
+        close_producer(old, STEP).await.is_err(),
+        "a fenced producer cannot close (seal) the log"
+    );
+    let writers = Writers::start(new, CONCURRENCY, PAYLOAD_BYTES, NEW_IDS, None);
+    writers.wait_acked(5_000, STEP).await.expect("load");
+    let (mut ledger, len) = finish_writing(&cluster, LOG, writers).await;
+    for (seq, id) in &old_ledger.committed {
+        assert!(
+            ledger.committed.insert(*seq, *id).is_none(),
+            "seq {seq} acked by both producers"
+        );
+    }
+    let mut maybe = ledger.maybe.clone();
+    maybe.extend(&old_ledger.maybe);
+    maybe.extend(&probe_maybe);
+    let reads = read_all(cluster.pool(), LOG, len).await;
+    let v = verify(&ledger.committed, &reads, &maybe);
+    assert_clean(&v, "after a takeover of a live producer");
+    assert_eq!(v.read, len);
+    // The fence is what stops the old producer: none of the appends it
+    // was refused can be in the log.
+    let read_ids: HashSet<u64> = reads.iter().filter_map(|(_, id)| *id).collect();
+    assert!(
+        old_ledger.refused.iter().all(|id| !read_ids.contains(id)),
+        "an append the old producer refused is in the log"
+    );
+    assert!(
+        old_ledger.maybe.len() + probe_maybe.len() > 0,
+        "the old producer saw the takeover"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_replica_is_switched_away_from_and_read_around() {
+    let _one = serial().await;
+    let cluster = Cluster::start_with(
+        5,
+        node_command(),
+        None,
+        ClusterOptions {
+            proxied: vec![2, 3, 4, 5],
+        },
+    )
+    .await
+    .expect("cluster");
+    let pool = cluster.pool();
+    // The consumer of this process reads segment 0 from the replica at
+    // index pid % 3 (its first replica turn): cut off that one, so both
+    // the producer and the consumer must go around it. Node 1 serves the
+    // metadata and is not behind a proxy: try logs until that replica is
+    // another node.
+    let turn = std::process::id() as usize % 3;
+    let mut chosen = None;
+    for log_id in 30..60 {
+        let p = Producer::open(pool.clone(), log_id, ProducerOptions::default())
+            .await
+            .expect("open");
+        let r = record(&cluster, log_id).await;
+        let target = r.segments[0].replicas[turn];
+        if target != 1 {
+            chosen = Some((log_id, p, target));
+            break;
+        }
+        p.close().await.expect("close an unused log");
+    }
+    let (log_id, producer, target) = chosen.expect("a placement without node 1 at the turn");
+    let tail = Reader::start(pool.clone(), log_id, 0)
+        .await
+        .expect("consumer");
+    let writers = Writers::start(producer, CONCURRENCY, PAYLOAD_BYTES, 0, None);
+    writers.wait_acked(5_000, STEP).await.expect("load");
+    tail.wait_position(1_000, STEP)
+        .await
+        .expect("the consumer reads from the replica");
+    cluster.partition(target).expect("partition");
+    let cut = Instant::now();
+    let at_cut = writers.acked();
+    // The producer hears nothing from the replica for an ack timeout and
+    // switches to a segment on other nodes.
+    let seal = wait_sealed(&cluster, log_id, 0).await;
+    eprintln!(
+        "node {target} cut off: segment 0 sealed at {seal} after {:?}",
+        cut.elapsed()
+    );
+    writers
+        .wait_acked(at_cut + 5_000, STEP)
+        .await
+        .expect("appends commit in the next segment");
+    // The consumer gives up on the silent replica and reads past the seal
+    // from the others.
+    tail.wait_position(seal + 500, STEP)
+        .await
+        .expect("the consumer fails over");
+    eprintln!(
+        "the consumer read past the seal {:?} after the cut",
+        cut.elapsed()
+    );
+    cluster
+        .wait_node(target, false, STEP)
+        .await
+        .expect("the cut-off node's lease runs out");
+    let r = record(&cluster, log_id).await;
+    assert!(
+        r.segments[1..]
+            .iter()
+            .all(|s| !s.replicas.contains(&target)),
+        "the cut-off node is not chosen again while cut off: {r:?}"
+    );
+    cluster.heal(target).expect("heal");
+    cluster
+        .wait_node(target, true, STEP)
+        .await
+        .expect("the healed node registers again");
+    let at_heal = writers.acked();
+    writers
+        .wait_acked(at_heal + 5_000, STEP)
+        .await
+        .expect("load after the heal");
+    let (ledger, len) = finish_writing(&cluster, log_id, writers).await;
+    check_log(&cluster, log_id, &ledger, &ledger.maybe, tail, len).await;
+    // The healed node serves segment 0 up to its seal again.
+    let addr = cluster.client_addr(target).expect("addr");
+    let ids = read_segment_from(addr, log_id, 0, seal).await;
+    check_segment(&ledger, 0, &ids);
+}
+
+/// Reads entries `[0, len)` of a segment from one node directly.
+async fn read_segment_from(addr: SocketAddr, log_id: u64, segment: u64, len: u64) -> Vec<u64> {
+    let conn = NodeConn::connect(addr).await.expect("connect");
+    let mut out = Vec::new();
+    while (out.len() as u64) < len {
+        let req = Read {
+            log_id,
+            segment,
+            from_offset: out.len() as u64,
+            limit: len,
+            max_bytes: 1 << 20,
+            wait_ms: 0,
+        };
+        match conn.request(&req, STEP).await.expect("read") {
+            Message::ReadResponse(r) => {
+                assert!(r.count > 0, "no progress at {} of {len}", out.len());
+                let parsed =
+                    parse_records(&r.records, r.from_offset, r.count).expect("valid records");
+                out.extend(
+                    parsed
+                        .into_iter()
+                        .map(|(_, p)| payload_id(p).expect("an intact payload")),
+                );
+            }
+            other => panic!("read answered {other:?}"),
+        }
+    }
+    out
+}
+
+/// Entries of a sealed segment starting at `first_seq`, read from one
+/// replica, are the committed ones at their seqs (or of unknown outcome).
+fn check_segment(ledger: &Ledger, first_seq: u64, ids: &[u64]) {
+    let maybe: HashSet<u64> = ledger.maybe.iter().copied().collect();
+    for (i, id) in ids.iter().enumerate() {
+        let seq = first_seq + i as u64;
+        match ledger.committed.get(&seq) {
+            Some(acked) => assert_eq!(acked, id, "seq {seq}"),
+            None => assert!(maybe.contains(id), "seq {seq}: id {id} was never appended"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_under_load_serves_its_old_segments() {
+    let _one = serial().await;
+    const LOG: u64 = 24;
+    let mut cluster = Cluster::start(5, node_command(), None)
+        .await
+        .expect("cluster");
+    let pool = cluster.pool();
+    let producer = Producer::open(pool.clone(), LOG, ProducerOptions::default())
+        .await
+        .expect("open");
+    let tail = Reader::start(pool.clone(), LOG, 0).await.expect("consumer");
+    let writers = Writers::start(producer, CONCURRENCY, PAYLOAD_BYTES, 0, None);
+    writers.wait_acked(10_000, STEP).await.expect("load");
+    let (victim, segment) = open_replica(&cluster, LOG).await;
+    cluster.kill(victim).expect("kill -9");
+    // Restarted at once, under load, on the same port and data directory.
+    tokio::task::block_in_place(|| cluster.spawn(victim)).expect("restart");
+    cluster
+        .wait_node(victim, true, STEP)
+        .await
+        .expect("registered again");
+    wait_sealed(&cluster, LOG, segment).await;
+    let at_restart = writers.acked();
+    writers
+        .wait_acked(at_restart + 10_000, STEP)
+        .await
+        .expect("load after the restart");
+    let (ledger, len) = finish_writing(&cluster, LOG, writers).await;
+    check_log(&cluster, LOG, &ledger, &ledger.maybe, tail, len).await;
+    // The restarted node recovered the segments it held before the kill
+    // (it missed their seal) and serves each up to its sealed length.
+    let r = record(&cluster, LOG).await;
+    let addr = cluster.client_addr(victim).expect("addr");
+    let mut served = 0;
+    for s in r.segments.iter().filter(|s| s.replicas.contains(&victim)) {
+        let len = s.sealed_len.expect("sealed after close");
+        let ids = read_segment_from(addr, LOG, s.id, len).await;
+        assert_eq!(ids.len() as u64, len);
+        check_segment(&ledger, s.first_seq, &ids);
+        served += 1;
+    }
+    assert!(served >= 1, "the node held segment {segment}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_takeovers_leave_one_producer() {
+    let _one = serial().await;
+    const LOG: u64 = 25;
+    const IDS_A: u64 = 1 << 40;
+    const IDS_B: u64 = 1 << 41;
+    let cluster = Cluster::start(5, node_command(), None)
+        .await
+        .expect("cluster");
+    let old = Producer::open(cluster.pool(), LOG, ProducerOptions::default())
+        .await
+        .expect("open");
+    let old_writers = Writers::start(old, CONCURRENCY, PAYLOAD_BYTES, 0, None);
+    old_writers.wait_acked(5_000, STEP).await.expect("load");
+    // Two clients take over at once while the old producer appends.
+    let (a, b) = tokio::join!(
+        Producer::takeover(cluster.pool(), LOG, ProducerOptions::default()),
+        Producer::takeover(cluster.pool(), LOG, ProducerOptions::default()),
+    );
+    let (old_ledger, _old) = tokio::time::timeout(STEP, old_writers.stop())
+        .await
+        .expect("the old producer's appends resolve");
+    let mut winners = Vec::new();
+    for (p, ids) in [(a, IDS_A), (b, IDS_B)] {
+        match p {
+            Ok(p) => winners.push((p, ids)),
+            Err(e) => eprintln!("a racing takeover lost: {e}"),
+        }
+    }
+    assert!(!winners.is_empty(), "one of two racing takeovers wins");
+    // Both may have finished, one after the other: then only the later
+    // epoch can commit.
+    winners.sort_by_key(|(p, _)| p.epoch());
+    let mut committed = old_ledger.committed.clone();
+    let mut maybe = old_ledger.maybe.clone();
+    let last = winners.pop().expect("a winner");
+    for (p, ids) in winners {
+        let outcome = p.append(make_payload(ids, 64)).await;
+        assert!(
+            matches!(outcome, Err(AppendError::Indeterminate { .. })),
+            "the earlier of two takeovers is fenced by the later: {outcome:?}"
+        );
+        maybe.push(ids);
+    }
+    let (p, ids) = last;
+    let writers = Writers::start(p, CONCURRENCY, PAYLOAD_BYTES, ids + 1, None);
+    writers.wait_acked(5_000, STEP).await.expect("load");
+    let (ledger, len) = finish_writing(&cluster, LOG, writers).await;
+    for (seq, id) in &ledger.committed {
+        assert!(
+            committed.insert(*seq, *id).is_none(),
+            "seq {seq} acked twice"
+        );
+    }
+    maybe.extend(&ledger.maybe);
+    let reads = read_all(cluster.pool(), LOG, len).await;
+    let v = verify(&committed, &reads, &maybe);
+    assert_clean(&v, "after racing takeovers");
+    assert_eq!(v.read, len);
+}
