@@ -28,6 +28,9 @@ const TICK_MS: u64 = 50;
 const CAS_ATTEMPTS_MAX: u32 = 50;
 /// Pause between attempts to find healthy nodes.
 const PLACEMENT_RETRY_MS: u64 = 100;
+/// How long a segment switch keeps trying (to find 3 healthy nodes, to
+/// reach the metadata store) before the producer gives up.
+const SWITCH_PATIENCE_MS: u64 = 30_000;
 /// Queued commands between callers and the driver.
 const COMMAND_QUEUE_MAX: usize = 65_536;
 
@@ -536,8 +539,10 @@ impl Driver {
                 by_epoch,
                 committed,
             } => {
-                let why = format!("log taken over by epoch {by_epoch}");
-                let _ = self.fenced.set(why.clone());
+                let _ = self
+                    .fenced
+                    .set(format!("log taken over by epoch {by_epoch}"));
+                let why = self.fenced.get().cloned().unwrap_or_default();
                 for (seq, done, _) in self.waiters.drain(..) {
                     assert!(seq >= committed, "committed entries were resolved already");
                     let _ = done.send(Err(AppendError::Indeterminate { why: why.clone() }));
@@ -608,11 +613,14 @@ impl Driver {
 
     async fn switch(&mut self, segment: u64, seal_len: u64, mut exclude: Vec<u64>) -> Vec<Action> {
         let log_id = self.m.log_id();
-        for _ in 0..CAS_ATTEMPTS_MAX {
+        let deadline = Instant::now() + Duration::from_millis(SWITCH_PATIENCE_MS);
+        let mut why = String::from("no attempt");
+        while Instant::now() < deadline {
             let current = match self.pool.meta().get_log(log_id).await {
                 Ok(v) => v,
                 Err(e) => {
                     log::warn!("log {log_id}: switch: metadata: {e}");
+                    why = format!("metadata: {e}");
                     tokio::time::sleep(Duration::from_millis(PLACEMENT_RETRY_MS)).await;
                     continue;
                 }
@@ -626,6 +634,7 @@ impl Driver {
                 Ok(r) => r,
                 Err(e) => {
                     log::warn!("log {log_id}: switch: {e}; waiting for healthy nodes");
+                    why = e.to_string();
                     tokio::time::sleep(Duration::from_millis(PLACEMENT_RETRY_MS)).await;
                     continue;
                 }
@@ -665,8 +674,12 @@ impl Driver {
                     out.splice(0..0, failures);
                     return out;
                 }
-                Ok(CasOutcome::Conflict(_)) => continue,
+                Ok(CasOutcome::Conflict(_)) => {
+                    why = "the metadata record kept changing".into();
+                    continue;
+                }
                 Err(e) => {
+                    why = format!("metadata CAS: {e}");
                     // The CAS may have been applied: the next attempt reads
                     // the record and either finds our switch (NotOpenLast on
                     // a record of our own epoch) or retries it.
@@ -682,6 +695,12 @@ impl Driver {
                 }
             }
         }
+        // Not a takeover: say what happened. The first reason set is the
+        // one every later append reports.
+        let _ = self.fenced.set(format!(
+            "log {log_id}: no segment switch away from segment {segment} within {} s ({why}); the producer stopped",
+            SWITCH_PATIENCE_MS / 1000
+        ));
         self.m.handle_fenced(self.m.epoch() + 1)
     }
 

@@ -1,7 +1,8 @@
 //! Taking over a log whose last segment is open: its producer may be dead
 //! or only slow. A thin driver around [`trilog_protocol::takeover`]: it
-//! bumps the epoch, sends the fences, reads the tail, runs the sealing CAS
-//! and hands the tail to a new [`Producer`] that writes it first.
+//! bumps the epoch, sends the fences, reads the tail, writes the tail to
+//! the next segment's replicas, runs the sealing CAS that publishes that
+//! segment, and starts a [`Producer`] on it after the tail.
 
 use std::time::Duration;
 
@@ -9,7 +10,10 @@ use tokio::sync::mpsc;
 use trilog_protocol::metadata::{bump_epoch, switch_segment, MetaRefusal};
 use trilog_protocol::placement::choose_replicas;
 use trilog_protocol::takeover::{FenceAnswer, Takeover, TakeoverAction};
-use trilog_wire::message::{Entry, ErrorMsg, Fence, FenceAck, Read, ReadResponse, Seal};
+use trilog_wire::limits::{APPEND_BYTES_MAX, APPEND_ENTRIES_MAX};
+use trilog_wire::message::{
+    Append, AppendAck, Entry, ErrorMsg, Fence, FenceAck, Read, ReadResponse, Seal,
+};
 use trilog_wire::meta::LogMeta;
 use trilog_wire::record::parse_records;
 use trilog_wire::Message;
@@ -29,6 +33,18 @@ const FENCE_WAIT_MS_MAX: u64 = 60_000;
 const TAIL_READ_BYTES: u32 = 4 << 20;
 /// Metadata CAS attempts.
 const CAS_ATTEMPTS_MAX: u32 = 50;
+/// How long writing the tail to one new replica may take.
+const TAIL_WRITE_TIMEOUT_MS: u64 = 5_000;
+/// Pause between attempts to find enough healthy nodes for the next
+/// segment, and how many attempts.
+const PLACEMENT_RETRY_MS: u64 = 100;
+const PLACEMENT_ATTEMPTS_MAX: u32 = 300;
+
+/// What a new replica said about the tail written to it.
+enum TailWrite {
+    Durable { node: u64, segment: u64, len: u64 },
+    Failed { node: u64, segment: u64 },
+}
 
 impl Producer {
     /// Becomes the producer of `log_id`, fencing off whichever producer it
@@ -82,7 +98,9 @@ impl Producer {
         );
         let (mut t, fences) = Takeover::start(log_id, record.epoch, segment);
         let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Option<FenceAck>)>();
+        let (tail_tx, mut tail_rx) = mpsc::unbounded_channel::<TailWrite>();
         send_fences(&pool, log_id, fences, &tx);
+        let mut seed = opts.seed;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(FENCE_WAIT_MS_MAX);
         let mut pending: Vec<TakeoverAction> = Vec::new();
         // 2. Fences, until the machine has a seal point and a tail source.
@@ -103,23 +121,56 @@ impl Producer {
                             pending.extend(t.handle_tail_failure(replica));
                         }
                     },
-                    TakeoverAction::SealAndOpen { segment, seal_len } => {
-                        // 3. The seal and the next segment, one CAS.
+                    TakeoverAction::PlaceNext { exclude } => {
+                        // 3. The next segment's replicas, which get the
+                        // tail before the metadata names them.
+                        let nodes =
+                            place_next(&pool, log_id, &exclude, opts.replicas, &mut seed).await?;
+                        pending.extend(t.placed(nodes));
+                    }
+                    TakeoverAction::WriteTail {
+                        node,
+                        segment,
+                        first_seq,
+                        ..
+                    } => {
+                        let append = Append {
+                            log_id,
+                            segment,
+                            epoch: record.epoch,
+                            first_seq,
+                            first_offset: 0,
+                            commit: 0,
+                            entries: Vec::new(),
+                        };
+                        write_tail(&pool, node, append, t.tail().to_vec(), &tail_tx);
+                    }
+                    TakeoverAction::SealAndOpen {
+                        segment,
+                        seal_len,
+                        replicas,
+                    } => {
+                        // 4. The seal and the next segment, one CAS.
                         let next = seal_and_open(
                             &pool,
                             log_id,
                             record.epoch,
                             segment,
                             seal_len,
-                            opts.replicas,
-                            opts.seed,
+                            &replicas,
                         )
                         .await?;
-                        let tail = t.finish();
+                        let next_id = t.next_id();
+                        let (_, tail) = t.finish();
+                        let published = next.segments.last().map(|s| s.id);
+                        if published != Some(next_id) {
+                            return Err(log_err(format!(
+                                "the sealing CAS created segment {published:?}, not {next_id}"
+                            )));
+                        }
                         log::info!(
-                            "log {log_id}: segment {segment} sealed at {seal_len}; {} entries carried to segment {}",
+                            "log {log_id}: segment {segment} sealed at {seal_len}; {} entries carried to segment {next_id}",
                             tail.len(),
-                            next.segments.last().map_or(0, |s| s.id)
                         );
                         tell_seal(
                             &pool,
@@ -136,6 +187,14 @@ impl Producer {
             }
             let timeout = tokio::time::sleep(Duration::from_millis(FENCE_TIMEOUT_MS));
             tokio::select! {
+                Some(w) = tail_rx.recv() => match w {
+                    TailWrite::Durable { node, segment, len } => {
+                        pending.extend(t.handle_tail_ack(node, segment, len));
+                    }
+                    TailWrite::Failed { node, segment } => {
+                        pending.extend(t.handle_tail_write_failure(node, segment));
+                    }
+                },
                 Some((replica, answer)) = rx.recv() => {
                     if let Some(a) = answer {
                         if a.epoch > record.epoch {
@@ -259,16 +318,115 @@ async fn read_tail(
     }
 }
 
+/// Chooses the next segment's replicas among the live nodes, leaving out
+/// `exclude`, waiting a while for enough of them.
+async fn place_next(
+    pool: &ConnPool,
+    log_id: u64,
+    exclude: &[u64],
+    replicas: usize,
+    seed: &mut u64,
+) -> Result<Vec<u64>, ClientError> {
+    let mut last_err = None;
+    for _ in 0..PLACEMENT_ATTEMPTS_MAX {
+        let alive = alive_nodes(pool).await?;
+        *seed = seed.wrapping_add(1);
+        match choose_replicas(&alive, exclude, replicas, *seed) {
+            Ok(nodes) => return Ok(nodes),
+            Err(e) => {
+                log::warn!("log {log_id}: takeover: {e}; waiting for healthy nodes");
+                last_err = Some(e);
+                tokio::time::sleep(Duration::from_millis(PLACEMENT_RETRY_MS)).await;
+            }
+        }
+    }
+    Err(match last_err {
+        Some(e) => e.into(),
+        None => ClientError::Log {
+            log_id,
+            why: "no placement for the next segment".into(),
+        },
+    })
+}
+
+/// Writes `tail` at offset 0 of the (unpublished) segment of `template`
+/// on `node`, in appends that fit a frame, and reports the outcome.
+fn write_tail(
+    pool: &ConnPool,
+    node: u64,
+    template: Append,
+    tail: Vec<Entry>,
+    done: &mpsc::UnboundedSender<TailWrite>,
+) {
+    let pool = pool.clone();
+    let done = done.clone();
+    tokio::spawn(async move {
+        let (log_id, segment) = (template.log_id, template.segment);
+        let outcome = async {
+            let conn = pool
+                .for_segment(node, log_id, segment)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut offset = 0usize;
+            let mut durable = 0;
+            while offset < tail.len() {
+                let mut end = offset;
+                let mut bytes = 0usize;
+                // Half the append limit leaves room for the entries' own
+                // framing; one entry always fits (ENTRY_BYTES_MAX is lower).
+                while end < tail.len()
+                    && end - offset < APPEND_ENTRIES_MAX as usize
+                    && (end == offset
+                        || bytes + tail[end].payload.len() <= APPEND_BYTES_MAX as usize / 2)
+                {
+                    bytes += tail[end].payload.len();
+                    end += 1;
+                }
+                let append = Append {
+                    first_seq: template.first_seq + offset as u64,
+                    first_offset: offset as u64,
+                    entries: tail[offset..end].to_vec(),
+                    ..template.clone()
+                };
+                match conn
+                    .request(&append, Duration::from_millis(TAIL_WRITE_TIMEOUT_MS))
+                    .await
+                {
+                    Ok(Message::AppendAck(AppendAck { durable_len, .. })) => {
+                        durable = durable_len;
+                    }
+                    Ok(other) => {
+                        pool.forget(&conn).await;
+                        return Err(format!("answered {other:?}"));
+                    }
+                    Err(e) => {
+                        pool.forget(&conn).await;
+                        return Err(e.to_string());
+                    }
+                }
+                offset = end;
+            }
+            Ok::<u64, String>(durable)
+        }
+        .await;
+        let _ = done.send(match outcome {
+            Ok(len) => TailWrite::Durable { node, segment, len },
+            Err(why) => {
+                log::warn!("log {log_id}: writing the tail to node {node}: {why}");
+                TailWrite::Failed { node, segment }
+            }
+        });
+    });
+}
+
 async fn seal_and_open(
     pool: &ConnPool,
     log_id: u64,
     epoch: u64,
     segment: u64,
     seal_len: u64,
-    replicas: usize,
-    seed: u64,
+    nodes: &[u64],
 ) -> Result<LogMeta, ClientError> {
-    let mut seed = seed;
     for _ in 0..CAS_ATTEMPTS_MAX {
         let current = pool.meta().get_log(log_id).await?;
         let Some(record) = current.record else {
@@ -277,11 +435,8 @@ async fn seal_and_open(
                 why: "the log disappeared during the takeover".into(),
             });
         };
-        let alive = alive_nodes(pool).await?;
-        seed = seed.wrapping_add(1);
-        let nodes = choose_replicas(&alive, &[], replicas, seed)?;
         let next =
-            switch_segment(&record, epoch, segment, seal_len, &nodes).map_err(|e| match e {
+            switch_segment(&record, epoch, segment, seal_len, nodes).map_err(|e| match e {
                 MetaRefusal::NotOwner { current, .. } => ClientError::Log {
                     log_id,
                     why: format!("taken over again by epoch {current}"),

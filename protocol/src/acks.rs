@@ -7,6 +7,8 @@
 
 use std::collections::VecDeque;
 
+use crate::mutant::{self, Mutant};
+
 /// One replica's progress within the open segment.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReplicaProgress {
@@ -83,7 +85,14 @@ impl AckTracker {
         {
             r.in_flight.pop_front();
         }
-        let min = self.replicas.iter().map(|r| r.acked).min().unwrap_or(0);
+        let min = if mutant::active(Mutant::CommitOnTwoAcks) {
+            // MUTANT CommitOnTwoAcks: the second smallest acked length.
+            let mut acked: Vec<u64> = self.replicas.iter().map(|r| r.acked).collect();
+            acked.sort_unstable();
+            acked[1.min(acked.len() - 1)]
+        } else {
+            self.replicas.iter().map(|r| r.acked).min().unwrap_or(0)
+        };
         assert!(min >= self.commit, "the commit watermark never moves back");
         if min > self.commit {
             self.commit = min;

@@ -17,10 +17,13 @@
 //! - [`takeover`]: a new producer fencing and sealing the open segment of
 //!   a log whose producer may still be alive, and carrying its tail over.
 //! - [`placement`]: the choice of replicas for a new segment.
+//! - [`mutant`]: deliberately broken variants for the model checker,
+//!   compiled in only with the `mutants` feature.
 
 pub mod acks;
 pub mod consumer;
 pub mod metadata;
+pub mod mutant;
 pub mod placement;
 pub mod producer;
 pub mod replica;

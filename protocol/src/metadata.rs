@@ -54,13 +54,35 @@ fn new_segment(id: u64, first_seq: u64, epoch: u64, replicas: &[NodeId]) -> Segm
     }
 }
 
-/// The next segment's id and first seq after the (sealed) last one.
-fn next_position(record: &LogMeta) -> (u64, u64) {
+/// The id of the segment that a producer at `epoch` creates after `last`.
+///
+/// Ids grow along the chain, and no two segments that producers of
+/// different epochs may ever write share an id: a takeover writes the
+/// tail it carries into its new segment *before* the CAS that publishes it
+/// (see `takeover.rs`), so two racing takeovers (or a takeover that lost
+/// the race and a later one) each write a segment that may never be
+/// published, on nodes that may overlap. A producer at `epoch` creates
+/// `last.id + (epoch - last.epoch)` when it follows an older epoch's
+/// segment, and `last.id + 1` when it follows its own (a switch; one
+/// producer owns an epoch). Every producer that follows `last` has a
+/// distinct epoch, so their ids differ; and the winner, whose epoch is the
+/// highest of them, numbers everything after it above all the losers.
+pub fn next_segment_id(last: &SegmentMeta, epoch: u64) -> u64 {
+    assert!(
+        epoch >= last.epoch,
+        "a segment is created at its predecessor's epoch or later"
+    );
+    last.id + (epoch - last.epoch).max(1)
+}
+
+/// The next segment's id and first seq after the (sealed) last one, for a
+/// producer at `epoch`.
+fn next_position(record: &LogMeta, epoch: u64) -> (u64, u64) {
     match record.segments.last() {
         None => (0, record.trim_seq),
         Some(last) => {
             let len = last.sealed_len.unwrap_or(0);
-            (last.id + 1, last.first_seq + len)
+            (next_segment_id(last, epoch), last.first_seq + len)
         }
     }
 }
@@ -95,7 +117,7 @@ pub fn open_for_write(
         }
     }
     let epoch = record.epoch + 1;
-    let (id, first_seq) = next_position(record);
+    let (id, first_seq) = next_position(record, epoch);
     let mut next = record.clone();
     next.epoch = epoch;
     next.segments
@@ -138,7 +160,7 @@ pub fn switch_segment(
     }
     let mut next = record.clone();
     open_last(&mut next, epoch, segment)?.sealed_len = Some(len);
-    let (id, first_seq) = next_position(&next);
+    let (id, first_seq) = next_position(&next, epoch);
     next.segments
         .push(new_segment(id, first_seq, epoch, replicas));
     Ok(next)
@@ -192,7 +214,7 @@ pub fn locate(record: &LogMeta, seq: u64) -> Location {
 /// The seq after the last entry of sealed segments: where the open segment
 /// (or the next one) starts.
 pub fn end_of_sealed(record: &LogMeta) -> u64 {
-    next_position(record).1
+    next_position(record, record.epoch).1
 }
 
 #[cfg(test)]
@@ -226,6 +248,26 @@ mod tests {
         assert_eq!(r.epoch, 2);
         assert_eq!(r.segments[2].first_seq, 15);
         assert_eq!(r.segments[2].epoch, 2);
+    }
+
+    #[test]
+    fn racing_takeovers_never_share_a_segment_id() {
+        let r = open_for_write(None, 1, &[1, 2, 3]).expect("create");
+        let r = switch_segment(&r, 1, 0, 4, &[1, 2, 3]).expect("switch");
+        assert_eq!(r.segments[1].id, 1, "a switch takes the next id");
+        // Takeovers at epochs 2 and 3 both follow open segment 1.
+        let at2 = bump_epoch(&r);
+        let at3 = bump_epoch(&at2);
+        let lost = switch_segment(&at2, 2, 1, 0, &[1, 2, 3]).expect("epoch 2");
+        let won = switch_segment(&at3, 3, 1, 0, &[1, 2, 3]).expect("epoch 3");
+        assert_eq!(lost.segments[2].id, 2);
+        assert_eq!(won.segments[2].id, 3);
+        // The winner's own switches number above every loser.
+        let won = switch_segment(&won, 3, 3, 0, &[1, 2, 3]).expect("switch");
+        assert_eq!(won.segments[3].id, 4);
+        let reopened = open_for_write(Some(&seal_last(&won, 3, 4, 0).expect("close")), 1, &[1])
+            .expect("reopen");
+        assert_eq!(reopened.segments[4].id, 5);
     }
 
     #[test]

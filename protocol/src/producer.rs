@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use trilog_wire::message::Entry;
 
 use crate::acks::AckTracker;
+use crate::mutant::{self, Mutant};
 use crate::replica::Refusal;
 use crate::NodeId;
 
@@ -278,7 +279,9 @@ impl Producer {
                 });
             }
             let r = self.acks.replica(i);
-            if r.sent == end && commit > self.commit_told[i] {
+            // MUTANT WatermarkNotSent: an idle producer stays silent.
+            let idle_watermark = !mutant::active(Mutant::WatermarkNotSent);
+            if idle_watermark && r.sent == end && commit > self.commit_told[i] {
                 self.commit_told[i] = commit;
                 out.push(Action::Watermark {
                     replica: i,

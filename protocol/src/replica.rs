@@ -8,6 +8,8 @@
 //! only once `durable_len` covers it, and answers a fence or a seal only
 //! once the new [`Durable`] state is on disk.
 
+use crate::mutant::{self, Mutant};
+
 /// The part of a replica's state that must survive a crash besides its
 /// entries. The driver persists it before answering a fence or a seal.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -141,6 +143,15 @@ impl Replica {
         }
         let end = first_offset.saturating_add(count);
         self.learn_commit(commit.min(end));
+        if end <= self.staged_len && mutant::active(Mutant::ResendStoredTwice) {
+            // MUTANT ResendStoredTwice: the resend is stored after what is
+            // held, as if it were new.
+            self.staged_len += count;
+            return AppendDecision::Accept {
+                skip: 0,
+                end: self.staged_len,
+            };
+        }
         if end <= self.staged_len {
             return AppendDecision::Held { end };
         }
@@ -184,7 +195,17 @@ impl Replica {
         if epoch <= self.durable.fenced_epoch {
             return ControlDecision::Unchanged;
         }
+        if mutant::active(Mutant::TakeoverWithoutFence) {
+            // MUTANT TakeoverWithoutFence: the fence only asks for the
+            // lengths; older appends are still accepted.
+            return ControlDecision::Unchanged;
+        }
         self.durable.fenced_epoch = epoch;
+        if mutant::active(Mutant::FenceNotDurable) {
+            // MUTANT FenceNotDurable: refused from now on, but nothing is
+            // written down, so a restart forgets the fence.
+            return ControlDecision::Unchanged;
+        }
         ControlDecision::Persist(self.durable)
     }
 
@@ -226,6 +247,8 @@ impl Replica {
         let end = match self.durable.sealed_len {
             Some(sealed) => sealed.min(limit),
             None if limit != u64::MAX => limit,
+            // MUTANT ReadPastWatermark: the uncommitted tail is served.
+            None if mutant::active(Mutant::ReadPastWatermark) => self.durable_len,
             None => self.watermark(),
         };
         end.min(self.durable_len)

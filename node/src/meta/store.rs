@@ -28,9 +28,9 @@ pub enum RecordError {
     #[error("{count} segments, over the limit of {SEGMENTS_PER_LOG_MAX}")]
     TooManySegments { count: usize },
     #[error(
-        "segment at index {index} has id {found}, expected {expected} (ids must be consecutive)"
+        "segment at index {index} has id {found}, expected at least {expected} (ids must grow along the chain)"
     )]
-    SegmentIdGap {
+    SegmentIdOrder {
         index: usize,
         expected: u64,
         found: u64,
@@ -322,8 +322,10 @@ pub fn validate_record(log_id: u64, record: &LogMeta) -> Result<(), RecordError>
         let Some(next) = segments.get(index + 1) else {
             continue;
         };
-        if s.id.checked_add(1) != Some(next.id) {
-            return Err(RecordError::SegmentIdGap {
+        // Ids grow along the chain; a takeover skips the ids that racing
+        // takeovers may have written (`trilog_protocol::metadata::next_segment_id`).
+        if next.id <= s.id {
+            return Err(RecordError::SegmentIdOrder {
                 index: index + 1,
                 expected: s.id.wrapping_add(1),
                 found: next.id,
@@ -434,11 +436,11 @@ mod tests {
             RecordError::LogIdMismatch { key: 1, record: 2 }
         );
         assert_eq!(
-            bad(log(1, vec![seg(0, 0, Some(5)), seg(2, 5, None)]), &mut s),
-            RecordError::SegmentIdGap {
+            bad(log(1, vec![seg(1, 0, Some(5)), seg(1, 5, None)]), &mut s),
+            RecordError::SegmentIdOrder {
                 index: 1,
-                expected: 1,
-                found: 2
+                expected: 2,
+                found: 1
             }
         );
         assert_eq!(

@@ -1,0 +1,86 @@
+//! Deliberately broken variants of the protocol, for the model checker.
+//!
+//! Each [`Mutant`] names one bug a careful implementer could plausibly
+//! write. A hook in the protocol code asks [`active`] whether its mutant is
+//! selected and, if so, behaves wrongly in exactly that way. The model
+//! check (`protocol/tests/model_check.rs`) selects each mutant in turn and
+//! requires the checker to refute it with a counterexample: a property
+//! that no mutant can break would be a property without teeth.
+//!
+//! Without the `mutants` cargo feature (every build that ships) [`active`]
+//! is a constant `false`, so the hooks compile away. With it (the test
+//! build), no mutant is selected until [`set`] selects one.
+
+/// A deliberately broken variant of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Mutant {
+    /// `acks.rs`: the commit watermark is the second smallest acked length,
+    /// so an entry counts as committed on 2 of 3 replicas.
+    CommitOnTwoAcks = 1,
+    /// `takeover.rs`: the takeover seals at the longest answering replica's
+    /// length instead of the known commit watermark.
+    SealAtLongest = 2,
+    /// `replica.rs`: the fence epoch is not written down, so a restart
+    /// forgets it.
+    FenceNotDurable = 3,
+    /// `replica.rs`: an open segment is readable up to the durable length,
+    /// past the commit watermark.
+    ReadPastWatermark = 4,
+    /// `replica.rs`: a fence only asks for the replica's lengths and does
+    /// not stop older appends (a takeover without a fence).
+    TakeoverWithoutFence = 5,
+    /// Node driver (as modeled): a fence is answered at once with the
+    /// durable length, without waiting for appends staged before it.
+    FenceAnsweredBeforeDrain = 6,
+    /// `takeover.rs`: the takeover drops the tail past the seal instead of
+    /// carrying it into the next segment.
+    NoTailCopy = 7,
+    /// `replica.rs`: an exact resend of held entries is stored again
+    /// instead of being acknowledged again.
+    ResendStoredTwice = 8,
+    /// `producer.rs`: an idle producer never sends the commit watermark
+    /// alone, so replicas do not learn that the last entries committed.
+    WatermarkNotSent = 9,
+    /// `takeover.rs`: the takeover seals and publishes the next segment
+    /// before the tail is durable there, and the new producer writes the
+    /// tail afterwards (the first design: a new producer that crashes in
+    /// between loses committed entries).
+    SealBeforeTailDurable = 10,
+}
+
+#[cfg(feature = "mutants")]
+static ACTIVE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Selects `mutant` (or none) for the whole process.
+///
+/// Panics if a mutant is asked for in a build without the `mutants`
+/// feature: a test that meant to break the protocol must not silently run
+/// the correct one.
+pub fn set(mutant: Option<Mutant>) {
+    #[cfg(feature = "mutants")]
+    ACTIVE.store(
+        mutant.map_or(0, |m| m as u8),
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    #[cfg(not(feature = "mutants"))]
+    assert!(
+        mutant.is_none(),
+        "mutant {mutant:?} asked for in a build without the `mutants` feature"
+    );
+}
+
+/// Whether `mutant` is selected. A constant `false` without the `mutants`
+/// feature.
+#[inline(always)]
+pub fn active(mutant: Mutant) -> bool {
+    #[cfg(feature = "mutants")]
+    {
+        ACTIVE.load(std::sync::atomic::Ordering::Relaxed) == mutant as u8
+    }
+    #[cfg(not(feature = "mutants"))]
+    {
+        let _ = mutant;
+        false
+    }
+}

@@ -1,0 +1,158 @@
+//! The invariants of DESIGN.md section 6 as predicates on a model state,
+//! and the discoveries that show the interesting states are reached.
+
+use stateright::Property;
+use trilog_protocol::metadata::{locate, Location};
+
+use crate::model::net::{Tag, TAKER};
+use crate::model::writers::Taker;
+use crate::model::{State, Trilog};
+
+/// The payload that `node` holds durably at `offset` of `seg`, if any.
+fn durable_tag(s: &State, node: u64, seg: u64, offset: u64) -> Option<Tag> {
+    let recs = s.nodes[node as usize - 1].seg(seg).durable();
+    recs.get(offset as usize).map(|(t, _)| *t)
+}
+
+/// Whether the log itself holds `tag` at `seq`: the segment the record
+/// places `seq` in has it on disk on every replica.
+fn in_log(s: &State, seq: u64, tag: Tag) -> bool {
+    let Location::At { index, offset, .. } = locate(&s.meta, seq) else {
+        return false;
+    };
+    let seg = &s.meta.segments[index];
+    seg.replicas
+        .iter()
+        .all(|n| durable_tag(s, *n, seg.id, offset) == Some(tag))
+}
+
+/// 1. An entry reported committed is, at every moment, on disk on every
+///    replica of the segment that the metadata record places its seq in,
+///    with its payload. (A takeover writes the tail it carries into the
+///    next segment before the CAS that seals below it: in between, the
+///    record still places those seqs in the old segment.)
+pub fn commit_durability(_: &Trilog, s: &State) -> bool {
+    s.ghost
+        .committed
+        .iter()
+        .all(|(seq, tag)| in_log(s, *seq, *tag))
+}
+
+/// 2. The consumer is never given an entry that is not committed.
+pub fn read_committed(_: &Trilog, s: &State) -> bool {
+    s.consumer
+        .reads
+        .iter()
+        .all(|(seq, tag)| s.ghost.committed.get(seq) == Some(tag))
+}
+
+/// 3. The consumer sees seqs dense from the trim point (0), without gap or
+///    duplicate, and one payload per seq: the one every producer that
+///    reported that seq committed reported.
+pub fn log_order(_: &Trilog, s: &State) -> bool {
+    !s.ghost.conflict
+        && s.consumer.reads.iter().enumerate().all(|(i, (seq, tag))| {
+            *seq == i as u64 && s.ghost.committed.get(seq).is_none_or(|t| t == tag)
+        })
+}
+
+/// 4. Once the takeover is done, producer 1 commits nothing past what the
+///    takeover fenced and carried over.
+pub fn single_writer(_: &Trilog, s: &State) -> bool {
+    s.ghost
+        .takeover_end
+        .is_none_or(|end| s.ghost.reported[0] <= end)
+}
+
+/// 5. Every replica of a sealed segment holds its sealed prefix on disk,
+///    and all of them the same entries.
+pub fn sealed_complete(_: &Trilog, s: &State) -> bool {
+    s.meta.segments.iter().all(|seg| {
+        let Some(len) = seg.sealed_len else {
+            return true;
+        };
+        let first = seg.replicas[0];
+        (0..len).all(|off| {
+            let tag = durable_tag(s, first, seg.id, off);
+            tag.is_some()
+                && seg
+                    .replicas
+                    .iter()
+                    .all(|n| durable_tag(s, *n, seg.id, off) == tag)
+        })
+    })
+}
+
+/// 6. Every entry taken is committed, and every committed entry was read.
+///    Judged at the terminal states of an acyclic configuration without a
+///    takeover: there, no producer has anything left to do.
+pub fn progress_reached(_: &Trilog, s: &State) -> bool {
+    let writers = [s.p1.as_ref(), s.writer(TAKER)];
+    writers.iter().flatten().all(|w| w.m.pending() == 0)
+        && s.consumer.reads.len() == s.ghost.committed.len()
+}
+
+pub fn segment_sealed(_: &Trilog, s: &State) -> bool {
+    s.meta.segments.iter().any(|seg| seg.sealed_len.is_some())
+}
+
+pub fn takeover_done(_: &Trilog, s: &State) -> bool {
+    matches!(s.p2, Taker::Writing(_))
+}
+
+pub fn tail_carried_over(_: &Trilog, s: &State) -> bool {
+    s.ghost.carried > 0
+}
+
+pub fn read_after_crash(_: &Trilog, s: &State) -> bool {
+    s.ghost.read_after_crash
+}
+
+pub const COMMIT_DURABILITY: &str = "CommitDurability";
+pub const READ_COMMITTED: &str = "ReadCommitted";
+pub const LOG_ORDER: &str = "LogOrder";
+pub const SINGLE_WRITER: &str = "SingleWriter";
+pub const SEALED_COMPLETE: &str = "SealedComplete";
+pub const PROGRESS: &str = "Progress";
+
+/// The safety invariant called `name`.
+pub fn invariant(name: &'static str) -> Property<Trilog> {
+    let f = match name {
+        COMMIT_DURABILITY => commit_durability,
+        READ_COMMITTED => read_committed,
+        LOG_ORDER => log_order,
+        SINGLE_WRITER => single_writer,
+        SEALED_COMPLETE => sealed_complete,
+        _ => panic!("no invariant {name}"),
+    };
+    Property::always(name, f)
+}
+
+pub const INVARIANTS: [&str; 5] = [
+    COMMIT_DURABILITY,
+    READ_COMMITTED,
+    LOG_ORDER,
+    SINGLE_WRITER,
+    SEALED_COMPLETE,
+];
+
+pub fn progress() -> Property<Trilog> {
+    Property::eventually(PROGRESS, progress_reached)
+}
+
+pub const SEGMENT_SEALED: &str = "SegmentSealed";
+pub const TAKEOVER_DONE: &str = "TakeoverDone";
+pub const TAIL_CARRIED_OVER: &str = "TailCarriedOver";
+pub const READ_AFTER_CRASH: &str = "ReadAfterCrash";
+
+/// The discovery called `name`: a state the model must reach.
+pub fn discovery(name: &'static str) -> Property<Trilog> {
+    let f = match name {
+        SEGMENT_SEALED => segment_sealed,
+        TAKEOVER_DONE => takeover_done,
+        TAIL_CARRIED_OVER => tail_carried_over,
+        READ_AFTER_CRASH => read_after_crash,
+        _ => panic!("no discovery {name}"),
+    };
+    Property::sometimes(name, f)
+}
