@@ -107,6 +107,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Run a node of the Raft baseline in this process (used by
+    /// `RaftCluster`, through `RaftNodeCommand::this_exe`).
+    #[command(hide = true)]
+    RaftNode {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -114,6 +121,10 @@ fn main() -> ExitCode {
     if let Cmd::Node { args } = cli.cmd {
         let argv = std::iter::once(std::ffi::OsString::from("trilog-node")).chain(args);
         return ExitCode::from(trilog_node::cli::main(argv).clamp(0, 255) as u8);
+    }
+    if let Cmd::RaftNode { args } = cli.cmd {
+        // It builds its own runtime and logger.
+        return ExitCode::from(trilog_bench::raft::raft_node_main(args).clamp(0, 255) as u8);
     }
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .try_init();
@@ -312,6 +323,6 @@ async fn run(cmd: Cmd) -> ExitCode {
                 }
             }
         }
-        Cmd::Node { .. } => ExitCode::FAILURE,
+        Cmd::Node { .. } | Cmd::RaftNode { .. } => ExitCode::FAILURE,
     }
 }
