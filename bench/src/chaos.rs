@@ -270,7 +270,16 @@ pub async fn run(cfg: ChaosConfig, cmd: NodeCommand) -> Result<ChaosReport, Chao
     } else {
         Vec::new()
     };
-    let cluster = Cluster::start_with(cfg.nodes, cmd, None, ClusterOptions { proxied }).await?;
+    let cluster = Cluster::start_with(
+        cfg.nodes,
+        cmd,
+        None,
+        ClusterOptions {
+            proxied,
+            ..ClusterOptions::default()
+        },
+    )
+    .await?;
     println!(
         "cluster of {} nodes up in {}; metadata on node 1 at {} (never faulted)",
         cfg.nodes,

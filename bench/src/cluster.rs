@@ -6,6 +6,13 @@
 //! A node may be started behind [`Proxy`]s (one in front of its port, one
 //! between it and the metadata store) so a test can cut it off the network
 //! with [`Cluster::partition`] without stopping it.
+//!
+//! With [`ClusterOptions::delay_one_way`] every node's port sits behind a
+//! [`DelayProxy`] that the node advertises (`--advertise-port`), so every
+//! producer and consumer connection to a node crosses a simulated round
+//! trip. Nodes never connect to one another. Their registrations with the
+//! metadata store (node 1) are not delayed: the metadata store is not on
+//! the append path.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -17,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use trilog_client::{ConnPool, EmbeddedMeta, MetaStore};
 
+use crate::delay::DelayProxy;
 use crate::proxy::Proxy;
 
 /// How a node process is started: a program and the arguments before the
@@ -78,6 +86,9 @@ pub struct ClusterOptions {
     /// Nodes started behind proxies, which [`Cluster::partition`] can cut
     /// off. Node 1 serves the metadata store and cannot be one of them.
     pub proxied: Vec<u64>,
+    /// Put every node's port behind a [`DelayProxy`] adding this much in
+    /// each direction (in front of its cut-off proxy, if it has one).
+    pub delay_one_way: Option<Duration>,
 }
 
 /// The two proxies of a node that can be cut off: clients reach its port
@@ -100,6 +111,7 @@ pub struct Cluster {
     cmd: NodeCommand,
     pub lease_ms: u64,
     proxies: HashMap<u64, NodeProxies>,
+    delays: HashMap<u64, DelayProxy>,
 }
 
 /// Ports for nodes are drawn below the kernel's ephemeral range
@@ -167,6 +179,7 @@ impl Cluster {
             cmd,
             lease_ms: 1_000,
             proxies: HashMap::new(),
+            delays: HashMap::new(),
         };
         for i in 1..=n as u64 {
             let port = free_port()?;
@@ -177,6 +190,15 @@ impl Cluster {
                     meta: Proxy::start(meta_addr).await?,
                 };
                 cluster.proxies.insert(i, proxies);
+            }
+            if let Some(d) = opts.delay_one_way {
+                let target = match cluster.proxies.get(&i) {
+                    Some(p) => p.data.addr(),
+                    None => SocketAddr::from(([127, 0, 0, 1], port)),
+                };
+                let delay =
+                    DelayProxy::start(SocketAddr::from(([127, 0, 0, 1], 0)), target, d).await?;
+                cluster.delays.insert(i, delay);
             }
             let dir = cluster.dir.join(format!("node-{i}"));
             let log = cluster.dir.join(format!("node-{i}.log"));
@@ -233,8 +255,11 @@ impl Cluster {
         if id == 1 {
             c.args(["--serve-meta", &meta]);
         }
-        if let Some(p) = proxies {
-            // One shard per node here, so one proxied port.
+        // One shard per node here, so one proxied port; the delay proxy,
+        // if any, is in front of the cut-off one.
+        if let Some(d) = self.delays.get(&id) {
+            c.args(["--advertise-port", &d.listen.port().to_string()]);
+        } else if let Some(p) = proxies {
             c.args(["--advertise-port", &p.data.port().to_string()]);
         }
         let mut child = c
@@ -325,6 +350,9 @@ impl Cluster {
     /// The address clients use for node `id` (its proxy, if it has one).
     pub fn client_addr(&self, id: u64) -> Result<SocketAddr, ClusterError> {
         let i = self.index(id)?;
+        if let Some(d) = self.delays.get(&id) {
+            return Ok(d.listen);
+        }
         Ok(match self.proxies.get(&id) {
             Some(p) => p.data.addr(),
             None => SocketAddr::from(([127, 0, 0, 1], self.nodes[i].port)),

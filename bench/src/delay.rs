@@ -7,19 +7,78 @@
 //! node (from a client or from a peer) goes through it, so every round
 //! trip to a node costs `2 x one_way` more than loopback, for every system
 //! alike.
+//!
+//! **Why threads, not tokio timers.** tokio's timer wheel ticks in whole
+//! milliseconds and rounds a sleep up to the next tick, so a 250 us delay
+//! would come out as 1-2 ms. Each direction of a connection here has a
+//! reader thread that stamps every chunk with its due time and a writer
+//! thread that `nanosleep`s until then (high-resolution timers, with the
+//! thread's timer slack set to 1 ns), which keeps the delay within tens of
+//! microseconds of what was asked on an idle machine. A loaded machine can
+//! only make it longer, for every system alike.
+//!
+//! Even so a sleep here wakes some 50-100 us late (the VM's timer and the
+//! scheduler), which would charge each hop more than it asked, and a Raft
+//! append (two hops) twice what a trilog append (one hop) pays. So each
+//! process measures once how late a sleep wakes ([`sleep_lateness`]) and
+//! sleeps that much less; [`observed`] reports the one-way delay chunks
+//! really got, from arrival at the proxy to their write onward.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio::time::Instant;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Bytes read at a time: a chunk is delayed as a unit.
 const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Sleeps timed to measure how late a sleep wakes.
+const CALIBRATION_SLEEPS: usize = 40;
+/// The sleep timed (about a 500 us round trip's half).
+const CALIBRATION_SLEEP_US: u64 = 250;
+
+/// Chunks forwarded and their total delay, over every proxy of the
+/// process (the systems of a comparison run one at a time).
+static FORWARDED_CHUNKS: AtomicU64 = AtomicU64::new(0);
+static FORWARDED_DELAY_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Chunks forwarded since the last [`reset_observed`] and their mean
+/// one-way delay (arrival to write), over all proxies of this process.
+pub fn observed() -> (u64, Duration) {
+    let n = FORWARDED_CHUNKS.load(Ordering::Relaxed);
+    let ns = FORWARDED_DELAY_NS.load(Ordering::Relaxed);
+    (n, Duration::from_nanos(ns.checked_div(n).unwrap_or(0)))
+}
+
+/// Starts [`observed`] over.
+pub fn reset_observed() {
+    FORWARDED_CHUNKS.store(0, Ordering::Relaxed);
+    FORWARDED_DELAY_NS.store(0, Ordering::Relaxed);
+}
+
+/// How late a sleep of this process wakes: the median of a few timed
+/// sleeps, measured once (about 10 ms) on a thread with precise timers.
+pub fn sleep_lateness() -> Duration {
+    static LATENESS: OnceLock<Duration> = OnceLock::new();
+    *LATENESS.get_or_init(|| {
+        let measure = || {
+            precise_timers();
+            let asked = Duration::from_micros(CALIBRATION_SLEEP_US);
+            let mut late: Vec<Duration> = (0..CALIBRATION_SLEEPS)
+                .map(|_| {
+                    let t0 = Instant::now();
+                    std::thread::sleep(asked);
+                    t0.elapsed().saturating_sub(asked)
+                })
+                .collect();
+            late.sort();
+            late[late.len() / 2]
+        };
+        std::thread::spawn(measure).join().unwrap_or(Duration::ZERO)
+    })
+}
 
 /// A running proxy; dropping it stops accepting (open connections end when
 /// either side closes).
@@ -28,87 +87,121 @@ pub struct DelayProxy {
     pub listen: SocketAddr,
     pub target: SocketAddr,
     stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for DelayProxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.task.abort();
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect_timeout(&self.listen, Duration::from_millis(100));
     }
 }
 
 impl DelayProxy {
     /// Listens on `listen` (port 0: any) and forwards to `target`, each
-    /// direction delayed by `one_way`.
+    /// direction delayed by `one_way`. Async only so that callers in a
+    /// runtime can treat it like the other starts; it runs on threads of
+    /// its own.
     pub async fn start(
         listen: SocketAddr,
         target: SocketAddr,
         one_way: Duration,
     ) -> std::io::Result<DelayProxy> {
-        let listener = TcpListener::bind(listen).await?;
+        let listener = TcpListener::bind(listen)?;
         let listen = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
-        let task = tokio::spawn(async move {
-            while !s.load(Ordering::SeqCst) {
-                let Ok((inbound, _)) = listener.accept().await else {
-                    continue;
-                };
-                tokio::spawn(async move {
-                    let Ok(outbound) = TcpStream::connect(target).await else {
-                        return;
-                    };
-                    let _ = inbound.set_nodelay(true);
-                    let _ = outbound.set_nodelay(true);
-                    let (ri, wi) = inbound.into_split();
-                    let (ro, wo) = outbound.into_split();
-                    tokio::spawn(pump(ri, wo, one_way));
-                    tokio::spawn(pump(ro, wi, one_way));
-                });
-            }
-        });
+        std::thread::Builder::new()
+            .name(format!("delay-{}", listen.port()))
+            .spawn(move || accept_loop(listener, target, one_way, s))?;
         Ok(DelayProxy {
             listen,
             target,
             stop,
-            task,
         })
     }
 }
 
-/// Copies `from` to `to`, each chunk leaving `delay` after it arrived.
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    delay: Duration,
+fn accept_loop(
+    listener: TcpListener,
+    target: SocketAddr,
+    one_way: Duration,
+    stop: Arc<AtomicBool>,
 ) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
-    let writer = tokio::spawn(async move {
-        while let Some((due, chunk)) = rx.recv().await {
-            tokio::time::sleep_until(due).await;
-            if to.write_all(&chunk).await.is_err() {
-                return;
-            }
+    for inbound in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            return;
         }
-        let _ = to.shutdown().await;
-    });
-    let mut buf = vec![0u8; CHUNK_BYTES];
-    loop {
-        match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if tx
-                    .send((Instant::now() + delay, buf[..n].to_vec()))
-                    .is_err()
-                {
+        let Ok(inbound) = inbound else {
+            continue;
+        };
+        let Ok(outbound) = TcpStream::connect(target) else {
+            continue;
+        };
+        let _ = inbound.set_nodelay(true);
+        let _ = outbound.set_nodelay(true);
+        let (Ok(i2), Ok(o2)) = (inbound.try_clone(), outbound.try_clone()) else {
+            continue;
+        };
+        let _ = spawn_direction(inbound, o2, one_way);
+        let _ = spawn_direction(outbound, i2, one_way);
+    }
+}
+
+/// Copies `from` to `to`, each chunk leaving `delay` after it arrived: a
+/// reader thread and a writer thread joined by a queue of due chunks.
+fn spawn_direction(mut from: TcpStream, mut to: TcpStream, delay: Duration) -> std::io::Result<()> {
+    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    let lateness = sleep_lateness();
+    std::thread::Builder::new()
+        .name("delay-write".into())
+        .spawn(move || {
+            precise_timers();
+            while let Ok((due, chunk)) = rx.recv() {
+                let wait = due.saturating_duration_since(Instant::now());
+                if wait > lateness {
+                    std::thread::sleep(wait - lateness);
+                }
+                if to.write_all(&chunk).is_err() {
                     break;
                 }
+                let arrived = due - delay;
+                FORWARDED_CHUNKS.fetch_add(1, Ordering::Relaxed);
+                FORWARDED_DELAY_NS
+                    .fetch_add(arrived.elapsed().as_nanos() as u64, Ordering::Relaxed);
             }
-        }
+            let _ = to.shutdown(Shutdown::Write);
+        })?;
+    std::thread::Builder::new()
+        .name("delay-read".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; CHUNK_BYTES];
+            loop {
+                match from.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx
+                            .send((Instant::now() + delay, buf[..n].to_vec()))
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = from.shutdown(Shutdown::Read);
+        })?;
+    Ok(())
+}
+
+/// Asks the kernel to wake this thread's sleeps on time rather than up to
+/// 50 us late (the default timer slack).
+fn precise_timers() {
+    // SAFETY: prctl(PR_SET_TIMERSLACK) only changes this thread's timer
+    // slack; it takes an integer argument and touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
     }
-    drop(tx);
-    let _ = writer.await;
 }
 
 #[cfg(test)]
@@ -117,38 +210,40 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn forwards_in_order_and_delays_each_way() {
-        let echo = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let echo = TcpListener::bind("127.0.0.1:0").expect("bind");
         let echo_addr = echo.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let (mut s, _) = echo.accept().await.expect("accept");
+        std::thread::spawn(move || {
+            let (mut s, _) = echo.accept().expect("accept");
             let mut buf = vec![0u8; 4096];
             loop {
-                let n = s.read(&mut buf).await.expect("read");
+                let n = s.read(&mut buf).expect("read");
                 if n == 0 {
                     return;
                 }
-                s.write_all(&buf[..n]).await.expect("write");
+                s.write_all(&buf[..n]).expect("write");
             }
         });
         let one_way = Duration::from_millis(20);
         let proxy = DelayProxy::start("127.0.0.1:0".parse().expect("addr"), echo_addr, one_way)
             .await
             .expect("proxy");
-        let mut c = TcpStream::connect(proxy.listen).await.expect("connect");
+        let mut c = TcpStream::connect(proxy.listen).expect("connect");
         let mut got = Vec::new();
         let t0 = std::time::Instant::now();
         for i in 0..50u8 {
-            c.write_all(&[i]).await.expect("write");
+            c.write_all(&[i]).expect("write");
         }
         while got.len() < 50 {
             let mut b = [0u8; 64];
-            let n = c.read(&mut b).await.expect("read");
+            let n = c.read(&mut b).expect("read");
             assert!(n > 0, "closed early");
             got.extend_from_slice(&b[..n]);
         }
-        // Order kept; and no byte came back before both delays passed (a
-        // lower bound only: a slow machine can only add to it).
+        // Order kept; and no byte came back before both delays passed,
+        // less what the proxy takes off for its sleeps' lateness (a lower
+        // bound only: a slow machine can only add to it).
         assert_eq!(got, (0..50u8).collect::<Vec<_>>());
-        assert!(t0.elapsed() >= one_way * 2, "{:?}", t0.elapsed());
+        let floor = one_way.saturating_sub(sleep_lateness()) * 2;
+        assert!(t0.elapsed() >= floor, "{:?}", t0.elapsed());
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod chaos;
 pub mod cluster;
+pub mod compare;
 pub mod delay;
 pub mod etcd;
 pub mod latency;

@@ -1,13 +1,17 @@
 //! `trilog-bench`: the quickstart and the benchmarks.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use trilog_bench::chaos::{self, ChaosConfig};
+use trilog_bench::compare::{self, Commands, System};
 use trilog_bench::latency::{summarize, table};
+use trilog_bench::load::{LoadConfig, Mode};
 use trilog_bench::producer_proc::{self, ProduceConfig};
 use trilog_bench::quickstart::{self, QuickstartConfig};
+use trilog_bench::report::{self, SystemResult};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -101,9 +105,98 @@ enum Cmd {
         #[arg(long, default_value_t = 4096)]
         payload_bytes: usize,
     },
+    /// Start one system locally and put a load on it: closed loop
+    /// (`--concurrency` appends in flight) or, with `--rate`, open loop
+    /// (latency from each append's intended start).
+    Load {
+        /// trilog, raft3, raft5 or etcd3.
+        #[arg(long, default_value = "trilog")]
+        system: System,
+        /// Open loop: appends started per second.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Closed loop: writers; open loop: appends in flight at most.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 256)]
+        payload_bytes: usize,
+        /// Entries per append call.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        duration: Duration,
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        warmup: Duration,
+        /// Simulated round trip to every node, through delay proxies.
+        #[arg(long)]
+        rtt_us: Option<u64>,
+        /// Save the raw histogram here as `<system>.hdr`.
+        #[arg(long)]
+        histogram_dir: Option<PathBuf>,
+    },
+    /// Run trilog, raft3, raft5 and etcd3 one after another under the same
+    /// closed-loop load; print a table, write JSON and an SVG plot.
+    Compare {
+        /// 5 s warmup + 15 s per system (about 100 s in all); else 10 s +
+        /// 60 s.
+        #[arg(long)]
+        quick: bool,
+        /// Simulated round trip to every node, through delay proxies.
+        #[arg(long)]
+        rtt_us: Option<u64>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "trilog,raft3,raft5,etcd3"
+        )]
+        systems: Vec<System>,
+        /// Writers, each with one append in flight.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 256)]
+        payload_bytes: usize,
+        /// Measured time per system (overrides --quick's).
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// Warmup per system (overrides --quick's).
+        #[arg(long, value_parser = parse_duration)]
+        warmup: Option<Duration>,
+        /// Save each system's raw histogram here as `<system>.hdr`.
+        #[arg(long)]
+        histogram_dir: Option<PathBuf>,
+    },
+    /// trilog's replicated write rate (payload x 3 replicas, all on this
+    /// disk) next to fio's direct sequential writes, in the same run.
+    Throughput {
+        #[arg(long, default_value_t = 64 * 1024)]
+        payload_bytes: usize,
+        /// Entries per append call.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Writers, each with one append call in flight.
+        #[arg(long, default_value_t = 16)]
+        writers: usize,
+        #[arg(long, default_value = "15s", value_parser = parse_duration)]
+        duration: Duration,
+        #[arg(long, default_value_t = 128 * 1024)]
+        fio_block_bytes: usize,
+        #[arg(long, default_value_t = 16)]
+        fio_iodepth: usize,
+    },
     /// Run a log node in this process (used by the local clusters).
     #[command(hide = true)]
     Node {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// Run a node of the Raft baseline in this process (used by
+    /// `RaftCluster`, through `RaftNodeCommand::this_exe`).
+    #[command(hide = true, disable_help_flag = true)]
+    RaftNode {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
@@ -114,6 +207,10 @@ fn main() -> ExitCode {
     if let Cmd::Node { args } = cli.cmd {
         let argv = std::iter::once(std::ffi::OsString::from("trilog-node")).chain(args);
         return ExitCode::from(trilog_node::cli::main(argv).clamp(0, 255) as u8);
+    }
+    if let Cmd::RaftNode { args } = cli.cmd {
+        // It builds its own runtime and logger.
+        return ExitCode::from(trilog_bench::raft::raft_node_main(args).clamp(0, 255) as u8);
     }
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .try_init();
@@ -131,15 +228,157 @@ fn main() -> ExitCode {
 }
 
 fn machine() -> String {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cpus} cpus, kernel {}", kernel.trim())
+    compare::machine()
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+fn commands() -> Option<Commands> {
+    match Commands::this_exe() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("cannot find this executable: {e}");
+            None
+        }
+    }
+}
+
+fn write_file(path: &std::path::Path, text: &str) -> bool {
+    match std::fs::write(path, text) {
+        Ok(()) => {
+            println!("wrote {}", path.display());
+            true
+        }
+        Err(e) => {
+            eprintln!("cannot write {}: {e}", path.display());
+            false
+        }
+    }
+}
+
+/// `value / base` as "0.55x", or "-" without a base.
+fn ratio(value: u64, base: Option<u64>) -> String {
+    match base {
+        Some(b) if b > 0 => format!("{:.2}x", value as f64 / b as f64),
+        _ => "-".into(),
+    }
+}
+
+/// trilog's percentiles against raft3's, and the goals.
+fn print_goals(results: &[SystemResult], rtt_us: Option<u64>) {
+    let find = |n: &str| results.iter().find(|r| r.name == n);
+    let (Some(t), Some(r)) = (find("trilog"), find("raft3")) else {
+        return;
+    };
+    println!(
+        "trilog / raft3: p50 {}, p99 {}, p99.9 {}, ops/s {:.2}x",
+        ratio(t.p50_us, Some(r.p50_us)),
+        ratio(t.p99_us, Some(r.p99_us)),
+        ratio(t.p999_us, Some(r.p999_us)),
+        t.ops_per_s / r.ops_per_s.max(1e-9)
+    );
+    let p50 = t.p50_us as f64 / r.p50_us.max(1) as f64;
+    let p99 = t.p99_us as f64 / r.p99_us.max(1) as f64;
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    match rtt_us {
+        Some(_) => println!(
+            "goal p50 <= 0.65x raft3: {}; goal p99 <= 0.8x raft3: {}",
+            verdict(p50 <= 0.65),
+            verdict(p99 <= 0.8)
+        ),
+        None => println!(
+            "goal p50 no worse than raft3 on loopback: {}",
+            verdict(p50 <= 1.0)
+        ),
+    }
 }
 
 async fn run(cmd: Cmd) -> ExitCode {
     match cmd {
+        Cmd::Load {
+            system,
+            rate,
+            concurrency,
+            payload_bytes,
+            batch,
+            duration,
+            warmup,
+            rtt_us,
+            histogram_dir,
+        } => {
+            let mode = match rate {
+                Some(rate_per_s) => Mode::Open {
+                    rate_per_s,
+                    in_flight_max: concurrency,
+                },
+                None => Mode::Closed {
+                    writers: concurrency,
+                },
+            };
+            let load = LoadConfig {
+                mode,
+                payload_bytes,
+                batch,
+                duration,
+                warmup,
+                progress: true,
+            };
+            run_load(system, rtt_us, load, histogram_dir).await
+        }
+        Cmd::Compare {
+            quick,
+            rtt_us,
+            json,
+            plot,
+            systems,
+            concurrency,
+            payload_bytes,
+            duration,
+            warmup,
+            histogram_dir,
+        } => {
+            let (d, w) = if quick {
+                (Duration::from_secs(15), Duration::from_secs(5))
+            } else {
+                (Duration::from_secs(60), Duration::from_secs(10))
+            };
+            let load = LoadConfig {
+                mode: Mode::Closed {
+                    writers: concurrency,
+                },
+                payload_bytes,
+                batch: 1,
+                duration: duration.unwrap_or(d),
+                warmup: warmup.unwrap_or(w),
+                progress: true,
+            };
+            let out = CompareOut {
+                json,
+                plot,
+                histogram_dir,
+            };
+            run_compare(&systems, rtt_us, load, out).await
+        }
+        Cmd::Throughput {
+            payload_bytes,
+            batch,
+            writers,
+            duration,
+            fio_block_bytes,
+            fio_iodepth,
+        } => {
+            run_throughput(
+                payload_bytes,
+                batch,
+                writers,
+                duration,
+                fio_block_bytes,
+                fio_iodepth,
+            )
+            .await
+        }
         Cmd::Quickstart {
             nodes,
             duration,
@@ -312,6 +551,194 @@ async fn run(cmd: Cmd) -> ExitCode {
                 }
             }
         }
-        Cmd::Node { .. } => ExitCode::FAILURE,
+        Cmd::Node { .. } | Cmd::RaftNode { .. } => ExitCode::FAILURE,
     }
+}
+
+fn print_header(load: &LoadConfig, rtt_us: Option<u64>) {
+    println!("machine: {}", machine());
+    println!("command: {}", command_line());
+    println!(
+        "config: {:?}, payload {} B, batch {}, warmup {:?}, measured {:?}, network: {}",
+        load.mode,
+        load.payload_bytes,
+        load.batch,
+        load.warmup,
+        load.duration,
+        match rtt_us {
+            Some(r) => format!("{r} us round trip to every node (delay proxies)"),
+            None => "loopback".into(),
+        }
+    );
+}
+
+async fn run_load(
+    system: System,
+    rtt_us: Option<u64>,
+    load: LoadConfig,
+    histogram_dir: Option<PathBuf>,
+) -> ExitCode {
+    let Some(cmds) = commands() else {
+        return ExitCode::FAILURE;
+    };
+    print_header(&load, rtt_us);
+    match compare::run_system(system, &cmds, rtt_us, &load, histogram_dir.as_deref()).await {
+        Ok(o) => {
+            print!("{}", report::table(std::slice::from_ref(&o.result)));
+            if let (Some((chunks, mean)), Some(rtt)) = (o.proxied, rtt_us) {
+                println!(
+                    "delay proxies forwarded {chunks} chunks, mean one-way delay {} us (asked {} us)",
+                    mean.as_micros(),
+                    rtt / 2
+                );
+            }
+            println!(
+                "{} appends ({} entries, {:.1} MB/s of payload), {} failed, {} dropped (open loop: not started, {} in flight already)",
+                o.load.ops,
+                o.load.entries,
+                o.load.payload_bytes_per_s(load.payload_bytes) / 1e6,
+                o.load.errors,
+                o.load.dropped,
+                match load.mode {
+                    Mode::Open { in_flight_max, .. } => in_flight_max,
+                    Mode::Closed { writers } => writers,
+                }
+            );
+            if let Some(d) = histogram_dir {
+                println!(
+                    "raw histogram: {}",
+                    d.join(format!("{}.hdr", system.name())).display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Where the comparison writes its outputs.
+struct CompareOut {
+    json: Option<PathBuf>,
+    plot: Option<PathBuf>,
+    histogram_dir: Option<PathBuf>,
+}
+
+async fn run_compare(
+    systems: &[System],
+    rtt_us: Option<u64>,
+    load: LoadConfig,
+    out: CompareOut,
+) -> ExitCode {
+    let Some(cmds) = commands() else {
+        return ExitCode::FAILURE;
+    };
+    print_header(&load, rtt_us);
+    let t0 = Instant::now();
+    let outcomes =
+        match compare::compare(systems, &cmds, rtt_us, &load, out.histogram_dir.as_deref()).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("compare: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    let results: Vec<SystemResult> = outcomes.iter().map(|o| o.result.clone()).collect();
+    print!("{}", report::table(&results));
+    for o in &outcomes {
+        if let (Some((chunks, mean)), Some(rtt)) = (o.proxied, rtt_us) {
+            println!(
+                "{}: delay proxies forwarded {chunks} chunks, mean one-way delay {} us (asked {} us)",
+                o.result.name,
+                mean.as_micros(),
+                rtt / 2
+            );
+        }
+    }
+    print_goals(&results, rtt_us);
+    let mut ok = true;
+    if let Some(path) = &out.json {
+        let config = compare::config_json(rtt_us, &load, &command_line());
+        ok &= write_file(path, &report::json(&config, &results));
+    }
+    if let Some(path) = &out.plot {
+        let title = format!(
+            "append latency, {} B payloads, {} in flight, {}",
+            load.payload_bytes,
+            match load.mode {
+                Mode::Closed { writers } => writers,
+                Mode::Open { in_flight_max, .. } => in_flight_max,
+            },
+            match rtt_us {
+                Some(r) => format!("{r} us RTT (delay proxies)"),
+                None => "loopback".into(),
+            }
+        );
+        ok &= write_file(path, &report::svg(&title, &results));
+    }
+    println!("wall time: {:.1} s", t0.elapsed().as_secs_f64());
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn run_throughput(
+    payload_bytes: usize,
+    batch: usize,
+    writers: usize,
+    duration: Duration,
+    fio_block_bytes: usize,
+    fio_iodepth: usize,
+) -> ExitCode {
+    use trilog_bench::throughput::{fio_seq_write, trilog_throughput};
+    let Some(cmds) = commands() else {
+        return ExitCode::FAILURE;
+    };
+    println!("machine: {}", machine());
+    println!("command: {}", command_line());
+    let root = trilog_bench::cluster::default_root();
+    let fio = match fio_seq_write(
+        &root,
+        fio_block_bytes,
+        fio_iodepth,
+        duration.as_secs().max(1),
+    ) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("fio: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "fio: direct sequential write, {} KiB blocks, queue depth {fio_iodepth}, {} s, in {}: {:.0} MB/s",
+        fio_block_bytes / 1024,
+        duration.as_secs().max(1),
+        root.display(),
+        fio.bytes_per_s / 1e6
+    );
+    let t = match trilog_throughput(cmds.node, payload_bytes, batch, writers, duration).await {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("trilog: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let replicated = t.replicated_bytes_per_s();
+    println!(
+        "trilog: 3 nodes on this disk, {payload_bytes} B payloads, {batch} per append call, {writers} writers, {:?}: payload {:.0} MB/s, replicated (x{}) {:.0} MB/s, {} appends failed",
+        duration,
+        t.load.payload_bytes_per_s(payload_bytes) / 1e6,
+        t.replicas,
+        replicated / 1e6,
+        t.load.errors
+    );
+    println!(
+        "trilog replicated / fio: {:.0}% (goal >= 70%)",
+        100.0 * replicated / fio.bytes_per_s.max(1.0)
+    );
+    ExitCode::SUCCESS
 }

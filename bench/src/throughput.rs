@@ -57,9 +57,13 @@ pub fn fio_seq_write(
     Ok(FioResult { bytes_per_s })
 }
 
-/// The number after `key` that follows `section` in a JSON text.
+/// The number after `key` in the object that `section` names in a JSON
+/// text (`"write" : {...}`, not the string value `"rw" : "write"`).
 fn json_number_after(text: &str, section: &str, key: &str) -> Option<f64> {
-    let at = text.find(section)?;
+    let at = text.match_indices(section).find_map(|(i, _)| {
+        let after = text[i + section.len()..].trim_start().strip_prefix(':')?;
+        after.trim_start().starts_with('{').then_some(i)
+    })?;
     let rest = &text[at..];
     let k = rest.find(key)?;
     let after = rest[k + key.len()..]
@@ -125,7 +129,7 @@ mod tests {
 
     #[test]
     fn finds_the_write_bandwidth_in_fio_json() {
-        let j = r#"{"jobs":[{"read":{"bw_bytes" : 0},"write" : {"io_bytes" : 5, "bw_bytes" : 1048576000, "iops" : 8000.5}}]}"#;
+        let j = r#"{"jobs":[{"job options" : {"rw" : "write"}, "read":{"bw_bytes" : 0},"write" : {"io_bytes" : 5, "bw_bytes" : 1048576000, "iops" : 8000.5}}]}"#;
         assert_eq!(
             json_number_after(j, "\"write\"", "\"bw_bytes\""),
             Some(1_048_576_000.0)

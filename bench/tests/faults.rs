@@ -430,6 +430,7 @@ async fn a_partitioned_replica_is_switched_away_from_and_read_around() {
         None,
         ClusterOptions {
             proxied: vec![2, 3, 4, 5],
+            ..ClusterOptions::default()
         },
     )
     .await

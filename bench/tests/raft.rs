@@ -270,7 +270,10 @@ async fn log_store_recovery_stops_at_torn_or_damaged_record() {
 // ---------------------------------------------------------------- cluster
 
 fn node_command() -> RaftNodeCommand {
-    RaftNodeCommand::program(env!("CARGO_BIN_EXE_trilog-raft-node"))
+    RaftNodeCommand {
+        program: env!("CARGO_BIN_EXE_trilog-bench").into(),
+        prefix: vec!["raft-node".into()],
+    }
 }
 
 const PAYLOAD_BYTES: usize = 256;
@@ -299,6 +302,7 @@ async fn three_nodes_survive_leader_kill_and_catch_up() {
     let options = RaftNodeOptions {
         snapshot_every: 200,
         keep_logs: 50,
+        ..RaftNodeOptions::default()
     };
     let mut cluster = RaftCluster::start(3, node_command(), options, None)
         .await

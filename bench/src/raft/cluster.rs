@@ -1,6 +1,11 @@
 //! A local Raft cluster of real node processes on loopback, each with its
 //! own data directory on the real disk, for the baseline benchmarks and
 //! the tests. Dropping it kills every node.
+//!
+//! With [`RaftNodeOptions::delay_one_way`], each node sits behind a
+//! [`DelayProxy`] and is known to its peers and clients only by the
+//! proxy's address (`--advertise`), so every peer RPC and every client
+//! request crosses a simulated round trip.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,9 +16,10 @@ use super::client::{RaftClient, RaftClientError};
 use super::limits::{LOGS_KEPT_AFTER_SNAPSHOT_DEFAULT, SNAPSHOT_EVERY_ENTRIES_DEFAULT};
 use super::rpc::NodeStatus;
 use super::types::NodeId;
+use crate::delay::DelayProxy;
 
 /// How a node process is started: a program and the arguments before the
-/// node's own (`trilog-bench raft-node ...` or `trilog-raft-node ...`).
+/// node's own (`trilog-bench raft-node ...`).
 #[derive(Debug, Clone)]
 pub struct RaftNodeCommand {
     pub program: PathBuf,
@@ -29,7 +35,7 @@ impl RaftNodeCommand {
         })
     }
 
-    /// A program that is a node by itself (`trilog-raft-node`).
+    /// A program that is a node by itself (no subcommand).
     pub fn program(program: impl Into<PathBuf>) -> RaftNodeCommand {
         RaftNodeCommand {
             program: program.into(),
@@ -43,6 +49,9 @@ impl RaftNodeCommand {
 pub struct RaftNodeOptions {
     pub snapshot_every: u64,
     pub keep_logs: u64,
+    /// Put each node behind a [`DelayProxy`] adding this much in each
+    /// direction; peers and clients reach it only through the proxy.
+    pub delay_one_way: Option<Duration>,
 }
 
 impl Default for RaftNodeOptions {
@@ -50,6 +59,7 @@ impl Default for RaftNodeOptions {
         RaftNodeOptions {
             snapshot_every: SNAPSHOT_EVERY_ENTRIES_DEFAULT,
             keep_logs: LOGS_KEPT_AFTER_SNAPSHOT_DEFAULT,
+            delay_one_way: None,
         }
     }
 }
@@ -71,7 +81,10 @@ pub enum RaftClusterError {
 #[derive(Debug)]
 pub struct RaftNodeProc {
     pub id: NodeId,
+    /// Where the process listens.
     pub addr: SocketAddr,
+    /// Where peers and clients reach it: its proxy, or `addr`.
+    pub reached_at: SocketAddr,
     pub dir: PathBuf,
     /// The process's stdout and stderr.
     pub log: PathBuf,
@@ -96,8 +109,9 @@ pub struct RaftCluster {
     pub nodes: Vec<RaftNodeProc>,
     cmd: RaftNodeCommand,
     options: RaftNodeOptions,
-    /// For status queries.
+    /// For status queries (straight to each node, not delayed).
     probe: RaftClient,
+    _proxies: Vec<DelayProxy>,
 }
 
 impl Drop for RaftCluster {
@@ -132,12 +146,25 @@ impl RaftCluster {
             .tempdir_in(&root)?;
         let dir = temp.path().to_path_buf();
         let mut nodes = Vec::with_capacity(n);
+        let mut proxies = Vec::new();
         for i in 0..n {
             let id = i as NodeId + 1;
             let port = crate::cluster::free_port()?;
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let reached_at = match options.delay_one_way {
+                Some(d) => {
+                    let p =
+                        DelayProxy::start(SocketAddr::from(([127, 0, 0, 1], 0)), addr, d).await?;
+                    let at = p.listen;
+                    proxies.push(p);
+                    at
+                }
+                None => addr,
+            };
             nodes.push(RaftNodeProc {
                 id,
-                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                addr,
+                reached_at,
                 dir: dir.join(format!("n{id}")),
                 log: dir.join(format!("n{id}.log")),
                 child: None,
@@ -152,6 +179,7 @@ impl RaftCluster {
             cmd,
             options,
             probe,
+            _proxies: proxies,
         };
         for id in 1..=n as NodeId {
             cluster.spawn(id)?;
@@ -161,14 +189,20 @@ impl RaftCluster {
         Ok(cluster)
     }
 
-    /// Every node's address.
+    /// Every node's listening address.
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.nodes.iter().map(|n| n.addr).collect()
     }
 
-    /// A new client of this cluster.
+    /// Where clients reach every node (through the proxies, if any).
+    pub fn client_addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|n| n.reached_at).collect()
+    }
+
+    /// A new client of this cluster, reaching it as a remote client would
+    /// (through the proxies, if any).
     pub async fn client(&self) -> Result<RaftClient, RaftClientError> {
-        RaftClient::connect(&self.addrs()).await
+        RaftClient::connect(&self.client_addrs()).await
     }
 
     fn node(&self, id: NodeId) -> Result<&RaftNodeProc, RaftClusterError> {
@@ -195,7 +229,7 @@ impl RaftCluster {
         let peers = self
             .nodes
             .iter()
-            .map(|n| format!("{}={}", n.id, n.addr))
+            .map(|n| format!("{}={}", n.id, n.reached_at))
             .collect::<Vec<_>>()
             .join(",");
         let cmd = self.cmd.clone();
@@ -218,6 +252,7 @@ impl RaftCluster {
             .arg(&node.dir)
             .args(["--listen", &node.addr.to_string()])
             .args(["--peers", &peers])
+            .args(["--advertise", &node.reached_at.to_string()])
             .args(["--snapshot-every", &options.snapshot_every.to_string()])
             .args(["--keep-logs", &options.keep_logs.to_string()])
             .stdin(Stdio::null())

@@ -1,10 +1,14 @@
-//! One Raft node process: `trilog-bench raft-node` (or
-//! `trilog-raft-node`) with
+//! One Raft node process: `trilog-bench raft-node` (hidden) with
 //!
 //! ```text
 //! --id N --dir DIR --listen ADDR --peers 1=ADDR,2=ADDR,...
-//!   [--snapshot-every ENTRIES] [--keep-logs ENTRIES]
+//!   [--advertise ADDR] [--snapshot-every ENTRIES] [--keep-logs ENTRIES]
 //! ```
+//!
+//! `--peers` gives the addresses peers and clients reach each node at; a
+//! node behind a proxy (a simulated round trip) listens on `--listen` and
+//! is reached at `--advertise`, its proxy, which is what it is in the
+//! membership and what `--peers` says for it.
 //!
 //! It recovers its log and last snapshot from `DIR`, serves peers and
 //! clients on `ADDR`, and, if it is node 1 and the cluster was never
@@ -49,9 +53,13 @@ pub struct NodeArgs {
     #[arg(long)]
     pub listen: SocketAddr,
     /// Every member: `id=addr` separated by commas (this node included or
-    /// not).
+    /// not), at the address it is reached at.
     #[arg(long)]
     pub peers: String,
+    /// The address peers and clients reach this node at, if not
+    /// `--listen` (a proxy in front of it).
+    #[arg(long)]
+    pub advertise: Option<SocketAddr>,
     /// Build a snapshot (and purge the log below it) every this many
     /// entries.
     #[arg(long, default_value_t = SNAPSHOT_EVERY_ENTRIES_DEFAULT)]
@@ -150,13 +158,14 @@ pub fn raft_node_main(args: Vec<OsString>) -> i32 {
 
 async fn run(args: NodeArgs) -> Result<(), NodeError> {
     let mut peers = parse_peers(&args.peers)?;
-    if peers.get(&args.id).is_some_and(|a| *a != args.listen) {
+    let reached_at = args.advertise.unwrap_or(args.listen);
+    if peers.get(&args.id).is_some_and(|a| *a != reached_at) {
         return Err(NodeError::Peers(format!(
-            "node {} is given at {} but listens on {}",
-            args.id, peers[&args.id], args.listen
+            "node {} is given at {} but is reached at {}",
+            args.id, peers[&args.id], reached_at
         )));
     }
-    peers.insert(args.id, args.listen);
+    peers.insert(args.id, reached_at);
 
     std::fs::create_dir_all(&args.dir)?;
     let log_store = LogStore::open(&args.dir.join("log"))?;

@@ -1,0 +1,330 @@
+//! The comparison: trilog and its baselines (`raft3`, `raft5`, `etcd3`)
+//! started one after another on this machine, each driven by the same load
+//! generator ([`crate::load`]) with the same payloads, concurrency and
+//! durability (no system acknowledges an append before the replicas it
+//! waits for fsynced it), from a client in this process, outside the
+//! cluster.
+//!
+//! With a simulated round trip (`rtt_us`), every connection to a node of
+//! any system — from the client, and from a peer where the system has
+//! peers — crosses a [`crate::delay::DelayProxy`] adding `rtt_us / 2` each
+//! way. trilog nodes have no peers: its producer writes each segment to its
+//! 3 replicas in parallel, so an append costs one round trip (plus the
+//! slowest of three fsyncs); a Raft or etcd append costs the client's round
+//! trip to the leader plus the leader's to a majority.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use trilog_client::{Producer, ProducerOptions};
+
+use crate::cluster::{Cluster, ClusterError, ClusterOptions, NodeCommand};
+use crate::etcd::{EtcdCluster, EtcdTarget};
+use crate::load::{run, save_histogram, LoadConfig, LoadResult, Target, TrilogTarget};
+use crate::raft::{RaftCluster, RaftClusterError, RaftNodeCommand, RaftNodeOptions, RaftTarget};
+use crate::report::{ConfigValue, SystemResult};
+
+/// Nodes of the trilog cluster: exactly the 3 replicas of each segment
+/// (node 1 also serves the metadata store), so each system's nodes all
+/// take part in every append.
+pub const TRILOG_NODES: usize = 3;
+
+/// A system the comparison can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum System {
+    Trilog,
+    Raft3,
+    Raft5,
+    Etcd3,
+}
+
+impl System {
+    pub const ALL: [System; 4] = [System::Trilog, System::Raft3, System::Raft5, System::Etcd3];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Trilog => "trilog",
+            System::Raft3 => "raft3",
+            System::Raft5 => "raft5",
+            System::Etcd3 => "etcd3",
+        }
+    }
+
+    pub fn nodes(self) -> usize {
+        match self {
+            System::Trilog => TRILOG_NODES,
+            System::Raft3 | System::Etcd3 => 3,
+            System::Raft5 => 5,
+        }
+    }
+}
+
+impl std::str::FromStr for System {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<System, String> {
+        System::ALL
+            .into_iter()
+            .find(|sys| sys.name() == s)
+            .ok_or_else(|| format!("unknown system {s:?} (trilog, raft3, raft5, etcd3)"))
+    }
+}
+
+/// How the node processes are started: this binary's hidden subcommands.
+#[derive(Debug, Clone)]
+pub struct Commands {
+    pub node: NodeCommand,
+    pub raft: RaftNodeCommand,
+}
+
+impl Commands {
+    pub fn this_exe() -> std::io::Result<Commands> {
+        Ok(Commands {
+            node: NodeCommand::this_exe()?,
+            raft: RaftNodeCommand::this_exe()?,
+        })
+    }
+}
+
+/// Why a system could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error("{system}: {source}")]
+    Cluster {
+        system: &'static str,
+        source: ClusterError,
+    },
+    #[error("{system}: {source}")]
+    Raft {
+        system: &'static str,
+        source: RaftClusterError,
+    },
+    #[error("saving the histogram to {path}: {source}")]
+    Histogram {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{system}: {errors} of the appends failed")]
+    Failed { system: &'static str, errors: u64 },
+}
+
+/// A started system: its target and what keeps its processes alive.
+pub struct Running {
+    pub system: System,
+    pub target: Arc<dyn Target>,
+    /// The cluster ([`Cluster`], [`RaftCluster`] or [`EtcdCluster`]),
+    /// held only so that dropping this stops its processes.
+    _cluster: Box<dyn std::any::Any + Send>,
+}
+
+/// Starts `system` on this machine (behind delay proxies adding `rtt_us / 2`
+/// each way if given) and returns it ready for appends.
+pub async fn start(
+    system: System,
+    cmds: &Commands,
+    rtt_us: Option<u64>,
+) -> Result<Running, CompareError> {
+    let one_way = rtt_us.map(|us| Duration::from_micros(us) / 2);
+    let name = system.name();
+    let (target, cluster): (Arc<dyn Target>, Box<dyn std::any::Any + Send>) = match system {
+        System::Trilog => {
+            let opts = ClusterOptions {
+                delay_one_way: one_way,
+                ..ClusterOptions::default()
+            };
+            let cluster = Cluster::start_with(TRILOG_NODES, cmds.node.clone(), None, opts)
+                .await
+                .map_err(|source| CompareError::Cluster {
+                    system: name,
+                    source,
+                })?;
+            let producer = Producer::open(cluster.pool(), 1, ProducerOptions::default())
+                .await
+                .map_err(|e| CompareError::Cluster {
+                    system: name,
+                    source: e.into(),
+                })?;
+            (Arc::new(TrilogTarget { producer }), Box::new(cluster))
+        }
+        System::Raft3 | System::Raft5 => {
+            let opts = RaftNodeOptions {
+                delay_one_way: one_way,
+                ..RaftNodeOptions::default()
+            };
+            let cluster = RaftCluster::start(system.nodes(), cmds.raft.clone(), opts, None)
+                .await
+                .map_err(|source| CompareError::Raft {
+                    system: name,
+                    source,
+                })?;
+            let client = cluster.client().await.map_err(|e| CompareError::Raft {
+                system: name,
+                source: e.into(),
+            })?;
+            (Arc::new(RaftTarget::new(name, client)), Box::new(cluster))
+        }
+        System::Etcd3 => {
+            let cluster = EtcdCluster::start_with_delay(system.nodes(), one_way)
+                .await
+                .map_err(|source| CompareError::Cluster {
+                    system: name,
+                    source,
+                })?;
+            let client = cluster
+                .client()
+                .await
+                .map_err(|source| CompareError::Cluster {
+                    system: name,
+                    source,
+                })?;
+            (Arc::new(EtcdTarget::new(client)), Box::new(cluster))
+        }
+    };
+    Ok(Running {
+        system,
+        target,
+        _cluster: cluster,
+    })
+}
+
+/// What one system's run gave.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub result: SystemResult,
+    pub load: LoadResult,
+    /// With a simulated round trip: chunks the delay proxies forwarded
+    /// during the run and their mean one-way delay.
+    pub proxied: Option<(u64, Duration)>,
+}
+
+/// Starts `system`, runs `load` on it, stops it; saves the raw histogram
+/// as `<dir>/<system>.hdr` if `histogram_dir` is given.
+pub async fn run_system(
+    system: System,
+    cmds: &Commands,
+    rtt_us: Option<u64>,
+    load: &LoadConfig,
+    histogram_dir: Option<&std::path::Path>,
+) -> Result<Outcome, CompareError> {
+    let running = start(system, cmds, rtt_us).await?;
+    crate::delay::reset_observed();
+    let result = run(running.target.clone(), load.clone()).await;
+    let proxied = rtt_us.map(|_| crate::delay::observed());
+    drop(running);
+    if let Some(dir) = histogram_dir {
+        let path = dir.join(format!("{}.hdr", system.name()));
+        std::fs::create_dir_all(dir)
+            .and_then(|()| save_histogram(&result.histogram, &path))
+            .map_err(|source| CompareError::Histogram { path, source })?;
+    }
+    if result.ops == 0 {
+        return Err(CompareError::Failed {
+            system: system.name(),
+            errors: result.errors,
+        });
+    }
+    Ok(Outcome {
+        result: SystemResult::new(
+            system.name(),
+            system.nodes(),
+            result.histogram.clone(),
+            result.ops_per_s(),
+            result.errors,
+        ),
+        load: result,
+        proxied,
+    })
+}
+
+/// Runs every system of `systems` one after another.
+pub async fn compare(
+    systems: &[System],
+    cmds: &Commands,
+    rtt_us: Option<u64>,
+    load: &LoadConfig,
+    histogram_dir: Option<&std::path::Path>,
+) -> Result<Vec<Outcome>, CompareError> {
+    let mut out = Vec::with_capacity(systems.len());
+    for &s in systems {
+        out.push(run_system(s, cmds, rtt_us, load, histogram_dir).await?);
+    }
+    Ok(out)
+}
+
+/// The `config` object of the JSON report.
+pub fn config_json(
+    rtt_us: Option<u64>,
+    load: &LoadConfig,
+    command: &str,
+) -> Vec<(&'static str, ConfigValue)> {
+    let (mode, concurrency, rate) = match load.mode {
+        crate::load::Mode::Closed { writers } => ("closed", writers, 0.0),
+        crate::load::Mode::Open {
+            rate_per_s,
+            in_flight_max,
+        } => ("open", in_flight_max, rate_per_s),
+    };
+    vec![
+        ("command", ConfigValue::Str(command.to_string())),
+        ("machine", ConfigValue::Str(machine())),
+        (
+            "rtt_us",
+            ConfigValue::Num(rtt_us.map_or(0.0, |r| r as f64)),
+        ),
+        (
+            "network",
+            ConfigValue::Str(match rtt_us {
+                Some(_) => "loopback through userspace delay proxies (rtt/2 each way)".into(),
+                None => "loopback, no proxies".into(),
+            }),
+        ),
+        ("mode", ConfigValue::Str(mode.into())),
+        ("concurrency", ConfigValue::Num(concurrency as f64)),
+        ("rate_per_s", ConfigValue::Num(rate)),
+        ("payload_bytes", ConfigValue::Num(load.payload_bytes as f64)),
+        ("batch", ConfigValue::Num(load.batch as f64)),
+        (
+            "duration_s",
+            ConfigValue::Num(load.duration.as_secs_f64()),
+        ),
+        ("warmup_s", ConfigValue::Num(load.warmup.as_secs_f64())),
+        (
+            "durability",
+            ConfigValue::Str(
+                "every system fsyncs before it acks: trilog all 3 replicas, raft and etcd a majority"
+                    .into(),
+            ),
+        ),
+    ]
+}
+
+/// What this machine is: cores, memory, OS and kernel.
+pub fn machine() -> String {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0);
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|o| {
+            o.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown OS".into());
+    format!(
+        "{cpus} cpus, {:.1} GiB, {os}, kernel {}",
+        mem_kib as f64 / (1024.0 * 1024.0),
+        kernel.trim()
+    )
+}

@@ -1,0 +1,67 @@
+//! The comparison end to end at small scale: all four systems started as
+//! real processes behind delay proxies, one after another, each loaded
+//! briefly; the JSON report names them all, each with appends done.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use trilog_bench::cluster::NodeCommand;
+use trilog_bench::compare::{self, Commands, System};
+use trilog_bench::load::{LoadConfig, Mode};
+use trilog_bench::raft::RaftNodeCommand;
+use trilog_bench::report::{self, SystemResult};
+
+fn commands() -> Commands {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_trilog-bench"));
+    Commands {
+        node: NodeCommand {
+            program: exe.clone(),
+            prefix: vec!["node".into()],
+        },
+        raft: RaftNodeCommand {
+            program: exe,
+            prefix: vec!["raft-node".into()],
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_system_runs_behind_delay_proxies_and_is_reported() {
+    let load = LoadConfig {
+        mode: Mode::Closed { writers: 4 },
+        payload_bytes: 256,
+        batch: 1,
+        duration: Duration::from_millis(1500),
+        warmup: Duration::from_millis(300),
+        progress: false,
+    };
+    let rtt_us = Some(400);
+    let hist = tempfile::tempdir().expect("dir");
+    let outcomes = compare::compare(&System::ALL, &commands(), rtt_us, &load, Some(hist.path()))
+        .await
+        .expect("every system ran (etcd needs apt-get install etcd-server)");
+    let results: Vec<SystemResult> = outcomes.iter().map(|o| o.result.clone()).collect();
+    let names: Vec<&str> = results.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["trilog", "raft3", "raft5", "etcd3"]);
+    for o in &outcomes {
+        assert!(o.result.ops_per_s > 0.0, "{}: no appends", o.result.name);
+        assert_eq!(o.result.errors, 0, "{}", o.result.name);
+        // Every append crossed the proxies: they forwarded something.
+        let (chunks, _) = o.proxied.expect("proxied run");
+        assert!(
+            chunks > 0,
+            "{}: nothing went through the proxies",
+            o.result.name
+        );
+        assert!(hist.path().join(format!("{}.hdr", o.result.name)).exists());
+    }
+
+    let json = report::json(&compare::config_json(rtt_us, &load, "test"), &results);
+    for name in ["trilog", "raft3", "raft5", "etcd3"] {
+        assert!(json.contains(&format!("\"name\": \"{name}\"")), "{json}");
+    }
+    assert!(json.contains("\"rtt_us\": 400"), "{json}");
+    assert_eq!(json.matches("\"ops_per_s\": ").count(), 4);
+    assert!(!json.contains("\"ops_per_s\": 0.0"), "{json}");
+    assert_eq!(report::svg("t", &results).matches("<polyline").count(), 4);
+}
