@@ -205,3 +205,43 @@ async fn a_consumer_tails_while_the_producer_writes() {
     );
     producer.close().await.expect("close");
 }
+
+/// Large entries, batched into appends far above the size from which the
+/// connection writes a payload shared by the three replicas straight from
+/// its buffer (`SHARED_WRITE_MIN_BYTES`), interleaved with small ones that
+/// are coalesced: every entry is read back once, in order, intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_batched_appends_are_read_back_intact() {
+    let cluster = Cluster::start(3, node_command(), None)
+        .await
+        .expect("cluster");
+    let producer = Producer::open(cluster.pool(), 9, ProducerOptions::default())
+        .await
+        .expect("open producer");
+    let mut pending = Vec::new();
+    for id in 0..120u64 {
+        let len = if id % 3 == 0 {
+            200
+        } else {
+            150_000 + id as usize
+        };
+        let f = producer
+            .submit(make_payload(id, len))
+            .await
+            .expect("submit");
+        pending.push((id, f));
+    }
+    let mut committed = HashMap::new();
+    for (id, f) in pending {
+        committed.insert(f.await.expect("append committed"), id);
+    }
+    producer.close().await.expect("close");
+    let reads = read_all(&cluster, 9, 120).await;
+    let v = verify(&committed, &reads, &[]);
+    assert_eq!((v.committed, v.read), (120, 120), "{v:?}");
+    assert_eq!(
+        (v.lost, v.duplicated, v.out_of_order, v.phantom),
+        (0, 0, 0, 0),
+        "{v:?}"
+    );
+}

@@ -48,9 +48,38 @@ impl Route {
     }
 }
 
+/// A frame on its way to the writer task.
+enum OutFrame {
+    /// A whole frame of its own.
+    Owned(Vec<u8>),
+    /// A header of this connection and a payload shared with other
+    /// connections (one append, three replicas): written from the shared
+    /// buffer, not copied into a frame first.
+    Shared {
+        header: [u8; trilog_wire::FRAME_HEADER_BYTES],
+        payload: Arc<rkyv::util::AlignedVec>,
+    },
+}
+
+impl OutFrame {
+    fn len(&self) -> usize {
+        match self {
+            OutFrame::Owned(f) => f.len(),
+            OutFrame::Shared { header, payload } => header.len() + payload.len(),
+        }
+    }
+}
+
+/// Payloads at least this large are written straight from their shared
+/// buffer; smaller ones are copied into the coalescing buffer, where one
+/// write carries many frames.
+const SHARED_WRITE_MIN_BYTES: usize = 64 << 10;
+/// Bytes coalesced into one write.
+const COALESCE_BYTES_MAX: usize = 1 << 20;
+
 struct Inner {
     addr: SocketAddr,
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: mpsc::UnboundedSender<OutFrame>,
     pending: Mutex<HashMap<u64, Route>>,
     next_id: AtomicU64,
     closed: AtomicBool,
@@ -116,7 +145,7 @@ impl NodeConn {
             })?
             .map_err(|why| ConnError::Connect { addr, why })?;
         let (mut rd, mut wr) = stream.into_split();
-        let (out, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (out, mut out_rx) = mpsc::unbounded_channel::<OutFrame>();
         let inner = Arc::new(Inner {
             addr,
             out,
@@ -130,13 +159,40 @@ impl NodeConn {
             let mut buf = Vec::new();
             while let Some(first) = out_rx.recv().await {
                 buf.clear();
-                buf.extend_from_slice(&first);
-                // Coalesce whatever else is queued into one write.
-                while buf.len() < 1 << 20 {
-                    match out_rx.try_recv() {
-                        Ok(more) => buf.extend_from_slice(&more),
-                        Err(_) => break,
+                let mut next = Some(first);
+                // Coalesce whatever else is queued into one write; a large
+                // shared payload goes out from its own buffer.
+                while let Some(frame) = next.take() {
+                    let written = match frame {
+                        OutFrame::Owned(f) => {
+                            buf.extend_from_slice(&f);
+                            Ok(())
+                        }
+                        OutFrame::Shared { header, payload } => {
+                            buf.extend_from_slice(&header);
+                            if payload.len() < SHARED_WRITE_MIN_BYTES {
+                                buf.extend_from_slice(&payload);
+                                Ok(())
+                            } else {
+                                let head = wr.write_all(&buf).await;
+                                buf.clear();
+                                match head {
+                                    Ok(()) => wr.write_all(&payload).await,
+                                    Err(e) => Err(e),
+                                }
+                            }
+                        }
+                    };
+                    if let Err(e) = written {
+                        writer_inner.fail_all(format!("write: {e}"));
+                        return;
                     }
+                    if buf.len() < COALESCE_BYTES_MAX {
+                        next = out_rx.try_recv().ok();
+                    }
+                }
+                if buf.is_empty() {
+                    continue;
                 }
                 if let Err(e) = wr.write_all(&buf).await {
                     writer_inner.fail_all(format!("write: {e}"));
@@ -205,6 +261,11 @@ impl NodeConn {
     }
 
     fn send_frame(&self, id: u64, frame: Vec<u8>) -> Result<(), ConnError> {
+        self.send_out(id, OutFrame::Owned(frame))
+    }
+
+    fn send_out(&self, id: u64, frame: OutFrame) -> Result<(), ConnError> {
+        debug_assert!(frame.len() >= trilog_wire::FRAME_HEADER_BYTES);
         if self.inner.out.send(frame).is_err() {
             if let Ok(mut p) = self.inner.pending.lock() {
                 p.remove(&id);
@@ -230,17 +291,29 @@ impl NodeConn {
         self.send_frame(id, trilog_wire::encode(id, msg))
     }
 
-    /// Sends an already serialized payload of `kind` whose answer goes into
-    /// `tx` tagged with `tag` (one payload, many replicas).
+    /// Sends an already serialized payload of `kind`, whose crc32c is
+    /// `payload_crc`, and routes its answer into `tx` tagged with `tag`.
+    /// One payload goes to many replicas: it is neither copied nor
+    /// checksummed again per connection.
     pub fn send_payload_tagged(
         &self,
         kind: trilog_wire::Kind,
-        payload: &[u8],
+        payload: &Arc<rkyv::util::AlignedVec>,
+        payload_crc: u32,
         tx: &mpsc::UnboundedSender<(u64, Reply)>,
         tag: u64,
     ) -> Result<(), ConnError> {
         let id = self.register(Route::Tagged(tx.clone(), tag))?;
-        self.send_frame(id, trilog_wire::frame(kind, id, payload))
+        let header =
+            trilog_wire::FrameHeader::for_payload_crc(kind, id, payload.len(), payload_crc)
+                .to_bytes();
+        self.send_out(
+            id,
+            OutFrame::Shared {
+                header,
+                payload: payload.clone(),
+            },
+        )
     }
 
     /// Sends a message that has no answer.

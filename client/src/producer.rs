@@ -279,6 +279,10 @@ fn untag(tag: u64) -> (u64, usize) {
     (tag >> 8, (tag & 0xff) as usize)
 }
 
+/// An append serialized once for every replica: (segment, first offset,
+/// count, commit), the payload, and the payload's crc32c.
+type EncodedAppend = ((u64, u64, u32, u64), Arc<rkyv::util::AlignedVec>, u32);
+
 struct Driver {
     m: Machine,
     /// Shared with the [`Producer`] handle: why it was fenced.
@@ -293,7 +297,7 @@ struct Driver {
     seed: u64,
     closer: Option<oneshot::Sender<Result<(), ClientError>>>,
     /// The last append payload serialized, reused for the other replicas.
-    last_append: Option<((u64, u64, u32, u64), rkyv::util::AlignedVec)>,
+    last_append: Option<EncodedAppend>,
 }
 
 impl Driver {
@@ -572,7 +576,7 @@ impl Driver {
             return Vec::new();
         }
         let key = (segment, first_offset, count, commit);
-        let reuse = matches!(&self.last_append, Some((k, _)) if *k == key);
+        let reuse = matches!(&self.last_append, Some((k, _, _)) if *k == key);
         if !reuse {
             let append = Append {
                 log_id: self.m.log_id(),
@@ -583,9 +587,11 @@ impl Driver {
                 commit,
                 entries: self.m.entries(first_offset, count).cloned().collect(),
             };
-            self.last_append = Some((key, trilog_wire::encode_payload(&append)));
+            let payload = trilog_wire::encode_payload(&append);
+            let crc = crc32c::crc32c(&payload);
+            self.last_append = Some((key, Arc::new(payload), crc));
         }
-        let Some((_, payload)) = &self.last_append else {
+        let Some((_, payload, crc)) = &self.last_append else {
             return Vec::new();
         };
         let sent = match self.conns.get(replica) {
@@ -593,6 +599,7 @@ impl Driver {
                 .send_payload_tagged(
                     Append::KIND,
                     payload,
+                    *crc,
                     &self.events_tx,
                     tag(segment, replica),
                 )
