@@ -11,6 +11,8 @@
 //! - [`acks`]: per-segment, per-replica acknowledged lengths and the commit
 //!   watermark they imply.
 //! - [`producer`]: the pipelined writer of one log.
+//! - [`meta_record`]: the shape a log's metadata record must keep, checked
+//!   by every metadata store before it stores one.
 //! - [`metadata`]: the transformations of a log's metadata record that a
 //!   producer applies by compare-and-swap.
 //! - [`consumer`]: a reader's cursor along the chain of segments.
@@ -22,6 +24,7 @@
 
 pub mod acks;
 pub mod consumer;
+pub mod meta_record;
 pub mod metadata;
 pub mod mutant;
 pub mod placement;

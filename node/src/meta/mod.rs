@@ -65,9 +65,9 @@ pub use store::{CasError, MetaState, RecordError, RegisterError};
 
 /// Most logs the store holds (so that the list of log ids fits in a frame).
 pub const LOGS_MAX: usize = 100_000;
-/// Most segments in one log's record (so that a record fits in a frame).
-/// Trimming drops segments from the front, which keeps long-lived logs below it.
-pub const SEGMENTS_PER_LOG_MAX: usize = 4096;
+/// Most segments in one log's record; it is part of a record's shape, so it
+/// lives with [`store::validate_record`] in the protocol crate.
+pub use trilog_protocol::meta_record::SEGMENTS_PER_LOG_MAX;
 /// Most registered nodes (so that the node list fits in a frame).
 pub const NODES_MAX: usize = 1024;
 /// Shortest lease a node may ask for.
