@@ -1,0 +1,52 @@
+//! The metadata store suite (`meta_suite`) against the embedded store,
+//! served in this process by `trilog_node::meta::spawn_meta_server`.
+
+mod meta_suite;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use trilog_client::EmbeddedMeta;
+use trilog_node::meta::{spawn_meta_server, MetaServerHandle};
+
+fn start(dir: &std::path::Path) -> MetaServerHandle {
+    let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    spawn_meta_server(listen, dir.to_path_buf()).expect("server starts")
+}
+
+/// Runs one suite check against a fresh store in a fresh directory.
+macro_rules! embedded_test {
+    ($name:ident, $check:expr) => {
+        #[tokio::test]
+        async fn $name() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let server = start(dir.path());
+            let meta = EmbeddedMeta::new(server.local_addr());
+            $check(&meta).await;
+            server.stop().expect("stops");
+        }
+    };
+}
+
+embedded_test!(
+    embedded_create_conflict_update,
+    meta_suite::create_conflict_update
+);
+embedded_test!(
+    embedded_watch_woken_by_another_cas,
+    meta_suite::watch_woken_by_another_cas
+);
+embedded_test!(embedded_watch_times_out, meta_suite::watch_times_out);
+embedded_test!(
+    embedded_register_and_list_nodes,
+    meta_suite::register_and_list_nodes
+);
+
+#[tokio::test]
+async fn embedded_lease_expires() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(dir.path());
+    let meta = EmbeddedMeta::new(server.local_addr());
+    meta_suite::lease_expires(&meta, Duration::from_millis(50)).await;
+    server.stop().expect("stops");
+}

@@ -1,0 +1,154 @@
+//! The metadata store suite (`meta_suite`) against a real etcd: each test
+//! starts a single-member etcd (`/usr/bin/etcd`, or `ETCD_BIN`) on free
+//! loopback ports in a temporary directory, and kills it when done.
+
+mod meta_suite;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use trilog_client::meta::MetaStore;
+use trilog_client::EtcdMeta;
+
+/// How long a fresh etcd may take to answer its first call.
+const ETCD_START_WAIT: Duration = Duration::from_secs(30);
+
+/// A running single-member etcd. Dropping it kills the process.
+struct Etcd {
+    child: Child,
+    client_url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+fn etcd_binary() -> PathBuf {
+    std::env::var_os("ETCD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/etcd"))
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let client_url = format!("http://127.0.0.1:{}", free_port());
+        let peer_url = format!("http://127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("log file");
+        let child = Command::new(etcd_binary())
+            .args(["--name", "m0"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("m0={peer_url}")])
+            .args(["--log-level", "warn"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("etcd starts (apt-get install etcd-server)");
+        Etcd {
+            child,
+            client_url,
+            _dir: dir,
+        }
+    }
+
+    /// A client, once etcd answers a read (polled against a deadline).
+    async fn meta(&self) -> EtcdMeta {
+        let endpoints = [self.client_url.clone()];
+        let deadline = Instant::now() + ETCD_START_WAIT;
+        loop {
+            let short = Duration::from_secs(1);
+            let tried = EtcdMeta::connect_with(&endpoints, "/trilog/", short).await;
+            let last = match tried {
+                Ok(meta) => match meta.list_logs().await {
+                    Ok(_) => return meta,
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            assert!(Instant::now() < deadline, "etcd did not start: {last}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Runs one suite check against a fresh etcd.
+macro_rules! etcd_test {
+    ($name:ident, $check:path) => {
+        #[tokio::test]
+        async fn $name() {
+            let etcd = Etcd::start();
+            let meta = etcd.meta().await;
+            $check(&meta).await;
+        }
+    };
+}
+
+etcd_test!(
+    etcd_create_conflict_update,
+    meta_suite::create_conflict_update
+);
+etcd_test!(
+    etcd_watch_woken_by_another_cas,
+    meta_suite::watch_woken_by_another_cas
+);
+etcd_test!(etcd_watch_times_out, meta_suite::watch_times_out);
+etcd_test!(
+    etcd_register_and_list_nodes,
+    meta_suite::register_and_list_nodes
+);
+
+#[tokio::test]
+async fn etcd_lease_expires() {
+    let etcd = Etcd::start();
+    let meta = etcd.meta().await;
+    // etcd's shortest TTL is 1 s (and a member may raise it a little).
+    meta_suite::lease_expires(&meta, Duration::from_secs(1)).await;
+}
+
+/// A value that is not a record (written by hand) is an error naming the
+/// key, never a record.
+#[tokio::test]
+async fn etcd_bad_value_is_an_error() {
+    let etcd = Etcd::start();
+    let meta = etcd.meta().await;
+    let mut raw = etcd_client::Client::connect([etcd.client_url.as_str()], None)
+        .await
+        .expect("raw client");
+    let key = "/trilog/logs/00000000000000000009";
+    raw.put(key, "not a frame", None).await.expect("put");
+    let got = meta.get_log(9).await;
+    assert!(
+        matches!(&got, Err(trilog_client::meta::MetaError::BadValue { key: k, .. }) if k == key),
+        "{got:?}"
+    );
+}
+
+/// A store that does not answer: calls end with a timeout, not a hang.
+#[tokio::test]
+async fn etcd_call_times_out_on_a_silent_store() {
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", silent.local_addr().expect("addr"));
+    let short = Duration::from_millis(200);
+    let answer = match EtcdMeta::connect_with(&[endpoint], "/trilog/", short).await {
+        Ok(meta) => meta.list_logs().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    assert!(answer.is_err(), "{answer:?}");
+}
