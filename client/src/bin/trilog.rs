@@ -1,22 +1,22 @@
 //! The `trilog` command line: append to, read, tail and inspect logs.
 
 use std::io::{BufRead, Write};
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use trilog_client::{
-    ClientError, ConnPool, Consumer, EmbeddedMeta, MetaStore, Producer, ProducerOptions,
+    ClientError, ConnPool, Consumer, MetaAddr, MetaStore, Producer, ProducerOptions,
 };
 
 #[derive(Debug, Parser)]
 #[command(name = "trilog", version, about = "Append to and read trilog logs")]
 struct Cli {
-    /// Address of the metadata store.
+    /// The metadata store: host:port for the embedded store, or
+    /// etcd://host:port[,host:port...] for etcd.
     #[arg(long, env = "TRILOG_META", default_value = "127.0.0.1:7300")]
-    meta: SocketAddr,
+    meta: MetaAddr,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -86,7 +86,7 @@ fn show(payload: &[u8]) -> String {
 }
 
 async fn run(cli: Cli) -> Result<(), ClientError> {
-    let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedMeta::new(cli.meta));
+    let meta: Arc<dyn MetaStore> = cli.meta.connect().await?;
     let pool = ConnPool::new(meta.clone());
     match cli.cmd {
         Cmd::Append { log, entries } => {
