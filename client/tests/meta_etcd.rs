@@ -152,3 +152,39 @@ async fn etcd_call_times_out_on_a_silent_store() {
     };
     assert!(answer.is_err(), "{answer:?}");
 }
+
+/// The node's registration thread (`trilog-node --meta etcd://...`)
+/// registers through `EtcdMeta` and keeps the node alive; once stopped, its
+/// lease runs out and the node is listed dead.
+#[tokio::test]
+async fn etcd_node_registration_thread() {
+    let etcd = Etcd::start();
+    let meta = etcd.meta().await;
+    let endpoint = etcd.client_url.trim_start_matches("http://").to_string();
+    let info = meta_suite::node(31);
+    let handle = trilog_node::meta::spawn_etcd_registration(
+        vec![endpoint],
+        info.clone(),
+        Duration::from_millis(1000),
+    );
+    let registered = tokio::task::spawn_blocking(move || {
+        let ok = handle.registered_once(meta_suite::TEST_WAIT);
+        (ok, handle)
+    });
+    let (ok, handle) = registered.await.expect("join");
+    assert!(ok, "the node never registered");
+    let nodes = meta.list_nodes(false).await.expect("list");
+    assert!(nodes.iter().any(|n| n.info == info && n.alive), "{nodes:?}");
+    tokio::task::spawn_blocking(move || handle.stop())
+        .await
+        .expect("join");
+    let deadline = Instant::now() + meta_suite::TEST_WAIT;
+    loop {
+        let all = meta.list_nodes(true).await.expect("list");
+        if all.iter().any(|n| n.info.node_id == 31 && !n.alive) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 31 still alive: {all:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

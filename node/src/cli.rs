@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::Parser;
+use trilog_client::MetaAddr;
 
 use crate::config::NodeConfig;
 use crate::limits::LEASE_MS_DEFAULT;
@@ -31,9 +32,10 @@ pub struct Args {
     /// Pin shard i to the i-th core of this comma-separated list.
     #[arg(long, value_delimiter = ',')]
     pub cores: Vec<usize>,
-    /// The metadata store to register with.
+    /// The metadata store to register with: host:port for the embedded
+    /// store, or etcd://host:port[,host:port...] for etcd.
     #[arg(long)]
-    pub meta: Option<SocketAddr>,
+    pub meta: Option<MetaAddr>,
     /// Also serve the embedded metadata store on this address.
     #[arg(long)]
     pub serve_meta: Option<SocketAddr>,
@@ -62,7 +64,7 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    let meta = args.meta.or(args.serve_meta);
+    let meta = args.meta.or(args.serve_meta.map(MetaAddr::Embedded));
     let config = NodeConfig {
         node_id: args.node_id,
         data_dir: args.data_dir,

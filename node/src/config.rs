@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use trilog_client::MetaAddr;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +38,8 @@ pub struct NodeConfig {
     pub shards: usize,
     /// Pin shard i to `cores[i]`; empty: no pinning.
     pub cores: Vec<usize>,
-    /// Register with the metadata store at this address.
-    pub meta: Option<SocketAddr>,
+    /// Register with this metadata store (embedded or etcd).
+    pub meta: Option<MetaAddr>,
     /// Also serve the embedded metadata store here (its state in
     /// `data_dir/meta`).
     pub serve_meta: Option<SocketAddr>,

@@ -56,7 +56,7 @@ pub mod store;
 mod tests;
 
 pub use persist::{MetaFile, PersistError};
-pub use register::{spawn_registration, RegistrationHandle};
+pub use register::{spawn_etcd_registration, spawn_registration, RegistrationHandle};
 pub use server::{spawn_meta_server, MetaServerError, MetaServerHandle};
 pub use store::{CasError, MetaState, RecordError, RegisterError};
 

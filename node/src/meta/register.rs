@@ -2,10 +2,11 @@
 //! with the metadata store and renews it every third of its lease, so two
 //! renewals can be lost before the lease runs out.
 //!
-//! It uses a blocking [`BlockingMetaClient`] with timeouts on connect, read
-//! and write, reconnects after any error with a bounded exponential backoff
-//! (never longer than the renewal interval), and logs every failure at
-//! `warn`. Its waits are `recv_timeout` on the stop channel, so stopping it
+//! With the embedded store it uses a blocking [`BlockingMetaClient`] with
+//! timeouts on connect, read and write; with etcd, the client's `EtcdMeta`
+//! on a current-thread runtime of the thread's own. Either way it
+//! reconnects after any error with a bounded exponential backoff (never
+//! longer than the renewal interval), and logs every failure at `warn`. Its waits are `recv_timeout` on the stop channel, so stopping it
 //! takes effect at once between calls, and within one IO timeout during one.
 
 use std::net::SocketAddr;
@@ -15,6 +16,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use log::{error, info, warn};
+use trilog_client::meta_etcd::{EtcdMeta, ETCD_PREFIX_DEFAULT};
+use trilog_client::MetaStore;
 use trilog_wire::meta::{MetaRegister, NodeInfo};
 use trilog_wire::Message;
 
@@ -84,9 +87,76 @@ impl Drop for RegistrationHandle {
     }
 }
 
-/// Starts registering `info` with the metadata store at `meta` under
-/// `lease` (clamped to the store's bounds), renewing every `lease / 3`.
+/// Starts registering `info` with the embedded metadata store at `meta`
+/// under `lease` (clamped to the store's bounds), renewing every `lease / 3`.
 pub fn spawn_registration(meta: SocketAddr, info: NodeInfo, lease: Duration) -> RegistrationHandle {
+    let lease_ms = clamp_lease(&info, lease);
+    let request = Message::MetaRegister(MetaRegister {
+        node: info.clone(),
+        lease_ms: u32::try_from(lease_ms).unwrap_or(u32::MAX),
+    });
+    let io_timeout = renew_interval(lease_ms).clamp(IO_TIMEOUT_MIN, IO_TIMEOUT_MAX);
+    let mut conn: Option<BlockingMetaClient> = None;
+    let register = move || {
+        let outcome = register_once(&mut conn, meta, &request, io_timeout);
+        if outcome.is_err() {
+            // The connection may be out of step with the store: reconnect.
+            conn = None;
+        }
+        outcome
+    };
+    spawn_renewal(meta.to_string(), info.node_id, lease_ms, register)
+}
+
+/// Starts registering `info` with etcd at `endpoints` (`host:port` each),
+/// through the client's `EtcdMeta`, as [`spawn_registration`] does with the
+/// embedded store. The thread drives the async client on a small
+/// current-thread tokio runtime of its own; it connects lazily and again
+/// after any error.
+pub fn spawn_etcd_registration(
+    endpoints: Vec<String>,
+    info: NodeInfo,
+    lease: Duration,
+) -> RegistrationHandle {
+    let lease_ms = clamp_lease(&info, lease);
+    let node_id = info.node_id;
+    let label = format!("etcd://{}", endpoints.join(","));
+    let urls: Vec<String> = endpoints.iter().map(|e| format!("http://{e}")).collect();
+    let io_timeout = renew_interval(lease_ms).clamp(IO_TIMEOUT_MIN, IO_TIMEOUT_MAX);
+    let mut runtime: Option<tokio::runtime::Runtime> = None;
+    let mut client: Option<EtcdMeta> = None;
+    let register = move || {
+        let rt = match &runtime {
+            Some(rt) => rt,
+            None => runtime.insert(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start a runtime: {e}"))?,
+            ),
+        };
+        let outcome = rt.block_on(async {
+            let meta = match &client {
+                Some(meta) => meta,
+                None => client.insert(
+                    EtcdMeta::connect_with(&urls, ETCD_PREFIX_DEFAULT, io_timeout)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                ),
+            };
+            meta.register_node(info.clone(), Duration::from_millis(lease_ms))
+                .await
+                .map_err(|e| e.to_string())
+        });
+        if outcome.is_err() {
+            client = None;
+        }
+        outcome
+    };
+    spawn_renewal(label, node_id, lease_ms, register)
+}
+
+fn clamp_lease(info: &NodeInfo, lease: Duration) -> u64 {
     let asked_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
     let lease_ms = asked_ms.clamp(LEASE_MS_MIN, LEASE_MS_MAX);
     if lease_ms != asked_ms {
@@ -95,12 +165,35 @@ pub fn spawn_registration(meta: SocketAddr, info: NodeInfo, lease: Duration) -> 
             info.node_id
         );
     }
+    lease_ms
+}
+
+fn renew_interval(lease_ms: u64) -> Duration {
+    Duration::from_millis(lease_ms / 3).max(Duration::from_millis(1))
+}
+
+/// The renewal thread around `register`, one registration attempt.
+fn spawn_renewal(
+    store: String,
+    node_id: u64,
+    lease_ms: u64,
+    register: impl FnMut() -> Result<(), String> + Send + 'static,
+) -> RegistrationHandle {
     let (stop_tx, stop_rx) = mpsc::channel();
     let registered = Arc::new(Registered::default());
     let thread_registered = registered.clone();
     let thread = std::thread::Builder::new()
-        .name(format!("trilog-register-{}", info.node_id))
-        .spawn(move || renew_loop(meta, info, lease_ms, &stop_rx, &thread_registered));
+        .name(format!("trilog-register-{node_id}"))
+        .spawn(move || {
+            renew_loop(
+                &store,
+                node_id,
+                lease_ms,
+                register,
+                &stop_rx,
+                &thread_registered,
+            )
+        });
     let thread = match thread {
         Ok(t) => Some(t),
         Err(e) => {
@@ -116,31 +209,22 @@ pub fn spawn_registration(meta: SocketAddr, info: NodeInfo, lease: Duration) -> 
 }
 
 fn renew_loop(
-    meta: SocketAddr,
-    info: NodeInfo,
+    store: &str,
+    node_id: u64,
     lease_ms: u64,
+    mut register: impl FnMut() -> Result<(), String>,
     stop: &mpsc::Receiver<()>,
     registered: &Registered,
 ) {
     debug_assert!((LEASE_MS_MIN..=LEASE_MS_MAX).contains(&lease_ms));
-    let renew = Duration::from_millis(lease_ms / 3).max(Duration::from_millis(1));
-    let io_timeout = renew.clamp(IO_TIMEOUT_MIN, IO_TIMEOUT_MAX);
-    let lease_ms_wire = u32::try_from(lease_ms).unwrap_or(u32::MAX);
-    let request = Message::MetaRegister(MetaRegister {
-        node: info.clone(),
-        lease_ms: lease_ms_wire,
-    });
-    let mut conn: Option<BlockingMetaClient> = None;
+    let renew = renew_interval(lease_ms);
     let mut backoff = RETRY_BACKOFF_MIN;
     let mut failing = false;
     loop {
-        let wait = match register_once(&mut conn, meta, &request, io_timeout) {
+        let wait = match register() {
             Ok(()) => {
                 if failing {
-                    info!(
-                        "node {}: registered with the metadata store {meta} again",
-                        info.node_id
-                    );
+                    info!("node {node_id}: registered with the metadata store {store} again");
                 }
                 failing = false;
                 backoff = RETRY_BACKOFF_MIN;
@@ -150,11 +234,9 @@ fn renew_loop(
                 renew
             }
             Err(why) => {
-                conn = None;
                 failing = true;
                 warn!(
-                    "node {}: registration with the metadata store {meta} failed: {why}; retrying in {backoff:?}",
-                    info.node_id
+                    "node {node_id}: registration with the metadata store {store} failed: {why}; retrying in {backoff:?}"
                 );
                 let wait = backoff;
                 backoff = (backoff * 2).min(RETRY_BACKOFF_MAX).min(renew);

@@ -20,7 +20,12 @@ use trilog_wire::meta::NodeInfo;
 
 use crate::config::NodeConfig;
 use crate::limits::SHARD_CONNECTIONS_MAX;
-use crate::meta::{spawn_meta_server, spawn_registration, MetaServerHandle, RegistrationHandle};
+use trilog_client::MetaAddr;
+
+use crate::meta::{
+    spawn_etcd_registration, spawn_meta_server, spawn_registration, MetaServerHandle,
+    RegistrationHandle,
+};
 use crate::storage::{self, StorageError};
 use shard::{ctl_to_durable, Shard, Slot};
 
@@ -175,7 +180,11 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
             zone: config.zone.clone(),
             capacity_bytes: 0,
         };
-        spawn_registration(meta, info, Duration::from_millis(config.lease_ms))
+        let lease = Duration::from_millis(config.lease_ms);
+        match meta {
+            MetaAddr::Embedded(addr) => spawn_registration(addr, info, lease),
+            MetaAddr::Etcd(endpoints) => spawn_etcd_registration(endpoints, info, lease),
+        }
     });
     log::info!(
         "node {} serving shards on {}:{:?} (data in {})",
