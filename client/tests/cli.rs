@@ -1,0 +1,132 @@
+//! The `trilog` command line against a real cluster: the embedded metadata
+//! store and 3 log nodes run in this process (real sockets, real direct
+//! I/O under a temp dir), and the `trilog` binary runs as a child process
+//! for each command, as a user would run it.
+
+use std::net::SocketAddr;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use trilog_client::{EmbeddedMeta, MetaAddr, MetaStore};
+use trilog_node::config::NodeConfig;
+use trilog_node::meta::spawn_meta_server;
+use trilog_node::server::{self, NodeHandle};
+
+fn start_node(id: u64, dir: &std::path::Path, meta: SocketAddr) -> NodeHandle {
+    let config = NodeConfig {
+        node_id: id,
+        data_dir: dir.join(format!("node-{id}")),
+        host: "127.0.0.1".parse().expect("address"),
+        port: 0,
+        shards: 1,
+        cores: Vec::new(),
+        meta: Some(MetaAddr::Embedded(meta)),
+        serve_meta: None,
+        lease_ms: 2_000,
+        zone: String::new(),
+        advertise_host: None,
+        advertise_port: None,
+    };
+    config.check().expect("a valid configuration");
+    server::start(config).expect("the node starts")
+}
+
+/// Runs `trilog --meta <meta> <args>` (with `stdin` piped in, if any) and
+/// returns its output, failing the test if it does not succeed.
+fn trilog(meta: SocketAddr, args: &[&str], stdin: Option<&str>) -> String {
+    let out = run(meta, args, stdin);
+    assert!(
+        out.status.success(),
+        "trilog {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+fn run(meta: SocketAddr, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trilog"));
+    c.args(["--meta", &meta.to_string()])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let mut child = c.spawn().expect("run trilog");
+    if let Some(text) = stdin {
+        use std::io::Write;
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(text.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("trilog ends")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_read_takeover_and_status_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    let meta_server = spawn_meta_server(listen, dir.path().join("meta")).expect("meta server");
+    let meta = meta_server.local_addr();
+    let _nodes: Vec<NodeHandle> = (1..=3).map(|id| start_node(id, dir.path(), meta)).collect();
+    let store = EmbeddedMeta::new(meta);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while store.list_nodes(false).await.map(|n| n.len()).unwrap_or(0) < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nodes did not register"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Arguments, then stdin lines: each committed entry's seq, in order.
+    let seqs = trilog(meta, &["append", "--log", "4", "alpha", "beta"], None);
+    assert_eq!(seqs, "0\n1\n");
+    let seqs = trilog(meta, &["append", "--log", "4"], Some("gamma\ndelta\n"));
+    assert_eq!(seqs, "2\n3\n");
+
+    let all = trilog(meta, &["read", "--log", "4"], None);
+    assert_eq!(all, "0\talpha\n1\tbeta\n2\tgamma\n3\tdelta\n");
+    let some = trilog(
+        meta,
+        &["read", "--log", "4", "--from", "1", "--count", "2"],
+        None,
+    );
+    assert_eq!(some, "1\tbeta\n2\tgamma\n");
+
+    // A takeover of a cleanly closed log just opens and closes it; the
+    // next append continues after it.
+    let said = trilog(meta, &["takeover", "--log", "4"], None);
+    assert!(said.starts_with("log 4: taken over at epoch"), "{said}");
+    assert_eq!(
+        trilog(meta, &["append", "--log", "4", "epsilon"], None),
+        "4\n"
+    );
+    assert_eq!(
+        trilog(meta, &["read", "--log", "4", "--from", "4"], None),
+        "4\tepsilon\n"
+    );
+
+    let status = trilog(meta, &["status"], None);
+    assert!(status.starts_with("nodes: 3\n"), "{status}");
+    assert_eq!(status.matches(" alive ").count(), 3, "{status}");
+    assert!(status.contains("logs: 1\n"), "{status}");
+    assert!(status.contains("  log 4  "), "{status}");
+    assert!(
+        !status.contains("open"),
+        "every segment is sealed: {status}"
+    );
+
+    // Bad input gets an error and a failing exit status, not a panic.
+    let bad = run(meta, &["read", "--log", "not-a-number"], None);
+    assert!(!bad.status.success());
+    let unreachable = run("127.0.0.1:1".parse().expect("address"), &["status"], None);
+    assert!(!unreachable.status.success());
+    assert!(
+        String::from_utf8_lossy(&unreachable.stderr).starts_with("trilog: "),
+        "{}",
+        String::from_utf8_lossy(&unreachable.stderr)
+    );
+    meta_server.stop().expect("meta server stops");
+}
