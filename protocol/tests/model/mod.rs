@@ -53,6 +53,9 @@ pub struct Config {
     pub replica_failures: u8,
     /// A takeover's tail read may time out (and move to another replica).
     pub tail_read_failures: bool,
+    /// Writes of a takeover's tail to the next segment that may fail
+    /// (each places the segment again without the node).
+    pub tail_write_failures: u8,
     /// Times the consumer may give up on a replica and use the next.
     pub consumer_failovers: u8,
     /// Segments with an id below this run on the asynchronous network;
@@ -93,6 +96,7 @@ pub struct Budget {
     pub producer_crash: bool,
     pub taker_crash: bool,
     pub replica_failures: u8,
+    pub tail_write_failures: u8,
     pub consumer_failovers: u8,
 }
 
@@ -122,6 +126,8 @@ pub struct Ghost {
     pub carried: u64,
     /// The consumer was given an entry by a node that had crashed.
     pub read_after_crash: bool,
+    /// A takeover placed its next segment again after a tail write failed.
+    pub tail_replaced: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -166,6 +172,11 @@ pub enum Act {
     TakeoverStep,
     /// The tail read times out (its node is down or slow).
     TailReadFails,
+    /// Writing the carried tail to `node`, a replica of the next segment
+    /// not yet published, fails or times out.
+    TailWriteFails {
+        node: u64,
+    },
     /// The takeover's fence timeout: send the unanswered fences again.
     FenceRetry,
     Read,
@@ -230,6 +241,7 @@ impl Trilog {
                 producer_crash: cfg.producer_crash,
                 taker_crash: cfg.taker_crash,
                 replica_failures: cfg.replica_failures,
+                tail_write_failures: cfg.tail_write_failures,
                 consumer_failovers: cfg.consumer_failovers,
             },
             ghost: Ghost::default(),
@@ -479,8 +491,13 @@ impl Model for Trilog {
             if n.dirty() {
                 out.push(Act::Flush(n.id));
             }
-            // Only a node that holds (or is to hold) a segment.
-            let replica = s.meta.segments.iter().any(|g| g.replicas.contains(&n.id));
+            // Only a node that holds (or is to hold) a segment, published
+            // or being written by a takeover.
+            let placed = match &s.p2 {
+                Taker::Taking { t, .. } => t.next().is_some_and(|x| x.replicas.contains(&n.id)),
+                _ => false,
+            };
+            let replica = placed || s.meta.segments.iter().any(|g| g.replicas.contains(&n.id));
             if replica && b.node_crashes > 0 {
                 out.push(Act::Crash {
                     node: n.id,
@@ -514,6 +531,14 @@ impl Model for Trilog {
         }
         match &s.p2 {
             Taker::Idle if self.cfg.takeover => out.push(Act::TakeoverStart),
+            Taker::Taking { t, todo: None }
+                if b.tail_write_failures > 0
+                    && matches!(t.phase(), TakeoverPhase::WritingTail { .. }) =>
+            {
+                for node in t.next().map(|n| n.replicas.clone()).unwrap_or_default() {
+                    out.push(Act::TailWriteFails { node });
+                }
+            }
             Taker::Taking {
                 todo: Some(step), ..
             } => {
@@ -603,6 +628,16 @@ impl Model for Trilog {
             Act::TakeoverStart => s.takeover_start(),
             Act::TakeoverStep => s.takeover_step(&self.cfg),
             Act::TailReadFails => s.tail_read_fails(),
+            Act::TailWriteFails { node } => {
+                s.budget.tail_write_failures -= 1;
+                let Taker::Taking { t, .. } = &mut s.p2 else {
+                    unreachable!("a tail write while not taking over")
+                };
+                let seg = t.next().map(|n| n.id).expect("a placed segment");
+                let more = t.handle_tail_write_failure(node, seg);
+                s.ghost.tail_replaced = true;
+                s.takeover_actions(more);
+            }
             Act::FenceRetry => {
                 let Taker::Taking { t, .. } = &s.p2 else {
                     unreachable!("retry while not taking over")

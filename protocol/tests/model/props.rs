@@ -108,6 +108,12 @@ pub fn read_after_crash(_: &Trilog, s: &State) -> bool {
     s.ghost.read_after_crash
 }
 
+/// A takeover whose tail write failed placed the next segment elsewhere
+/// and then published it.
+pub fn tail_replaced(_: &Trilog, s: &State) -> bool {
+    s.ghost.tail_replaced && matches!(s.p2, Taker::Writing(_))
+}
+
 pub const COMMIT_DURABILITY: &str = "CommitDurability";
 pub const READ_COMMITTED: &str = "ReadCommitted";
 pub const LOG_ORDER: &str = "LogOrder";
@@ -144,6 +150,7 @@ pub const SEGMENT_SEALED: &str = "SegmentSealed";
 pub const TAKEOVER_DONE: &str = "TakeoverDone";
 pub const TAIL_CARRIED_OVER: &str = "TailCarriedOver";
 pub const READ_AFTER_CRASH: &str = "ReadAfterCrash";
+pub const TAIL_REPLACED: &str = "TailReplaced";
 
 /// The discovery called `name`: a state the model must reach.
 pub fn discovery(name: &'static str) -> Property<Trilog> {
@@ -152,6 +159,7 @@ pub fn discovery(name: &'static str) -> Property<Trilog> {
         TAKEOVER_DONE => takeover_done,
         TAIL_CARRIED_OVER => tail_carried_over,
         READ_AFTER_CRASH => read_after_crash,
+        TAIL_REPLACED => tail_replaced,
         _ => panic!("no discovery {name}"),
     };
     Property::sometimes(name, f)
