@@ -37,6 +37,24 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// A count that must be at least 1 (writers, appends in flight, a batch).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// An open-loop rate: appends per second, positive and finite.
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        Ok(_) => Err("must be a positive number of appends per second".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Start a local 5-node cluster, write and read at once, check it all.
@@ -47,7 +65,7 @@ enum Cmd {
         duration: Duration,
         #[arg(long, default_value_t = 256)]
         payload_bytes: usize,
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, value_parser = at_least_one)]
         concurrency: usize,
         /// Do not kill a replica of the open segment halfway through.
         #[arg(long)]
@@ -67,7 +85,7 @@ enum Cmd {
         #[arg(long, default_value_t = 256)]
         payload_bytes: usize,
         /// Appends in flight.
-        #[arg(long, default_value_t = 32)]
+        #[arg(long, default_value_t = 32, value_parser = at_least_one)]
         concurrency: usize,
         /// No partitions (otherwise nodes 2.. sit behind proxies that
         /// the injector can cut).
@@ -84,7 +102,7 @@ enum Cmd {
         log: u64,
         #[arg(long, default_value_t = 128)]
         payload_bytes: usize,
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 16, value_parser = at_least_one)]
         concurrency: usize,
         /// Take the log over instead of opening it.
         #[arg(long)]
@@ -113,15 +131,15 @@ enum Cmd {
         #[arg(long, default_value = "trilog")]
         system: System,
         /// Open loop: appends started per second.
-        #[arg(long)]
+        #[arg(long, value_parser = positive_rate)]
         rate: Option<f64>,
         /// Closed loop: writers; open loop: appends in flight at most.
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 16, value_parser = at_least_one)]
         concurrency: usize,
         #[arg(long, default_value_t = 256)]
         payload_bytes: usize,
         /// Entries per append call.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = at_least_one)]
         batch: usize,
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         duration: Duration,
@@ -155,7 +173,7 @@ enum Cmd {
         )]
         systems: Vec<System>,
         /// Writers, each with one append in flight.
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 16, value_parser = at_least_one)]
         concurrency: usize,
         #[arg(long, default_value_t = 256)]
         payload_bytes: usize,
@@ -175,10 +193,10 @@ enum Cmd {
         #[arg(long, default_value_t = 64 * 1024)]
         payload_bytes: usize,
         /// Entries per append call.
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 8, value_parser = at_least_one)]
         batch: usize,
         /// Writers, each with one append call in flight.
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 16, value_parser = at_least_one)]
         writers: usize,
         #[arg(long, default_value = "15s", value_parser = parse_duration)]
         duration: Duration,

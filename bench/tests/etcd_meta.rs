@@ -12,10 +12,9 @@ use std::time::Duration;
 
 use trilog_bench::cluster::free_port;
 use trilog_bench::etcd::EtcdCluster;
-use trilog_bench::verify::{make_payload, payload_id, verify};
-use trilog_client::{
-    AppendError, ConnPool, Consumer, EtcdMeta, MetaStore, Producer, ProducerOptions,
-};
+use trilog_bench::reader::Reader;
+use trilog_bench::verify::{make_payload, verify};
+use trilog_client::{AppendError, ConnPool, EtcdMeta, MetaStore, Producer, ProducerOptions};
 
 /// Node processes, killed when dropped.
 struct Nodes(Vec<Child>);
@@ -136,23 +135,15 @@ async fn a_log_on_etcd_survives_a_takeover_and_reads_back() {
         .map(|s| s.first_seq + s.sealed_len.unwrap_or(0))
         .unwrap_or(0);
 
-    let mut c = Consumer::open(pool, 3, 0).await.expect("consumer");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut reads = Vec::new();
-    while c.position() < end {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "read stuck at {} of {end}",
-            c.position()
-        );
-        for r in c
-            .next_batch(Duration::from_millis(500))
-            .await
-            .expect("read")
-        {
-            reads.push((r.seq, payload_id(&r.payload)));
-        }
-    }
+    let reads = match Reader::start(pool, 3, 0)
+        .await
+        .expect("consumer")
+        .finish(end, Duration::from_secs(20))
+        .await
+    {
+        Ok(r) => r.reads,
+        Err((why, _)) => panic!("{why}"),
+    };
     let v = verify(&committed, &reads, &unknown);
     assert_eq!(v.committed, committed.len() as u64, "{v:?}");
     assert_eq!(

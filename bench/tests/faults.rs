@@ -239,8 +239,20 @@ impl ProducerProcess {
         let epoch = Arc::new(Mutex::new(None));
         let (a, e) = (acks.clone(), epoch.clone());
         let lines = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                // A killed process may leave its last line half written
+                // (`acked 123 4` of `acked 123 45`): only a whole line
+                // counts.
+                let Some(line) = line.strip_suffix('\n') else {
+                    return;
+                };
                 let mut words = line.split_whitespace();
                 match (words.next(), words.next(), words.next()) {
                     (Some("acked"), Some(seq), Some(id)) => {
@@ -252,8 +264,6 @@ impl ProducerProcess {
                         let ep = ep.trim_start_matches("epoch=").parse().expect("epoch");
                         *e.lock().expect("epoch") = Some(ep);
                     }
-                    // A half-written last line of a killed process is
-                    // not an ack.
                     _ => {}
                 }
             }

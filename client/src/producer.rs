@@ -28,6 +28,8 @@ const TICK_MS: u64 = 50;
 const CAS_ATTEMPTS_MAX: u32 = 50;
 /// Pause between attempts to find healthy nodes.
 const PLACEMENT_RETRY_MS: u64 = 100;
+/// Pause after a metadata CAS conflict during a switch.
+const CAS_RETRY_MS: u64 = 10;
 /// How long a segment switch keeps trying (to find 3 healthy nodes, to
 /// reach the metadata store) before the producer gives up.
 const SWITCH_PATIENCE_MS: u64 = 30_000;
@@ -129,9 +131,7 @@ impl Producer {
                 .cas_log(log_id, current.version, record.clone())
                 .await?
             {
-                CasOutcome::Applied { .. } => {
-                    return Ok(Self::start(pool, record, Vec::new(), opts).await)
-                }
+                CasOutcome::Applied { .. } => return Ok(Self::start(pool, record, 0, opts).await),
                 CasOutcome::Conflict(_) => continue,
             }
         }
@@ -142,11 +142,12 @@ impl Producer {
     }
 
     /// Starts the driver on the open last segment of `record` (written by
-    /// this producer's CAS), writing `carried` first.
+    /// this producer's CAS), whose first `held` entries are already durable
+    /// on every replica (a takeover's tail).
     pub(crate) async fn start(
         pool: ConnPool,
         record: LogMeta,
-        carried: Vec<Entry>,
+        held: u64,
         opts: ProducerOptions,
     ) -> Producer {
         let last = record.segments.last().cloned();
@@ -158,7 +159,7 @@ impl Producer {
             first_seq: last.first_seq,
             replicas: last.replicas.clone(),
         };
-        let machine = Machine::new(record.log_id, record.epoch, segment, carried, opts.config);
+        let machine = Machine::new(record.log_id, record.epoch, segment, held, opts.config);
         let (cmds, cmd_rx) = mpsc::channel(COMMAND_QUEUE_MAX);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let fenced = Arc::new(std::sync::OnceLock::new());
@@ -176,7 +177,7 @@ impl Producer {
             last_append: None,
         };
         let mut initial = driver.connect_segment().await;
-        // Carried entries (a takeover's tail) go out at once.
+        // The watermark of a held tail goes out at once.
         initial.extend(driver.m.poll(driver.now_ms()));
         driver.apply(initial).await;
         tokio::spawn(driver.run(cmd_rx, events_rx));
@@ -682,7 +683,10 @@ impl Driver {
                     return out;
                 }
                 Ok(CasOutcome::Conflict(_)) => {
+                    // Another writer of the record (a takeover bumping the
+                    // epoch): the next read shows who owns the log now.
                     why = "the metadata record kept changing".into();
+                    tokio::time::sleep(Duration::from_millis(CAS_RETRY_MS)).await;
                     continue;
                 }
                 Err(e) => {
@@ -698,6 +702,7 @@ impl Driver {
                             }
                         }
                     }
+                    exclude.sort_unstable();
                     exclude.dedup();
                 }
             }

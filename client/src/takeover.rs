@@ -151,6 +151,7 @@ impl Producer {
                         replicas,
                     } => {
                         // 4. The seal and the next segment, one CAS.
+                        let next_id = t.next_id();
                         let next = seal_and_open(
                             &pool,
                             log_id,
@@ -158,16 +159,10 @@ impl Producer {
                             segment,
                             seal_len,
                             &replicas,
+                            next_id,
                         )
                         .await?;
-                        let next_id = t.next_id();
                         let (_, tail) = t.finish();
-                        let published = next.segments.last().map(|s| s.id);
-                        if published != Some(next_id) {
-                            return Err(log_err(format!(
-                                "the sealing CAS created segment {published:?}, not {next_id}"
-                            )));
-                        }
                         log::info!(
                             "log {log_id}: segment {segment} sealed at {seal_len}; {} entries carried to segment {next_id}",
                             tail.len(),
@@ -180,7 +175,7 @@ impl Producer {
                             segment,
                             seal_len,
                         );
-                        return Ok(Producer::start(pool, next, tail, opts).await);
+                        return Ok(Producer::start(pool, next, tail.len() as u64, opts).await);
                     }
                 }
                 continue;
@@ -419,6 +414,11 @@ fn write_tail(
     });
 }
 
+/// Seals `segment` at `seal_len` and publishes segment `next_id` on
+/// `nodes`, which hold the tail, by one CAS. The record is checked before
+/// the CAS to name that very segment: published under another id, the
+/// tail written there would not be found.
+#[allow(clippy::too_many_arguments)]
 async fn seal_and_open(
     pool: &ConnPool,
     log_id: u64,
@@ -426,6 +426,7 @@ async fn seal_and_open(
     segment: u64,
     seal_len: u64,
     nodes: &[u64],
+    next_id: u64,
 ) -> Result<LogMeta, ClientError> {
     for _ in 0..CAS_ATTEMPTS_MAX {
         let current = pool.meta().get_log(log_id).await?;
@@ -446,6 +447,13 @@ async fn seal_and_open(
                     why: other.to_string(),
                 },
             })?;
+        let placed = next.segments.last().map(|s| s.id);
+        if placed != Some(next_id) {
+            return Err(ClientError::Log {
+                log_id,
+                why: format!("the sealing CAS would create segment {placed:?}, not {next_id}"),
+            });
+        }
         if let CasOutcome::Applied { .. } = pool
             .meta()
             .cas_log(log_id, current.version, next.clone())

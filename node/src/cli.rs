@@ -105,6 +105,7 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
 /// again: a profile of large appends showed about 4% of the node's time in
 /// page faults and page clearing. With the threshold above the largest
 /// frame, freed buffers stay in the heap and are reused.
+#[cfg(target_env = "gnu")]
 fn keep_large_buffers_in_the_heap() {
     let threshold = 2 * trilog_wire::limits::FRAME_PAYLOAD_BYTES_MAX as libc::c_int;
     // SAFETY: mallopt only sets an allocator parameter; it is called once,
@@ -115,3 +116,7 @@ fn keep_large_buffers_in_the_heap() {
         log::warn!("mallopt(M_MMAP_THRESHOLD, {threshold}) refused; large buffers stay mmapped");
     }
 }
+
+/// Other C libraries have no such threshold to raise.
+#[cfg(not(target_env = "gnu"))]
+fn keep_large_buffers_in_the_heap() {}

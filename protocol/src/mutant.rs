@@ -30,8 +30,8 @@ pub enum Mutant {
     /// `replica.rs`: a fence only asks for the replica's lengths and does
     /// not stop older appends (a takeover without a fence).
     TakeoverWithoutFence = 5,
-    /// Node driver (as modeled): a fence is answered at once with the
-    /// durable length, without waiting for appends staged before it.
+    /// `replica.rs`: a fence is answered at once with the durable length,
+    /// without waiting for appends staged before it.
     FenceAnsweredBeforeDrain = 6,
     /// `takeover.rs`: the takeover drops the tail past the seal instead of
     /// carrying it into the next segment.
@@ -43,9 +43,9 @@ pub enum Mutant {
     /// alone, so replicas do not learn that the last entries committed.
     WatermarkNotSent = 9,
     /// `takeover.rs`: the takeover seals and publishes the next segment
-    /// before the tail is durable there, and the new producer writes the
-    /// tail afterwards (the first design: a new producer that crashes in
-    /// between loses committed entries).
+    /// once one of its replicas holds the tail, not all of them (like the
+    /// first design, which published it before any did: the new segment
+    /// then places committed entries where not every replica has them).
     SealBeforeTailDurable = 10,
 }
 

@@ -150,14 +150,16 @@ pub struct Producer {
 }
 
 impl Producer {
-    /// A producer of `log_id` at `epoch` writing `segment`, which is empty
-    /// or holds nothing yet. `carried` are entries to write first with seqs
-    /// from `segment.first_seq` on (a takeover's tail), in order.
+    /// A producer of `log_id` at `epoch` writing `segment`, whose first
+    /// `held` entries are already durable on every replica (a takeover's
+    /// tail, written before the segment was published; 0 for a new
+    /// segment). They count as committed; the replicas learn so from the
+    /// watermark the producer sends.
     pub fn new(
         log_id: u64,
         epoch: u64,
         segment: OpenSegment,
-        carried: Vec<Entry>,
+        held: u64,
         cfg: ProducerConfig,
     ) -> Producer {
         assert!(
@@ -170,11 +172,11 @@ impl Producer {
             log_id,
             epoch,
             cfg,
-            committed: segment.first_seq,
-            acks: AckTracker::new(n, 0),
+            committed: segment.first_seq + held,
+            acks: AckTracker::new(n, held),
             commit_told: vec![0; n],
             segment,
-            entries: carried.into(),
+            entries: VecDeque::new(),
             phase: Phase::Writing,
             closing: false,
         }
@@ -525,7 +527,7 @@ mod tests {
             first_seq: 0,
             replicas: vec![10, 11, 12],
         };
-        Producer::new(1, 1, seg, vec![], cfg(window, batch))
+        Producer::new(1, 1, seg, 0, cfg(window, batch))
     }
 
     fn entry(i: u8) -> Entry {
@@ -545,6 +547,26 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_held_tail_counts_as_committed_and_is_not_sent_again() {
+        let seg = OpenSegment {
+            id: 4,
+            first_seq: 100,
+            replicas: vec![10, 11, 12],
+        };
+        let mut p = Producer::new(1, 2, seg, 3, cfg(2, 1));
+        assert_eq!(p.committed(), 103);
+        let out = p.poll(0);
+        assert!(appends(&out).is_empty(), "{out:?}");
+        let told = out
+            .iter()
+            .filter(|a| matches!(a, Action::Watermark { commit: 3, .. }))
+            .count();
+        assert_eq!(told, 3, "every replica learns the tail is committed");
+        assert_eq!(p.append(entry(7)), Ok(103));
+        assert_eq!(appends(&p.poll(0))[0], (0, 3, 1));
     }
 
     #[test]

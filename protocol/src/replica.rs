@@ -115,6 +115,17 @@ impl Replica {
         self.durable.sealed_len
     }
 
+    /// Whether a fence or a seal may be answered now: only once every entry
+    /// staged before it is durable. Otherwise an append staged before a
+    /// fence could be acknowledged to the old producer after the fence
+    /// answer told the new producer a shorter length, and the takeover,
+    /// which carries only what the answer reported, would drop an entry the
+    /// old producer reported committed.
+    pub fn control_answerable(&self) -> bool {
+        // MUTANT FenceAnsweredBeforeDrain: answered at once.
+        self.durable_len == self.staged_len || mutant::active(Mutant::FenceAnsweredBeforeDrain)
+    }
+
     /// The commit watermark this replica knows, never past what it holds.
     pub fn watermark(&self) -> u64 {
         self.durable.watermark.min(self.durable_len)

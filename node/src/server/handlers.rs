@@ -326,10 +326,7 @@ async fn drain_staged(slot: &Slot) -> Result<(), String> {
         if let Some(why) = slot.failure() {
             return Err(why);
         }
-        let drained = {
-            let rep = slot.replica.borrow();
-            rep.durable_len() == rep.staged_len()
-        };
+        let drained = slot.replica.borrow().control_answerable();
         if drained {
             return Ok(());
         }

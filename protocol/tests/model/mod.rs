@@ -204,7 +204,7 @@ impl Trilog {
             first_seq: 0,
             replicas: seg0,
         };
-        let mut m = Producer::new(LOG_ID, meta.epoch, open, Vec::new(), cfg.producer_config());
+        let mut m = Producer::new(LOG_ID, meta.epoch, open, 0, cfg.producer_config());
         let mut tags = Vec::new();
         for i in 0..cfg.p1_entries {
             let seq = m

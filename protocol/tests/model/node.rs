@@ -15,10 +15,10 @@
 //!
 //! Group commit is the separate `flush` step: it makes every staged record
 //! durable and only then sends the acks and the fence answers that waited
-//! for it. A fence is answered only once nothing staged is left (the
-//! node's `drain_staged`), and a seal is applied only then too.
+//! for it. A fence is answered only once `Replica::control_answerable`
+//! says so (what the node's `drain_staged` waits for), and a seal is
+//! applied only once nothing staged is left too.
 
-use trilog_protocol::mutant::{self, Mutant};
 use trilog_protocol::replica::{AppendDecision, ControlDecision, Durable, Replica};
 use trilog_protocol::takeover::FenceAnswer;
 use trilog_protocol::NodeId;
@@ -169,7 +169,7 @@ impl Node {
                 if let ControlDecision::Persist(d) = s.rep.on_fence(*epoch) {
                     s.persisted = d;
                 }
-                if s.drained() || mutant::active(Mutant::FenceAnsweredBeforeDrain) {
+                if s.rep.control_answerable() {
                     net.send(Msg::FenceAnswer {
                         node,
                         seg: *seg,

@@ -353,7 +353,10 @@ impl State {
             first_seq: first,
             replicas: last.replicas,
         };
-        let mut m = Producer::new(LOG_ID, epoch, open, tail, cfg.producer_config());
+        // The tail is durable on every replica of the segment just
+        // published: producer 2 starts after it, and it is committed.
+        let held = tail.len() as u64;
+        let mut m = Producer::new(LOG_ID, epoch, open, held, cfg.producer_config());
         for i in 0..cfg.p2_entries {
             let tag = (TAKER, i);
             let seq = m.append(entry(tag)).expect("a new producer takes entries");
@@ -366,6 +369,7 @@ impl State {
             first,
             tags,
         });
+        self.ghost_commit(TAKER, first + held);
         // Best effort: tell the old segment's replicas of the seal.
         for node in old.replicas {
             self.net.send(Msg::Seal {
