@@ -14,8 +14,8 @@
 //!   life, byte for byte: nothing past it is half-valid, nothing stale
 //!   comes back;
 //! - the control state is the last one completed or the one in flight;
-//! - everything is durable, and past the block of the recovered end the
-//!   data file reads as zeros (a torn tail was cut).
+//! - everything is durable, and past the recovered end the data file
+//!   reads as zeros (a torn tail was cut, even inside its block).
 //!
 //! The test also asserts that the interesting cases happened (torn
 //! crashes, cut tails, unacknowledged records surviving, an in-flight
@@ -30,7 +30,7 @@ mod support;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use futures_lite::future::block_on;
-use trilog_node::storage::{CtlState, Recovered, ScanStop, SegmentFile, BLOCK_BYTES};
+use trilog_node::storage::{CtlState, Recovered, ScanStop, SegmentFile};
 use trilog_sim::{Rng, SimDisk};
 use trilog_wire::limits::ENTRY_BYTES_MAX;
 
@@ -334,7 +334,7 @@ async fn check_recovery(
     let end = end_of(model.expected.iter().take(r.len as usize).map(Vec::len));
     if r.ctl.sealed_len.is_none() {
         let bytes = disk.durable_bytes(r.file.data_path()).expect("data file");
-        let zero_from = end.div_ceil(BLOCK_BYTES) as usize * BLOCK_BYTES as usize;
+        let zero_from = end as usize;
         if let Some(i) = bytes[zero_from.min(bytes.len())..]
             .iter()
             .position(|b| *b != 0)

@@ -7,10 +7,17 @@
 //! next flush continues right after the last good record.
 //!
 //! Then, for a segment that is not sealed (and so may take appends), make
-//! everything past the recovered end read as zeros again, by punching a
-//! hole there and preallocating it anew. Without that, bytes of a write
-//! torn by the crash could lie beyond the records appended after recovery,
-//! and a later recovery could take them for records.
+//! everything past the recovered end read as zeros again, durably: the rest
+//! of the partial block the end lies in is rewritten with zeros if a torn
+//! write left bytes there, and the blocks after it are punched and
+//! preallocated anew. Without that, bytes of a write torn by the crash
+//! could lie beyond the records appended after recovery, and a later
+//! recovery could take them for records. The partial block matters as much
+//! as the blocks after it: a disk tears writes at sector (512-byte)
+//! boundaries, so the next flush's rewrite of that block can itself be torn
+//! and leave a stale record of the first crash right behind a new one, in
+//! sequence and with valid crcs (the simulator found this:
+//! `stale_records_in_the_tail_block_never_come_back` in `trilog-sim`).
 //!
 //! Files that are not ours are ignored; a `.seg.creating` file, left by a
 //! crash during [`SegmentFile::create`], never held acknowledged data and
@@ -20,7 +27,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use super::ctl::{CtlFile, CtlState};
-use super::direct_file::{open_direct, sync_dir};
+use super::direct_file::{open_direct, sync_dir, write_all_at};
 use super::disk::{Disk, DiskFile, OpenMode};
 use super::error::io_error;
 use super::header::HeaderError;
@@ -109,6 +116,8 @@ async fn recover_segment<D: Disk>(
 
     let tail_len = (end_pos - align_down(end_pos)) as usize;
     let mut tail = Vec::with_capacity(BLOCK_BYTES as usize);
+    // Bytes left past the recovered end inside its block, by a torn write.
+    let mut stale_in_tail_block = false;
     if tail_len > 0 {
         // The file may end inside this block (a file cut short): only the
         // bytes up to the recovered end are needed.
@@ -127,9 +136,11 @@ async fn recover_segment<D: Disk>(
             });
         }
         tail.extend_from_slice(&block[..tail_len]);
+        stale_in_tail_block = block[tail_len..].iter().any(|b| *b != 0);
     }
     if state.sealed_len.is_none() {
-        zero_past(&data, key, &data_path, align_up(end_pos), file_size).await?;
+        let stale_tail = stale_in_tail_block.then_some(&tail[..]);
+        clear_past_end(&data, key, &data_path, end_pos, stale_tail, file_size).await?;
     }
 
     let file = SegmentFile {
@@ -180,23 +191,48 @@ async fn read_header<F: DiskFile>(
     Ok(header)
 }
 
-/// Makes `[from, file_size)` read as zeros, durably, keeping it allocated.
-async fn zero_past<F: DiskFile>(
+/// Makes everything past the recovered end `end_pos` read as zeros,
+/// durably, keeping the file allocated up to `file_size`. `stale_tail` is
+/// the partial block's bytes before `end_pos` if bytes after them need
+/// clearing: the block is then rewritten as those bytes and zeros. (A crash
+/// during the rewrite leaves each sector old or new: the bytes before
+/// `end_pos` are the same in both, those after are the old garbage or
+/// zeros, so a later recovery stops at `end_pos` again.)
+async fn clear_past_end<F: DiskFile>(
     data: &F,
     key: SegmentKey,
     path: &Path,
-    from: u64,
+    end_pos: u64,
+    stale_tail: Option<&[u8]>,
     file_size: u64,
 ) -> Result<(), StorageError> {
-    if from >= file_size {
+    let mut changed = false;
+    if let Some(tail) = stale_tail {
+        assert_eq!(
+            tail.len() as u64,
+            end_pos - align_down(end_pos),
+            "{key}: tail and recovered end disagree"
+        );
+        let mut block = data.alloc_buffer(BLOCK_BYTES as usize);
+        block[..tail.len()].copy_from_slice(tail);
+        block[tail.len()..].fill(0);
+        let pos = align_down(end_pos);
+        write_all_at(data, key, path, "clear the tail block", block, pos).await?;
+        changed = true;
+    }
+    let from = align_up(end_pos);
+    if from < file_size {
+        data.punch_hole(from, file_size - from)
+            .await
+            .map_err(|e| io_error(key, path, "punch hole past the recovered end", e))?;
+        data.pre_allocate(file_size)
+            .await
+            .map_err(|e| io_error(key, path, "preallocate", e))?;
+        changed = true;
+    }
+    if !changed {
         return Ok(());
     }
-    data.punch_hole(from, file_size - from)
-        .await
-        .map_err(|e| io_error(key, path, "punch hole past the recovered end", e))?;
-    data.pre_allocate(file_size)
-        .await
-        .map_err(|e| io_error(key, path, "preallocate", e))?;
     data.fdatasync()
         .await
         .map_err(|e| io_error(key, path, "fdatasync", e))
@@ -370,9 +406,15 @@ mod tests {
                 }
             );
             assert_eq!(r.max_commit, commit_of(29));
-            // Everything past the block of the recovered end reads as zeros.
+            // Everything past the recovered end reads as zeros, the torn
+            // record's bytes in the block of that end included.
             let bytes = std::fs::read(&dp).expect("read");
-            let zero_from = align_up(positions[30]) as usize;
+            let zero_from = positions[30] as usize;
+            assert_ne!(
+                zero_from % BLOCK_BYTES as usize,
+                0,
+                "the end should be mid-block"
+            );
             assert!(
                 bytes[zero_from..old_end as usize].iter().all(|b| *b == 0),
                 "stale bytes left"
