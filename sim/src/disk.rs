@@ -316,6 +316,19 @@ impl SimDisk {
         Some(state.inode(*ino).media.durable_bytes())
     }
 
+    /// The first durable byte of the file at durable name `path` at or
+    /// after `pos` that is not zero: `Ok(None)` if all are zeros (a checker
+    /// asks this of the space past the last record), ENOENT if there is no
+    /// such durable name.
+    pub fn first_durable_nonzero(&self, path: &Path, pos: u64) -> io::Result<Option<u64>> {
+        let state = self.state.borrow();
+        let ino = state
+            .durable_names
+            .get(path)
+            .ok_or_else(|| err(libc::ENOENT))?;
+        Ok(state.inode(*ino).media.first_durable_nonzero(pos))
+    }
+
     /// The bytes of the file at `path` as a read sees them now.
     pub fn bytes(&self, path: &Path) -> Option<Vec<u8>> {
         let state = self.state.borrow();

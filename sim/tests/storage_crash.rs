@@ -36,13 +36,19 @@ use trilog_wire::limits::ENTRY_BYTES_MAX;
 
 use support::{commit_of, dir, end_of, flush, header, new_disk, read_range, recover_one};
 
-const SEEDS_DEFAULT: u64 = 300;
+const SEEDS_DEFAULT: u64 = 500;
 const LIVES_PER_SEED: u32 = 4;
 const OPS_PER_LIFE_MAX: u64 = 40;
 /// The power fails after up to this many state-changing disk calls in a
 /// life; a life that makes fewer ends with a crash all the same.
 const CHANGES_BEFORE_POWER_OFF_MAX: u64 = 90;
 const STAGE_BATCH_MAX: u64 = 6;
+/// One flush or control write in this many has the power fail inside it
+/// (before, during or after its write), where crashes matter most.
+const POWER_FAILS_INSIDE_ONE_IN: u64 = 6;
+/// One control write in this many seals (a sealed segment takes no more
+/// records, so seals are kept rare).
+const SEAL_ONE_IN: u64 = 12;
 
 /// The truth the checks compare recovery with.
 #[derive(Debug, Default)]
@@ -136,7 +142,7 @@ async fn ctl_write(
     let done = model.ctl_done;
     let sealed_len = match done.sealed_len {
         Some(len) => Some(len),
-        None if rng.chance(1, 4) => Some(rng.between(0, seg.staged_len())),
+        None if rng.chance(1, SEAL_ONE_IN) => Some(rng.between(0, seg.staged_len())),
         None => None,
     };
     let state = CtlState {
@@ -145,6 +151,7 @@ async fn ctl_write(
         watermark: done.watermark.max(rng.between(0, model.acked)),
     };
     model.ctl_in_flight = Some(state);
+    maybe_fail_power_inside(disk, rng);
     let write = seg.begin_ctl_write(state);
     write.run().await.map_err(|e| powered_off(disk, e))?;
     seg.complete_ctl_write(state);
@@ -169,6 +176,7 @@ async fn flush_with_company(
     let Some(job) = seg.begin_flush() else {
         return Ok(());
     };
+    maybe_fail_power_inside(disk, rng);
     stage_batch(seg, model, rng);
     if rng.chance(1, 2) {
         // On failure the job is dropped unfinished, which fails it.
@@ -178,6 +186,14 @@ async fn flush_with_company(
     model.acked = model.acked.max(seg.complete_flush(done));
     seen.flushes += 1;
     Ok(())
+}
+
+/// Now and then, has the power fail within the next few changes: inside
+/// the flush or control write about to run.
+fn maybe_fail_power_inside(disk: &SimDisk, rng: &mut Rng) {
+    if !disk.is_powered_off() && rng.chance(1, POWER_FAILS_INSIDE_ONE_IN) {
+        disk.power_off_after(rng.below(3));
+    }
 }
 
 /// Reads a random durable range and checks it against the model.
@@ -232,6 +248,7 @@ async fn live(
             0..=3 => stage_batch(seg, model, rng),
             4..=6 => {
                 if seg.has_staged() {
+                    maybe_fail_power_inside(disk, rng);
                     let len = flush(seg).await.map_err(|e| powered_off(disk, e))?;
                     model.acked = model.acked.max(len);
                     seen.flushes += 1;
@@ -333,17 +350,10 @@ async fn check_recovery(
     assert!(disk.is_synced(), "recovery left something unsynced");
     let end = end_of(model.expected.iter().take(r.len as usize).map(Vec::len));
     if r.ctl.sealed_len.is_none() {
-        let bytes = disk.durable_bytes(r.file.data_path()).expect("data file");
-        let zero_from = end as usize;
-        if let Some(i) = bytes[zero_from.min(bytes.len())..]
-            .iter()
-            .position(|b| *b != 0)
-        {
-            panic!(
-                "stale byte at {} past the recovered end {end}",
-                zero_from + i
-            );
-        }
+        let stale = disk
+            .first_durable_nonzero(r.file.data_path(), end)
+            .expect("data file");
+        assert_eq!(stale, None, "stale bytes past the recovered end {end}");
     }
 
     model.expected.truncate(r.len as usize);

@@ -187,6 +187,22 @@ impl Media {
         )
     }
 
+    /// The position of the first durable byte at or after `pos` that is
+    /// not zero, if any (cheap: only sectors holding data are stored).
+    pub fn first_durable_nonzero(&self, pos: u64) -> Option<u64> {
+        self.durable
+            .range(pos / SECTOR_BYTES..)
+            .find_map(|(index, sector)| {
+                let start = index * SECTOR_BYTES;
+                let skip = pos.saturating_sub(start) as usize;
+                sector[skip..]
+                    .iter()
+                    .position(|b| *b != 0)
+                    .map(|i| start + (skip + i) as u64)
+            })
+            .filter(|at| *at < self.durable_size)
+    }
+
     /// Makes everything written so far durable, and the size.
     pub fn sync(&mut self) {
         for index in std::mem::take(&mut self.pending).into_keys() {
@@ -387,6 +403,26 @@ mod tests {
             }
         }
         assert!(saw_old && saw_zero);
+    }
+
+    #[test]
+    fn first_durable_nonzero_finds_the_first_byte_of_data() {
+        let mut m = Media::default();
+        m.write(0, &vec![0; 8 * S]);
+        m.write(3 * S as u64 + 7, &[4]);
+        m.write(5 * S as u64, &[5]);
+        assert_eq!(m.first_durable_nonzero(0), None, "nothing synced");
+        m.sync();
+        assert_eq!(m.first_durable_nonzero(0), Some(3 * S as u64 + 7));
+        assert_eq!(
+            m.first_durable_nonzero(3 * S as u64 + 7),
+            Some(3 * S as u64 + 7)
+        );
+        assert_eq!(
+            m.first_durable_nonzero(3 * S as u64 + 8),
+            Some(5 * S as u64)
+        );
+        assert_eq!(m.first_durable_nonzero(5 * S as u64 + 1), None);
     }
 
     #[test]
