@@ -33,6 +33,7 @@
 //! can add latency or reorder completions.
 
 mod media;
+mod state;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,6 +49,7 @@ pub use media::{CrashEffect, SECTOR_BYTES};
 
 use crate::rng::Rng;
 use media::Media;
+use state::{aligned, err, parent, Ino, Inode, Power, State};
 
 /// Position, length and buffer alignment of direct I/O on this disk.
 pub const DIRECT_IO_ALIGN_BYTES: u64 = 4096;
@@ -57,8 +59,6 @@ const BUFFER_JUNK_BYTE: u8 = 0xdb;
 
 const _: () = assert!(DIRECT_IO_ALIGN_BYTES.is_multiple_of(SECTOR_BYTES));
 
-type Ino = u64;
-
 /// What [`SimDisk::crash`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CrashReport {
@@ -67,139 +67,6 @@ pub struct CrashReport {
     /// Names that came back or went away because their directory was not
     /// synced.
     pub names_undone: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Power {
-    On,
-    /// Off after this many more state-changing calls.
-    OffAfter(u64),
-    Off,
-}
-
-#[derive(Debug)]
-struct Inode {
-    media: Media,
-    /// Handles open on it (it keeps its space while open).
-    open_handles: u64,
-}
-
-#[derive(Debug)]
-struct State {
-    /// Incremented by every crash: handles of an earlier boot are dead.
-    boot: u64,
-    capacity_bytes: Option<u64>,
-    power: Power,
-    dirs: BTreeSet<PathBuf>,
-    names: BTreeMap<PathBuf, Ino>,
-    durable_names: BTreeMap<PathBuf, Ino>,
-    inodes: BTreeMap<Ino, Inode>,
-    next_ino: Ino,
-    /// State-changing calls that succeeded.
-    changes: u64,
-}
-
-fn err(code: i32) -> io::Error {
-    io::Error::from_raw_os_error(code)
-}
-
-fn parent(path: &Path) -> &Path {
-    path.parent().unwrap_or(Path::new(""))
-}
-
-fn aligned(v: u64) -> bool {
-    v.is_multiple_of(DIRECT_IO_ALIGN_BYTES)
-}
-
-fn allocated(size: u64) -> u64 {
-    size.div_ceil(DIRECT_IO_ALIGN_BYTES) * DIRECT_IO_ALIGN_BYTES
-}
-
-impl State {
-    /// Fails with EIO if the power is off; counts down to power off.
-    fn check_power(&mut self, changes: bool) -> io::Result<()> {
-        match self.power {
-            Power::Off => Err(err(libc::EIO)),
-            Power::OffAfter(0) => {
-                self.power = Power::Off;
-                Err(err(libc::EIO))
-            }
-            Power::OffAfter(n) if changes => {
-                self.power = Power::OffAfter(n - 1);
-                Ok(())
-            }
-            Power::OffAfter(_) | Power::On => Ok(()),
-        }
-    }
-
-    /// Begins a call: the power is on and, for a call on a file, its handle
-    /// is of this boot.
-    fn begin(&mut self, changes: bool, boot: Option<u64>) -> io::Result<()> {
-        if boot.is_some_and(|b| b != self.boot) {
-            return Err(err(libc::EBADF));
-        }
-        self.check_power(changes)?;
-        if changes {
-            self.changes += 1;
-        }
-        Ok(())
-    }
-
-    fn dir_must_exist(&self, dir: &Path) -> io::Result<()> {
-        if self.dirs.contains(dir) {
-            Ok(())
-        } else {
-            Err(err(libc::ENOENT))
-        }
-    }
-
-    fn used_bytes(&self) -> u64 {
-        let named: BTreeSet<Ino> = self.names.values().copied().collect();
-        self.inodes
-            .iter()
-            .filter(|(ino, inode)| named.contains(ino) || inode.open_handles > 0)
-            .map(|(_, inode)| allocated(inode.media.size()))
-            .sum()
-    }
-
-    /// ENOSPC unless `ino` may grow to `new_size`.
-    fn check_space(&self, ino: Ino, new_size: u64) -> io::Result<()> {
-        let Some(capacity) = self.capacity_bytes else {
-            return Ok(());
-        };
-        let old = allocated(self.inode(ino).media.size());
-        let new = allocated(new_size);
-        if new > old && self.used_bytes() + (new - old) > capacity {
-            return Err(err(libc::ENOSPC));
-        }
-        Ok(())
-    }
-
-    fn inode(&self, ino: Ino) -> &Inode {
-        match self.inodes.get(&ino) {
-            Some(inode) => inode,
-            None => unreachable!("inode {ino} of a live handle is kept"),
-        }
-    }
-
-    fn media(&mut self, ino: Ino) -> &mut Media {
-        match self.inodes.get_mut(&ino) {
-            Some(inode) => &mut inode.media,
-            None => unreachable!("inode {ino} of a live handle is kept"),
-        }
-    }
-
-    /// Drops inodes nothing refers to any more.
-    fn collect_garbage(&mut self) {
-        let referenced: BTreeSet<Ino> = self
-            .names
-            .values()
-            .chain(self.durable_names.values())
-            .copied()
-            .collect();
-        self.inodes
-            .retain(|ino, inode| referenced.contains(ino) || inode.open_handles > 0);
-    }
 }
 
 /// The simulated disk: see the module doc. Clones share the disk.

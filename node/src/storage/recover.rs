@@ -114,30 +114,7 @@ async fn recover_segment<D: Disk>(
     let len = scanned.positions.len() as u64 - 1;
     let end_pos = scanned.positions[len as usize];
 
-    let tail_len = (end_pos - align_down(end_pos)) as usize;
-    let mut tail = Vec::with_capacity(BLOCK_BYTES as usize);
-    // Bytes left past the recovered end inside its block, by a torn write.
-    let mut stale_in_tail_block = false;
-    if tail_len > 0 {
-        // The file may end inside this block (a file cut short): only the
-        // bytes up to the recovered end are needed.
-        let block_pos = align_down(end_pos);
-        let block = data
-            .read_at_aligned(block_pos, BLOCK_BYTES as usize)
-            .await
-            .map_err(|e| io_error(key, &data_path, "read tail block", e))?;
-        if block.len() < tail_len {
-            return Err(StorageError::ShortRead {
-                segment: key,
-                file: data_path,
-                pos: block_pos,
-                read: block.len(),
-                expected: tail_len,
-            });
-        }
-        tail.extend_from_slice(&block[..tail_len]);
-        stale_in_tail_block = block[tail_len..].iter().any(|b| *b != 0);
-    }
+    let (tail, stale_in_tail_block) = read_tail(&data, key, &data_path, end_pos).await?;
     if state.sealed_len.is_none() {
         let stale_tail = stale_in_tail_block.then_some(&tail[..]);
         clear_past_end(&data, key, &data_path, end_pos, stale_tail, file_size).await?;
@@ -189,6 +166,41 @@ async fn read_header<F: DiskFile>(
         }));
     }
     Ok(header)
+}
+
+/// The bytes of the partial block before the recovered end `end_pos`
+/// (empty when the end is block-aligned), and whether a torn write left
+/// bytes other than zeros after them in that block.
+async fn read_tail<F: DiskFile>(
+    data: &F,
+    key: SegmentKey,
+    path: &Path,
+    end_pos: u64,
+) -> Result<(Vec<u8>, bool), StorageError> {
+    let tail_len = (end_pos - align_down(end_pos)) as usize;
+    let mut tail = Vec::with_capacity(BLOCK_BYTES as usize);
+    if tail_len == 0 {
+        return Ok((tail, false));
+    }
+    // The file may end inside this block (a file cut short): only the
+    // bytes up to the recovered end are needed.
+    let block_pos = align_down(end_pos);
+    let block = data
+        .read_at_aligned(block_pos, BLOCK_BYTES as usize)
+        .await
+        .map_err(|e| io_error(key, path, "read tail block", e))?;
+    if block.len() < tail_len {
+        return Err(StorageError::ShortRead {
+            segment: key,
+            file: path.to_path_buf(),
+            pos: block_pos,
+            read: block.len(),
+            expected: tail_len,
+        });
+    }
+    tail.extend_from_slice(&block[..tail_len]);
+    let stale = block[tail_len..].iter().any(|b| *b != 0);
+    Ok((tail, stale))
 }
 
 /// Makes everything past the recovered end `end_pos` read as zeros,
