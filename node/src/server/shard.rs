@@ -14,6 +14,7 @@ use trilog_protocol::replica::{Durable, Replica};
 use crate::server::outbox::Outbox;
 use crate::storage::{CtlState, GlommioDisk, SegmentHeader, SegmentKey, StorageError};
 
+/// The node's segment replicas live on the real disk.
 type SegmentFile = crate::storage::SegmentFile<GlommioDisk>;
 
 /// An ack owed to a connection once a segment is durable far enough.
