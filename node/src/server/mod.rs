@@ -245,7 +245,7 @@ async fn run_shard(
 
 async fn recover(shard: &Rc<Shard>, dir: &std::path::Path) -> Result<usize, StorageError> {
     storage::avoid_poll_probe_trap(dir).await?;
-    let recovered = storage::recover_dir(dir).await?;
+    let recovered = storage::recover_dir(&storage::GlommioDisk, dir).await?;
     let n = recovered.len();
     for r in recovered {
         let replica = trilog_protocol::replica::Replica::recovered(

@@ -12,7 +12,10 @@ use glommio::sync::{Semaphore, StaticPermit};
 use trilog_protocol::replica::{Durable, Replica};
 
 use crate::server::outbox::Outbox;
-use crate::storage::{CtlState, SegmentFile, SegmentHeader, SegmentKey, StorageError};
+use crate::storage::{CtlState, GlommioDisk, SegmentHeader, SegmentKey, StorageError};
+
+/// The node's segment replicas live on the real disk.
+type SegmentFile = crate::storage::SegmentFile<GlommioDisk>;
 
 /// An ack owed to a connection once a segment is durable far enough.
 pub struct AckWaiter {
@@ -152,7 +155,7 @@ impl Shard {
             first_seq,
             epoch,
         };
-        let created = SegmentFile::create(&self.dir, header).await;
+        let created = SegmentFile::create(&GlommioDisk, &self.dir, header).await;
         self.creating.borrow_mut().remove(&key);
         event.notify(usize::MAX);
         let slot = Slot::new(created?, Replica::new());
