@@ -17,6 +17,7 @@
 //! - **duplication** happens where it happens over TCP: an application
 //!   that resends after a reset (a producer resending appends on a new
 //!   connection) delivers the same request twice.
+//!
 //! Writes are accepted up to a window of bytes in flight per direction; past
 //! it a writer waits, as on a full socket buffer, so back-pressure behaves.
 //!
