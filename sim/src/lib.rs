@@ -3,8 +3,12 @@
 //! The simulator runs the node's and the client's real code on one thread,
 //! from one seed, with every source of nondeterminism (network, clock,
 //! disk, metadata store) replaced by a simulated one that can fail on
-//! purpose; a failing seed replays exactly. For now it holds the disk:
+//! purpose; a failing seed replays exactly.
 //!
+//! - [`executor::Sim`]: a deterministic executor with a virtual clock; tasks
+//!   belong to processes that can be killed.
+//! - [`net::Net`]: a simulated TCP network (latency, resets, partitions,
+//!   killed peers, back-pressure).
 //! - [`disk::SimDisk`]: an in-memory [`trilog_node::storage::Disk`] that
 //!   keeps only what was synced across a crash, tears unsynced writes at
 //!   sector boundaries, flips bits and fills up, so the storage layer's
@@ -16,6 +20,8 @@
 //! thread or touches the real file system.
 
 pub mod disk;
+pub mod executor;
+pub mod net;
 pub mod rng;
 
 pub use disk::SimDisk;

@@ -73,6 +73,17 @@ impl Rng {
         self.below(den) < num
     }
 
+    /// An index into a slice of `len` elements; `len` must not be 0.
+    pub fn index(&mut self, len: usize) -> usize {
+        self.below(len as u64) as usize
+    }
+
+    /// A new, independent stream (for one part of the simulation, so that
+    /// drawing more in one part does not shift what another draws).
+    pub fn fork(&mut self) -> Rng {
+        Rng::new(self.next_u64())
+    }
+
     /// A uniformly chosen element; `items` must not be empty.
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         assert!(!items.is_empty(), "pick from nothing");
