@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use trilog_client::MetaAddr;
+use trilog_meta::MetaAddr;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
