@@ -1,6 +1,6 @@
-//! trilog-meta: everything about the metadata store (DESIGN.md section 5),
-//! the only part of trilog that goes through consensus: which segments a
-//! log has, on which nodes, sealed where, and which nodes are alive.
+//! trilog-meta: everything about the metadata store, the only part of
+//! trilog that goes through consensus: which segments a log has, on which
+//! nodes, sealed where, and which nodes are alive.
 //!
 //! - [`MetaStore`] is the store as its users see it (the producer, the
 //!   consumer, the CLI, a node's registration). Every implementation keeps

@@ -2,7 +2,7 @@
 //!
 //! Guarantees:
 //! - every frame carries a magic, a version, a kind, its payload length, a
-//!   request id and a crc32c over header and payload ([`frame`]);
+//!   request id and a crc32c over header and payload ([`frame`](mod@frame));
 //! - payloads are rkyv archives, read in place after validation
 //!   ([`codec::access`]), never trusted before that;
 //! - one sans-IO [`decoder::FrameDecoder`] reassembles frames from a stream
