@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use trilog_wire::limits::FRAME_BUFFER_BYTES_INITIAL;
 use trilog_wire::record::{parse_record, parse_records};
 use trilog_wire::{
-    decode, decode_payload, FrameDecoder, FrameHeader, Kind, WireError, FRAME_HEADER_BYTES,
+    decode, decode_payload, frame, FrameDecoder, FrameHeader, Kind, WireError, FRAME_HEADER_BYTES,
 };
 
 /// How many leading bytes choose the chunk sizes.
@@ -27,6 +27,20 @@ fuzz_target!(|data: &[u8]| {
             decode_stream(stream, &chunks),
             "chunking changed the result"
         );
+    }
+    // Valid frames around pieces of the input, so that whole frames, not
+    // only errors, are reassembled under every chunking.
+    let piece_bytes = 1 + usize::from(sizes.first().copied().unwrap_or(0)) * 64;
+    let pieces: Vec<&[u8]> = stream.chunks(piece_bytes).collect();
+    let mut framed = Vec::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        framed.extend_from_slice(&frame(Kind::Append, i as u64, piece));
+    }
+    let (frames, error) = decode_stream(&framed, if chunks.is_empty() { &[1] } else { &chunks });
+    assert_eq!(error, None, "valid frames refused");
+    assert_eq!(frames.len(), pieces.len());
+    for (i, ((header, payload), piece)) in frames.iter().zip(&pieces).enumerate() {
+        assert_eq!((header.request_id, &payload[..]), (i as u64, *piece));
     }
     // Payloads behind a valid frame: a peer can always compute a crc.
     for (header, payload) in &whole.0 {
