@@ -8,12 +8,13 @@
 //! its first torn record; a malformed or oversized frame closes only the
 //! connection that sent it. Every decision about what to accept is made by
 //! `trilog_protocol::replica`; this crate moves bytes between sockets, disk
-//! and that state machine.
+//! and that state machine. With `--serve-meta` it also runs the embedded
+//! metadata store of `trilog_meta`, and with `--meta` it keeps the node
+//! registered there (both on threads of their own, off the shards' cores).
 
 pub mod cli;
 pub mod config;
 pub mod framing;
 pub mod limits;
-pub mod meta;
 pub mod server;
 pub mod storage;

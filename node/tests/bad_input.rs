@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use trilog_wire::message::{Append, AppendAck, Entry, Hello, Read as ReadMsg};
-use trilog_wire::{decode, encode, FrameHeader, Kind, Message};
+use trilog_wire::{decode_payload, encode, FrameDecoder, FrameHeader, Kind, Message};
 
 struct Node {
     child: Child,
@@ -66,15 +66,21 @@ fn connect(port: u16) -> TcpStream {
     s
 }
 
-/// Reads one whole frame.
+/// Reads one whole frame with the wire's decoder; None once the node closed
+/// the connection (or cut a frame short).
 fn read_frame(s: &mut TcpStream) -> Option<Message> {
-    let mut head = [0u8; trilog_wire::FRAME_HEADER_BYTES];
-    s.read_exact(&mut head).ok()?;
-    let h = FrameHeader::parse(&head).expect("node sends valid headers");
-    let mut frame = head.to_vec();
-    frame.resize(head.len() + h.payload_len as usize, 0);
-    s.read_exact(&mut frame[head.len()..]).ok()?;
-    Some(decode(&frame).expect("node sends valid frames").1)
+    let mut decoder = FrameDecoder::new();
+    loop {
+        let n = s.read(decoder.read_buf()).ok()?;
+        if n == 0 {
+            return None;
+        }
+        if let Some(f) = decoder.advance(n).expect("node sends valid frames") {
+            return Some(
+                decode_payload(f.header.kind, &f.payload).expect("node sends valid payloads"),
+            );
+        }
+    }
 }
 
 fn handshake(s: &mut TcpStream) {

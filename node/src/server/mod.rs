@@ -20,14 +20,14 @@ use trilog_wire::meta::NodeInfo;
 
 use crate::config::NodeConfig;
 use crate::limits::SHARD_CONNECTIONS_MAX;
-use trilog_client::MetaAddr;
+use trilog_meta::MetaAddr;
 
-use crate::meta::{
+use crate::storage::{self, StorageError};
+use shard::{ctl_to_durable, Shard, Slot};
+use trilog_meta::{
     spawn_etcd_registration, spawn_meta_server, spawn_registration, MetaServerHandle,
     RegistrationHandle,
 };
-use crate::storage::{self, StorageError};
-use shard::{ctl_to_durable, Shard, Slot};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
