@@ -9,6 +9,9 @@
 //!   belong to processes that can be killed.
 //! - [`net::Net`]: a simulated TCP network (latency, resets, partitions,
 //!   killed peers, back-pressure).
+//! - [`meta::SimMeta`]: the embedded store's pure state behind the metadata
+//!   interface, over a link that is slow, loses calls and their answers
+//!   (unknown outcomes) and goes down.
 //! - [`disk::SimDisk`]: an in-memory [`trilog_node::storage::Disk`] that
 //!   keeps only what was synced across a crash, tears unsynced writes at
 //!   sector boundaries, flips bits and fills up, so the storage layer's
@@ -21,6 +24,7 @@
 
 pub mod disk;
 pub mod executor;
+pub mod meta;
 pub mod net;
 pub mod rng;
 
