@@ -185,6 +185,13 @@ pub(super) fn internal(key: SegmentKey, why: &str) -> Message {
     error(key, ErrorCode::Internal, 0, format!("node error: {why}"))
 }
 
+/// The answer to a request that failed the driver's checks (a malformed
+/// frame, an entry whose crc does not match): `value` names what failed,
+/// e.g. the index of the entry. The driver then closes the connection.
+pub fn bad_request(key: SegmentKey, value: u64, message: String) -> Message {
+    error(key, ErrorCode::BadRequest, value, message)
+}
+
 pub(super) fn not_found(key: SegmentKey) -> Message {
     error(key, ErrorCode::NotFound, 0, "no such segment here".into())
 }

@@ -66,7 +66,9 @@ use std::collections::BTreeMap;
 use trilog_wire::message::{shard_of, Fence, Read, ReadResponse, Seal, Watermark};
 use trilog_wire::Message;
 
-pub use action::{Action, Actions, AppendRequest, AppendStep, ConnId, SegmentKey, Stage};
+pub use action::{
+    bad_request, Action, Actions, AppendRequest, AppendStep, ConnId, SegmentKey, Stage,
+};
 
 use action::{internal, not_found, refused, wrong_shard};
 use control::{ControlOp, ControlRequest};
