@@ -66,14 +66,15 @@ impl Segment {
                 (Stage::Entries { skip, end }, end)
             }
         };
+        let owed = OwedAck {
+            conn,
+            request_id,
+            end,
+        };
         if end <= self.replica.durable_len() {
-            out.send(conn, request_id, self.ack(key));
+            self.release(key, owed, out);
         } else {
-            self.acks.push(OwedAck {
-                conn,
-                request_id,
-                end,
-            });
+            self.acks.push(owed);
         }
         stage
     }
@@ -83,15 +84,13 @@ impl Segment {
     pub fn durable(&mut self, key: SegmentKey, len: u64, out: &mut Actions) {
         self.replica.on_durable(len);
         let durable = self.replica.durable_len();
-        let mut owed = std::mem::take(&mut self.acks);
-        owed.retain(|a| {
-            if a.end > durable {
-                return true;
-            }
-            out.send(a.conn, a.request_id, self.ack(key));
-            false
-        });
+        let (due, owed): (Vec<OwedAck>, Vec<OwedAck>) = std::mem::take(&mut self.acks)
+            .into_iter()
+            .partition(|a| a.end <= durable);
         self.acks = owed;
+        for a in due {
+            self.release(key, a, out);
+        }
         if self.failure.is_none() {
             self.control.advance(key, &mut self.replica, out);
         }
@@ -129,12 +128,20 @@ impl Segment {
         self.acks.len()
     }
 
-    /// An ack of everything durable. Only sent for appends it covers.
-    fn ack(&self, key: SegmentKey) -> Message {
-        Message::AppendAck(AppendAck {
+    /// Acks an append with everything durable: the one place an ack
+    /// leaves, and only once the durable length covers the append.
+    fn release(&self, key: SegmentKey, a: OwedAck, out: &mut Actions) {
+        let durable_len = self.replica.durable_len();
+        assert!(
+            a.end <= durable_len,
+            "{key:?}: ack of [.., {}) with {durable_len} durable",
+            a.end
+        );
+        let ack = Message::AppendAck(AppendAck {
             log_id: key.log_id,
             segment: key.segment,
-            durable_len: self.replica.durable_len(),
-        })
+            durable_len,
+        });
+        out.send(a.conn, a.request_id, ack);
     }
 }
