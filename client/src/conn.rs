@@ -11,11 +11,11 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use trilog_meta::frame_io::read_message;
 use trilog_wire::message::{Hello, HelloOk};
 use trilog_wire::{Message, WireMessage};
 
 use crate::error::ConnError;
-use crate::framing::read_message;
 
 /// How long a connect plus handshake may take.
 pub const CONNECT_TIMEOUT_MS: u64 = 2_000;

@@ -6,22 +6,24 @@
 //! with [`AppendError::Indeterminate`], never a silent success or loss.
 //! [`Consumer::next_batch`] returns only committed entries, dense and in
 //! seq order, each checked against the producer's crc32c.
+//!
+//! The metadata store it talks to (embedded or etcd) is `trilog_meta`,
+//! re-exported here as [`meta`].
 
 pub mod conn;
 pub mod consumer;
 pub mod error;
-pub mod framing;
-pub mod meta;
-pub mod meta_addr;
-pub mod meta_etcd;
 pub mod pool;
 pub mod producer;
 pub mod takeover;
 
 pub use consumer::{Consumer, Record};
 pub use error::{AppendError, ClientError, ConnError};
-pub use meta::{EmbeddedMeta, MetaStore};
-pub use meta_addr::MetaAddr;
-pub use meta_etcd::EtcdMeta;
 pub use pool::ConnPool;
 pub use producer::{Producer, ProducerOptions};
+/// The metadata store: its interface, clients, address parser and the
+/// embedded store's server (`trilog_meta`), for the client's users.
+pub use trilog_meta as meta;
+#[cfg(feature = "etcd")]
+pub use trilog_meta::EtcdMeta;
+pub use trilog_meta::{CasOutcome, EmbeddedMeta, MetaAddr, MetaError, MetaStore, Versioned};

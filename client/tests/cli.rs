@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use trilog_client::meta::spawn_meta_server;
 use trilog_client::{EmbeddedMeta, MetaAddr, MetaStore};
 use trilog_node::config::NodeConfig;
-use trilog_node::meta::spawn_meta_server;
 use trilog_node::server::{self, NodeHandle};
 
 fn start_node(id: u64, dir: &std::path::Path, meta: SocketAddr) -> NodeHandle {

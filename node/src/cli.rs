@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::Parser;
-use trilog_client::MetaAddr;
+use trilog_meta::MetaAddr;
 
 use crate::config::NodeConfig;
 use crate::limits::LEASE_MS_DEFAULT;

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use trilog_client::MetaAddr;
+use trilog_meta::MetaAddr;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,8 @@ pub enum ConfigError {
     NodeId,
     #[error("--lease-ms must be between 300 and 600000, got {0}")]
     Lease(u64),
+    #[error("--meta {0}: this node was built without etcd support (cargo feature `etcd`)")]
+    EtcdNotBuilt(String),
     #[error("data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -85,6 +87,12 @@ impl NodeConfig {
         }
         if !(300..=600_000).contains(&self.lease_ms) {
             return Err(ConfigError::Lease(self.lease_ms));
+        }
+        // Refused here rather than retried forever by the registration loop.
+        if let Some(meta @ MetaAddr::Etcd(_)) = &self.meta {
+            if !cfg!(feature = "etcd") {
+                return Err(ConfigError::EtcdNotBuilt(meta.to_string()));
+            }
         }
         Ok(())
     }
@@ -170,5 +178,18 @@ mod tests {
             .check(),
             Err(ConfigError::Lease(1))
         ));
+        let etcd = NodeConfig {
+            meta: Some("etcd://127.0.0.1:2379".parse().expect("an etcd address")),
+            ..base()
+        }
+        .check();
+        if cfg!(feature = "etcd") {
+            assert!(etcd.is_ok(), "{etcd:?}");
+        } else {
+            assert!(
+                matches!(etcd, Err(ConfigError::EtcdNotBuilt(_))),
+                "{etcd:?}"
+            );
+        }
     }
 }

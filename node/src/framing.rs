@@ -1,55 +1,91 @@
-//! Reading and writing whole frames on a glommio (futures-io) stream.
+//! Reading whole frames from a glommio (futures-io) stream: a thin loop
+//! around the one decoder of `trilog_wire::decoder`, which checks the
+//! header (magic, version, kind, size limit) before a payload byte is
+//! accepted, so an oversized frame costs nothing, and the crc before the
+//! frame is returned. The payload buffer grows with what arrives, so a
+//! peer that announces a large frame and goes silent pins only what it sent.
 
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use rkyv::util::AlignedVec;
-use trilog_wire::{FrameHeader, WireError, FRAME_HEADER_BYTES};
+use futures_lite::{AsyncRead, AsyncReadExt};
+pub use trilog_wire::Frame;
+use trilog_wire::{FrameDecoder, WireError};
 
 /// Why a frame could not be read from a peer.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameReadError {
+    /// The peer closed the connection between two frames.
     #[error("peer closed the connection")]
     Closed,
+    /// Includes an end of stream in the middle of a frame
+    /// (`UnexpectedEof`).
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
     #[error("bad frame: {0}")]
     Wire(#[from] WireError),
 }
 
-/// One frame as read: its checked header and its payload, 16-byte aligned so
-/// that rkyv can read it in place.
-#[derive(Debug)]
-pub struct Frame {
-    pub header: FrameHeader,
-    pub payload: AlignedVec<16>,
-}
-
-/// Reads one frame. The header is checked (magic, version, kind, size limit)
-/// before any payload byte is read, so an oversized frame costs nothing; the
-/// crc is checked before the frame is returned.
+/// Reads one frame. Reads never go past its end, so the stream is left at
+/// the next frame's first byte.
 pub async fn read_frame<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Frame, FrameReadError> {
-    let mut head = [0u8; FRAME_HEADER_BYTES];
-    match stream.read_exact(&mut head).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(FrameReadError::Closed)
+    let mut decoder = FrameDecoder::new();
+    loop {
+        let n = match stream.read(decoder.read_buf()).await {
+            Ok(0) if decoder.in_frame() => {
+                return Err(FrameReadError::Io(std::io::ErrorKind::UnexpectedEof.into()))
+            }
+            Ok(0) => return Err(FrameReadError::Closed),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(FrameReadError::Io(e)),
+        };
+        if let Some(frame) = decoder.advance(n)? {
+            return Ok(frame);
         }
-        Err(e) => return Err(FrameReadError::Io(e)),
     }
-    let header = FrameHeader::parse(&head)?;
-    let mut payload = AlignedVec::<16>::with_capacity(header.payload_len as usize);
-    payload.resize(header.payload_len as usize, 0);
-    stream.read_exact(&mut payload).await?;
-    header.verify(&payload)?;
-    Ok(Frame { header, payload })
 }
 
-/// Writes whole encoded frames and flushes once.
-pub async fn write_frames<W: AsyncWrite + Unpin>(
-    stream: &mut W,
-    frames: &[Vec<u8>],
-) -> std::io::Result<()> {
-    for f in frames {
-        stream.write_all(f).await?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trilog_wire::message::Seal;
+    use trilog_wire::{encode, Kind};
+
+    fn seal_frame(request_id: u64) -> Vec<u8> {
+        encode(
+            request_id,
+            &Seal {
+                log_id: 1,
+                segment: 2,
+                epoch: 3,
+                len: 4,
+            },
+        )
     }
-    stream.flush().await
+
+    #[test]
+    fn frames_then_a_clean_close_then_a_cut_frame() {
+        futures_lite::future::block_on(async {
+            let mut bytes = seal_frame(8);
+            bytes.extend_from_slice(&seal_frame(9));
+            let mut stream = &bytes[..];
+            for id in [8, 9] {
+                let f = read_frame(&mut stream).await.expect("a frame");
+                assert_eq!((f.header.kind, f.header.request_id), (Kind::Seal, id));
+            }
+            assert!(matches!(
+                read_frame(&mut stream).await,
+                Err(FrameReadError::Closed)
+            ));
+            let one = seal_frame(1);
+            let mut cut = &one[..one.len() - 1];
+            assert!(matches!(
+                read_frame(&mut cut).await,
+                Err(FrameReadError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof
+            ));
+            let mut garbage = &[0x42u8; 40][..];
+            assert!(matches!(
+                read_frame(&mut garbage).await,
+                Err(FrameReadError::Wire(WireError::BadMagic { .. }))
+            ));
+        });
+    }
 }

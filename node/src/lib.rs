@@ -10,12 +10,14 @@
 //! create, serve, make wait or answer is made by
 //! `trilog_protocol::shard::ShardMachine` (one per shard, over
 //! `trilog_protocol::replica`); this crate moves bytes between sockets,
-//! disk, timers and that state machine.
+//! disk, timers and that state machine. With `--serve-meta` it also runs
+//! the embedded metadata store of `trilog_meta`, and with `--meta` it
+//! keeps the node registered there (both on threads of their own, off the
+//! shards' cores).
 
 pub mod cli;
 pub mod config;
 pub mod framing;
 pub mod limits;
-pub mod meta;
 pub mod server;
 pub mod storage;

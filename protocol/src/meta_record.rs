@@ -1,7 +1,7 @@
 //! The shape every log's metadata record must keep (DESIGN.md section 2),
 //! checked by each metadata store before it stores a record: the embedded
-//! store (`trilog_node::meta`) and the etcd one (`trilog_client`). Pure: a
-//! record in, a typed reason out.
+//! store and the etcd one (both in `trilog_meta`). Pure: a record in, a
+//! typed reason out.
 
 use trilog_wire::limits::REPLICAS_MAX;
 use trilog_wire::meta::LogMeta;

@@ -4,6 +4,10 @@
 /// before a single payload byte is read.
 pub const FRAME_PAYLOAD_BYTES_MAX: u32 = 8 * 1024 * 1024;
 
+/// First payload buffer of a frame decoder; it doubles as the payload
+/// arrives (see `decoder`), so a peer pins about what it sent.
+pub const FRAME_BUFFER_BYTES_INITIAL: usize = 64 * 1024;
+
 /// Largest sum of entry payload bytes in one append.
 pub const APPEND_BYTES_MAX: u32 = 4 * 1024 * 1024;
 
@@ -29,6 +33,10 @@ pub const SHARDS_MAX: usize = 256;
 pub const ERROR_MESSAGE_BYTES_MAX: usize = 1024;
 
 const _: () = assert!(ENTRY_BYTES_MAX <= APPEND_BYTES_MAX);
+const _: () = assert!(
+    FRAME_BUFFER_BYTES_INITIAL > 0
+        && FRAME_BUFFER_BYTES_INITIAL <= FRAME_PAYLOAD_BYTES_MAX as usize
+);
 // An append frame holds its entries plus per-entry framing (at most 32 bytes
 // each in rkyv), so the frame limit must cover the worst case.
 const _: () = assert!(

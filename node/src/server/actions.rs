@@ -13,8 +13,8 @@ use trilog_wire::message::ReadResponse;
 use trilog_wire::Message;
 
 use crate::server::handlers;
-use crate::server::shard::{durable_to_ctl, Shard};
-use crate::storage::{SegmentFile, SegmentHeader};
+use crate::server::shard::{durable_to_ctl, SegmentFile, Shard};
+use crate::storage::{GlommioDisk, SegmentHeader};
 
 /// Carries out `actions` in order. An action that yields more (a parked
 /// append offered again) has them carried out before the next one, so
@@ -86,7 +86,7 @@ fn create(shard: &Rc<Shard>, key: SegmentKey, first_seq: u64, epoch: u64) {
             first_seq,
             epoch,
         };
-        let result = match SegmentFile::create(&shard.dir, header).await {
+        let result = match SegmentFile::create(&GlommioDisk, &shard.dir, header).await {
             Ok(file) => {
                 shard.add_file(key, file);
                 Ok(())

@@ -33,14 +33,14 @@ use trilog_wire::meta::NodeInfo;
 
 use crate::config::NodeConfig;
 use crate::limits::SHARD_CONNECTIONS_MAX;
-use trilog_client::MetaAddr;
+use trilog_meta::MetaAddr;
 
-use crate::meta::{
+use crate::storage::{self, StorageError};
+use shard::{ctl_to_durable, machine_key, Shard};
+use trilog_meta::{
     spawn_etcd_registration, spawn_meta_server, spawn_registration, MetaServerHandle,
     RegistrationHandle,
 };
-use crate::storage::{self, StorageError};
-use shard::{ctl_to_durable, machine_key, Shard};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -259,7 +259,7 @@ async fn run_shard(
 
 async fn recover(shard: &Rc<Shard>, dir: &std::path::Path) -> Result<usize, StorageError> {
     storage::avoid_poll_probe_trap(dir).await?;
-    let recovered = storage::recover_dir(dir).await?;
+    let recovered = storage::recover_dir(&storage::GlommioDisk, dir).await?;
     let n = recovered.len();
     for r in recovered {
         let key = machine_key(r.file.key());

@@ -16,7 +16,11 @@ use trilog_protocol::shard::{ConnId, SegmentKey, ShardMachine};
 
 use crate::server::conns::Conn;
 use crate::server::outbox::Outbox;
-use crate::storage::{self, CtlState, SegmentFile};
+use crate::storage::{self, CtlState, GlommioDisk};
+
+/// The node's segment replicas live on the real disk. (The shard machine
+/// does not care; a simulated node would name another `Disk` here.)
+pub type SegmentFile = crate::storage::SegmentFile<GlommioDisk>;
 
 /// A segment's files, shared by the tasks that run its IO (never borrowed
 /// across an `.await`: see the storage module doc).

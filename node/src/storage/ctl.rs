@@ -51,10 +51,9 @@ use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use glommio::io::{DmaBuffer, DmaFile};
-
-use super::direct_file::{open_direct, read_exact_aligned, Open};
-use super::error::file_error;
+use super::direct_file::{open_direct, read_exact_aligned, write_all_at};
+use super::disk::{BufferOf, Disk, DiskFile, FileOf, OpenMode};
+use super::error::io_error;
 use super::header::{u32_at, u64_at};
 use super::{SegmentKey, StorageError};
 
@@ -218,8 +217,8 @@ fn choose(a: Slot, b: Slot) -> Result<(u64, CtlState), CtlError> {
 
 /// The open control file of one segment replica.
 #[derive(Debug)]
-pub(super) struct CtlFile {
-    file: Rc<DmaFile>,
+pub(super) struct CtlFile<D: Disk> {
+    file: Rc<FileOf<D>>,
     path: PathBuf,
     key: SegmentKey,
     /// The last durable state, and the generation it was written with.
@@ -257,16 +256,20 @@ impl Drop for StatusGuard {
     }
 }
 
-impl CtlFile {
+impl<D: Disk> CtlFile<D> {
     /// Creates (or empties) the control file and makes its size durable.
-    pub(super) async fn create(key: SegmentKey, path: &Path) -> Result<CtlFile, StorageError> {
-        let file = open_direct(key, path, Open::CreateEmpty).await?;
-        file.pre_allocate(CTL_FILE_BYTES, false)
+    pub(super) async fn create(
+        disk: &D,
+        key: SegmentKey,
+        path: &Path,
+    ) -> Result<CtlFile<D>, StorageError> {
+        let file = open_direct(disk, key, path, OpenMode::CreateEmpty).await?;
+        file.pre_allocate(CTL_FILE_BYTES)
             .await
-            .map_err(|e| file_error(key, path, "preallocate", e))?;
+            .map_err(|e| io_error(key, path, "preallocate", e))?;
         file.fdatasync()
             .await
-            .map_err(|e| file_error(key, path, "fdatasync", e))?;
+            .map_err(|e| io_error(key, path, "fdatasync", e))?;
         Ok(CtlFile {
             file: Rc::new(file),
             path: path.to_path_buf(),
@@ -278,14 +281,22 @@ impl CtlFile {
     }
 
     /// Opens an existing control file and loads its durable state.
-    pub(super) async fn open(key: SegmentKey, path: &Path) -> Result<CtlFile, StorageError> {
-        if !path.exists() {
+    pub(super) async fn open(
+        disk: &D,
+        key: SegmentKey,
+        path: &Path,
+    ) -> Result<CtlFile<D>, StorageError> {
+        let exists = disk
+            .exists(path)
+            .await
+            .map_err(|e| io_error(key, path, "stat", e))?;
+        if !exists {
             return Err(StorageError::MissingCtl {
                 segment: key,
                 file: path.to_path_buf(),
             });
         }
-        let file = open_direct(key, path, Open::Existing).await?;
+        let file = open_direct(disk, key, path, OpenMode::Existing).await?;
         let bytes = read_exact_aligned(&file, key, path, 0, CTL_FILE_BYTES as usize).await?;
         let bad = |reason| StorageError::BadCtl {
             segment: key,
@@ -327,7 +338,7 @@ impl CtlFile {
     /// Prepares the write of `state` to the slot of the next generation.
     /// Panics if another write is pending: writes to one control file are
     /// sequential (see the module doc).
-    pub(super) fn begin_write(&mut self, state: CtlState) -> CtlWrite {
+    pub(super) fn begin_write(&mut self, state: CtlState) -> CtlWrite<D> {
         if let Some(pending) = &self.pending {
             match pending.status.get() {
                 WriteStatus::Failed => {
@@ -347,8 +358,8 @@ impl CtlFile {
             }
         }
         let generation = self.generation + 1;
-        let mut buf = self.file.alloc_dma_buffer(CTL_SLOT_BYTES as usize);
-        encode_slot(self.key, generation, &state, buf.as_bytes_mut());
+        let mut buf = self.file.alloc_buffer(CTL_SLOT_BYTES as usize);
+        encode_slot(self.key, generation, &state, &mut buf);
         let status = Rc::new(Cell::new(WriteStatus::Running));
         self.pending = Some(Pending {
             generation,
@@ -391,7 +402,7 @@ impl CtlFile {
         &self.path
     }
 
-    pub(super) fn into_file(self) -> Rc<DmaFile> {
+    pub(super) fn into_file(self) -> Rc<FileOf<D>> {
         self.file
     }
 }
@@ -400,16 +411,16 @@ impl CtlFile {
 /// [`super::SegmentFile::begin_ctl_write`]; borrows nothing from it.
 #[must_use = "a control write does nothing until run and completed"]
 #[derive(Debug)]
-pub struct CtlWrite {
-    file: Rc<DmaFile>,
+pub struct CtlWrite<D: Disk> {
+    file: Rc<FileOf<D>>,
     path: PathBuf,
     key: SegmentKey,
     generation: u64,
-    buf: DmaBuffer,
+    buf: BufferOf<D>,
     status: StatusGuard,
 }
 
-impl CtlWrite {
+impl<D: Disk> CtlWrite<D> {
     /// Writes the slot and fdatasyncs the file. Once this returns `Ok`, the
     /// state is durable; tell the segment with
     /// [`super::SegmentFile::complete_ctl_write`]. On `Err` (or if this
@@ -425,23 +436,10 @@ impl CtlWrite {
             status,
         } = self;
         let pos = (generation % 2) * CTL_SLOT_BYTES;
-        let expected = buf.len();
-        let written = file
-            .write_at(buf, pos)
-            .await
-            .map_err(|e| file_error(key, &path, "write control slot", e))?;
-        if written != expected {
-            return Err(StorageError::ShortWrite {
-                segment: key,
-                file: path,
-                pos,
-                written,
-                expected,
-            });
-        }
+        write_all_at(&*file, key, &path, "write control slot", buf, pos).await?;
         file.fdatasync()
             .await
-            .map_err(|e| file_error(key, &path, "fdatasync", e))?;
+            .map_err(|e| io_error(key, &path, "fdatasync", e))?;
         status.0.set(WriteStatus::Succeeded);
         Ok(())
     }
@@ -451,6 +449,7 @@ impl CtlWrite {
 mod tests {
     use super::*;
     use crate::storage::test_support::{run_local, test_dir};
+    use crate::storage::GlommioDisk;
     use std::os::unix::fs::FileExt;
 
     const KEY: SegmentKey = SegmentKey {
@@ -527,7 +526,7 @@ mod tests {
         );
     }
 
-    async fn write(ctl: &mut CtlFile, state: CtlState) {
+    async fn write(ctl: &mut CtlFile<GlommioDisk>, state: CtlState) {
         let w = ctl.begin_write(state);
         assert!(ctl.write_in_flight());
         w.run().await.expect("control write");
@@ -542,13 +541,15 @@ mod tests {
         let path = KEY.ctl_path(dir.path());
         let p = path.clone();
         run_local(move || async move {
-            let mut ctl = CtlFile::create(KEY, &p).await.expect("create");
+            let mut ctl = CtlFile::create(&GlommioDisk, KEY, &p)
+                .await
+                .expect("create");
             assert_eq!(ctl.state(), CtlState::default());
             for n in 1..=5 {
                 write(&mut ctl, state(n)).await;
             }
             drop(ctl);
-            let ctl = CtlFile::open(KEY, &p).await.expect("open");
+            let ctl = CtlFile::open(&GlommioDisk, KEY, &p).await.expect("open");
             assert_eq!(ctl.state(), state(5));
             assert_eq!(ctl.generation, 5);
         });
@@ -564,12 +565,12 @@ mod tests {
 
         let p = path.clone();
         run_local(move || async move {
-            let mut ctl = CtlFile::open(KEY, &p).await.expect("open");
+            let mut ctl = CtlFile::open(&GlommioDisk, KEY, &p).await.expect("open");
             assert_eq!(ctl.state(), state(4), "the previous durable state");
             // The next write reuses the torn slot, keeping generation 4's.
             write(&mut ctl, state(9)).await;
             drop(ctl);
-            let ctl = CtlFile::open(KEY, &p).await.expect("open");
+            let ctl = CtlFile::open(&GlommioDisk, KEY, &p).await.expect("open");
             assert_eq!(ctl.state(), state(9));
             assert_eq!(ctl.generation, 5);
         });
@@ -585,7 +586,7 @@ mod tests {
         drop(f);
         let p = path.clone();
         let msg = run_local(move || async move {
-            match CtlFile::open(KEY, &p).await {
+            match CtlFile::open(&GlommioDisk, KEY, &p).await {
                 Ok(_) => panic!("both slots damaged but loaded"),
                 Err(e) => {
                     assert!(matches!(
@@ -607,7 +608,9 @@ mod tests {
         let dir = test_dir();
         let p = KEY.ctl_path(dir.path());
         run_local(move || async move {
-            let mut ctl = CtlFile::create(KEY, &p).await.expect("create");
+            let mut ctl = CtlFile::create(&GlommioDisk, KEY, &p)
+                .await
+                .expect("create");
             write(&mut ctl, state(1)).await;
 
             // A write dropped before it ran counts as failed.
@@ -639,7 +642,9 @@ mod tests {
         let dir = test_dir();
         let p = KEY.ctl_path(dir.path());
         run_local(move || async move {
-            let mut ctl = CtlFile::create(KEY, &p).await.expect("create");
+            let mut ctl = CtlFile::create(&GlommioDisk, KEY, &p)
+                .await
+                .expect("create");
             let w = ctl.begin_write(state(1));
             let early = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 ctl.complete_write(state(1))

@@ -6,15 +6,13 @@
 //! differently from a failing disk (it stops taking new segments; it does
 //! not report the device as broken).
 //!
-//! glommio reports I/O failures as `GlommioError`; converting that into an
-//! `io::Error` with `From` keeps only the message and loses
-//! `raw_os_error()`, so [`os_error`] takes the `io::Error` out of the
-//! variant instead, and ENOSPC stays recognisable.
+//! The [`super::Disk`] reports failures as `io::Error`s that keep their OS
+//! error code; [`io_error`] tells ENOSPC (and EDQUOT) from the rest by that
+//! code.
 
 use std::io;
 use std::path::PathBuf;
 
-use glommio::GlommioError;
 use trilog_wire::WireError;
 
 use super::ctl::CtlError;
@@ -102,30 +100,12 @@ impl StorageError {
     }
 }
 
-/// The `io::Error` inside a glommio error, with its OS error code kept.
-pub(crate) fn os_error(err: GlommioError<()>) -> io::Error {
-    match err {
-        GlommioError::IoError(source) | GlommioError::EnhancedIoError { source, .. } => source,
-        other => io::Error::other(other.to_string()),
-    }
-}
-
 /// Whether an OS error means "the device or the quota is full".
 pub(crate) fn is_no_space(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
-/// A failed glommio operation on a file of `segment`, as a storage error.
-pub(crate) fn file_error(
-    segment: SegmentKey,
-    file: &std::path::Path,
-    op: &'static str,
-    err: GlommioError<()>,
-) -> StorageError {
-    io_error(segment, file, op, os_error(err))
-}
-
-/// A failed std operation on a file of `segment`, as a storage error.
+/// A failed disk operation on a file of `segment`, as a storage error.
 pub(crate) fn io_error(
     segment: SegmentKey,
     file: &std::path::Path,
@@ -152,42 +132,20 @@ pub(crate) fn io_error(
 mod tests {
     use super::*;
 
-    fn key() -> SegmentKey {
-        SegmentKey {
+    #[test]
+    fn enospc_and_edquot_are_no_space() {
+        let key = SegmentKey {
             log_id: 1,
             segment: 2,
-        }
-    }
-
-    #[test]
-    fn enospc_survives_the_glommio_wrapper() {
-        let enhanced: GlommioError<()> = GlommioError::EnhancedIoError {
-            source: io::Error::from_raw_os_error(libc::ENOSPC),
-            op: "Writing",
-            path: None,
-            fd: Some(3),
         };
-        // The std conversion drops the code: the reason for `os_error`.
-        let lossy: io::Error = GlommioError::<()>::EnhancedIoError {
-            source: io::Error::from_raw_os_error(libc::ENOSPC),
-            op: "Writing",
-            path: None,
-            fd: None,
+        let file = std::path::Path::new("/x.seg");
+        for code in [libc::ENOSPC, libc::EDQUOT] {
+            let err = io_error(key, file, "write", io::Error::from_raw_os_error(code));
+            assert!(err.is_no_space(), "{err:?}");
         }
-        .into();
-        assert_eq!(lossy.raw_os_error(), None);
-
-        let err = file_error(key(), std::path::Path::new("/x.seg"), "write", enhanced);
-        assert!(err.is_no_space(), "{err:?}");
+        let err = io_error(key, file, "write", io::Error::from_raw_os_error(libc::EIO));
+        assert!(!err.is_no_space(), "{err:?}");
         let msg = err.to_string();
         assert!(msg.contains("/x.seg") && msg.contains("segment 2"), "{msg}");
-
-        let plain: GlommioError<()> =
-            GlommioError::IoError(io::Error::from_raw_os_error(libc::EIO));
-        let err = file_error(key(), std::path::Path::new("/x.seg"), "write", plain);
-        assert!(!err.is_no_space());
-        assert!(
-            matches!(&err, StorageError::Io { source, .. } if source.raw_os_error() == Some(libc::EIO))
-        );
     }
 }

@@ -39,9 +39,9 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use glommio::io::{DmaBuffer, DmaFile};
-
-use super::error::file_error;
+use super::direct_file::write_all_at;
+use super::disk::{BufferOf, Disk, DiskFile, FileOf};
+use super::error::io_error;
 use super::{SegmentFile, SegmentKey, StorageError, PREALLOC_CHUNK_BYTES};
 
 /// What [`SegmentFile`] remembers of its flush in flight.
@@ -53,11 +53,11 @@ pub(super) struct InFlight {
 /// A flush taken out of a segment; borrows nothing from it.
 #[must_use = "staged records are durable only once the flush runs and completes"]
 #[derive(Debug)]
-pub struct FlushJob {
-    file: Rc<DmaFile>,
+pub struct FlushJob<D: Disk> {
+    file: Rc<FileOf<D>>,
     path: PathBuf,
     key: SegmentKey,
-    buf: DmaBuffer,
+    buf: BufferOf<D>,
     pos: u64,
     /// Extend the preallocation to this size before writing.
     prealloc_to: Option<u64>,
@@ -106,7 +106,7 @@ pub struct FlushDone {
     len_after: u64,
 }
 
-impl FlushJob {
+impl<D: Disk> FlushJob<D> {
     /// The segment's durable length once this job completes.
     pub fn len_after(&self) -> u64 {
         self.len_after
@@ -130,7 +130,7 @@ impl FlushJob {
             len_after,
             mut failure,
         } = self;
-        match write_and_sync(&file, &path, key, buf, pos, prealloc_to).await {
+        match write_and_sync(&*file, &path, key, buf, pos, prealloc_to).await {
             Ok(()) => {
                 failure.succeed();
                 Ok(FlushDone { key, len_after })
@@ -150,42 +150,29 @@ impl FlushJob {
     }
 }
 
-async fn write_and_sync(
-    file: &DmaFile,
+async fn write_and_sync<F: DiskFile>(
+    file: &F,
     path: &Path,
     key: SegmentKey,
-    buf: DmaBuffer,
+    buf: F::Buffer,
     pos: u64,
     prealloc_to: Option<u64>,
 ) -> Result<(), StorageError> {
     if let Some(size) = prealloc_to {
-        file.pre_allocate(size, false)
+        file.pre_allocate(size)
             .await
-            .map_err(|e| file_error(key, path, "preallocate", e))?;
+            .map_err(|e| io_error(key, path, "preallocate", e))?;
     }
-    let expected = buf.len();
-    let written = file
-        .write_at(buf, pos)
-        .await
-        .map_err(|e| file_error(key, path, "write", e))?;
-    if written != expected {
-        return Err(StorageError::ShortWrite {
-            segment: key,
-            file: path.to_path_buf(),
-            pos,
-            written,
-            expected,
-        });
-    }
+    write_all_at(file, key, path, "write", buf, pos).await?;
     file.fdatasync()
         .await
-        .map_err(|e| file_error(key, path, "fdatasync", e))
+        .map_err(|e| io_error(key, path, "fdatasync", e))
 }
 
-impl SegmentFile {
+impl<D: Disk> SegmentFile<D> {
     /// Takes every staged record into one flush job, or `None` if nothing
     /// is staged or a flush failed. Panics if a flush is in flight.
-    pub fn begin_flush(&mut self) -> Option<FlushJob> {
+    pub fn begin_flush(&mut self) -> Option<FlushJob<D>> {
         self.absorb_failure();
         let key = self.key();
         if self.is_failed() {
@@ -273,7 +260,8 @@ mod tests {
         flush, header, path_of, payload, read_range, run_local, stage, test_dir, write_ctl, Rng,
     };
     use crate::storage::{
-        CtlState, SegmentFile, StorageError, PREALLOC_CHUNK_BYTES, SEGMENT_HEADER_BYTES,
+        CtlState, GlommioDisk, SegmentFile, StorageError, PREALLOC_CHUNK_BYTES,
+        SEGMENT_HEADER_BYTES,
     };
 
     /// Checks `got` holds entries `from..` with the payloads of `sizes`.
@@ -295,7 +283,9 @@ mod tests {
         let dir = test_dir();
         let path = path_of(&dir);
         let data_path = run_local(move || async move {
-            let mut seg = SegmentFile::create(&path, header(1)).await.expect("create");
+            let mut seg = SegmentFile::create(&GlommioDisk, &path, header(1))
+                .await
+                .expect("create");
             let mut rng = Rng::new(7);
             let mut sizes = Vec::new();
             let mut offset = 0;
@@ -362,7 +352,9 @@ mod tests {
         let path = path_of(&dir);
         run_local(move || async move {
             let seg = Rc::new(RefCell::new(
-                SegmentFile::create(&path, header(2)).await.expect("create"),
+                SegmentFile::create(&GlommioDisk, &path, header(2))
+                    .await
+                    .expect("create"),
             ));
             for o in 0..3 {
                 stage(&mut seg.borrow_mut(), o, &payload(o, 5000, 0));
@@ -406,7 +398,9 @@ mod tests {
         let dir = test_dir();
         let path = path_of(&dir);
         run_local(move || async move {
-            let mut seg = SegmentFile::create(&path, header(3)).await.expect("create");
+            let mut seg = SegmentFile::create(&GlommioDisk, &path, header(3))
+                .await
+                .expect("create");
             for o in 0..4 {
                 stage(&mut seg, o, &payload(o, 3000, 0));
             }
@@ -453,7 +447,9 @@ mod tests {
             assert_eq!(seg.ctl(), fenced);
 
             // A job dropped before it ran fails its segment too.
-            let mut other = SegmentFile::create(&path, header(4)).await.expect("create");
+            let mut other = SegmentFile::create(&GlommioDisk, &path, header(4))
+                .await
+                .expect("create");
             stage(&mut other, 0, b"x");
             drop(other.begin_flush().expect("job"));
             assert!(other.failure().is_some());
@@ -467,8 +463,12 @@ mod tests {
         let dir = test_dir();
         let path = path_of(&dir);
         run_local(move || async move {
-            let mut seg = SegmentFile::create(&path, header(5)).await.expect("create");
-            let size = |seg: &SegmentFile| std::fs::metadata(seg.data_path()).expect("stat").len();
+            let mut seg = SegmentFile::create(&GlommioDisk, &path, header(5))
+                .await
+                .expect("create");
+            let size = |seg: &SegmentFile<GlommioDisk>| {
+                std::fs::metadata(seg.data_path()).expect("stat").len()
+            };
             assert_eq!(size(&seg), PREALLOC_CHUNK_BYTES);
             let big = ENTRY_BYTES_MAX as usize;
             let entries = 20u64;
@@ -494,7 +494,9 @@ mod tests {
         let dir = test_dir();
         let path = path_of(&dir);
         run_local(move || async move {
-            let mut seg = SegmentFile::create(&path, header(6)).await.expect("create");
+            let mut seg = SegmentFile::create(&GlommioDisk, &path, header(6))
+                .await
+                .expect("create");
             for o in 0..10 {
                 stage(&mut seg, o, &payload(o, 100, 0));
             }

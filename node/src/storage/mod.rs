@@ -20,13 +20,13 @@
 //!   of them in a single write and makes them durable with a single
 //!   fdatasync, and only then may they be acknowledged.
 //! - **No borrow across an `.await`.** A [`SegmentFile`] lives in an
-//!   `Rc<RefCell<_>>` on a single-threaded glommio executor, where many tasks
-//!   use it at once. Every operation that does I/O is therefore split in
+//!   `Rc<RefCell<_>>` on a single-threaded executor, where many tasks use it
+//!   at once. Every operation that does I/O is therefore split in
 //!   three:
 //!
 //!   1. a synchronous *begin* step on `&mut SegmentFile` (or `&SegmentFile`
-//!      for reads) that takes what the I/O needs — an `Rc<DmaFile>`, an
-//!      aligned buffer, positions — into a job value;
+//!      for reads) that takes what the I/O needs — an `Rc` of the open file,
+//!      an aligned buffer, positions — into a job value;
 //!   2. an async `run(self)` on the job, which borrows nothing from the
 //!      segment, so the `RefCell` is free while the disk works;
 //!   3. a synchronous *complete* step on `&mut SegmentFile` that applies the
@@ -50,16 +50,29 @@
 //!   recorded in the control file and zeroes what lies past the recovered
 //!   end, so a later crash can never resurrect stale bytes.
 //!
+//! **Generic over the disk.** Every type and function here is generic over
+//! a [`Disk`] (`SegmentFile<D>`, `FlushJob<D>`, `recover_dir(disk, dir)`,
+//! ...), and that trait is the only way this code reaches a file: no
+//! glommio, no std::fs, no spawning, no timers. The node runs it on
+//! [`GlommioDisk`] (io_uring, `O_DIRECT`); the deterministic simulator
+//! (`trilog_sim::SimDisk`) runs the very same code on an in-memory disk
+//! that loses what was not synced in a crash, tears unsynced writes sector
+//! by sector, flips bits and fills up, and checks after each crash that
+//! recovery gives back every acknowledged record and nothing else. The
+//! format on disk does not depend on the disk.
+//!
 //! Every executor thread must settle glommio's polled-I/O probe for the
 //! storage device before it opens any file there with direct I/O
-//! ([`avoid_poll_probe_trap`]). Every direct open of this module does it
+//! ([`avoid_poll_probe_trap`]). [`GlommioDisk::open`](Disk::open) does it
 //! first, once per thread and device, so storage cannot get it wrong;
 //! other code opening direct files on that device must call it too.
 
 mod ctl;
 mod direct_file;
+mod disk;
 mod error;
 mod flush;
+mod glommio_disk;
 mod header;
 mod probe;
 mod read;
@@ -74,8 +87,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use ctl::{CtlError, CtlState, CtlWrite, CTL_FILE_BYTES, CTL_SLOT_BYTES};
+pub use disk::{BufferOf, Disk, DiskBuffer, DiskFile, FileOf, OpenMode};
 pub use error::StorageError;
 pub use flush::{FlushDone, FlushJob};
+pub use glommio_disk::{GlommioBuffer, GlommioDisk, GlommioFile};
 pub use header::{HeaderError, SegmentHeader, SEGMENT_MAGIC, SEGMENT_VERSION};
 pub use probe::avoid_poll_probe_trap;
 pub use read::ReadPlan;

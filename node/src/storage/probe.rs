@@ -15,7 +15,7 @@
 //! and then proves direct reads work by reading the block back. It must
 //! run on every executor thread (the answer is cached per thread);
 //! [`ensure_probed`] runs it once per thread and device and is called by
-//! every storage entry point that opens files.
+//! every open of [`super::GlommioDisk`], so storage cannot forget it.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use glommio::io::DmaFile;
 
-use super::error::os_error;
+use super::glommio_disk::os_error;
 use super::{StorageError, BLOCK_BYTES};
 
 /// Byte the probe file is filled with: anything but zero.

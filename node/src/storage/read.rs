@@ -10,19 +10,19 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use glommio::io::DmaFile;
 use trilog_wire::limits::READ_BYTES_MAX;
 use trilog_wire::record::{parse_record, Parsed};
 use trilog_wire::WireError;
 
-use super::error::file_error;
+use super::disk::{Disk, DiskFile, FileOf};
+use super::error::io_error;
 use super::{align_down, align_up, SegmentFile, SegmentKey, StorageError};
 
 /// A read taken out of a segment; borrows nothing from it.
 #[must_use = "a read plan does nothing until run"]
 #[derive(Debug)]
-pub struct ReadPlan {
-    file: Rc<DmaFile>,
+pub struct ReadPlan<D: Disk> {
+    file: Rc<FileOf<D>>,
     path: PathBuf,
     key: SegmentKey,
     first_offset: u64,
@@ -32,12 +32,12 @@ pub struct ReadPlan {
     end_pos: u64,
 }
 
-impl SegmentFile {
+impl<D: Disk> SegmentFile<D> {
     /// Plans a read of the records `[from, k)` for the largest `k <= to`
     /// whose bytes fit in `max_bytes` (capped at `READ_BYTES_MAX`), but at
     /// least one record when `from < to`, however large. `None` when
     /// `from == to`. Requires `from <= to <= durable_len()`.
-    pub fn read_plan(&self, from: u64, to: u64, max_bytes: u32) -> Option<ReadPlan> {
+    pub fn read_plan(&self, from: u64, to: u64, max_bytes: u32) -> Option<ReadPlan<D>> {
         let key = self.key();
         assert!(from <= to, "{key}: read of [{from}, {to})");
         assert!(
@@ -70,7 +70,7 @@ impl SegmentFile {
     }
 }
 
-impl ReadPlan {
+impl<D: Disk> ReadPlan<D> {
     pub fn first_offset(&self) -> u64 {
         self.first_offset
     }
@@ -97,7 +97,7 @@ impl ReadPlan {
             .file
             .read_at_aligned(cover_start, cover_len)
             .await
-            .map_err(|e| file_error(self.key, &self.path, "read", e))?;
+            .map_err(|e| io_error(self.key, &self.path, "read", e))?;
         if read.len() < hi {
             return Err(StorageError::ShortRead {
                 segment: self.key,
@@ -159,7 +159,7 @@ mod tests {
     use crate::storage::test_support::{
         flush, header, path_of, payload, run_local, stage, test_dir,
     };
-    use crate::storage::{SegmentFile, StorageError, SEGMENT_HEADER_BYTES};
+    use crate::storage::{GlommioDisk, SegmentFile, StorageError, SEGMENT_HEADER_BYTES};
 
     const H: u32 = RECORD_HEADER_BYTES as u32;
 
@@ -168,7 +168,9 @@ mod tests {
         let dir = test_dir();
         let path = path_of(&dir);
         run_local(move || async move {
-            let mut seg = SegmentFile::create(&path, header(1)).await.expect("create");
+            let mut seg = SegmentFile::create(&GlommioDisk, &path, header(1))
+                .await
+                .expect("create");
             let sizes = [10u32, 5000, 20, ENTRY_BYTES_MAX, 30];
             for (o, len) in sizes.iter().enumerate() {
                 stage(&mut seg, o as u64, &payload(o as u64, *len as usize, 0));
@@ -216,7 +218,9 @@ mod tests {
         let dir = test_dir();
         let path = path_of(&dir);
         run_local(move || async move {
-            let mut seg = SegmentFile::create(&path, header(2)).await.expect("create");
+            let mut seg = SegmentFile::create(&GlommioDisk, &path, header(2))
+                .await
+                .expect("create");
             for o in 0..3 {
                 stage(&mut seg, o, &payload(o, 100, 0));
             }

@@ -14,11 +14,11 @@
 
 use std::path::Path;
 
-use glommio::io::DmaFile;
 use trilog_wire::record::{parse_record, Parsed, RECORD_HEADER_BYTES};
 use trilog_wire::WireError;
 
-use super::error::file_error;
+use super::disk::DiskFile;
+use super::error::io_error;
 use super::{
     align_down, align_up, SegmentKey, StorageError, BLOCK_BYTES, SCAN_CHUNK_BYTES,
     SEGMENT_HEADER_BYTES,
@@ -48,8 +48,8 @@ pub(super) struct Scanned {
 
 /// Scans the records of `file` from the end of its header block, up to
 /// `limit` entries if given.
-pub(super) async fn scan_records(
-    file: &DmaFile,
+pub(super) async fn scan_records<F: DiskFile>(
+    file: &F,
     key: SegmentKey,
     path: &Path,
     file_size: u64,
@@ -159,9 +159,9 @@ impl Window {
 
     /// Reads until the window holds `need` bytes from `at`, or the end of
     /// the file. Forgets the whole blocks before `at`.
-    async fn fill(
+    async fn fill<F: DiskFile>(
         &mut self,
-        file: &DmaFile,
+        file: &F,
         key: SegmentKey,
         path: &Path,
         file_size: u64,
@@ -195,7 +195,7 @@ impl Window {
             let read = file
                 .read_at_aligned(read_pos, len as usize)
                 .await
-                .map_err(|e| file_error(key, path, "scan read", e))?;
+                .map_err(|e| io_error(key, path, "scan read", e))?;
             self.bytes.extend_from_slice(&read);
             if (read.len() as u64) < len {
                 self.eof = true;

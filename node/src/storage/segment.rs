@@ -1,8 +1,8 @@
 //! One segment replica on disk: its data file, its control file and the
 //! in-memory state that goes with them.
 //!
-//! [`SegmentFile`] is held by the node as `Rc<RefCell<SegmentFile>>` on one
-//! glommio executor, so no method holds `&mut self` across an `.await`:
+//! [`SegmentFile`] is held by the node as `Rc<RefCell<SegmentFile<D>>>` on
+//! one executor thread, so no method holds `&mut self` across an `.await`:
 //! each I/O is begun, run and completed in three steps (see the module doc
 //! of [`super`]). The flush steps live in [`super::flush`], reads in
 //! [`super::read`], recovery in [`super::recover`].
@@ -25,13 +25,13 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use glommio::io::DmaFile;
 use trilog_wire::limits::ENTRY_BYTES_MAX;
 use trilog_wire::record::{RecordHeader, RECORD_HEADER_BYTES};
 
 use super::ctl::{CtlFile, CtlState, CtlWrite};
-use super::direct_file::{close_shared, open_direct, sync_dir, Open};
-use super::error::file_error;
+use super::direct_file::{close_shared, open_direct, sync_dir, write_all_at};
+use super::disk::{Disk, DiskFile, FileOf, OpenMode};
+use super::error::io_error;
 use super::flush::InFlight;
 use super::staging::Staging;
 use super::{
@@ -41,12 +41,13 @@ use super::{
 
 /// One segment replica: see the module doc.
 #[derive(Debug)]
-pub struct SegmentFile {
+pub struct SegmentFile<D: Disk> {
+    pub(super) disk: D,
     pub(super) header: SegmentHeader,
     pub(super) dir: PathBuf,
     pub(super) data_path: PathBuf,
-    pub(super) data: Rc<DmaFile>,
-    pub(super) ctl: CtlFile,
+    pub(super) data: Rc<FileOf<D>>,
+    pub(super) ctl: CtlFile<D>,
     /// `positions[i]` is the file position of record `i` for every staged
     /// offset `i`, and `positions[staged_len]` the position just past the
     /// last staged record. Never empty; `positions[0]` is the first byte
@@ -58,7 +59,7 @@ pub struct SegmentFile {
     /// flushes so far (durable or in flight); shorter than a block.
     pub(super) tail: Vec<u8>,
     /// Records staged since the last flush began.
-    pub(super) staging: Option<Staging>,
+    pub(super) staging: Option<Staging<D>>,
     /// The flush in flight, if any (at most one).
     pub(super) in_flight: Option<InFlight>,
     /// The file's size as preallocated, including by the flush in flight.
@@ -68,8 +69,8 @@ pub struct SegmentFile {
     pub(super) failed: Rc<RefCell<Option<String>>>,
 }
 
-impl SegmentFile {
-    /// Creates the files of a new segment replica in `dir` and makes them
+impl<D: Disk> SegmentFile<D> {
+    /// Creates the files of a new segment replica in `dir` on `disk` and makes them
     /// durable: the control file (empty: the default state), then the data
     /// file with its header block, preallocated, under a temporary name,
     /// renamed to its final name only once its header is synced, and the
@@ -78,49 +79,46 @@ impl SegmentFile {
     ///
     /// Refuses with [`StorageError::AlreadyExists`] if the segment's data
     /// file exists.
-    pub async fn create(dir: &Path, header: SegmentHeader) -> Result<SegmentFile, StorageError> {
+    pub async fn create(
+        disk: &D,
+        dir: &Path,
+        header: SegmentHeader,
+    ) -> Result<SegmentFile<D>, StorageError> {
         let key = header.key();
         let data_path = key.data_path(dir);
-        if data_path.exists() {
+        let exists = disk
+            .exists(&data_path)
+            .await
+            .map_err(|e| io_error(key, &data_path, "stat", e))?;
+        if exists {
             return Err(StorageError::AlreadyExists {
                 segment: key,
                 file: data_path,
             });
         }
-        let ctl = CtlFile::create(key, &key.ctl_path(dir)).await?;
+        let ctl = CtlFile::create(disk, key, &key.ctl_path(dir)).await?;
         // The control file's name is durable before the data file can be:
         // a `.seg` without its `.ctl` is damage, not a crash.
-        sync_dir(dir).await?;
+        sync_dir(disk, dir).await?;
 
         let creating = key.creating_path(dir);
-        let data = open_direct(key, &creating, Open::CreateEmpty).await?;
-        data.pre_allocate(PREALLOC_CHUNK_BYTES, false)
+        let data = open_direct(disk, key, &creating, OpenMode::CreateEmpty).await?;
+        data.pre_allocate(PREALLOC_CHUNK_BYTES)
             .await
-            .map_err(|e| file_error(key, &creating, "preallocate", e))?;
-        let mut block = data.alloc_dma_buffer(SEGMENT_HEADER_BYTES as usize);
-        header.encode(block.as_bytes_mut());
-        let written = data
-            .write_at(block, 0)
-            .await
-            .map_err(|e| file_error(key, &creating, "write header", e))?;
-        if written != SEGMENT_HEADER_BYTES as usize {
-            return Err(StorageError::ShortWrite {
-                segment: key,
-                file: creating,
-                pos: 0,
-                written,
-                expected: SEGMENT_HEADER_BYTES as usize,
-            });
-        }
+            .map_err(|e| io_error(key, &creating, "preallocate", e))?;
+        let mut block = data.alloc_buffer(SEGMENT_HEADER_BYTES as usize);
+        header.encode(&mut block);
+        write_all_at(&data, key, &creating, "write header", block, 0).await?;
         data.fdatasync()
             .await
-            .map_err(|e| file_error(key, &creating, "fdatasync", e))?;
-        data.rename(&data_path)
+            .map_err(|e| io_error(key, &creating, "fdatasync", e))?;
+        disk.rename(&creating, &data_path)
             .await
-            .map_err(|e| file_error(key, &data_path, "rename into place", e))?;
-        sync_dir(dir).await?;
+            .map_err(|e| io_error(key, &data_path, "rename into place", e))?;
+        sync_dir(disk, dir).await?;
 
         let segment = SegmentFile {
+            disk: disk.clone(),
             header,
             dir: dir.to_path_buf(),
             data_path,
@@ -246,9 +244,9 @@ impl SegmentFile {
             // flushes so far, right after the partial tail block.
             let base = align_down(end);
             assert_eq!(end - base, self.tail.len() as u64, "tail block out of step");
-            Staging::new(&self.data, base, &self.tail, offset, record_bytes as usize)
+            Staging::new(&*self.data, base, &self.tail, offset, record_bytes as usize)
         });
-        let new_end = staging.push_record(&self.data, &record, payload);
+        let new_end = staging.push_record(&*self.data, &record, payload);
         assert_eq!(new_end, end + record_bytes);
         self.positions.push(new_end);
     }
@@ -266,7 +264,7 @@ impl SegmentFile {
 
     /// Begins the durable write of `state`. Panics if a control write is in
     /// flight: control writes of a segment are sequential.
-    pub fn begin_ctl_write(&mut self, state: CtlState) -> CtlWrite {
+    pub fn begin_ctl_write(&mut self, state: CtlState) -> CtlWrite<D> {
         self.ctl.begin_write(state)
     }
 
@@ -314,13 +312,15 @@ impl SegmentFile {
         let key = self.key();
         let ctl_path = self.ctl.path().to_path_buf();
         // The data file first: without it recovery ignores the segment.
-        glommio::io::remove(&self.data_path)
+        self.disk
+            .unlink(&self.data_path)
             .await
-            .map_err(|e| file_error(key, &self.data_path, "unlink", e))?;
-        glommio::io::remove(&ctl_path)
+            .map_err(|e| io_error(key, &self.data_path, "unlink", e))?;
+        self.disk
+            .unlink(&ctl_path)
             .await
-            .map_err(|e| file_error(key, &ctl_path, "unlink", e))?;
-        sync_dir(&self.dir).await?;
+            .map_err(|e| io_error(key, &ctl_path, "unlink", e))?;
+        sync_dir(&self.disk, &self.dir).await?;
         close_shared(key, &self.data_path, self.data).await?;
         close_shared(key, &ctl_path, self.ctl.into_file()).await
     }

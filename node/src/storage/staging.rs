@@ -1,6 +1,6 @@
 //! The staging buffer of a segment: records waiting for the next flush.
 //!
-//! It is an aligned DMA buffer laid out exactly as the next write will put
+//! It is an aligned buffer of the disk ([`super::DiskBuffer`]) laid out exactly as the next write will put
 //! it on disk: it starts at the block-aligned file position of the partial
 //! tail block, holds the bytes of that block that are already written (or
 //! being written by the flush in flight), then the staged records. So a
@@ -9,14 +9,14 @@
 //! is. The buffer doubles when it fills; growing copies, but only a
 //! logarithmic number of times per flush.
 
-use glommio::io::{DmaBuffer, DmaFile};
 use trilog_wire::record::{RecordHeader, RECORD_HEADER_BYTES};
 
+use super::disk::{BufferOf, Disk, DiskBuffer, DiskFile, FileOf};
 use super::{align_down, align_up, BLOCK_BYTES, STAGE_BYTES_INITIAL};
 
 #[derive(Debug)]
-pub(super) struct Staging {
-    buf: DmaBuffer,
+pub(super) struct Staging<D: Disk> {
+    buf: BufferOf<D>,
     /// File position of `buf[0]`; block-aligned.
     base_pos: u64,
     /// Bytes at the start of `buf` that are already written or in flight:
@@ -28,22 +28,22 @@ pub(super) struct Staging {
     first_offset: u64,
 }
 
-impl Staging {
+impl<D: Disk> Staging<D> {
     /// A staging buffer that continues the data at `base_pos + tail.len()`,
     /// where `tail` holds the bytes already there in the block at
     /// `base_pos`.
     pub(super) fn new(
-        file: &DmaFile,
+        file: &FileOf<D>,
         base_pos: u64,
         tail: &[u8],
         first_offset: u64,
         extra_bytes: usize,
-    ) -> Staging {
+    ) -> Staging<D> {
         assert_eq!(base_pos % BLOCK_BYTES, 0, "staging base unaligned");
         assert!((tail.len() as u64) < BLOCK_BYTES, "tail is a partial block");
         let capacity = align_up((tail.len() + extra_bytes) as u64).max(STAGE_BYTES_INITIAL);
-        let mut buf = file.alloc_dma_buffer(capacity as usize);
-        buf.as_bytes_mut()[..tail.len()].copy_from_slice(tail);
+        let mut buf = file.alloc_buffer(capacity as usize);
+        buf[..tail.len()].copy_from_slice(tail);
         Staging {
             buf,
             base_pos,
@@ -79,7 +79,7 @@ impl Staging {
     /// Appends one record; returns the file position just past it.
     pub(super) fn push_record(
         &mut self,
-        file: &DmaFile,
+        file: &FileOf<D>,
         header: &RecordHeader,
         payload: &[u8],
     ) -> u64 {
@@ -90,21 +90,21 @@ impl Staging {
         );
         let record_bytes = RECORD_HEADER_BYTES + payload.len();
         self.reserve(file, record_bytes);
-        let out = &mut self.buf.as_bytes_mut()[self.fill..self.fill + record_bytes];
+        let out = &mut self.buf[self.fill..self.fill + record_bytes];
         out[..RECORD_HEADER_BYTES].copy_from_slice(&header.to_bytes());
         out[RECORD_HEADER_BYTES..].copy_from_slice(payload);
         self.fill += record_bytes;
         self.end_pos()
     }
 
-    fn reserve(&mut self, file: &DmaFile, extra: usize) {
+    fn reserve(&mut self, file: &FileOf<D>, extra: usize) {
         let needed = self.fill + extra;
         if needed <= self.buf.len() {
             return;
         }
         let capacity = align_up(needed as u64).max(2 * self.buf.len() as u64);
-        let mut bigger = file.alloc_dma_buffer(capacity as usize);
-        bigger.as_bytes_mut()[..self.fill].copy_from_slice(&self.buf.as_bytes()[..self.fill]);
+        let mut bigger = file.alloc_buffer(capacity as usize);
+        bigger[..self.fill].copy_from_slice(&self.buf[..self.fill]);
         self.buf = bigger;
     }
 
@@ -122,16 +122,16 @@ impl Staging {
     /// to a whole block and returns the buffer and its file position. Puts
     /// into `tail` the bytes of the new partial tail block (what the block
     /// at the end of this write holds before its padding).
-    pub(super) fn into_write(mut self, tail: &mut Vec<u8>) -> (DmaBuffer, u64) {
+    pub(super) fn into_write(mut self, tail: &mut Vec<u8>) -> (BufferOf<D>, u64) {
         assert!(self.has_records(), "a flush with nothing staged");
         let padded = align_up(self.fill as u64) as usize;
         assert!(padded <= self.buf.len(), "capacity is whole blocks");
-        let bytes = self.buf.as_bytes_mut();
+        let bytes = &mut self.buf[..];
         bytes[self.fill..padded].fill(0);
         let tail_start = align_down(self.fill as u64) as usize;
         tail.clear();
         tail.extend_from_slice(&bytes[tail_start..self.fill]);
-        self.buf.trim_to_size(padded);
+        self.buf.trim_to(padded);
         (self.buf, self.base_pos)
     }
 }

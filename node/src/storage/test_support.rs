@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use glommio::{BuilderErrorKind, GlommioError, LocalExecutorBuilder};
 use trilog_wire::record::parse_records;
 
-use super::{CtlState, SegmentFile, SegmentHeader};
+use super::{CtlState, Disk, SegmentFile, SegmentHeader};
 
 /// Runs `f` on a fresh glommio executor thread (fresh per-thread probe
 /// state, like a node's shard) and returns its result; a panic inside is
@@ -78,18 +78,18 @@ pub(crate) fn header(segment: u64) -> SegmentHeader {
     }
 }
 
-pub(crate) fn stage(seg: &mut SegmentFile, offset: u64, payload: &[u8]) {
+pub(crate) fn stage<D: Disk>(seg: &mut SegmentFile<D>, offset: u64, payload: &[u8]) {
     seg.stage(offset, commit_of(offset), crc32c::crc32c(payload), payload);
 }
 
 /// begin, run, complete; returns the durable length.
-pub(crate) async fn flush(seg: &mut SegmentFile) -> u64 {
+pub(crate) async fn flush<D: Disk>(seg: &mut SegmentFile<D>) -> u64 {
     let job = seg.begin_flush().expect("something staged");
     let done = job.run().await.expect("flush");
     seg.complete_flush(done)
 }
 
-pub(crate) async fn write_ctl(seg: &mut SegmentFile, state: CtlState) {
+pub(crate) async fn write_ctl<D: Disk>(seg: &mut SegmentFile<D>, state: CtlState) {
     let write = seg.begin_ctl_write(state);
     write.run().await.expect("ctl write");
     seg.complete_ctl_write(state);
@@ -97,8 +97,8 @@ pub(crate) async fn write_ctl(seg: &mut SegmentFile, state: CtlState) {
 
 /// Reads `[from, to)` in reads of at most `max_bytes`, checking that each
 /// read starts where the last ended; returns `(offset, payload)` pairs.
-pub(crate) async fn read_range(
-    seg: &SegmentFile,
+pub(crate) async fn read_range<D: Disk>(
+    seg: &SegmentFile<D>,
     from: u64,
     to: u64,
     max_bytes: u32,

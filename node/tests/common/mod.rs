@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use trilog_wire::message::Hello;
-use trilog_wire::{decode, encode, FrameHeader, Message};
+use trilog_wire::{decode_payload, encode, FrameDecoder, Message};
 
 pub struct Node {
     child: Child,
@@ -66,15 +66,21 @@ pub fn connect(port: u16) -> TcpStream {
     s
 }
 
-/// Reads one whole frame.
+/// Reads one whole frame with the wire's decoder; None once the node closed
+/// the connection (or cut a frame short).
 pub fn read_frame(s: &mut TcpStream) -> Option<Message> {
-    let mut head = [0u8; trilog_wire::FRAME_HEADER_BYTES];
-    s.read_exact(&mut head).ok()?;
-    let h = FrameHeader::parse(&head).expect("node sends valid headers");
-    let mut frame = head.to_vec();
-    frame.resize(head.len() + h.payload_len as usize, 0);
-    s.read_exact(&mut frame[head.len()..]).ok()?;
-    Some(decode(&frame).expect("node sends valid frames").1)
+    let mut decoder = FrameDecoder::new();
+    loop {
+        let n = s.read(decoder.read_buf()).ok()?;
+        if n == 0 {
+            return None;
+        }
+        if let Some(f) = decoder.advance(n).expect("node sends valid frames") {
+            return Some(
+                decode_payload(f.header.kind, &f.payload).expect("node sends valid payloads"),
+            );
+        }
+    }
 }
 
 pub fn handshake(s: &mut TcpStream) {

@@ -1,5 +1,6 @@
 //! The metadata store on etcd (DESIGN.md section 5): the same semantics as
-//! the embedded store ([`crate::meta`]), on a fault-tolerant cluster.
+//! the embedded store (see [`crate::store`]), on a fault-tolerant cluster.
+//! Built with the cargo feature `etcd`.
 //!
 //! Key layout, under a prefix (`/trilog/` by default), ids as 20-digit
 //! zero-padded decimals so that keys sort as the ids do:
@@ -43,7 +44,9 @@ use trilog_protocol::meta_record::validate_record;
 use trilog_wire::meta::{LogMeta, MetaLog, MetaRegister, NodeInfo, NodeStatus};
 use trilog_wire::Message;
 
-use crate::meta::{CasOutcome, MetaError, MetaFuture, MetaStore, Versioned, META_CALL_TIMEOUT};
+use crate::error::MetaError;
+use crate::limits::META_CALL_TIMEOUT;
+use crate::store::{CasOutcome, MetaFuture, MetaStore, Versioned};
 
 /// The prefix of every key, unless the caller picks another.
 pub const ETCD_PREFIX_DEFAULT: &str = "/trilog/";

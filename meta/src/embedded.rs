@@ -1,25 +1,9 @@
-//! The metadata store as the client sees it (DESIGN.md section 5): an
-//! object-safe trait, [`MetaStore`], that the producer, the consumer and the
-//! CLI use, and [`EmbeddedMeta`], its client for the embedded store served by
-//! a node (`trilog_node::meta`). The etcd implementation,
-//! [`crate::meta_etcd::EtcdMeta`], goes behind the same trait, so nothing in
-//! it is specific to the embedded store.
-//!
-//! Semantics every implementation keeps:
-//! - a log's record has a version; 0 means "no such log"; a successful CAS
-//!   gives a new, larger version;
-//! - `cas_log` with `expected_version` 0 creates the log only if it is absent;
-//!   a conflict returns what is there ([`CasOutcome::Conflict`]);
-//! - `watch_log` returns as soon as the version differs from the caller's,
-//!   else once its wait has passed, with the current state either way;
-//! - an error of a CAS (a timeout, a lost connection) leaves its outcome
-//!   unknown: read the log again before deciding anything.
+//! [`EmbeddedMeta`], the one client of the embedded metadata store (served
+//! by [`crate::spawn_meta_server`]), behind [`MetaStore`]: one request, one
+//! answer per connection at a time, over pooled connections.
 
-use crate::framing::{read_message, FrameError};
-use std::future::Future;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -27,7 +11,6 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use trilog_protocol::meta_record::RecordError;
 use trilog_wire::limits::READ_WAIT_MS_MAX;
 use trilog_wire::meta::{
     LogMeta, MetaCasLog, MetaGetLog, MetaListLogs, MetaListNodes, MetaRegister, NodeInfo,
@@ -35,102 +18,10 @@ use trilog_wire::meta::{
 };
 use trilog_wire::{Kind, Message, WireError};
 
-/// How long one call may take, on top of a watch's own wait: connecting,
-/// sending, and the store's fsync of a CAS.
-pub const META_CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// Idle connections [`EmbeddedMeta`] keeps for reuse. Concurrent calls past
-/// it open more; they are closed instead of kept when they finish.
-pub const META_IDLE_CONNECTIONS_MAX: usize = 8;
-
-/// Why a metadata call failed. After an error of `cas_log` its outcome is
-/// unknown.
-#[derive(Debug, thiserror::Error)]
-pub enum MetaError {
-    #[error("metadata store {addr}: {source}")]
-    Io {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("metadata store {addr}: bad frame: {source}")]
-    Wire {
-        addr: SocketAddr,
-        #[source]
-        source: WireError,
-    },
-    /// The store answered with an error (an invalid record, a lease out of
-    /// bounds, a store that failed to save).
-    #[error("metadata store refused: {0}")]
-    Server(String),
-    #[error("metadata store: {what} timed out after {after_ms} ms")]
-    Timeout { what: &'static str, after_ms: u64 },
-    #[error("metadata store {addr} closed the connection")]
-    Closed { addr: SocketAddr },
-    #[error("metadata store {addr}: {reason}")]
-    Protocol { addr: SocketAddr, reason: String },
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
-    /// A call to etcd failed (see [`crate::meta_etcd`]): which operation,
-    /// on which key, at which endpoints.
-    #[error("etcd {endpoints}: {op} of {key}: {source}")]
-    Etcd {
-        endpoints: String,
-        op: &'static str,
-        key: String,
-        #[source]
-        source: etcd_client::Error,
-    },
-    /// A key of the store holds bytes that are not a valid value for it
-    /// (written by something else, or corrupt).
-    #[error("metadata store: {key} holds an invalid value: {reason}")]
-    BadValue { key: String, reason: String },
-    /// A record that breaks the shape of a log, refused before it is stored.
-    #[error("log {log_id}: record refused: {source}")]
-    InvalidRecord {
-        log_id: u64,
-        #[source]
-        source: RecordError,
-    },
-}
-
-/// A log's record at a version; `version` 0 and `record` None: no such log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Versioned {
-    pub version: u64,
-    pub record: Option<LogMeta>,
-}
-
-/// What a compare-and-swap did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CasOutcome {
-    /// Stored; the log is now at `version`.
-    Applied { version: u64 },
-    /// Not stored: the log was not at the expected version. Here is where it is.
-    Conflict(Versioned),
-}
-
-pub type MetaFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, MetaError>> + Send + 'a>>;
-
-/// The metadata store (see the module doc for the semantics).
-pub trait MetaStore: Send + Sync + std::fmt::Debug {
-    fn get_log(&self, log_id: u64) -> MetaFuture<'_, Versioned>;
-    /// Waits until the log's version differs from `known_version` or `wait` passes.
-    fn watch_log(
-        &self,
-        log_id: u64,
-        known_version: u64,
-        wait: Duration,
-    ) -> MetaFuture<'_, Versioned>;
-    fn cas_log(
-        &self,
-        log_id: u64,
-        expected_version: u64,
-        record: LogMeta,
-    ) -> MetaFuture<'_, CasOutcome>;
-    fn list_logs(&self) -> MetaFuture<'_, Vec<u64>>;
-    fn register_node(&self, node: NodeInfo, lease: Duration) -> MetaFuture<'_, ()>;
-    fn list_nodes(&self, include_dead: bool) -> MetaFuture<'_, Vec<NodeStatus>>;
-}
+use crate::error::MetaError;
+use crate::frame_io::{read_message, FrameError};
+use crate::limits::{META_CALL_TIMEOUT, META_IDLE_CONNECTIONS_MAX};
+use crate::store::{CasOutcome, MetaFuture, MetaStore, Versioned};
 
 /// The client of the embedded metadata store. Connects lazily; keeps a few
 /// idle connections, so concurrent calls and long watches each have their
@@ -373,7 +264,7 @@ impl MetaStore for EmbeddedMeta {
 
 #[cfg(test)]
 mod tests {
-    use trilog_node::meta::{spawn_meta_server, MetaServerHandle};
+    use crate::server::{spawn_meta_server, MetaServerHandle};
 
     use super::*;
 
@@ -394,7 +285,8 @@ mod tests {
     // The semantics every store shares (create, conflict, watch, leases)
     // are checked by the suite in tests/meta_suite, run against this
     // store by tests/meta_embedded.rs and against etcd by
-    // tests/meta_etcd.rs. Here: what only this client does.
+    // tests/meta_etcd.rs; the server's own guarantees by server/tests.rs.
+    // Here: what only this client does.
 
     #[tokio::test]
     async fn meta_pool_survives_a_store_restart() {

@@ -10,8 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use trilog_client::meta::MetaStore;
-use trilog_client::EtcdMeta;
+use trilog_meta::{EtcdMeta, MetaStore};
 
 /// How long a fresh etcd may take to answer its first call.
 const ETCD_START_WAIT: Duration = Duration::from_secs(30);
@@ -135,7 +134,7 @@ async fn etcd_bad_value_is_an_error() {
     raw.put(key, "not a frame", None).await.expect("put");
     let got = meta.get_log(9).await;
     assert!(
-        matches!(&got, Err(trilog_client::meta::MetaError::BadValue { key: k, .. }) if k == key),
+        matches!(&got, Err(trilog_meta::MetaError::BadValue { key: k, .. }) if k == key),
         "{got:?}"
     );
 }
@@ -162,7 +161,7 @@ async fn etcd_node_registration_thread() {
     let meta = etcd.meta().await;
     let endpoint = etcd.client_url.trim_start_matches("http://").to_string();
     let info = meta_suite::node(31);
-    let handle = trilog_node::meta::spawn_etcd_registration(
+    let handle = trilog_meta::spawn_etcd_registration(
         vec![endpoint],
         info.clone(),
         Duration::from_millis(1000),

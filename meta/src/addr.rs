@@ -1,14 +1,19 @@
 //! Where the metadata store is, as a user writes it: `host:port` for the
 //! embedded store served by a node, `etcd://host:port[,host:port...]` for
 //! etcd. The `trilog` CLI and the node's `--meta` both take this form.
+//! An `etcd://` address parses in every build; connecting to it needs the
+//! cargo feature `etcd` (without it, [`MetaAddr::connect`] says so).
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::meta::{EmbeddedMeta, MetaError, MetaStore};
-use crate::meta_etcd::EtcdMeta;
+use crate::embedded::EmbeddedMeta;
+use crate::error::MetaError;
+use crate::limits::META_CALL_TIMEOUT;
+use crate::store::MetaStore;
 
 const ETCD_SCHEME: &str = "etcd://";
 
@@ -70,14 +75,45 @@ impl MetaAddr {
     /// A client of the store. The embedded client connects lazily; the etcd
     /// one connects now, within the call timeout.
     pub async fn connect(&self) -> Result<Arc<dyn MetaStore>, MetaError> {
+        self.connect_with(META_CALL_TIMEOUT).await
+    }
+
+    /// As [`MetaAddr::connect`], with another deadline per call (a watch
+    /// gets its wait on top); it bounds the etcd connect too.
+    pub async fn connect_with(
+        &self,
+        call_timeout: Duration,
+    ) -> Result<Arc<dyn MetaStore>, MetaError> {
         match self {
-            MetaAddr::Embedded(addr) => Ok(Arc::new(EmbeddedMeta::new(*addr))),
-            MetaAddr::Etcd(endpoints) => {
-                let urls: Vec<String> = endpoints.iter().map(|e| format!("http://{e}")).collect();
-                Ok(Arc::new(EtcdMeta::connect(&urls).await?))
-            }
+            MetaAddr::Embedded(addr) => Ok(Arc::new(EmbeddedMeta::with_call_timeout(
+                *addr,
+                call_timeout,
+            ))),
+            MetaAddr::Etcd(endpoints) => connect_etcd(endpoints, call_timeout).await,
         }
     }
+}
+
+#[cfg(feature = "etcd")]
+async fn connect_etcd(
+    endpoints: &[String],
+    call_timeout: Duration,
+) -> Result<Arc<dyn MetaStore>, MetaError> {
+    use crate::etcd::{EtcdMeta, ETCD_PREFIX_DEFAULT};
+    let urls: Vec<String> = endpoints.iter().map(|e| format!("http://{e}")).collect();
+    Ok(Arc::new(
+        EtcdMeta::connect_with(&urls, ETCD_PREFIX_DEFAULT, call_timeout).await?,
+    ))
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn connect_etcd(
+    endpoints: &[String],
+    _call_timeout: Duration,
+) -> Result<Arc<dyn MetaStore>, MetaError> {
+    Err(MetaError::EtcdNotBuilt {
+        addr: MetaAddr::Etcd(endpoints.to_vec()).to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -1,13 +1,12 @@
 //! The metadata store suite (`meta_suite`) against the embedded store,
-//! served in this process by `trilog_node::meta::spawn_meta_server`.
+//! served in this process by `trilog_meta::spawn_meta_server`.
 
 mod meta_suite;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use trilog_client::EmbeddedMeta;
-use trilog_node::meta::{spawn_meta_server, MetaServerHandle};
+use trilog_meta::{spawn_meta_server, EmbeddedMeta, MetaServerHandle};
 
 fn start(dir: &std::path::Path) -> MetaServerHandle {
     let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");

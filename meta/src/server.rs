@@ -1,50 +1,44 @@
-//! The embedded metadata store's server: one glommio executor on a thread of
-//! its own (not pinned: it is idle nearly always and must not take a core
-//! from a log shard).
+//! The embedded metadata store's server: a current-thread tokio runtime on
+//! a thread of its own. It is idle nearly always, so it must not take a
+//! core from a log shard, and it does no direct I/O, so it has no use for
+//! glommio's locked memory.
 //!
-//! The executor owns the [`MetaState`] and the [`MetaFile`]; each
-//! connection is a local task that reads a frame, answers it, and reads the
-//! next, so requests apply one at a time and a slow peer or a long watch
-//! holds only its own connection. A watch waits on an [`Event`] notified by
-//! every applied CAS, raced against a timer: nothing polls.
+//! The thread owns the [`MetaState`] and the [`MetaFile`]; each connection
+//! is a local task that reads a frame, answers it, and reads the next. A
+//! request is applied without an await between reading the state and
+//! saving the next one, so requests apply one at a time, and a slow peer or
+//! a long watch holds only its own connection. A watch waits on a
+//! [`Notify`] woken by every applied CAS, raced against a timer: nothing
+//! polls.
 
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use event_listener::Event;
-use futures_lite::future;
-use glommio::net::{TcpListener, TcpStream};
-use glommio::timer::Timer;
-use glommio::{LocalExecutorBuilder, Placement};
 use log::{info, warn};
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
 use trilog_wire::codec::decode_payload;
 use trilog_wire::limits::ERROR_MESSAGE_BYTES_MAX;
 use trilog_wire::meta::{
     MetaCasLog, MetaCasResult, MetaError, MetaGetLog, MetaLog, MetaLogs, MetaNodes, MetaRegistered,
 };
-use trilog_wire::{encode, Message};
+use trilog_wire::{encode, Frame, Message};
 
-use super::persist::{MetaFile, PersistError};
-use super::store::{CasError, MetaState};
-use super::CONNECTIONS_MAX;
-use crate::framing::{read_frame, write_frames, Frame, FrameReadError};
+use crate::frame_io::{read_frame, FrameError};
+use crate::limits::{ACCEPT_RETRY_DELAY, CONNECTIONS_MAX, LISTEN_BACKLOG};
+use crate::persist::{MetaFile, PersistError};
+use crate::state::{CasError, MetaState};
 
-/// Pending connections the kernel queues before the server accepts them.
-const LISTEN_BACKLOG: i32 = 128;
-/// Registered io memory of the executor: it does no direct I/O, so the
-/// minimum glommio takes.
-const EXECUTOR_IO_MEMORY_BYTES: usize = 64 * 1024;
-/// Pause after a failed accept (out of descriptors, say) before the next.
-const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(50);
+#[cfg(test)]
+mod tests;
 
 /// Why the metadata server did not start.
 #[derive(Debug, thiserror::Error)]
@@ -58,8 +52,6 @@ pub enum MetaServerError {
     },
     #[error("metadata store: {0}")]
     Persist(#[from] PersistError),
-    #[error("metadata store on {listen}: executor: {reason}")]
-    Executor { listen: SocketAddr, reason: String },
     #[error("metadata store thread panicked")]
     Panicked,
 }
@@ -68,7 +60,7 @@ pub enum MetaServerError {
 #[derive(Debug)]
 pub struct MetaServerHandle {
     local_addr: SocketAddr,
-    stop: Arc<StopSignal>,
+    stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -79,15 +71,16 @@ impl MetaServerHandle {
     }
 
     /// Stops accepting, closes every connection (pending watches end without
-    /// an answer) and waits for the thread. A CAS being saved finishes
-    /// first: the executor is single-threaded, so stop takes effect between
-    /// requests. Errs only if the thread panicked.
+    /// an answer) and waits for the thread, which releases the file and its
+    /// lock. A CAS being saved finishes first: the thread applies one
+    /// request at a time, so stop takes effect between requests. Errs only
+    /// if the thread panicked.
     pub fn stop(mut self) -> Result<(), MetaServerError> {
         self.shutdown()
     }
 
     fn shutdown(&mut self) -> Result<(), MetaServerError> {
-        self.stop.stop();
+        self.stop.send_replace(true);
         match self.thread.take() {
             Some(t) => t.join().map_err(|_| MetaServerError::Panicked),
             None => Ok(()),
@@ -110,12 +103,11 @@ pub fn spawn_meta_server(
     listen: SocketAddr,
     dir: PathBuf,
 ) -> Result<MetaServerHandle, MetaServerError> {
-    let stop = Arc::new(StopSignal::default());
+    let (stop, stop_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-    let thread_stop = stop.clone();
     let thread = std::thread::Builder::new()
         .name("trilog-meta".into())
-        .spawn(move || run_thread(listen, dir, thread_stop, ready_tx))
+        .spawn(move || run_thread(listen, dir, stop_rx, ready_tx))
         .map_err(|source| MetaServerError::Io {
             listen,
             what: "spawn thread",
@@ -141,22 +133,25 @@ pub fn spawn_meta_server(
 
 type Ready = mpsc::SyncSender<Result<SocketAddr, MetaServerError>>;
 
-fn run_thread(listen: SocketAddr, dir: PathBuf, stop: Arc<StopSignal>, ready: Ready) {
-    let executor = LocalExecutorBuilder::new(Placement::Unbound)
-        .name("trilog-meta")
-        .io_memory(EXECUTOR_IO_MEMORY_BYTES)
-        .make();
-    let executor = match executor {
-        Ok(ex) => ex,
-        Err(e) => {
-            let _ = ready.send(Err(MetaServerError::Executor {
+fn run_thread(listen: SocketAddr, dir: PathBuf, stop: watch::Receiver<bool>, ready: Ready) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let runtime = match runtime {
+        Ok(rt) => rt,
+        Err(source) => {
+            let _ = ready.send(Err(MetaServerError::Io {
                 listen,
-                reason: e.to_string(),
+                what: "start the runtime",
+                source,
             }));
             return;
         }
     };
-    executor.run(async move {
+    // Connections are local tasks: the state is `Rc`/`RefCell`, owned by
+    // this thread alone.
+    let tasks = tokio::task::LocalSet::new();
+    tasks.block_on(&runtime, async move {
         let (server, listener, local_addr) = match start(listen, &dir, stop) {
             Ok(started) => started,
             Err(e) => {
@@ -179,8 +174,8 @@ fn run_thread(listen: SocketAddr, dir: PathBuf, stop: Arc<StopSignal>, ready: Re
 fn start(
     listen: SocketAddr,
     dir: &Path,
-    stop: Arc<StopSignal>,
-) -> Result<(Rc<Server>, Listening, SocketAddr), MetaServerError> {
+    stop: watch::Receiver<bool>,
+) -> Result<(Rc<Server>, TcpListener, SocketAddr), MetaServerError> {
     let (file, state) = MetaFile::open(dir)?;
     let io = |what| {
         move |source| MetaServerError::Io {
@@ -190,51 +185,23 @@ fn start(
         }
     };
     let listener = bind(listen).map_err(io("bind"))?;
-    let local_addr = listener
-        .listener
-        .local_addr()
-        .map_err(|e| io("local address")(e.into()))?;
+    let local_addr = listener.local_addr().map_err(io("local address"))?;
     let server = Rc::new(Server {
         state: RefCell::new(state),
         file,
-        changed: Event::new(),
+        changed: Notify::new(),
         started: Instant::now(),
         failed: RefCell::new(None),
         connections: Cell::new(0),
-        connection_closed: Event::new(),
+        connection_closed: Notify::new(),
         stop,
     });
     Ok((server, listener, local_addr))
 }
 
-/// The listener and its descriptor (glommio's listener does not expose it).
-struct Listening {
-    listener: TcpListener,
-    fd: RawFd,
-}
-
-impl Listening {
-    /// Stops listening now. Closing the descriptor is not enough: an accept
-    /// still queued in io_uring keeps the socket listening until the ring
-    /// lets it go, and a restart on the same port would find it in use.
-    fn close(self) {
-        // SAFETY: `fd` stays open while `self.listener` lives, and shutdown
-        // takes no pointers.
-        let rc = unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
-        if rc != 0 {
-            warn!(
-                "metadata store: shutdown of the listener: {}",
-                io::Error::last_os_error()
-            );
-        }
-        drop(self.listener);
-    }
-}
-
 /// Binds with SO_REUSEADDR (a restart need not wait for TIME_WAIT) and
-/// without SO_REUSEPORT, which glommio's own `bind` sets: two stores must
-/// never share a port.
-fn bind(listen: SocketAddr) -> io::Result<Listening> {
+/// without SO_REUSEPORT: two stores must never share a port.
+fn bind(listen: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(
         Domain::for_address(listen),
         Type::STREAM,
@@ -243,45 +210,22 @@ fn bind(listen: SocketAddr) -> io::Result<Listening> {
     socket.set_reuse_address(true)?;
     socket.bind(&listen.into())?;
     socket.listen(LISTEN_BACKLOG)?;
-    let fd = socket.into_raw_fd();
-    // SAFETY: `fd` is a bound, listening TCP socket whose ownership
-    // `into_raw_fd` gave up; the listener takes it over and closes it.
-    let listener = unsafe { TcpListener::from_raw_fd(fd) };
-    Ok(Listening { listener, fd })
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
 }
 
-/// Set once from any thread; wakes every task waiting on it.
-#[derive(Debug, Default)]
-struct StopSignal {
-    stopped: AtomicBool,
-    event: Event,
-}
-
-impl StopSignal {
-    fn stop(&self) {
-        self.stopped.store(true, Ordering::SeqCst);
-        self.event.notify(usize::MAX);
-    }
-
-    async fn wait(&self) {
-        loop {
-            if self.stopped.load(Ordering::SeqCst) {
-                return;
-            }
-            let listener = self.event.listen();
-            if self.stopped.load(Ordering::SeqCst) {
-                return;
-            }
-            listener.await;
-        }
-    }
+/// Returns once the handle asked to stop (or is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone: nobody can stop us any more, so
+    // stop now.
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 struct Server {
     state: RefCell<MetaState>,
     file: MetaFile,
     /// Notified after every applied CAS: watches wait on it.
-    changed: Event,
+    changed: Notify,
     /// The lease clock's origin: leases are volatile, so a clock local to
     /// this process is enough, and a monotonic one cannot jump.
     started: Instant,
@@ -289,8 +233,8 @@ struct Server {
     /// and every CAS is refused until a restart reloads the file.
     failed: RefCell<Option<String>>,
     connections: Cell<usize>,
-    connection_closed: Event,
-    stop: Arc<StopSignal>,
+    connection_closed: Notify,
+    stop: watch::Receiver<bool>,
 }
 
 /// Counts a connection while its task lives.
@@ -301,39 +245,36 @@ struct ConnectionGuard {
 impl ConnectionGuard {
     fn new(server: Rc<Server>) -> ConnectionGuard {
         server.connections.set(server.connections.get() + 1);
-        debug_assert!(server.connections.get() <= CONNECTIONS_MAX);
+        assert!(server.connections.get() <= CONNECTIONS_MAX);
         ConnectionGuard { server }
     }
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.server
-            .connections
-            .set(self.server.connections.get() - 1);
-        self.server.connection_closed.notify(usize::MAX);
+        let open = self.server.connections.get();
+        assert!(open > 0, "a connection counted out twice");
+        self.server.connections.set(open - 1);
+        self.server.connection_closed.notify_waiters();
     }
 }
 
-async fn accept_loop(server: Rc<Server>, listening: Listening) {
+async fn accept_loop(server: Rc<Server>, listener: TcpListener) {
+    let mut stop = server.stop.clone();
     loop {
-        let accepted = future::or(async { Some(listening.listener.accept().await) }, async {
-            server.stop.wait().await;
-            None
-        })
-        .await;
-        let stream = match accepted {
-            None => break,
-            Some(Ok(stream)) => stream,
-            Some(Err(e)) => {
-                warn!("metadata store: accept failed: {e}");
-                Timer::new(ACCEPT_RETRY_DELAY).await;
-                continue;
-            }
+        let accepted = tokio::select! {
+            _ = stopped(&mut stop) => break,
+            accepted = listener.accept() => accepted,
         };
-        let peer = match stream.peer_addr() {
-            Ok(peer) => peer.to_string(),
-            Err(_) => "an unknown peer".to_string(),
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                warn!("metadata store: accept failed: {e}");
+                tokio::select! {
+                    _ = stopped(&mut stop) => break,
+                    _ = tokio::time::sleep(ACCEPT_RETRY_DELAY) => continue,
+                }
+            }
         };
         if server.connections.get() >= CONNECTIONS_MAX {
             warn!(
@@ -345,43 +286,44 @@ async fn accept_loop(server: Rc<Server>, listening: Listening) {
             warn!("metadata store: nodelay on the connection from {peer}: {e}");
         }
         let guard = ConnectionGuard::new(server.clone());
-        glommio::spawn_local(async move {
+        tokio::task::spawn_local(async move {
             let server = &guard.server;
+            let mut stop = server.stop.clone();
             let mut stream = stream;
-            future::or(serve(server, &mut stream, &peer), server.stop.wait()).await;
-            // As for the listener: close now, not when io_uring lets go.
-            let _ = stream.shutdown(std::net::Shutdown::Both).await;
+            tokio::select! {
+                _ = serve(server, &mut stream, peer) => {}
+                _ = stopped(&mut stop) => {}
+            }
+            drop(stream);
             drop(guard);
-        })
-        .detach();
+        });
     }
-    listening.close();
+    drop(listener);
     // Every connection task sees the stop signal and ends; wait for them so
     // that the file and its lock are released when the thread ends.
     loop {
+        // Created before the check, so a close between the two still wakes
+        // us (`notify_waiters` reaches every `Notified` created before it).
+        let closed = server.connection_closed.notified();
         if server.connections.get() == 0 {
             return;
         }
-        let listener = server.connection_closed.listen();
-        if server.connections.get() == 0 {
-            return;
-        }
-        listener.await;
+        closed.await;
     }
 }
 
-async fn serve(server: &Server, stream: &mut TcpStream, peer: &str) {
+async fn serve(server: &Server, stream: &mut TcpStream, peer: SocketAddr) {
     loop {
         let frame = match read_frame(stream).await {
             Ok(frame) => frame,
-            Err(FrameReadError::Closed) => return,
+            Err(FrameError::Closed) => return,
             Err(e) => {
                 warn!("metadata store: closing the connection from {peer}: {e}");
                 return;
             }
         };
         let answer = server.handle(&frame, peer).await;
-        if let Err(e) = write_frames(stream, &[answer]).await {
+        if let Err(e) = stream.write_all(&answer).await {
             warn!("metadata store: closing the connection from {peer}: write: {e}");
             return;
         }
@@ -390,7 +332,7 @@ async fn serve(server: &Server, stream: &mut TcpStream, peer: &str) {
 
 impl Server {
     /// Answers one request with exactly one frame carrying its request id.
-    async fn handle(&self, frame: &Frame, peer: &str) -> Vec<u8> {
+    async fn handle(&self, frame: &Frame, peer: SocketAddr) -> Vec<u8> {
         let request_id = frame.header.request_id;
         let request = match decode_payload(frame.header.kind, &frame.payload) {
             Ok(request) => request,
@@ -446,7 +388,7 @@ impl Server {
             loop {
                 // Listen before checking, so a CAS between the check and the
                 // wait still wakes us.
-                let changed = self.changed.listen();
+                let changed = self.changed.notified();
                 if self.state.borrow().version(r.log_id) != r.known_version {
                     break;
                 }
@@ -454,18 +396,7 @@ impl Server {
                 if left.is_zero() {
                     break;
                 }
-                let timed_out = future::or(
-                    async {
-                        changed.await;
-                        false
-                    },
-                    async {
-                        Timer::new(left).await;
-                        true
-                    },
-                )
-                .await;
-                if timed_out {
+                if tokio::time::timeout(left, changed).await.is_err() {
                     break;
                 }
             }
@@ -502,7 +433,7 @@ impl Server {
                     ));
                 }
                 *self.state.borrow_mut() = next;
-                self.changed.notify(usize::MAX);
+                self.changed.notify_waiters();
                 Ok(MetaCasResult {
                     ok: true,
                     version,

@@ -17,12 +17,12 @@ use std::collections::BTreeMap;
 
 use trilog_wire::meta::{LogMeta, NodeInfo, NodeStatus};
 
-// The shape of a valid record is shared with the etcd store (in the
-// client), so it lives in the protocol crate; re-exported for the callers
-// that knew it here.
+// The shape of a valid record is shared with the etcd store and checked by
+// the protocol's callers too, so it lives in the protocol crate;
+// re-exported for the callers that knew it here.
 pub use trilog_protocol::meta_record::{validate_record, RecordError};
 
-use super::{LEASE_MS_MAX, LEASE_MS_MIN, LOGS_MAX, NODES_MAX};
+use crate::limits::{LEASE_MS_MAX, LEASE_MS_MIN, LOGS_MAX, NODES_MAX};
 
 /// Why a compare-and-swap did not apply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

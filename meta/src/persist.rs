@@ -1,5 +1,5 @@
 //! Durability of the metadata store's logs (leases are volatile, see
-//! [`super::store`]).
+//! [`crate::state`]).
 //!
 //! The whole state (the revision and every log's version and record) is one
 //! file, `meta.db`, rewritten on every change:
@@ -26,7 +26,7 @@
 //! `meta.lock` is held with an exclusive `flock` while the file is open, so
 //! two stores never write the same directory.
 //!
-//! The IO is blocking `std::fs`, called from the server's executor. That is
+//! The IO is blocking `std::fs`, called from the server's thread. That is
 //! acceptable here: metadata changes are rare (a log's creation, a segment
 //! switch, a takeover) and the file is small, and the embedded store serves
 //! one host and tests. A production deployment uses etcd.
@@ -41,7 +41,7 @@ use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 use trilog_wire::meta::LogMeta;
 
-use super::store::MetaState;
+use crate::state::MetaState;
 
 pub const META_FILE_NAME: &str = "meta.db";
 pub const META_TEMP_FILE_NAME: &str = "meta.db.tmp";

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
-use trilog_client::meta::{CasOutcome, MetaError, MetaStore, Versioned};
+use trilog_meta::{CasOutcome, MetaError, MetaStore, Versioned};
 use trilog_wire::meta::{LogMeta, NodeInfo, SegmentMeta};
 
 /// Generous: nothing here waits for it unless the test says so.

@@ -1,0 +1,61 @@
+//! Why a metadata call failed, whichever store answered it.
+
+use std::net::SocketAddr;
+
+use trilog_protocol::meta_record::RecordError;
+use trilog_wire::WireError;
+
+/// Why a metadata call failed. After an error of `cas_log` its outcome is
+/// unknown.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("metadata store {addr}: {source}")]
+    Io {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metadata store {addr}: bad frame: {source}")]
+    Wire {
+        addr: SocketAddr,
+        #[source]
+        source: WireError,
+    },
+    /// The store answered with an error (an invalid record, a lease out of
+    /// bounds, a store that failed to save).
+    #[error("metadata store refused: {0}")]
+    Server(String),
+    #[error("metadata store: {what} timed out after {after_ms} ms")]
+    Timeout { what: &'static str, after_ms: u64 },
+    #[error("metadata store {addr} closed the connection")]
+    Closed { addr: SocketAddr },
+    #[error("metadata store {addr}: {reason}")]
+    Protocol { addr: SocketAddr, reason: String },
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A call to etcd failed (see `crate::etcd`): which operation, on which
+    /// key, at which endpoints.
+    #[cfg(feature = "etcd")]
+    #[error("etcd {endpoints}: {op} of {key}: {source}")]
+    Etcd {
+        endpoints: String,
+        op: &'static str,
+        key: String,
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// A key of the store holds bytes that are not a valid value for it
+    /// (written by something else, or corrupt).
+    #[error("metadata store: {key} holds an invalid value: {reason}")]
+    BadValue { key: String, reason: String },
+    /// A record that breaks the shape of a log, refused before it is stored.
+    #[error("log {log_id}: record refused: {source}")]
+    InvalidRecord {
+        log_id: u64,
+        #[source]
+        source: RecordError,
+    },
+    /// An `etcd://` address given to a build without the `etcd` feature.
+    #[error("{addr}: this build has no etcd support (cargo feature `etcd`)")]
+    EtcdNotBuilt { addr: String },
+}

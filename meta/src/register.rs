@@ -1,0 +1,324 @@
+//! Keeping a node's registration alive: a thread that registers the node
+//! with the metadata store and renews it every third of its lease, so two
+//! renewals can be lost before the lease runs out.
+//!
+//! Whatever the store (embedded or etcd), the thread drives an
+//! `Arc<dyn MetaStore>` from [`MetaAddr::connect_with`] on a small
+//! current-thread tokio runtime of its own, so both stores share this one
+//! loop. Each call has a deadline of the renewal interval, clamped to
+//! [`REGISTER_CALL_TIMEOUT_MIN`]..=[`REGISTER_CALL_TIMEOUT_MAX`]. After any
+//! error it drops the client and connects again, with a bounded
+//! exponential backoff (never longer than the renewal interval), and logs
+//! every failure at `warn`. Stopping takes effect at once, between calls or
+//! during one (the call in flight is abandoned; a registration is
+//! idempotent).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use log::{error, info, warn};
+use tokio::sync::oneshot;
+use trilog_wire::meta::NodeInfo;
+
+use crate::addr::MetaAddr;
+use crate::error::MetaError;
+use crate::limits::{
+    LEASE_MS_MAX, LEASE_MS_MIN, REGISTER_BACKOFF_MAX, REGISTER_BACKOFF_MIN,
+    REGISTER_CALL_TIMEOUT_MAX, REGISTER_CALL_TIMEOUT_MIN,
+};
+use crate::store::MetaStore;
+
+#[derive(Debug, Default)]
+struct Registered {
+    done: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Registered {
+    fn set(&self) {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        *done = true;
+        self.cond.notify_all();
+    }
+}
+
+/// The renewal thread. Dropping the handle stops it too.
+#[derive(Debug)]
+pub struct RegistrationHandle {
+    stop: Option<oneshot::Sender<()>>,
+    registered: Arc<Registered>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RegistrationHandle {
+    /// Waits up to `timeout` for the first successful registration; true if
+    /// it happened (then or before). Blocks the calling thread.
+    pub fn registered_once(&self, timeout: Duration) -> bool {
+        let done = self
+            .registered
+            .done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (done, _) = self
+            .registered
+            .cond
+            .wait_timeout_while(done, timeout, |done| !*done)
+            .unwrap_or_else(|e| e.into_inner());
+        *done
+    }
+
+    /// Stops renewing (the lease then runs out in the store) and joins.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        // Dropping the sender wakes the thread's loop at once.
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                error!("the registration thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for RegistrationHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Starts registering `info` with the embedded metadata store at `meta`:
+/// [`spawn_registration_at`] with [`MetaAddr::Embedded`].
+pub fn spawn_registration(meta: SocketAddr, info: NodeInfo, lease: Duration) -> RegistrationHandle {
+    spawn_registration_at(MetaAddr::Embedded(meta), info, lease)
+}
+
+/// Starts registering `info` with etcd at `endpoints` (`host:port` each):
+/// [`spawn_registration_at`] with [`MetaAddr::Etcd`].
+pub fn spawn_etcd_registration(
+    endpoints: Vec<String>,
+    info: NodeInfo,
+    lease: Duration,
+) -> RegistrationHandle {
+    spawn_registration_at(MetaAddr::Etcd(endpoints), info, lease)
+}
+
+/// Starts registering `info` with the store at `meta` under `lease`
+/// (clamped to the store's bounds), renewing every `lease / 3` (see the
+/// module doc). The thread connects lazily, and again after any error.
+pub fn spawn_registration_at(
+    meta: MetaAddr,
+    info: NodeInfo,
+    lease: Duration,
+) -> RegistrationHandle {
+    let lease_ms = clamp_lease(&info, lease);
+    let node_id = info.node_id;
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let registered = Arc::new(Registered::default());
+    let thread_registered = registered.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("trilog-register-{node_id}"))
+        .spawn(move || run_thread(meta, info, lease_ms, stop_rx, &thread_registered));
+    let thread = match thread {
+        Ok(t) => Some(t),
+        Err(e) => {
+            error!("node {node_id}: cannot start the registration thread: {e}");
+            None
+        }
+    };
+    RegistrationHandle {
+        stop: Some(stop_tx),
+        registered,
+        thread,
+    }
+}
+
+fn clamp_lease(info: &NodeInfo, lease: Duration) -> u64 {
+    let asked_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+    let lease_ms = asked_ms.clamp(LEASE_MS_MIN, LEASE_MS_MAX);
+    if lease_ms != asked_ms {
+        warn!(
+            "node {}: lease of {asked_ms} ms clamped to {lease_ms} ms",
+            info.node_id
+        );
+    }
+    lease_ms
+}
+
+fn renew_interval(lease_ms: u64) -> Duration {
+    Duration::from_millis(lease_ms / 3).max(Duration::from_millis(1))
+}
+
+fn run_thread(
+    meta: MetaAddr,
+    info: NodeInfo,
+    lease_ms: u64,
+    stop: oneshot::Receiver<()>,
+    registered: &Registered,
+) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(rt) => rt.block_on(renew_loop(&meta, &info, lease_ms, stop, registered)),
+        Err(e) => error!(
+            "node {}: cannot start the registration runtime: {e}",
+            info.node_id
+        ),
+    }
+}
+
+async fn renew_loop(
+    meta: &MetaAddr,
+    info: &NodeInfo,
+    lease_ms: u64,
+    mut stop: oneshot::Receiver<()>,
+    registered: &Registered,
+) {
+    assert!((LEASE_MS_MIN..=LEASE_MS_MAX).contains(&lease_ms));
+    let node_id = info.node_id;
+    let lease = Duration::from_millis(lease_ms);
+    let renew = renew_interval(lease_ms);
+    let call_timeout = renew.clamp(REGISTER_CALL_TIMEOUT_MIN, REGISTER_CALL_TIMEOUT_MAX);
+    let mut store: Option<Arc<dyn MetaStore>> = None;
+    let mut backoff = REGISTER_BACKOFF_MIN;
+    let mut failing = false;
+    loop {
+        let outcome = tokio::select! {
+            _ = &mut stop => return,
+            outcome = register_once(&mut store, meta, info, lease, call_timeout) => outcome,
+        };
+        let wait = match outcome {
+            Ok(()) => {
+                if failing {
+                    info!("node {node_id}: registered with the metadata store {meta} again");
+                }
+                failing = false;
+                backoff = REGISTER_BACKOFF_MIN;
+                registered.set();
+                renew
+            }
+            Err(why) => {
+                // The client may be out of step with the store: connect again.
+                store = None;
+                failing = true;
+                warn!(
+                    "node {node_id}: registration with the metadata store {meta} failed: {why}; retrying in {backoff:?}"
+                );
+                let wait = backoff;
+                backoff = (backoff * 2).min(REGISTER_BACKOFF_MAX).min(renew);
+                wait
+            }
+        };
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn register_once(
+    store: &mut Option<Arc<dyn MetaStore>>,
+    meta: &MetaAddr,
+    info: &NodeInfo,
+    lease: Duration,
+    call_timeout: Duration,
+) -> Result<(), MetaError> {
+    let client = match store {
+        Some(client) => client,
+        None => store.insert(meta.connect_with(call_timeout).await?),
+    };
+    client.register_node(info.clone(), lease).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::embedded::EmbeddedMeta;
+    use crate::server::spawn_meta_server;
+
+    /// Generous: the tests must not fail on a slow machine, and nothing here
+    /// waits for it to pass.
+    const TEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+    fn node(node_id: u64) -> NodeInfo {
+        NodeInfo {
+            node_id,
+            host: "127.0.0.1".into(),
+            shard_ports: vec![7001, 7002],
+            zone: "zone-a".into(),
+            capacity_bytes: 1 << 30,
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn registration_then_list_nodes_shows_it_alive() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        let server = spawn_meta_server(listen, dir.path().to_path_buf()).expect("starts");
+        let info = node(42);
+        let registration =
+            spawn_registration(server.local_addr(), info.clone(), Duration::from_secs(30));
+        assert!(registration.registered_once(TEST_TIMEOUT));
+        // One runtime for the client: its pooled connections belong to it.
+        let rt = runtime();
+        let meta = EmbeddedMeta::new(server.local_addr());
+        for include_dead in [false, true] {
+            let nodes = rt.block_on(meta.list_nodes(include_dead)).expect("listed");
+            assert_eq!(nodes.len(), 1);
+            assert_eq!(nodes[0].info, info);
+            assert!(nodes[0].alive);
+            assert!(nodes[0].lease_remaining_ms > 0 && nodes[0].lease_remaining_ms <= 30_000);
+        }
+        registration.stop();
+        server.stop().expect("stops");
+    }
+
+    #[test]
+    fn registration_retries_until_the_store_is_up() {
+        // Reserve a port, free it, and register there before the store starts.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        let probe = spawn_meta_server(listen, dir.path().to_path_buf()).expect("starts");
+        let addr = probe.local_addr();
+        probe.stop().expect("stops");
+        let registration = spawn_registration(addr, node(9), Duration::from_secs(3));
+        assert!(!registration.registered_once(Duration::from_millis(1)));
+        let server =
+            spawn_meta_server(addr, dir.path().to_path_buf()).expect("restarts on the same port");
+        assert!(registration.registered_once(TEST_TIMEOUT));
+        registration.stop();
+        server.stop().expect("stops");
+    }
+
+    #[test]
+    fn stop_does_not_wait_for_a_call_in_flight() {
+        // A listener that never accepts: the kernel completes the connect,
+        // nothing ever answers, so the call waits out its whole deadline
+        // (REGISTER_CALL_TIMEOUT_MAX for this lease) unless stop cuts it.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = silent.local_addr().expect("addr");
+        let registration = spawn_registration(addr, node(5), Duration::from_secs(300));
+        assert!(!registration.registered_once(Duration::from_millis(100)));
+        let started = Instant::now();
+        registration.stop();
+        let took = started.elapsed();
+        assert!(
+            took < REGISTER_CALL_TIMEOUT_MAX / 2,
+            "stop waited for the call: {took:?}"
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! The metadata store as its users see it (DESIGN.md section 5): an
+//! object-safe trait, [`MetaStore`], that the producer, the consumer, the
+//! CLI and a node's registration use, whichever store is behind it (the
+//! embedded one, [`crate::EmbeddedMeta`], or etcd).
+//!
+//! Semantics every implementation keeps:
+//! - a log's record has a version; 0 means "no such log"; a successful CAS
+//!   gives a new, larger version;
+//! - `cas_log` with `expected_version` 0 creates the log only if it is absent;
+//!   a conflict returns what is there ([`CasOutcome::Conflict`]);
+//! - `watch_log` returns as soon as the version differs from the caller's,
+//!   else once its wait has passed, with the current state either way;
+//! - an error of a CAS (a timeout, a lost connection) leaves its outcome
+//!   unknown: read the log again before deciding anything.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use trilog_wire::meta::{LogMeta, NodeInfo, NodeStatus};
+
+use crate::error::MetaError;
+
+/// A log's record at a version; `version` 0 and `record` None: no such log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub version: u64,
+    pub record: Option<LogMeta>,
+}
+
+/// What a compare-and-swap did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// Stored; the log is now at `version`.
+    Applied { version: u64 },
+    /// Not stored: the log was not at the expected version. Here is where it is.
+    Conflict(Versioned),
+}
+
+pub type MetaFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, MetaError>> + Send + 'a>>;
+
+/// The metadata store (see the module doc for the semantics).
+pub trait MetaStore: Send + Sync + std::fmt::Debug {
+    fn get_log(&self, log_id: u64) -> MetaFuture<'_, Versioned>;
+    /// Waits until the log's version differs from `known_version` or `wait` passes.
+    fn watch_log(
+        &self,
+        log_id: u64,
+        known_version: u64,
+        wait: Duration,
+    ) -> MetaFuture<'_, Versioned>;
+    fn cas_log(
+        &self,
+        log_id: u64,
+        expected_version: u64,
+        record: LogMeta,
+    ) -> MetaFuture<'_, CasOutcome>;
+    fn list_logs(&self) -> MetaFuture<'_, Vec<u64>>;
+    fn register_node(&self, node: NodeInfo, lease: Duration) -> MetaFuture<'_, ()>;
+    fn list_nodes(&self, include_dead: bool) -> MetaFuture<'_, Vec<NodeStatus>>;
+}

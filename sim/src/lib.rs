@@ -1,0 +1,28 @@
+//! trilog-sim: the deterministic simulator of trilog's shipped code.
+//!
+//! The simulator runs the node's and the client's real code on one thread,
+//! from one seed, with every source of nondeterminism (network, clock,
+//! disk, metadata store) replaced by a simulated one that can fail on
+//! purpose; a failing seed replays exactly.
+//!
+//! - [`executor::Sim`]: a deterministic executor with a virtual clock; tasks
+//!   belong to processes that can be killed.
+//! - [`net::Net`]: a simulated TCP network (latency, resets, partitions,
+//!   killed peers, back-pressure).
+//! - [`disk::SimDisk`]: an in-memory [`trilog_node::storage::Disk`] that
+//!   keeps only what was synced across a crash, tears unsynced writes at
+//!   sector boundaries, flips bits and fills up, so the storage layer's
+//!   recovery is checked against every crash a real disk can produce.
+//! - [`rng::Rng`]: the one source of randomness, seeded.
+//!
+//! Guarantees: the same seed and the same calls give the same results,
+//! byte for byte, on every machine; nothing here reads a clock, spawns a
+//! thread or touches the real file system.
+
+pub mod disk;
+pub mod executor;
+pub mod net;
+pub mod rng;
+
+pub use disk::SimDisk;
+pub use rng::Rng;
