@@ -6,11 +6,14 @@
 //! accepted before it is durable, so no later ack to an older producer can
 //! pass the length it reports; after a crash, a segment is recovered up to
 //! its first torn record; a malformed or oversized frame closes only the
-//! connection that sent it. Every decision about what to accept is made by
-//! `trilog_protocol::replica`; this crate moves bytes between sockets, disk
-//! and that state machine. With `--serve-meta` it also runs the embedded
-//! metadata store of `trilog_meta`, and with `--meta` it keeps the node
-//! registered there (both on threads of their own, off the shards' cores).
+//! connection that sent it. Every decision about what to accept, refuse,
+//! create, serve, make wait or answer is made by
+//! `trilog_protocol::shard::ShardMachine` (one per shard, over
+//! `trilog_protocol::replica`); this crate moves bytes between sockets,
+//! disk, timers and that state machine. With `--serve-meta` it also runs
+//! the embedded metadata store of `trilog_meta`, and with `--meta` it
+//! keeps the node registered there (both on threads of their own, off the
+//! shards' cores).
 
 pub mod cli;
 pub mod config;

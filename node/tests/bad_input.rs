@@ -3,96 +3,15 @@
 //! connection is closed with a logged reason, and the node keeps serving a
 //! well-behaved client on another connection throughout.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use trilog_wire::message::{Append, AppendAck, Entry, Hello, Read as ReadMsg};
-use trilog_wire::{decode_payload, encode, FrameDecoder, FrameHeader, Kind, Message};
-
-struct Node {
-    child: Child,
-    port: u16,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_node() -> Node {
-    let dir = tempfile::Builder::new()
-        .prefix("trilog-bad-input-")
-        .tempdir_in(std::env::temp_dir())
-        .expect("temp dir");
-    let log = dir.path().join("node.log");
-    let stderr = std::fs::File::create(&log).expect("log file");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trilog-node"))
-        .args(["--node-id", "1", "--port", "0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("spawn node");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready line");
-    // "trilog-node ready ports=[N]"
-    let port = line
-        .trim()
-        .rsplit('[')
-        .next()
-        .and_then(|s| s.trim_end_matches(']').split(',').next())
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("bad ready line {line:?}"));
-    Node {
-        child,
-        port,
-        log,
-        _dir: dir,
-    }
-}
-
-fn connect(port: u16) -> TcpStream {
-    let s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    s
-}
-
-/// Reads one whole frame with the wire's decoder; None once the node closed
-/// the connection (or cut a frame short).
-fn read_frame(s: &mut TcpStream) -> Option<Message> {
-    let mut decoder = FrameDecoder::new();
-    loop {
-        let n = s.read(decoder.read_buf()).ok()?;
-        if n == 0 {
-            return None;
-        }
-        if let Some(f) = decoder.advance(n).expect("node sends valid frames") {
-            return Some(
-                decode_payload(f.header.kind, &f.payload).expect("node sends valid payloads"),
-            );
-        }
-    }
-}
-
-fn handshake(s: &mut TcpStream) {
-    s.write_all(&encode(
-        0,
-        &Hello {
-            client: "test".into(),
-        },
-    ))
-    .expect("hello");
-    assert!(matches!(read_frame(s), Some(Message::HelloOk(_))));
-}
+use common::{connect, handshake, read_frame, start_node, Node};
+use trilog_wire::message::{Append, AppendAck, Entry, Read as ReadMsg};
+use trilog_wire::{encode, FrameHeader, Kind, Message};
 
 /// Reads until the node closes the connection; returns the frames seen.
 fn until_closed(s: &mut TcpStream) -> Vec<Message> {

@@ -7,7 +7,12 @@
 //! a disk, or draws a random number, so the node, the client, the unit
 //! tests and the model checker all run the very same code.
 //!
-//! - [`replica`]: what a log node accepts, refuses and lets be read.
+//! - [`replica`]: what a log node accepts, refuses and lets be read, for
+//!   one segment.
+//! - [`shard`]: everything one shard of a log node decides about its
+//!   segments: creation, appends and their acks after durability, fences
+//!   and seals one at a time, long-poll reads, failed segments.
+//! - [`refusal`]: a replica's refusals to and from the wire's error codes.
 //! - [`acks`]: per-segment, per-replica acknowledged lengths and the commit
 //!   watermark they imply.
 //! - [`producer`]: the pipelined writer of one log.
@@ -29,7 +34,9 @@ pub mod metadata;
 pub mod mutant;
 pub mod placement;
 pub mod producer;
+pub mod refusal;
 pub mod replica;
+pub mod shard;
 pub mod takeover;
 
 /// A node's identity, as registered in the metadata store.

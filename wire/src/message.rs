@@ -152,6 +152,11 @@ pub enum ErrorCode {
     BadRequest,
     /// The node could not serve it (disk error, full disk).
     Internal,
+    /// A seal asks for more entries than the replica holds, or for another
+    /// length than an earlier seal; `value` is the replica's length. The
+    /// protocol was broken somewhere: a sealer never asks for entries that
+    /// not every replica acknowledged.
+    SealConflict,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

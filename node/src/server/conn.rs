@@ -1,6 +1,6 @@
 //! One client connection: a handshake, then a loop that reads frames and
 //! hands each to its handler, and a writer task that sends what the
-//! handlers queue. A malformed or oversized frame, or one of a kind a
+//! shard queues in its outbox. A malformed or oversized frame, or one of a kind a
 //! client must not send, closes this connection with a logged reason and
 //! touches nothing else.
 
@@ -11,15 +11,15 @@ use std::time::Duration;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, FutureExt};
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
-use trilog_wire::message::{Append, ErrorCode, Fence, HelloOk, Read, Seal};
-use trilog_wire::{access, decode_payload, Kind, Message};
+use trilog_protocol::shard::{bad_request, ConnId, SegmentKey};
+use trilog_wire::message::HelloOk;
+use trilog_wire::{decode_payload, Kind, Message};
 
 use crate::framing::{read_frame, Frame, FrameReadError};
 use crate::limits::{CONN_IN_FLIGHT_BYTES_MAX, HANDSHAKE_TIMEOUT_MS};
 use crate::server::handlers;
 use crate::server::outbox::Outbox;
 use crate::server::shard::Shard;
-use crate::storage::SegmentKey;
 
 const NO_SEGMENT: SegmentKey = SegmentKey {
     log_id: 0,
@@ -33,10 +33,12 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let (mut reader, writer) = futures_lite::io::split(stream);
     let outbox = Rc::new(Outbox::default());
     let writer_task = glommio::spawn_local(write_loop(writer, outbox.clone()));
+    let (conn, _) = shard.open_conn(outbox.clone());
     match handshake(&shard, &mut reader, &outbox).await {
-        Ok(()) => read_loop(&shard, &mut reader, &outbox, peer).await,
+        Ok(()) => read_loop(&shard, &mut reader, conn, &outbox, peer).await,
         Err(why) => log::warn!("connection from {peer:?} closed in handshake: {why}"),
     }
+    shard.close_conn(conn);
     outbox.close();
     writer_task.await;
 }
@@ -89,7 +91,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, outbox: Rc<Outbox>) {
 async fn read_loop<R: AsyncRead + Unpin>(
     shard: &Rc<Shard>,
     reader: &mut R,
-    outbox: &Rc<Outbox>,
+    conn: ConnId,
+    outbox: &Outbox,
     peer: Option<SocketAddr>,
 ) {
     let in_flight = Rc::new(Semaphore::new(CONN_IN_FLIGHT_BYTES_MAX));
@@ -99,14 +102,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Err(FrameReadError::Closed) => return,
             Err(FrameReadError::Wire(e)) => {
                 log::warn!("connection from {peer:?}: malformed frame ({e}); closing it");
-                handlers::send_error(
-                    outbox,
-                    0,
-                    ErrorCode::BadRequest,
-                    NO_SEGMENT,
-                    0,
-                    format!("malformed frame: {e}"),
-                );
+                outbox.push(bad_request(NO_SEGMENT, 0, format!("malformed frame: {e}")).encode(0));
                 return;
             }
             Err(FrameReadError::Io(e)) => {
@@ -117,18 +113,18 @@ async fn read_loop<R: AsyncRead + Unpin>(
         if outbox.is_closed() {
             return;
         }
-        if let Err(why) = dispatch(shard, outbox, &in_flight, frame).await {
+        if let Err(why) = dispatch(shard, conn, &in_flight, frame).await {
             log::warn!("connection from {peer:?}: {why}; closing it");
-            handlers::send_error(outbox, 0, ErrorCode::BadRequest, NO_SEGMENT, 0, why);
+            outbox.push(bad_request(NO_SEGMENT, 0, why).encode(0));
             return;
         }
     }
 }
 
-/// Handles one frame. An error closes the connection.
+/// Hands one frame to its handler. An error closes the connection.
 async fn dispatch(
     shard: &Rc<Shard>,
-    outbox: &Rc<Outbox>,
+    conn: ConnId,
     in_flight: &Rc<Semaphore>,
     frame: Frame,
 ) -> Result<(), String> {
@@ -140,30 +136,15 @@ async fn dispatch(
                 .acquire_static_permit(u64::from(frame.header.payload_len))
                 .await
                 .map_err(|e| format!("in-flight limit: {e}"))?;
-            let a = access::<Append>(&frame.payload).map_err(|e| e.to_string())?;
-            if !handlers::append(shard, outbox, rid, a, permit).await {
-                return Err("bad append".into());
-            }
+            handlers::append(shard, conn, rid, frame, permit)?;
         }
         kind => match decode_payload(kind, &frame.payload).map_err(|e| e.to_string())? {
             Message::Watermark(w) => handlers::watermark(shard, &w),
-            Message::Read(r) => spawn_read(shard, outbox, rid, r),
-            Message::Fence(f) => spawn_fence(shard, outbox, rid, f),
-            Message::Seal(s) => spawn_seal(shard, outbox, rid, s),
+            Message::Read(r) => handlers::read(shard, conn, rid, &r),
+            Message::Fence(f) => handlers::fence(shard, conn, rid, &f),
+            Message::Seal(s) => handlers::seal(shard, conn, rid, &s),
             other => return Err(format!("a client may not send {:?}", other.kind())),
         },
     }
     Ok(())
-}
-
-fn spawn_read(shard: &Rc<Shard>, outbox: &Rc<Outbox>, rid: u64, r: Read) {
-    glommio::spawn_local(handlers::read(shard.clone(), outbox.clone(), rid, r)).detach();
-}
-
-fn spawn_fence(shard: &Rc<Shard>, outbox: &Rc<Outbox>, rid: u64, f: Fence) {
-    glommio::spawn_local(handlers::fence(shard.clone(), outbox.clone(), rid, f)).detach();
-}
-
-fn spawn_seal(shard: &Rc<Shard>, outbox: &Rc<Outbox>, rid: u64, s: Seal) {
-    glommio::spawn_local(handlers::seal(shard.clone(), outbox.clone(), rid, s)).detach();
 }

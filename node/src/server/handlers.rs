@@ -1,436 +1,162 @@
-//! The requests of a connection, one function each. The decisions are the
-//! replica state machine's; these functions only apply them to the files
-//! and answer.
+//! The requests of a connection, one function each: each turns a frame
+//! into a call of the shard machine, stages an append's entries where the
+//! machine says, and carries out what it returns. The decisions are all
+//! the machine's.
 
 use std::rc::Rc;
-use std::time::Duration;
 
-use futures_lite::FutureExt;
 use glommio::sync::StaticPermit;
-use trilog_protocol::replica::{AppendDecision, ControlDecision, Refusal};
+use trilog_protocol::shard::{self, Actions, AppendRequest, ConnId, SegmentKey, Stage};
+use trilog_wire::access;
 use trilog_wire::limits::ENTRY_BYTES_MAX;
-use trilog_wire::message::{
-    shard_of, ArchivedAppend, ErrorCode, ErrorMsg, Fence, FenceAck, Read, ReadResponse, Seal,
-    SealAck, Watermark,
-};
+use trilog_wire::message::{Append, ArchivedAppend, Fence, Read, Seal, Watermark};
 
-use crate::server::outbox::Outbox;
-use crate::server::shard::{durable_to_ctl, AckWaiter, Shard, Slot};
-use crate::storage::SegmentKey;
+use crate::framing::Frame;
+use crate::server::actions::{carry_out, deliver};
+use crate::server::shard::Shard;
 
-fn error_frame(
-    request_id: u64,
-    code: ErrorCode,
-    key: SegmentKey,
-    value: u64,
-    message: String,
-) -> Vec<u8> {
-    let mut message = message;
-    message.truncate(trilog_wire::limits::ERROR_MESSAGE_BYTES_MAX);
-    trilog_wire::encode(
-        request_id,
-        &ErrorMsg {
-            code,
-            log_id: key.log_id,
-            segment: key.segment,
-            value,
-            message,
-        },
-    )
-}
-
-pub fn send_error(
-    outbox: &Outbox,
-    request_id: u64,
-    code: ErrorCode,
-    key: SegmentKey,
-    value: u64,
-    message: String,
-) {
-    outbox.push(error_frame(request_id, code, key, value, message));
-}
-
-pub fn send_error_internal(outbox: &Outbox, request_id: u64, key: SegmentKey, why: &str) {
-    send_error(
-        outbox,
-        request_id,
-        ErrorCode::Internal,
-        key,
-        0,
-        format!("node error: {why}"),
-    );
-}
-
-fn send_refusal(outbox: &Outbox, request_id: u64, key: SegmentKey, refusal: Refusal) {
-    let (code, value) = match refusal {
-        Refusal::Sealed { len } => (ErrorCode::Sealed, len),
-        Refusal::Fenced { epoch } => (ErrorCode::Fenced, epoch),
-        Refusal::Gap { len } => (ErrorCode::Gap, len),
-        Refusal::SealConflict { held, .. } => (ErrorCode::BadRequest, held),
-    };
-    send_error(outbox, request_id, code, key, value, format!("{refusal:?}"));
-}
-
-/// Checks that the segment belongs to this shard; answers if not.
-fn owned_here(shard: &Shard, outbox: &Outbox, request_id: u64, key: SegmentKey) -> bool {
-    let owner = shard_of(key.log_id, key.segment, shard.shard_count());
-    if owner == shard.shard {
-        return true;
-    }
-    send_error(
-        outbox,
-        request_id,
-        ErrorCode::WrongShard,
-        key,
-        u64::from(owner),
-        format!("segment belongs to shard {owner}"),
-    );
-    false
-}
-
-/// An append, read in place from the receive buffer. Returns false if the
-/// connection must be closed (a malformed request).
-pub async fn append(
+/// An append, read in place from the receive buffer. An error closes the
+/// connection (a malformed request), after answering it `BadRequest`.
+pub fn append(
     shard: &Rc<Shard>,
-    outbox: &Rc<Outbox>,
+    conn: ConnId,
     request_id: u64,
-    a: &ArchivedAppend,
+    frame: Frame,
     permit: StaticPermit,
-) -> bool {
-    let key = SegmentKey {
-        log_id: a.log_id.to_native(),
-        segment: a.segment.to_native(),
-    };
-    if !owned_here(shard, outbox, request_id, key) {
-        return true;
+) -> Result<(), String> {
+    let a = access::<Append>(&frame.payload).map_err(|e| e.to_string())?;
+    if let Err((index, why)) = check_entries(a) {
+        let key = key_of(a);
+        log::warn!("append to {key:?}: entry {index} {why}; closing the connection");
+        let answer = shard::bad_request(key, index, format!("entry {index} {why}"));
+        deliver(shard, conn, request_id, &answer);
+        return Err("bad append".into());
     }
-    // Check every entry before anything is staged: an append is taken
-    // whole or not at all.
+    if let Some(c) = shard.conn(conn) {
+        c.hold_permit(request_id, permit);
+    }
+    let actions = offer(shard, conn, request_id, frame);
+    carry_out(shard, actions);
+    Ok(())
+}
+
+/// Every entry's size and crc, checked before anything is staged: an
+/// append is taken whole or not at all.
+fn check_entries(a: &ArchivedAppend) -> Result<(), (u64, &'static str)> {
     for (i, e) in a.entries.iter().enumerate() {
-        if e.payload.len() > ENTRY_BYTES_MAX as usize
-            || crc32c::crc32c(e.payload.as_slice()) != e.crc.to_native()
-        {
-            log::warn!("append to {key:?}: entry {i} fails its crc; closing the connection");
-            send_error(
-                outbox,
-                request_id,
-                ErrorCode::BadRequest,
-                key,
-                i as u64,
-                "entry crc mismatch".into(),
-            );
-            return false;
+        if e.payload.len() > ENTRY_BYTES_MAX as usize {
+            return Err((i as u64, "is over the entry limit"));
         }
-    }
-    let first_offset = a.first_offset.to_native();
-    let count = a.entries.len() as u64;
-    let slot = match shard.get(key) {
-        Some(slot) => slot,
-        None if first_offset == 0 => {
-            match shard
-                .get_or_create(key, a.first_seq.to_native(), a.epoch.to_native())
-                .await
-            {
-                Ok(slot) => slot,
-                Err(e) => {
-                    send_error_internal(outbox, request_id, key, &e.to_string());
-                    return true;
-                }
-            }
+        if crc32c::crc32c(e.payload.as_slice()) != e.crc.to_native() {
+            return Err((i as u64, "fails its crc"));
         }
-        None => {
-            send_refusal(outbox, request_id, key, Refusal::Gap { len: 0 });
-            return true;
-        }
-    };
-    if let Some(why) = slot.failure() {
-        send_error_internal(outbox, request_id, key, &why);
-        return true;
-    }
-    let commit = a.commit.to_native();
-    let decision =
-        slot.replica
-            .borrow_mut()
-            .on_append(a.epoch.to_native(), first_offset, count, commit);
-    let end = match decision {
-        AppendDecision::Refuse(r) => {
-            send_refusal(outbox, request_id, key, r);
-            return true;
-        }
-        AppendDecision::Held { end } => end,
-        AppendDecision::Accept { skip, end } => {
-            let mut file = slot.file.borrow_mut();
-            for (i, e) in a.entries.iter().enumerate().skip(skip as usize) {
-                file.stage(
-                    first_offset + i as u64,
-                    commit,
-                    e.crc.to_native(),
-                    e.payload.as_slice(),
-                );
-            }
-            drop(file);
-            shard.mark_dirty(key);
-            end
-        }
-    };
-    let durable = slot.replica.borrow().durable_len();
-    if end <= durable {
-        let ack = trilog_wire::message::AppendAck {
-            log_id: key.log_id,
-            segment: key.segment,
-            durable_len: durable,
-        };
-        outbox.push(trilog_wire::encode(request_id, &ack));
-    } else {
-        slot.waiters.borrow_mut().push(AckWaiter {
-            end,
-            request_id,
-            outbox: outbox.clone(),
-            permit: Some(permit),
-        });
-    }
-    slot.changed.notify(usize::MAX);
-    true
-}
-
-pub fn watermark(shard: &Shard, w: &Watermark) {
-    let key = SegmentKey {
-        log_id: w.log_id,
-        segment: w.segment,
-    };
-    if let Some(slot) = shard.get(key) {
-        // Not written down on its own: the next record carries it, and a
-        // lower watermark after a crash only delays reads from this replica.
-        if slot.replica.borrow_mut().on_watermark(w.epoch, w.commit) {
-            slot.changed.notify(usize::MAX);
-        }
-    }
-}
-
-/// Waits for `listener` unless `deadline` passes first; true if woken.
-async fn woken_before(
-    listener: event_listener::EventListener,
-    deadline: &mut std::pin::Pin<Box<glommio::timer::Timer>>,
-) -> bool {
-    async {
-        listener.await;
-        true
-    }
-    .or(async {
-        deadline.as_mut().await;
-        false
-    })
-    .await
-}
-
-/// A read, long-polling up to `wait_ms` when nothing is readable.
-pub async fn read(shard: Rc<Shard>, outbox: Rc<Outbox>, request_id: u64, r: Read) {
-    let key = SegmentKey {
-        log_id: r.log_id,
-        segment: r.segment,
-    };
-    if !owned_here(&shard, &outbox, request_id, key) {
-        return;
-    }
-    let mut deadline = Box::pin(glommio::timer::Timer::new(Duration::from_millis(
-        u64::from(r.wait_ms),
-    )));
-    // A reader may come before the segment's first append: wait for it
-    // like for any other data.
-    let slot = loop {
-        let listener = shard.created.listen();
-        if let Some(slot) = shard.get(key) {
-            break slot;
-        }
-        let woke = woken_before(listener, &mut deadline).await;
-        if !woke {
-            send_error(
-                &outbox,
-                request_id,
-                ErrorCode::NotFound,
-                key,
-                0,
-                "no such segment here".into(),
-            );
-            return;
-        }
-    };
-    loop {
-        let listener = slot.changed.listen();
-        if let Some(why) = slot.failure() {
-            send_error_internal(&outbox, request_id, key, &why);
-            return;
-        }
-        let (end, watermark, sealed_len) = {
-            let rep = slot.replica.borrow();
-            (rep.readable_end(r.limit), rep.watermark(), rep.sealed_len())
-        };
-        let ended = r.from_offset >= r.limit || sealed_len.is_some_and(|s| r.from_offset >= s);
-        if r.from_offset < end || ended {
-            respond_read(&slot, &outbox, request_id, &r, end, watermark, sealed_len).await;
-            return;
-        }
-        let woke = woken_before(listener, &mut deadline).await;
-        if !woke {
-            respond_read(&slot, &outbox, request_id, &r, end, watermark, sealed_len).await;
-            return;
-        }
-    }
-}
-
-async fn respond_read(
-    slot: &Rc<Slot>,
-    outbox: &Outbox,
-    request_id: u64,
-    r: &Read,
-    end: u64,
-    watermark: u64,
-    sealed_len: Option<u64>,
-) {
-    let mut resp = ReadResponse {
-        log_id: r.log_id,
-        segment: r.segment,
-        from_offset: r.from_offset,
-        count: 0,
-        watermark,
-        sealed_len,
-        records: Vec::new(),
-    };
-    if r.from_offset < end {
-        let plan = slot
-            .file
-            .borrow()
-            .read_plan(r.from_offset, end, r.max_bytes);
-        if let Some(plan) = plan {
-            match plan.run().await {
-                Ok((count, records)) => {
-                    resp.count = count;
-                    resp.records = records;
-                }
-                Err(e) => {
-                    log::error!("read of {:?} at {}: {e}", slot.key, r.from_offset);
-                    send_error_internal(outbox, request_id, slot.key, &e.to_string());
-                    return;
-                }
-            }
-        }
-    }
-    outbox.push(trilog_wire::encode(request_id, &resp));
-}
-
-/// Waits until every staged entry is durable: a fence or a seal must answer
-/// with a length that no later ack to an older producer can pass.
-async fn drain_staged(slot: &Slot) -> Result<(), String> {
-    loop {
-        let listener = slot.changed.listen();
-        if let Some(why) = slot.failure() {
-            return Err(why);
-        }
-        let drained = slot.replica.borrow().control_answerable();
-        if drained {
-            return Ok(());
-        }
-        listener.await;
-    }
-}
-
-/// Writes the slot's control state if `decision` asks for it.
-async fn persist(slot: &Rc<Slot>, decision: ControlDecision) -> Result<(), String> {
-    if let ControlDecision::Persist(d) = decision {
-        let state = durable_to_ctl(d);
-        let write = slot.file.borrow_mut().begin_ctl_write(state);
-        if let Err(e) = write.run().await {
-            slot.fail(&e);
-            return Err(e.to_string());
-        }
-        slot.file.borrow_mut().complete_ctl_write(state);
-        if let Some(len) = d.sealed_len {
-            slot.file.borrow_mut().seal_truncate(len);
-        }
-        slot.changed.notify(usize::MAX);
     }
     Ok(())
 }
 
-pub async fn fence(shard: Rc<Shard>, outbox: Rc<Outbox>, request_id: u64, f: Fence) {
-    let key = SegmentKey {
-        log_id: f.log_id,
-        segment: f.segment,
-    };
-    if !owned_here(&shard, &outbox, request_id, key) {
-        return;
+fn key_of(a: &ArchivedAppend) -> SegmentKey {
+    SegmentKey {
+        log_id: a.log_id.to_native(),
+        segment: a.segment.to_native(),
     }
-    // A fence of a segment this node never saw is still recorded: an old
-    // producer's first append must find it.
-    let slot = match shard.get_or_create(key, 0, f.epoch).await {
-        Ok(slot) => slot,
-        Err(e) => return send_error_internal(&outbox, request_id, key, &e.to_string()),
-    };
-    let Ok(_lock) = slot.ctl_lock.acquire_static_permit(1).await else {
-        return send_error_internal(&outbox, request_id, key, "control lock closed");
-    };
-    let decision = slot.replica.borrow_mut().on_fence(f.epoch);
-    if let Err(why) = persist(&slot, decision).await {
-        return send_error_internal(&outbox, request_id, key, &why);
-    }
-    if let Err(why) = drain_staged(&slot).await {
-        return send_error_internal(&outbox, request_id, key, &why);
-    }
-    let rep = slot.replica.borrow();
-    let ack = FenceAck {
-        log_id: key.log_id,
-        segment: key.segment,
-        epoch: rep.durable().fenced_epoch,
-        durable_len: rep.durable_len(),
-        watermark: rep.watermark(),
-        sealed_len: rep.sealed_len(),
-    };
-    outbox.push(trilog_wire::encode(request_id, &ack));
 }
 
-pub async fn seal(shard: Rc<Shard>, outbox: Rc<Outbox>, request_id: u64, s: Seal) {
-    let key = SegmentKey {
-        log_id: s.log_id,
-        segment: s.segment,
+/// Offers a checked append to the machine and stages, drops or parks its
+/// entries as it decides. Returns the actions to carry out after that.
+fn offer(shard: &Rc<Shard>, conn: ConnId, request_id: u64, frame: Frame) -> Actions {
+    let a = match access::<Append>(&frame.payload) {
+        Ok(a) => a,
+        Err(e) => unreachable!("an append checked once fails its check again: {e}"),
     };
-    if !owned_here(&shard, &outbox, request_id, key) {
-        return;
-    }
-    let slot = match shard.get(key) {
-        Some(slot) => slot,
-        None if s.len == 0 => match shard.get_or_create(key, 0, s.epoch).await {
-            Ok(slot) => slot,
-            Err(e) => return send_error_internal(&outbox, request_id, key, &e.to_string()),
+    let req = AppendRequest {
+        key: key_of(a),
+        epoch: a.epoch.to_native(),
+        first_seq: a.first_seq.to_native(),
+        first_offset: a.first_offset.to_native(),
+        count: a.entries.len() as u64,
+        commit: a.commit.to_native(),
+    };
+    let step = shard
+        .machine
+        .borrow_mut()
+        .handle_append(conn, request_id, req);
+    match step.stage {
+        Stage::Entries { skip, end } => stage(shard, req.key, a, skip, end),
+        Stage::Nothing => {}
+        Stage::Park => match shard.conn(conn) {
+            Some(c) => c.park(request_id, frame),
+            None => log::warn!("append {request_id} parked for a closed connection"),
         },
+    }
+    step.actions
+}
+
+/// Offers again an append the machine parked.
+pub fn reoffer(shard: &Rc<Shard>, conn: ConnId, request_id: u64) -> Actions {
+    match shard.conn(conn).and_then(|c| c.unpark(request_id)) {
+        Some(frame) => offer(shard, conn, request_id, frame),
         None => {
-            return send_error(
-                &outbox,
-                request_id,
-                ErrorCode::NotFound,
-                key,
-                0,
-                "no such segment here".into(),
-            );
+            log::warn!("append {request_id} to re-offer is gone (request id reused?)");
+            Actions::new()
         }
-    };
-    let Ok(_lock) = slot.ctl_lock.acquire_static_permit(1).await else {
-        return send_error_internal(&outbox, request_id, key, "control lock closed");
-    };
-    if let Err(why) = drain_staged(&slot).await {
-        return send_error_internal(&outbox, request_id, key, &why);
     }
-    let decision = slot.replica.borrow_mut().on_seal(s.epoch, s.len);
-    if let ControlDecision::Refuse(r) = decision {
-        log::warn!("seal of {key:?} at {} refused: {r:?}", s.len);
-        return send_refusal(&outbox, request_id, key, r);
+}
+
+/// Copies entries `[skip, ..)` of `a` into the segment's staging buffer:
+/// the one copy out of the receive buffer.
+fn stage(shard: &Shard, key: SegmentKey, a: &ArchivedAppend, skip: u64, end: u64) {
+    let file = shard.file(key);
+    let mut file = file.borrow_mut();
+    let first_offset = a.first_offset.to_native();
+    let commit = a.commit.to_native();
+    for (i, e) in a.entries.iter().enumerate().skip(skip as usize) {
+        file.stage(
+            first_offset + i as u64,
+            commit,
+            e.crc.to_native(),
+            e.payload.as_slice(),
+        );
     }
-    if let Err(why) = persist(&slot, decision).await {
-        return send_error_internal(&outbox, request_id, key, &why);
-    }
-    let ack = SealAck {
-        log_id: key.log_id,
-        segment: key.segment,
-        len: s.len,
+    // A flush that failed makes staging a no-op until the machine hears
+    // of it and fails the segment, acks and all.
+    assert!(
+        file.staged_len() == end || file.failure().is_some(),
+        "{key:?}: staged to {} where the machine said {end}",
+        file.staged_len()
+    );
+}
+
+pub fn watermark(shard: &Rc<Shard>, w: &Watermark) {
+    let actions = shard.machine.borrow_mut().handle_watermark(w);
+    carry_out(shard, actions);
+}
+
+/// A read: answered now or parked in the machine until it can be, or until
+/// its wait ends (then the timer task answers it).
+pub fn read(shard: &Rc<Shard>, conn: ConnId, request_id: u64, r: &Read) {
+    let now_ms = shard.now_ms();
+    let (actions, sooner) = {
+        let mut machine = shard.machine.borrow_mut();
+        let before = machine.poll_timeout();
+        let actions = machine.handle_read(now_ms, conn, request_id, r);
+        let after = machine.poll_timeout();
+        (
+            actions,
+            after.is_some() && (before.is_none() || after < before),
+        )
     };
-    outbox.push(trilog_wire::encode(request_id, &ack));
+    if sooner {
+        shard.timer_event.notify(1);
+    }
+    carry_out(shard, actions);
+}
+
+pub fn fence(shard: &Rc<Shard>, conn: ConnId, request_id: u64, f: &Fence) {
+    let actions = shard.machine.borrow_mut().handle_fence(conn, request_id, f);
+    carry_out(shard, actions);
+}
+
+pub fn seal(shard: &Rc<Shard>, conn: ConnId, request_id: u64, s: &Seal) {
+    let actions = shard.machine.borrow_mut().handle_seal(conn, request_id, s);
+    carry_out(shard, actions);
 }

@@ -1,12 +1,25 @@
 //! Starting a node: one glommio executor per shard, each with its own
-//! listening socket, segments and group-commit loop; plus, if asked, the
-//! embedded metadata store and the node's registration with it.
+//! listening socket, shard machine, segments, group-commit loop and timer;
+//! plus, if asked, the embedded metadata store and the node's registration
+//! with it.
+//!
+//! The server is a thin driver of `trilog_protocol::shard::ShardMachine`:
+//! connections (`conn.rs`) read frames and hand each request to the
+//! machine (`handlers.rs`), which decides; `actions.rs` carries out what it
+//! decided (answers, creation, control writes, disk reads), `flusher.rs`
+//! runs the group commit and `timer.rs` the machine's one timer, each
+//! telling the machine how its IO ended. What the driver keeps to itself
+//! are resources, not decisions: each connection's outbox and in-flight
+//! bytes, the frames of appends waiting for their segment, the files.
 
+pub mod actions;
 pub mod conn;
+pub mod conns;
 pub mod flusher;
 pub mod handlers;
 pub mod outbox;
 pub mod shard;
+pub mod timer;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::os::fd::{FromRawFd, IntoRawFd};
@@ -23,7 +36,7 @@ use crate::limits::SHARD_CONNECTIONS_MAX;
 use trilog_meta::MetaAddr;
 
 use crate::storage::{self, StorageError};
-use shard::{ctl_to_durable, Shard, Slot};
+use shard::{ctl_to_durable, machine_key, Shard};
 use trilog_meta::{
     spawn_etcd_registration, spawn_meta_server, spawn_registration, MetaServerHandle,
     RegistrationHandle,
@@ -221,6 +234,7 @@ async fn run_shard(
         }
     }
     glommio::spawn_local(flusher::run_flusher(shard.clone())).detach();
+    glommio::spawn_local(timer::run_timer(shard.clone())).detach();
     loop {
         match listener.accept().await {
             Ok(stream) => {
@@ -248,13 +262,14 @@ async fn recover(shard: &Rc<Shard>, dir: &std::path::Path) -> Result<usize, Stor
     let recovered = storage::recover_dir(&storage::GlommioDisk, dir).await?;
     let n = recovered.len();
     for r in recovered {
+        let key = machine_key(r.file.key());
         let replica = trilog_protocol::replica::Replica::recovered(
             r.len,
             r.max_commit,
             ctl_to_durable(r.ctl),
         );
-        let slot = Slot::new(r.file, replica);
-        shard.slots.borrow_mut().insert(slot.key, slot);
+        shard.machine.borrow_mut().add_recovered(key, replica);
+        shard.add_file(key, r.file);
     }
     Ok(n)
 }

@@ -1,69 +1,131 @@
-//! One shard: the segments of one core, their replica state machines, and
-//! the connections waiting on them. Everything here lives on one glommio
-//! executor; nothing is shared across cores.
+//! One shard's driver state: its [`ShardMachine`], which makes every
+//! decision, and the resources the machine does not hold: the segment
+//! files, the connections, the set of segments for the next group commit
+//! and the clock. Everything here lives on one glommio executor; nothing
+//! is shared across cores.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::time::Instant;
 
 use event_listener::Event;
-use glommio::sync::{Semaphore, StaticPermit};
-use trilog_protocol::replica::{Durable, Replica};
+use trilog_protocol::replica::Durable;
+use trilog_protocol::shard::{ConnId, SegmentKey, ShardMachine};
 
+use crate::server::conns::Conn;
 use crate::server::outbox::Outbox;
-use crate::storage::{CtlState, GlommioDisk, SegmentHeader, SegmentKey, StorageError};
+use crate::storage::{self, CtlState, GlommioDisk};
 
-/// The node's segment replicas live on the real disk.
-type SegmentFile = crate::storage::SegmentFile<GlommioDisk>;
+/// The node's segment replicas live on the real disk. (The shard machine
+/// does not care; a simulated node would name another `Disk` here.)
+pub type SegmentFile = crate::storage::SegmentFile<GlommioDisk>;
 
-/// An ack owed to a connection once a segment is durable far enough.
-pub struct AckWaiter {
-    pub end: u64,
-    pub request_id: u64,
-    pub outbox: Rc<Outbox>,
-    /// The connection's in-flight bytes, given back with the ack.
-    pub permit: Option<StaticPermit>,
+/// A segment's files, shared by the tasks that run its IO (never borrowed
+/// across an `.await`: see the storage module doc).
+pub type File = Rc<RefCell<SegmentFile>>;
+
+/// The shard's state.
+pub struct Shard {
+    pub node_id: u64,
+    pub shard: u32,
+    pub shard_ports: Vec<u16>,
+    pub dir: PathBuf,
+    /// Borrowed only for one call at a time, never across an `.await`.
+    pub machine: RefCell<ShardMachine>,
+    files: RefCell<BTreeMap<SegmentKey, File>>,
+    conns: RefCell<BTreeMap<ConnId, Rc<Conn>>>,
+    next_conn: Cell<u64>,
+    /// Segments with staged entries, for the next group commit.
+    pub dirty: RefCell<BTreeSet<SegmentKey>>,
+    pub dirty_event: Event,
+    /// Notified when a read may have brought the machine's next deadline
+    /// forward, so the timer task sleeps again.
+    pub timer_event: Event,
+    pub connections: Cell<usize>,
+    started: Instant,
 }
 
-/// One segment replica on this shard.
-pub struct Slot {
-    pub key: SegmentKey,
-    pub file: RefCell<SegmentFile>,
-    pub replica: RefCell<Replica>,
-    /// Notified whenever what is durable, committed or sealed moves, so
-    /// long-polling reads and fence answers can re-check.
-    pub changed: Event,
-    pub waiters: RefCell<Vec<AckWaiter>>,
-    /// Serializes control writes (fence, seal) of this segment.
-    pub ctl_lock: Rc<Semaphore>,
-    /// A disk error makes the segment refuse everything from then on: its
-    /// state in memory may no longer match the disk.
-    pub failed: RefCell<Option<String>>,
-}
-
-impl Slot {
-    pub fn new(file: SegmentFile, replica: Replica) -> Rc<Slot> {
-        let key = file.key();
-        Rc::new(Slot {
-            key,
-            file: RefCell::new(file),
-            replica: RefCell::new(replica),
-            changed: Event::new(),
-            waiters: RefCell::new(Vec::new()),
-            ctl_lock: Rc::new(Semaphore::new(1)),
-            failed: RefCell::new(None),
+impl Shard {
+    pub fn new(node_id: u64, shard: u32, shard_ports: Vec<u16>, dir: PathBuf) -> Rc<Shard> {
+        let shard_count = shard_ports.len() as u32;
+        Rc::new(Shard {
+            node_id,
+            shard,
+            machine: RefCell::new(ShardMachine::new(shard, shard_count)),
+            shard_ports,
+            dir,
+            files: RefCell::new(BTreeMap::new()),
+            conns: RefCell::new(BTreeMap::new()),
+            next_conn: Cell::new(1),
+            dirty: RefCell::new(BTreeSet::new()),
+            dirty_event: Event::new(),
+            timer_event: Event::new(),
+            connections: Cell::new(0),
+            started: Instant::now(),
         })
     }
 
-    pub fn fail(&self, why: &StorageError) {
-        log::error!("segment {:?} failed: {why}", self.key);
-        *self.failed.borrow_mut() = Some(why.to_string());
-        self.changed.notify(usize::MAX);
+    pub fn shard_count(&self) -> u32 {
+        self.shard_ports.len() as u32
     }
 
-    pub fn failure(&self) -> Option<String> {
-        self.failed.borrow().clone()
+    /// The shard's clock: milliseconds since it started.
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Adds a segment's files, created or recovered.
+    pub fn add_file(&self, key: SegmentKey, file: SegmentFile) {
+        let old = self
+            .files
+            .borrow_mut()
+            .insert(key, Rc::new(RefCell::new(file)));
+        assert!(old.is_none(), "{key:?}: files opened twice");
+    }
+
+    /// The files of a segment the machine named. The machine names only
+    /// segments that exist, so a missing one is a bug.
+    pub fn file(&self, key: SegmentKey) -> File {
+        match self.files.borrow().get(&key) {
+            Some(file) => file.clone(),
+            None => panic!("{key:?}: the machine named a segment without files"),
+        }
+    }
+
+    /// Registers a new connection and returns its id.
+    pub fn open_conn(&self, outbox: Rc<Outbox>) -> (ConnId, Rc<Conn>) {
+        let id = ConnId(self.next_conn.get());
+        self.next_conn.set(id.0 + 1);
+        let conn = Rc::new(Conn::new(outbox));
+        self.conns.borrow_mut().insert(id, conn.clone());
+        (id, conn)
+    }
+
+    /// Forgets a connection: what it held goes, and the machine owes it
+    /// nothing more.
+    pub fn close_conn(&self, id: ConnId) {
+        self.conns.borrow_mut().remove(&id);
+        self.machine.borrow_mut().handle_conn_closed(id);
+    }
+
+    /// The connection `id`, unless it closed.
+    pub fn conn(&self, id: ConnId) -> Option<Rc<Conn>> {
+        self.conns.borrow().get(&id).cloned()
+    }
+
+    pub fn mark_dirty(&self, key: SegmentKey) {
+        self.dirty.borrow_mut().insert(key);
+        self.dirty_event.notify(1);
+    }
+}
+
+/// The machine's name of a segment the storage names.
+pub fn machine_key(key: storage::SegmentKey) -> SegmentKey {
+    SegmentKey {
+        log_id: key.log_id,
+        segment: key.segment,
     }
 }
 
@@ -80,92 +142,5 @@ pub fn ctl_to_durable(c: CtlState) -> Durable {
         fenced_epoch: c.fenced_epoch,
         sealed_len: c.sealed_len,
         watermark: c.watermark,
-    }
-}
-
-/// The shard's state.
-pub struct Shard {
-    pub node_id: u64,
-    pub shard: u32,
-    pub shard_ports: Vec<u16>,
-    pub dir: PathBuf,
-    pub slots: RefCell<HashMap<SegmentKey, Rc<Slot>>>,
-    /// Segments being created, so two appends do not create one twice.
-    creating: RefCell<HashMap<SegmentKey, Rc<Event>>>,
-    /// Segments with staged entries, for the next group commit.
-    pub dirty: RefCell<BTreeSet<SegmentKey>>,
-    pub dirty_event: Event,
-    /// Notified when a segment is created, for reads that arrived first.
-    pub created: Event,
-    pub connections: Cell<usize>,
-}
-
-impl Shard {
-    pub fn new(node_id: u64, shard: u32, shard_ports: Vec<u16>, dir: PathBuf) -> Rc<Shard> {
-        Rc::new(Shard {
-            node_id,
-            shard,
-            shard_ports,
-            dir,
-            slots: RefCell::new(HashMap::new()),
-            creating: RefCell::new(HashMap::new()),
-            dirty: RefCell::new(BTreeSet::new()),
-            dirty_event: Event::new(),
-            created: Event::new(),
-            connections: Cell::new(0),
-        })
-    }
-
-    pub fn shard_count(&self) -> u32 {
-        self.shard_ports.len() as u32
-    }
-
-    pub fn get(&self, key: SegmentKey) -> Option<Rc<Slot>> {
-        self.slots.borrow().get(&key).cloned()
-    }
-
-    /// The slot of `key`, created (files on disk, synced) if absent.
-    pub async fn get_or_create(
-        &self,
-        key: SegmentKey,
-        first_seq: u64,
-        epoch: u64,
-    ) -> Result<Rc<Slot>, StorageError> {
-        loop {
-            if let Some(slot) = self.get(key) {
-                return Ok(slot);
-            }
-            let pending = self.creating.borrow().get(&key).cloned();
-            match pending {
-                Some(event) => {
-                    let listener = event.listen();
-                    if self.get(key).is_some() || !self.creating.borrow().contains_key(&key) {
-                        continue;
-                    }
-                    listener.await;
-                }
-                None => break,
-            }
-        }
-        let event = Rc::new(Event::new());
-        self.creating.borrow_mut().insert(key, event.clone());
-        let header = SegmentHeader {
-            log_id: key.log_id,
-            segment: key.segment,
-            first_seq,
-            epoch,
-        };
-        let created = SegmentFile::create(&GlommioDisk, &self.dir, header).await;
-        self.creating.borrow_mut().remove(&key);
-        event.notify(usize::MAX);
-        let slot = Slot::new(created?, Replica::new());
-        self.slots.borrow_mut().insert(key, slot.clone());
-        self.created.notify(usize::MAX);
-        Ok(slot)
-    }
-
-    pub fn mark_dirty(&self, key: SegmentKey) {
-        self.dirty.borrow_mut().insert(key);
-        self.dirty_event.notify(1);
     }
 }

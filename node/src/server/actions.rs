@@ -1,0 +1,166 @@
+//! Carrying out the shard machine's actions: answers into outboxes,
+//! segment creation, group commits, control writes and disk reads, each
+//! reporting back to the machine how it ended. The IO runs in tasks of
+//! the shard's executor; everything else happens before `carry_out`
+//! returns, in the machine's order.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use trilog_protocol::replica::Durable;
+use trilog_protocol::shard::{Action, Actions, ConnId, SegmentKey};
+use trilog_wire::message::ReadResponse;
+use trilog_wire::Message;
+
+use crate::server::handlers;
+use crate::server::shard::{durable_to_ctl, SegmentFile, Shard};
+use crate::storage::{GlommioDisk, SegmentHeader};
+
+/// Carries out `actions` in order. An action that yields more (a parked
+/// append offered again) has them carried out before the next one, so
+/// answers leave in the order the machine decided them.
+pub fn carry_out(shard: &Rc<Shard>, actions: Actions) {
+    let mut queue: VecDeque<Action> = actions.into_iter().collect();
+    while let Some(action) = queue.pop_front() {
+        match action {
+            Action::Send {
+                conn,
+                request_id,
+                message,
+            } => deliver(shard, conn, request_id, &message),
+            Action::Create {
+                key,
+                first_seq,
+                epoch,
+            } => create(shard, key, first_seq, epoch),
+            Action::Reoffer { conn, request_id } => {
+                let more = handlers::reoffer(shard, conn, request_id);
+                for action in more.into_iter().rev() {
+                    queue.push_front(action);
+                }
+            }
+            Action::Flush { key } => shard.mark_dirty(key),
+            Action::PersistControl { key, state } => persist(shard, key, state),
+            Action::ApplySeal { key, len } => shard.file(key).borrow_mut().seal_truncate(len),
+            Action::ServeRead {
+                conn,
+                request_id,
+                key,
+                from,
+                end,
+                max_bytes,
+                watermark,
+                sealed_len,
+            } => {
+                let header = ReadResponse {
+                    log_id: key.log_id,
+                    segment: key.segment,
+                    from_offset: from,
+                    count: 0,
+                    watermark,
+                    sealed_len,
+                    records: Vec::new(),
+                };
+                serve_read(shard, conn, request_id, key, end, max_bytes, header);
+            }
+        }
+    }
+}
+
+/// Queues the answer to `request_id` on its connection, if still open, and
+/// gives back what the connection held for the request.
+pub fn deliver(shard: &Shard, conn: ConnId, request_id: u64, message: &Message) {
+    let Some(conn) = shard.conn(conn) else {
+        return;
+    };
+    conn.finish(request_id);
+    conn.outbox.push(message.encode(request_id));
+}
+
+fn create(shard: &Rc<Shard>, key: SegmentKey, first_seq: u64, epoch: u64) {
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let header = SegmentHeader {
+            log_id: key.log_id,
+            segment: key.segment,
+            first_seq,
+            epoch,
+        };
+        let result = match SegmentFile::create(&GlommioDisk, &shard.dir, header).await {
+            Ok(file) => {
+                shard.add_file(key, file);
+                Ok(())
+            }
+            Err(e) => {
+                log::error!("creating {key:?}: {e}");
+                Err(e.to_string())
+            }
+        };
+        let actions = shard.machine.borrow_mut().handle_created(key, result);
+        carry_out(&shard, actions);
+    })
+    .detach();
+}
+
+fn persist(shard: &Rc<Shard>, key: SegmentKey, state: Durable) {
+    let file = shard.file(key);
+    let ctl = durable_to_ctl(state);
+    let write = file.borrow_mut().begin_ctl_write(ctl);
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let actions = match write.run().await {
+            Ok(()) => {
+                file.borrow_mut().complete_ctl_write(ctl);
+                shard.machine.borrow_mut().handle_control_durable(key)
+            }
+            Err(e) => {
+                log::error!("segment {key:?} failed: control write: {e}");
+                let why = e.to_string();
+                shard.machine.borrow_mut().handle_control_failed(key, why)
+            }
+        };
+        carry_out(&shard, actions);
+    })
+    .detach();
+}
+
+/// Plans the read now (the records `[from, end)` as they are at the
+/// machine's decision), reads them in a task and answers.
+fn serve_read(
+    shard: &Rc<Shard>,
+    conn: ConnId,
+    request_id: u64,
+    key: SegmentKey,
+    end: u64,
+    max_bytes: u32,
+    mut response: ReadResponse,
+) {
+    let plan = shard
+        .file(key)
+        .borrow()
+        .read_plan(response.from_offset, end, max_bytes);
+    let Some(plan) = plan else {
+        panic!("{key:?}: the machine asked for an empty read");
+    };
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        match plan.run().await {
+            Ok((count, records)) => {
+                response.count = count;
+                response.records = records;
+                deliver(&shard, conn, request_id, &Message::ReadResponse(response));
+            }
+            Err(e) => {
+                log::error!("read of {key:?} at {}: {e}", response.from_offset);
+                let actions = shard.machine.borrow_mut().handle_read_failed(
+                    conn,
+                    request_id,
+                    key,
+                    &e.to_string(),
+                );
+                carry_out(&shard, actions);
+            }
+        }
+    })
+    .detach();
+}

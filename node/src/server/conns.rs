@@ -1,0 +1,55 @@
+//! What the driver holds for one connection beside the machine: its
+//! outbox, the in-flight bytes of its unanswered appends (back-pressure),
+//! and the frames of its appends parked until their segment exists.
+//! Resources, not decisions: an answer to a request (the machine's
+//! `Send`) ends whatever is held for it.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use glommio::sync::StaticPermit;
+
+use crate::framing::Frame;
+use crate::server::outbox::Outbox;
+
+pub struct Conn {
+    pub outbox: Rc<Outbox>,
+    /// By request id: the bytes of an append, given back to the
+    /// connection's allowance when the append is answered.
+    permits: RefCell<BTreeMap<u64, StaticPermit>>,
+    /// By request id: appends the machine parked (their segment is being
+    /// created), until it asks for them again.
+    parked: RefCell<BTreeMap<u64, Frame>>,
+}
+
+impl Conn {
+    pub fn new(outbox: Rc<Outbox>) -> Conn {
+        Conn {
+            outbox,
+            permits: RefCell::new(BTreeMap::new()),
+            parked: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    /// Holds an append's in-flight bytes until it is answered. A client
+    /// that reuses the id of an unanswered request gets the first one's
+    /// bytes back early: its own loss, bounded by one frame.
+    pub fn hold_permit(&self, request_id: u64, permit: StaticPermit) {
+        self.permits.borrow_mut().insert(request_id, permit);
+    }
+
+    pub fn park(&self, request_id: u64, frame: Frame) {
+        self.parked.borrow_mut().insert(request_id, frame);
+    }
+
+    pub fn unpark(&self, request_id: u64) -> Option<Frame> {
+        self.parked.borrow_mut().remove(&request_id)
+    }
+
+    /// The request is answered: what was held for it goes.
+    pub fn finish(&self, request_id: u64) {
+        self.permits.borrow_mut().remove(&request_id);
+        self.parked.borrow_mut().remove(&request_id);
+    }
+}

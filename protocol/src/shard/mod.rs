@@ -1,0 +1,522 @@
+//! The shard machine: every decision one shard of a log node makes about
+//! its segments, with no IO.
+//!
+//! A node runs one [`ShardMachine`] per shard. Its driver reads requests
+//! off connections and hands them in (`handle_append`, `handle_read`,
+//! `handle_fence`, `handle_seal`, `handle_watermark`), carries out the
+//! [`Action`]s it gets back (answers, segment creation, group commits,
+//! control writes, disk reads), and reports how they ended
+//! (`handle_created`, `handle_durable`, `handle_flush_failed`,
+//! `handle_control_durable`, `handle_control_failed`, `handle_read_failed`).
+//! Time enters only as the `now` of a read (its long-poll deadline) and
+//! through the one timer, quinn-proto style: the driver sleeps until
+//! [`ShardMachine::poll_timeout`] and then calls
+//! [`ShardMachine::handle_timeout`].
+//!
+//! What it decides, and why:
+//!
+//! - **Which shard.** A request for a segment of another shard is answered
+//!   `WrongShard` with the owner (`trilog_wire::message::shard_of`).
+//! - **Creation.** An append at offset 0 of an unknown segment creates it
+//!   (the producer's first append); so does any fence (a fence of a
+//!   segment this node never saw is still recorded, so an old producer's
+//!   first append finds it) and a seal at length 0. An append past offset
+//!   0 of an unknown segment is a `Gap` at 0; a seal at another length is
+//!   `NotFound`. While a segment is being created, every append, fence and
+//!   seal for it waits; once it exists its fences and seals are queued and
+//!   its appends re-offered in their order ([`Action::Reoffer`]); if its
+//!   creation failed they are all answered `Internal`.
+//! - **Appends** are decided by [`Replica::on_append`]. The driver stages
+//!   the accepted entries at once ([`Stage::Entries`]); the ack is owed
+//!   until [`ShardMachine::handle_durable`] reports a durable length that
+//!   covers the append's end, and never sent before (raft-rs keeps such
+//!   messages apart the same way).
+//! - **Fences and seals** run one at a time per segment (`control.rs`): a
+//!   fence is answered after its control write and after every entry
+//!   staged before it is durable ([`Replica::control_answerable`]); a seal
+//!   waits for that drain, is decided, persisted, applied to storage
+//!   ([`Action::ApplySeal`]) and answered.
+//! - **Reads** are answered as soon as there is something to read
+//!   ([`Replica::readable_end`]), or at once when they have "ended" (from
+//!   at or past the reader's limit or the replica's seal); otherwise they
+//!   wait (long poll) until their deadline, when they get an empty answer,
+//!   or `NotFound` if the segment still does not exist here. After every
+//!   call, no parked read could be answered: whatever changed a segment
+//!   re-checks the reads waiting on it.
+//! - **Failure.** A failed flush or control write fails the segment: its
+//!   state in memory may no longer match the disk, so every ack owed,
+//!   every control request and every read of it is answered `Internal`,
+//!   and so is everything after, until the node restarts and recovers it
+//!   from disk.
+//! - **Closed connections** are forgotten: their owed acks, parked reads
+//!   and waiting appends go; their fences and seals still run, unanswered.
+//!
+//! Deterministic: ordered maps only, and ids in arrival order, so the same
+//! calls give the same actions.
+
+mod action;
+mod control;
+mod reads;
+mod segment;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use trilog_wire::message::{shard_of, Fence, Read, ReadResponse, Seal, Watermark};
+use trilog_wire::Message;
+
+pub use action::{
+    bad_request, Action, Actions, AppendRequest, AppendStep, ConnId, SegmentKey, Stage,
+};
+
+use action::{internal, not_found, refused, wrong_shard};
+use control::{ControlOp, ControlRequest};
+use reads::{ParkedRead, ParkedReads};
+use segment::Segment;
+
+use crate::replica::{Refusal, Replica};
+
+/// A request waiting for its segment to be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    Append { conn: ConnId, request_id: u64 },
+    Control(ControlRequest),
+}
+
+/// The decisions of one shard of a log node: see the module doc.
+#[derive(Debug)]
+pub struct ShardMachine {
+    shard: u32,
+    shard_count: u32,
+    segments: BTreeMap<SegmentKey, Segment>,
+    /// Segments being created, with the requests waiting for them in
+    /// arrival order.
+    creating: BTreeMap<SegmentKey, Vec<Waiting>>,
+    reads: ParkedReads,
+}
+
+impl ShardMachine {
+    /// The machine of shard `shard` of a node with `shard_count` shards.
+    pub fn new(shard: u32, shard_count: u32) -> ShardMachine {
+        assert!(
+            shard < shard_count,
+            "shard {shard} of a node with {shard_count}"
+        );
+        ShardMachine {
+            shard,
+            shard_count,
+            segments: BTreeMap::new(),
+            creating: BTreeMap::new(),
+            reads: ParkedReads::default(),
+        }
+    }
+
+    /// A segment found on disk at start, before any request.
+    pub fn add_recovered(&mut self, key: SegmentKey, replica: Replica) {
+        assert_eq!(
+            self.owner(key),
+            self.shard,
+            "{key:?} recovered on the wrong shard"
+        );
+        let old = self.segments.insert(key, Segment::new(replica));
+        assert!(old.is_none(), "{key:?} recovered twice");
+    }
+
+    /// An append whose entries were checked (crcs, sizes). Stage as
+    /// [`AppendStep::stage`] says, then carry out its actions.
+    pub fn handle_append(
+        &mut self,
+        conn: ConnId,
+        request_id: u64,
+        req: AppendRequest,
+    ) -> AppendStep {
+        let key = req.key;
+        let mut out = Actions::new();
+        if let Some(answer) = self.misdirected(key) {
+            out.send(conn, request_id, answer);
+            return AppendStep {
+                stage: Stage::Nothing,
+                actions: out,
+            };
+        }
+        let stage = match self.segments.get_mut(&key) {
+            Some(segment) => segment.append(conn, request_id, &req, &mut out),
+            None => self.append_unknown(conn, request_id, &req, &mut out),
+        };
+        // The append may have taught the replica a higher watermark.
+        self.wake_reads(key, &mut out);
+        AppendStep {
+            stage,
+            actions: out,
+        }
+    }
+
+    fn append_unknown(
+        &mut self,
+        conn: ConnId,
+        request_id: u64,
+        req: &AppendRequest,
+        out: &mut Actions,
+    ) -> Stage {
+        let key = req.key;
+        let waiting = Waiting::Append { conn, request_id };
+        if let Some(waiters) = self.creating.get_mut(&key) {
+            waiters.push(waiting);
+            return Stage::Park;
+        }
+        if req.first_offset == 0 {
+            self.create(key, req.first_seq, req.epoch, waiting, out);
+            return Stage::Park;
+        }
+        out.send(conn, request_id, refused(key, Refusal::Gap { len: 0 }));
+        Stage::Nothing
+    }
+
+    /// A commit watermark sent alone. Not answered, not written down (the
+    /// next record carries it; a lower watermark after a crash only delays
+    /// reads from this replica).
+    pub fn handle_watermark(&mut self, w: &Watermark) -> Actions {
+        let key = SegmentKey {
+            log_id: w.log_id,
+            segment: w.segment,
+        };
+        let mut out = Actions::new();
+        let moved = self
+            .segments
+            .get_mut(&key)
+            .is_some_and(|s| s.replica.on_watermark(w.epoch, w.commit));
+        if moved {
+            self.wake_reads(key, &mut out);
+        }
+        out
+    }
+
+    /// A read, at `now_ms`: answered now, or parked until there is
+    /// something to read or until `now_ms + wait_ms`.
+    pub fn handle_read(&mut self, now_ms: u64, conn: ConnId, request_id: u64, r: &Read) -> Actions {
+        let key = SegmentKey {
+            log_id: r.log_id,
+            segment: r.segment,
+        };
+        let mut out = Actions::new();
+        if let Some(answer) = self.misdirected(key) {
+            out.send(conn, request_id, answer);
+            return out;
+        }
+        let read = ParkedRead {
+            conn,
+            request_id,
+            key,
+            from: r.from_offset,
+            limit: r.limit,
+            max_bytes: r.max_bytes,
+            deadline_ms: now_ms.saturating_add(u64::from(r.wait_ms)),
+        };
+        let at_deadline = read.deadline_ms <= now_ms;
+        if !self.answer_read(read, at_deadline, &mut out) {
+            self.reads.park(read);
+        }
+        out
+    }
+
+    /// A fence: queued behind the segment's other control requests, and
+    /// the segment created if this node never saw it.
+    pub fn handle_fence(&mut self, conn: ConnId, request_id: u64, f: &Fence) -> Actions {
+        let key = SegmentKey {
+            log_id: f.log_id,
+            segment: f.segment,
+        };
+        let op = ControlOp::Fence { epoch: f.epoch };
+        self.handle_control(conn, request_id, key, op, Some(f.epoch))
+    }
+
+    /// A seal: queued behind the segment's other control requests; an
+    /// unknown segment is created only to be sealed empty.
+    pub fn handle_seal(&mut self, conn: ConnId, request_id: u64, s: &Seal) -> Actions {
+        let key = SegmentKey {
+            log_id: s.log_id,
+            segment: s.segment,
+        };
+        let op = ControlOp::Seal {
+            epoch: s.epoch,
+            len: s.len,
+        };
+        let create_at_epoch = (s.len == 0).then_some(s.epoch);
+        self.handle_control(conn, request_id, key, op, create_at_epoch)
+    }
+
+    fn handle_control(
+        &mut self,
+        conn: ConnId,
+        request_id: u64,
+        key: SegmentKey,
+        op: ControlOp,
+        create_at_epoch: Option<u64>,
+    ) -> Actions {
+        let mut out = Actions::new();
+        if let Some(answer) = self.misdirected(key) {
+            out.send(conn, request_id, answer);
+            return out;
+        }
+        let request = ControlRequest {
+            reply_to: Some((conn, request_id)),
+            op,
+        };
+        if let Some(segment) = self.segments.get_mut(&key) {
+            segment.control(key, request, &mut out);
+            self.wake_reads(key, &mut out);
+        } else if let Some(waiters) = self.creating.get_mut(&key) {
+            waiters.push(Waiting::Control(request));
+        } else if let Some(epoch) = create_at_epoch {
+            // Not the log's first seq: a segment created by a control
+            // request never holds entries of its own before an append.
+            self.create(key, 0, epoch, Waiting::Control(request), &mut out);
+        } else {
+            out.send(conn, request_id, not_found(key));
+        }
+        out
+    }
+
+    fn create(
+        &mut self,
+        key: SegmentKey,
+        first_seq: u64,
+        epoch: u64,
+        first: Waiting,
+        out: &mut Actions,
+    ) {
+        assert!(!self.segments.contains_key(&key), "{key:?} exists");
+        let old = self.creating.insert(key, vec![first]);
+        assert!(old.is_none(), "{key:?} created twice at once");
+        out.push(Action::Create {
+            key,
+            first_seq,
+            epoch,
+        });
+    }
+
+    /// The segment asked for by [`Action::Create`] was created (`Ok`) or
+    /// could not be (`Err` with the reason).
+    pub fn handle_created(&mut self, key: SegmentKey, result: Result<(), String>) -> Actions {
+        let Some(waiters) = self.creating.remove(&key) else {
+            panic!("{key:?} created without being asked for");
+        };
+        let mut out = Actions::new();
+        match result {
+            Ok(()) => {
+                let mut segment = Segment::new(Replica::new());
+                for waiting in waiters {
+                    match waiting {
+                        Waiting::Append { conn, request_id } => {
+                            out.push(Action::Reoffer { conn, request_id })
+                        }
+                        Waiting::Control(request) => segment.control(key, request, &mut out),
+                    }
+                }
+                let old = self.segments.insert(key, segment);
+                assert!(old.is_none(), "{key:?} created over a segment");
+                self.wake_reads(key, &mut out);
+            }
+            Err(why) => {
+                let why = format!("create: {why}");
+                for waiting in waiters {
+                    let reply_to = match waiting {
+                        Waiting::Append { conn, request_id } => Some((conn, request_id)),
+                        Waiting::Control(request) => request.reply_to,
+                    };
+                    if let Some((conn, request_id)) = reply_to {
+                        out.send(conn, request_id, internal(key, &why));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The segment's first `len` entries are durable (a group commit
+    /// ended): releases the acks they cover, answers drained control
+    /// requests, wakes reads.
+    pub fn handle_durable(&mut self, key: SegmentKey, len: u64) -> Actions {
+        let mut out = Actions::new();
+        self.segment_mut(key).durable(key, len, &mut out);
+        self.wake_reads(key, &mut out);
+        out
+    }
+
+    /// A group commit of the segment failed: the segment fails.
+    pub fn handle_flush_failed(&mut self, key: SegmentKey, why: String) -> Actions {
+        let mut out = Actions::new();
+        self.segment_mut(key).fail(key, why, &mut out);
+        self.wake_reads(key, &mut out);
+        out
+    }
+
+    /// The control write asked for by [`Action::PersistControl`] is
+    /// durable.
+    pub fn handle_control_durable(&mut self, key: SegmentKey) -> Actions {
+        let mut out = Actions::new();
+        let segment = self.segment_mut(key);
+        segment
+            .control
+            .on_written(key, &mut segment.replica, &mut out);
+        self.wake_reads(key, &mut out);
+        out
+    }
+
+    /// The control write asked for by [`Action::PersistControl`] failed:
+    /// the segment fails.
+    pub fn handle_control_failed(&mut self, key: SegmentKey, why: String) -> Actions {
+        let mut out = Actions::new();
+        let segment = self.segment_mut(key);
+        segment.control.on_write_failed(key);
+        segment.fail(key, why, &mut out);
+        self.wake_reads(key, &mut out);
+        out
+    }
+
+    /// The disk read of an [`Action::ServeRead`] failed. The segment
+    /// stays as it is (what is durable did not change); the reader is told
+    /// and tries another replica.
+    pub fn handle_read_failed(
+        &mut self,
+        conn: ConnId,
+        request_id: u64,
+        key: SegmentKey,
+        why: &str,
+    ) -> Actions {
+        let mut out = Actions::new();
+        out.send(conn, request_id, internal(key, why));
+        out
+    }
+
+    /// `conn` closed: nothing is owed to it any more.
+    pub fn handle_conn_closed(&mut self, conn: ConnId) {
+        self.reads.forget_conn(conn);
+        for segment in self.segments.values_mut() {
+            segment.forget_conn(conn);
+        }
+        for waiters in self.creating.values_mut() {
+            waiters.retain(|w| !matches!(w, Waiting::Append { conn: c, .. } if *c == conn));
+            for w in waiters.iter_mut() {
+                if let Waiting::Control(request) = w {
+                    if request.reply_to.is_some_and(|(c, _)| c == conn) {
+                        request.reply_to = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// When [`Self::handle_timeout`] must be called next: the earliest
+    /// deadline of a parked read.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.reads.earliest_deadline()
+    }
+
+    /// Answers every parked read whose deadline is at or before `now_ms`.
+    pub fn handle_timeout(&mut self, now_ms: u64) -> Actions {
+        let mut out = Actions::new();
+        for read in self.reads.take_expired(now_ms) {
+            let answered = self.answer_read(read, true, &mut out);
+            assert!(answered, "a read at its deadline is always answered");
+        }
+        out
+    }
+
+    /// The replica of `key`, if the segment exists here.
+    pub fn replica(&self, key: SegmentKey) -> Option<&Replica> {
+        self.segments.get(&key).map(|s| &s.replica)
+    }
+
+    /// Why `key` failed, if it did.
+    pub fn failure(&self, key: SegmentKey) -> Option<&str> {
+        self.segments.get(&key).and_then(|s| s.failure.as_deref())
+    }
+
+    /// Reads parked on this shard.
+    pub fn parked_reads(&self) -> usize {
+        self.reads.len()
+    }
+
+    /// Acks `key` owes until more is durable.
+    pub fn owed_acks(&self, key: SegmentKey) -> usize {
+        self.segments.get(&key).map_or(0, Segment::owed_acks)
+    }
+
+    fn owner(&self, key: SegmentKey) -> u32 {
+        shard_of(key.log_id, key.segment, self.shard_count)
+    }
+
+    /// The answer to a request for a segment of another shard.
+    fn misdirected(&self, key: SegmentKey) -> Option<Message> {
+        let owner = self.owner(key);
+        (owner != self.shard).then(|| wrong_shard(key, owner))
+    }
+
+    /// A segment the driver reports on: it exists, since the machine asked.
+    fn segment_mut(&mut self, key: SegmentKey) -> &mut Segment {
+        match self.segments.get_mut(&key) {
+            Some(segment) => segment,
+            None => panic!("{key:?}: a report about a segment that does not exist"),
+        }
+    }
+
+    /// Answers `read` if it can be answered now (always at its deadline);
+    /// false if it must wait.
+    fn answer_read(&self, read: ParkedRead, at_deadline: bool, out: &mut Actions) -> bool {
+        let (conn, request_id, key) = (read.conn, read.request_id, read.key);
+        let Some(segment) = self.segments.get(&key) else {
+            // A reader may come before the segment's first append: it
+            // waits for it like for any other data.
+            if at_deadline {
+                out.send(conn, request_id, not_found(key));
+            }
+            return at_deadline;
+        };
+        if let Some(why) = &segment.failure {
+            out.send(conn, request_id, internal(key, why));
+            return true;
+        }
+        let replica = &segment.replica;
+        let end = replica.readable_end(read.limit);
+        let (watermark, sealed_len) = (replica.watermark(), replica.sealed_len());
+        if read.from < end {
+            out.push(Action::ServeRead {
+                conn,
+                request_id,
+                key,
+                from: read.from,
+                end,
+                max_bytes: read.max_bytes,
+                watermark,
+                sealed_len,
+            });
+            return true;
+        }
+        let ended = read.from >= read.limit || sealed_len.is_some_and(|s| read.from >= s);
+        if !ended && !at_deadline {
+            return false;
+        }
+        let empty = ReadResponse {
+            log_id: key.log_id,
+            segment: key.segment,
+            from_offset: read.from,
+            count: 0,
+            watermark,
+            sealed_len,
+            records: Vec::new(),
+        };
+        out.send(conn, request_id, Message::ReadResponse(empty));
+        true
+    }
+
+    /// Re-checks the reads parked on `key` after it changed.
+    fn wake_reads(&mut self, key: SegmentKey, out: &mut Actions) {
+        for read in self.reads.take_key(key) {
+            if !self.answer_read(read, false, out) {
+                self.reads.park(read);
+            }
+        }
+    }
+}

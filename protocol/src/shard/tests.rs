@@ -1,0 +1,746 @@
+//! Every decision of the shard machine, one test each.
+
+use trilog_wire::message::{
+    shard_of, AppendAck, ErrorCode, ErrorMsg, Fence, FenceAck, Read, ReadResponse, Seal, SealAck,
+    Watermark,
+};
+use trilog_wire::Message;
+
+use super::*;
+use crate::replica::Durable;
+
+const C1: ConnId = ConnId(1);
+const C2: ConnId = ConnId(2);
+
+fn key(segment: u64) -> SegmentKey {
+    SegmentKey { log_id: 7, segment }
+}
+
+/// A one-shard machine: every segment is its own.
+fn machine() -> ShardMachine {
+    ShardMachine::new(0, 1)
+}
+
+/// A machine with segment `key(0)` created and empty.
+fn with_segment() -> ShardMachine {
+    let mut m = machine();
+    m.add_recovered(key(0), Replica::new());
+    m
+}
+
+fn append_req(segment: u64, epoch: u64, first_offset: u64, count: u64) -> AppendRequest {
+    AppendRequest {
+        key: key(segment),
+        epoch,
+        first_seq: 100,
+        first_offset,
+        count,
+        commit: 0,
+    }
+}
+
+fn read_req(segment: u64, from: u64, limit: u64, wait_ms: u32) -> Read {
+    Read {
+        log_id: 7,
+        segment,
+        from_offset: from,
+        limit,
+        max_bytes: 4096,
+        wait_ms,
+    }
+}
+
+fn fence(segment: u64, epoch: u64) -> Fence {
+    Fence {
+        log_id: 7,
+        segment,
+        epoch,
+    }
+}
+
+fn seal(segment: u64, epoch: u64, len: u64) -> Seal {
+    Seal {
+        log_id: 7,
+        segment,
+        epoch,
+        len,
+    }
+}
+
+/// The answers among `actions`, as (conn, request id, message).
+fn sends(actions: &Actions) -> Vec<(ConnId, u64, Message)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                conn,
+                request_id,
+                message,
+            } => Some((*conn, *request_id, message.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ack(len: u64) -> Message {
+    Message::AppendAck(AppendAck {
+        log_id: 7,
+        segment: 0,
+        durable_len: len,
+    })
+}
+
+fn code_of(message: &Message) -> Option<(ErrorCode, u64)> {
+    match message {
+        Message::ErrorMsg(ErrorMsg { code, value, .. }) => Some((*code, *value)),
+        _ => None,
+    }
+}
+
+/// Appends `count` entries at `first_offset` of `key(0)` and checks that
+/// they are staged whole.
+fn staged(m: &mut ShardMachine, conn: ConnId, rid: u64, first_offset: u64, count: u64) -> Actions {
+    let step = m.handle_append(conn, rid, append_req(0, 1, first_offset, count));
+    assert_eq!(
+        step.stage,
+        Stage::Entries {
+            skip: 0,
+            end: first_offset + count
+        }
+    );
+    assert!(step
+        .actions
+        .iter()
+        .any(|a| *a == Action::Flush { key: key(0) }));
+    step.actions
+}
+
+#[test]
+fn first_append_creates_and_appends_wait_for_it_in_order() {
+    let mut m = machine();
+    let step = m.handle_append(C1, 1, append_req(0, 3, 0, 2));
+    assert_eq!(step.stage, Stage::Park);
+    assert_eq!(
+        step.actions.iter().collect::<Vec<_>>(),
+        [&Action::Create {
+            key: key(0),
+            first_seq: 100,
+            epoch: 3
+        }]
+    );
+    // A pipelined append waits too, even past offset 0: it is decided once
+    // the segment exists, after the first.
+    let step = m.handle_append(C1, 2, append_req(0, 3, 2, 2));
+    assert_eq!(step.stage, Stage::Park);
+    assert!(step.actions.is_empty(), "created once");
+    let out = m.handle_created(key(0), Ok(()));
+    assert_eq!(
+        out.into_iter().collect::<Vec<_>>(),
+        [
+            Action::Reoffer {
+                conn: C1,
+                request_id: 1
+            },
+            Action::Reoffer {
+                conn: C1,
+                request_id: 2
+            },
+        ]
+    );
+    let _ = staged(&mut m, C1, 1, 0, 2);
+    let _ = staged(&mut m, C1, 2, 2, 2);
+    assert_eq!(m.owed_acks(key(0)), 2);
+}
+
+#[test]
+fn append_past_zero_of_an_unknown_segment_is_a_gap() {
+    let mut m = machine();
+    let step = m.handle_append(C1, 4, append_req(0, 1, 3, 1));
+    assert_eq!(step.stage, Stage::Nothing);
+    let out = sends(&step.actions);
+    assert_eq!(out.len(), 1);
+    assert_eq!(code_of(&out[0].2), Some((ErrorCode::Gap, 0)));
+    assert!(m.replica(key(0)).is_none(), "nothing created");
+}
+
+#[test]
+fn failed_creation_answers_every_waiting_request_and_may_be_retried() {
+    let mut m = machine();
+    let _ = m.handle_append(C1, 1, append_req(0, 1, 0, 1));
+    let _ = m.handle_fence(C2, 2, &fence(0, 2));
+    let out = sends(&m.handle_created(key(0), Err("disk full".into())));
+    assert_eq!(out.len(), 2);
+    for (_, _, message) in &out {
+        assert_eq!(code_of(message), Some((ErrorCode::Internal, 0)));
+    }
+    assert_eq!(out[0].0, C1);
+    assert_eq!(out[1].0, C2);
+    let step = m.handle_append(C1, 3, append_req(0, 1, 0, 1));
+    assert_eq!(step.stage, Stage::Park);
+    assert!(matches!(
+        step.actions.iter().next(),
+        Some(Action::Create { .. })
+    ));
+}
+
+#[test]
+fn an_ack_is_never_released_before_the_durable_length_covers_it() {
+    let mut m = with_segment();
+    let out = staged(&mut m, C1, 1, 0, 3);
+    assert!(sends(&out).is_empty(), "nothing durable yet");
+    let out = staged(&mut m, C2, 2, 3, 2);
+    assert!(sends(&out).is_empty());
+    // Durable up to 2: neither append is covered.
+    assert!(sends(&m.handle_durable(key(0), 2)).is_empty());
+    // Up to 3: exactly the first.
+    assert_eq!(sends(&m.handle_durable(key(0), 3)), [(C1, 1, ack(3))]);
+    assert_eq!(m.owed_acks(key(0)), 1);
+    assert_eq!(sends(&m.handle_durable(key(0), 5)), [(C2, 2, ack(5))]);
+    assert_eq!(m.owed_acks(key(0)), 0);
+}
+
+#[test]
+fn a_resend_is_acked_at_once_when_durable_and_later_when_not() {
+    let mut m = with_segment();
+    let _ = staged(&mut m, C1, 1, 0, 4);
+    let _ = m.handle_durable(key(0), 2);
+    // [0, 2) held and durable: acked now, with what is durable.
+    let step = m.handle_append(C1, 2, append_req(0, 1, 0, 2));
+    assert_eq!(step.stage, Stage::Nothing);
+    assert_eq!(sends(&step.actions), [(C1, 2, ack(2))]);
+    // [0, 4) held, not all durable: owed.
+    let step = m.handle_append(C1, 3, append_req(0, 1, 0, 4));
+    assert_eq!(step.stage, Stage::Nothing);
+    assert!(sends(&step.actions).is_empty());
+    // Overlapping: only the new entries are staged.
+    let step = m.handle_append(C1, 4, append_req(0, 1, 3, 3));
+    assert_eq!(step.stage, Stage::Entries { skip: 1, end: 6 });
+    let out = sends(&m.handle_durable(key(0), 6));
+    assert_eq!(out, [(C1, 1, ack(6)), (C1, 3, ack(6)), (C1, 4, ack(6))]);
+}
+
+#[test]
+fn refusals_leave_with_their_codes() {
+    let mut m = with_segment();
+    let _ = staged(&mut m, C1, 1, 0, 2);
+    let step = m.handle_append(C1, 2, append_req(0, 1, 5, 1));
+    assert_eq!(
+        code_of(&sends(&step.actions)[0].2),
+        Some((ErrorCode::Gap, 2))
+    );
+    let _ = m.handle_durable(key(0), 2);
+    let _ = m.handle_fence(C2, 3, &fence(0, 4));
+    let _ = m.handle_control_durable(key(0));
+    let step = m.handle_append(C1, 4, append_req(0, 1, 2, 1));
+    assert_eq!(step.stage, Stage::Nothing);
+    assert_eq!(
+        code_of(&sends(&step.actions)[0].2),
+        Some((ErrorCode::Fenced, 4))
+    );
+}
+
+#[test]
+fn a_fence_is_answered_only_after_its_write_and_the_drain() {
+    let mut m = with_segment();
+    let _ = staged(&mut m, C1, 1, 0, 3);
+    let out = m.handle_fence(C2, 9, &fence(0, 2));
+    assert_eq!(
+        out.iter().collect::<Vec<_>>(),
+        [&Action::PersistControl {
+            key: key(0),
+            state: Durable {
+                fenced_epoch: 2,
+                sealed_len: None,
+                watermark: 0
+            }
+        }]
+    );
+    // Written, but entries staged before the fence are not durable yet.
+    assert!(sends(&m.handle_control_durable(key(0))).is_empty());
+    assert!(sends(&m.handle_durable(key(0), 2)).is_empty());
+    // Drained: the append's ack leaves before the fence's answer, which
+    // reports every entry that ack covers.
+    let out = sends(&m.handle_durable(key(0), 3));
+    let fence_ack = Message::FenceAck(FenceAck {
+        log_id: 7,
+        segment: 0,
+        epoch: 2,
+        durable_len: 3,
+        watermark: 0,
+        sealed_len: None,
+    });
+    assert_eq!(out, [(C1, 1, ack(3)), (C2, 9, fence_ack)]);
+}
+
+#[test]
+fn a_drained_fence_still_waits_for_its_write() {
+    let mut m = with_segment();
+    let out = m.handle_fence(C2, 9, &fence(0, 2));
+    assert!(sends(&out).is_empty());
+    assert_eq!(out.len(), 1);
+    let out = sends(&m.handle_control_durable(key(0)));
+    assert_eq!(out.len(), 1);
+    assert!(matches!(
+        out[0].2,
+        Message::FenceAck(FenceAck { epoch: 2, .. })
+    ));
+}
+
+#[test]
+fn a_fence_of_an_unknown_segment_creates_it() {
+    let mut m = machine();
+    let out = m.handle_fence(C2, 9, &fence(0, 5));
+    assert_eq!(
+        out.iter().collect::<Vec<_>>(),
+        [&Action::Create {
+            key: key(0),
+            first_seq: 0,
+            epoch: 5
+        }]
+    );
+    // An old producer's first append waits for the creation, then finds
+    // the fence.
+    let step = m.handle_append(C1, 1, append_req(0, 4, 0, 1));
+    assert_eq!(step.stage, Stage::Park);
+    let out = m.handle_created(key(0), Ok(()));
+    assert!(out
+        .iter()
+        .any(|a| matches!(a, Action::PersistControl { .. })));
+    assert!(out.iter().any(|a| *a
+        == Action::Reoffer {
+            conn: C1,
+            request_id: 1
+        }));
+    let step = m.handle_append(C1, 1, append_req(0, 4, 0, 1));
+    assert_eq!(
+        code_of(&sends(&step.actions)[0].2),
+        Some((ErrorCode::Fenced, 5))
+    );
+    let out = sends(&m.handle_control_durable(key(0)));
+    assert!(matches!(
+        out[0].2,
+        Message::FenceAck(FenceAck {
+            epoch: 5,
+            durable_len: 0,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn control_requests_run_one_at_a_time() {
+    let mut m = with_segment();
+    let out = m.handle_fence(C1, 1, &fence(0, 2));
+    assert_eq!(out.len(), 1, "the first write");
+    let out = m.handle_fence(C1, 2, &fence(0, 3));
+    assert!(out.is_empty(), "waits for the first to be answered");
+    let out = m.handle_fence(C1, 3, &fence(0, 1));
+    assert!(out.is_empty());
+    let out = m.handle_control_durable(key(0));
+    let actions: Vec<_> = out.iter().collect();
+    assert_eq!(actions.len(), 2);
+    assert!(matches!(actions[0], Action::Send { request_id: 1, .. }));
+    assert!(matches!(
+        actions[1],
+        Action::PersistControl {
+            state: Durable {
+                fenced_epoch: 3,
+                ..
+            },
+            ..
+        }
+    ));
+    // The third changes nothing: answered right after the second, with
+    // the higher epoch it finds.
+    let out = sends(&m.handle_control_durable(key(0)));
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].1, 2);
+    assert!(matches!(
+        out[1],
+        (C1, 3, Message::FenceAck(FenceAck { epoch: 3, .. }))
+    ));
+}
+
+#[test]
+fn a_seal_waits_for_the_drain_then_persists_applies_and_answers() {
+    let mut m = with_segment();
+    let _ = staged(&mut m, C1, 1, 0, 4);
+    let _ = m.handle_durable(key(0), 2);
+    let out = m.handle_seal(C2, 5, &seal(0, 1, 3));
+    assert!(out.is_empty(), "nothing decided before the drain");
+    assert_eq!(m.replica(key(0)).map(Replica::sealed_len), Some(None));
+    let out = m.handle_durable(key(0), 4);
+    let actions: Vec<_> = out.into_iter().collect();
+    assert!(matches!(&actions[0], Action::Send { request_id: 1, .. }));
+    assert_eq!(
+        actions[1],
+        Action::PersistControl {
+            key: key(0),
+            state: Durable {
+                fenced_epoch: 1,
+                sealed_len: Some(3),
+                watermark: 0
+            }
+        }
+    );
+    assert_eq!(actions.len(), 2, "answered only once durable");
+    let out: Vec<_> = m.handle_control_durable(key(0)).into_iter().collect();
+    assert_eq!(
+        out,
+        [
+            Action::ApplySeal {
+                key: key(0),
+                len: 3
+            },
+            Action::Send {
+                conn: C2,
+                request_id: 5,
+                message: Message::SealAck(SealAck {
+                    log_id: 7,
+                    segment: 0,
+                    len: 3
+                })
+            }
+        ]
+    );
+    // The same seal again changes nothing and is answered at once.
+    let out = sends(&m.handle_seal(C2, 6, &seal(0, 1, 3)));
+    assert!(matches!(out[0].2, Message::SealAck(SealAck { len: 3, .. })));
+}
+
+#[test]
+fn a_conflicting_seal_is_refused_with_its_own_code() {
+    let mut m = with_segment();
+    let _ = staged(&mut m, C1, 1, 0, 2);
+    let _ = m.handle_durable(key(0), 2);
+    let out = sends(&m.handle_seal(C2, 5, &seal(0, 1, 3)));
+    assert_eq!(code_of(&out[0].2), Some((ErrorCode::SealConflict, 2)));
+}
+
+#[test]
+fn a_seal_of_an_unknown_segment_creates_it_only_when_empty() {
+    let mut m = machine();
+    let out = sends(&m.handle_seal(C1, 1, &seal(0, 2, 4)));
+    assert_eq!(code_of(&out[0].2), Some((ErrorCode::NotFound, 0)));
+    let out = m.handle_seal(C1, 2, &seal(0, 2, 0));
+    assert!(matches!(
+        out.iter().next(),
+        Some(Action::Create {
+            first_seq: 0,
+            epoch: 2,
+            ..
+        })
+    ));
+    let out = m.handle_created(key(0), Ok(()));
+    assert!(matches!(
+        out.iter().next(),
+        Some(Action::PersistControl { .. })
+    ));
+    let out = sends(&m.handle_control_durable(key(0)));
+    assert!(matches!(out[0].2, Message::SealAck(SealAck { len: 0, .. })));
+}
+
+#[test]
+fn a_read_parked_before_the_segment_exists_is_not_found_at_its_deadline() {
+    let mut m = machine();
+    let out = m.handle_read(1_000, C1, 1, &read_req(0, 0, u64::MAX, 500));
+    assert!(out.is_empty());
+    assert_eq!(m.poll_timeout(), Some(1_500));
+    assert!(m.handle_timeout(1_499).is_empty());
+    let out = sends(&m.handle_timeout(1_500));
+    assert_eq!(out.len(), 1);
+    assert_eq!(code_of(&out[0].2), Some((ErrorCode::NotFound, 0)));
+    assert_eq!(m.poll_timeout(), None);
+}
+
+#[test]
+fn a_read_parked_before_the_segment_exists_is_served_once_created() {
+    let mut m = machine();
+    // The reader knows the segment sealed at 2 (from the metadata), so
+    // this replica may serve up to 2 once it holds them.
+    let out = m.handle_read(0, C2, 1, &read_req(0, 0, 2, 500));
+    assert!(out.is_empty());
+    let step = m.handle_append(C1, 1, append_req(0, 1, 0, 2));
+    assert_eq!(step.stage, Stage::Park);
+    let out = m.handle_created(key(0), Ok(()));
+    assert_eq!(out.len(), 1, "only the reoffer: nothing to read yet");
+    let _ = staged(&mut m, C1, 1, 0, 2);
+    let out = m.handle_durable(key(0), 2);
+    assert!(out.iter().any(|a| *a
+        == Action::ServeRead {
+            conn: C2,
+            request_id: 1,
+            key: key(0),
+            from: 0,
+            end: 2,
+            max_bytes: 4096,
+            watermark: 0,
+            sealed_len: None
+        }));
+    assert_eq!(m.parked_reads(), 0);
+    assert_eq!(m.poll_timeout(), None);
+}
+
+#[test]
+fn a_read_of_an_open_segment_waits_for_the_watermark() {
+    let mut m = with_segment();
+    let _ = staged(&mut m, C1, 1, 0, 3);
+    let _ = m.handle_durable(key(0), 3);
+    let out = m.handle_read(0, C2, 1, &read_req(0, 0, u64::MAX, 500));
+    assert!(out.is_empty(), "nothing committed");
+    let out = m.handle_watermark(&Watermark {
+        log_id: 7,
+        segment: 0,
+        epoch: 1,
+        commit: 2,
+    });
+    assert!(matches!(
+        out.iter().collect::<Vec<_>>()[..],
+        [Action::ServeRead {
+            from: 0,
+            end: 2,
+            watermark: 2,
+            ..
+        }]
+    ));
+    // A commit carried by an append moves it too.
+    let _ = m.handle_read(0, C2, 2, &read_req(0, 2, u64::MAX, 500));
+    let mut req = append_req(0, 1, 3, 1);
+    req.commit = 3;
+    let step = m.handle_append(C1, 2, req);
+    assert!(step.actions.iter().any(|a| matches!(
+        a,
+        Action::ServeRead {
+            request_id: 2,
+            from: 2,
+            end: 3,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn a_read_at_its_deadline_gets_an_empty_answer() {
+    let mut m = with_segment();
+    let _ = m.handle_read(10, C2, 1, &read_req(0, 0, u64::MAX, 20));
+    let out = sends(&m.handle_timeout(30));
+    assert_eq!(
+        out,
+        [(
+            C2,
+            1,
+            Message::ReadResponse(ReadResponse {
+                log_id: 7,
+                segment: 0,
+                from_offset: 0,
+                count: 0,
+                watermark: 0,
+                sealed_len: None,
+                records: Vec::new()
+            })
+        )]
+    );
+}
+
+#[test]
+fn a_read_without_wait_is_answered_at_once() {
+    let mut m = machine();
+    let out = sends(&m.handle_read(0, C1, 1, &read_req(0, 0, u64::MAX, 0)));
+    assert_eq!(code_of(&out[0].2), Some((ErrorCode::NotFound, 0)));
+    m.add_recovered(key(0), Replica::new());
+    let out = sends(&m.handle_read(0, C1, 2, &read_req(0, 0, u64::MAX, 0)));
+    assert!(matches!(
+        out[0].2,
+        Message::ReadResponse(ReadResponse { count: 0, .. })
+    ));
+    assert_eq!(m.parked_reads(), 0);
+}
+
+#[test]
+fn a_read_past_a_seal_or_its_limit_ends_at_once() {
+    let mut m = machine();
+    m.add_recovered(
+        key(0),
+        Replica::recovered(
+            5,
+            5,
+            Durable {
+                fenced_epoch: 1,
+                sealed_len: Some(4),
+                watermark: 4,
+            },
+        ),
+    );
+    let out = sends(&m.handle_read(0, C1, 1, &read_req(0, 4, u64::MAX, 500)));
+    assert!(matches!(
+        out[..],
+        [(
+            C1,
+            1,
+            Message::ReadResponse(ReadResponse {
+                count: 0,
+                sealed_len: Some(4),
+                from_offset: 4,
+                ..
+            })
+        )]
+    ));
+    let out = sends(&m.handle_read(0, C1, 2, &read_req(0, 9, u64::MAX, 500)));
+    assert_eq!(out.len(), 1, "past the seal");
+    m.add_recovered(key(1), Replica::new());
+    let out = sends(&m.handle_read(0, C1, 3, &read_req(1, 3, 3, 500)));
+    assert!(matches!(
+        out[..],
+        [(
+            C1,
+            3,
+            Message::ReadResponse(ReadResponse {
+                count: 0,
+                sealed_len: None,
+                ..
+            })
+        )]
+    ));
+    // Below the seal: served up to it.
+    let out = m.handle_read(0, C1, 4, &read_req(0, 1, u64::MAX, 500));
+    assert!(matches!(
+        out.iter().collect::<Vec<_>>()[..],
+        [Action::ServeRead {
+            from: 1,
+            end: 4,
+            sealed_len: Some(4),
+            ..
+        }]
+    ));
+    assert_eq!(m.parked_reads(), 0);
+}
+
+#[test]
+fn requests_for_another_shard_are_told_its_owner() {
+    let mut m = ShardMachine::new(0, 2);
+    let theirs = (0..)
+        .map(key)
+        .find(|k| shard_of(k.log_id, k.segment, 2) == 1)
+        .expect("some segment belongs to shard 1");
+    let expect = (ErrorCode::WrongShard, 1);
+    let mut req = append_req(0, 1, 0, 1);
+    req.key = theirs;
+    let step = m.handle_append(C1, 1, req);
+    assert_eq!(step.stage, Stage::Nothing);
+    assert_eq!(code_of(&sends(&step.actions)[0].2), Some(expect));
+    let read = read_req(theirs.segment, 0, u64::MAX, 100);
+    assert_eq!(
+        code_of(&sends(&m.handle_read(0, C1, 2, &read))[0].2),
+        Some(expect)
+    );
+    let f = fence(theirs.segment, 2);
+    assert_eq!(
+        code_of(&sends(&m.handle_fence(C1, 3, &f))[0].2),
+        Some(expect)
+    );
+    let s = seal(theirs.segment, 2, 0);
+    assert_eq!(
+        code_of(&sends(&m.handle_seal(C1, 4, &s))[0].2),
+        Some(expect)
+    );
+    assert_eq!(m.parked_reads(), 0);
+}
+
+#[test]
+fn a_failed_flush_fails_the_segment() {
+    let mut m = with_segment();
+    let _ = staged(&mut m, C1, 1, 0, 2);
+    let _ = m.handle_durable(key(0), 1);
+    let _ = m.handle_read(0, C2, 2, &read_req(0, 0, u64::MAX, 500));
+    let _ = m.handle_seal(C2, 3, &seal(0, 1, 1));
+    let out = sends(&m.handle_flush_failed(key(0), "EIO".into()));
+    assert_eq!(out.len(), 3, "the ack, the seal and the read: {out:?}");
+    for (_, _, message) in &out {
+        assert_eq!(code_of(message), Some((ErrorCode::Internal, 0)));
+    }
+    assert_eq!(m.failure(key(0)), Some("EIO"));
+    assert_eq!(m.poll_timeout(), None);
+    // From now on, appends, control requests and reads are refused.
+    let step = m.handle_append(C1, 4, append_req(0, 1, 2, 1));
+    assert_eq!(step.stage, Stage::Nothing);
+    assert_eq!(
+        code_of(&sends(&step.actions)[0].2),
+        Some((ErrorCode::Internal, 0))
+    );
+    let out = sends(&m.handle_fence(C1, 5, &fence(0, 3)));
+    assert_eq!(code_of(&out[0].2), Some((ErrorCode::Internal, 0)));
+    let out = sends(&m.handle_read(0, C1, 6, &read_req(0, 0, 1, 500)));
+    assert_eq!(code_of(&out[0].2), Some((ErrorCode::Internal, 0)));
+}
+
+#[test]
+fn a_failed_control_write_fails_the_segment() {
+    let mut m = with_segment();
+    let _ = staged(&mut m, C1, 1, 0, 2);
+    let _ = m.handle_fence(C2, 2, &fence(0, 2));
+    let _ = m.handle_fence(C2, 3, &fence(0, 3));
+    let out = sends(&m.handle_control_failed(key(0), "ENOSPC".into()));
+    assert_eq!(out.len(), 3, "the ack and both fences: {out:?}");
+    assert!(out
+        .iter()
+        .all(|(_, _, m)| code_of(m) == Some((ErrorCode::Internal, 0))));
+    // A flush that was running ends; nothing more is owed.
+    assert!(sends(&m.handle_durable(key(0), 2)).is_empty());
+}
+
+#[test]
+fn a_control_write_that_ends_after_a_failure_is_expected() {
+    let mut m = with_segment();
+    let _ = staged(&mut m, C1, 1, 0, 2);
+    let _ = m.handle_durable(key(0), 2);
+    let _ = staged(&mut m, C1, 2, 2, 1);
+    let _ = m.handle_fence(C2, 3, &fence(0, 2));
+    let out = sends(&m.handle_flush_failed(key(0), "EIO".into()));
+    assert_eq!(out.len(), 2);
+    // The fence's write was in flight: it ends, and answers nobody.
+    assert!(m.handle_control_durable(key(0)).is_empty());
+}
+
+#[test]
+fn a_closed_connection_is_owed_nothing() {
+    let mut m = with_segment();
+    let _ = staged(&mut m, C1, 1, 0, 2);
+    let _ = m.handle_read(0, C1, 2, &read_req(0, 0, 2, 500));
+    let _ = m.handle_fence(C1, 3, &fence(0, 2));
+    let _ = m.handle_append(C1, 4, append_req(1, 1, 0, 1));
+    m.handle_conn_closed(C1);
+    assert_eq!(m.owed_acks(key(0)), 0);
+    assert_eq!(m.poll_timeout(), None);
+    // The fence still runs, unanswered.
+    assert!(sends(&m.handle_control_durable(key(0))).is_empty());
+    assert!(sends(&m.handle_durable(key(0), 2)).is_empty());
+    assert_eq!(m.replica(key(0)).map(|r| r.durable().fenced_epoch), Some(2));
+    // The waiting append is not re-offered.
+    assert!(m.handle_created(key(1), Ok(())).is_empty());
+}
+
+#[test]
+fn a_failed_disk_read_is_answered_internal() {
+    let mut m = with_segment();
+    let out = sends(&m.handle_read_failed(C1, 3, key(0), "EIO"));
+    assert_eq!(out.len(), 1);
+    assert_eq!(code_of(&out[0].2), Some((ErrorCode::Internal, 0)));
+}
+
+#[test]
+fn the_same_calls_give_the_same_actions() {
+    let run = || {
+        let mut m = machine();
+        let mut all = Vec::new();
+        for seg in [3, 1, 2] {
+            all.push(m.handle_read(0, C2, seg, &read_req(seg, 0, 1, 100)));
+            all.push(m.handle_append(C1, seg, append_req(seg, 1, 0, 1)).actions);
+        }
+        for seg in [2, 3, 1] {
+            all.push(m.handle_created(key(seg), Ok(())));
+        }
+        all.push(m.handle_timeout(100));
+        all
+    };
+    assert_eq!(run(), run());
+}
