@@ -19,5 +19,6 @@ pub mod cli;
 pub mod config;
 pub mod framing;
 pub mod limits;
+pub mod runtime;
 pub mod server;
 pub mod storage;

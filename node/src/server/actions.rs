@@ -12,14 +12,15 @@ use trilog_protocol::shard::{Action, Actions, ConnId, SegmentKey};
 use trilog_wire::message::ReadResponse;
 use trilog_wire::Message;
 
+use crate::runtime::ShardRuntime;
 use crate::server::handlers;
 use crate::server::shard::{durable_to_ctl, SegmentFile, Shard};
-use crate::storage::{GlommioDisk, SegmentHeader};
+use crate::storage::SegmentHeader;
 
 /// Carries out `actions` in order. An action that yields more (a parked
 /// append offered again) has them carried out before the next one, so
 /// answers leave in the order the machine decided them.
-pub fn carry_out(shard: &Rc<Shard>, actions: Actions) {
+pub fn carry_out<R: ShardRuntime>(shard: &Rc<Shard<R>>, actions: Actions) {
     let mut queue: VecDeque<Action> = actions.into_iter().collect();
     while let Some(action) = queue.pop_front() {
         match action {
@@ -69,7 +70,12 @@ pub fn carry_out(shard: &Rc<Shard>, actions: Actions) {
 
 /// Queues the answer to `request_id` on its connection, if still open, and
 /// gives back what the connection held for the request.
-pub fn deliver(shard: &Shard, conn: ConnId, request_id: u64, message: &Message) {
+pub fn deliver<R: ShardRuntime>(
+    shard: &Shard<R>,
+    conn: ConnId,
+    request_id: u64,
+    message: &Message,
+) {
     let Some(conn) = shard.conn(conn) else {
         return;
     };
@@ -77,16 +83,17 @@ pub fn deliver(shard: &Shard, conn: ConnId, request_id: u64, message: &Message) 
     conn.outbox.push(message.encode(request_id));
 }
 
-fn create(shard: &Rc<Shard>, key: SegmentKey, first_seq: u64, epoch: u64) {
-    let shard = shard.clone();
-    glommio::spawn_local(async move {
+fn create<R: ShardRuntime>(shard: &Rc<Shard<R>>, key: SegmentKey, first_seq: u64, epoch: u64) {
+    let task_shard = shard.clone();
+    shard.rt.spawn(async move {
+        let shard = task_shard;
         let header = SegmentHeader {
             log_id: key.log_id,
             segment: key.segment,
             first_seq,
             epoch,
         };
-        let result = match SegmentFile::create(&GlommioDisk, &shard.dir, header).await {
+        let result = match SegmentFile::<R>::create(shard.rt.disk(), &shard.dir, header).await {
             Ok(file) => {
                 shard.add_file(key, file);
                 Ok(())
@@ -98,16 +105,16 @@ fn create(shard: &Rc<Shard>, key: SegmentKey, first_seq: u64, epoch: u64) {
         };
         let actions = shard.machine.borrow_mut().handle_created(key, result);
         carry_out(&shard, actions);
-    })
-    .detach();
+    });
 }
 
-fn persist(shard: &Rc<Shard>, key: SegmentKey, state: Durable) {
+fn persist<R: ShardRuntime>(shard: &Rc<Shard<R>>, key: SegmentKey, state: Durable) {
     let file = shard.file(key);
     let ctl = durable_to_ctl(state);
     let write = file.borrow_mut().begin_ctl_write(ctl);
-    let shard = shard.clone();
-    glommio::spawn_local(async move {
+    let task_shard = shard.clone();
+    shard.rt.spawn(async move {
+        let shard = task_shard;
         let actions = match write.run().await {
             Ok(()) => {
                 file.borrow_mut().complete_ctl_write(ctl);
@@ -120,14 +127,13 @@ fn persist(shard: &Rc<Shard>, key: SegmentKey, state: Durable) {
             }
         };
         carry_out(&shard, actions);
-    })
-    .detach();
+    });
 }
 
 /// Plans the read now (the records `[from, end)` as they are at the
 /// machine's decision), reads them in a task and answers.
-fn serve_read(
-    shard: &Rc<Shard>,
+fn serve_read<R: ShardRuntime>(
+    shard: &Rc<Shard<R>>,
     conn: ConnId,
     request_id: u64,
     key: SegmentKey,
@@ -142,8 +148,9 @@ fn serve_read(
     let Some(plan) = plan else {
         panic!("{key:?}: the machine asked for an empty read");
     };
-    let shard = shard.clone();
-    glommio::spawn_local(async move {
+    let task_shard = shard.clone();
+    shard.rt.spawn(async move {
+        let shard = task_shard;
         match plan.run().await {
             Ok((count, records)) => {
                 response.count = count;
@@ -161,6 +168,5 @@ fn serve_read(
                 carry_out(&shard, actions);
             }
         }
-    })
-    .detach();
+    });
 }

@@ -9,14 +9,14 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, FutureExt};
-use glommio::net::TcpStream;
-use glommio::sync::Semaphore;
 use trilog_protocol::shard::{bad_request, ConnId, SegmentKey};
 use trilog_wire::message::HelloOk;
 use trilog_wire::{decode_payload, Kind, Message};
 
 use crate::framing::{read_frame, Frame, FrameReadError};
 use crate::limits::{CONN_IN_FLIGHT_BYTES_MAX, HANDSHAKE_TIMEOUT_MS};
+use crate::runtime::ShardRuntime;
+use crate::server::budget::Budget;
 use crate::server::handlers;
 use crate::server::outbox::Outbox;
 use crate::server::shard::Shard;
@@ -26,30 +26,36 @@ const NO_SEGMENT: SegmentKey = SegmentKey {
     segment: 0,
 };
 
-/// Serves one accepted connection until it closes.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
-    let peer = stream.peer_addr().ok();
-    let _ = stream.set_nodelay(true);
+/// Serves one accepted connection (from `peer`) until it closes. Reading
+/// and writing run side by side in this one task; when reading ends, the
+/// outbox closes and the writer sends what is left, then ends too.
+pub async fn serve<R: ShardRuntime, S: AsyncRead + AsyncWrite + Unpin>(
+    shard: Rc<Shard<R>>,
+    stream: S,
+    peer: Option<SocketAddr>,
+) {
     let (mut reader, writer) = futures_lite::io::split(stream);
     let outbox = Rc::new(Outbox::default());
-    let writer_task = glommio::spawn_local(write_loop(writer, outbox.clone()));
     let (conn, _) = shard.open_conn(outbox.clone());
-    match handshake(&shard, &mut reader, &outbox).await {
-        Ok(()) => read_loop(&shard, &mut reader, conn, &outbox, peer).await,
-        Err(why) => log::warn!("connection from {peer:?} closed in handshake: {why}"),
-    }
-    shard.close_conn(conn);
-    outbox.close();
-    writer_task.await;
+    let reading = async {
+        match handshake(&shard, &mut reader, &outbox).await {
+            Ok(()) => read_loop(&shard, &mut reader, conn, &outbox, peer).await,
+            Err(why) => log::warn!("connection from {peer:?} closed in handshake: {why}"),
+        }
+        shard.close_conn(conn);
+        outbox.close();
+    };
+    futures_lite::future::zip(reading, write_loop(writer, outbox.clone())).await;
 }
 
-async fn handshake<R: AsyncRead + Unpin>(
-    shard: &Shard,
-    reader: &mut R,
+async fn handshake<R: ShardRuntime, Rd: AsyncRead + Unpin>(
+    shard: &Shard<R>,
+    reader: &mut Rd,
     outbox: &Outbox,
 ) -> Result<(), String> {
+    let sleep = shard.rt.sleep(Duration::from_millis(HANDSHAKE_TIMEOUT_MS));
     let timeout = async {
-        glommio::timer::Timer::new(Duration::from_millis(HANDSHAKE_TIMEOUT_MS)).await;
+        sleep.await;
         Err(FrameReadError::Closed)
     };
     let frame = read_frame(reader)
@@ -88,14 +94,14 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, outbox: Rc<Outbox>) {
     let _ = writer.close().await;
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(
-    shard: &Rc<Shard>,
-    reader: &mut R,
+async fn read_loop<R: ShardRuntime, Rd: AsyncRead + Unpin>(
+    shard: &Rc<Shard<R>>,
+    reader: &mut Rd,
     conn: ConnId,
     outbox: &Outbox,
     peer: Option<SocketAddr>,
 ) {
-    let in_flight = Rc::new(Semaphore::new(CONN_IN_FLIGHT_BYTES_MAX));
+    let in_flight = Budget::new(CONN_IN_FLIGHT_BYTES_MAX);
     loop {
         let frame = match read_frame(reader).await {
             Ok(f) => f,
@@ -122,20 +128,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
 }
 
 /// Hands one frame to its handler. An error closes the connection.
-async fn dispatch(
-    shard: &Rc<Shard>,
+async fn dispatch<R: ShardRuntime>(
+    shard: &Rc<Shard<R>>,
     conn: ConnId,
-    in_flight: &Rc<Semaphore>,
+    in_flight: &Rc<Budget>,
     frame: Frame,
 ) -> Result<(), String> {
     let rid = frame.header.request_id;
     match frame.header.kind {
         Kind::Append => {
             // Back-pressure: wait for bytes to be acked before reading on.
-            let permit = in_flight
-                .acquire_static_permit(u64::from(frame.header.payload_len))
-                .await
-                .map_err(|e| format!("in-flight limit: {e}"))?;
+            let permit = in_flight.acquire(u64::from(frame.header.payload_len)).await;
             handlers::append(shard, conn, rid, frame, permit)?;
         }
         kind => match decode_payload(kind, &frame.payload).map_err(|e| e.to_string())? {

@@ -8,16 +8,15 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use glommio::sync::StaticPermit;
-
 use crate::framing::Frame;
+use crate::server::budget::Permit;
 use crate::server::outbox::Outbox;
 
 pub struct Conn {
     pub outbox: Rc<Outbox>,
     /// By request id: the bytes of an append, given back to the
     /// connection's allowance when the append is answered.
-    permits: RefCell<BTreeMap<u64, StaticPermit>>,
+    permits: RefCell<BTreeMap<u64, Permit>>,
     /// By request id: appends the machine parked (their segment is being
     /// created), until it asks for them again.
     parked: RefCell<BTreeMap<u64, Frame>>,
@@ -35,7 +34,7 @@ impl Conn {
     /// Holds an append's in-flight bytes until it is answered. A client
     /// that reuses the id of an unanswered request gets the first one's
     /// bytes back early: its own loss, bounded by one frame.
-    pub fn hold_permit(&self, request_id: u64, permit: StaticPermit) {
+    pub fn hold_permit(&self, request_id: u64, permit: Permit) {
         self.permits.borrow_mut().insert(request_id, permit);
     }
 

@@ -6,11 +6,14 @@
 
 use std::rc::Rc;
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
+
+use crate::runtime::ShardRuntime;
 use crate::server::actions::carry_out;
 use crate::server::shard::Shard;
 
 /// Runs forever on the shard's executor.
-pub async fn run_flusher(shard: Rc<Shard>) {
+pub async fn run_flusher<R: ShardRuntime>(shard: Rc<Shard<R>>) {
     loop {
         let listener = shard.dirty_event.listen();
         if shard.dirty.borrow().is_empty() {
@@ -18,17 +21,19 @@ pub async fn run_flusher(shard: Rc<Shard>) {
             continue;
         }
         let keys = std::mem::take(&mut *shard.dirty.borrow_mut());
-        let mut jobs = Vec::with_capacity(keys.len());
+        // Every touched file's write and fdatasync run at once; each is
+        // reported to the machine as soon as it ends.
+        let mut jobs = FuturesUnordered::new();
         for key in keys {
             let file = shard.file(key);
             // None once a flush failed or a seal dropped what was staged.
             let job = file.borrow_mut().begin_flush();
             if let Some(job) = job {
-                jobs.push((key, file, glommio::spawn_local(job.run())));
+                jobs.push(async move { (key, file, job.run().await) });
             }
         }
-        for (key, file, task) in jobs {
-            let actions = match task.await {
+        while let Some((key, file, outcome)) = jobs.next().await {
+            let actions = match outcome {
                 Ok(done) => {
                     let len = file.borrow_mut().complete_flush(done);
                     shard.machine.borrow_mut().handle_durable(key, len)

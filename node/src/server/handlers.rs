@@ -5,24 +5,25 @@
 
 use std::rc::Rc;
 
-use glommio::sync::StaticPermit;
 use trilog_protocol::shard::{self, Actions, AppendRequest, ConnId, SegmentKey, Stage};
 use trilog_wire::access;
 use trilog_wire::limits::ENTRY_BYTES_MAX;
 use trilog_wire::message::{Append, ArchivedAppend, Fence, Read, Seal, Watermark};
 
 use crate::framing::Frame;
+use crate::runtime::ShardRuntime;
 use crate::server::actions::{carry_out, deliver};
+use crate::server::budget::Permit;
 use crate::server::shard::Shard;
 
 /// An append, read in place from the receive buffer. An error closes the
 /// connection (a malformed request), after answering it `BadRequest`.
-pub fn append(
-    shard: &Rc<Shard>,
+pub fn append<R: ShardRuntime>(
+    shard: &Rc<Shard<R>>,
     conn: ConnId,
     request_id: u64,
     frame: Frame,
-    permit: StaticPermit,
+    permit: Permit,
 ) -> Result<(), String> {
     let a = access::<Append>(&frame.payload).map_err(|e| e.to_string())?;
     if let Err((index, why)) = check_entries(a) {
@@ -63,7 +64,12 @@ fn key_of(a: &ArchivedAppend) -> SegmentKey {
 
 /// Offers a checked append to the machine and stages, drops or parks its
 /// entries as it decides. Returns the actions to carry out after that.
-fn offer(shard: &Rc<Shard>, conn: ConnId, request_id: u64, frame: Frame) -> Actions {
+fn offer<R: ShardRuntime>(
+    shard: &Rc<Shard<R>>,
+    conn: ConnId,
+    request_id: u64,
+    frame: Frame,
+) -> Actions {
     let a = match access::<Append>(&frame.payload) {
         Ok(a) => a,
         Err(e) => unreachable!("an append checked once fails its check again: {e}"),
@@ -92,7 +98,7 @@ fn offer(shard: &Rc<Shard>, conn: ConnId, request_id: u64, frame: Frame) -> Acti
 }
 
 /// Offers again an append the machine parked.
-pub fn reoffer(shard: &Rc<Shard>, conn: ConnId, request_id: u64) -> Actions {
+pub fn reoffer<R: ShardRuntime>(shard: &Rc<Shard<R>>, conn: ConnId, request_id: u64) -> Actions {
     match shard.conn(conn).and_then(|c| c.unpark(request_id)) {
         Some(frame) => offer(shard, conn, request_id, frame),
         None => {
@@ -104,7 +110,13 @@ pub fn reoffer(shard: &Rc<Shard>, conn: ConnId, request_id: u64) -> Actions {
 
 /// Copies entries `[skip, ..)` of `a` into the segment's staging buffer:
 /// the one copy out of the receive buffer.
-fn stage(shard: &Shard, key: SegmentKey, a: &ArchivedAppend, skip: u64, end: u64) {
+fn stage<R: ShardRuntime>(
+    shard: &Shard<R>,
+    key: SegmentKey,
+    a: &ArchivedAppend,
+    skip: u64,
+    end: u64,
+) {
     let file = shard.file(key);
     let mut file = file.borrow_mut();
     let first_offset = a.first_offset.to_native();
@@ -126,14 +138,14 @@ fn stage(shard: &Shard, key: SegmentKey, a: &ArchivedAppend, skip: u64, end: u64
     );
 }
 
-pub fn watermark(shard: &Rc<Shard>, w: &Watermark) {
+pub fn watermark<R: ShardRuntime>(shard: &Rc<Shard<R>>, w: &Watermark) {
     let actions = shard.machine.borrow_mut().handle_watermark(w);
     carry_out(shard, actions);
 }
 
 /// A read: answered now or parked in the machine until it can be, or until
 /// its wait ends (then the timer task answers it).
-pub fn read(shard: &Rc<Shard>, conn: ConnId, request_id: u64, r: &Read) {
+pub fn read<R: ShardRuntime>(shard: &Rc<Shard<R>>, conn: ConnId, request_id: u64, r: &Read) {
     let now_ms = shard.now_ms();
     let (actions, sooner) = {
         let mut machine = shard.machine.borrow_mut();
@@ -151,12 +163,12 @@ pub fn read(shard: &Rc<Shard>, conn: ConnId, request_id: u64, r: &Read) {
     carry_out(shard, actions);
 }
 
-pub fn fence(shard: &Rc<Shard>, conn: ConnId, request_id: u64, f: &Fence) {
+pub fn fence<R: ShardRuntime>(shard: &Rc<Shard<R>>, conn: ConnId, request_id: u64, f: &Fence) {
     let actions = shard.machine.borrow_mut().handle_fence(conn, request_id, f);
     carry_out(shard, actions);
 }
 
-pub fn seal(shard: &Rc<Shard>, conn: ConnId, request_id: u64, s: &Seal) {
+pub fn seal<R: ShardRuntime>(shard: &Rc<Shard<R>>, conn: ConnId, request_id: u64, s: &Seal) {
     let actions = shard.machine.borrow_mut().handle_seal(conn, request_id, s);
     carry_out(shard, actions);
 }

@@ -13,6 +13,7 @@
 //! bytes, the frames of appends waiting for their segment, the files.
 
 pub mod actions;
+pub mod budget;
 pub mod conn;
 pub mod conns;
 pub mod flusher;
@@ -23,6 +24,7 @@ pub mod timer;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::os::fd::{FromRawFd, IntoRawFd};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -33,6 +35,7 @@ use trilog_wire::meta::NodeInfo;
 
 use crate::config::NodeConfig;
 use crate::limits::SHARD_CONNECTIONS_MAX;
+use crate::runtime::{GlommioRuntime, ShardRuntime};
 use trilog_meta::MetaAddr;
 
 use crate::storage::{self, StorageError};
@@ -214,27 +217,44 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
     })
 }
 
+/// Starts shard `index` of node `node_id` on `rt`: recovers its segments
+/// from `dir`, then runs its group commit and its timer. The shard is then
+/// ready for connections ([`conn::serve`]). The same code starts a shard
+/// on glommio here and in the simulator.
+pub async fn start_shard<R: ShardRuntime>(
+    rt: R,
+    node_id: u64,
+    index: u32,
+    ports: Vec<u16>,
+    dir: PathBuf,
+) -> Result<Rc<Shard<R>>, StorageError> {
+    let shard = Shard::new(rt.clone(), node_id, index, ports, dir.clone());
+    let n = recover(&shard, &dir).await?;
+    log::info!("shard {index}: recovered {n} segments");
+    rt.spawn(flusher::run_flusher(shard.clone()));
+    rt.spawn(timer::run_timer(shard.clone()));
+    Ok(shard)
+}
+
 async fn run_shard(
     node_id: u64,
     index: usize,
     ports: Vec<u16>,
-    dir: std::path::PathBuf,
+    dir: PathBuf,
     listener: glommio::net::TcpListener,
     ready: mpsc::Sender<(usize, Result<(), StorageError>)>,
 ) {
-    let shard = Shard::new(node_id, index as u32, ports, dir.clone());
-    match recover(&shard, &dir).await {
-        Ok(n) => {
-            log::info!("shard {index}: recovered {n} segments");
+    let rt = GlommioRuntime::new();
+    let shard = match start_shard(rt, node_id, index as u32, ports, dir).await {
+        Ok(shard) => {
             let _ = ready.send((index, Ok(())));
+            shard
         }
         Err(e) => {
             let _ = ready.send((index, Err(e)));
             return;
         }
-    }
-    glommio::spawn_local(flusher::run_flusher(shard.clone())).detach();
-    glommio::spawn_local(timer::run_timer(shard.clone())).detach();
+    };
     loop {
         match listener.accept().await {
             Ok(stream) => {
@@ -246,8 +266,10 @@ async fn run_shard(
                 }
                 shard.connections.set(shard.connections.get() + 1);
                 let s = shard.clone();
+                let peer = stream.peer_addr().ok();
+                let _ = stream.set_nodelay(true);
                 glommio::spawn_local(async move {
-                    conn::serve(s.clone(), stream).await;
+                    conn::serve(s.clone(), stream, peer).await;
                     s.connections.set(s.connections.get() - 1);
                 })
                 .detach();
@@ -257,9 +279,10 @@ async fn run_shard(
     }
 }
 
-async fn recover(shard: &Rc<Shard>, dir: &std::path::Path) -> Result<usize, StorageError> {
-    storage::avoid_poll_probe_trap(dir).await?;
-    let recovered = storage::recover_dir(&storage::GlommioDisk, dir).await?;
+async fn recover<R: ShardRuntime>(shard: &Rc<Shard<R>>, dir: &Path) -> Result<usize, StorageError> {
+    // The real disk settles glommio's polled-I/O probe itself, on every
+    // open (see `GlommioDisk`).
+    let recovered = storage::recover_dir(shard.rt.disk(), dir).await?;
     let n = recovered.len();
     for r in recovered {
         let key = machine_key(r.file.key());

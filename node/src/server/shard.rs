@@ -1,40 +1,40 @@
 //! One shard's driver state: its [`ShardMachine`], which makes every
 //! decision, and the resources the machine does not hold: the segment
 //! files, the connections, the set of segments for the next group commit
-//! and the clock. Everything here lives on one glommio executor; nothing
-//! is shared across cores.
+//! and the runtime (disk, clock, tasks: glommio's, or the simulator's).
+//! Everything here lives on one executor; nothing is shared across cores.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::Instant;
 
 use event_listener::Event;
 use trilog_protocol::replica::Durable;
 use trilog_protocol::shard::{ConnId, SegmentKey, ShardMachine};
 
+use crate::runtime::ShardRuntime;
 use crate::server::conns::Conn;
 use crate::server::outbox::Outbox;
-use crate::storage::{self, CtlState, GlommioDisk};
+use crate::storage::{self, CtlState};
 
-/// The node's segment replicas live on the real disk. (The shard machine
-/// does not care; a simulated node would name another `Disk` here.)
-pub type SegmentFile = crate::storage::SegmentFile<GlommioDisk>;
+/// A segment replica on the runtime's disk.
+pub type SegmentFile<R> = crate::storage::SegmentFile<<R as ShardRuntime>::Disk>;
 
 /// A segment's files, shared by the tasks that run its IO (never borrowed
 /// across an `.await`: see the storage module doc).
-pub type File = Rc<RefCell<SegmentFile>>;
+pub type File<R> = Rc<RefCell<SegmentFile<R>>>;
 
 /// The shard's state.
-pub struct Shard {
+pub struct Shard<R: ShardRuntime> {
+    pub rt: R,
     pub node_id: u64,
     pub shard: u32,
     pub shard_ports: Vec<u16>,
     pub dir: PathBuf,
     /// Borrowed only for one call at a time, never across an `.await`.
     pub machine: RefCell<ShardMachine>,
-    files: RefCell<BTreeMap<SegmentKey, File>>,
+    files: RefCell<BTreeMap<SegmentKey, File<R>>>,
     conns: RefCell<BTreeMap<ConnId, Rc<Conn>>>,
     next_conn: Cell<u64>,
     /// Segments with staged entries, for the next group commit.
@@ -44,13 +44,19 @@ pub struct Shard {
     /// forward, so the timer task sleeps again.
     pub timer_event: Event,
     pub connections: Cell<usize>,
-    started: Instant,
 }
 
-impl Shard {
-    pub fn new(node_id: u64, shard: u32, shard_ports: Vec<u16>, dir: PathBuf) -> Rc<Shard> {
+impl<R: ShardRuntime> Shard<R> {
+    pub fn new(
+        rt: R,
+        node_id: u64,
+        shard: u32,
+        shard_ports: Vec<u16>,
+        dir: PathBuf,
+    ) -> Rc<Shard<R>> {
         let shard_count = shard_ports.len() as u32;
         Rc::new(Shard {
+            rt,
             node_id,
             shard,
             machine: RefCell::new(ShardMachine::new(shard, shard_count)),
@@ -63,7 +69,6 @@ impl Shard {
             dirty_event: Event::new(),
             timer_event: Event::new(),
             connections: Cell::new(0),
-            started: Instant::now(),
         })
     }
 
@@ -71,13 +76,13 @@ impl Shard {
         self.shard_ports.len() as u32
     }
 
-    /// The shard's clock: milliseconds since it started.
+    /// The shard's clock, in milliseconds (the runtime's).
     pub fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        self.rt.now_ms()
     }
 
     /// Adds a segment's files, created or recovered.
-    pub fn add_file(&self, key: SegmentKey, file: SegmentFile) {
+    pub fn add_file(&self, key: SegmentKey, file: SegmentFile<R>) {
         let old = self
             .files
             .borrow_mut()
@@ -87,7 +92,7 @@ impl Shard {
 
     /// The files of a segment the machine named. The machine names only
     /// segments that exist, so a missing one is a bug.
-    pub fn file(&self, key: SegmentKey) -> File {
+    pub fn file(&self, key: SegmentKey) -> File<R> {
         match self.files.borrow().get(&key) {
             Some(file) => file.clone(),
             None => panic!("{key:?}: the machine named a segment without files"),

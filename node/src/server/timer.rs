@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use futures_lite::FutureExt;
 
+use crate::runtime::ShardRuntime;
+
 use crate::server::actions::carry_out;
 use crate::server::shard::Shard;
 
 /// Runs forever on the shard's executor.
-pub async fn run_timer(shard: Rc<Shard>) {
+pub async fn run_timer<R: ShardRuntime>(shard: Rc<Shard<R>>) {
     loop {
         let listener = shard.timer_event.listen();
         let next_ms = shard.machine.borrow().poll_timeout();
@@ -26,9 +28,7 @@ pub async fn run_timer(shard: Rc<Shard>) {
             carry_out(&shard, actions);
             continue;
         }
-        let sleep = async {
-            glommio::timer::Timer::new(Duration::from_millis(at_ms - now_ms)).await;
-        };
+        let sleep = shard.rt.sleep(Duration::from_millis(at_ms - now_ms));
         listener.or(sleep).await;
     }
 }
