@@ -26,6 +26,7 @@ pub mod disk;
 pub mod executor;
 pub mod meta;
 pub mod net;
+pub mod node;
 pub mod rng;
 
 pub use disk::SimDisk;
