@@ -183,6 +183,14 @@ impl SimDisk {
         Some(state.inode(*ino).media.durable_bytes())
     }
 
+    /// As [`SimDisk::durable_bytes`], without the zeros past the last
+    /// sector that holds data.
+    pub fn durable_data(&self, path: &Path) -> Option<Vec<u8>> {
+        let state = self.state.borrow();
+        let ino = state.durable_names.get(path)?;
+        Some(state.inode(*ino).media.durable_data())
+    }
+
     /// The first durable byte of the file at durable name `path` at or
     /// after `pos` that is not zero: `Ok(None)` if all are zeros (a checker
     /// asks this of the space past the last record), ENOENT if there is no

@@ -22,6 +22,7 @@
 //! byte for byte, on every machine; nothing here reads a clock, spawns a
 //! thread or touches the real file system.
 
+pub mod check;
 pub mod disk;
 pub mod executor;
 pub mod meta;

@@ -187,6 +187,19 @@ impl Media {
         )
     }
 
+    /// The durable contents up to the end of the last sector that holds
+    /// data (the zeros after it are left out: a preallocated file's tail
+    /// costs nothing to a checker that scans records).
+    pub fn durable_data(&self) -> Vec<u8> {
+        let end = self
+            .durable
+            .keys()
+            .next_back()
+            .map_or(0, |last| (last + 1) * SECTOR_BYTES)
+            .min(self.durable_size);
+        read_from(&self.durable, self.durable_size, 0, end as usize)
+    }
+
     /// The position of the first durable byte at or after `pos` that is
     /// not zero, if any (cheap: only sectors holding data are stored).
     pub fn first_durable_nonzero(&self, pos: u64) -> Option<u64> {
