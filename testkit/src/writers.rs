@@ -162,7 +162,7 @@ async fn work(shared: Arc<Shared>) {
 pub async fn close_producer(producer: Arc<Producer>, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     // Taken out once no worker holds a handle on it any more.
-    let slot = &std::sync::Mutex::new(Some(producer));
+    let slot = &Mutex::new(Some(producer));
     let unique = wait_for("the last handle on the producer", timeout, move || {
         let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
         let unique = match slot.take().map(Arc::try_unwrap) {
