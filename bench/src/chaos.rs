@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use trilog_client::{Producer, ProducerOptions};
-
-use crate::cluster::{Cluster, ClusterError, ClusterOptions, NodeCommand};
-use crate::reader::{sealed_log_len, Reader};
-use crate::verify::Verdict;
-use crate::writers::{close_producer, Ledger, Writers};
+use trilog_testkit::cluster::{Cluster, ClusterError, ClusterOptions};
+use trilog_testkit::ledger::Ledger;
+use trilog_testkit::node_command::NodeCommand;
+use trilog_testkit::reader::{sealed_log_len, Reader};
+use trilog_testkit::verify::Verdict;
+use trilog_testkit::writers::{close_producer, Writers};
 
 /// What a chaos run does.
 #[derive(Debug, Clone)]
@@ -39,6 +40,10 @@ pub struct ChaosConfig {
     /// Put nodes 2.. behind proxies and cut them off now and then.
     pub partitions: bool,
 }
+
+/// Nodes a run needs: node 1 (the metadata store, never faulted), three
+/// replicas and a spare to fault.
+pub const NODES_MIN: usize = 5;
 
 /// Gap between two faults.
 const FAULT_GAP_MS: std::ops::RangeInclusive<u64> = 1_000..=2_500;
@@ -120,7 +125,10 @@ pub struct Planned {
 /// only once the previous faulted node is back (else a takeover).
 /// Partitions only if `partitions`.
 pub fn plan(seed: u64, nodes: usize, duration: Duration, partitions: bool) -> Vec<Planned> {
-    assert!(nodes >= 5, "node 1 plus 3 replicas plus a spare to fault");
+    assert!(
+        nodes >= NODES_MIN,
+        "node 1 plus 3 replicas plus a spare to fault"
+    );
     let mut rng = StdRng::seed_from_u64(seed);
     let end_ms = duration.as_millis() as u64;
     let mut out = Vec::new();

@@ -7,7 +7,7 @@
 //!
 //! With a simulated round trip (`rtt_us`), every connection to a node of
 //! any system — from the client, and from a peer where the system has
-//! peers — crosses a [`crate::delay::DelayProxy`] adding `rtt_us / 2` each
+//! peers — crosses a [`trilog_testkit::delay::DelayProxy`] adding `rtt_us / 2` each
 //! way. trilog nodes have no peers: its producer writes each segment to its
 //! 3 replicas in parallel, so an append costs one round trip (plus the
 //! slowest of three fsyncs); a Raft or etcd append costs the client's round
@@ -17,13 +17,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use trilog_baselines::etcd::{EtcdCluster, EtcdError, EtcdLog};
+use trilog_baselines::raft::{RaftCluster, RaftClusterError, RaftNodeCommand, RaftNodeOptions};
 use trilog_client::{Producer, ProducerOptions};
+use trilog_testkit::cluster::{Cluster, ClusterError, ClusterOptions};
+use trilog_testkit::delay;
+use trilog_testkit::node_command::NodeCommand;
 
-use crate::cluster::{Cluster, ClusterError, ClusterOptions, NodeCommand};
-use crate::etcd::{EtcdCluster, EtcdTarget};
-use crate::load::{run, save_histogram, LoadConfig, LoadResult, Target, TrilogTarget};
-use crate::raft::{RaftCluster, RaftClusterError, RaftNodeCommand, RaftNodeOptions, RaftTarget};
+use crate::load::{run, save_histogram, LoadConfig, LoadResult, Mode, Target};
+use crate::machine::machine;
 use crate::report::{ConfigValue, SystemResult};
+use crate::targets::{EtcdTarget, RaftTarget, TrilogTarget};
 
 /// Nodes of the trilog cluster: exactly the 3 replicas of each segment
 /// (node 1 also serves the metadata store), so each system's nodes all
@@ -100,6 +104,11 @@ pub enum CompareError {
         system: &'static str,
         source: RaftClusterError,
     },
+    #[error("{system}: {source}")]
+    Etcd {
+        system: &'static str,
+        source: EtcdError,
+    },
     #[error("saving the histogram to {path}: {source}")]
     Histogram {
         path: PathBuf,
@@ -113,10 +122,13 @@ pub enum CompareError {
 pub struct Running {
     pub system: System,
     pub target: Arc<dyn Target>,
-    /// The cluster ([`Cluster`], [`RaftCluster`] or [`EtcdCluster`]),
-    /// held only so that dropping this stops its processes.
-    _cluster: Box<dyn std::any::Any + Send>,
+    /// Held only so that dropping this stops the system's processes.
+    _cluster: Keepalive,
 }
+
+/// What keeps a started system's processes alive: [`Cluster`],
+/// [`RaftCluster`] or [`EtcdCluster`], held only to be dropped.
+type Keepalive = Box<dyn std::any::Any + Send>;
 
 /// Starts `system` on this machine (behind delay proxies adding `rtt_us / 2`
 /// each way if given) and returns it ready for appends.
@@ -126,66 +138,74 @@ pub async fn start(
     rtt_us: Option<u64>,
 ) -> Result<Running, CompareError> {
     let one_way = rtt_us.map(|us| Duration::from_micros(us) / 2);
-    let name = system.name();
-    let (target, cluster): (Arc<dyn Target>, Box<dyn std::any::Any + Send>) = match system {
-        System::Trilog => {
-            let opts = ClusterOptions {
-                delay_one_way: one_way,
-                ..ClusterOptions::default()
-            };
-            let cluster = Cluster::start_with(TRILOG_NODES, cmds.node.clone(), None, opts)
-                .await
-                .map_err(|source| CompareError::Cluster {
-                    system: name,
-                    source,
-                })?;
-            let producer = Producer::open(cluster.pool(), 1, ProducerOptions::default())
-                .await
-                .map_err(|e| CompareError::Cluster {
-                    system: name,
-                    source: e.into(),
-                })?;
-            (Arc::new(TrilogTarget { producer }), Box::new(cluster))
-        }
-        System::Raft3 | System::Raft5 => {
-            let opts = RaftNodeOptions {
-                delay_one_way: one_way,
-                ..RaftNodeOptions::default()
-            };
-            let cluster = RaftCluster::start(system.nodes(), cmds.raft.clone(), opts, None)
-                .await
-                .map_err(|source| CompareError::Raft {
-                    system: name,
-                    source,
-                })?;
-            let client = cluster.client().await.map_err(|e| CompareError::Raft {
-                system: name,
-                source: e.into(),
-            })?;
-            (Arc::new(RaftTarget::new(name, client)), Box::new(cluster))
-        }
-        System::Etcd3 => {
-            let cluster = EtcdCluster::start_with_delay(system.nodes(), one_way)
-                .await
-                .map_err(|source| CompareError::Cluster {
-                    system: name,
-                    source,
-                })?;
-            let client = cluster
-                .client()
-                .await
-                .map_err(|source| CompareError::Cluster {
-                    system: name,
-                    source,
-                })?;
-            (Arc::new(EtcdTarget::new(client)), Box::new(cluster))
-        }
-    };
+    let (target, cluster) = match system {
+        System::Trilog => start_trilog(&cmds.node, one_way).await,
+        System::Raft3 | System::Raft5 => start_raft(system, &cmds.raft, one_way).await,
+        System::Etcd3 => start_etcd(system, one_way).await,
+    }?;
     Ok(Running {
         system,
         target,
         _cluster: cluster,
     })
+}
+
+async fn start_trilog(
+    node: &NodeCommand,
+    one_way: Option<Duration>,
+) -> Result<(Arc<dyn Target>, Keepalive), CompareError> {
+    let failed = |source| CompareError::Cluster {
+        system: System::Trilog.name(),
+        source,
+    };
+    let opts = ClusterOptions {
+        delay_one_way: one_way,
+        ..ClusterOptions::default()
+    };
+    let cluster = Cluster::start_with(TRILOG_NODES, node.clone(), None, opts)
+        .await
+        .map_err(failed)?;
+    let producer = Producer::open(cluster.pool(), 1, ProducerOptions::default())
+        .await
+        .map_err(|e| failed(e.into()))?;
+    Ok((Arc::new(TrilogTarget { producer }), Box::new(cluster)))
+}
+
+async fn start_raft(
+    system: System,
+    raft: &RaftNodeCommand,
+    one_way: Option<Duration>,
+) -> Result<(Arc<dyn Target>, Keepalive), CompareError> {
+    let name = system.name();
+    let failed = |source| CompareError::Raft {
+        system: name,
+        source,
+    };
+    let opts = RaftNodeOptions {
+        delay_one_way: one_way,
+        ..RaftNodeOptions::default()
+    };
+    let cluster = RaftCluster::start(system.nodes(), raft.clone(), opts, None)
+        .await
+        .map_err(failed)?;
+    let client = cluster.client().await.map_err(|e| failed(e.into()))?;
+    Ok((Arc::new(RaftTarget::new(name, client)), Box::new(cluster)))
+}
+
+async fn start_etcd(
+    system: System,
+    one_way: Option<Duration>,
+) -> Result<(Arc<dyn Target>, Keepalive), CompareError> {
+    let failed = |source| CompareError::Etcd {
+        system: system.name(),
+        source,
+    };
+    let cluster = EtcdCluster::start_with_delay(system.nodes(), one_way)
+        .await
+        .map_err(failed)?;
+    let client = cluster.client().await.map_err(failed)?;
+    let target = EtcdTarget::new(EtcdLog::new(client));
+    Ok((Arc::new(target), Box::new(cluster)))
 }
 
 /// What one system's run gave.
@@ -208,9 +228,9 @@ pub async fn run_system(
     histogram_dir: Option<&std::path::Path>,
 ) -> Result<Outcome, CompareError> {
     let running = start(system, cmds, rtt_us).await?;
-    crate::delay::reset_observed();
+    delay::reset_observed();
     let result = run(running.target.clone(), load.clone()).await;
-    let proxied = rtt_us.map(|_| crate::delay::observed());
+    let proxied = rtt_us.map(|_| delay::observed());
     drop(running);
     if let Some(dir) = histogram_dir {
         let path = dir.join(format!("{}.hdr", system.name()));
@@ -259,8 +279,8 @@ pub fn config_json(
     command: &str,
 ) -> Vec<(&'static str, ConfigValue)> {
     let (mode, concurrency, rate) = match load.mode {
-        crate::load::Mode::Closed { writers } => ("closed", writers, 0.0),
-        crate::load::Mode::Open {
+        Mode::Closed { writers } => ("closed", writers, 0.0),
+        Mode::Open {
             rate_per_s,
             in_flight_max,
         } => ("open", in_flight_max, rate_per_s),
@@ -297,34 +317,4 @@ pub fn config_json(
             ),
         ),
     ]
-}
-
-/// What this machine is: cores, memory, OS and kernel.
-pub fn machine() -> String {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
-        })
-        .unwrap_or(0);
-    let os = std::fs::read_to_string("/etc/os-release")
-        .ok()
-        .and_then(|o| {
-            o.lines().find_map(|l| {
-                l.strip_prefix("PRETTY_NAME=")
-                    .map(|v| v.trim_matches('"').to_string())
-            })
-        })
-        .unwrap_or_else(|| "unknown OS".into());
-    format!(
-        "{cpus} cpus, {:.1} GiB, {os}, kernel {}",
-        mem_kib as f64 / (1024.0 * 1024.0),
-        kernel.trim()
-    )
 }

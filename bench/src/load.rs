@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use trilog_testkit::payload::make_payload;
 
 use crate::latency::{new_histogram, record};
-use crate::verify::make_payload;
 
 /// A future of one append's outcome.
 pub type AppendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
@@ -39,6 +39,17 @@ pub enum Mode {
         rate_per_s: f64,
         in_flight_max: usize,
     },
+}
+
+impl Mode {
+    /// Appends in flight at most: a closed loop's writers, an open loop's
+    /// cap.
+    pub fn in_flight_max(&self) -> usize {
+        match *self {
+            Mode::Closed { writers } => writers,
+            Mode::Open { in_flight_max, .. } => in_flight_max,
+        }
+    }
 }
 
 /// A load to run.
@@ -136,27 +147,9 @@ pub async fn run(target: Arc<dyn Target>, cfg: LoadConfig) -> LoadResult {
         measure_from: start + cfg.warmup,
     });
     let end = start + cfg.warmup + cfg.duration;
-    let progress = cfg.progress.then(|| {
-        let shared = shared.clone();
-        let name = target.name().to_string();
-        let total = cfg.warmup + cfg.duration;
-        tokio::spawn(async move {
-            while !shared.stop.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let done = start.elapsed().min(total).as_secs_f64() / total.as_secs_f64();
-                let bar = (done * 30.0) as usize;
-                eprint!(
-                    "\r{name:>8} [{}{}] {:>3.0}%  {} ops ",
-                    "#".repeat(bar),
-                    " ".repeat(30 - bar.min(30)),
-                    done * 100.0,
-                    shared.ops.load(Ordering::Relaxed)
-                );
-                let _ = std::io::stderr().flush();
-            }
-            eprintln!();
-        })
-    });
+    let progress = cfg
+        .progress
+        .then(|| spawn_progress(shared.clone(), target.name().to_string(), start, &cfg));
     let dropped = match cfg.mode {
         Mode::Closed { writers } => {
             closed_loop(&target, &shared, &cfg, writers, end).await;
@@ -195,6 +188,33 @@ pub async fn run(target: Arc<dyn Target>, cfg: LoadConfig) -> LoadResult {
         dropped,
         measured: cfg.duration,
     }
+}
+
+/// Prints a progress bar of the run on stderr every second until the
+/// load stops.
+fn spawn_progress(
+    shared: Arc<Shared>,
+    name: String,
+    start: Instant,
+    cfg: &LoadConfig,
+) -> tokio::task::JoinHandle<()> {
+    let total = cfg.warmup + cfg.duration;
+    tokio::spawn(async move {
+        while !shared.stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let done = start.elapsed().min(total).as_secs_f64() / total.as_secs_f64();
+            let bar = (done * 30.0) as usize;
+            eprint!(
+                "\r{name:>8} [{}{}] {:>3.0}%  {} ops ",
+                "#".repeat(bar),
+                " ".repeat(30 - bar.min(30)),
+                done * 100.0,
+                shared.ops.load(Ordering::Relaxed)
+            );
+            let _ = std::io::stderr().flush();
+        }
+        eprintln!();
+    })
 }
 
 async fn closed_loop(
@@ -278,28 +298,4 @@ pub fn save_histogram(h: &Histogram<u64>, path: &std::path::Path) -> std::io::Re
     let mut f = std::fs::File::create(path)?;
     f.write_all(&bytes)?;
     f.sync_all()
-}
-
-/// The trilog producer as a load target.
-pub struct TrilogTarget {
-    pub producer: trilog_client::Producer,
-}
-
-impl Target for TrilogTarget {
-    fn name(&self) -> &str {
-        "trilog"
-    }
-
-    fn append_batch(&self, entries: Vec<Vec<u8>>) -> AppendFuture<'_> {
-        Box::pin(async move {
-            let mut pending = Vec::with_capacity(entries.len());
-            for e in entries {
-                pending.push(self.producer.submit(e).await.map_err(|e| e.to_string())?);
-            }
-            for p in pending {
-                p.await.map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        })
-    }
 }

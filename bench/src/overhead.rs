@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use trilog_client::conn::NodeConn;
+use trilog_testkit::cluster::{Cluster, ClusterError};
+use trilog_testkit::node_command::NodeCommand;
 use trilog_wire::message::{Append, Entry};
 use trilog_wire::Message;
 
-use crate::cluster::{Cluster, ClusterError, NodeCommand};
 use crate::latency::{new_histogram, record};
 
 const BLOCK: usize = 4096;

@@ -13,11 +13,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
+use tokio::task::JoinHandle;
 use trilog_client::{Consumer, Producer, ProducerOptions};
+use trilog_testkit::cluster::{Cluster, ClusterError};
+use trilog_testkit::node_command::NodeCommand;
+use trilog_testkit::payload::{make_payload, payload_id};
+use trilog_testkit::verify::{verify, Verdict};
 
-use crate::cluster::{Cluster, ClusterError, NodeCommand};
 use crate::latency::{new_histogram, record, summarize, table};
-use crate::verify::{make_payload, payload_id, verify, Verdict};
 
 /// What the quickstart runs.
 #[derive(Debug, Clone)]
@@ -69,6 +73,17 @@ impl QuickstartReport {
     }
 }
 
+/// Long-poll of one read of the tailing consumer.
+const TAIL_POLL_MS: u64 = 200;
+/// How long the consumer may read on once told where the log ends.
+const TAIL_AFTER_END: Duration = Duration::from_secs(30);
+/// How often the run looks at the clock, the log and the progress.
+const TICK_MS: u64 = 100;
+/// How often it prints the count of committed entries.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// Starts the cluster, runs the load with a consumer beside it (and the
+/// kill, if asked), then checks what was read against what committed.
 pub async fn run(cfg: QuickstartConfig) -> Result<QuickstartReport, ClusterError> {
     println!(
         "starting {} trilog nodes (real processes, loopback, embedded metadata on node 1)...",
@@ -83,114 +98,15 @@ pub async fn run(cfg: QuickstartConfig) -> Result<QuickstartReport, ClusterError
     let pool = cluster.pool();
     let producer =
         Arc::new(Producer::open(pool.clone(), cfg.log_id, ProducerOptions::default()).await?);
-    let stop = Arc::new(AtomicBool::new(false));
-    let next_id = Arc::new(AtomicU64::new(0));
-    let appended = Arc::new(AtomicU64::new(0));
-    let committed: Arc<Mutex<HashMap<u64, u64>>> = Arc::new(Mutex::new(HashMap::new()));
     let started = Instant::now();
-
     // The consumer reads while the producer writes.
-    let mut consumer = Consumer::open(pool.clone(), cfg.log_id, 0).await?;
-    let consumer_stop = Arc::new(AtomicU64::new(u64::MAX));
-    let cstop = consumer_stop.clone();
-    let reader = tokio::spawn(async move {
-        let mut reads: Vec<(u64, Option<u64>)> = Vec::new();
-        let deadline_after_stop = Duration::from_secs(30);
-        let mut stop_seen: Option<Instant> = None;
-        loop {
-            let end = cstop.load(Ordering::SeqCst);
-            if end != u64::MAX {
-                let since = *stop_seen.get_or_insert_with(Instant::now);
-                if consumer.position() >= end || since.elapsed() > deadline_after_stop {
-                    break;
-                }
-            }
-            match consumer.next_batch(Duration::from_millis(200)).await {
-                Ok(batch) => {
-                    reads.extend(batch.into_iter().map(|r| (r.seq, payload_id(&r.payload))))
-                }
-                Err(e) => {
-                    eprintln!("consumer: {e}");
-                    break;
-                }
-            }
-        }
-        reads
-    });
-
-    let mut workers = Vec::new();
-    for _ in 0..cfg.concurrency {
-        let producer = producer.clone();
-        let stop = stop.clone();
-        let next_id = next_id.clone();
-        let appended = appended.clone();
-        let committed = committed.clone();
-        let size = cfg.payload_bytes;
-        workers.push(tokio::spawn(async move {
-            let mut h = new_histogram();
-            let mut failures = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let id = next_id.fetch_add(1, Ordering::Relaxed);
-                let payload = make_payload(id, size);
-                let t0 = Instant::now();
-                appended.fetch_add(1, Ordering::Relaxed);
-                match producer.append(payload).await {
-                    Ok(seq) => {
-                        record(&mut h, t0.elapsed().as_micros() as u64);
-                        // A poisoned lock means a writer panicked: the
-                        // run is void, not "lost" entries.
-                        committed.lock().expect("committed map").insert(seq, id);
-                    }
-                    Err(e) => {
-                        failures += 1;
-                        eprintln!("append {id}: {e}");
-                    }
-                }
-            }
-            (h, failures)
-        }));
-    }
-    let mut last_report = Instant::now();
-    let mut killed = None;
-    let mut switch_shown = false;
-    while started.elapsed() < cfg.duration {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if cfg.kill && killed.is_none() && started.elapsed() >= cfg.duration / 2 {
-            let (victim, segment, replicas) = open_replica(&cluster, cfg.log_id).await?;
-            println!(
-                "  {:>4.1}s  killing node {victim} (kill -9), a replica of the open segment {segment} on {replicas:?}",
-                started.elapsed().as_secs_f64(),
-            );
-            cluster.kill(victim)?;
-            killed = Some(victim);
-        }
-        if killed.is_some() && !switch_shown {
-            if let Some(line) = switch_note(&cluster, cfg.log_id).await {
-                println!("  {:>4.1}s  {line}", started.elapsed().as_secs_f64());
-                switch_shown = true;
-            }
-        }
-        if last_report.elapsed() >= Duration::from_secs(2) {
-            last_report = Instant::now();
-            let n = committed.lock().map(|c| c.len()).unwrap_or(0);
-            println!("  {:>4.1}s  committed {n}", started.elapsed().as_secs_f64());
-        }
-    }
-    stop.store(true, Ordering::SeqCst);
-    let mut hist = new_histogram();
-    for w in workers {
-        if let Ok((h, _failures)) = w.await {
-            let _ = hist.add(&h);
-        }
-    }
+    let tail = Tail::start(Consumer::open(pool.clone(), cfg.log_id, 0).await?);
+    let appenders = Appenders::start(&producer, cfg.concurrency, cfg.payload_bytes);
+    let killed = drive(&mut cluster, &cfg, &appenders, started).await?;
+    let (hist, committed, appended) = appenders.stop().await;
     let elapsed = started.elapsed();
-    let committed = match Arc::try_unwrap(committed) {
-        Ok(m) => m.into_inner().unwrap_or_default(),
-        Err(arc) => arc.lock().map(|m| m.clone()).unwrap_or_default(),
-    };
     let end = committed.keys().max().map(|m| m + 1).unwrap_or(0);
-    consumer_stop.store(end, Ordering::SeqCst);
-    let reads = reader.await.unwrap_or_default();
+    let reads = tail.finish(end).await;
     if let Ok(p) = Arc::try_unwrap(producer) {
         if let Err(e) = p.close().await {
             eprintln!("producer close: {e}");
@@ -200,7 +116,6 @@ pub async fn run(cfg: QuickstartConfig) -> Result<QuickstartReport, ClusterError
         Some(r) => r.segments.len(),
         None => 0,
     };
-    let verdict = verify(&committed, &reads, &[]);
     let s = summarize(&hist);
     let ops = s.count as f64 / elapsed.as_secs_f64();
     let table = format!(
@@ -210,8 +125,8 @@ pub async fn run(cfg: QuickstartConfig) -> Result<QuickstartReport, ClusterError
         cfg.concurrency
     );
     Ok(QuickstartReport {
-        appended: appended.load(Ordering::SeqCst),
-        verdict,
+        appended,
+        verdict: verify(&committed, &reads, &[]),
         segments,
         p50_us: s.p50_us,
         p99_us: s.p99_us,
@@ -219,6 +134,177 @@ pub async fn run(cfg: QuickstartConfig) -> Result<QuickstartReport, ClusterError
         elapsed,
         killed,
     })
+}
+
+/// Runs the load for the configured time: kills a replica of the open
+/// segment halfway through (if asked), says when the producer switched
+/// away from it, and prints the progress. Returns the node killed.
+async fn drive(
+    cluster: &mut Cluster,
+    cfg: &QuickstartConfig,
+    appenders: &Appenders,
+    started: Instant,
+) -> Result<Option<u64>, ClusterError> {
+    let mut last_report = Instant::now();
+    let mut killed = None;
+    let mut switch_shown = false;
+    while started.elapsed() < cfg.duration {
+        tokio::time::sleep(Duration::from_millis(TICK_MS)).await;
+        if cfg.kill && killed.is_none() && started.elapsed() >= cfg.duration / 2 {
+            let (victim, segment, replicas) = open_replica(cluster, cfg.log_id).await?;
+            println!(
+                "  {:>4.1}s  killing node {victim} (kill -9), a replica of the open segment {segment} on {replicas:?}",
+                started.elapsed().as_secs_f64(),
+            );
+            cluster.kill(victim)?;
+            killed = Some(victim);
+        }
+        if killed.is_some() && !switch_shown {
+            if let Some(line) = switch_note(cluster, cfg.log_id).await {
+                println!("  {:>4.1}s  {line}", started.elapsed().as_secs_f64());
+                switch_shown = true;
+            }
+        }
+        if last_report.elapsed() >= PROGRESS_EVERY {
+            last_report = Instant::now();
+            let n = appenders.committed_len();
+            println!("  {:>4.1}s  committed {n}", started.elapsed().as_secs_f64());
+        }
+    }
+    Ok(killed)
+}
+
+/// Workers appending through one producer, each one append at a time,
+/// timing each append and keeping seq -> payload id of every commit.
+struct Appenders {
+    stop: Arc<AtomicBool>,
+    appended: Arc<AtomicU64>,
+    committed: Arc<Mutex<HashMap<u64, u64>>>,
+    workers: Vec<JoinHandle<Histogram<u64>>>,
+}
+
+impl Appenders {
+    fn start(producer: &Arc<Producer>, concurrency: usize, payload_bytes: usize) -> Appenders {
+        assert!(concurrency > 0, "at least one worker");
+        let stop = Arc::new(AtomicBool::new(false));
+        let next_id = Arc::new(AtomicU64::new(0));
+        let appended = Arc::new(AtomicU64::new(0));
+        let committed = Arc::new(Mutex::new(HashMap::new()));
+        let workers = (0..concurrency)
+            .map(|_| {
+                tokio::spawn(append_loop(
+                    producer.clone(),
+                    stop.clone(),
+                    next_id.clone(),
+                    appended.clone(),
+                    committed.clone(),
+                    payload_bytes,
+                ))
+            })
+            .collect();
+        Appenders {
+            stop,
+            appended,
+            committed,
+            workers,
+        }
+    }
+
+    fn committed_len(&self) -> usize {
+        self.committed.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// Stops the workers once their append in flight resolved; returns
+    /// the latencies, the committed entries and the appends started.
+    async fn stop(self) -> (Histogram<u64>, HashMap<u64, u64>, u64) {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut hist = new_histogram();
+        for w in self.workers {
+            if let Ok(h) = w.await {
+                let _ = hist.add(&h);
+            }
+        }
+        let committed = match Arc::try_unwrap(self.committed) {
+            Ok(m) => m.into_inner().unwrap_or_default(),
+            Err(arc) => arc.lock().map(|m| m.clone()).unwrap_or_default(),
+        };
+        (hist, committed, self.appended.load(Ordering::SeqCst))
+    }
+}
+
+async fn append_loop(
+    producer: Arc<Producer>,
+    stop: Arc<AtomicBool>,
+    next_id: Arc<AtomicU64>,
+    appended: Arc<AtomicU64>,
+    committed: Arc<Mutex<HashMap<u64, u64>>>,
+    payload_bytes: usize,
+) -> Histogram<u64> {
+    let mut h = new_histogram();
+    while !stop.load(Ordering::Relaxed) {
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        let payload = make_payload(id, payload_bytes);
+        let t0 = Instant::now();
+        appended.fetch_add(1, Ordering::Relaxed);
+        match producer.append(payload).await {
+            Ok(seq) => {
+                record(&mut h, t0.elapsed().as_micros() as u64);
+                // A poisoned lock means a writer panicked: the run is
+                // void, not "lost" entries.
+                committed.lock().expect("committed map").insert(seq, id);
+            }
+            Err(e) => eprintln!("append {id}: {e}"),
+        }
+    }
+    h
+}
+
+/// The consumer reading beside the producer until told where the log
+/// ends; it records (seq, payload id) of every entry in the order read.
+struct Tail {
+    /// Where the log ends; `u64::MAX` while the load runs.
+    end: Arc<AtomicU64>,
+    task: JoinHandle<Vec<(u64, Option<u64>)>>,
+}
+
+impl Tail {
+    fn start(consumer: Consumer) -> Tail {
+        let end = Arc::new(AtomicU64::new(u64::MAX));
+        let task = tokio::spawn(tail_loop(consumer, end.clone()));
+        Tail { end, task }
+    }
+
+    /// Reads up to `end` (exclusive), for at most [`TAIL_AFTER_END`] more.
+    async fn finish(self, end: u64) -> Vec<(u64, Option<u64>)> {
+        assert!(end < u64::MAX, "u64::MAX means no end");
+        self.end.store(end, Ordering::SeqCst);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+async fn tail_loop(mut consumer: Consumer, end: Arc<AtomicU64>) -> Vec<(u64, Option<u64>)> {
+    let mut reads = Vec::new();
+    let mut end_seen: Option<Instant> = None;
+    loop {
+        let end = end.load(Ordering::SeqCst);
+        if end != u64::MAX {
+            let since = *end_seen.get_or_insert_with(Instant::now);
+            if consumer.position() >= end || since.elapsed() > TAIL_AFTER_END {
+                break;
+            }
+        }
+        match consumer
+            .next_batch(Duration::from_millis(TAIL_POLL_MS))
+            .await
+        {
+            Ok(batch) => reads.extend(batch.into_iter().map(|r| (r.seq, payload_id(&r.payload)))),
+            Err(e) => {
+                eprintln!("consumer: {e}");
+                break;
+            }
+        }
+    }
+    reads
 }
 
 /// A node other than node 1 (which serves the metadata) that holds a

@@ -138,17 +138,65 @@ const COLORS: [&str; 6] = [
     "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02",
 ];
 
-/// Latency by percentile, the x axis spaced by "nines" (log of 1/(1-p))
-/// from p0 to p99.99, the y axis logarithmic in microseconds.
-pub fn svg(title: &str, results: &[SystemResult]) -> String {
-    let (w, h) = (900.0_f64, 520.0_f64);
-    let (left, right, top, bottom) = (80.0, 170.0, 50.0, 60.0);
-    let (pw, ph) = (w - left - right, h - top - bottom);
-    let nines_max = 4.0; // p99.99
-    let percentiles: Vec<f64> = (0..=400)
-        .map(|i| 1.0 - 10f64.powf(-(i as f64) * nines_max / 400.0))
+/// The highest percentile plotted, in nines: p99.99.
+const NINES_MAX: f64 = 4.0;
+/// Points of each curve, evenly spaced in nines.
+const CURVE_POINTS: usize = 400;
+
+/// Where the plot's axes are and how a (percentile, latency) maps onto
+/// them.
+struct Frame {
+    w: f64,
+    h: f64,
+    left: f64,
+    top: f64,
+    pw: f64,
+    ph: f64,
+    /// The latency axis's ends, whole decades of microseconds.
+    ylo: f64,
+    yhi: f64,
+}
+
+impl Frame {
+    /// A frame whose latency axis spans every value of `curves`.
+    fn new(curves: &[Vec<(f64, f64)>]) -> Frame {
+        let (w, h) = (900.0_f64, 520.0_f64);
+        let (left, right, top, bottom) = (80.0, 170.0, 50.0, 60.0);
+        // No curve at all: one decade from 1 us (a fold from f64::MAX
+        // would make the axis infinite, and drawing its decades endless).
+        let values = || curves.iter().flatten().map(|(_, v)| *v);
+        let lo = values().reduce(f64::min).unwrap_or(1.0).max(1.0);
+        let hi = values().fold(1.0, f64::max);
+        Frame {
+            w,
+            h,
+            left,
+            top,
+            pw: w - left - right,
+            ph: h - top - bottom,
+            ylo: 10f64.powf(lo.log10().floor()),
+            yhi: 10f64.powf(hi.log10().ceil().max(lo.log10().floor() + 1.0)),
+        }
+    }
+
+    fn x(&self, p: f64) -> f64 {
+        self.left + self.pw * ((-(1.0 - p).max(1e-9).log10()) / NINES_MAX).min(1.0)
+    }
+
+    fn y(&self, v: f64) -> f64 {
+        self.top
+            + self.ph
+                * (1.0 - (v.log10() - self.ylo.log10()) / (self.yhi.log10() - self.ylo.log10()))
+    }
+}
+
+/// Each result's latency at [`CURVE_POINTS`] + 1 percentiles from p0 to
+/// p99.99: (percentile, microseconds, at least 1).
+fn curves(results: &[SystemResult]) -> Vec<Vec<(f64, f64)>> {
+    let percentiles: Vec<f64> = (0..=CURVE_POINTS)
+        .map(|i| 1.0 - 10f64.powf(-(i as f64) * NINES_MAX / CURVE_POINTS as f64))
         .collect();
-    let values: Vec<Vec<(f64, f64)>> = results
+    results
         .iter()
         .map(|r| {
             percentiles
@@ -161,33 +209,38 @@ pub fn svg(title: &str, results: &[SystemResult]) -> String {
                 })
                 .collect()
         })
-        .collect();
-    let lo = values
-        .iter()
-        .flatten()
-        .map(|(_, v)| *v)
-        .fold(f64::MAX, f64::min)
-        .max(1.0);
-    let hi = values.iter().flatten().map(|(_, v)| *v).fold(1.0, f64::max);
-    let (ylo, yhi) = (
-        10f64.powf(lo.log10().floor()),
-        10f64.powf(hi.log10().ceil().max(lo.log10().floor() + 1.0)),
-    );
-    let x = |p: f64| left + pw * ((-(1.0 - p).max(1e-9).log10()) / nines_max).min(1.0);
-    let y = |v: f64| top + ph * (1.0 - (v.log10() - ylo.log10()) / (yhi.log10() - ylo.log10()));
+        .collect()
+}
+
+/// Latency by percentile, the x axis spaced by "nines" (log of 1/(1-p))
+/// from p0 to p99.99, the y axis logarithmic in microseconds.
+pub fn svg(title: &str, results: &[SystemResult]) -> String {
+    let values = curves(results);
+    let f = Frame::new(&values);
     let mut s = String::new();
     let _ = writeln!(
         s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="12">"#,
+        f.w, f.h
     );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         s,
         r#"<text x="{}" y="25" font-size="15" text-anchor="middle">{}</text>"#,
-        left + pw / 2.0,
+        f.left + f.pw / 2.0,
         xml(title)
     );
-    // Axes and grid.
+    draw_axes(&mut s, &f);
+    for (i, (r, pts)) in results.iter().zip(values.iter()).enumerate() {
+        draw_curve(&mut s, &f, i, r, pts);
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// The grid, the axes' labels and the frame.
+fn draw_axes(s: &mut String, f: &Frame) {
+    let (left, top, pw, ph) = (f.left, f.top, f.pw, f.ph);
     for (label, nines) in [
         ("p0", 0.0),
         ("p90", 1.0),
@@ -195,7 +248,7 @@ pub fn svg(title: &str, results: &[SystemResult]) -> String {
         ("p99.9", 3.0),
         ("p99.99", 4.0),
     ] {
-        let gx = left + pw * nines / nines_max;
+        let gx = left + pw * nines / NINES_MAX;
         let _ = writeln!(
             s,
             r##"<line x1="{gx}" y1="{top}" x2="{gx}" y2="{}" stroke="#ddd"/>"##,
@@ -207,9 +260,9 @@ pub fn svg(title: &str, results: &[SystemResult]) -> String {
             top + ph + 18.0
         );
     }
-    let mut decade = ylo;
-    while decade <= yhi * 1.0001 {
-        let gy = y(decade);
+    let mut decade = f.ylo;
+    while decade <= f.yhi * 1.0001 {
+        let gy = f.y(decade);
         let _ = writeln!(
             s,
             r##"<line x1="{left}" y1="{gy}" x2="{}" y2="{gy}" stroke="#ddd"/>"##,
@@ -232,7 +285,7 @@ pub fn svg(title: &str, results: &[SystemResult]) -> String {
         s,
         r#"<text x="{}" y="{}" text-anchor="middle">percentile</text>"#,
         left + pw / 2.0,
-        h - 15.0
+        f.h - 15.0
     );
     let _ = writeln!(
         s,
@@ -240,35 +293,35 @@ pub fn svg(title: &str, results: &[SystemResult]) -> String {
         top + ph / 2.0,
         top + ph / 2.0
     );
-    for (i, (r, pts)) in results.iter().zip(values.iter()).enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let path: Vec<String> = pts
-            .iter()
-            .map(|(p, v)| format!("{:.1},{:.1}", x(*p), y(*v)))
-            .collect();
-        let _ = writeln!(
-            s,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
-            path.join(" ")
-        );
-        let ly = top + 20.0 + 22.0 * i as f64;
-        let _ = writeln!(
-            s,
-            r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/>"#,
-            left + pw + 15.0,
-            left + pw + 40.0
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}">{} ({} nodes)</text>"#,
-            left + pw + 46.0,
-            ly + 4.0,
-            xml(&r.name),
-            r.nodes
-        );
-    }
-    s.push_str("</svg>\n");
-    s
+}
+
+/// Result `i`'s curve and its line in the legend.
+fn draw_curve(s: &mut String, f: &Frame, i: usize, r: &SystemResult, pts: &[(f64, f64)]) {
+    let color = COLORS[i % COLORS.len()];
+    let path: Vec<String> = pts
+        .iter()
+        .map(|(p, v)| format!("{:.1},{:.1}", f.x(*p), f.y(*v)))
+        .collect();
+    let _ = writeln!(
+        s,
+        r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+        path.join(" ")
+    );
+    let ly = f.top + 20.0 + 22.0 * i as f64;
+    let _ = writeln!(
+        s,
+        r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/>"#,
+        f.left + f.pw + 15.0,
+        f.left + f.pw + 40.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}">{} ({} nodes)</text>"#,
+        f.left + f.pw + 46.0,
+        ly + 4.0,
+        xml(&r.name),
+        r.nodes
+    );
 }
 
 fn human_us(v: f64) -> String {
@@ -323,6 +376,13 @@ mod tests {
         ] {
             assert!(j.contains(field), "{field} missing in {j}");
         }
+    }
+
+    #[test]
+    fn svg_of_no_result_is_an_empty_plot() {
+        let s = svg("nothing", &[]);
+        assert_eq!(s.matches("<polyline").count(), 0);
+        assert!(s.contains("1 us") && s.contains("10 us"), "one decade: {s}");
     }
 
     #[test]

@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use trilog_client::{Producer, ProducerOptions};
+use trilog_testkit::cluster::{Cluster, ClusterError};
+use trilog_testkit::node_command::NodeCommand;
 
-use crate::cluster::{Cluster, ClusterError, NodeCommand};
-use crate::load::{run, LoadConfig, LoadResult, Mode, TrilogTarget};
+use crate::load::{run, LoadConfig, LoadResult, Mode};
+use crate::targets::TrilogTarget;
 
 /// What fio reached.
 #[derive(Debug, Clone, Copy)]

@@ -4,22 +4,20 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use trilog_bench::cluster::{Cluster, NodeCommand};
-use trilog_bench::verify::{make_payload, payload_id, verify};
 use trilog_client::conn::NodeConn;
 use trilog_client::{Consumer, Producer, ProducerOptions};
+use trilog_testkit::cluster::Cluster;
+use trilog_testkit::node_command::NodeCommand;
+use trilog_testkit::payload::{make_payload, payload_id};
+use trilog_testkit::verify::verify;
 use trilog_wire::message::Read;
 use trilog_wire::record::parse_records;
 use trilog_wire::Message;
 
 fn node_command() -> NodeCommand {
-    NodeCommand {
-        program: PathBuf::from(env!("CARGO_BIN_EXE_trilog-bench")),
-        prefix: vec!["node".into()],
-    }
+    NodeCommand::subcommand(env!("CARGO_BIN_EXE_trilog-bench"), "node")
 }
 
 /// Appends `n` self-describing entries with ids from `first_id`, pipelined,
@@ -50,22 +48,18 @@ async fn read_all(cluster: &Cluster, log_id: u64, end: u64) -> Vec<(u64, Option<
     let mut c = Consumer::open(cluster.pool(), log_id, 0)
         .await
         .expect("open consumer");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut reads = Vec::new();
-    while c.position() < end {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "read stuck at {} of {end}",
-            c.position()
-        );
-        for r in c
-            .next_batch(Duration::from_millis(500))
-            .await
-            .expect("read")
-        {
-            reads.push((r.seq, payload_id(&r.payload)));
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        while c.position() < end {
+            let batch = c
+                .next_batch(Duration::from_millis(500))
+                .await
+                .expect("read");
+            reads.extend(batch.iter().map(|r| (r.seq, payload_id(&r.payload))));
         }
-    }
+    })
+    .await;
+    assert!(read.is_ok(), "read stuck at {} of {end}", c.position());
     reads
 }
 
@@ -177,16 +171,17 @@ async fn a_consumer_tails_while_the_producer_writes() {
     let mut consumer = Consumer::open(pool, 11, 0).await.expect("consumer");
     let reader = tokio::spawn(async move {
         let mut got = Vec::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while got.len() < 300 && tokio::time::Instant::now() < deadline {
-            for r in consumer
-                .next_batch(Duration::from_millis(300))
-                .await
-                .expect("read")
-            {
-                got.push((r.seq, payload_id(&r.payload)));
+        // Short of 300 at the deadline: the check below says what is missing.
+        let _ = tokio::time::timeout(Duration::from_secs(20), async {
+            while got.len() < 300 {
+                let batch = consumer
+                    .next_batch(Duration::from_millis(300))
+                    .await
+                    .expect("read");
+                got.extend(batch.iter().map(|r| (r.seq, payload_id(&r.payload))));
             }
-        }
+        })
+        .await;
         got
     });
     let mut committed = HashMap::new();

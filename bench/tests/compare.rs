@@ -5,19 +5,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use trilog_bench::cluster::NodeCommand;
+use trilog_baselines::raft::RaftNodeCommand;
 use trilog_bench::compare::{self, Commands, System};
 use trilog_bench::load::{LoadConfig, Mode};
-use trilog_bench::raft::RaftNodeCommand;
 use trilog_bench::report::{self, SystemResult};
+use trilog_testkit::node_command::NodeCommand;
 
 fn commands() -> Commands {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_trilog-bench"));
     Commands {
-        node: NodeCommand {
-            program: exe.clone(),
-            prefix: vec!["node".into()],
-        },
+        node: NodeCommand::subcommand(exe.clone(), "node"),
         raft: RaftNodeCommand {
             program: exe,
             prefix: vec!["raft-node".into()],

@@ -7,14 +7,17 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use trilog_bench::cluster::free_port;
-use trilog_bench::etcd::EtcdCluster;
-use trilog_bench::reader::Reader;
-use trilog_bench::verify::{make_payload, verify};
+use trilog_baselines::etcd::EtcdCluster;
 use trilog_client::{AppendError, ConnPool, EtcdMeta, MetaStore, Producer, ProducerOptions};
+use trilog_testkit::payload::make_payload;
+use trilog_testkit::ports::free_port;
+use trilog_testkit::reader::Reader;
+use trilog_testkit::verify::verify;
+use trilog_testkit::wait::wait_for;
 
 /// Node processes, killed when dropped.
 struct Nodes(Vec<Child>);
@@ -46,40 +49,27 @@ fn spawn_node(id: u64, dir: &std::path::Path, meta_url: &str) -> Child {
 }
 
 async fn wait_alive(meta: &dyn MetaStore, n: usize) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let alive = meta
+    let alive = &AtomicUsize::new(0);
+    let what = format!("{n} nodes registered in etcd");
+    let registered = wait_for(&what, Duration::from_secs(30), move || async move {
+        let now = meta
             .list_nodes(false)
             .await
             .map(|v| v.iter().filter(|s| s.alive).count())
             .unwrap_or(0);
-        if alive >= n {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {alive} of {n} nodes registered in etcd"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        alive.store(now, Ordering::SeqCst);
+        (now >= n).then_some(())
+    })
+    .await;
+    registered.unwrap_or_else(|e| panic!("{e}: only {}", alive.load(Ordering::SeqCst)));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_log_on_etcd_survives_a_takeover_and_reads_back() {
-    let etcd = EtcdCluster::start(3)
-        .await
-        .expect("etcd (apt-get install etcd-server)");
-    let endpoints: Vec<String> = etcd.client_addrs.iter().map(|a| a.to_string()).collect();
-    let url = format!("etcd://{}", endpoints.join(","));
-    let dir = tempfile::tempdir().expect("dir");
-    let _nodes = Nodes((1..=4).map(|id| spawn_node(id, dir.path(), &url)).collect());
-    let meta: Arc<dyn MetaStore> =
-        Arc::new(EtcdMeta::connect(&endpoints).await.expect("connect etcd"));
-    wait_alive(meta.as_ref(), 4).await;
-    let pool = ConnPool::new(meta.clone());
-
-    // Producer 1 writes, and keeps writing while producer 2 takes over.
-    let p1 = Producer::open(pool.clone(), 3, ProducerOptions::default())
+/// Producer 1 appends 200 entries and has 100 more in flight when
+/// producer 2 takes the log over; producer 2 appends 100 more and closes
+/// the log. Returns seq -> id of every acknowledged append, and the ids
+/// whose outcome is unknown.
+async fn write_across_a_takeover(pool: &ConnPool, log_id: u64) -> (HashMap<u64, u64>, Vec<u64>) {
+    let p1 = Producer::open(pool.clone(), log_id, ProducerOptions::default())
         .await
         .expect("open");
     let mut committed: HashMap<u64, u64> = HashMap::new();
@@ -94,7 +84,7 @@ async fn a_log_on_etcd_survives_a_takeover_and_reads_back() {
     for id in 200..300 {
         in_flight.push((id, p1.submit(make_payload(id, 120)).await));
     }
-    let p2 = Producer::takeover(pool.clone(), 3, ProducerOptions::default())
+    let p2 = Producer::takeover(pool.clone(), log_id, ProducerOptions::default())
         .await
         .expect("takeover");
     let mut unknown = Vec::new();
@@ -119,6 +109,25 @@ async fn a_log_on_etcd_survives_a_takeover_and_reads_back() {
         committed.insert(seq, id);
     }
     p2.close().await.expect("close");
+    (committed, unknown)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_on_etcd_survives_a_takeover_and_reads_back() {
+    let etcd = EtcdCluster::start(3)
+        .await
+        .expect("etcd (apt-get install etcd-server)");
+    let endpoints: Vec<String> = etcd.client_addrs.iter().map(|a| a.to_string()).collect();
+    let url = format!("etcd://{}", endpoints.join(","));
+    let dir = tempfile::tempdir().expect("dir");
+    let _nodes = Nodes((1..=4).map(|id| spawn_node(id, dir.path(), &url)).collect());
+    let meta: Arc<dyn MetaStore> =
+        Arc::new(EtcdMeta::connect(&endpoints).await.expect("connect etcd"));
+    wait_alive(meta.as_ref(), 4).await;
+    let pool = ConnPool::new(meta.clone());
+
+    // Producer 1 writes, and keeps writing while producer 2 takes over.
+    let (committed, unknown) = write_across_a_takeover(&pool, 3).await;
 
     let record = meta
         .get_log(3)

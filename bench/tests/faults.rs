@@ -16,12 +16,16 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use trilog_bench::cluster::{Cluster, ClusterOptions, NodeCommand};
-use trilog_bench::reader::{sealed_log_len, Reader};
-use trilog_bench::verify::{make_payload, payload_id, verify, Verdict};
-use trilog_bench::writers::{close_producer, Ledger, Writers};
 use trilog_client::conn::NodeConn;
 use trilog_client::{AppendError, ConnPool, Producer, ProducerOptions};
+use trilog_testkit::cluster::{Cluster, ClusterOptions};
+use trilog_testkit::ledger::Ledger;
+use trilog_testkit::node_command::NodeCommand;
+use trilog_testkit::payload::{make_payload, payload_id};
+use trilog_testkit::reader::{sealed_log_len, Reader};
+use trilog_testkit::verify::{verify, Verdict};
+use trilog_testkit::wait::wait_for;
+use trilog_testkit::writers::{close_producer, Writers};
 use trilog_wire::message::Read;
 use trilog_wire::meta::LogMeta;
 use trilog_wire::record::parse_records;
@@ -49,26 +53,7 @@ fn bench_exe() -> PathBuf {
 }
 
 fn node_command() -> NodeCommand {
-    NodeCommand {
-        program: bench_exe(),
-        prefix: vec!["node".into()],
-    }
-}
-
-/// Waits until `cond` holds; panics with `what` at the deadline.
-async fn until<F, Fut>(what: &str, timeout: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !cond().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    NodeCommand::subcommand(bench_exe(), "node")
 }
 
 async fn record(cluster: &Cluster, log_id: u64) -> LogMeta {
@@ -99,25 +84,14 @@ async fn open_replica(cluster: &Cluster, log_id: u64) -> (u64, u64) {
 /// Waits until `segment` of the log is sealed (the producer switched);
 /// returns its sealed length.
 async fn wait_sealed(cluster: &Cluster, log_id: u64, segment: u64) -> u64 {
-    let deadline = Instant::now() + STEP;
-    let meta = cluster.meta();
-    loop {
-        let r = meta.get_log(log_id).await.ok().and_then(|v| v.record);
-        let sealed = r.and_then(|r| {
-            r.segments
-                .iter()
-                .find(|s| s.id == segment)
-                .and_then(|s| s.sealed_len)
-        });
-        if let Some(len) = sealed {
-            return len;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "segment {segment} not sealed within {STEP:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let meta = &cluster.meta();
+    let what = format!("segment {segment} sealed");
+    wait_for(&what, STEP, move || async move {
+        let r = meta.get_log(log_id).await.ok()?.record?;
+        r.segments.iter().find(|s| s.id == segment)?.sealed_len
+    })
+    .await
+    .expect("the producer switches")
 }
 
 fn assert_clean(v: &Verdict, what: &str) {
@@ -309,11 +283,10 @@ async fn a_killed_producer_process_is_taken_over() {
         .await
         .expect("cluster");
     let proc = ProducerProcess::spawn(&cluster, LOG);
-    until("the producer process acks 10000 entries", STEP, || {
-        let n = proc.acked();
-        async move { n >= 10_000 }
-    })
-    .await;
+    let acked = || std::future::ready((proc.acked() >= 10_000).then_some(()));
+    wait_for("the producer process to ack 10000 entries", STEP, acked)
+        .await
+        .expect("the producer process acks");
     let (dead_acks, dead_epoch) = proc.kill();
     assert!(dead_acks.len() >= 10_000);
     let pool = cluster.pool();
@@ -357,6 +330,22 @@ async fn a_killed_producer_process_is_taken_over() {
     );
 }
 
+/// Appends payloads `ids` one at a time to a producer that was fenced:
+/// each must fail with an unknown outcome. Returns the ids.
+async fn appends_to_a_fenced_producer(p: &Producer, ids: std::ops::Range<u64>) -> Vec<u64> {
+    let mut maybe = Vec::new();
+    for id in ids {
+        let outcome = tokio::time::timeout(STEP, p.append(make_payload(id, 64)))
+            .await
+            .expect("the old producer answers");
+        match outcome {
+            Err(AppendError::Indeterminate { .. }) => maybe.push(id),
+            other => panic!("append to a fenced producer: {other:?}"),
+        }
+    }
+    maybe
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_takeover_fences_a_live_producer() {
     let _one = serial().await;
@@ -384,16 +373,7 @@ async fn a_takeover_fences_a_live_producer() {
     // Every append the old producer takes from now on fails, and says its
     // outcome is unknown: never a silent success.
     let old_handle = old_writers.current();
-    let mut probe_maybe = Vec::new();
-    for id in PROBE_IDS..PROBE_IDS + 20 {
-        let outcome = tokio::time::timeout(STEP, old_handle.append(make_payload(id, 64)))
-            .await
-            .expect("the old producer answers");
-        match outcome {
-            Err(AppendError::Indeterminate { .. }) => probe_maybe.push(id),
-            other => panic!("append to a fenced producer: {other:?}"),
-        }
-    }
+    let probe_maybe = appends_to_a_fenced_producer(&old_handle, PROBE_IDS..PROBE_IDS + 20).await;
     drop(old_handle);
     let (old_ledger, old) = tokio::time::timeout(STEP, old_writers.stop())
         .await
@@ -431,6 +411,42 @@ async fn a_takeover_fences_a_live_producer() {
     );
 }
 
+/// Opens logs from 30 on until one whose consumer in this process will
+/// read segment 0 from a node other than node 1 (which serves the
+/// metadata and is not behind a proxy); returns it, its producer and that
+/// node. The consumer reads a segment first from the replica at index
+/// `pid % 3` (its first replica turn).
+async fn open_log_first_read_from_a_proxied_node(cluster: &Cluster) -> (u64, Producer, u64) {
+    let turn = std::process::id() as usize % 3;
+    for log_id in 30..60 {
+        let p = Producer::open(cluster.pool(), log_id, ProducerOptions::default())
+            .await
+            .expect("open");
+        let r = record(cluster, log_id).await;
+        let target = r.segments[0].replicas[turn];
+        if target != 1 {
+            return (log_id, p, target);
+        }
+        p.close().await.expect("close an unused log");
+    }
+    panic!("no placement without node 1 at the turn in 30 logs");
+}
+
+/// Heals node `node`'s partition; waits until it registers again and the
+/// writers get 5000 more acks.
+async fn heal_under_load(cluster: &Cluster, node: u64, writers: &Writers) {
+    cluster.heal(node).expect("heal");
+    cluster
+        .wait_node(node, true, STEP)
+        .await
+        .expect("the healed node registers again");
+    let at_heal = writers.acked();
+    writers
+        .wait_acked(at_heal + 5_000, STEP)
+        .await
+        .expect("load after the heal");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_replica_is_switched_away_from_and_read_around() {
     let _one = serial().await;
@@ -446,26 +462,9 @@ async fn a_partitioned_replica_is_switched_away_from_and_read_around() {
     .await
     .expect("cluster");
     let pool = cluster.pool();
-    // The consumer of this process reads segment 0 from the replica at
-    // index pid % 3 (its first replica turn): cut off that one, so both
-    // the producer and the consumer must go around it. Node 1 serves the
-    // metadata and is not behind a proxy: try logs until that replica is
-    // another node.
-    let turn = std::process::id() as usize % 3;
-    let mut chosen = None;
-    for log_id in 30..60 {
-        let p = Producer::open(pool.clone(), log_id, ProducerOptions::default())
-            .await
-            .expect("open");
-        let r = record(&cluster, log_id).await;
-        let target = r.segments[0].replicas[turn];
-        if target != 1 {
-            chosen = Some((log_id, p, target));
-            break;
-        }
-        p.close().await.expect("close an unused log");
-    }
-    let (log_id, producer, target) = chosen.expect("a placement without node 1 at the turn");
+    // Cut off the replica the consumer reads segment 0 from, so both the
+    // producer and the consumer must go around it.
+    let (log_id, producer, target) = open_log_first_read_from_a_proxied_node(&cluster).await;
     let tail = Reader::start(pool.clone(), log_id, 0)
         .await
         .expect("consumer");
@@ -508,16 +507,7 @@ async fn a_partitioned_replica_is_switched_away_from_and_read_around() {
             .all(|s| !s.replicas.contains(&target)),
         "the cut-off node is not chosen again while cut off: {r:?}"
     );
-    cluster.heal(target).expect("heal");
-    cluster
-        .wait_node(target, true, STEP)
-        .await
-        .expect("the healed node registers again");
-    let at_heal = writers.acked();
-    writers
-        .wait_acked(at_heal + 5_000, STEP)
-        .await
-        .expect("load after the heal");
+    heal_under_load(&cluster, target, &writers).await;
     let (ledger, len) = finish_writing(&cluster, log_id, writers).await;
     check_log(&cluster, log_id, &ledger, &ledger.maybe, tail, len).await;
     // The healed node serves segment 0 up to its seal again.

@@ -1,19 +1,17 @@
 //! The load generator against a real 3-node trilog cluster: what it counts
 //! adds up, whatever the machine's speed.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use trilog_bench::cluster::{Cluster, NodeCommand};
-use trilog_bench::load::{run, save_histogram, LoadConfig, Mode, TrilogTarget};
+use trilog_bench::load::{run, save_histogram, LoadConfig, Mode};
+use trilog_bench::targets::TrilogTarget;
 use trilog_client::{Producer, ProducerOptions};
+use trilog_testkit::cluster::Cluster;
+use trilog_testkit::node_command::NodeCommand;
 
 fn node_command() -> NodeCommand {
-    NodeCommand {
-        program: PathBuf::from(env!("CARGO_BIN_EXE_trilog-bench")),
-        prefix: vec!["node".into()],
-    }
+    NodeCommand::subcommand(env!("CARGO_BIN_EXE_trilog-bench"), "node")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

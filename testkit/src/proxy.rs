@@ -43,6 +43,10 @@ impl Proxy {
     /// Listens on a fresh loopback port and forwards to `target`. Must be
     /// called inside a tokio runtime, which runs the proxy's tasks.
     pub async fn start(target: SocketAddr) -> std::io::Result<Proxy> {
+        assert!(
+            target.ip().is_loopback(),
+            "the kit stays on loopback: {target}"
+        );
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = watch::channel(ProxyState::Forwarding);

@@ -2,7 +2,7 @@
 //! can kill it with SIGKILL and take its log over.
 //!
 //! It appends self-describing payloads (ids from `first_id` on, see
-//! [`crate::verify::make_payload`]) with `concurrency` appends in flight
+//! [`crate::payload::make_payload`]) with `concurrency` appends in flight
 //! and prints one line `acked <seq> <id>` per committed entry on stdout,
 //! flushed as soon as no other ack is waiting to be printed. What a killed
 //! producer printed was acknowledged; an ack it had not printed yet is
@@ -70,7 +70,10 @@ pub async fn run(cfg: ProduceConfig) -> Result<(), String> {
         std::future::pending::<()>().await;
         return Ok(());
     };
-    writers.wait_acked(count, BOUNDED_RUN_TIMEOUT).await?;
+    writers
+        .wait_acked(count, BOUNDED_RUN_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
     let (ledger, producer) = writers.stop().await;
     close_producer(producer, BOUNDED_RUN_TIMEOUT).await?;
     // The writers held the last senders: the printer ends after the last ack.

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{CommittedLeaderId, EntryPayload, LogId, Membership, StorageError, Vote};
-use trilog_bench::raft::codec::read_record;
-use trilog_bench::raft::types::Entry;
-use trilog_bench::raft::{
-    AppendRequest, LogStore, RaftCluster, RaftNodeCommand, RaftNodeOptions, StateMachine,
-    TypeConfig,
+use trilog_baselines::raft::codec::read_record;
+use trilog_baselines::raft::types::Entry;
+use trilog_baselines::raft::{
+    AppendRequest, LogStore, RaftClient, RaftCluster, RaftNodeCommand, RaftNodeOptions,
+    StateMachine, TypeConfig,
 };
-use trilog_bench::verify::{make_payload, payload_id};
+use trilog_testkit::payload::{make_payload, payload_id};
 
 // ---------------------------------------------------------------- storage
 
@@ -90,6 +90,25 @@ async fn append_all(log: &mut LogStore, entries: Vec<Entry>) {
     log.blocking_append(entries).await.expect("append");
 }
 
+/// Appends entries `range` of `term`, `payload_bytes` each, 20 to a call.
+async fn append_range(
+    log: &mut LogStore,
+    term: u64,
+    range: std::ops::Range<u64>,
+    payload_bytes: usize,
+) {
+    for start in range.clone().step_by(20) {
+        let end = (start + 20).min(range.end);
+        append_all(
+            log,
+            (start..end)
+                .map(|i| entry(term, i, payload_bytes))
+                .collect(),
+        )
+        .await;
+    }
+}
+
 async fn contents(log: &mut LogStore) -> (Option<LogId<u64>>, Option<LogId<u64>>, Vec<Entry>) {
     let state = log.get_log_state().await.expect("log state");
     let entries = log.try_get_log_entries(0..u64::MAX).await.expect("read");
@@ -155,13 +174,7 @@ async fn log_store_truncates_and_purges_across_segments() {
     let big = 512 << 10;
     {
         let mut log = LogStore::open(&path).expect("open");
-        for start in (0..200).step_by(20) {
-            append_all(
-                &mut log,
-                (start..start + 20).map(|i| entry(1, i, big)).collect(),
-            )
-            .await;
-        }
+        append_range(&mut log, 1, 0..200, big).await;
         assert!(segments(&path).len() >= 2, "the log spans segments");
         // A follower's conflicting tail, reaching back into the first
         // segment: the later segment goes.
@@ -173,13 +186,7 @@ async fn log_store_truncates_and_purges_across_segments() {
     assert_eq!(last, Some(log_id(1, 99)));
     assert_eq!(entries.len(), 100);
     // The new leader's entries follow, in a new term.
-    for start in (100..200).step_by(20) {
-        append_all(
-            &mut log,
-            (start..start + 20).map(|i| entry(2, i, big)).collect(),
-        )
-        .await;
-    }
+    append_range(&mut log, 2, 100..200, big).await;
     // The first segment now ends with entry 178 or so: purging past it
     // deletes it.
     log.purge(log_id(2, 185)).await.expect("purge");
@@ -270,10 +277,7 @@ async fn log_store_recovery_stops_at_torn_or_damaged_record() {
 // ---------------------------------------------------------------- cluster
 
 fn node_command() -> RaftNodeCommand {
-    RaftNodeCommand {
-        program: env!("CARGO_BIN_EXE_trilog-bench").into(),
-        prefix: vec!["raft-node".into()],
-    }
+    RaftNodeCommand::program(env!("CARGO_BIN_EXE_trilog-raft-node"))
 }
 
 const PAYLOAD_BYTES: usize = 256;
@@ -295,23 +299,10 @@ async fn read_log(cluster: &RaftCluster, addr: std::net::SocketAddr) -> Vec<Vec<
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_survive_leader_kill_and_catch_up() {
-    // Snapshots every 200 entries, 50 kept: the restarted node will have
-    // to be sent a snapshot.
-    let options = RaftNodeOptions {
-        snapshot_every: 200,
-        keep_logs: 50,
-        ..RaftNodeOptions::default()
-    };
-    let mut cluster = RaftCluster::start(3, node_command(), options, None)
-        .await
-        .expect("start 3 nodes");
-    let client = Arc::new(cluster.client().await.expect("client"));
-
-    // 500 appends at once.
+/// Appends payloads `ids` all at once; returns position -> id.
+async fn append_at_once(client: &Arc<RaftClient>, ids: std::ops::Range<u64>) -> BTreeMap<u64, u64> {
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..500u64 {
+    for i in ids {
         let c = client.clone();
         tasks.spawn(async move { (i, c.append(make_payload(i, PAYLOAD_BYTES)).await) });
     }
@@ -321,24 +312,29 @@ async fn three_nodes_survive_leader_kill_and_catch_up() {
         let pos = r.unwrap_or_else(|e| panic!("append {i}: {e}"));
         assert!(at.insert(pos, i).is_none(), "position {pos} given twice");
     }
-    assert_eq!(
-        at.keys().copied().collect::<Vec<_>>(),
-        (0..500).collect::<Vec<_>>(),
-        "500 distinct positions, from 0 up"
-    );
+    at
+}
 
-    let leader = cluster.wait_leader(WAIT, None).await.expect("leader");
-    let leader_addr = cluster.nodes[leader as usize - 1].addr;
-    let log = read_log(&cluster, leader_addr).await;
-    for (pos, i) in &at {
+/// Payload `at[pos]` is at `pos` of `log`, for every acknowledged one.
+fn assert_holds(log: &[Vec<u8>], at: &BTreeMap<u64, u64>) {
+    for (pos, i) in at {
         assert_eq!(
             payload_id(&log[*pos as usize]),
             Some(*i),
             "payload at {pos}"
         );
     }
+}
 
-    // A writer keeps appending while the leader is killed.
+/// One writer appends payloads 1000..1300 one at a time while the leader
+/// is SIGKILLed; every append succeeds. Adds them to `at`; returns the
+/// new leader.
+async fn write_across_leader_kill(
+    cluster: &mut RaftCluster,
+    client: &Arc<RaftClient>,
+    leader: u64,
+    at: &mut BTreeMap<u64, u64>,
+) -> u64 {
     let writer = {
         let c = client.clone();
         tokio::spawn(async move {
@@ -366,7 +362,6 @@ async fn three_nodes_survive_leader_kill_and_catch_up() {
         "node {leader} killed; node {new_leader} leads after {} ms",
         killed_at.elapsed().as_millis()
     );
-
     let done = writer.await.expect("writer");
     let mut acked = HashSet::new();
     for (i, r) in done {
@@ -375,6 +370,34 @@ async fn three_nodes_survive_leader_kill_and_catch_up() {
         acked.insert(i);
     }
     assert_eq!(acked.len(), 300);
+    new_leader
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_survive_leader_kill_and_catch_up() {
+    // Snapshots every 200 entries, 50 kept: the restarted node will have
+    // to be sent a snapshot.
+    let options = RaftNodeOptions {
+        snapshot_every: 200,
+        keep_logs: 50,
+        ..RaftNodeOptions::default()
+    };
+    let mut cluster = RaftCluster::start(3, node_command(), options, None)
+        .await
+        .expect("start 3 nodes");
+    let client = Arc::new(cluster.client().await.expect("client"));
+
+    let mut at = append_at_once(&client, 0..500).await;
+    assert_eq!(
+        at.keys().copied().collect::<Vec<_>>(),
+        (0..500).collect::<Vec<_>>(),
+        "500 distinct positions, from 0 up"
+    );
+    let leader = cluster.wait_leader(WAIT, None).await.expect("leader");
+    let leader_addr = cluster.nodes[leader as usize - 1].addr;
+    assert_holds(&read_log(&cluster, leader_addr).await, &at);
+
+    let new_leader = write_across_leader_kill(&mut cluster, &client, leader, &mut at).await;
 
     // The killed node comes back and catches up (from a snapshot: the
     // leader purged the log it lacks).
@@ -390,13 +413,7 @@ async fn three_nodes_survive_leader_kill_and_catch_up() {
     // once, at the position it was acknowledged at.
     let reference = read_log(&cluster, cluster.nodes[new_leader as usize - 1].addr).await;
     assert_eq!(reference.len() as u64, total, "no duplicates, nothing lost");
-    for (pos, i) in &at {
-        assert_eq!(
-            payload_id(&reference[*pos as usize]),
-            Some(*i),
-            "payload at {pos}"
-        );
-    }
+    assert_holds(&reference, &at);
     for n in 1..=3u64 {
         let status = cluster
             .wait_caught_up(n, total, WAIT)
@@ -434,27 +451,19 @@ fn node_cpu_ms(cluster: &RaftCluster) -> Vec<u64> {
         .collect()
 }
 
-/// A profile, not a check: it prints the baseline's latency, throughput
-/// and CPU per append and asserts nothing, so it is not part of the test
-/// run. `cargo test --release -p trilog-bench --test raft -- --ignored --nocapture`.
-#[ignore = "a profile that prints numbers; run with --ignored"]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sequential_and_concurrent_append_latency() {
-    let cluster = RaftCluster::start(3, node_command(), RaftNodeOptions::default(), None)
-        .await
-        .expect("start 3 nodes");
-    let client = Arc::new(cluster.client().await.expect("client"));
-    let leader = cluster.wait_leader(WAIT, None).await.expect("leader");
-    let term_before = cluster.status(leader).await.expect("status").term;
-    let payload_bytes = 1024;
-    for i in 0..50 {
-        client
-            .append(make_payload(i, payload_bytes))
-            .await
-            .expect("warm-up append");
-    }
+/// The `p`-quantile of sorted latencies.
+fn pct(v: &[u64], p: f64) -> u64 {
+    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
+}
+
+/// Latencies of `count` appends one after another, sorted.
+async fn sequential_latencies_us(
+    client: &RaftClient,
+    count: u64,
+    payload_bytes: usize,
+) -> Vec<u64> {
     let mut us = Vec::new();
-    for i in 0..500 {
+    for i in 0..count {
         let t = Instant::now();
         client
             .append(make_payload(100 + i, payload_bytes))
@@ -463,23 +472,17 @@ async fn sequential_and_concurrent_append_latency() {
         us.push(t.elapsed().as_micros() as u64);
     }
     us.sort_unstable();
-    let pct = |v: &[u64], p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
-    eprintln!(
-        "raft3 sequential appends of {payload_bytes} B: p50 {} us, p99 {} us, max {} us ({} appends, {})",
-        pct(&us, 0.5),
-        pct(&us, 0.99),
-        us[us.len() - 1],
-        us.len(),
-        if cfg!(debug_assertions) {
-            "test profile"
-        } else {
-            "release profile"
-        }
-    );
+    us
+}
 
-    let cpu_before = node_cpu_ms(&cluster);
-    let writers = 64;
-    let per_writer = 50u64;
+/// Latencies of `writers` writers appending `per_writer` each at once,
+/// sorted; with the appends per second.
+async fn concurrent_latencies_us(
+    client: &Arc<RaftClient>,
+    writers: u64,
+    per_writer: u64,
+    payload_bytes: usize,
+) -> (Vec<u64>, f64) {
     let t = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..writers {
@@ -501,10 +504,48 @@ async fn sequential_and_concurrent_append_latency() {
         lat.extend(r.expect("task"));
     }
     lat.sort_unstable();
-    let secs = t.elapsed().as_secs_f64();
+    let rate = lat.len() as f64 / t.elapsed().as_secs_f64();
+    (lat, rate)
+}
+
+/// A profile, not a check: it prints the baseline's latency, throughput
+/// and CPU per append and asserts nothing, so it is not part of the test
+/// run. `cargo test --release -p trilog-baselines --test raft -- --ignored --nocapture`.
+#[ignore = "a profile that prints numbers; run with --ignored"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_and_concurrent_append_latency() {
+    let cluster = RaftCluster::start(3, node_command(), RaftNodeOptions::default(), None)
+        .await
+        .expect("start 3 nodes");
+    let client = Arc::new(cluster.client().await.expect("client"));
+    let leader = cluster.wait_leader(WAIT, None).await.expect("leader");
+    let term_before = cluster.status(leader).await.expect("status").term;
+    let payload_bytes = 1024;
+    for i in 0..50 {
+        client
+            .append(make_payload(i, payload_bytes))
+            .await
+            .expect("warm-up append");
+    }
+    let us = sequential_latencies_us(&client, 500, payload_bytes).await;
     eprintln!(
-        "raft3 {writers} concurrent writers, {payload_bytes} B: {:.0} appends/s, p50 {} us, p99 {} us",
-        lat.len() as f64 / secs,
+        "raft3 sequential appends of {payload_bytes} B: p50 {} us, p99 {} us, max {} us ({} appends, {})",
+        pct(&us, 0.5),
+        pct(&us, 0.99),
+        us[us.len() - 1],
+        us.len(),
+        if cfg!(debug_assertions) {
+            "test profile"
+        } else {
+            "release profile"
+        }
+    );
+
+    let cpu_before = node_cpu_ms(&cluster);
+    let writers = 64;
+    let (lat, rate) = concurrent_latencies_us(&client, writers, 50, payload_bytes).await;
+    eprintln!(
+        "raft3 {writers} concurrent writers, {payload_bytes} B: {rate:.0} appends/s, p50 {} us, p99 {} us",
         pct(&lat, 0.5),
         pct(&lat, 0.99)
     );

@@ -107,6 +107,10 @@ impl DelayProxy {
         target: SocketAddr,
         one_way: Duration,
     ) -> std::io::Result<DelayProxy> {
+        assert!(
+            listen.ip().is_loopback() && target.ip().is_loopback(),
+            "the kit stays on loopback: {listen} -> {target}"
+        );
         let listener = TcpListener::bind(listen)?;
         let listen = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));

@@ -203,96 +203,129 @@ fn round_up(n: u64, to: u64) -> u64 {
     n.div_ceil(to) * to
 }
 
+/// `LogStoreError::Io` about `path`.
+fn io_err(path: &Path, what: &'static str) -> impl FnOnce(io::Error) -> LogStoreError {
+    let path = path.to_path_buf();
+    move |source| LogStoreError::Io { path, what, source }
+}
+
+/// The first indexes of the log's segment files, in order. Leftovers of
+/// an interrupted `meta` replacement (`*.tmp`) are deleted.
+fn segment_firsts(dir: &Path) -> Result<Vec<u64>, LogStoreError> {
+    let mut firsts = Vec::new();
+    for de in std::fs::read_dir(dir).map_err(io_err(dir, "list"))? {
+        let de = de.map_err(io_err(dir, "list"))?;
+        let name = de.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".tmp") {
+            std::fs::remove_file(de.path()).map_err(io_err(&de.path(), "remove"))?;
+        } else if let Some(first) = parse_segment_name(&name) {
+            firsts.push(first);
+        }
+    }
+    firsts.sort_unstable();
+    Ok(firsts)
+}
+
+/// Recovery's progress through the segments, in order.
+struct Recovery {
+    /// Entries from this index on are returned; those below are purged.
+    purged_next: u64,
+    /// The last index read: every later record must be above it.
+    last_seen: Option<u64>,
+    /// Set at the first record that is absent, torn, undecodable or not
+    /// above the previous one: every later segment is deleted.
+    stopped: bool,
+    entries: Vec<Entry>,
+}
+
+impl Recovery {
+    /// Recovers the segment starting at `first`, cutting what follows its
+    /// last intact record; None if the segment was deleted.
+    fn segment(&mut self, dir: &Path, first: u64) -> Result<Option<Segment>, LogStoreError> {
+        let path = segment_path(dir, first);
+        if self.stopped {
+            log::warn!("{}: after a damaged record: deleted", path.display());
+            std::fs::remove_file(&path).map_err(io_err(&path, "remove"))?;
+            return Ok(None);
+        }
+        let bytes = std::fs::read(&path).map_err(io_err(&path, "read"))?;
+        let header_ok = bytes.len() >= SEGMENT_HEADER_BYTES as usize
+            && &bytes[..8] == SEGMENT_MAGIC
+            && bytes[8..16] == first.to_le_bytes();
+        if !header_ok {
+            log::warn!("{}: bad header: deleted with what follows", path.display());
+            std::fs::remove_file(&path).map_err(io_err(&path, "remove"))?;
+            self.stopped = true;
+            return Ok(None);
+        }
+        let mut seg = Segment {
+            first_index: first,
+            path: path.clone(),
+            file: None,
+            len: SEGMENT_HEADER_BYTES,
+            allocated: bytes.len() as u64,
+            records: Vec::new(),
+        };
+        let pos = self.records(&bytes, &mut seg);
+        seg.len = pos as u64;
+        if self.stopped || bytes[pos..].iter().any(|&b| b != 0) {
+            // Cut what follows the last intact record, so it is never
+            // read once new records are written before it.
+            log::warn!(
+                "{}: log ends at offset {pos} (after entry {:?}): cut there",
+                path.display(),
+                seg.last_index()
+            );
+            let f = seg.file().map_err(io_err(&path, "open"))?;
+            f.set_len(pos as u64).map_err(io_err(&path, "truncate"))?;
+            f.sync_all().map_err(io_err(&path, "sync"))?;
+            seg.allocated = pos as u64;
+        }
+        Ok(Some(seg))
+    }
+
+    /// Reads `seg`'s records from `bytes` (the whole file) and notes them;
+    /// returns the offset where the intact records end.
+    fn records(&mut self, bytes: &[u8], seg: &mut Segment) -> usize {
+        let mut pos = SEGMENT_HEADER_BYTES as usize;
+        while let Some((body, used)) = read_record(&bytes[pos..], RECORD_BYTES_MAX) {
+            let Ok(entry) = decode::<Entry>(body, RECORD_BYTES_MAX) else {
+                self.stopped = true;
+                break;
+            };
+            let index = entry.log_id.index;
+            if index < seg.first_index || self.last_seen.is_some_and(|l| index <= l) {
+                self.stopped = true;
+                break;
+            }
+            self.last_seen = Some(index);
+            seg.records.push((index, pos as u64));
+            if index >= self.purged_next {
+                self.entries.push(entry);
+            }
+            pos += used;
+        }
+        pos
+    }
+}
+
 impl LogWriter {
     /// Opens (or creates) the log in `dir` and recovers it.
     pub(super) fn open(dir: &Path) -> Result<(LogWriter, Recovered), LogStoreError> {
-        let io_err = |path: &Path, what| {
-            let path = path.to_path_buf();
-            move |source| LogStoreError::Io { path, what, source }
-        };
         std::fs::create_dir_all(dir).map_err(io_err(dir, "create directory"))?;
         let meta = read_meta(dir)?;
-        let purged_next = meta.purged.map_or(0, |p| p.index + 1);
-
-        let mut firsts = Vec::new();
-        for de in std::fs::read_dir(dir).map_err(io_err(dir, "list"))? {
-            let de = de.map_err(io_err(dir, "list"))?;
-            let name = de.file_name();
-            let name = name.to_string_lossy();
-            if name.ends_with(".tmp") {
-                std::fs::remove_file(de.path()).map_err(io_err(&de.path(), "remove"))?;
-            } else if let Some(first) = parse_segment_name(&name) {
-                firsts.push(first);
-            }
+        let mut recovery = Recovery {
+            purged_next: meta.purged.map_or(0, |p| p.index + 1),
+            last_seen: None,
+            stopped: false,
+            entries: Vec::new(),
+        };
+        let mut segments = Vec::new();
+        for first in segment_firsts(dir)? {
+            segments.extend(recovery.segment(dir, first)?);
         }
-        firsts.sort_unstable();
-
-        let mut segments: Vec<Segment> = Vec::new();
-        let mut entries: Vec<Entry> = Vec::new();
-        let mut last_seen: Option<u64> = None;
-        let mut stopped = false;
-        for first in firsts {
-            let path = segment_path(dir, first);
-            if stopped {
-                log::warn!("{}: after a damaged record: deleted", path.display());
-                std::fs::remove_file(&path).map_err(io_err(&path, "remove"))?;
-                continue;
-            }
-            let bytes = std::fs::read(&path).map_err(io_err(&path, "read"))?;
-            let header_ok = bytes.len() >= SEGMENT_HEADER_BYTES as usize
-                && &bytes[..8] == SEGMENT_MAGIC
-                && bytes[8..16] == first.to_le_bytes();
-            if !header_ok {
-                log::warn!("{}: bad header: deleted with what follows", path.display());
-                std::fs::remove_file(&path).map_err(io_err(&path, "remove"))?;
-                stopped = true;
-                continue;
-            }
-            let mut seg = Segment {
-                first_index: first,
-                path: path.clone(),
-                file: None,
-                len: SEGMENT_HEADER_BYTES,
-                allocated: bytes.len() as u64,
-                records: Vec::new(),
-            };
-            let mut pos = SEGMENT_HEADER_BYTES as usize;
-            while let Some((body, used)) = read_record(&bytes[pos..], RECORD_BYTES_MAX) {
-                let Ok(entry) = decode::<Entry>(body, RECORD_BYTES_MAX) else {
-                    stopped = true;
-                    break;
-                };
-                let index = entry.log_id.index;
-                if index < first || last_seen.is_some_and(|l| index <= l) {
-                    stopped = true;
-                    break;
-                }
-                last_seen = Some(index);
-                seg.records.push((index, pos as u64));
-                if index >= purged_next {
-                    entries.push(entry);
-                }
-                pos += used;
-            }
-            seg.len = pos as u64;
-            let trailing = &bytes[pos..];
-            if stopped || trailing.iter().any(|&b| b != 0) {
-                // Cut what follows the last intact record, so it is never
-                // read once new records are written before it.
-                log::warn!(
-                    "{}: log ends at offset {pos} (after entry {:?}): cut there",
-                    path.display(),
-                    seg.last_index()
-                );
-                let f = seg.file().map_err(io_err(&path, "open"))?;
-                f.set_len(pos as u64).map_err(io_err(&path, "truncate"))?;
-                f.sync_all().map_err(io_err(&path, "sync"))?;
-                seg.allocated = pos as u64;
-            }
-            segments.push(seg);
-        }
-
-        let floor = last_seen.max(meta.purged.map(|p| p.index));
+        let floor = recovery.last_seen.max(meta.purged.map(|p| p.index));
         let mut w = LogWriter {
             dir: dir.to_path_buf(),
             segments,
@@ -306,6 +339,7 @@ impl LogWriter {
                 .map_err(io_err(dir, "start a segment"))?;
         }
         sync_dir(dir).map_err(io_err(dir, "sync"))?;
+        let entries = recovery.entries;
         Ok((w, Recovered { meta, entries }))
     }
 

@@ -1,9 +1,9 @@
 //! The Raft baselines (`raft3`, `raft5`): a replicated append-only log on
 //! openraft 0.9, with the same durability as trilog — no append is
 //! acknowledged before a majority of the nodes fdatasynced it — driven by
-//! the same generator through [`RaftTarget`], from a client outside the
-//! cluster ([`RaftClient`]), each node a real process
-//! ([`raft_node_main`], started by [`RaftCluster`]).
+//! `trilog-bench`'s load generator from a client outside the cluster
+//! ([`RaftClient`]), each node a real process ([`raft_node_main`], started
+//! by [`RaftCluster`]).
 //!
 //! **The path of an append.** The client sends the payloads (one Raft
 //! entry) to the leader over TCP. The leader's openraft core appends the
@@ -53,7 +53,6 @@ pub mod node;
 pub mod rpc;
 pub mod server;
 pub mod state_machine;
-pub mod target;
 pub mod types;
 
 pub use client::{RaftClient, RaftClientError};
@@ -62,5 +61,4 @@ pub use log_store::{LogReader, LogStore, LogStoreError};
 pub use node::{raft_node_main, NodeArgs};
 pub use rpc::{AppendRefused, NodeStatus, ReadReply};
 pub use state_machine::{LogData, StateMachine};
-pub use target::RaftTarget;
 pub use types::{AppendRequest, Applied, TypeConfig};

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use trilog_client::{ConnPool, Consumer, MetaStore};
 
-use crate::verify::payload_id;
+use crate::payload::payload_id;
+use crate::wait::{wait_for, TimedOut};
 
 /// Long-poll of one `next_batch`.
 const POLL_MS: u64 = 200;
@@ -72,19 +73,17 @@ impl Reader {
     }
 
     /// Waits until the reader's position reaches `seq`.
-    pub async fn wait_position(&self, seq: u64, timeout: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
-        while self.position() < seq {
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "reader at {} after {} ms, waiting for {seq}",
-                    self.position(),
-                    timeout.as_millis()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Ok(())
+    pub async fn wait_position(&self, seq: u64, timeout: Duration) -> Result<(), TimedOut> {
+        let what = format!("the reader to reach seq {seq}");
+        let position = &self.shared.position;
+        let reached =
+            move || std::future::ready((position.load(Ordering::SeqCst) >= seq).then_some(()));
+        wait_for(&what, timeout, reached)
+            .await
+            .map_err(|e| TimedOut {
+                what: format!("{} (at {})", e.what, self.position()),
+                ..e
+            })
     }
 
     /// Reads up to `end` (exclusive), at most `timeout` more, and returns

@@ -74,6 +74,18 @@ impl std::fmt::Debug for RaftClient {
     }
 }
 
+/// What one attempt at an append came to.
+enum Attempt {
+    /// Applied at this position.
+    Applied(u64),
+    /// The node named another as the leader: try it at once.
+    Redirected(String),
+    /// No answer, or no leader yet: try again after a pause.
+    Retry(String),
+    /// Refused for good.
+    Failed(RaftClientError),
+}
+
 /// Removes an append from the in-flight set however its call ends.
 struct InFlight<'a> {
     set: &'a Mutex<BTreeSet<u64>>,
@@ -147,7 +159,13 @@ impl RaftClient {
         // Encoded once, sent as often as needed.
         let frame = Conn::frame(&req)?;
         drop(req);
+        self.send_until_applied(&frame).await
+    }
 
+    /// Sends an encoded append to the node believed to lead, following
+    /// "not the leader" answers and trying another node when one fails,
+    /// until it is applied or [`APPEND_RETRY_MS_MAX`] passed.
+    async fn send_until_applied(&self, frame: &[u8]) -> Result<u64, RaftClientError> {
         let started = Instant::now();
         let deadline = started + Duration::from_millis(APPEND_RETRY_MS_MAX);
         let mut last = String::new();
@@ -158,49 +176,56 @@ impl RaftClient {
                     last,
                 });
             }
-            let addr = self.target();
-            let conn = match self.conn(addr).await {
-                Ok(c) => c,
-                Err(e) => {
-                    last = e.to_string();
-                    self.forget(addr);
-                    tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
-                    continue;
-                }
-            };
-            let timeout = Duration::from_millis(REQUEST_TIMEOUT_MS);
-            match conn.call_frame(frame.clone(), timeout).await {
-                Ok(Response::Append(Ok(position))) => {
-                    *lock(&self.leader) = Some(addr);
-                    return Ok(position);
-                }
-                Ok(Response::Append(Err(AppendRefused::NotLeader {
-                    leader_addr: Some(leader),
-                    ..
-                }))) if leader.parse::<SocketAddr>().is_ok_and(|l| l != addr) => {
-                    last = format!("{addr} is not the leader");
-                    *lock(&self.leader) = leader.parse().ok();
-                }
-                Ok(Response::Append(Err(e @ AppendRefused::NotLeader { .. })))
-                | Ok(Response::Append(Err(e @ AppendRefused::Other(_)))) => {
-                    // An election is under way, or the node is shutting
-                    // down: try another in a moment.
-                    last = format!("{addr}: {e}");
-                    self.forget_leader(addr);
+            match self.attempt(frame).await {
+                Attempt::Applied(position) => return Ok(position),
+                Attempt::Failed(e) => return Err(e),
+                Attempt::Redirected(why) => last = why,
+                Attempt::Retry(why) => {
+                    last = why;
                     tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
                 }
-                Ok(Response::Append(Err(e))) => return Err(RaftClientError::Refused(e)),
-                Ok(other) => {
-                    return Err(RaftClientError::Unexpected {
-                        addr,
-                        what: format!("{other:?}"),
-                    })
-                }
-                Err(e) => {
-                    last = e.to_string();
-                    self.forget(addr);
-                    tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
-                }
+            }
+        }
+    }
+
+    /// Sends the append once, to the node believed to lead.
+    async fn attempt(&self, frame: &[u8]) -> Attempt {
+        let addr = self.target();
+        let conn = match self.conn(addr).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.forget(addr);
+                return Attempt::Retry(e.to_string());
+            }
+        };
+        let timeout = Duration::from_millis(REQUEST_TIMEOUT_MS);
+        match conn.call_frame(frame.to_vec(), timeout).await {
+            Ok(Response::Append(Ok(position))) => {
+                *lock(&self.leader) = Some(addr);
+                Attempt::Applied(position)
+            }
+            Ok(Response::Append(Err(AppendRefused::NotLeader {
+                leader_addr: Some(leader),
+                ..
+            }))) if leader.parse::<SocketAddr>().is_ok_and(|l| l != addr) => {
+                *lock(&self.leader) = leader.parse().ok();
+                Attempt::Redirected(format!("{addr} is not the leader"))
+            }
+            Ok(Response::Append(Err(e @ AppendRefused::NotLeader { .. })))
+            | Ok(Response::Append(Err(e @ AppendRefused::Other(_)))) => {
+                // An election is under way, or the node is shutting
+                // down: try another in a moment.
+                self.forget_leader(addr);
+                Attempt::Retry(format!("{addr}: {e}"))
+            }
+            Ok(Response::Append(Err(e))) => Attempt::Failed(RaftClientError::Refused(e)),
+            Ok(other) => Attempt::Failed(RaftClientError::Unexpected {
+                addr,
+                what: format!("{other:?}"),
+            }),
+            Err(e) => {
+                self.forget(addr);
+                Attempt::Retry(e.to_string())
             }
         }
     }

@@ -10,16 +10,20 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use trilog_testkit::delay::DelayProxy;
+use trilog_testkit::ports::free_port;
+use trilog_testkit::wait::wait_for;
 
 use super::client::{RaftClient, RaftClientError};
 use super::limits::{LOGS_KEPT_AFTER_SNAPSHOT_DEFAULT, SNAPSHOT_EVERY_ENTRIES_DEFAULT};
 use super::rpc::NodeStatus;
 use super::types::NodeId;
-use crate::delay::DelayProxy;
 
 /// How a node process is started: a program and the arguments before the
-/// node's own (`trilog-bench raft-node ...`).
+/// node's own (`trilog-bench raft-node ...`, or `trilog-raft-node ...`,
+/// this crate's own binary).
 #[derive(Debug, Clone)]
 pub struct RaftNodeCommand {
     pub program: PathBuf,
@@ -35,7 +39,8 @@ impl RaftNodeCommand {
         })
     }
 
-    /// A program that is a node by itself (no subcommand).
+    /// A program that is a node by itself, with no subcommand
+    /// (`trilog-raft-node`).
     pub fn program(program: impl Into<PathBuf>) -> RaftNodeCommand {
         RaftNodeCommand {
             program: program.into(),
@@ -149,7 +154,7 @@ impl RaftCluster {
         let mut proxies = Vec::new();
         for i in 0..n {
             let id = i as NodeId + 1;
-            let port = crate::cluster::free_port()?;
+            let port = free_port()?;
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             let reached_at = match options.delay_one_way {
                 Some(d) => {
@@ -355,21 +360,25 @@ impl RaftCluster {
         &self,
         what: &str,
         timeout: Duration,
-        mut done: impl FnMut(&[NodeStatus]) -> Option<T>,
+        done: impl Fn(&[NodeStatus]) -> Option<T>,
     ) -> Result<T, RaftClusterError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let statuses = self.statuses().await;
-            if let Some(v) = done(&statuses) {
-                return Ok(v);
-            }
-            if Instant::now() >= deadline {
-                return Err(RaftClusterError::Timeout {
-                    what: format!("{what} (last statuses: {statuses:?})"),
-                    ms: timeout.as_millis() as u64,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // What the last check saw, for the error.
+        let last = &std::sync::Mutex::new(Vec::new());
+        let (this, done) = (self, &done);
+        let got = wait_for(what, timeout, move || async move {
+            let statuses = this.statuses().await;
+            let v = done(&statuses);
+            *last.lock().unwrap_or_else(|p| p.into_inner()) = statuses;
+            v
+        })
+        .await;
+        got.map_err(|e| RaftClusterError::Timeout {
+            what: format!(
+                "{} (last statuses: {:?})",
+                e.what,
+                last.lock().unwrap_or_else(|p| p.into_inner())
+            ),
+            ms: e.ms,
+        })
     }
 }

@@ -16,34 +16,19 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use trilog_client::{ConnPool, EmbeddedMeta, MetaStore};
 
 use crate::delay::DelayProxy;
+use crate::node_command::NodeCommand;
+use crate::ports::free_port;
 use crate::proxy::Proxy;
-
-/// How a node process is started: a program and the arguments before the
-/// node's own (`trilog-bench node ...` or `trilog-node ...`).
-#[derive(Debug, Clone)]
-pub struct NodeCommand {
-    pub program: PathBuf,
-    pub prefix: Vec<String>,
-}
-
-impl NodeCommand {
-    /// This executable's hidden `node` subcommand.
-    pub fn this_exe() -> std::io::Result<NodeCommand> {
-        Ok(NodeCommand {
-            program: std::env::current_exe()?,
-            prefix: vec!["node".into()],
-        })
-    }
-}
+use crate::wait::{wait_for, TimedOut};
 
 /// Why the cluster could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -52,8 +37,8 @@ pub enum ClusterError {
     Io(#[from] std::io::Error),
     #[error("node {node}: {why}")]
     Node { node: u64, why: String },
-    #[error("timed out after {ms} ms waiting for {what}")]
-    Timeout { what: String, ms: u64 },
+    #[error(transparent)]
+    Timeout(#[from] TimedOut),
     #[error("client: {0}")]
     Client(#[from] trilog_client::ClientError),
     #[error("metadata: {0}")]
@@ -112,28 +97,6 @@ pub struct Cluster {
     pub lease_ms: u64,
     proxies: HashMap<u64, NodeProxies>,
     delays: HashMap<u64, DelayProxy>,
-}
-
-/// Ports for nodes are drawn below the kernel's ephemeral range
-/// (32768 and up by default): a port from that range, once its node is
-/// killed, may be taken by any outgoing connection's local end, and the
-/// restarted node could not bind it again.
-const NODE_PORTS: std::ops::Range<u16> = 20_000..32_000;
-
-/// Picks a free loopback port for a node, at random in [`NODE_PORTS`].
-pub fn free_port() -> std::io::Result<u16> {
-    use rand::Rng;
-    let mut rng = rand::thread_rng();
-    for _ in 0..1000 {
-        let port = rng.gen_range(NODE_PORTS);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::AddrInUse,
-        "no free port for a node",
-    ))
 }
 
 impl Cluster {
@@ -376,22 +339,14 @@ impl Cluster {
 
     /// Waits until `n` nodes hold live registrations.
     pub async fn wait_alive(&self, n: usize, timeout: Duration) -> Result<(), ClusterError> {
-        let meta = self.meta();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(nodes) = meta.list_nodes(false).await {
-                if nodes.iter().filter(|s| s.alive).count() >= n {
-                    return Ok(());
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(ClusterError::Timeout {
-                    what: format!("{n} live nodes"),
-                    ms: timeout.as_millis() as u64,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let meta = &self.meta();
+        let what = format!("{n} live nodes");
+        wait_for(&what, timeout, move || async move {
+            let nodes = meta.list_nodes(false).await.ok()?;
+            (nodes.iter().filter(|s| s.alive).count() >= n).then_some(())
+        })
+        .await?;
+        Ok(())
     }
 
     /// Waits until node `id`'s registration is alive (or, with `alive`
@@ -402,23 +357,15 @@ impl Cluster {
         alive: bool,
         timeout: Duration,
     ) -> Result<(), ClusterError> {
-        let meta = self.meta();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(nodes) = meta.list_nodes(true).await {
-                let is_alive = nodes.iter().any(|s| s.info.node_id == id && s.alive);
-                if is_alive == alive {
-                    return Ok(());
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(ClusterError::Timeout {
-                    what: format!("node {id} {}", if alive { "alive" } else { "dead" }),
-                    ms: timeout.as_millis() as u64,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let meta = &self.meta();
+        let what = format!("node {id} {}", if alive { "alive" } else { "dead" });
+        wait_for(&what, timeout, move || async move {
+            let nodes = meta.list_nodes(true).await.ok()?;
+            let is_alive = nodes.iter().any(|s| s.info.node_id == id && s.alive);
+            (is_alive == alive).then_some(())
+        })
+        .await?;
+        Ok(())
     }
 }
 

@@ -2,97 +2,26 @@
 //! process. Each worker appends self-describing payloads
 //! ([`make_payload`], ids 0, 1, 2, ... shared by all workers) through the
 //! current producer, one at a time, so `concurrency` appends are in flight,
-//! and files every outcome in a [`Ledger`]:
-//!
-//! - committed: the append resolved to a seq; the entry must be read back
-//!   at that seq, once;
-//! - maybe: the outcome is unknown (`AppendError::Indeterminate`); the
-//!   entry may be read back, at most once;
-//! - refused: the producer never took the entry (`AppendError::Closed`);
-//!   it must never be read back, so it is *not* in the maybe set.
+//! and files every outcome in a [`Ledger`].
 //!
 //! The producer can be replaced while the workers run (a takeover): each
 //! append goes to whichever producer is current when it starts.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
-use trilog_client::{AppendError, Producer};
+use trilog_client::Producer;
 
-use crate::verify::{make_payload, verify, Verdict};
+use crate::ledger::Ledger;
+use crate::payload::make_payload;
+use crate::wait::{wait_for, TimedOut};
 
 /// Pause of a worker whose append failed (its producer was fenced, or is
 /// closing), so it does not spin through ids until a new producer is in
 /// place.
 const FAILED_PAUSE_MS: u64 = 10;
-
-/// What became of every append.
-#[derive(Debug, Clone, Default)]
-pub struct Ledger {
-    /// seq -> id of every append that resolved to a seq.
-    pub committed: HashMap<u64, u64>,
-    /// Ids whose outcome is unknown.
-    pub maybe: Vec<u64>,
-    /// Ids no producer took.
-    pub refused: Vec<u64>,
-    /// Ids handed to a producer (all of the above).
-    pub appended: u64,
-    /// Seqs that two appends resolved to (must stay 0).
-    pub seq_reused: u64,
-    /// The later (seq, id) of each such pair: `committed` keeps the first.
-    pub reused: Vec<(u64, u64)>,
-    /// The first errors seen, for the report.
-    pub first_errors: Vec<String>,
-}
-
-/// How many error messages a ledger keeps.
-const LEDGER_ERRORS_MAX: usize = 8;
-
-impl Ledger {
-    fn file(&mut self, id: u64, outcome: &Result<u64, AppendError>) {
-        self.appended += 1;
-        match outcome {
-            Ok(seq) => match self.committed.entry(*seq) {
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(id);
-                }
-                std::collections::hash_map::Entry::Occupied(_) => {
-                    self.seq_reused += 1;
-                    self.reused.push((*seq, id));
-                }
-            },
-            Err(AppendError::Indeterminate { .. }) => self.maybe.push(id),
-            Err(AppendError::Closed | AppendError::TooLarge { .. }) => self.refused.push(id),
-        }
-        if let Err(e) = outcome {
-            if self.first_errors.len() < LEDGER_ERRORS_MAX {
-                self.first_errors.push(format!("append {id}: {e}"));
-            }
-        }
-    }
-}
-
-impl Ledger {
-    /// Checks `reads` (seq, payload id, in the order read) against every
-    /// acknowledged append, `maybe` holding the ids of unknown outcome.
-    /// Two appends acknowledged at one seq cannot both be read there: the
-    /// one not read counts as lost.
-    pub fn verify(&self, reads: &[(u64, Option<u64>)], maybe: &[u64]) -> Verdict {
-        let mut v = verify(&self.committed, reads, maybe);
-        if !self.reused.is_empty() {
-            let at: HashMap<u64, Option<u64>> = reads.iter().copied().collect();
-            for (seq, id) in &self.reused {
-                if at.get(seq) != Some(&Some(*id)) {
-                    v.lost += 1;
-                }
-            }
-        }
-        v
-    }
-}
 
 /// Where a worker reports each committed entry as it happens (seq, id),
 /// for a process that prints its acks.
@@ -145,19 +74,16 @@ impl Writers {
     }
 
     /// Waits until at least `n` appends were acknowledged in all.
-    pub async fn wait_acked(&self, n: u64, timeout: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
-        while self.acked() < n {
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "{} appends acknowledged after {} ms, waiting for {n}",
-                    self.acked(),
-                    timeout.as_millis()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Ok(())
+    pub async fn wait_acked(&self, n: u64, timeout: Duration) -> Result<(), TimedOut> {
+        let what = format!("{n} appends acknowledged");
+        let acked = &self.shared.acked;
+        let enough = move || std::future::ready((acked.load(Ordering::SeqCst) >= n).then_some(()));
+        wait_for(&what, timeout, enough)
+            .await
+            .map_err(|e| TimedOut {
+                what: format!("{} (got {})", e.what, self.acked()),
+                ..e
+            })
     }
 
     /// The producer new appends go to.
@@ -232,25 +158,28 @@ async fn work(shared: Arc<Shared>) {
 }
 
 /// Closes a producer once no one else holds it (waits for the last
-/// handles, e.g. of workers finishing, up to `timeout`).
-pub async fn close_producer(mut producer: Arc<Producer>, timeout: Duration) -> Result<(), String> {
+/// handles, e.g. of workers finishing, up to `timeout` in all).
+pub async fn close_producer(producer: Arc<Producer>, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
-    loop {
-        match Arc::try_unwrap(producer) {
-            Ok(p) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                return match tokio::time::timeout(left, p.close()).await {
-                    Ok(r) => r.map_err(|e| format!("close: {e}")),
-                    Err(_) => Err(format!("close: not done within {timeout:?}")),
-                };
+    // Taken out once no worker holds a handle on it any more.
+    let slot = &Mutex::new(Some(producer));
+    let unique = wait_for("the last handle on the producer", timeout, move || {
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        let unique = match slot.take().map(Arc::try_unwrap) {
+            Some(Ok(p)) => Some(p),
+            Some(Err(still_shared)) => {
+                *slot = Some(still_shared);
+                None
             }
-            Err(shared) => {
-                if Instant::now() >= deadline {
-                    return Err("close: the producer is still shared".into());
-                }
-                producer = shared;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
+            None => None,
+        };
+        std::future::ready(unique)
+    })
+    .await;
+    let p = unique.map_err(|e| format!("close: {e}"))?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    match tokio::time::timeout(left, p.close()).await {
+        Ok(r) => r.map_err(|e| format!("close: {e}")),
+        Err(_) => Err(format!("close: not done within {timeout:?}")),
     }
 }
