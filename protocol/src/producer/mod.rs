@@ -297,6 +297,19 @@ impl Producer {
         self.next_seq() - self.segment.first_seq
     }
 
+    /// The first actions of a new producer: connect to the segment's
+    /// replicas, then what [`poll`](Self::poll) sends (the watermark of a
+    /// held tail).
+    pub fn begin(&mut self, now_ms: u64) -> Actions<Action> {
+        let mut out: Actions<Action> = vec![Action::Connect {
+            segment: self.segment.id,
+            replicas: self.segment.replicas.clone(),
+        }]
+        .into();
+        self.fill_windows(now_ms, &mut out);
+        out
+    }
+
     /// The sends that the window allows now.
     pub fn poll(&mut self, now_ms: u64) -> Actions<Action> {
         let mut out = Actions::new();

@@ -103,7 +103,11 @@ fn a_held_tail_counts_as_committed_and_is_not_sent_again() {
     };
     let mut p = Producer::new(1, 2, seg, 3, cfg(2, 1));
     assert_eq!(p.committed(), 103);
-    let out = p.poll(0);
+    let out = p.begin(0);
+    assert!(matches!(
+        out.first(),
+        Some(Action::Connect { segment: 4, .. })
+    ));
     assert!(appends(&out).is_empty(), "{out:?}");
     let told = out
         .iter()

@@ -41,6 +41,12 @@ impl Takeover {
             .into()
     }
 
+    /// Whether some replica of the segment taken over has not answered
+    /// its fence.
+    pub fn fences_unanswered(&self) -> bool {
+        self.answers.iter().any(Option::is_none)
+    }
+
     /// The fence timer: resend the unanswered fences, or give up.
     pub(super) fn fence_timeout(&mut self, now_ms: u64) -> Actions<TakeoverAction> {
         let waited_ms = now_ms.saturating_sub(self.fencing_since_ms);

@@ -6,18 +6,21 @@ pub mod acyclic;
 pub mod net;
 pub mod node;
 pub mod props;
+pub mod store;
 pub mod writers;
 
 use std::collections::BTreeMap;
 
 use stateright::{Model, Property};
 use trilog_protocol::consumer::{Cursor, Step};
+use trilog_protocol::meta_call::CasAnswer;
 use trilog_protocol::metadata::{open_for_write, LogMeta};
-use trilog_protocol::producer::{OpenSegment, Phase, Producer, ProducerConfig};
-use trilog_protocol::takeover::{TakeoverAction, TakeoverPhase};
+use trilog_protocol::producer::{OpenSegment, Phase, Producer, ProducerConfig, StopReason};
+use trilog_protocol::takeover::TakeoverPhase;
 
 use net::{Msg, Net, Pid, Tag};
 use node::Node;
+use store::{Fate, PendingCas};
 use writers::{all_nodes, entry, Taker, Writer};
 
 pub const LOG_ID: u64 = 7;
@@ -58,6 +61,9 @@ pub struct Config {
     pub tail_write_failures: u8,
     /// Times the consumer may give up on a replica and use the next.
     pub consumer_failovers: u8,
+    /// Metadata CASes whose outcome the machine is told is unknown (the
+    /// CAS applied, was lost, or lands later).
+    pub unknown_cas: u8,
     /// Segments with an id below this run on the asynchronous network;
     /// the others (those opened by a switch or a takeover) on a
     /// synchronous one: whatever can be delivered there is, within the
@@ -80,7 +86,12 @@ impl Config {
             window: self.window,
             batch_entries_max: 1,
             batch_bytes_max: 1 << 20,
+            // Never: the checker declares replica failures itself.
             ack_timeout_ms: u64::MAX,
+            replicas: self.replicas,
+            seed: self.seed,
+            meta_pause_ms: 10,
+            meta_patience_ms: 1_000,
         }
     }
 }
@@ -98,6 +109,7 @@ pub struct Budget {
     pub replica_failures: u8,
     pub tail_write_failures: u8,
     pub consumer_failovers: u8,
+    pub unknown_cas: u8,
 }
 
 /// The reader: a production [`Cursor`] and the metadata record as it last
@@ -128,11 +140,24 @@ pub struct Ghost {
     pub read_after_crash: bool,
     /// A takeover placed its next segment again after a tail write failed.
     pub tail_replaced: bool,
+    /// A producer stopped because of another producer when the record's
+    /// epoch was not newer than its own (a made-up fence).
+    pub false_fence: bool,
+    /// A producer stopped, fenced by a newer epoch that really owns the log.
+    pub fenced: bool,
+    /// A machine was told that a CAS's outcome is unknown.
+    pub unknown_told: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct State {
     pub meta: LogMeta,
+    /// The record's version in the store.
+    pub version: u64,
+    /// Per producer, the CAS it asked for, not carried out yet.
+    pub cas: [Option<PendingCas>; 2],
+    /// A CAS with an unknown outcome still in flight in the store.
+    pub store_in_flight: Option<PendingCas>,
     pub nodes: Vec<Node>,
     /// Producer 1; `None` once it crashed.
     pub p1: Option<Writer>,
@@ -165,11 +190,24 @@ pub enum Act {
         pid: Pid,
         replica: usize,
     },
-    SwitchCas(Pid),
+    /// The store carries out the CAS that producer `pid` asked for.
+    Cas(Pid),
+    /// The CAS that producer `pid` asked for meets `fate`; the producer is
+    /// told its outcome is unknown.
+    CasUnknown {
+        pid: Pid,
+        fate: Fate,
+    },
+    /// A CAS in flight in the store lands.
+    StoreLands,
+    /// Producer `pid`'s next timer fires (a pause before a metadata round,
+    /// the takeover's fence resend).
+    Timeout(Pid),
     ProducerCrash,
     TakerCrash,
     TakeoverStart,
-    TakeoverStep,
+    /// The tail read the takeover asked for is carried out.
+    TailRead,
     /// The tail read times out (its node is down or slow).
     TailReadFails,
     /// Writing the carried tail to `node`, a replica of the next segment
@@ -177,8 +215,6 @@ pub enum Act {
     TailWriteFails {
         node: u64,
     },
-    /// The takeover's fence timeout: send the unanswered fences again.
-    FenceRetry,
     Read,
     RefreshMeta,
     Failover,
@@ -220,13 +256,16 @@ impl Trilog {
                 reads: Vec::new(),
             },
             meta,
+            version: 1,
+            cas: [None, None],
+            store_in_flight: None,
             nodes: all_nodes(cfg)
                 .into_iter()
                 .map(|id| Node::new(id, cfg.max_segments))
                 .collect(),
             p1: Some(Writer {
                 m,
-                switch: None,
+                now: 0,
                 first: 0,
                 tags,
             }),
@@ -243,10 +282,11 @@ impl Trilog {
                 replica_failures: cfg.replica_failures,
                 tail_write_failures: cfg.tail_write_failures,
                 consumer_failovers: cfg.consumer_failovers,
+                unknown_cas: cfg.unknown_cas,
             },
             ghost: Ghost::default(),
         };
-        s.drive(1, |m| m.poll(0));
+        s.drive(cfg, 1, |m, now| m.begin(now));
         s
     }
 
@@ -283,13 +323,14 @@ impl Trilog {
                 durable_len,
             } => {
                 if s.writer(*to).is_some() {
-                    s.drive(*to, |p| {
-                        p.handle_ack(*replica as usize, *seg, *durable_len, 0)
+                    s.drive(&self.cfg, *to, |p, now| {
+                        p.handle_ack(*replica as usize, *seg, *durable_len, now)
                     });
-                } else if let Taker::Taking { t, .. } = &mut s.p2 {
+                } else if let Taker::Taking { .. } = &s.p2 {
                     // The tail written to the next segment.
-                    let more = t.handle_tail_ack(*node, *seg, *durable_len);
-                    s.takeover_actions(more);
+                    s.drive_taker(&self.cfg, |t, now| {
+                        t.handle_tail_ack(*node, *seg, *durable_len, now)
+                    });
                 }
             }
             Msg::Refused {
@@ -300,20 +341,22 @@ impl Trilog {
                 refusal,
             } => {
                 if s.writer(*to).is_some() {
-                    s.drive(*to, |p| {
-                        p.handle_refusal(*replica as usize, *seg, *refusal, 0)
+                    s.drive(&self.cfg, *to, |p, now| {
+                        p.handle_refusal(*replica as usize, *seg, *refusal, now)
                     });
-                } else if let Taker::Taking { t, .. } = &mut s.p2 {
-                    let more = t.handle_tail_write_failure(*node, *seg);
-                    s.takeover_actions(more);
+                } else if let Taker::Taking { .. } = &s.p2 {
+                    s.drive_taker(&self.cfg, |t, now| {
+                        t.handle_tail_write_failure(*node, *seg, now)
+                    });
                 }
             }
             Msg::FenceAnswer {
                 replica, answer, ..
             } => {
-                if let Taker::Taking { t, .. } = &mut s.p2 {
-                    let more = t.handle_fence_answer(*replica as usize, *answer);
-                    s.takeover_actions(more);
+                if let Taker::Taking { .. } = &s.p2 {
+                    s.drive_taker(&self.cfg, |t, now| {
+                        t.handle_fence_answer(*replica as usize, *answer, now)
+                    });
                 }
             }
         }
@@ -425,20 +468,25 @@ impl State {
     /// Producer 1 is gone: its connections too, so nothing reaches it.
     fn stop_p1(&mut self) {
         self.p1 = None;
+        self.cas[0] = None;
         self.net
             .retain(|m| !matches!(m, Msg::Ack { to: 1, .. } | Msg::Refused { to: 1, .. }));
     }
 
-    /// A fenced producer 1 does nothing more (its driver stops): forget it
-    /// as if it had crashed, so that states differing only in what it
-    /// remembers merge. What it reported is kept in the ghost. Messages to
-    /// a producer that is gone are dropped as they are sent.
+    /// A producer 1 stopped by another producer does nothing more (its
+    /// driver stops): forget it as if it had crashed, so that states
+    /// differing only in what it remembers merge. What it reported is kept
+    /// in the ghost. Messages to a producer that is gone are dropped as
+    /// they are sent. (A producer stopped for any other reason is kept:
+    /// Progress then sees what it left undone.)
     fn retire_fenced(&mut self) {
-        if self
-            .p1
-            .as_ref()
-            .is_none_or(|w| matches!(w.m.phase(), Phase::Fenced { .. }))
-        {
+        let retired = |w: &Writer| {
+            matches!(
+                w.m.phase(),
+                Phase::Stopped(StopReason::Fenced { .. } | StopReason::SealedElsewhere { .. })
+            )
+        };
+        if self.p1.as_ref().is_none_or(retired) {
             self.stop_p1();
         }
         // Once the takeover is done its driver no longer listens for fence
@@ -451,6 +499,48 @@ impl State {
 
 fn writing(w: &Writer) -> bool {
     matches!(w.m.phase(), Phase::Writing | Phase::Closing)
+}
+
+impl Trilog {
+    /// Whether the takeover's timer may fire: a pause of a metadata round,
+    /// or the fence resend once no fence or answer is under way any more
+    /// (lost, or its node crashed; else resends would pile up answers
+    /// without end). The tail read and tail write timeouts are the
+    /// `TailReadFails` and `TailWriteFails` faults.
+    fn taker_timeout(&self, s: &State, t: &trilog_protocol::takeover::Takeover) -> bool {
+        match t.phase() {
+            TakeoverPhase::Bumping
+            | TakeoverPhase::Placing { .. }
+            | TakeoverPhase::Sealing { .. } => t.poll_timeout().is_some(),
+            TakeoverPhase::Fencing => {
+                t.fences_unanswered()
+                    && !s
+                        .net
+                        .any(|m| matches!(m, Msg::Fence { .. } | Msg::FenceAnswer { .. }))
+                    && !s
+                        .nodes
+                        .iter()
+                        .any(|n| n.segs.iter().any(|g| g.fence_waiter.is_some()))
+            }
+            _ => false,
+        }
+    }
+
+    /// Fires the next timer of producer `pid`: its clock moves to it.
+    fn timeout(&self, s: &mut State, pid: Pid) {
+        if let Some(w) = s.writer_mut(pid) {
+            let at = w.m.poll_timeout().expect("a timer is set");
+            w.now = w.now.max(at);
+            s.drive(&self.cfg, pid, |m, now| m.handle_timeout(now));
+            return;
+        }
+        let Taker::Taking { t, now, .. } = &mut s.p2 else {
+            unreachable!("a timeout of producer {pid}, which is gone");
+        };
+        let at = t.poll_timeout().expect("a timer is set");
+        *now = (*now).max(at);
+        s.drive_taker(&self.cfg, |t, now| t.handle_timeout(now));
+    }
 }
 
 impl Model for Trilog {
@@ -512,16 +602,41 @@ impl Model for Trilog {
             }
         }
         for pid in [1, 2] {
-            let Some(w) = s.writer(pid) else { continue };
-            // A connection error or a timeout, at any moment.
-            if b.replica_failures > 0 && writing(w) {
-                for replica in 0..w.m.segment().replicas.len() {
-                    out.push(Act::ReplicaFailed { pid, replica });
+            if let Some(w) = s.writer(pid) {
+                // A connection error or a timeout, at any moment.
+                if b.replica_failures > 0 && writing(w) {
+                    for replica in 0..w.m.segment().replicas.len() {
+                        out.push(Act::ReplicaFailed { pid, replica });
+                    }
+                }
+                if w.m.poll_timeout().is_some() {
+                    out.push(Act::Timeout(pid));
                 }
             }
-            if w.switch.is_some() {
-                out.push(Act::SwitchCas(pid));
+            if s.cas[pid as usize - 1].is_some() {
+                out.push(Act::Cas(pid));
+                if b.unknown_cas > 0 {
+                    if s.cas_would_apply(pid) {
+                        out.push(Act::CasUnknown {
+                            pid,
+                            fate: Fate::Applied,
+                        });
+                    }
+                    out.push(Act::CasUnknown {
+                        pid,
+                        fate: Fate::Lost,
+                    });
+                    if s.store_in_flight.is_none() {
+                        out.push(Act::CasUnknown {
+                            pid,
+                            fate: Fate::Later,
+                        });
+                    }
+                }
             }
+        }
+        if s.store_in_flight.is_some() {
+            out.push(Act::StoreLands);
         }
         if s.p1.is_some() && b.producer_crash {
             out.push(Act::ProducerCrash);
@@ -531,37 +646,23 @@ impl Model for Trilog {
         }
         match &s.p2 {
             Taker::Idle if self.cfg.takeover => out.push(Act::TakeoverStart),
-            Taker::Taking { t, todo: None }
-                if b.tail_write_failures > 0
-                    && matches!(t.phase(), TakeoverPhase::WritingTail { .. }) =>
-            {
-                for node in t.next().map(|n| n.replicas.clone()).unwrap_or_default() {
-                    out.push(Act::TailWriteFails { node });
-                }
-            }
-            Taker::Taking {
-                todo: Some(step), ..
-            } => {
-                out.push(Act::TakeoverStep);
-                if self.cfg.tail_read_failures && matches!(step, TakeoverAction::ReadTail { .. }) {
+            Taker::Taking { read: Some(_), .. } => {
+                out.push(Act::TailRead);
+                if self.cfg.tail_read_failures {
                     out.push(Act::TailReadFails);
                 }
             }
-            // The fence timeout: only when no fence or answer is under way
-            // any more (lost, or its node crashed), else retries would
-            // pile up answers without end.
-            Taker::Taking { t, todo: None }
-                if *t.phase() == TakeoverPhase::Fencing
-                    && !t.fences().is_empty()
-                    && !s
-                        .net
-                        .any(|m| matches!(m, Msg::Fence { .. } | Msg::FenceAnswer { .. }))
-                    && !s
-                        .nodes
-                        .iter()
-                        .any(|n| n.segs.iter().any(|g| g.fence_waiter.is_some())) =>
-            {
-                out.push(Act::FenceRetry)
+            Taker::Taking { t, read: None, .. } => {
+                if b.tail_write_failures > 0
+                    && matches!(t.phase(), TakeoverPhase::WritingTail { .. })
+                {
+                    for node in t.next().map(|n| n.replicas.clone()).unwrap_or_default() {
+                        out.push(Act::TailWriteFails { node });
+                    }
+                }
+                if self.taker_timeout(s, t) {
+                    out.push(Act::Timeout(net::TAKER));
+                }
             }
             _ => {}
         }
@@ -612,9 +713,21 @@ impl Model for Trilog {
             Act::ReplicaFailed { pid, replica } => {
                 s.budget.replica_failures -= 1;
                 let seg = s.writer(pid).expect("running").m.segment().id;
-                s.drive(pid, |m| m.handle_replica_failure(replica, seg));
+                s.drive(&self.cfg, pid, |m, now| {
+                    m.handle_replica_failure(replica, seg, now)
+                });
             }
-            Act::SwitchCas(pid) => s.switch_cas(&self.cfg, pid),
+            Act::Cas(pid) => {
+                let answer = s.cas_now(pid);
+                s.cas_answer(&self.cfg, pid, answer);
+            }
+            Act::CasUnknown { pid, fate } => {
+                s.budget.unknown_cas -= 1;
+                s.cas_unknown(pid, fate);
+                s.cas_answer(&self.cfg, pid, CasAnswer::Unknown);
+            }
+            Act::StoreLands => s.store_lands(),
+            Act::Timeout(pid) => self.timeout(&mut s, pid),
             Act::ProducerCrash => {
                 s.budget.producer_crash = false;
                 s.stop_p1();
@@ -622,28 +735,23 @@ impl Model for Trilog {
             Act::TakerCrash => {
                 s.budget.taker_crash = false;
                 s.p2 = Taker::Crashed;
+                s.cas[net::TAKER as usize - 1] = None;
                 s.net
                     .retain(|m| m.route().1 != net::Addr::Producer(net::TAKER));
             }
-            Act::TakeoverStart => s.takeover_start(),
-            Act::TakeoverStep => s.takeover_step(&self.cfg),
-            Act::TailReadFails => s.tail_read_fails(),
+            Act::TakeoverStart => s.takeover_start(&self.cfg),
+            Act::TailRead => s.takeover_read(&self.cfg),
+            Act::TailReadFails => s.tail_read_fails(&self.cfg),
             Act::TailWriteFails { node } => {
                 s.budget.tail_write_failures -= 1;
-                let Taker::Taking { t, .. } = &mut s.p2 else {
+                let Taker::Taking { t, .. } = &s.p2 else {
                     unreachable!("a tail write while not taking over")
                 };
                 let seg = t.next().map(|n| n.id).expect("a placed segment");
-                let more = t.handle_tail_write_failure(node, seg);
                 s.ghost.tail_replaced = true;
-                s.takeover_actions(more);
-            }
-            Act::FenceRetry => {
-                let Taker::Taking { t, .. } = &s.p2 else {
-                    unreachable!("retry while not taking over")
-                };
-                let fences = t.fences();
-                s.takeover_actions(fences);
+                s.drive_taker(&self.cfg, |t, now| {
+                    t.handle_tail_write_failure(node, seg, now)
+                });
             }
             Act::Read => {
                 if !self.read(&mut s) {
