@@ -1,44 +1,44 @@
-//! The producer: appends to a log, pipelined to the three replicas of its
-//! open segment. A thin driver around [`trilog_protocol::producer`]: it
-//! moves entries from callers into the state machine, frames out to
-//! replicas, acks back in, and runs the metadata CAS the machine asks for.
+//! The producer: appends to a log, pipelined to the replicas of its open
+//! segment. A thin driver around [`trilog_protocol::producer`]: it moves
+//! entries from callers into the machine, carries out what the machine
+//! asks for (frames to replicas, connections, metadata calls, its timer)
+//! and hands every answer back. It decides nothing about the protocol:
+//! when to switch, what an unknown metadata outcome means, when to stop
+//! and why are the machine's.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
-use trilog_protocol::metadata::{open_for_write, seal_last, switch_segment, MetaRefusal};
-use trilog_protocol::placement::choose_replicas;
-use trilog_protocol::producer::{Action, OpenSegment, Producer as Machine, ProducerConfig};
-use trilog_protocol::replica::Refusal;
+use trilog_protocol::actions::Actions;
+use trilog_protocol::opener::{OpenAction, Opener};
+use trilog_protocol::producer::{
+    Action, AppendRefused, OpenSegment, Phase, Producer as Machine, ProducerConfig, StopReason,
+};
 use trilog_wire::limits::ENTRY_BYTES_MAX;
-use trilog_wire::message::{Append, AppendAck, Entry, ErrorCode, ErrorMsg, Seal, Watermark};
-use trilog_wire::meta::LogMeta;
+use trilog_wire::message::{Append, AppendAck, Entry, ErrorMsg, Seal, Watermark};
 use trilog_wire::{Message, WireMessage};
 
-use crate::conn::{NodeConn, Reply};
+use crate::clock::Clock;
+use crate::conn::{refusal_of, NodeConn, Reply};
 use crate::error::{AppendError, ClientError};
-use crate::meta::CasOutcome;
 use crate::pool::ConnPool;
+use crate::record_calls::{self, MetaAnswer, MetaCallFuture};
 
-/// How often the driver checks for overdue acks.
-const TICK_MS: u64 = 50;
-/// Metadata CAS attempts before a switch or an open gives up.
-const CAS_ATTEMPTS_MAX: u32 = 50;
-/// Pause between attempts to find healthy nodes.
-const PLACEMENT_RETRY_MS: u64 = 100;
-/// Pause after a metadata CAS conflict during a switch.
-const CAS_RETRY_MS: u64 = 10;
-/// How long a segment switch keeps trying (to find 3 healthy nodes, to
-/// reach the metadata store) before the producer gives up.
-const SWITCH_PATIENCE_MS: u64 = 30_000;
 /// Queued commands between callers and the driver.
 const COMMAND_QUEUE_MAX: usize = 65_536;
+/// Replica answers queued for the driver; past it the connections' readers
+/// wait (back-pressure on the sockets), never the driver.
+const REPLY_QUEUE_MAX: usize = 4_096;
+/// How long telling a replica of a seal may take (best effort).
+const SEAL_TELL_TIMEOUT_MS: u64 = 5_000;
 
 /// How a producer behaves.
 #[derive(Debug, Clone)]
 pub struct ProducerOptions {
+    /// The machine's limits and timers (its `replicas` and `seed` are
+    /// taken from the fields below).
     pub config: ProducerConfig,
     /// Replicas per segment.
     pub replicas: usize,
@@ -59,6 +59,19 @@ impl Default for ProducerOptions {
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(0),
         }
+    }
+}
+
+impl ProducerOptions {
+    /// The machine's configuration, checked against the wire's limits.
+    pub(crate) fn machine_config(&self) -> Result<ProducerConfig, ClientError> {
+        let cfg = ProducerConfig {
+            replicas: self.replicas,
+            seed: self.seed,
+            ..self.config
+        };
+        cfg.validate()?;
+        Ok(cfg)
     }
 }
 
@@ -97,12 +110,11 @@ pub struct Producer {
     cmds: mpsc::Sender<Cmd>,
     budget: Arc<Semaphore>,
     budget_max: usize,
-    /// Set by the driver when a newer epoch took the log over, before it
-    /// stops: a later `submit` then fails the way an append taken while
-    /// the driver still ran does (`Indeterminate`, naming the epoch), not
-    /// with `Closed` as if the caller had closed the producer. Without it
-    /// the error depended on whether the driver had exited yet.
-    fenced: Arc<std::sync::OnceLock<String>>,
+    /// Set by the driver when the machine stopped for another reason than
+    /// a close, before the driver ends: a later `submit` then fails the way
+    /// an append taken while the driver still ran does (`Indeterminate`,
+    /// with the machine's reason), not with `Closed`.
+    stopped: Arc<OnceLock<String>>,
 }
 
 impl Producer {
@@ -113,88 +125,84 @@ impl Producer {
         log_id: u64,
         opts: ProducerOptions,
     ) -> Result<Producer, ClientError> {
-        let mut seed = opts.seed;
-        for _ in 0..CAS_ATTEMPTS_MAX {
-            let current = pool.meta().get_log(log_id).await?;
-            let alive = alive_nodes(&pool).await?;
-            seed = seed.wrapping_add(1);
-            let replicas = choose_replicas(&alive, &[], opts.replicas, seed)?;
-            let record =
-                open_for_write(current.record.as_ref(), log_id, &replicas).map_err(|e| {
-                    ClientError::Log {
-                        log_id,
-                        why: e.to_string(),
+        let cfg = opts.machine_config()?;
+        let clock = Clock::new();
+        let (mut opener, first) = Opener::start(log_id, cfg, clock.now_ms());
+        let mut queue: VecDeque<OpenAction> = first.into_iter().collect();
+        loop {
+            while let Some(action) = queue.pop_front() {
+                let call = match action {
+                    OpenAction::Meta(call) => call,
+                    OpenAction::Opened { epoch, segment } => {
+                        return Ok(Self::start(pool, log_id, epoch, segment, 0, opts).await);
                     }
-                })?;
-            match pool
-                .meta()
-                .cas_log(log_id, current.version, record.clone())
-                .await?
-            {
-                CasOutcome::Applied { .. } => return Ok(Self::start(pool, record, 0, opts).await),
-                CasOutcome::Conflict(_) => continue,
+                    OpenAction::Failed(f) => {
+                        return Err(ClientError::Log {
+                            log_id,
+                            why: f.to_string(),
+                        })
+                    }
+                };
+                let more = match record_calls::start(&pool, log_id, call).await {
+                    MetaAnswer::Record(r) => opener.handle_record(r, clock.now_ms()),
+                    MetaAnswer::Cas(c) => opener.handle_cas(c, clock.now_ms()),
+                };
+                queue.extend(more);
             }
+            // Nothing out: the opener waits for its next round.
+            clock.sleep_until(opener.poll_timeout()).await;
+            queue.extend(opener.handle_timeout(clock.now_ms()));
         }
-        Err(ClientError::Log {
-            log_id,
-            why: "metadata kept changing while opening".into(),
-        })
     }
 
-    /// Starts the driver on the open last segment of `record` (written by
-    /// this producer's CAS), whose first `held` entries are already durable
-    /// on every replica (a takeover's tail).
+    /// Starts the driver of a producer at `epoch` on `segment` (published
+    /// by this producer's CAS), whose first `held` entries are already
+    /// durable on every replica (a takeover's tail).
     pub(crate) async fn start(
         pool: ConnPool,
-        record: LogMeta,
+        log_id: u64,
+        epoch: u64,
+        segment: OpenSegment,
         held: u64,
         opts: ProducerOptions,
     ) -> Producer {
-        let last = record.segments.last().cloned();
-        let Some(last) = last else {
-            panic!("a record opened for writing has an open segment");
+        let cfg = match opts.machine_config() {
+            Ok(cfg) => cfg,
+            Err(e) => panic!("the options were checked before the open: {e}"),
         };
-        let segment = OpenSegment {
-            id: last.id,
-            first_seq: last.first_seq,
-            replicas: last.replicas.clone(),
-        };
-        let machine = Machine::new(record.log_id, record.epoch, segment, held, opts.config);
+        let machine = Machine::new(log_id, epoch, segment, held, cfg);
         let (cmds, cmd_rx) = mpsc::channel(COMMAND_QUEUE_MAX);
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let fenced = Arc::new(std::sync::OnceLock::new());
+        let (replies_tx, replies_rx) = mpsc::channel(REPLY_QUEUE_MAX);
+        let stopped = Arc::new(OnceLock::new());
         let mut driver = Driver {
-            fenced: fenced.clone(),
             m: machine,
             pool,
+            clock: Clock::new(),
             conns: Vec::new(),
-            events_tx,
+            conns_segment: None,
+            replies_tx,
             waiters: VecDeque::new(),
-            started: Instant::now(),
-            replicas: opts.replicas,
-            seed: opts.seed,
             closer: None,
             last_append: None,
+            stopped: stopped.clone(),
+            meta: None,
         };
-        let mut initial = driver.connect_segment().await;
-        // The watermark of a held tail goes out at once.
-        initial.extend(driver.m.poll(driver.now_ms()));
-        driver.apply(initial).await;
-        tokio::spawn(driver.run(cmd_rx, events_rx));
+        let first = driver.m.begin(driver.clock.now_ms());
+        driver.apply(first).await;
+        tokio::spawn(driver.run(cmd_rx, replies_rx));
         Producer {
-            log_id: record.log_id,
-            epoch: record.epoch,
+            log_id,
+            epoch,
             cmds,
             budget: Arc::new(Semaphore::new(opts.in_flight_bytes_max)),
             budget_max: opts.in_flight_bytes_max,
-            fenced,
+            stopped,
         }
     }
 
-    /// Why a command could not reach the driver: it stopped, fenced or
-    /// closed.
-    fn stopped(&self) -> AppendError {
-        match self.fenced.get() {
+    /// Why a command could not reach the driver: it stopped or closed.
+    fn gone(&self) -> AppendError {
+        match self.stopped.get() {
             Some(why) => AppendError::Indeterminate { why: why.clone() },
             None => AppendError::Closed,
         }
@@ -225,12 +233,12 @@ impl Producer {
             .clone()
             .acquire_many_owned(units)
             .await
-            .map_err(|_| self.stopped())?;
+            .map_err(|_| self.gone())?;
         let (tx, rx) = oneshot::channel();
         self.cmds
             .send(Cmd::Append(Entry::new(payload), tx, permit))
             .await
-            .map_err(|_| self.stopped())?;
+            .map_err(|_| self.gone())?;
         Ok(AppendFuture(rx))
     }
 
@@ -246,7 +254,7 @@ impl Producer {
         if self.cmds.send(Cmd::Close(tx)).await.is_err() {
             return Err(ClientError::Log {
                 log_id: self.log_id,
-                why: match self.fenced.get() {
+                why: match self.stopped.get() {
                     Some(why) => why.clone(),
                     None => "producer already stopped".into(),
                 },
@@ -280,123 +288,110 @@ fn untag(tag: u64) -> (u64, usize) {
     (tag >> 8, (tag & 0xff) as usize)
 }
 
+/// Waits for the metadata call under way, or forever without one. The
+/// call itself stays in `meta` if another event comes first.
+async fn meta_answer(meta: &mut Option<MetaCallFuture>) -> MetaAnswer {
+    match meta {
+        Some(call) => {
+            let answer = call.await;
+            *meta = None;
+            answer
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// An append serialized once for every replica: (segment, first offset,
 /// count, commit), the payload, and the payload's crc32c.
 type EncodedAppend = ((u64, u64, u32, u64), Arc<rkyv::util::AlignedVec>, u32);
 
 struct Driver {
     m: Machine,
-    /// Shared with the [`Producer`] handle: why it was fenced.
-    fenced: Arc<std::sync::OnceLock<String>>,
     pool: ConnPool,
+    clock: Clock,
+    /// Connections to the replicas of `conns_segment`, by replica index.
     conns: Vec<Option<NodeConn>>,
-    events_tx: mpsc::UnboundedSender<(u64, Reply)>,
+    conns_segment: Option<u64>,
+    replies_tx: mpsc::Sender<(u64, Reply)>,
     /// Callers waiting for their entry, in seq order.
     waiters: VecDeque<(u64, Completion, OwnedSemaphorePermit)>,
-    started: Instant,
-    replicas: usize,
-    seed: u64,
     closer: Option<oneshot::Sender<Result<(), ClientError>>>,
     /// The last append payload serialized, reused for the other replicas.
     last_append: Option<EncodedAppend>,
+    /// Shared with the [`Producer`] handle: why the machine stopped.
+    stopped: Arc<OnceLock<String>>,
+    /// The metadata call the machine asked for, under way.
+    meta: Option<MetaCallFuture>,
 }
 
 impl Driver {
-    fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
-    }
-
-    async fn connect_segment(&mut self) -> Vec<Action> {
-        let seg = self.m.segment().clone();
-        let log_id = self.m.log_id();
-        self.conns = vec![None; seg.replicas.len()];
-        let mut out = Vec::new();
-        for (i, node) in seg.replicas.iter().enumerate() {
-            match self.pool.for_segment(*node, log_id, seg.id).await {
-                Ok(c) => self.conns[i] = Some(c),
-                Err(e) => {
-                    log::warn!(
-                        "log {log_id} segment {}: replica {node} unreachable: {e}",
-                        seg.id
-                    );
-                    out.extend(self.m.handle_replica_failure(i, seg.id));
-                    break;
-                }
-            }
-        }
-        out
-    }
-
     async fn run(
         mut self,
         mut cmds: mpsc::Receiver<Cmd>,
-        mut events: mpsc::UnboundedReceiver<(u64, Reply)>,
+        mut replies: mpsc::Receiver<(u64, Reply)>,
     ) {
-        let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let timer = self.m.poll_timeout();
+            let clock = self.clock;
             let actions = tokio::select! {
                 cmd = cmds.recv() => match cmd {
-                    Some(cmd) => {
-                        let mut actions = self.take(cmd);
-                        // Drain what else is queued so it goes out batched.
-                        while let Ok(more) = cmds.try_recv() {
-                            actions.extend(self.take(more));
-                        }
-                        actions.extend(self.m.poll(self.now_ms()));
-                        actions
-                    }
-                    None => {
-                        // Every handle is gone: nobody waits for anything.
-                        return;
-                    }
+                    Some(cmd) => self.take_queued(cmd, &mut cmds),
+                    // Every handle is gone: nobody waits for anything.
+                    None => return,
                 },
-                Some((tag, reply)) = events.recv() => self.on_reply(tag, reply).await,
-                _ = tick.tick() => self.m.tick(self.now_ms()),
+                Some((tag, reply)) = replies.recv() => self.on_reply(tag, reply).await,
+                answer = meta_answer(&mut self.meta) => {
+                    let now = self.clock.now_ms();
+                    match answer {
+                        MetaAnswer::Record(r) => self.m.handle_record(r, now),
+                        MetaAnswer::Cas(c) => self.m.handle_cas(c, now),
+                    }
+                }
+                () = clock.sleep_until(timer) => self.m.handle_timeout(self.clock.now_ms()),
             };
             self.apply(actions).await;
-            if self.finished() {
+            if matches!(self.m.phase(), Phase::Stopped(_)) {
                 return;
             }
         }
     }
 
-    fn finished(&self) -> bool {
-        matches!(
-            self.m.phase(),
-            trilog_protocol::producer::Phase::Closed
-                | trilog_protocol::producer::Phase::Fenced { .. }
-        ) && self.closer.is_none()
+    /// Takes `first` and whatever else is queued, so it goes out batched.
+    fn take_queued(&mut self, first: Cmd, cmds: &mut mpsc::Receiver<Cmd>) -> Actions<Action> {
+        let mut actions = self.take(first);
+        while let Ok(more) = cmds.try_recv() {
+            actions.extend(self.take(more));
+        }
+        actions.extend(self.m.poll(self.clock.now_ms()));
+        actions
     }
 
-    fn take(&mut self, cmd: Cmd) -> Vec<Action> {
+    fn take(&mut self, cmd: Cmd) -> Actions<Action> {
         match cmd {
             Cmd::Append(entry, done, permit) => {
                 match self.m.append(entry) {
                     Ok(seq) => self.waiters.push_back((seq, done, permit)),
-                    Err(e) => {
-                        let _ = done.send(Err(match e {
-                            trilog_protocol::producer::AppendRefused::Closed => AppendError::Closed,
-                            trilog_protocol::producer::AppendRefused::Fenced { by_epoch } => {
-                                AppendError::Indeterminate {
-                                    why: format!("log taken over by epoch {by_epoch}"),
-                                }
-                            }
-                        }));
+                    Err(AppendRefused::Closed) => {
+                        let _ = done.send(Err(AppendError::Closed));
+                    }
+                    Err(AppendRefused::Stopped { reason }) => {
+                        let why = reason.to_string();
+                        let _ = done.send(Err(AppendError::Indeterminate { why }));
                     }
                 }
-                Vec::new()
+                Actions::new()
             }
             Cmd::Close(done) => {
                 self.closer = Some(done);
-                self.m.close()
+                self.m.close(self.clock.now_ms())
             }
         }
     }
 
-    async fn on_reply(&mut self, tag: u64, reply: Reply) -> Vec<Action> {
+    async fn on_reply(&mut self, tag: u64, reply: Reply) -> Actions<Action> {
         let (segment, replica) = untag(tag);
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
+        let log_id = self.m.log_id();
         match reply {
             Reply::Msg(Message::AppendAck(AppendAck {
                 segment,
@@ -408,71 +403,54 @@ impl Driver {
                 value,
                 message,
                 ..
-            })) => {
-                let refusal = match code {
-                    ErrorCode::Gap => Some(Refusal::Gap { len: value }),
-                    ErrorCode::Sealed => Some(Refusal::Sealed { len: value }),
-                    ErrorCode::Fenced => Some(Refusal::Fenced { epoch: value }),
-                    _ => None,
-                };
-                match refusal {
-                    Some(r) => self.m.handle_refusal(replica, segment, r, now),
-                    None => {
-                        log::warn!(
-                            "log {} segment {segment} replica {replica}: {code:?} {message}",
-                            self.m.log_id()
-                        );
-                        self.m.handle_replica_failure(replica, segment)
-                    }
+            })) => match refusal_of(code, value) {
+                Some(r) => self.m.handle_refusal(replica, segment, r, now),
+                None => {
+                    log::warn!(
+                        "log {log_id} segment {segment} replica {replica}: {code:?} {message}"
+                    );
+                    self.m.handle_replica_failure(replica, segment, now)
                 }
-            }
+            },
             Reply::Msg(other) => {
-                log::warn!("unexpected answer to an append: {:?}", other.kind());
-                self.m.handle_replica_failure(replica, segment)
+                log::warn!(
+                    "log {log_id}: unexpected answer to an append: {:?}",
+                    other.kind()
+                );
+                self.m.handle_replica_failure(replica, segment, now)
             }
             Reply::Lost(e) => {
-                let current = segment == self.m.segment().id;
-                if let Some(Some(c)) = self.conns.get(replica) {
-                    if current {
-                        self.pool.forget(c).await;
-                    }
-                }
-                // Every append in flight on a lost connection comes back
-                // with the same error: only the first one fails the
-                // replica and is worth a warning; the rest find the
-                // segment already being switched away from.
-                let failing = current
-                    && matches!(
-                        self.m.phase(),
-                        trilog_protocol::producer::Phase::Writing
-                            | trilog_protocol::producer::Phase::Closing
-                    );
-                if failing {
-                    log::warn!(
-                        "log {} segment {segment} replica {replica}: {e}",
-                        self.m.log_id()
-                    );
-                } else {
-                    log::debug!(
-                        "log {} segment {segment} replica {replica}: {e}",
-                        self.m.log_id()
-                    );
-                }
-                self.m.handle_replica_failure(replica, segment)
+                self.forget(segment, replica, &e).await;
+                self.m.handle_replica_failure(replica, segment, now)
             }
         }
     }
 
+    /// A connection of `segment` was lost: the pool reconnects next time.
+    /// Every append in flight on it comes back with the same error; only
+    /// the first finds the connection still here and is worth a warning.
+    async fn forget(&mut self, segment: u64, replica: usize, e: &crate::error::ConnError) {
+        let log_id = self.m.log_id();
+        let current = self.conns_segment == Some(segment);
+        match self.conns.get_mut(replica).and_then(Option::take) {
+            Some(c) if current => {
+                log::warn!("log {log_id} segment {segment} replica {replica}: {e}");
+                self.pool.forget(&c).await;
+            }
+            _ => log::debug!("log {log_id} segment {segment} replica {replica}: {e}"),
+        }
+    }
+
     /// Carries out actions, including those that carrying out others asks for.
-    async fn apply(&mut self, actions: Vec<Action>) {
-        let mut queue: VecDeque<Action> = actions.into();
+    async fn apply(&mut self, actions: Actions<Action>) {
+        let mut queue: VecDeque<Action> = actions.into_iter().collect();
         while let Some(action) = queue.pop_front() {
             let more = self.apply_one(action).await;
             queue.extend(more);
         }
     }
 
-    async fn apply_one(&mut self, action: Action) -> Vec<Action> {
+    async fn apply_one(&mut self, action: Action) -> Actions<Action> {
         match action {
             Action::Committed { through } => {
                 while self
@@ -484,7 +462,7 @@ impl Driver {
                         let _ = done.send(Ok(seq));
                     }
                 }
-                Vec::new()
+                Actions::new()
             }
             Action::Append {
                 replica,
@@ -494,89 +472,65 @@ impl Driver {
                 count,
                 commit,
                 ..
-            } => self.send_append(replica, segment, first_seq, first_offset, count, commit),
+            } => {
+                let key = (segment, first_offset, count, commit);
+                self.send_append(replica, key, first_seq)
+            }
             Action::Watermark {
                 replica,
                 segment,
                 commit,
                 ..
             } => {
-                if segment != self.m.segment().id {
-                    return Vec::new();
-                }
-                if let Some(Some(c)) = self.conns.get(replica) {
-                    let w = Watermark {
-                        log_id: self.m.log_id(),
-                        segment,
-                        epoch: self.m.epoch(),
-                        commit,
-                    };
-                    // Best effort: a lost watermark only delays readers.
-                    let _ = c.send_oneway(&w);
-                }
-                Vec::new()
+                self.send_watermark(replica, segment, commit);
+                Actions::new()
             }
-            Action::SwitchSegment {
-                segment,
-                seal_len,
-                exclude,
-            } => self.switch(segment, seal_len, exclude).await,
-            Action::SealForClose { segment, len } => self.seal_for_close(segment, len).await,
+            Action::Connect { segment, replicas } => self.connect(segment, &replicas).await,
             Action::Seal { node, segment, len } => {
-                let pool = self.pool.clone();
-                let s = Seal {
-                    log_id: self.m.log_id(),
-                    segment,
-                    epoch: self.m.epoch(),
-                    len,
-                };
-                // Best effort and off the hot path: replicas that miss it
-                // still refuse nothing they should accept, and readers pass
-                // the sealed length from metadata.
-                tokio::spawn(async move {
-                    if let Ok(c) = pool.for_segment(node, s.log_id, segment).await {
-                        let _ = c.request(&s, Duration::from_secs(5)).await;
-                    }
-                });
-                Vec::new()
+                self.tell_seal(node, segment, len);
+                Actions::new()
             }
-            Action::Fenced {
-                by_epoch,
-                committed,
-            } => {
-                let _ = self
-                    .fenced
-                    .set(format!("log taken over by epoch {by_epoch}"));
-                let why = self.fenced.get().cloned().unwrap_or_default();
-                for (seq, done, _) in self.waiters.drain(..) {
-                    assert!(seq >= committed, "committed entries were resolved already");
-                    let _ = done.send(Err(AppendError::Indeterminate { why: why.clone() }));
-                }
-                if let Some(closer) = self.closer.take() {
-                    let _ = closer.send(Err(ClientError::Log {
-                        log_id: self.m.log_id(),
-                        why,
-                    }));
-                }
-                Vec::new()
+            Action::Meta(call) => {
+                assert!(self.meta.is_none(), "one metadata call at a time");
+                self.meta = Some(record_calls::start(&self.pool, self.m.log_id(), call));
+                Actions::new()
+            }
+            Action::Stopped { reason, committed } => {
+                self.stopped_with(reason, committed);
+                Actions::new()
             }
         }
     }
 
+    /// Connects to the replicas of the new open segment; a replica that
+    /// cannot be reached is a failure the machine hears of.
+    async fn connect(&mut self, segment: u64, replicas: &[u64]) -> Actions<Action> {
+        let log_id = self.m.log_id();
+        self.conns = vec![None; replicas.len()];
+        self.conns_segment = Some(segment);
+        for (i, node) in replicas.iter().enumerate() {
+            match self.pool.for_segment(*node, log_id, segment).await {
+                Ok(c) => self.conns[i] = Some(c),
+                Err(e) => {
+                    log::warn!("log {log_id} segment {segment}: replica {node} unreachable: {e}");
+                    return self
+                        .m
+                        .handle_replica_failure(i, segment, self.clock.now_ms());
+                }
+            }
+        }
+        Actions::new()
+    }
+
+    /// Sends append `key` (segment, first offset, count, commit) to one
+    /// replica, serializing it only once for all of them.
     fn send_append(
         &mut self,
         replica: usize,
-        segment: u64,
+        key: (u64, u64, u32, u64),
         first_seq: u64,
-        first_offset: u64,
-        count: u32,
-        commit: u64,
-    ) -> Vec<Action> {
-        if segment != self.m.segment().id {
-            // Queued for a segment that was switched away from meanwhile.
-            return Vec::new();
-        }
-        let key = (segment, first_offset, count, commit);
+    ) -> Actions<Action> {
+        let (segment, first_offset, count, commit) = key;
         let reuse = matches!(&self.last_append, Some((k, _, _)) if *k == key);
         if !reuse {
             let append = Append {
@@ -593,203 +547,96 @@ impl Driver {
             self.last_append = Some((key, Arc::new(payload), crc));
         }
         let Some((_, payload, crc)) = &self.last_append else {
-            return Vec::new();
+            unreachable!("serialized just above");
         };
-        let sent = match self.conns.get(replica) {
-            Some(Some(c)) => c
+        let sent = match self.conn(segment, replica) {
+            Some(c) => c
                 .send_payload_tagged(
                     Append::KIND,
                     payload,
                     *crc,
-                    &self.events_tx,
+                    &self.replies_tx,
                     tag(segment, replica),
                 )
                 .map_err(|e| e.to_string()),
-            _ => Err("not connected".to_string()),
+            None => Err("not connected".to_string()),
         };
         match sent {
-            Ok(()) => Vec::new(),
+            Ok(()) => Actions::new(),
             Err(why) => {
                 log::warn!(
                     "log {} segment {segment}: send to replica {replica}: {why}",
                     self.m.log_id()
                 );
-                self.m.handle_replica_failure(replica, segment)
+                let now = self.clock.now_ms();
+                self.m.handle_replica_failure(replica, segment, now)
             }
         }
     }
 
-    async fn switch(&mut self, segment: u64, seal_len: u64, mut exclude: Vec<u64>) -> Vec<Action> {
-        let log_id = self.m.log_id();
-        let deadline = Instant::now() + Duration::from_millis(SWITCH_PATIENCE_MS);
-        let mut why = String::from("no attempt");
-        while Instant::now() < deadline {
-            let current = match self.pool.meta().get_log(log_id).await {
-                Ok(v) => v,
-                Err(e) => {
-                    log::warn!("log {log_id}: switch: metadata: {e}");
-                    why = format!("metadata: {e}");
-                    tokio::time::sleep(Duration::from_millis(PLACEMENT_RETRY_MS)).await;
-                    continue;
-                }
-            };
-            let Some(record) = current.record else {
-                return self.m.handle_fenced(self.m.epoch() + 1);
-            };
-            let alive: Vec<u64> = alive_nodes(&self.pool).await.unwrap_or_default();
-            self.seed = self.seed.wrapping_add(1);
-            let replicas = match choose_replicas(&alive, &exclude, self.replicas, self.seed) {
-                Ok(r) => r,
-                Err(e) => {
-                    log::warn!("log {log_id}: switch: {e}; waiting for healthy nodes");
-                    why = e.to_string();
-                    tokio::time::sleep(Duration::from_millis(PLACEMENT_RETRY_MS)).await;
-                    continue;
-                }
-            };
-            let next = match switch_segment(&record, self.m.epoch(), segment, seal_len, &replicas) {
-                Ok(n) => n,
-                Err(MetaRefusal::NotOwner { current, .. }) => return self.m.handle_fenced(current),
-                Err(e) => {
-                    log::warn!("log {log_id}: switch refused: {e}");
-                    return self.m.handle_fenced(record.epoch.max(self.m.epoch() + 1));
-                }
-            };
-            match self
-                .pool
-                .meta()
-                .cas_log(log_id, current.version, next.clone())
-                .await
-            {
-                Ok(CasOutcome::Applied { .. }) => {
-                    let Some(last) = next.segments.last() else {
-                        return Vec::new();
-                    };
-                    log::info!(
-                        "log {log_id}: segment {segment} sealed at {seal_len}; segment {} on {:?}",
-                        last.id,
-                        last.replicas
-                    );
-                    let open = OpenSegment {
-                        id: last.id,
-                        first_seq: last.first_seq,
-                        replicas: last.replicas.clone(),
-                    };
-                    let mut out = self.m.handle_switched(open, self.now_ms());
-                    // Connect before sending: the sends above are queued
-                    // behind these connections in `apply`.
-                    let failures = self.connect_segment().await;
-                    out.splice(0..0, failures);
-                    return out;
-                }
-                Ok(CasOutcome::Conflict(_)) => {
-                    // Another writer of the record (a takeover bumping the
-                    // epoch): the next read shows who owns the log now.
-                    why = "the metadata record kept changing".into();
-                    tokio::time::sleep(Duration::from_millis(CAS_RETRY_MS)).await;
-                    continue;
-                }
-                Err(e) => {
-                    why = format!("metadata CAS: {e}");
-                    // The CAS may have been applied: the next attempt reads
-                    // the record and either finds our switch (NotOpenLast on
-                    // a record of our own epoch) or retries it.
-                    log::warn!("log {log_id}: switch CAS: {e}");
-                    if let Ok(v) = self.pool.meta().get_log(log_id).await {
-                        if let Some(r) = v.record {
-                            if let Some(done) = self.adopt_switch(&r, segment, seal_len) {
-                                return done;
-                            }
-                        }
-                    }
-                    exclude.sort_unstable();
-                    exclude.dedup();
-                }
-            }
-        }
-        // Not a takeover: say what happened. The first reason set is the
-        // one every later append reports.
-        let _ = self.fenced.set(format!(
-            "log {log_id}: no segment switch away from segment {segment} within {} s ({why}); the producer stopped",
-            SWITCH_PATIENCE_MS / 1000
-        ));
-        self.m.handle_fenced(self.m.epoch() + 1)
-    }
-
-    /// After a CAS whose outcome is unknown: if the record shows our own
-    /// switch applied, continue on it.
-    fn adopt_switch(
-        &mut self,
-        record: &LogMeta,
-        segment: u64,
-        seal_len: u64,
-    ) -> Option<Vec<Action>> {
-        let n = record.segments.len();
-        if record.epoch != self.m.epoch() || n < 2 {
+    /// The connection to replica `replica` of `segment`, if there is one.
+    fn conn(&self, segment: u64, replica: usize) -> Option<&NodeConn> {
+        if self.conns_segment != Some(segment) {
             return None;
         }
-        let (sealed, last) = (&record.segments[n - 2], &record.segments[n - 1]);
-        if sealed.id == segment && sealed.sealed_len == Some(seal_len) && last.sealed_len.is_none()
-        {
-            let open = OpenSegment {
-                id: last.id,
-                first_seq: last.first_seq,
-                replicas: last.replicas.clone(),
-            };
-            return Some(self.m.handle_switched(open, self.now_ms()));
-        }
-        None
+        self.conns.get(replica).and_then(Option::as_ref)
     }
 
-    async fn seal_for_close(&mut self, segment: u64, len: u64) -> Vec<Action> {
-        let log_id = self.m.log_id();
-        let mut result = Err(ClientError::Log {
-            log_id,
-            why: "metadata kept changing while closing".into(),
-        });
-        for _ in 0..CAS_ATTEMPTS_MAX {
-            let current = match self.pool.meta().get_log(log_id).await {
-                Ok(v) => v,
-                Err(e) => {
-                    result = Err(e.into());
-                    break;
-                }
+    fn send_watermark(&self, replica: usize, segment: u64, commit: u64) {
+        if let Some(c) = self.conn(segment, replica) {
+            let w = Watermark {
+                log_id: self.m.log_id(),
+                segment,
+                epoch: self.m.epoch(),
+                commit,
             };
-            let Some(record) = current.record else { break };
-            match seal_last(&record, self.m.epoch(), segment, len) {
-                Ok(next) => match self
-                    .pool
-                    .meta()
-                    .cas_log(log_id, current.version, next)
-                    .await
-                {
-                    Ok(CasOutcome::Applied { .. }) => {
-                        result = Ok(());
-                        break;
-                    }
-                    Ok(CasOutcome::Conflict(_)) => continue,
-                    Err(e) => {
-                        result = Err(e.into());
-                        break;
-                    }
-                },
-                Err(e) => {
-                    result = Err(ClientError::Log {
-                        log_id,
-                        why: e.to_string(),
-                    });
-                    break;
-                }
-            }
+            // Best effort: a lost watermark only delays readers.
+            let _ = c.send_oneway(&w);
         }
-        let ok = result.is_ok();
+    }
+
+    /// Best effort and off the hot path: replicas that miss it still
+    /// refuse nothing they should accept, and readers pass the sealed
+    /// length from the metadata.
+    fn tell_seal(&self, node: u64, segment: u64, len: u64) {
+        let pool = self.pool.clone();
+        let s = Seal {
+            log_id: self.m.log_id(),
+            segment,
+            epoch: self.m.epoch(),
+            len,
+        };
+        tokio::spawn(async move {
+            if let Ok(c) = pool.for_segment(node, s.log_id, segment).await {
+                let _ = c
+                    .request(&s, Duration::from_millis(SEAL_TELL_TIMEOUT_MS))
+                    .await;
+            }
+        });
+    }
+
+    /// The machine stopped: every caller still waiting learns why.
+    fn stopped_with(&mut self, reason: StopReason, committed: u64) {
+        let log_id = self.m.log_id();
+        let result = match reason {
+            StopReason::Closed => {
+                assert!(self.waiters.is_empty(), "closed with entries pending");
+                Ok(())
+            }
+            _ => {
+                log::warn!("log {log_id}: {reason}");
+                let _ = self.stopped.set(reason.to_string());
+                let why = reason.to_string();
+                for (seq, done, _) in self.waiters.drain(..) {
+                    assert!(seq >= committed, "committed entries were resolved already");
+                    let why = why.clone();
+                    let _ = done.send(Err(AppendError::Indeterminate { why }));
+                }
+                Err(ClientError::Log { log_id, why })
+            }
+        };
         if let Some(closer) = self.closer.take() {
             let _ = closer.send(result);
-        }
-        if ok {
-            self.m.handle_closed()
-        } else {
-            self.m.handle_fenced(self.m.epoch() + 1)
         }
     }
 }
