@@ -42,7 +42,8 @@
 //! | race            | 3 entries  | + 1      | none (the race itself)                              |
 //! | race-flush      | 2 entries  | + 1      | producer 1 crash, 1 delayed flush, 1 failover       |
 //! | race-crash      | 2 entries  | + 1      | 1 node crash, producer 2 crash                      |
-//! | race-loss       | 2 entries  | + 1      | 1 loss, 1 unknown CAS, producer 2 crash             |
+//! | race-loss       | 2 entries  | + 1      | 1 loss, producer 2 crash                            |
+//! | race-unknown    | 2 entries  | + 1      | 1 unknown CAS, producer 2 crash                     |
 //! | race-tail       | 1 entry    | + 0      | 1 tail write failure, producer 2 crash; all async   |
 //! | liveness-switch | 3 entries  | no       | 1 replica failure, 1 unknown CAS, 1 failover (FIFO, no loss) |
 //! | liveness-race   | 2 entries  | + 1      | none                                                |
@@ -229,13 +230,21 @@ fn scenario(name: &'static str) -> Scenario {
             &[props::TAKEOVER_DONE, props::READ_AFTER_CRASH],
         ),
         // The takeover racing producer 1 with a lost message (a fence, an
-        // answer, a seal, an append, an ack) and a metadata CAS whose
-        // outcome is unknown (the bump, bumped again; or the seal, read
-        // back); producer 2 may crash too, at any point (after writing the
-        // tail and before its CAS, say).
+        // answer, a seal, an append, an ack); producer 2 may crash too, at
+        // any point (after writing the tail and before its CAS, say).
         "race-loss" => (
             Config {
                 losses: 1,
+                taker_crash: true,
+                ..race(racing)
+            },
+            &[props::TAKEOVER_DONE, props::TAIL_CARRIED_OVER],
+        ),
+        // The takeover racing producer 1 with a metadata CAS whose outcome
+        // is unknown (applied, lost, or landing later): the bump, bumped
+        // again, or the seal, read back; producer 2 may crash too.
+        "race-unknown" => (
+            Config {
                 unknown_cas: 1,
                 taker_crash: true,
                 // A bump bumped again skips an id.
@@ -500,6 +509,11 @@ fn scenario_race_crash() {
 #[test]
 fn scenario_race_loss() {
     check_scenario("race-loss");
+}
+
+#[test]
+fn scenario_race_unknown() {
+    check_scenario("race-unknown");
 }
 
 #[test]
