@@ -168,8 +168,8 @@ impl NodeConn {
                 ms: CONNECT_TIMEOUT_MS,
             })?
             .map_err(|why| ConnError::Connect { addr, why })?;
-        let (mut rd, mut wr) = stream.into_split();
-        let (out, mut out_rx) = mpsc::channel::<OutFrame>(OUTBOX_FRAMES_MAX);
+        let (rd, wr) = stream.into_split();
+        let (out, out_rx) = mpsc::channel::<OutFrame>(OUTBOX_FRAMES_MAX);
         let inner = Arc::new(Inner {
             addr,
             out,
@@ -178,76 +178,8 @@ impl NodeConn {
             closed: AtomicBool::new(false),
             hello,
         });
-        let writer_inner = inner.clone();
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            while let Some(first) = out_rx.recv().await {
-                buf.clear();
-                let mut next = Some(first);
-                // Coalesce whatever else is queued into one write; a large
-                // shared payload goes out from its own buffer.
-                while let Some(frame) = next.take() {
-                    let written = match frame {
-                        OutFrame::Owned(f) => {
-                            buf.extend_from_slice(&f);
-                            Ok(())
-                        }
-                        OutFrame::Shared { header, payload } => {
-                            buf.extend_from_slice(&header);
-                            if payload.len() < SHARED_WRITE_MIN_BYTES {
-                                buf.extend_from_slice(&payload);
-                                Ok(())
-                            } else {
-                                let head = wr.write_all(&buf).await;
-                                buf.clear();
-                                match head {
-                                    Ok(()) => wr.write_all(&payload).await,
-                                    Err(e) => Err(e),
-                                }
-                            }
-                        }
-                    };
-                    if let Err(e) = written {
-                        writer_inner.fail_all(format!("write: {e}")).await;
-                        return;
-                    }
-                    if buf.len() < COALESCE_BYTES_MAX {
-                        next = out_rx.try_recv().ok();
-                    }
-                }
-                if buf.is_empty() {
-                    continue;
-                }
-                if let Err(e) = wr.write_all(&buf).await {
-                    writer_inner.fail_all(format!("write: {e}")).await;
-                    return;
-                }
-            }
-        });
-        let reader_inner = inner.clone();
-        tokio::spawn(async move {
-            loop {
-                match read_message(&mut rd).await {
-                    Ok((rid, msg)) => {
-                        let route = match reader_inner.pending.lock() {
-                            Ok(mut p) => p.remove(&rid),
-                            Err(_) => None,
-                        };
-                        match route {
-                            Some(r) => r.deliver(Reply::Msg(msg)).await,
-                            None => log::debug!(
-                                "{addr}: answer to unknown request {rid}: {:?}",
-                                msg.kind()
-                            ),
-                        }
-                    }
-                    Err(e) => {
-                        reader_inner.fail_all(e.to_string()).await;
-                        return;
-                    }
-                }
-            }
-        });
+        tokio::spawn(write_frames(inner.clone(), wr, out_rx));
+        tokio::spawn(read_answers(inner.clone(), rd));
         Ok(NodeConn { inner })
     }
 
@@ -381,6 +313,83 @@ impl NodeConn {
                     addr: self.inner.addr,
                     ms: timeout.as_millis() as u64,
                 })
+            }
+        }
+    }
+}
+
+/// The writer task of a connection: drains its outbox, coalescing what is
+/// queued into one write; a large shared payload goes out from its own
+/// buffer. A write error fails every request in flight.
+async fn write_frames(
+    inner: Arc<Inner>,
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    mut out_rx: mpsc::Receiver<OutFrame>,
+) {
+    let mut buf = Vec::new();
+    while let Some(first) = out_rx.recv().await {
+        buf.clear();
+        let mut next = Some(first);
+        while let Some(frame) = next.take() {
+            let written = match frame {
+                OutFrame::Owned(f) => {
+                    buf.extend_from_slice(&f);
+                    Ok(())
+                }
+                OutFrame::Shared { header, payload } => {
+                    buf.extend_from_slice(&header);
+                    if payload.len() < SHARED_WRITE_MIN_BYTES {
+                        buf.extend_from_slice(&payload);
+                        Ok(())
+                    } else {
+                        let head = wr.write_all(&buf).await;
+                        buf.clear();
+                        match head {
+                            Ok(()) => wr.write_all(&payload).await,
+                            Err(e) => Err(e),
+                        }
+                    }
+                }
+            };
+            if let Err(e) = written {
+                inner.fail_all(format!("write: {e}")).await;
+                return;
+            }
+            if buf.len() < COALESCE_BYTES_MAX {
+                next = out_rx.try_recv().ok();
+            }
+        }
+        if buf.is_empty() {
+            continue;
+        }
+        if let Err(e) = wr.write_all(&buf).await {
+            inner.fail_all(format!("write: {e}")).await;
+            return;
+        }
+    }
+}
+
+/// The reader task of a connection: routes every answer by request id. A
+/// read error fails every request in flight.
+async fn read_answers(inner: Arc<Inner>, mut rd: tokio::net::tcp::OwnedReadHalf) {
+    let addr = inner.addr;
+    loop {
+        match read_message(&mut rd).await {
+            Ok((rid, msg)) => {
+                let route = match inner.pending.lock() {
+                    Ok(mut p) => p.remove(&rid),
+                    Err(_) => None,
+                };
+                match route {
+                    Some(r) => r.deliver(Reply::Msg(msg)).await,
+                    None => {
+                        log::debug!("{addr}: answer to unknown request {rid}: {:?}", msg.kind())
+                    }
+                }
+            }
+            Err(e) => {
+                inner.fail_all(e.to_string()).await;
+                return;
             }
         }
     }

@@ -38,12 +38,13 @@
 //! |-----------------|------------|----------|-----------------------------------------------------|
 //! | network         | 3 entries  | no       | 1 loss, 1 duplicate, 1 reordering                   |
 //! | crash           | 3 entries  | no       | 1 node crash (+ torn write), 1 delayed flush, 1 failover |
-//! | switch          | 3 entries  | no       | 1 replica failure (switch), 1 unknown CAS, 1 loss, 1 failover |
+//! | switch          | 3 entries  | no       | 1 replica failure (switch), 1 loss, 1 failover      |
+//! | switch-unknown  | 3 entries  | no       | 1 replica failure, 1 unknown CAS outcome, 1 failover |
 //! | race            | 3 entries  | + 1      | none (the race itself)                              |
 //! | race-flush      | 2 entries  | + 1      | producer 1 crash, 1 delayed flush, 1 failover       |
 //! | race-crash      | 2 entries  | + 1      | 1 node crash, producer 2 crash                      |
 //! | race-loss       | 2 entries  | + 1      | 1 loss, producer 2 crash                            |
-//! | race-unknown    | 2 entries  | + 1      | 1 unknown CAS, producer 2 crash                     |
+//! | race-unknown    | 2 entries  | + 1      | 1 unknown CAS outcome, producer 2 crash             |
 //! | race-tail       | 1 entry    | + 0      | 1 tail write failure, producer 2 crash; all async   |
 //! | liveness-switch | 3 entries  | no       | 1 replica failure, 1 unknown CAS, 1 failover (FIFO, no loss) |
 //! | liveness-race   | 2 entries  | + 1      | none                                                |
@@ -88,13 +89,8 @@ use stateright::{Checker, Expectation, HasDiscoveries, Model, Property};
 use trilog_protocol::mutant::{self, Mutant};
 
 use model::props::{self, INVARIANTS};
+use model::scenarios::*;
 use model::{Config, Trilog};
-
-/// Release builds check the full bounds; the test profile (opt-level 1,
-/// debug assertions on) checks smaller ones.
-fn full() -> bool {
-    !cfg!(debug_assertions)
-}
 
 const THREADS: usize = 2;
 
@@ -106,213 +102,8 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// 4 nodes, 3 replicas, a window of 2, producer 1 with `p1_entries`
-/// entries, no takeover and no fault: each scenario adds its own.
-fn base(p1_entries: u8) -> Config {
-    Config {
-        nodes: 4,
-        replicas: 3,
-        window: 2,
-        p1_entries,
-        takeover: false,
-        p2_entries: 1,
-        losses: 0,
-        dups: 0,
-        reorders: 0,
-        delayed_flushes: 0,
-        node_crashes: 0,
-        torn: false,
-        producer_crash: false,
-        taker_crash: false,
-        replica_failures: 0,
-        tail_read_failures: true,
-        tail_write_failures: 0,
-        consumer_failovers: 0,
-        unknown_cas: 0,
-        seed: 0,
-        max_segments: 2,
-        consumer: true,
-        async_segments: 1,
-        prune_noops: false,
-    }
-}
-
-/// Producer 2 takes over while producer 1 (with `p1_entries` entries)
-/// still writes, then appends one entry of its own.
-fn race(p1_entries: u8) -> Config {
-    Config {
-        takeover: true,
-        ..base(p1_entries)
-    }
-}
-
-/// A configuration whose invariants are checked, with the discoveries it
-/// must reach.
-struct Scenario {
-    name: &'static str,
-    cfg: Config,
-    discoveries: &'static [&'static str],
-}
-
-/// The scenario called `name`.
-fn scenario(name: &'static str) -> Scenario {
-    let full = full();
-    // Entries of producer 1 without and with a takeover.
-    let (alone, racing) = if full { (3, 2) } else { (2, 1) };
-    let (cfg, discoveries): (Config, &'static [&'static str]) = match name {
-        // The pipeline under network faults: a lost append or ack, a
-        // duplicate, a reordered pair (gaps, resends, stale acks).
-        "network" => (
-            Config {
-                losses: 1,
-                dups: 1,
-                reorders: u8::from(full),
-                ..base(alone)
-            },
-            &[],
-        ),
-        // A node crash and restart with appends staged but not flushed
-        // (lost, or on disk unacknowledged), and a consumer failover.
-        "crash" => (
-            Config {
-                node_crashes: 1,
-                torn: true,
-                delayed_flushes: 1,
-                consumer_failovers: 1,
-                ..base(alone)
-            },
-            &[props::READ_AFTER_CRASH],
-        ),
-        // A segment switch (a replica failure declared at any moment)
-        // whose CAS may have an unknown outcome (applied, lost, landing
-        // later), with a lost message (a seal a replica never hears of)
-        // and a consumer failover.
-        "switch" => (
-            Config {
-                replica_failures: 1,
-                unknown_cas: 1,
-                losses: u8::from(full),
-                consumer_failovers: 1,
-                ..base(alone)
-            },
-            &[props::SEGMENT_SEALED, props::UNKNOWN_RESOLVED],
-        ),
-        // The takeover racing producer 1 while its window is full.
-        "race" => (
-            race(if full { 3 } else { 2 }),
-            &[
-                props::SEGMENT_SEALED,
-                props::TAKEOVER_DONE,
-                props::TAIL_CARRIED_OVER,
-                props::PRODUCER_FENCED,
-            ],
-        ),
-        // The takeover racing producer 1, which may crash instead, with an
-        // append left unflushed when a fence arrives, and a consumer
-        // failover.
-        "race-flush" => (
-            Config {
-                producer_crash: true,
-                delayed_flushes: 1,
-                consumer_failovers: 1,
-                ..race(racing)
-            },
-            &[props::TAKEOVER_DONE, props::TAIL_CARRIED_OVER],
-        ),
-        // The takeover racing producer 1 with a node crash and restart;
-        // producer 2 may crash too, at any point.
-        "race-crash" => (
-            Config {
-                node_crashes: 1,
-                taker_crash: true,
-                ..race(racing)
-            },
-            &[props::TAKEOVER_DONE, props::READ_AFTER_CRASH],
-        ),
-        // The takeover racing producer 1 with a lost message (a fence, an
-        // answer, a seal, an append, an ack); producer 2 may crash too, at
-        // any point (after writing the tail and before its CAS, say).
-        "race-loss" => (
-            Config {
-                losses: 1,
-                taker_crash: true,
-                ..race(racing)
-            },
-            &[props::TAKEOVER_DONE, props::TAIL_CARRIED_OVER],
-        ),
-        // The takeover racing producer 1 with a metadata CAS whose outcome
-        // is unknown (applied, lost, or landing later): the bump, bumped
-        // again, or the seal, read back; producer 2 may crash too.
-        "race-unknown" => (
-            Config {
-                unknown_cas: 1,
-                taker_crash: true,
-                // A bump bumped again skips an id.
-                max_segments: 3,
-                ..race(racing)
-            },
-            &[
-                props::TAKEOVER_DONE,
-                props::TAIL_CARRIED_OVER,
-                props::UNKNOWN_RESOLVED,
-            ],
-        ),
-        // The tail written to the next segment before it is published,
-        // on an asynchronous network: a replica's write fails (the
-        // segment is placed again without it), a node crashes, producer 2
-        // crashes, all at any point.
-        "race-tail" => (
-            Config {
-                tail_write_failures: 1,
-                taker_crash: full,
-                async_segments: 2,
-                p2_entries: 0,
-                ..race(1)
-            },
-            &[
-                props::TAKEOVER_DONE,
-                props::TAIL_CARRIED_OVER,
-                props::TAIL_REPLACED,
-            ],
-        ),
-        _ => panic!("no scenario {name}"),
-    };
-    Scenario {
-        name,
-        cfg,
-        discoveries,
-    }
-}
-
-/// Progress with a segment switch: no loss, duplicate or crash, one
-/// replica failure declared at any moment, whose CAS may have an unknown
-/// outcome, a consumer failover. Acyclic (checked), so stateright judges
-/// `eventually` at real terminal states.
-fn liveness_switch_config() -> Config {
-    Config {
-        replica_failures: 1,
-        unknown_cas: 1,
-        consumer_failovers: 1,
-        prune_noops: true,
-        ..base(if full() { 3 } else { 2 })
-    }
-}
-
-/// Progress through a takeover racing producer 1: every entry producer 2
-/// takes is committed and every committed entry is read (producer 1's
-/// entries that it had not seen committed are undetermined: it is
-/// fenced, so they do not count). No fault, no tail read timeout.
-fn liveness_race_config() -> Config {
-    Config {
-        tail_read_failures: false,
-        prune_noops: true,
-        ..race(if full() { 2 } else { 1 })
-    }
-}
-
-fn check_scenario(name: &'static str) {
+fn check_scenario(sc: Scenario) {
     let _one = one_at_a_time();
-    let sc = scenario(name);
     let started = Instant::now();
     let mut properties: Vec<Property<Trilog>> =
         INVARIANTS.iter().map(|n| props::invariant(n)).collect();
@@ -421,104 +212,54 @@ fn refute(m: Mutant) {
     eprintln!("  [{:.1} s]", started.elapsed().as_secs_f64());
 }
 
-/// The property that refutes mutant `m`, and the configuration it is
-/// checked in.
-fn mutant_case(m: Mutant) -> (Property<Trilog>, Config) {
-    let quiet = base(2);
-    let race = race(2);
-    let invariant = props::invariant;
-    match m {
-        Mutant::CommitOnTwoAcks => (invariant(props::COMMIT_DURABILITY), quiet),
-        Mutant::ReadPastWatermark => (invariant(props::READ_COMMITTED), quiet),
-        Mutant::ResendStoredTwice => (invariant(props::LOG_ORDER), Config { dups: 1, ..base(3) }),
-        Mutant::NoTailCopy => (invariant(props::COMMIT_DURABILITY), race),
-        Mutant::FenceAnsweredBeforeDrain => (
-            invariant(props::COMMIT_DURABILITY),
-            Config {
-                delayed_flushes: 1,
-                ..race
-            },
-        ),
-        Mutant::TakeoverWithoutFence => (invariant(props::SINGLE_WRITER), race),
-        Mutant::FenceNotDurable => (
-            invariant(props::SINGLE_WRITER),
-            Config {
-                node_crashes: 1,
-                ..race
-            },
-        ),
-        Mutant::SealAtLongest => (invariant(props::SEALED_COMPLETE), race),
-        Mutant::WatermarkNotSent => (props::progress(), liveness_switch_config()),
-        // Sealing before the carried tail is durable on every replica of
-        // the next segment (the first design sealed before any had it; the
-        // checker refuted it while it was built, docs/verification.md).
-        // The tail writes must be asynchronous for one to land before
-        // another.
-        Mutant::SealBeforeTailDurable => (
-            invariant(props::COMMIT_DURABILITY),
-            Config {
-                async_segments: 2,
-                p2_entries: 0,
-                p1_entries: 1,
-                ..race
-            },
-        ),
-        // The old driver's made-up fence after a switch CAS whose outcome
-        // was unknown: no takeover at all, yet the producer says fenced.
-        Mutant::UnknownCasIsFence => (
-            invariant(props::REAL_FENCE),
-            Config {
-                replica_failures: 1,
-                unknown_cas: 1,
-                ..base(1)
-            },
-        ),
-    }
-}
-
 #[test]
 fn scenario_network() {
-    check_scenario("network");
+    check_scenario(network());
 }
 
 #[test]
 fn scenario_crash() {
-    check_scenario("crash");
+    check_scenario(crash());
 }
 
 #[test]
 fn scenario_switch() {
-    check_scenario("switch");
+    check_scenario(switch());
+}
+
+#[test]
+fn scenario_switch_unknown() {
+    check_scenario(switch_unknown());
 }
 
 #[test]
 fn scenario_race() {
-    check_scenario("race");
+    check_scenario(race());
 }
 
 #[test]
 fn scenario_race_flush() {
-    check_scenario("race-flush");
+    check_scenario(race_flush());
 }
 
 #[test]
 fn scenario_race_crash() {
-    check_scenario("race-crash");
+    check_scenario(race_crash());
 }
 
 #[test]
 fn scenario_race_loss() {
-    check_scenario("race-loss");
+    check_scenario(race_loss());
 }
 
 #[test]
 fn scenario_race_unknown() {
-    check_scenario("race-unknown");
+    check_scenario(race_unknown());
 }
 
 #[test]
 fn scenario_race_tail() {
-    check_scenario("race-tail");
+    check_scenario(race_tail());
 }
 
 #[test]

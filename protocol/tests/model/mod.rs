@@ -6,20 +6,22 @@ pub mod acyclic;
 pub mod net;
 pub mod node;
 pub mod props;
+pub mod reader;
+pub mod scenarios;
+pub mod steps;
 pub mod store;
 pub mod writers;
 
 use std::collections::BTreeMap;
 
 use stateright::{Model, Property};
-use trilog_protocol::consumer::{Cursor, Step};
-use trilog_protocol::meta_call::CasAnswer;
+use trilog_protocol::consumer::Cursor;
 use trilog_protocol::metadata::{open_for_write, LogMeta};
 use trilog_protocol::producer::{OpenSegment, Phase, Producer, ProducerConfig, StopReason};
-use trilog_protocol::takeover::TakeoverPhase;
 
 use net::{Msg, Net, Pid, Tag};
 use node::Node;
+use reader::{Consumer, Snapshot};
 use store::{Fate, PendingCas};
 use writers::{all_nodes, entry, Taker, Writer};
 
@@ -110,16 +112,6 @@ pub struct Budget {
     pub tail_write_failures: u8,
     pub consumer_failovers: u8,
     pub unknown_cas: u8,
-}
-
-/// The reader: a production [`Cursor`] and the metadata record as it last
-/// read it (it may be stale).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Consumer {
-    pub cursor: Cursor,
-    pub meta: Snapshot,
-    /// Ghost: every entry it was given, (seq, payload), in order.
-    pub reads: Vec<(u64, Tag)>,
 }
 
 /// What the properties judge and the system does not hold.
@@ -291,7 +283,7 @@ impl Trilog {
     }
 
     /// Whether `m` can be delivered now.
-    fn receivable(&self, s: &State, m: &Msg) -> bool {
+    pub(crate) fn receivable(&self, s: &State, m: &Msg) -> bool {
         match m {
             Msg::Append { node, .. }
             | Msg::Watermark { node, .. }
@@ -377,96 +369,11 @@ impl Trilog {
             self.deliver(s, &m, true);
         }
     }
-
-    /// The consumer's next read, if it gets anything.
-    fn read(&self, s: &mut State) -> bool {
-        let meta = s.consumer.meta.record(&s.meta);
-        let c = &mut s.consumer;
-        let Step::Read {
-            segment,
-            node,
-            from_offset,
-            limit,
-        } = c.cursor.next_step(&meta)
-        else {
-            return false;
-        };
-        let n = &s.nodes[node as usize - 1];
-        let seg = n.seg(segment);
-        let end = seg.rep.readable_end(limit);
-        if end <= from_offset {
-            return false;
-        }
-        let tags: Vec<Tag> = seg.recs[from_offset as usize..end as usize]
-            .iter()
-            .map(|(t, _)| *t)
-            .collect();
-        let Ok(first) = c.cursor.on_read(segment, from_offset, tags.len() as u64) else {
-            return false;
-        };
-        for (i, t) in tags.into_iter().enumerate() {
-            c.reads.push((first + i as u64, t));
-        }
-        s.ghost.read_after_crash |= n.crashed;
-        true
-    }
-
-    /// Whether the consumer has nothing to read with what it knows.
-    fn consumer_stuck(&self, s: &State) -> bool {
-        let mut cursor = s.consumer.cursor.clone();
-        let Step::Read {
-            segment,
-            node,
-            from_offset,
-            limit,
-        } = cursor.next_step(&s.consumer.meta.record(&s.meta))
-        else {
-            return true;
-        };
-        let n = &s.nodes[node as usize - 1];
-        n.seg(segment).rep.readable_end(limit) <= from_offset
-    }
-}
-
-/// A version of the record, as the consumer read it. The record only
-/// grows (segments are appended, the last one is sealed, nothing else
-/// changes), so a past version is the current one cut to its first
-/// `segments`, with the last of them open again unless `last_sealed`. The
-/// epoch is left out: the consumer does not read it (states that differ
-/// only there merge).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Snapshot {
-    pub segments: u8,
-    pub last_sealed: bool,
-}
-
-impl Snapshot {
-    pub fn of(meta: &LogMeta) -> Snapshot {
-        Snapshot {
-            segments: meta.segments.len() as u8,
-            last_sealed: meta.segments.last().is_some_and(|s| s.sealed_len.is_some()),
-        }
-    }
-
-    /// The record as it was at this version.
-    pub fn record(&self, current: &LogMeta) -> LogMeta {
-        let mut meta = LogMeta {
-            epoch: 0,
-            segments: current.segments[..self.segments as usize].to_vec(),
-            ..current.clone()
-        };
-        if !self.last_sealed {
-            if let Some(last) = meta.segments.last_mut() {
-                last.sealed_len = None;
-            }
-        }
-        meta
-    }
 }
 
 impl State {
     /// Producer 1 is gone: its connections too, so nothing reaches it.
-    fn stop_p1(&mut self) {
+    pub(crate) fn stop_p1(&mut self) {
         self.p1 = None;
         self.cas[0] = None;
         self.net
@@ -497,52 +404,6 @@ impl State {
     }
 }
 
-fn writing(w: &Writer) -> bool {
-    matches!(w.m.phase(), Phase::Writing | Phase::Closing)
-}
-
-impl Trilog {
-    /// Whether the takeover's timer may fire: a pause of a metadata round,
-    /// or the fence resend once no fence or answer is under way any more
-    /// (lost, or its node crashed; else resends would pile up answers
-    /// without end). The tail read and tail write timeouts are the
-    /// `TailReadFails` and `TailWriteFails` faults.
-    fn taker_timeout(&self, s: &State, t: &trilog_protocol::takeover::Takeover) -> bool {
-        match t.phase() {
-            TakeoverPhase::Bumping
-            | TakeoverPhase::Placing { .. }
-            | TakeoverPhase::Sealing { .. } => t.poll_timeout().is_some(),
-            TakeoverPhase::Fencing => {
-                t.fences_unanswered()
-                    && !s
-                        .net
-                        .any(|m| matches!(m, Msg::Fence { .. } | Msg::FenceAnswer { .. }))
-                    && !s
-                        .nodes
-                        .iter()
-                        .any(|n| n.segs.iter().any(|g| g.fence_waiter.is_some()))
-            }
-            _ => false,
-        }
-    }
-
-    /// Fires the next timer of producer `pid`: its clock moves to it.
-    fn timeout(&self, s: &mut State, pid: Pid) {
-        if let Some(w) = s.writer_mut(pid) {
-            let at = w.m.poll_timeout().expect("a timer is set");
-            w.now = w.now.max(at);
-            s.drive(&self.cfg, pid, |m, now| m.handle_timeout(now));
-            return;
-        }
-        let Taker::Taking { t, now, .. } = &mut s.p2 else {
-            unreachable!("a timeout of producer {pid}, which is gone");
-        };
-        let at = t.poll_timeout().expect("a timer is set");
-        *now = (*now).max(at);
-        s.drive_taker(&self.cfg, |t, now| t.handle_timeout(now));
-    }
-}
-
 impl Model for Trilog {
     type State = State;
     type Action = Act;
@@ -552,217 +413,17 @@ impl Model for Trilog {
     }
 
     fn actions(&self, s: &State, out: &mut Vec<Act>) {
-        let b = &s.budget;
-        // Only a head is lost: losing a message further back is the same
-        // as losing it once it is the head, since nothing behind it moves
-        // before.
-        for m in s.net.heads() {
-            if self.receivable(s, m) {
-                out.push(Act::Deliver(m.clone()));
-                if b.delayed_flushes > 0 && matches!(m, Msg::Append { .. }) {
-                    out.push(Act::DeliverUnflushed(m.clone()));
-                }
-                if b.dups > 0 {
-                    out.push(Act::Duplicate(m.clone()));
-                }
-            }
-            if b.losses > 0 {
-                out.push(Act::Lose(m.clone()));
-            }
-        }
-        if b.reorders > 0 {
-            for m in s.net.behind_heads() {
-                if self.receivable(s, m) {
-                    out.push(Act::Reorder(m.clone()));
-                }
-            }
-        }
-        for n in &s.nodes {
-            if n.dirty() {
-                out.push(Act::Flush(n.id));
-            }
-            // Only a node that holds (or is to hold) a segment, published
-            // or being written by a takeover.
-            let placed = match &s.p2 {
-                Taker::Taking { t, .. } => t.next().is_some_and(|x| x.replicas.contains(&n.id)),
-                _ => false,
-            };
-            let replica = placed || s.meta.segments.iter().any(|g| g.replicas.contains(&n.id));
-            if replica && b.node_crashes > 0 {
-                out.push(Act::Crash {
-                    node: n.id,
-                    torn: false,
-                });
-                if self.cfg.torn && n.dirty() {
-                    out.push(Act::Crash {
-                        node: n.id,
-                        torn: true,
-                    });
-                }
-            }
-        }
-        for pid in [1, 2] {
-            if let Some(w) = s.writer(pid) {
-                // A connection error or a timeout, at any moment.
-                if b.replica_failures > 0 && writing(w) {
-                    for replica in 0..w.m.segment().replicas.len() {
-                        out.push(Act::ReplicaFailed { pid, replica });
-                    }
-                }
-                if w.m.poll_timeout().is_some() {
-                    out.push(Act::Timeout(pid));
-                }
-            }
-            if s.cas[pid as usize - 1].is_some() {
-                out.push(Act::Cas(pid));
-                if b.unknown_cas > 0 {
-                    if s.cas_would_apply(pid) {
-                        out.push(Act::CasUnknown {
-                            pid,
-                            fate: Fate::Applied,
-                        });
-                    }
-                    out.push(Act::CasUnknown {
-                        pid,
-                        fate: Fate::Lost,
-                    });
-                    if s.store_in_flight.is_none() {
-                        out.push(Act::CasUnknown {
-                            pid,
-                            fate: Fate::Later,
-                        });
-                    }
-                }
-            }
-        }
-        if s.store_in_flight.is_some() {
-            out.push(Act::StoreLands);
-        }
-        if s.p1.is_some() && b.producer_crash {
-            out.push(Act::ProducerCrash);
-        }
-        if matches!(s.p2, Taker::Taking { .. } | Taker::Writing(_)) && b.taker_crash {
-            out.push(Act::TakerCrash);
-        }
-        match &s.p2 {
-            Taker::Idle if self.cfg.takeover => out.push(Act::TakeoverStart),
-            Taker::Taking { read: Some(_), .. } => {
-                out.push(Act::TailRead);
-                if self.cfg.tail_read_failures {
-                    out.push(Act::TailReadFails);
-                }
-            }
-            Taker::Taking { t, read: None, .. } => {
-                if b.tail_write_failures > 0
-                    && matches!(t.phase(), TakeoverPhase::WritingTail { .. })
-                {
-                    for node in t.next().map(|n| n.replicas.clone()).unwrap_or_default() {
-                        out.push(Act::TailWriteFails { node });
-                    }
-                }
-                if self.taker_timeout(s, t) {
-                    out.push(Act::Timeout(net::TAKER));
-                }
-            }
-            _ => {}
-        }
-        if !self.cfg.consumer {
-            return;
-        }
-        out.push(Act::Read);
-        if s.consumer.meta != Snapshot::of(&s.meta) && self.consumer_stuck(s) {
-            out.push(Act::RefreshMeta);
-        }
-        if b.consumer_failovers > 0 {
-            out.push(Act::Failover);
-        }
+        self.network_steps(s, out);
+        self.node_steps(s, out);
+        self.producer_steps(s, out);
+        self.taker_steps(s, out);
+        self.consumer_steps(s, out);
     }
 
     fn next_state(&self, last: &State, action: Act) -> Option<State> {
         let mut s = last.clone();
-        match action {
-            Act::Deliver(m) => {
-                s.net.remove(&m);
-                self.deliver(&mut s, &m, true);
-            }
-            Act::DeliverUnflushed(m) => {
-                s.budget.delayed_flushes -= 1;
-                s.net.remove(&m);
-                self.deliver(&mut s, &m, false);
-            }
-            Act::Reorder(m) => {
-                s.budget.reorders -= 1;
-                s.net.remove(&m);
-                self.deliver(&mut s, &m, true);
-            }
-            Act::Duplicate(m) => {
-                s.budget.dups -= 1;
-                s.net.remove(&m);
-                s.net.send(m.clone());
-                self.deliver(&mut s, &m, true);
-            }
-            Act::Lose(m) => {
-                s.budget.losses -= 1;
-                s.net.remove(&m);
-            }
-            Act::Flush(n) => s.nodes[n as usize - 1].flush(&mut s.net),
-            Act::Crash { node, torn } => {
-                s.budget.node_crashes -= 1;
-                s.nodes[node as usize - 1].crash(torn);
-            }
-            Act::ReplicaFailed { pid, replica } => {
-                s.budget.replica_failures -= 1;
-                let seg = s.writer(pid).expect("running").m.segment().id;
-                s.drive(&self.cfg, pid, |m, now| {
-                    m.handle_replica_failure(replica, seg, now)
-                });
-            }
-            Act::Cas(pid) => {
-                let answer = s.cas_now(pid);
-                s.cas_answer(&self.cfg, pid, answer);
-            }
-            Act::CasUnknown { pid, fate } => {
-                s.budget.unknown_cas -= 1;
-                s.cas_unknown(pid, fate);
-                s.cas_answer(&self.cfg, pid, CasAnswer::Unknown);
-            }
-            Act::StoreLands => s.store_lands(),
-            Act::Timeout(pid) => self.timeout(&mut s, pid),
-            Act::ProducerCrash => {
-                s.budget.producer_crash = false;
-                s.stop_p1();
-            }
-            Act::TakerCrash => {
-                s.budget.taker_crash = false;
-                s.p2 = Taker::Crashed;
-                s.cas[net::TAKER as usize - 1] = None;
-                s.net
-                    .retain(|m| m.route().1 != net::Addr::Producer(net::TAKER));
-            }
-            Act::TakeoverStart => s.takeover_start(&self.cfg),
-            Act::TailRead => s.takeover_read(&self.cfg),
-            Act::TailReadFails => s.tail_read_fails(&self.cfg),
-            Act::TailWriteFails { node } => {
-                s.budget.tail_write_failures -= 1;
-                let Taker::Taking { t, .. } = &s.p2 else {
-                    unreachable!("a tail write while not taking over")
-                };
-                let seg = t.next().map(|n| n.id).expect("a placed segment");
-                s.ghost.tail_replaced = true;
-                s.drive_taker(&self.cfg, |t, now| {
-                    t.handle_tail_write_failure(node, seg, now)
-                });
-            }
-            Act::Read => {
-                if !self.read(&mut s) {
-                    return None;
-                }
-            }
-            Act::RefreshMeta => s.consumer.meta = Snapshot::of(&s.meta),
-            Act::Failover => {
-                s.budget.consumer_failovers -= 1;
-                s.consumer.cursor.on_replica_failed();
-            }
+        if !self.take_step(&mut s, action) {
+            return None;
         }
         s.retire_fenced();
         self.settle(&mut s);

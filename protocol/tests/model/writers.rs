@@ -247,7 +247,7 @@ impl State {
     /// record is answered, a CAS and a tail read wait for their step.
     pub fn takeover_actions(&mut self, cfg: &Config, actions: Actions<TakeoverAction>) {
         for a in actions {
-            let Taker::Taking { t, read, .. } = &mut self.p2 else {
+            let Taker::Taking { read, .. } = &mut self.p2 else {
                 panic!("takeover actions while not taking over");
             };
             match a {
@@ -262,28 +262,7 @@ impl State {
                     epoch,
                     replica: replica as u8,
                 }),
-                TakeoverAction::WriteTail {
-                    node,
-                    segment,
-                    epoch,
-                    first_offset,
-                    count,
-                    ..
-                } => {
-                    let next = t.next().expect("writing to a placed segment");
-                    let replica = next.replicas.iter().position(|n| *n == node);
-                    let tags = t.tail_entries(first_offset, count).iter().map(tag_of);
-                    self.net.send(Msg::Append {
-                        node,
-                        seg: segment,
-                        epoch,
-                        from: TAKER,
-                        replica: replica.expect("a placed node") as u8,
-                        first_offset,
-                        tags: tags.collect(),
-                        commit: 0,
-                    });
-                }
+                TakeoverAction::WriteTail { .. } => self.send_tail_write(&a),
                 TakeoverAction::Seal {
                     node,
                     segment,
@@ -325,6 +304,38 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Sends a chunk of the tail to a replica of the unpublished next
+    /// segment.
+    fn send_tail_write(&mut self, a: &TakeoverAction) {
+        let TakeoverAction::WriteTail {
+            node,
+            segment,
+            epoch,
+            first_offset,
+            count,
+            ..
+        } = *a
+        else {
+            unreachable!("a tail write");
+        };
+        let Taker::Taking { t, .. } = &self.p2 else {
+            panic!("takeover actions while not taking over");
+        };
+        let next = t.next().expect("writing to a placed segment");
+        let replica = next.replicas.iter().position(|n| *n == node);
+        let tags = t.tail_entries(first_offset, count).iter().map(tag_of);
+        self.net.send(Msg::Append {
+            node,
+            seg: segment,
+            epoch,
+            from: TAKER,
+            replica: replica.expect("a placed node") as u8,
+            first_offset,
+            tags: tags.collect(),
+            commit: 0,
+        });
     }
 
     /// Carries out the tail read the takeover asked for (one request and
