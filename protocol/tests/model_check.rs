@@ -46,7 +46,8 @@
 //! | race-loss       | 2 entries  | + 1      | 1 loss, producer 2 crash                            |
 //! | race-unknown    | 2 entries  | + 1      | 1 unknown CAS outcome, producer 2 crash             |
 //! | race-tail       | 1 entry    | + 0      | 1 tail write failure, producer 2 crash; all async   |
-//! | liveness-switch | 3 entries  | no       | 1 replica failure, 1 unknown CAS, 1 failover (FIFO, no loss) |
+//! | liveness-switch | 3 entries  | no       | 1 replica failure, 1 failover (FIFO, no loss)       |
+//! | liveness-unknown | 2 entries | no       | 1 replica failure, 1 unknown CAS outcome, 1 failover |
 //! | liveness-race   | 2 entries  | + 1      | none                                                |
 //!
 //! Appends are flushed as they arrive unless the checker spends a "delayed
@@ -56,8 +57,8 @@
 //! CAS is asynchronous too. See
 //! `docs/verification.md` for these reductions and what they leave out.
 //!
-//! Progress is judged only in the two liveness configurations, which have
-//! no loss, duplicate or crash; stateright judges `eventually` only at
+//! Progress is judged only in the three liveness configurations, which
+//! have no loss, duplicate or crash; stateright judges `eventually` only at
 //! terminal states, so each first checks that its state graph is acyclic
 //! (`model/acyclic.rs`).
 //!
@@ -265,6 +266,11 @@ fn scenario_race_tail() {
 #[test]
 fn liveness_switch() {
     check_progress("liveness-switch", liveness_switch_config());
+}
+
+#[test]
+fn liveness_unknown() {
+    check_progress("liveness-unknown", liveness_unknown_config());
 }
 
 #[test]

@@ -145,7 +145,10 @@ impl Producer {
                 queue.extend(more);
             }
             // Nothing out: the opener waits for its next round.
-            clock.sleep_until(opener.poll_timeout()).await;
+            let Some(at) = opener.poll_timeout() else {
+                unreachable!("an opener with no call out waits for its timer");
+            };
+            clock.sleep_until(Some(at)).await;
             queue.extend(opener.handle_timeout(clock.now_ms()));
         }
     }
