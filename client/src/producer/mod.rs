@@ -276,3 +276,36 @@ pub(crate) async fn alive_nodes(pool: &ConnPool) -> Result<Vec<u64>, ClientError
         .map(|n| n.info.node_id)
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use trilog_wire::limits::APPEND_BYTES_MAX;
+
+    use super::*;
+
+    #[test]
+    fn options_past_the_wire_limits_are_refused_before_anything_is_sent() {
+        let opts = ProducerOptions {
+            replicas: 5,
+            seed: 9,
+            ..ProducerOptions::default()
+        };
+        let cfg = opts.machine_config().expect("the defaults are valid");
+        assert_eq!(
+            (cfg.replicas, cfg.seed),
+            (5, 9),
+            "the options' own fields win"
+        );
+        let mut big = ProducerOptions::default();
+        big.config.batch_bytes_max = APPEND_BYTES_MAX + 1;
+        assert!(
+            matches!(big.machine_config(), Err(ClientError::Config(_))),
+            "a batch no frame can carry"
+        );
+        let none = ProducerOptions {
+            replicas: 0,
+            ..ProducerOptions::default()
+        };
+        assert!(matches!(none.machine_config(), Err(ClientError::Config(_))));
+    }
+}
