@@ -1,6 +1,6 @@
 //! The metadata calls the protocol's machines ask for
 //! ([`trilog_protocol::meta_call::MetaCall`]), carried out against a
-//! [`MetaStore`], and their results put the way the machines hear them.
+//! [`MetaStore`](crate::meta::MetaStore), and their results put the way the machines hear them.
 //!
 //! The one judgement here is which errors of a CAS leave its outcome
 //! unknown: every error after the request may have reached the store.
