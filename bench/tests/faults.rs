@@ -1,7 +1,8 @@
 //! Fault tests on real node processes over loopback: a replica killed
-//! with SIGKILL under load, a producer process killed and its log taken
-//! over, a takeover racing a live producer, a node cut off by a network
-//! partition, a node restarted under load. Each checks that every
+//! with SIGKILL under load, a switch whose metadata CAS has an unknown
+//! outcome, a producer process killed and its log taken over, a takeover
+//! racing a live producer, a node cut off by a network partition, a node
+//! restarted under load. Each checks that every
 //! acknowledged entry is read back once and in order, that entries of
 //! unknown outcome appear at most once, and that nothing else appears.
 //!
@@ -13,11 +14,13 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use trilog_client::conn::NodeConn;
-use trilog_client::{AppendError, ConnPool, Producer, ProducerOptions};
+use trilog_client::meta::{CasOutcome, MetaError, MetaFuture, Versioned};
+use trilog_client::{AppendError, ConnPool, MetaStore, Producer, ProducerOptions};
 use trilog_testkit::cluster::{Cluster, ClusterOptions};
 use trilog_testkit::ledger::Ledger;
 use trilog_testkit::node_command::NodeCommand;
@@ -27,7 +30,7 @@ use trilog_testkit::verify::{verify, Verdict};
 use trilog_testkit::wait::wait_for;
 use trilog_testkit::writers::{close_producer, Writers};
 use trilog_wire::message::Read;
-use trilog_wire::meta::LogMeta;
+use trilog_wire::meta::{LogMeta, NodeInfo, NodeStatus};
 use trilog_wire::record::parse_records;
 use trilog_wire::Message;
 
@@ -185,6 +188,117 @@ async fn a_replica_killed_under_load_makes_the_producer_switch() {
             .all(|s| !s.replicas.contains(&victim)),
         "the dead node is not chosen again: {r:?}"
     );
+    check_log(&cluster, LOG, &ledger, &ledger.maybe, tail, len).await;
+}
+
+/// A metadata store whose next CAS, once armed, is applied and then
+/// answered with a timeout, and whose next read after it times out too:
+/// the outcome of that CAS is unknown and cannot be read back at once.
+#[derive(Debug)]
+struct Forgetful {
+    inner: Arc<dyn MetaStore>,
+    /// 0: honest; 1: the next CAS is forgotten; 2: the next read fails.
+    armed: AtomicU8,
+}
+
+impl Forgetful {
+    fn timeout(what: &'static str) -> MetaError {
+        MetaError::Timeout { what, after_ms: 0 }
+    }
+
+    fn spent(&self) -> bool {
+        self.armed.load(Ordering::SeqCst) == 0
+    }
+}
+
+impl MetaStore for Forgetful {
+    fn get_log(&self, log_id: u64) -> MetaFuture<'_, Versioned> {
+        Box::pin(async move {
+            let armed = self
+                .armed
+                .compare_exchange(2, 0, Ordering::SeqCst, Ordering::SeqCst);
+            match armed {
+                Ok(_) => Err(Self::timeout("get_log")),
+                Err(_) => self.inner.get_log(log_id).await,
+            }
+        })
+    }
+
+    fn watch_log(&self, log_id: u64, known: u64, wait: Duration) -> MetaFuture<'_, Versioned> {
+        self.inner.watch_log(log_id, known, wait)
+    }
+
+    fn cas_log(&self, log_id: u64, expected: u64, record: LogMeta) -> MetaFuture<'_, CasOutcome> {
+        Box::pin(async move {
+            let outcome = self.inner.cas_log(log_id, expected, record).await;
+            let armed = self
+                .armed
+                .compare_exchange(1, 2, Ordering::SeqCst, Ordering::SeqCst);
+            match (armed, outcome) {
+                (Ok(_), Ok(CasOutcome::Applied { .. })) => Err(Self::timeout("cas_log")),
+                (Ok(_), other) => panic!("the forgotten CAS did not apply: {other:?}"),
+                (Err(_), outcome) => outcome,
+            }
+        })
+    }
+
+    fn list_logs(&self) -> MetaFuture<'_, Vec<u64>> {
+        self.inner.list_logs()
+    }
+
+    fn register_node(&self, node: NodeInfo, lease: Duration) -> MetaFuture<'_, ()> {
+        self.inner.register_node(node, lease)
+    }
+
+    fn list_nodes(&self, include_dead: bool) -> MetaFuture<'_, Vec<NodeStatus>> {
+        self.inner.list_nodes(include_dead)
+    }
+}
+
+/// The bug of issue 8: the driver once turned a switch CAS whose outcome
+/// was unknown into a fence it made up, and the producer, which still
+/// owned its log, reported itself taken over and stopped. The machine now
+/// reads the record back (again, after the failed read) and carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_whose_cas_outcome_is_unknown_does_not_stop_the_producer() {
+    let _one = serial().await;
+    const LOG: u64 = 27;
+    let mut cluster = Cluster::start(5, node_command(), None)
+        .await
+        .expect("cluster");
+    let store = Arc::new(Forgetful {
+        inner: cluster.meta(),
+        armed: AtomicU8::new(0),
+    });
+    let pool = ConnPool::new(store.clone());
+    let producer = Producer::open(pool.clone(), LOG, ProducerOptions::default())
+        .await
+        .expect("open");
+    let tail = Reader::start(cluster.pool(), LOG, 0)
+        .await
+        .expect("consumer");
+    let writers = Writers::start(producer, CONCURRENCY, PAYLOAD_BYTES, 0, None);
+    writers.wait_acked(2_000, STEP).await.expect("load");
+    store.armed.store(1, Ordering::SeqCst);
+    let (victim, segment) = open_replica(&cluster, LOG).await;
+    cluster.kill(victim).expect("kill -9");
+    let at_kill = writers.acked();
+    wait_sealed(&cluster, LOG, segment).await;
+    until("the CAS and the read forgotten", STEP, || async {
+        store.spent()
+    })
+    .await;
+    writers
+        .wait_acked(at_kill + 2_000, STEP)
+        .await
+        .expect("the producer carries on in the next segment");
+    let (ledger, len) = finish_writing(&cluster, LOG, writers).await;
+    assert!(
+        ledger.maybe.is_empty(),
+        "no append was left with an unknown outcome: {:?}",
+        ledger.first_errors
+    );
+    assert_eq!(record(&cluster, LOG).await.epoch, 1, "no takeover happened");
     check_log(&cluster, LOG, &ledger, &ledger.maybe, tail, len).await;
 }
 

@@ -12,13 +12,26 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use trilog_meta::frame_io::read_message;
-use trilog_wire::message::{Hello, HelloOk};
+use trilog_protocol::replica::Refusal;
+use trilog_wire::message::{ErrorCode, Hello, HelloOk};
 use trilog_wire::{Message, WireMessage};
 
 use crate::error::ConnError;
 
 /// How long a connect plus handshake may take.
 pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// Frames queued for one connection's writer. A connection this far
+/// behind (its peer stopped reading) fails the sends past it, as a lost
+/// connection would: every sender bounds what it has in flight far below
+/// (a producer's window, one request per caller).
+pub const OUTBOX_FRAMES_MAX: usize = 4096;
+
+/// The protocol's reading of a node's error answer: a refusal the
+/// machines decide on, or `None` for an error that only fails the
+/// replica (`trilog_protocol::refusal` maps both ways, for the node too).
+pub fn refusal_of(code: ErrorCode, value: u64) -> Option<Refusal> {
+    trilog_protocol::refusal::from_wire(code, value)
+}
 
 /// An answer, or why none will come.
 #[derive(Debug, Clone)]
@@ -30,19 +43,21 @@ pub enum Reply {
 /// Where the answer to a request goes.
 enum Route {
     Once(oneshot::Sender<Reply>),
-    /// Into a shared channel, tagged, for a driver that has many requests
-    /// in flight (the producer).
-    Tagged(mpsc::UnboundedSender<(u64, Reply)>, u64),
+    /// Into a shared, bounded channel, tagged, for a driver that has many
+    /// requests in flight (the producer). A full channel holds the reader
+    /// back, and so the connection: the driver drains it without waiting
+    /// on anything else.
+    Tagged(mpsc::Sender<(u64, Reply)>, u64),
 }
 
 impl Route {
-    fn deliver(self, reply: Reply) {
+    async fn deliver(self, reply: Reply) {
         match self {
             Route::Once(tx) => {
                 let _ = tx.send(reply);
             }
             Route::Tagged(tx, tag) => {
-                let _ = tx.send((tag, reply));
+                let _ = tx.send((tag, reply)).await;
             }
         }
     }
@@ -79,7 +94,7 @@ const COALESCE_BYTES_MAX: usize = 1 << 20;
 
 struct Inner {
     addr: SocketAddr,
-    out: mpsc::UnboundedSender<OutFrame>,
+    out: mpsc::Sender<OutFrame>,
     pending: Mutex<HashMap<u64, Route>>,
     next_id: AtomicU64,
     closed: AtomicBool,
@@ -87,7 +102,7 @@ struct Inner {
 }
 
 impl Inner {
-    fn fail_all(&self, why: String) {
+    async fn fail_all(&self, why: String) {
         self.closed.store(true, Ordering::SeqCst);
         let routes: Vec<Route> = match self.pending.lock() {
             Ok(mut p) => p.drain().map(|(_, r)| r).collect(),
@@ -97,7 +112,8 @@ impl Inner {
             r.deliver(Reply::Lost(ConnError::Closed {
                 addr: self.addr,
                 why: why.clone(),
-            }));
+            }))
+            .await;
         }
     }
 }
@@ -144,8 +160,8 @@ impl NodeConn {
                 ms: CONNECT_TIMEOUT_MS,
             })?
             .map_err(|why| ConnError::Connect { addr, why })?;
-        let (mut rd, mut wr) = stream.into_split();
-        let (out, mut out_rx) = mpsc::unbounded_channel::<OutFrame>();
+        let (rd, wr) = stream.into_split();
+        let (out, out_rx) = mpsc::channel::<OutFrame>(OUTBOX_FRAMES_MAX);
         let inner = Arc::new(Inner {
             addr,
             out,
@@ -154,76 +170,8 @@ impl NodeConn {
             closed: AtomicBool::new(false),
             hello,
         });
-        let writer_inner = inner.clone();
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            while let Some(first) = out_rx.recv().await {
-                buf.clear();
-                let mut next = Some(first);
-                // Coalesce whatever else is queued into one write; a large
-                // shared payload goes out from its own buffer.
-                while let Some(frame) = next.take() {
-                    let written = match frame {
-                        OutFrame::Owned(f) => {
-                            buf.extend_from_slice(&f);
-                            Ok(())
-                        }
-                        OutFrame::Shared { header, payload } => {
-                            buf.extend_from_slice(&header);
-                            if payload.len() < SHARED_WRITE_MIN_BYTES {
-                                buf.extend_from_slice(&payload);
-                                Ok(())
-                            } else {
-                                let head = wr.write_all(&buf).await;
-                                buf.clear();
-                                match head {
-                                    Ok(()) => wr.write_all(&payload).await,
-                                    Err(e) => Err(e),
-                                }
-                            }
-                        }
-                    };
-                    if let Err(e) = written {
-                        writer_inner.fail_all(format!("write: {e}"));
-                        return;
-                    }
-                    if buf.len() < COALESCE_BYTES_MAX {
-                        next = out_rx.try_recv().ok();
-                    }
-                }
-                if buf.is_empty() {
-                    continue;
-                }
-                if let Err(e) = wr.write_all(&buf).await {
-                    writer_inner.fail_all(format!("write: {e}"));
-                    return;
-                }
-            }
-        });
-        let reader_inner = inner.clone();
-        tokio::spawn(async move {
-            loop {
-                match read_message(&mut rd).await {
-                    Ok((rid, msg)) => {
-                        let route = match reader_inner.pending.lock() {
-                            Ok(mut p) => p.remove(&rid),
-                            Err(_) => None,
-                        };
-                        match route {
-                            Some(r) => r.deliver(Reply::Msg(msg)),
-                            None => log::debug!(
-                                "{addr}: answer to unknown request {rid}: {:?}",
-                                msg.kind()
-                            ),
-                        }
-                    }
-                    Err(e) => {
-                        reader_inner.fail_all(e.to_string());
-                        return;
-                    }
-                }
-            }
-        });
+        tokio::spawn(write_frames(inner.clone(), wr, out_rx));
+        tokio::spawn(read_answers(inner.clone(), rd));
         Ok(NodeConn { inner })
     }
 
@@ -266,20 +214,22 @@ impl NodeConn {
 
     fn send_out(&self, id: u64, frame: OutFrame) -> Result<(), ConnError> {
         debug_assert!(frame.len() >= trilog_wire::FRAME_HEADER_BYTES);
-        if self.inner.out.send(frame).is_err() {
-            if let Ok(mut p) = self.inner.pending.lock() {
-                p.remove(&id);
-            }
-            return Err(self.lost("writer gone"));
+        let why = match self.inner.out.try_send(frame) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => "outbox full: the peer stopped reading",
+            Err(mpsc::error::TrySendError::Closed(_)) => "writer gone",
+        };
+        if let Ok(mut p) = self.inner.pending.lock() {
+            p.remove(&id);
         }
-        Ok(())
+        Err(self.lost(why))
     }
 
     /// Sends a request whose answer goes into `tx` tagged with `tag`.
     pub fn send_tagged<T: WireMessage>(
         &self,
         msg: &T,
-        tx: &mpsc::UnboundedSender<(u64, Reply)>,
+        tx: &mpsc::Sender<(u64, Reply)>,
         tag: u64,
     ) -> Result<(), ConnError>
     where
@@ -300,7 +250,7 @@ impl NodeConn {
         kind: trilog_wire::Kind,
         payload: &Arc<rkyv::util::AlignedVec>,
         payload_crc: u32,
-        tx: &mpsc::UnboundedSender<(u64, Reply)>,
+        tx: &mpsc::Sender<(u64, Reply)>,
         tag: u64,
     ) -> Result<(), ConnError> {
         let id = self.register(Route::Tagged(tx.clone(), tag))?;
@@ -356,6 +306,109 @@ impl NodeConn {
                     ms: timeout.as_millis() as u64,
                 })
             }
+        }
+    }
+}
+
+/// The writer task of a connection: drains its outbox, coalescing what is
+/// queued into one write; a large shared payload goes out from its own
+/// buffer. A write error fails every request in flight.
+async fn write_frames(
+    inner: Arc<Inner>,
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    mut out_rx: mpsc::Receiver<OutFrame>,
+) {
+    let mut buf = Vec::new();
+    while let Some(first) = out_rx.recv().await {
+        buf.clear();
+        let mut next = Some(first);
+        while let Some(frame) = next.take() {
+            let written = match frame {
+                OutFrame::Owned(f) => {
+                    buf.extend_from_slice(&f);
+                    Ok(())
+                }
+                OutFrame::Shared { header, payload } => {
+                    buf.extend_from_slice(&header);
+                    if payload.len() < SHARED_WRITE_MIN_BYTES {
+                        buf.extend_from_slice(&payload);
+                        Ok(())
+                    } else {
+                        let head = wr.write_all(&buf).await;
+                        buf.clear();
+                        match head {
+                            Ok(()) => wr.write_all(&payload).await,
+                            Err(e) => Err(e),
+                        }
+                    }
+                }
+            };
+            if let Err(e) = written {
+                inner.fail_all(format!("write: {e}")).await;
+                return;
+            }
+            if buf.len() < COALESCE_BYTES_MAX {
+                next = out_rx.try_recv().ok();
+            }
+        }
+        if buf.is_empty() {
+            continue;
+        }
+        if let Err(e) = wr.write_all(&buf).await {
+            inner.fail_all(format!("write: {e}")).await;
+            return;
+        }
+    }
+}
+
+/// The reader task of a connection: routes every answer by request id. A
+/// read error fails every request in flight.
+async fn read_answers(inner: Arc<Inner>, mut rd: tokio::net::tcp::OwnedReadHalf) {
+    let addr = inner.addr;
+    loop {
+        match read_message(&mut rd).await {
+            Ok((rid, msg)) => {
+                let route = match inner.pending.lock() {
+                    Ok(mut p) => p.remove(&rid),
+                    Err(_) => None,
+                };
+                match route {
+                    Some(r) => r.deliver(Reply::Msg(msg)).await,
+                    None => {
+                        log::debug!("{addr}: answer to unknown request {rid}: {:?}", msg.kind())
+                    }
+                }
+            }
+            Err(e) => {
+                inner.fail_all(e.to_string()).await;
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_map_to_the_refusals_the_machines_decide_on() {
+        assert_eq!(
+            refusal_of(ErrorCode::Fenced, 4),
+            Some(Refusal::Fenced { epoch: 4 })
+        );
+        assert_eq!(
+            refusal_of(ErrorCode::Sealed, 7),
+            Some(Refusal::Sealed { len: 7 })
+        );
+        assert_eq!(refusal_of(ErrorCode::Gap, 2), Some(Refusal::Gap { len: 2 }));
+        for code in [
+            ErrorCode::NotFound,
+            ErrorCode::WrongShard,
+            ErrorCode::BadRequest,
+            ErrorCode::Internal,
+        ] {
+            assert_eq!(refusal_of(code, 1), None, "{code:?} only fails the replica");
         }
     }
 }

@@ -46,4 +46,6 @@ pub enum ClientError {
     Trimmed { log_id: u64, trim_seq: u64 },
     #[error("log {log_id}: replica returned bad data: {why}")]
     BadData { log_id: u64, why: String },
+    #[error("producer configuration: {0}")]
+    Config(#[from] trilog_protocol::producer::ConfigError),
 }

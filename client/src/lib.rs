@@ -3,18 +3,23 @@
 //! Guarantees: [`Producer::append`] resolves to an entry's seq only once
 //! the entry is durable on every replica of its segment; an append whose
 //! outcome is unknown (the log was taken over, the producer stopped) fails
-//! with [`AppendError::Indeterminate`], never a silent success or loss.
+//! with [`AppendError::Indeterminate`] naming the reason the protocol's
+//! machine stopped for, never a silent success or loss. The producer, the
+//! takeover and the open are thin drivers: every protocol decision and
+//! every timer is in `trilog-protocol`. Every channel is bounded.
 //! [`Consumer::next_batch`] returns only committed entries, dense and in
 //! seq order, each checked against the producer's crc32c.
 //!
 //! The metadata store it talks to (embedded or etcd) is `trilog_meta`,
 //! re-exported here as [`meta`].
 
+pub mod clock;
 pub mod conn;
 pub mod consumer;
 pub mod error;
 pub mod pool;
 pub mod producer;
+pub mod record_calls;
 pub mod takeover;
 
 pub use consumer::{Consumer, Record};

@@ -24,14 +24,23 @@
 //! - [`takeover`]: a new producer fencing and sealing the open segment of
 //!   a log whose producer may still be alive, and carrying its tail over.
 //! - [`placement`]: the choice of replicas for a new segment.
+//! - [`meta_call`]: the metadata calls the machines ask for, their
+//!   outcomes (applied, conflict, unknown, unavailable) and the timers of a
+//!   change made by compare-and-swap.
+//! - [`opener`]: a producer opening a log whose last segment is sealed (or
+//!   that does not exist yet).
+//! - [`actions`]: the `#[must_use]` list of actions every machine returns.
 //! - [`mutant`]: deliberately broken variants for the model checker,
 //!   compiled in only with the `mutants` feature.
 
 pub mod acks;
+pub mod actions;
 pub mod consumer;
+pub mod meta_call;
 pub mod meta_record;
 pub mod metadata;
 pub mod mutant;
+pub mod opener;
 pub mod placement;
 pub mod producer;
 pub mod refusal;

@@ -47,6 +47,11 @@ pub enum Mutant {
     /// first design, which published it before any did: the new segment
     /// then places committed entries where not every replica has them).
     SealBeforeTailDurable = 10,
+    /// `producer/change.rs`: a switch or seal CAS whose outcome is unknown
+    /// (the metadata store timed out) is taken for a fence by the next
+    /// epoch, as the client's driver once did: a producer that still owns
+    /// its log reports itself taken over and stops.
+    UnknownCasIsFence = 11,
 }
 
 #[cfg(feature = "mutants")]

@@ -3,15 +3,18 @@
 //! The model (`model/`) runs the production state machines of this crate,
 //! not copies of them: each log node holds one [`Replica`] per segment,
 //! producer 1 and producer 2 are production [`Producer`]s, producer 2
-//! takes the log over with a production [`Takeover`], the metadata record
-//! changes only through the functions of `metadata.rs` (one atomic
-//! compare-and-swap per change), replicas of a new segment come from
-//! `placement.rs`, and the consumer is a production [`Cursor`]. The drivers
-//! around them do what `node/` and `client/` do: a node acks an append only
-//! once it is flushed, answers a fence only once nothing staged is left,
-//! applies a seal only then too, and rebuilds a replica after a crash with
+//! takes the log over with a production [`Takeover`], every metadata
+//! decision (the switch, the epoch bump, the placement, the sealing CAS,
+//! what to make of an unknown outcome) is the machines' own, taken on the
+//! answers of a model metadata store (one record, one atomic CAS per step,
+//! `meta_record::validate_record` on every record stored), and the
+//! consumer is a production [`Cursor`]. The drivers around them do what
+//! `node/` and `client/` do: a node acks an append only once it is
+//! flushed, answers a fence only once nothing staged is left, applies a
+//! seal only then too, and rebuilds a replica after a crash with
 //! `Replica::recovered` from its records' commit fields and the control
-//! state it persisted.
+//! state it persisted; a producer's driver carries out every action and
+//! feeds every answer back.
 //!
 //! Faults: messages are lost, duplicated and reordered; a node crashes and
 //! restarts (losing what was staged and not flushed, the appends and
@@ -19,8 +22,10 @@
 //! keeping records that reached the disk unacknowledged); producer 1
 //! crashes; producer 2 takes over while producer 1 still writes; a
 //! producer decides at any moment that a replica failed and switches
-//! segments; a takeover's tail read times out; the consumer gives up on a
-//! replica and reads the next one, and reads with a stale record.
+//! segments; a metadata CAS has an unknown outcome (applied, lost, or
+//! landing later) and the machine is told so; a takeover's tail read
+//! times out; the consumer gives up on a replica and reads the next one,
+//! and reads with a stale record.
 //!
 //! Every configuration has 4 nodes, 3 replicas per segment, a window of 2
 //! appends in flight per replica (one entry per append), and a consumer.
@@ -34,12 +39,15 @@
 //! | network         | 3 entries  | no       | 1 loss, 1 duplicate, 1 reordering                   |
 //! | crash           | 3 entries  | no       | 1 node crash (+ torn write), 1 delayed flush, 1 failover |
 //! | switch          | 3 entries  | no       | 1 replica failure (switch), 1 loss, 1 failover      |
+//! | switch-unknown  | 3 entries  | no       | 1 replica failure, 1 unknown CAS outcome, 1 failover |
 //! | race            | 3 entries  | + 1      | none (the race itself)                              |
 //! | race-flush      | 2 entries  | + 1      | producer 1 crash, 1 delayed flush, 1 failover       |
 //! | race-crash      | 2 entries  | + 1      | 1 node crash, producer 2 crash                      |
 //! | race-loss       | 2 entries  | + 1      | 1 loss, producer 2 crash                            |
+//! | race-unknown    | 2 entries  | + 1      | 1 unknown CAS outcome, producer 2 crash             |
 //! | race-tail       | 1 entry    | + 0      | 1 tail write failure, producer 2 crash; all async   |
 //! | liveness-switch | 3 entries  | no       | 1 replica failure, 1 failover (FIFO, no loss)       |
+//! | liveness-unknown | 2 entries | no       | 1 replica failure, 1 unknown CAS outcome, 1 failover |
 //! | liveness-race   | 2 entries  | + 1      | none                                                |
 //!
 //! Appends are flushed as they arrive unless the checker spends a "delayed
@@ -49,19 +57,24 @@
 //! CAS is asynchronous too. See
 //! `docs/verification.md` for these reductions and what they leave out.
 //!
-//! Progress is judged only in the two liveness configurations, which have
-//! no loss, duplicate or crash; stateright judges `eventually` only at
-//! terminal states, so the test first checks that their state graphs are
-//! acyclic (`model/acyclic.rs`).
+//! Progress is judged only in the three liveness configurations, which
+//! have no loss, duplicate or crash; stateright judges `eventually` only at
+//! terminal states, so each first checks that its state graph is acyclic
+//! (`model/acyclic.rs`).
 //!
-//! Run: `cargo test --release -p trilog-protocol --test model_check -- --nocapture`.
-//! It prints `model: <property> holds states=N in <scenario>` for every
-//! property of every scenario, `model: <discovery> reached in <scenario>`
-//! for the interesting states, `mutant: <name> refuted by <property>
-//! depth=D` for every deliberately broken variant (see
-//! `trilog_protocol::mutant`; D is the length of the shortest
-//! counterexample). With `TRILOG_MC_TRACE=1` it also prints each
-//! counterexample's steps.
+//! Each scenario, each liveness configuration and each mutant is its own
+//! `#[test]` (`scenario_race_loss`, `liveness_switch`,
+//! `mutant_no_tail_copy`, ...), so one failure hides no other; they take a
+//! process-wide lock, since the mutant selected is process-wide and the
+//! checker runs its own threads. Run:
+//! `cargo test --release -p trilog-protocol --test model_check -- --nocapture`
+//! (a test name after `--` runs that one alone). It prints
+//! `model: <property> holds states=N in <scenario>` for every property of
+//! every scenario, `model: <discovery> reached in <scenario>` for the
+//! interesting states, `mutant: <name> refuted by <property> depth=D` for
+//! every deliberately broken variant (see `trilog_protocol::mutant`; D is
+//! the length of the shortest counterexample). With `TRILOG_MC_TRACE=1` it
+//! also prints each counterexample's steps.
 //!
 //! [`Replica`]: trilog_protocol::replica::Replica
 //! [`Producer`]: trilog_protocol::producer::Producer
@@ -70,205 +83,28 @@
 
 mod model;
 
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use stateright::{Checker, Expectation, HasDiscoveries, Model, Property};
 use trilog_protocol::mutant::{self, Mutant};
 
 use model::props::{self, INVARIANTS};
+use model::scenarios::*;
 use model::{Config, Trilog};
-
-/// Release builds check the full bounds; the test profile (opt-level 1,
-/// debug assertions on) checks smaller ones.
-fn full() -> bool {
-    !cfg!(debug_assertions)
-}
 
 const THREADS: usize = 2;
 
-/// 4 nodes, 3 replicas, a window of 2, producer 1 with `p1_entries`
-/// entries, no takeover and no fault: each scenario adds its own.
-fn base(p1_entries: u8) -> Config {
-    Config {
-        nodes: 4,
-        replicas: 3,
-        window: 2,
-        p1_entries,
-        takeover: false,
-        p2_entries: 1,
-        losses: 0,
-        dups: 0,
-        reorders: 0,
-        delayed_flushes: 0,
-        node_crashes: 0,
-        torn: false,
-        producer_crash: false,
-        taker_crash: false,
-        replica_failures: 0,
-        tail_read_failures: true,
-        tail_write_failures: 0,
-        consumer_failovers: 0,
-        seed: 0,
-        max_segments: 2,
-        consumer: true,
-        async_segments: 1,
-        prune_noops: false,
-    }
-}
+/// One check at a time: a mutant is selected for the whole process.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Producer 2 takes over while producer 1 (with `p1_entries` entries)
-/// still writes, then appends one entry of its own.
-fn race(p1_entries: u8) -> Config {
-    Config {
-        takeover: true,
-        ..base(p1_entries)
-    }
-}
-
-/// A configuration whose invariants are checked, with the discoveries it
-/// must reach.
-struct Scenario {
-    name: &'static str,
-    cfg: Config,
-    discoveries: &'static [&'static str],
-}
-
-fn scenarios() -> Vec<Scenario> {
-    let full = full();
-    // Entries of producer 1 without and with a takeover.
-    let (alone, racing) = if full { (3, 2) } else { (2, 1) };
-    vec![
-        // The pipeline under network faults: a lost append or ack, a
-        // duplicate, a reordered pair (gaps, resends, stale acks).
-        Scenario {
-            name: "network",
-            cfg: Config {
-                losses: 1,
-                dups: 1,
-                reorders: u8::from(full),
-                ..base(alone)
-            },
-            discoveries: &[],
-        },
-        // A node crash and restart with appends staged but not flushed
-        // (lost, or on disk unacknowledged), and a consumer failover.
-        Scenario {
-            name: "crash",
-            cfg: Config {
-                node_crashes: 1,
-                torn: true,
-                delayed_flushes: 1,
-                consumer_failovers: 1,
-                ..base(alone)
-            },
-            discoveries: &[props::READ_AFTER_CRASH],
-        },
-        // A segment switch (a replica failure declared at any moment),
-        // with a lost message (a seal a replica never hears of) and a
-        // consumer failover.
-        Scenario {
-            name: "switch",
-            cfg: Config {
-                replica_failures: 1,
-                losses: u8::from(full),
-                consumer_failovers: 1,
-                ..base(alone)
-            },
-            discoveries: &[props::SEGMENT_SEALED],
-        },
-        // The takeover racing producer 1 while its window is full.
-        Scenario {
-            name: "race",
-            cfg: race(if full { 3 } else { 2 }),
-            discoveries: &[
-                props::SEGMENT_SEALED,
-                props::TAKEOVER_DONE,
-                props::TAIL_CARRIED_OVER,
-            ],
-        },
-        // The takeover racing producer 1, which may crash instead, with an
-        // append left unflushed when a fence arrives, and a consumer
-        // failover.
-        Scenario {
-            name: "race-flush",
-            cfg: Config {
-                producer_crash: true,
-                delayed_flushes: 1,
-                consumer_failovers: 1,
-                ..race(racing)
-            },
-            discoveries: &[props::TAKEOVER_DONE, props::TAIL_CARRIED_OVER],
-        },
-        // The takeover racing producer 1 with a node crash and restart;
-        // producer 2 may crash too, at any point.
-        Scenario {
-            name: "race-crash",
-            cfg: Config {
-                node_crashes: 1,
-                taker_crash: true,
-                ..race(racing)
-            },
-            discoveries: &[props::TAKEOVER_DONE, props::READ_AFTER_CRASH],
-        },
-        // The takeover racing producer 1 with a lost message (a fence, an
-        // answer, a seal, an append, an ack); producer 2 may crash too, at
-        // any point (after writing the tail and before its CAS, say).
-        Scenario {
-            name: "race-loss",
-            cfg: Config {
-                losses: 1,
-                taker_crash: true,
-                ..race(racing)
-            },
-            discoveries: &[props::TAKEOVER_DONE, props::TAIL_CARRIED_OVER],
-        },
-        // The tail written to the next segment before it is published,
-        // on an asynchronous network: a replica's write fails (the
-        // segment is placed again without it), a node crashes, producer 2
-        // crashes, all at any point.
-        Scenario {
-            name: "race-tail",
-            cfg: Config {
-                tail_write_failures: 1,
-                taker_crash: full,
-                async_segments: 2,
-                p2_entries: 0,
-                ..race(1)
-            },
-            discoveries: &[
-                props::TAKEOVER_DONE,
-                props::TAIL_CARRIED_OVER,
-                props::TAIL_REPLACED,
-            ],
-        },
-    ]
-}
-
-/// Progress with a segment switch: no loss, duplicate or crash, one
-/// replica failure declared at any moment, a consumer failover. Acyclic
-/// (checked), so stateright judges `eventually` at real terminal states.
-fn liveness_switch() -> Config {
-    Config {
-        replica_failures: 1,
-        consumer_failovers: 1,
-        prune_noops: true,
-        ..base(if full() { 3 } else { 2 })
-    }
-}
-
-/// Progress through a takeover racing producer 1: every entry producer 2
-/// takes is committed and every committed entry is read (producer 1's
-/// entries that it had not seen committed are undetermined: it is
-/// fenced, so they do not count). No fault, no tail read timeout.
-fn liveness_race() -> Config {
-    Config {
-        tail_read_failures: false,
-        prune_noops: true,
-        ..race(if full() { 2 } else { 1 })
-    }
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    // A check that failed poisons the lock; the others still run.
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn check_scenario(sc: Scenario) {
+    let _one = one_at_a_time();
     let started = Instant::now();
     let mut properties: Vec<Property<Trilog>> =
         INVARIANTS.iter().map(|n| props::invariant(n)).collect();
@@ -302,6 +138,7 @@ fn check_scenario(sc: Scenario) {
 }
 
 fn check_progress(name: &str, cfg: Config) {
+    let _one = one_at_a_time();
     let started = Instant::now();
     let states = model::acyclic::assert_acyclic(&Trilog::new(cfg.clone(), Vec::new()));
     let checker = Trilog::new(cfg, vec![props::progress()])
@@ -351,103 +188,147 @@ fn counterexample(cfg: Config, property: Property<Trilog>) -> Option<usize> {
     Some(path.into_actions().len())
 }
 
-/// The checker must refute mutant `m` with a counterexample to `property`.
-fn refute(m: Mutant, property: Property<Trilog>, cfg: Config) {
+/// Unselects the mutant when dropped, even if the check panicked.
+struct Selected;
+
+impl Drop for Selected {
+    fn drop(&mut self) {
+        mutant::set(None);
+    }
+}
+
+/// The checker must refute mutant `m` with a counterexample to the
+/// property it breaks, in the smallest configuration that shows it.
+fn refute(m: Mutant) {
+    let _one = one_at_a_time();
+    let (property, cfg) = mutant_case(m);
     let name = property.name;
     let started = Instant::now();
     mutant::set(Some(m));
+    let selected = Selected;
     let found = counterexample(cfg, property);
-    mutant::set(None);
+    drop(selected);
     let depth = found.unwrap_or_else(|| panic!("mutant {m:?} is not refuted by {name}"));
     println!("mutant: {m:?} refuted by {name} depth={depth}");
     eprintln!("  [{:.1} s]", started.elapsed().as_secs_f64());
 }
 
 #[test]
-fn model_check() {
-    let started = Instant::now();
-    // While working on the model: `TRILOG_MC_ONLY=<scenario>` checks that
-    // scenario alone (no liveness, no mutants).
-    if let Ok(only) = std::env::var("TRILOG_MC_ONLY") {
-        let sc = scenarios().into_iter().find(|sc| sc.name == only);
-        check_scenario(sc.unwrap_or_else(|| panic!("no scenario {only}")));
-        return;
-    }
-    for sc in scenarios() {
-        check_scenario(sc);
-    }
-    check_progress("liveness-switch", liveness_switch());
-    check_progress("liveness-race", liveness_race());
-    check_mutants();
-    eprintln!("  [total {:.1} s]", started.elapsed().as_secs_f64());
+fn scenario_network() {
+    check_scenario(network());
 }
 
-/// Every mutant of `trilog_protocol::mutant`, each in the smallest
-/// configuration that shows it, must be refuted by the property it breaks.
-fn check_mutants() {
-    let quiet = base(2);
-    let race = race(2);
-    let mutants = [
-        (
-            Mutant::CommitOnTwoAcks,
-            props::COMMIT_DURABILITY,
-            quiet.clone(),
-        ),
-        (
-            Mutant::ReadPastWatermark,
-            props::READ_COMMITTED,
-            quiet.clone(),
-        ),
-        (
-            Mutant::ResendStoredTwice,
-            props::LOG_ORDER,
-            Config { dups: 1, ..base(3) },
-        ),
-        (Mutant::NoTailCopy, props::COMMIT_DURABILITY, race.clone()),
-        (
-            Mutant::FenceAnsweredBeforeDrain,
-            props::COMMIT_DURABILITY,
-            Config {
-                delayed_flushes: 1,
-                ..race.clone()
-            },
-        ),
-        (
-            Mutant::TakeoverWithoutFence,
-            props::SINGLE_WRITER,
-            race.clone(),
-        ),
-        (
-            Mutant::FenceNotDurable,
-            props::SINGLE_WRITER,
-            Config {
-                node_crashes: 1,
-                ..race.clone()
-            },
-        ),
-        (Mutant::SealAtLongest, props::SEALED_COMPLETE, race.clone()),
-    ];
-    for (m, name, cfg) in mutants {
-        refute(m, props::invariant(name), cfg);
-    }
-    refute(
-        Mutant::WatermarkNotSent,
-        props::progress(),
-        liveness_switch(),
-    );
+#[test]
+fn scenario_crash() {
+    check_scenario(crash());
+}
 
-    // Sealing before the carried tail is durable on every replica of the
-    // next segment (the first design sealed before any had it; the
-    // checker refuted it while it was built, docs/verification.md). The
-    // tail writes must be asynchronous for one to land before another.
-    refute(
-        Mutant::SealBeforeTailDurable,
-        props::invariant(props::COMMIT_DURABILITY),
-        Config {
-            async_segments: 2,
-            p2_entries: 0,
-            p1_entries: 1,
-            ..race
-        },
-    );
+#[test]
+fn scenario_switch() {
+    check_scenario(switch());
+}
+
+#[test]
+fn scenario_switch_unknown() {
+    check_scenario(switch_unknown());
+}
+
+#[test]
+fn scenario_race() {
+    check_scenario(race());
+}
+
+#[test]
+fn scenario_race_flush() {
+    check_scenario(race_flush());
+}
+
+#[test]
+fn scenario_race_crash() {
+    check_scenario(race_crash());
+}
+
+#[test]
+fn scenario_race_loss() {
+    check_scenario(race_loss());
+}
+
+#[test]
+fn scenario_race_unknown() {
+    check_scenario(race_unknown());
+}
+
+#[test]
+fn scenario_race_tail() {
+    check_scenario(race_tail());
+}
+
+#[test]
+fn liveness_switch() {
+    check_progress("liveness-switch", liveness_switch_config());
+}
+
+#[test]
+fn liveness_unknown() {
+    check_progress("liveness-unknown", liveness_unknown_config());
+}
+
+#[test]
+fn liveness_race() {
+    check_progress("liveness-race", liveness_race_config());
+}
+
+#[test]
+fn mutant_commit_on_two_acks() {
+    refute(Mutant::CommitOnTwoAcks);
+}
+
+#[test]
+fn mutant_read_past_watermark() {
+    refute(Mutant::ReadPastWatermark);
+}
+
+#[test]
+fn mutant_resend_stored_twice() {
+    refute(Mutant::ResendStoredTwice);
+}
+
+#[test]
+fn mutant_no_tail_copy() {
+    refute(Mutant::NoTailCopy);
+}
+
+#[test]
+fn mutant_fence_answered_before_drain() {
+    refute(Mutant::FenceAnsweredBeforeDrain);
+}
+
+#[test]
+fn mutant_takeover_without_fence() {
+    refute(Mutant::TakeoverWithoutFence);
+}
+
+#[test]
+fn mutant_fence_not_durable() {
+    refute(Mutant::FenceNotDurable);
+}
+
+#[test]
+fn mutant_seal_at_longest() {
+    refute(Mutant::SealAtLongest);
+}
+
+#[test]
+fn mutant_watermark_not_sent() {
+    refute(Mutant::WatermarkNotSent);
+}
+
+#[test]
+fn mutant_seal_before_tail_durable() {
+    refute(Mutant::SealBeforeTailDurable);
+}
+
+#[test]
+fn mutant_unknown_cas_is_fence() {
+    refute(Mutant::UnknownCasIsFence);
 }

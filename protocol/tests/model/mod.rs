@@ -6,18 +6,23 @@ pub mod acyclic;
 pub mod net;
 pub mod node;
 pub mod props;
+pub mod reader;
+pub mod scenarios;
+pub mod steps;
+pub mod store;
 pub mod writers;
 
 use std::collections::BTreeMap;
 
 use stateright::{Model, Property};
-use trilog_protocol::consumer::{Cursor, Step};
+use trilog_protocol::consumer::Cursor;
 use trilog_protocol::metadata::{open_for_write, LogMeta};
-use trilog_protocol::producer::{OpenSegment, Phase, Producer, ProducerConfig};
-use trilog_protocol::takeover::{TakeoverAction, TakeoverPhase};
+use trilog_protocol::producer::{OpenSegment, Phase, Producer, ProducerConfig, StopReason};
 
 use net::{Msg, Net, Pid, Tag};
 use node::Node;
+use reader::{Consumer, Snapshot};
+use store::{Fate, PendingCas};
 use writers::{all_nodes, entry, Taker, Writer};
 
 pub const LOG_ID: u64 = 7;
@@ -58,6 +63,9 @@ pub struct Config {
     pub tail_write_failures: u8,
     /// Times the consumer may give up on a replica and use the next.
     pub consumer_failovers: u8,
+    /// Metadata CASes whose outcome the machine is told is unknown (the
+    /// CAS applied, was lost, or lands later).
+    pub unknown_cas: u8,
     /// Segments with an id below this run on the asynchronous network;
     /// the others (those opened by a switch or a takeover) on a
     /// synchronous one: whatever can be delivered there is, within the
@@ -80,7 +88,12 @@ impl Config {
             window: self.window,
             batch_entries_max: 1,
             batch_bytes_max: 1 << 20,
+            // Never: the checker declares replica failures itself.
             ack_timeout_ms: u64::MAX,
+            replicas: self.replicas,
+            seed: self.seed,
+            meta_pause_ms: 10,
+            meta_patience_ms: 1_000,
         }
     }
 }
@@ -98,16 +111,7 @@ pub struct Budget {
     pub replica_failures: u8,
     pub tail_write_failures: u8,
     pub consumer_failovers: u8,
-}
-
-/// The reader: a production [`Cursor`] and the metadata record as it last
-/// read it (it may be stale).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Consumer {
-    pub cursor: Cursor,
-    pub meta: Snapshot,
-    /// Ghost: every entry it was given, (seq, payload), in order.
-    pub reads: Vec<(u64, Tag)>,
+    pub unknown_cas: u8,
 }
 
 /// What the properties judge and the system does not hold.
@@ -128,11 +132,24 @@ pub struct Ghost {
     pub read_after_crash: bool,
     /// A takeover placed its next segment again after a tail write failed.
     pub tail_replaced: bool,
+    /// A producer stopped because of another producer when the record's
+    /// epoch was not newer than its own (a made-up fence).
+    pub false_fence: bool,
+    /// A producer stopped, fenced by a newer epoch that really owns the log.
+    pub fenced: bool,
+    /// A machine was told that a CAS's outcome is unknown.
+    pub unknown_told: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct State {
     pub meta: LogMeta,
+    /// The record's version in the store.
+    pub version: u64,
+    /// Per producer, the CAS it asked for, not carried out yet.
+    pub cas: [Option<PendingCas>; 2],
+    /// A CAS with an unknown outcome still in flight in the store.
+    pub store_in_flight: Option<PendingCas>,
     pub nodes: Vec<Node>,
     /// Producer 1; `None` once it crashed.
     pub p1: Option<Writer>,
@@ -165,11 +182,24 @@ pub enum Act {
         pid: Pid,
         replica: usize,
     },
-    SwitchCas(Pid),
+    /// The store carries out the CAS that producer `pid` asked for.
+    Cas(Pid),
+    /// The CAS that producer `pid` asked for meets `fate`; the producer is
+    /// told its outcome is unknown.
+    CasUnknown {
+        pid: Pid,
+        fate: Fate,
+    },
+    /// A CAS in flight in the store lands.
+    StoreLands,
+    /// Producer `pid`'s next timer fires (a pause before a metadata round,
+    /// the takeover's fence resend).
+    Timeout(Pid),
     ProducerCrash,
     TakerCrash,
     TakeoverStart,
-    TakeoverStep,
+    /// The tail read the takeover asked for is carried out.
+    TailRead,
     /// The tail read times out (its node is down or slow).
     TailReadFails,
     /// Writing the carried tail to `node`, a replica of the next segment
@@ -177,8 +207,6 @@ pub enum Act {
     TailWriteFails {
         node: u64,
     },
-    /// The takeover's fence timeout: send the unanswered fences again.
-    FenceRetry,
     Read,
     RefreshMeta,
     Failover,
@@ -220,13 +248,16 @@ impl Trilog {
                 reads: Vec::new(),
             },
             meta,
+            version: 1,
+            cas: [None, None],
+            store_in_flight: None,
             nodes: all_nodes(cfg)
                 .into_iter()
                 .map(|id| Node::new(id, cfg.max_segments))
                 .collect(),
             p1: Some(Writer {
                 m,
-                switch: None,
+                now: 0,
                 first: 0,
                 tags,
             }),
@@ -243,15 +274,16 @@ impl Trilog {
                 replica_failures: cfg.replica_failures,
                 tail_write_failures: cfg.tail_write_failures,
                 consumer_failovers: cfg.consumer_failovers,
+                unknown_cas: cfg.unknown_cas,
             },
             ghost: Ghost::default(),
         };
-        s.drive(1, |m| m.poll(0));
+        s.drive(cfg, 1, |m, now| m.begin(now));
         s
     }
 
     /// Whether `m` can be delivered now.
-    fn receivable(&self, s: &State, m: &Msg) -> bool {
+    pub(crate) fn receivable(&self, s: &State, m: &Msg) -> bool {
         match m {
             Msg::Append { node, .. }
             | Msg::Watermark { node, .. }
@@ -283,13 +315,14 @@ impl Trilog {
                 durable_len,
             } => {
                 if s.writer(*to).is_some() {
-                    s.drive(*to, |p| {
-                        p.handle_ack(*replica as usize, *seg, *durable_len, 0)
+                    s.drive(&self.cfg, *to, |p, now| {
+                        p.handle_ack(*replica as usize, *seg, *durable_len, now)
                     });
-                } else if let Taker::Taking { t, .. } = &mut s.p2 {
+                } else if let Taker::Taking { .. } = &s.p2 {
                     // The tail written to the next segment.
-                    let more = t.handle_tail_ack(*node, *seg, *durable_len);
-                    s.takeover_actions(more);
+                    s.drive_taker(&self.cfg, |t, now| {
+                        t.handle_tail_ack(*node, *seg, *durable_len, now)
+                    });
                 }
             }
             Msg::Refused {
@@ -300,20 +333,22 @@ impl Trilog {
                 refusal,
             } => {
                 if s.writer(*to).is_some() {
-                    s.drive(*to, |p| {
-                        p.handle_refusal(*replica as usize, *seg, *refusal, 0)
+                    s.drive(&self.cfg, *to, |p, now| {
+                        p.handle_refusal(*replica as usize, *seg, *refusal, now)
                     });
-                } else if let Taker::Taking { t, .. } = &mut s.p2 {
-                    let more = t.handle_tail_write_failure(*node, *seg);
-                    s.takeover_actions(more);
+                } else if let Taker::Taking { .. } = &s.p2 {
+                    s.drive_taker(&self.cfg, |t, now| {
+                        t.handle_tail_write_failure(*node, *seg, now)
+                    });
                 }
             }
             Msg::FenceAnswer {
                 replica, answer, ..
             } => {
-                if let Taker::Taking { t, .. } = &mut s.p2 {
-                    let more = t.handle_fence_answer(*replica as usize, *answer);
-                    s.takeover_actions(more);
+                if let Taker::Taking { .. } = &s.p2 {
+                    s.drive_taker(&self.cfg, |t, now| {
+                        t.handle_fence_answer(*replica as usize, *answer, now)
+                    });
                 }
             }
         }
@@ -334,111 +369,31 @@ impl Trilog {
             self.deliver(s, &m, true);
         }
     }
-
-    /// The consumer's next read, if it gets anything.
-    fn read(&self, s: &mut State) -> bool {
-        let meta = s.consumer.meta.record(&s.meta);
-        let c = &mut s.consumer;
-        let Step::Read {
-            segment,
-            node,
-            from_offset,
-            limit,
-        } = c.cursor.next_step(&meta)
-        else {
-            return false;
-        };
-        let n = &s.nodes[node as usize - 1];
-        let seg = n.seg(segment);
-        let end = seg.rep.readable_end(limit);
-        if end <= from_offset {
-            return false;
-        }
-        let tags: Vec<Tag> = seg.recs[from_offset as usize..end as usize]
-            .iter()
-            .map(|(t, _)| *t)
-            .collect();
-        let Ok(first) = c.cursor.on_read(segment, from_offset, tags.len() as u64) else {
-            return false;
-        };
-        for (i, t) in tags.into_iter().enumerate() {
-            c.reads.push((first + i as u64, t));
-        }
-        s.ghost.read_after_crash |= n.crashed;
-        true
-    }
-
-    /// Whether the consumer has nothing to read with what it knows.
-    fn consumer_stuck(&self, s: &State) -> bool {
-        let mut cursor = s.consumer.cursor.clone();
-        let Step::Read {
-            segment,
-            node,
-            from_offset,
-            limit,
-        } = cursor.next_step(&s.consumer.meta.record(&s.meta))
-        else {
-            return true;
-        };
-        let n = &s.nodes[node as usize - 1];
-        n.seg(segment).rep.readable_end(limit) <= from_offset
-    }
-}
-
-/// A version of the record, as the consumer read it. The record only
-/// grows (segments are appended, the last one is sealed, nothing else
-/// changes), so a past version is the current one cut to its first
-/// `segments`, with the last of them open again unless `last_sealed`. The
-/// epoch is left out: the consumer does not read it (states that differ
-/// only there merge).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Snapshot {
-    pub segments: u8,
-    pub last_sealed: bool,
-}
-
-impl Snapshot {
-    pub fn of(meta: &LogMeta) -> Snapshot {
-        Snapshot {
-            segments: meta.segments.len() as u8,
-            last_sealed: meta.segments.last().is_some_and(|s| s.sealed_len.is_some()),
-        }
-    }
-
-    /// The record as it was at this version.
-    pub fn record(&self, current: &LogMeta) -> LogMeta {
-        let mut meta = LogMeta {
-            epoch: 0,
-            segments: current.segments[..self.segments as usize].to_vec(),
-            ..current.clone()
-        };
-        if !self.last_sealed {
-            if let Some(last) = meta.segments.last_mut() {
-                last.sealed_len = None;
-            }
-        }
-        meta
-    }
 }
 
 impl State {
     /// Producer 1 is gone: its connections too, so nothing reaches it.
-    fn stop_p1(&mut self) {
+    pub(crate) fn stop_p1(&mut self) {
         self.p1 = None;
+        self.cas[0] = None;
         self.net
             .retain(|m| !matches!(m, Msg::Ack { to: 1, .. } | Msg::Refused { to: 1, .. }));
     }
 
-    /// A fenced producer 1 does nothing more (its driver stops): forget it
-    /// as if it had crashed, so that states differing only in what it
-    /// remembers merge. What it reported is kept in the ghost. Messages to
-    /// a producer that is gone are dropped as they are sent.
+    /// A producer 1 stopped by another producer does nothing more (its
+    /// driver stops): forget it as if it had crashed, so that states
+    /// differing only in what it remembers merge. What it reported is kept
+    /// in the ghost. Messages to a producer that is gone are dropped as
+    /// they are sent. (A producer stopped for any other reason is kept:
+    /// Progress then sees what it left undone.)
     fn retire_fenced(&mut self) {
-        if self
-            .p1
-            .as_ref()
-            .is_none_or(|w| matches!(w.m.phase(), Phase::Fenced { .. }))
-        {
+        let retired = |w: &Writer| {
+            matches!(
+                w.m.phase(),
+                Phase::Stopped(StopReason::Fenced { .. } | StopReason::SealedElsewhere { .. })
+            )
+        };
+        if self.p1.as_ref().is_none_or(retired) {
             self.stop_p1();
         }
         // Once the takeover is done its driver no longer listens for fence
@@ -447,10 +402,6 @@ impl State {
             self.net.retain(|m| !matches!(m, Msg::FenceAnswer { .. }));
         }
     }
-}
-
-fn writing(w: &Writer) -> bool {
-    matches!(w.m.phase(), Phase::Writing | Phase::Closing)
 }
 
 impl Model for Trilog {
@@ -462,199 +413,17 @@ impl Model for Trilog {
     }
 
     fn actions(&self, s: &State, out: &mut Vec<Act>) {
-        let b = &s.budget;
-        // Only a head is lost: losing a message further back is the same
-        // as losing it once it is the head, since nothing behind it moves
-        // before.
-        for m in s.net.heads() {
-            if self.receivable(s, m) {
-                out.push(Act::Deliver(m.clone()));
-                if b.delayed_flushes > 0 && matches!(m, Msg::Append { .. }) {
-                    out.push(Act::DeliverUnflushed(m.clone()));
-                }
-                if b.dups > 0 {
-                    out.push(Act::Duplicate(m.clone()));
-                }
-            }
-            if b.losses > 0 {
-                out.push(Act::Lose(m.clone()));
-            }
-        }
-        if b.reorders > 0 {
-            for m in s.net.behind_heads() {
-                if self.receivable(s, m) {
-                    out.push(Act::Reorder(m.clone()));
-                }
-            }
-        }
-        for n in &s.nodes {
-            if n.dirty() {
-                out.push(Act::Flush(n.id));
-            }
-            // Only a node that holds (or is to hold) a segment, published
-            // or being written by a takeover.
-            let placed = match &s.p2 {
-                Taker::Taking { t, .. } => t.next().is_some_and(|x| x.replicas.contains(&n.id)),
-                _ => false,
-            };
-            let replica = placed || s.meta.segments.iter().any(|g| g.replicas.contains(&n.id));
-            if replica && b.node_crashes > 0 {
-                out.push(Act::Crash {
-                    node: n.id,
-                    torn: false,
-                });
-                if self.cfg.torn && n.dirty() {
-                    out.push(Act::Crash {
-                        node: n.id,
-                        torn: true,
-                    });
-                }
-            }
-        }
-        for pid in [1, 2] {
-            let Some(w) = s.writer(pid) else { continue };
-            // A connection error or a timeout, at any moment.
-            if b.replica_failures > 0 && writing(w) {
-                for replica in 0..w.m.segment().replicas.len() {
-                    out.push(Act::ReplicaFailed { pid, replica });
-                }
-            }
-            if w.switch.is_some() {
-                out.push(Act::SwitchCas(pid));
-            }
-        }
-        if s.p1.is_some() && b.producer_crash {
-            out.push(Act::ProducerCrash);
-        }
-        if matches!(s.p2, Taker::Taking { .. } | Taker::Writing(_)) && b.taker_crash {
-            out.push(Act::TakerCrash);
-        }
-        match &s.p2 {
-            Taker::Idle if self.cfg.takeover => out.push(Act::TakeoverStart),
-            Taker::Taking { t, todo: None }
-                if b.tail_write_failures > 0
-                    && matches!(t.phase(), TakeoverPhase::WritingTail { .. }) =>
-            {
-                for node in t.next().map(|n| n.replicas.clone()).unwrap_or_default() {
-                    out.push(Act::TailWriteFails { node });
-                }
-            }
-            Taker::Taking {
-                todo: Some(step), ..
-            } => {
-                out.push(Act::TakeoverStep);
-                if self.cfg.tail_read_failures && matches!(step, TakeoverAction::ReadTail { .. }) {
-                    out.push(Act::TailReadFails);
-                }
-            }
-            // The fence timeout: only when no fence or answer is under way
-            // any more (lost, or its node crashed), else retries would
-            // pile up answers without end.
-            Taker::Taking { t, todo: None }
-                if *t.phase() == TakeoverPhase::Fencing
-                    && !t.fences().is_empty()
-                    && !s
-                        .net
-                        .any(|m| matches!(m, Msg::Fence { .. } | Msg::FenceAnswer { .. }))
-                    && !s
-                        .nodes
-                        .iter()
-                        .any(|n| n.segs.iter().any(|g| g.fence_waiter.is_some())) =>
-            {
-                out.push(Act::FenceRetry)
-            }
-            _ => {}
-        }
-        if !self.cfg.consumer {
-            return;
-        }
-        out.push(Act::Read);
-        if s.consumer.meta != Snapshot::of(&s.meta) && self.consumer_stuck(s) {
-            out.push(Act::RefreshMeta);
-        }
-        if b.consumer_failovers > 0 {
-            out.push(Act::Failover);
-        }
+        self.network_steps(s, out);
+        self.node_steps(s, out);
+        self.producer_steps(s, out);
+        self.taker_steps(s, out);
+        self.consumer_steps(s, out);
     }
 
     fn next_state(&self, last: &State, action: Act) -> Option<State> {
         let mut s = last.clone();
-        match action {
-            Act::Deliver(m) => {
-                s.net.remove(&m);
-                self.deliver(&mut s, &m, true);
-            }
-            Act::DeliverUnflushed(m) => {
-                s.budget.delayed_flushes -= 1;
-                s.net.remove(&m);
-                self.deliver(&mut s, &m, false);
-            }
-            Act::Reorder(m) => {
-                s.budget.reorders -= 1;
-                s.net.remove(&m);
-                self.deliver(&mut s, &m, true);
-            }
-            Act::Duplicate(m) => {
-                s.budget.dups -= 1;
-                s.net.remove(&m);
-                s.net.send(m.clone());
-                self.deliver(&mut s, &m, true);
-            }
-            Act::Lose(m) => {
-                s.budget.losses -= 1;
-                s.net.remove(&m);
-            }
-            Act::Flush(n) => s.nodes[n as usize - 1].flush(&mut s.net),
-            Act::Crash { node, torn } => {
-                s.budget.node_crashes -= 1;
-                s.nodes[node as usize - 1].crash(torn);
-            }
-            Act::ReplicaFailed { pid, replica } => {
-                s.budget.replica_failures -= 1;
-                let seg = s.writer(pid).expect("running").m.segment().id;
-                s.drive(pid, |m| m.handle_replica_failure(replica, seg));
-            }
-            Act::SwitchCas(pid) => s.switch_cas(&self.cfg, pid),
-            Act::ProducerCrash => {
-                s.budget.producer_crash = false;
-                s.stop_p1();
-            }
-            Act::TakerCrash => {
-                s.budget.taker_crash = false;
-                s.p2 = Taker::Crashed;
-                s.net
-                    .retain(|m| m.route().1 != net::Addr::Producer(net::TAKER));
-            }
-            Act::TakeoverStart => s.takeover_start(),
-            Act::TakeoverStep => s.takeover_step(&self.cfg),
-            Act::TailReadFails => s.tail_read_fails(),
-            Act::TailWriteFails { node } => {
-                s.budget.tail_write_failures -= 1;
-                let Taker::Taking { t, .. } = &mut s.p2 else {
-                    unreachable!("a tail write while not taking over")
-                };
-                let seg = t.next().map(|n| n.id).expect("a placed segment");
-                let more = t.handle_tail_write_failure(node, seg);
-                s.ghost.tail_replaced = true;
-                s.takeover_actions(more);
-            }
-            Act::FenceRetry => {
-                let Taker::Taking { t, .. } = &s.p2 else {
-                    unreachable!("retry while not taking over")
-                };
-                let fences = t.fences();
-                s.takeover_actions(fences);
-            }
-            Act::Read => {
-                if !self.read(&mut s) {
-                    return None;
-                }
-            }
-            Act::RefreshMeta => s.consumer.meta = Snapshot::of(&s.meta),
-            Act::Failover => {
-                s.budget.consumer_failovers -= 1;
-                s.consumer.cursor.on_replica_failed();
-            }
+        if !self.take_step(&mut s, action) {
+            return None;
         }
         s.retire_fenced();
         self.settle(&mut s);

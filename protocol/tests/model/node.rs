@@ -66,6 +66,7 @@ impl Seg {
 
     fn fence_answer(&self) -> FenceAnswer {
         FenceAnswer {
+            epoch: self.rep.durable().fenced_epoch,
             durable_len: self.rep.durable_len(),
             watermark: self.rep.watermark(),
             sealed_len: self.rep.sealed_len(),

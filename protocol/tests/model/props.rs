@@ -3,6 +3,7 @@
 
 use stateright::Property;
 use trilog_protocol::metadata::{locate, Location};
+use trilog_protocol::producer::Phase;
 
 use crate::model::net::{Tag, TAKER};
 use crate::model::writers::Taker;
@@ -83,13 +84,36 @@ pub fn sealed_complete(_: &Trilog, s: &State) -> bool {
     })
 }
 
-/// 6. Every entry taken is committed, and every committed entry was read.
+/// 6. A producer stops because of another producer (fenced, or its
+///    segment sealed by someone else) only if the record's epoch really is
+///    newer than its own (and, for a fence, at least the epoch it names):
+///    an unknown metadata outcome is never taken for a fence.
+pub fn real_fence(_: &Trilog, s: &State) -> bool {
+    !s.ghost.false_fence
+}
+
+/// 7. Every entry taken is committed, and every committed entry was read.
 ///    Judged at the terminal states of an acyclic configuration without a
 ///    takeover: there, no producer has anything left to do.
 pub fn progress_reached(_: &Trilog, s: &State) -> bool {
     let writers = [s.p1.as_ref(), s.writer(TAKER)];
     writers.iter().flatten().all(|w| w.m.pending() == 0)
         && s.consumer.reads.len() == s.ghost.committed.len()
+}
+
+/// A producer was fenced by a takeover (and stopped).
+pub fn producer_fenced(_: &Trilog, s: &State) -> bool {
+    s.ghost.fenced
+}
+
+/// A machine told that a CAS's outcome was unknown carried on: producer 1
+/// writes the segment its switch opened, or producer 2 finished its
+/// takeover.
+pub fn unknown_resolved(_: &Trilog, s: &State) -> bool {
+    let switched =
+        s.p1.as_ref()
+            .is_some_and(|w| w.m.segment().id > 0 && *w.m.phase() == Phase::Writing);
+    s.ghost.unknown_told && (switched || matches!(s.p2, Taker::Writing(_)))
 }
 
 pub fn segment_sealed(_: &Trilog, s: &State) -> bool {
@@ -119,6 +143,7 @@ pub const READ_COMMITTED: &str = "ReadCommitted";
 pub const LOG_ORDER: &str = "LogOrder";
 pub const SINGLE_WRITER: &str = "SingleWriter";
 pub const SEALED_COMPLETE: &str = "SealedComplete";
+pub const REAL_FENCE: &str = "RealFence";
 pub const PROGRESS: &str = "Progress";
 
 /// The safety invariant called `name`.
@@ -129,17 +154,19 @@ pub fn invariant(name: &'static str) -> Property<Trilog> {
         LOG_ORDER => log_order,
         SINGLE_WRITER => single_writer,
         SEALED_COMPLETE => sealed_complete,
+        REAL_FENCE => real_fence,
         _ => panic!("no invariant {name}"),
     };
     Property::always(name, f)
 }
 
-pub const INVARIANTS: [&str; 5] = [
+pub const INVARIANTS: [&str; 6] = [
     COMMIT_DURABILITY,
     READ_COMMITTED,
     LOG_ORDER,
     SINGLE_WRITER,
     SEALED_COMPLETE,
+    REAL_FENCE,
 ];
 
 pub fn progress() -> Property<Trilog> {
@@ -151,6 +178,8 @@ pub const TAKEOVER_DONE: &str = "TakeoverDone";
 pub const TAIL_CARRIED_OVER: &str = "TailCarriedOver";
 pub const READ_AFTER_CRASH: &str = "ReadAfterCrash";
 pub const TAIL_REPLACED: &str = "TailReplaced";
+pub const PRODUCER_FENCED: &str = "ProducerFenced";
+pub const UNKNOWN_RESOLVED: &str = "UnknownResolved";
 
 /// The discovery called `name`: a state the model must reach.
 pub fn discovery(name: &'static str) -> Property<Trilog> {
@@ -160,6 +189,8 @@ pub fn discovery(name: &'static str) -> Property<Trilog> {
         TAIL_CARRIED_OVER => tail_carried_over,
         READ_AFTER_CRASH => read_after_crash,
         TAIL_REPLACED => tail_replaced,
+        PRODUCER_FENCED => producer_fenced,
+        UNKNOWN_RESOLVED => unknown_resolved,
         _ => panic!("no discovery {name}"),
     };
     Property::sometimes(name, f)

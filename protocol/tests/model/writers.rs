@@ -1,20 +1,19 @@
 //! The producers of the model, driven the way `client/src/producer.rs` and
-//! `client/src/takeover.rs` drive the production machines.
+//! `client/src/takeover.rs` drive the production machines: carry out
+//! every action, feed every answer back, decide nothing.
 //!
 //! Producer 1 opened the log (epoch 1, segment 0) and appends its entries.
-//! Producer 2 takes the log over while producer 1 may still be running:
-//! it bumps the epoch by CAS, fences the open segment, reads the tail,
-//! places the next segment and writes the tail to every replica of it,
-//! seals the open segment and publishes the next one by CAS, and then
-//! writes its own entries with a production [`Producer`]. A metadata CAS is one
-//! atomic step on the single record (a failed attempt has no effect but a
-//! retry, so only the attempt that applies, or the one that shows a newer
-//! epoch, is modeled).
+//! Producer 2 takes the log over with a production [`Takeover`] while
+//! producer 1 may still be running (the takeover bumps the epoch, fences
+//! the open segment, reads the tail, places the next segment and writes
+//! the tail to every replica of it, seals the open segment and publishes
+//! the next one), and then writes its own entries with a production
+//! [`Producer`]. Metadata calls go to the model's store (`store.rs`).
 
-use trilog_protocol::metadata::{bump_epoch, switch_segment, MetaRefusal};
-use trilog_protocol::placement::choose_replicas;
-use trilog_protocol::producer::{Action, OpenSegment, Producer};
-use trilog_protocol::takeover::{Takeover, TakeoverAction};
+use trilog_protocol::actions::Actions;
+use trilog_protocol::meta_call::{CasAnswer, MetaCall};
+use trilog_protocol::producer::{Action, Producer, StopReason};
+use trilog_protocol::takeover::{Takeover, TakeoverAction, TakeoverConfig};
 use trilog_wire::message::Entry;
 
 use crate::model::net::{Msg, Pid, Tag, TAKER};
@@ -24,9 +23,8 @@ use crate::model::{Config, State, LOG_ID};
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Writer {
     pub m: Producer,
-    /// A segment switch asked for (segment, seal_len, exclude), waiting
-    /// for its CAS.
-    pub switch: Option<(u64, u64, Vec<u64>)>,
+    /// Its clock: moved only by the timeouts the checker fires.
+    pub now: u64,
     /// Ghost: the payload of every entry this producer took, from seq
     /// `first` on.
     pub first: u64,
@@ -45,11 +43,12 @@ impl Writer {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Taker {
     Idle,
-    /// Fencing and reading the tail; `todo` is the next step the machine
-    /// asked for (a tail read or the sealing CAS).
+    /// Taking over; `read` is the tail read the machine asked for, not
+    /// carried out yet; `now` its clock.
     Taking {
         t: Takeover,
-        todo: Option<TakeoverAction>,
+        read: Option<TakeoverAction>,
+        now: u64,
     },
     Writing(Writer),
     /// Crashed, during or after its takeover (`Config::taker_crash`).
@@ -89,14 +88,20 @@ impl State {
         }
     }
 
-    /// Calls the producer `pid` and carries out what it asks for.
-    pub fn drive(&mut self, pid: Pid, f: impl FnOnce(&mut Producer) -> Vec<Action>) {
+    /// Calls the producer `pid` with its clock and carries out what it
+    /// asks for.
+    pub fn drive(
+        &mut self,
+        cfg: &Config,
+        pid: Pid,
+        f: impl FnOnce(&mut Producer, u64) -> Actions<Action>,
+    ) {
         let w = self.writer_mut(pid).expect("a running producer");
-        let actions = f(&mut w.m);
-        self.apply(pid, actions);
+        let actions = f(&mut w.m, w.now);
+        self.apply(cfg, pid, actions);
     }
 
-    fn apply(&mut self, pid: Pid, actions: Vec<Action>) {
+    fn apply(&mut self, cfg: &Config, pid: Pid, actions: Actions<Action>) {
         for a in actions {
             let w = self.writer(pid).expect("a running producer");
             let epoch = w.m.epoch();
@@ -135,15 +140,8 @@ impl State {
                     from: pid,
                     commit,
                 }),
-                Action::SwitchSegment {
-                    segment,
-                    seal_len,
-                    exclude,
-                } => {
-                    let w = self.writer_mut(pid).expect("a running producer");
-                    assert!(w.switch.is_none(), "one switch at a time");
-                    w.switch = Some((segment, seal_len, exclude));
-                }
+                // The model has no connections to open.
+                Action::Connect { .. } => {}
                 Action::Seal { node, segment, len } => self.net.send(Msg::Seal {
                     node,
                     seg: segment,
@@ -151,14 +149,39 @@ impl State {
                     from: pid,
                     len,
                 }),
-                Action::Fenced { .. } => {}
-                Action::SealForClose { .. } => panic!("no producer of the model closes"),
+                Action::Meta(MetaCall::ReadRecord) => {
+                    let answer = self.read_record(cfg);
+                    self.drive(cfg, pid, |m, now| m.handle_record(answer, now));
+                }
+                Action::Meta(MetaCall::Cas {
+                    expected_version,
+                    record,
+                }) => {
+                    let slot = &mut self.cas[pid as usize - 1];
+                    assert!(slot.is_none(), "one metadata call at a time");
+                    *slot = Some((expected_version, record));
+                }
+                Action::Stopped { reason, .. } => self.ghost_stopped(epoch, reason),
             }
         }
     }
 
+    /// Ghost: a producer at `epoch` stopped for `reason`. Stopping because
+    /// of another producer is only right if the record's epoch really is
+    /// newer (and, for a fence, at least the one named).
+    fn ghost_stopped(&mut self, epoch: u64, reason: StopReason) {
+        let current = self.meta.epoch;
+        let real = match reason {
+            StopReason::Fenced { by_epoch } => by_epoch > epoch && by_epoch <= current,
+            StopReason::SealedElsewhere { .. } => current > epoch,
+            StopReason::LogDeleted | StopReason::GaveUp { .. } | StopReason::Closed => true,
+        };
+        self.ghost.false_fence |= !real;
+        self.ghost.fenced |= matches!(reason, StopReason::Fenced { .. }) && real;
+    }
+
     /// Ghost: producer `pid` reported every seq below `through` committed.
-    fn ghost_commit(&mut self, pid: Pid, through: u64) {
+    pub fn ghost_commit(&mut self, pid: Pid, through: u64) {
         let w = self.writer(pid).expect("a running producer");
         let from = self.ghost.reported[pid as usize - 1];
         let tags: Vec<(u64, Tag)> = (from..through)
@@ -177,53 +200,56 @@ impl State {
         *r = (*r).max(through);
     }
 
-    /// The CAS of a segment switch that producer `pid` asked for.
-    pub fn switch_cas(&mut self, cfg: &Config, pid: Pid) {
-        let w = self.writer_mut(pid).expect("a running producer");
-        let (segment, seal_len, exclude) = w.switch.take().expect("a switch asked for");
-        let epoch = w.m.epoch();
-        let replicas = choose_replicas(&all_nodes(cfg), &exclude, cfg.replicas, cfg.seed)
-            .expect("enough nodes");
-        match switch_segment(&self.meta, epoch, segment, seal_len, &replicas) {
-            Ok(next) => {
-                let last = next.segments.last().expect("the new segment").clone();
-                assert!((last.id as usize) < cfg.max_segments, "raise max_segments");
-                self.meta = next;
-                let open = OpenSegment {
-                    id: last.id,
-                    first_seq: last.first_seq,
-                    replicas: last.replicas,
-                };
-                self.drive(pid, |m| m.handle_switched(open, 0));
-            }
-            Err(MetaRefusal::NotOwner { current, .. }) => {
-                self.drive(pid, |m| m.handle_fenced(current));
-            }
-            Err(e) => {
-                let by = self.meta.epoch.max(epoch + 1);
-                let _ = e;
-                self.drive(pid, |m| m.handle_fenced(by));
-            }
+    /// Hands the answer to the CAS of `pid` to its machine.
+    pub fn cas_answer(&mut self, cfg: &Config, pid: Pid, answer: CasAnswer) {
+        if answer == CasAnswer::Unknown {
+            self.ghost.unknown_told = true;
         }
+        if self.writer(pid).is_some() {
+            self.drive(cfg, pid, |m, now| m.handle_cas(answer, now));
+            return;
+        }
+        let Taker::Taking { t, now, .. } = &mut self.p2 else {
+            panic!("a CAS answer for producer {pid}, which is gone");
+        };
+        let more = t.handle_cas(answer, *now);
+        self.takeover_actions(cfg, more);
     }
 
-    /// Producer 2 bumps the epoch by CAS and fences the open segment.
-    pub fn takeover_start(&mut self) {
+    /// Producer 2 starts its takeover: it reads the record and asks for
+    /// the epoch bump.
+    pub fn takeover_start(&mut self, cfg: &Config) {
         assert_eq!(self.p2, Taker::Idle);
-        let last = self.meta.segments.last().expect("a segment").clone();
-        assert!(
-            last.sealed_len.is_none(),
-            "only an open segment is taken over"
-        );
-        self.meta = bump_epoch(&self.meta);
-        let (t, fences) = Takeover::start(LOG_ID, self.meta.epoch, last);
-        self.p2 = Taker::Taking { t, todo: None };
-        self.takeover_actions(fences);
+        let tcfg = TakeoverConfig::new(cfg.producer_config());
+        let (t, actions) = Takeover::start(LOG_ID, tcfg, 0);
+        self.p2 = Taker::Taking {
+            t,
+            read: None,
+            now: 0,
+        };
+        self.takeover_actions(cfg, actions);
     }
 
-    /// Sends the fences, keeps the next step.
-    pub fn takeover_actions(&mut self, actions: Vec<TakeoverAction>) {
+    /// Calls the takeover with its clock and carries out what it asks for.
+    pub fn drive_taker(
+        &mut self,
+        cfg: &Config,
+        f: impl FnOnce(&mut Takeover, u64) -> Actions<TakeoverAction>,
+    ) {
+        let Taker::Taking { t, now, .. } = &mut self.p2 else {
+            panic!("no takeover under way");
+        };
+        let more = f(t, *now);
+        self.takeover_actions(cfg, more);
+    }
+
+    /// Carries out the takeover's actions: messages go out, a read of the
+    /// record is answered, a CAS and a tail read wait for their step.
+    pub fn takeover_actions(&mut self, cfg: &Config, actions: Actions<TakeoverAction>) {
         for a in actions {
+            let Taker::Taking { read, .. } = &mut self.p2 else {
+                panic!("takeover actions while not taking over");
+            };
             match a {
                 TakeoverAction::Fence {
                     replica,
@@ -236,127 +262,139 @@ impl State {
                     epoch,
                     replica: replica as u8,
                 }),
-                TakeoverAction::WriteTail {
-                    replica,
+                TakeoverAction::WriteTail { .. } => self.send_tail_write(&a),
+                TakeoverAction::Seal {
                     node,
                     segment,
-                    ..
-                } => {
-                    let Taker::Taking { t, .. } = &self.p2 else {
-                        panic!("takeover actions while not taking over");
-                    };
-                    let tags = t.tail().iter().map(tag_of).collect();
-                    let epoch = t.epoch();
-                    self.net.send(Msg::Append {
-                        node,
-                        seg: segment,
-                        epoch,
-                        from: TAKER,
-                        replica: replica as u8,
-                        first_offset: 0,
-                        tags,
-                        commit: 0,
-                    });
+                    epoch,
+                    len,
+                } => self.net.send(Msg::Seal {
+                    node,
+                    seg: segment,
+                    epoch,
+                    from: TAKER,
+                    len,
+                }),
+                TakeoverAction::ReadTail { .. } => {
+                    assert!(read.is_none(), "one tail read at a time");
+                    *read = Some(a);
                 }
-                step => {
-                    let Taker::Taking { todo, .. } = &mut self.p2 else {
-                        panic!("takeover actions while not taking over");
-                    };
-                    assert!(todo.is_none(), "one step at a time");
-                    *todo = Some(step);
+                TakeoverAction::Meta(MetaCall::ReadRecord) => {
+                    let answer = self.read_record(cfg);
+                    self.drive_taker(cfg, |t, now| t.handle_record(answer, now));
+                }
+                TakeoverAction::Meta(MetaCall::Cas {
+                    expected_version,
+                    record,
+                }) => {
+                    let slot = &mut self.cas[TAKER as usize - 1];
+                    assert!(slot.is_none(), "one metadata call at a time");
+                    *slot = Some((expected_version, record));
+                }
+                TakeoverAction::Done {
+                    epoch,
+                    segment,
+                    held,
+                } => self.takeover_done(cfg, epoch, segment, held),
+                TakeoverAction::NothingOpen => {
+                    panic!("the model's log always has an open segment")
+                }
+                TakeoverAction::Stopped(reason) => {
+                    panic!("the model's takeover never gives up: {reason}")
                 }
             }
         }
     }
 
-    /// Carries out the step the takeover asked for: a tail read (one
-    /// request and its answer; a read that serves nothing fails), or the
-    /// sealing CAS.
-    pub fn takeover_step(&mut self, cfg: &Config) {
-        let Taker::Taking { t, todo } = &mut self.p2 else {
+    /// Sends a chunk of the tail to a replica of the unpublished next
+    /// segment.
+    fn send_tail_write(&mut self, a: &TakeoverAction) {
+        let TakeoverAction::WriteTail {
+            node,
+            segment,
+            epoch,
+            first_offset,
+            count,
+            ..
+        } = *a
+        else {
+            unreachable!("a tail write");
+        };
+        let Taker::Taking { t, .. } = &self.p2 else {
+            panic!("takeover actions while not taking over");
+        };
+        let next = t.next().expect("writing to a placed segment");
+        let replica = next.replicas.iter().position(|n| *n == node);
+        let tags = t.tail_entries(first_offset, count).iter().map(tag_of);
+        self.net.send(Msg::Append {
+            node,
+            seg: segment,
+            epoch,
+            from: TAKER,
+            replica: replica.expect("a placed node") as u8,
+            first_offset,
+            tags: tags.collect(),
+            commit: 0,
+        });
+    }
+
+    /// Carries out the tail read the takeover asked for (one request and
+    /// its answer; a replica that serves nothing answers with nothing).
+    pub fn takeover_read(&mut self, cfg: &Config) {
+        let Taker::Taking { read, .. } = &mut self.p2 else {
             panic!("no takeover under way");
         };
-        let step = todo.take().expect("a step asked for");
-        match step {
-            TakeoverAction::ReadTail {
-                replica,
-                node,
-                segment,
-                from,
-                to,
-            } => {
-                let n = &self.nodes[node as usize - 1];
-                let s = n.seg(segment);
-                let end = s.rep.readable_end(to);
-                let more = if end > from {
-                    let entries = s.recs[from as usize..end as usize]
-                        .iter()
-                        .map(|(tag, _)| entry(*tag))
-                        .collect();
-                    t.handle_tail(from, entries)
-                } else {
-                    t.handle_tail_failure(replica)
-                };
-                self.takeover_actions(more);
-            }
-            TakeoverAction::PlaceNext { exclude } => {
-                let replicas = choose_replicas(&all_nodes(cfg), &exclude, cfg.replicas, cfg.seed)
-                    .expect("enough nodes");
-                let more = t.placed(replicas);
-                self.takeover_actions(more);
-            }
-            TakeoverAction::SealAndOpen {
-                segment,
-                seal_len,
-                replicas,
-            } => self.takeover_seal(cfg, segment, seal_len, replicas),
-            TakeoverAction::Fence { .. } | TakeoverAction::WriteTail { .. } => {
-                panic!("fences and tail writes are sent at once")
-            }
-        }
+        let Some(TakeoverAction::ReadTail {
+            replica,
+            node,
+            segment,
+            from,
+            to,
+        }) = read.take()
+        else {
+            panic!("no tail read asked for");
+        };
+        let s = self.nodes[node as usize - 1].seg(segment);
+        let end = s.rep.readable_end(to).max(from);
+        let entries: Vec<Entry> = s.recs[from as usize..end as usize]
+            .iter()
+            .map(|(tag, _)| entry(*tag))
+            .collect();
+        self.drive_taker(cfg, |t, now| t.handle_tail(replica, from, entries, now));
     }
 
     /// The tail read asked for fails (a timeout): the takeover moves to
     /// another answering replica, or waits for more answers.
-    pub fn tail_read_fails(&mut self) {
-        let Taker::Taking { t, todo } = &mut self.p2 else {
+    pub fn tail_read_fails(&mut self, cfg: &Config) {
+        let Taker::Taking { read, .. } = &mut self.p2 else {
             panic!("no takeover under way");
         };
-        let Some(TakeoverAction::ReadTail { replica, .. }) = todo.take() else {
+        let Some(TakeoverAction::ReadTail { replica, .. }) = read.take() else {
             panic!("no tail read asked for");
         };
-        let more = t.handle_tail_failure(replica);
-        self.takeover_actions(more);
+        self.drive_taker(cfg, |t, now| t.handle_tail_failure(replica, now));
     }
 
-    fn takeover_seal(&mut self, cfg: &Config, segment: u64, seal_len: u64, replicas: Vec<u64>) {
-        let Taker::Taking { t, .. } = &mut self.p2 else {
-            panic!("no takeover under way");
+    /// The sealing CAS applied: producer 2 writes the next segment after
+    /// the tail it carried, which is durable on every replica.
+    fn takeover_done(
+        &mut self,
+        cfg: &Config,
+        epoch: u64,
+        segment: trilog_protocol::producer::OpenSegment,
+        held: u64,
+    ) {
+        let first = segment.first_seq;
+        let Taker::Taking { t, now, .. } = &self.p2 else {
+            panic!("done while not taking over");
         };
-        let epoch = t.epoch();
-        let old = t.segment().clone();
-        let next = switch_segment(&self.meta, epoch, segment, seal_len, &replicas)
-            .expect("only producer 2 changes the record after its epoch bump");
-        let (open, tail) = t.finish();
-        let last = next.segments.last().expect("the new segment").clone();
-        assert_eq!(last.id, open.id, "the CAS publishes the segment placed");
-        assert_eq!(last.replicas, open.replicas);
-        assert!((last.id as usize) < cfg.max_segments, "raise max_segments");
-        self.meta = next;
-        let first = last.first_seq;
-        let mut tags: Vec<Tag> = tail.iter().map(tag_of).collect();
-        self.ghost.takeover_end = Some(old.first_seq + seal_len + tail.len() as u64);
-        self.ghost.carried = tail.len() as u64;
+        let mut tags: Vec<Tag> = t.tail().iter().map(tag_of).collect();
+        assert_eq!(tags.len() as u64, held, "the tail is what is held");
+        let now = *now;
+        self.ghost.takeover_end = Some(first + held);
+        self.ghost.carried = held;
         self.ghost.reported[TAKER as usize - 1] = first;
-        let open = OpenSegment {
-            id: last.id,
-            first_seq: first,
-            replicas: last.replicas,
-        };
-        // The tail is durable on every replica of the segment just
-        // published: producer 2 starts after it, and it is committed.
-        let held = tail.len() as u64;
-        let mut m = Producer::new(LOG_ID, epoch, open, held, cfg.producer_config());
+        let mut m = Producer::new(LOG_ID, epoch, segment, held, cfg.producer_config());
         for i in 0..cfg.p2_entries {
             let tag = (TAKER, i);
             let seq = m.append(entry(tag)).expect("a new producer takes entries");
@@ -365,21 +403,11 @@ impl State {
         }
         self.p2 = Taker::Writing(Writer {
             m,
-            switch: None,
+            now,
             first,
             tags,
         });
         self.ghost_commit(TAKER, first + held);
-        // Best effort: tell the old segment's replicas of the seal.
-        for node in old.replicas {
-            self.net.send(Msg::Seal {
-                node,
-                seg: segment,
-                epoch,
-                from: TAKER,
-                len: seal_len,
-            });
-        }
-        self.drive(TAKER, |m| m.poll(0));
+        self.drive(cfg, TAKER, |m, now| m.begin(now));
     }
 }

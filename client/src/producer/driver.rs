@@ -1,0 +1,384 @@
+//! The producer's driver task: the one loop that owns the machine, its
+//! connections and its metadata call, and carries out its actions.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use trilog_protocol::actions::Actions;
+use trilog_protocol::producer::{Action, AppendRefused, Phase, Producer as Machine, StopReason};
+use trilog_wire::message::{Append, AppendAck, ErrorMsg, Seal, Watermark};
+use trilog_wire::{Message, WireMessage};
+
+use super::{Cmd, Completion};
+use crate::clock::Clock;
+use crate::conn::{refusal_of, NodeConn, Reply};
+use crate::error::{AppendError, ClientError};
+use crate::pool::ConnPool;
+use crate::record_calls::{self, MetaAnswer, MetaCallFuture};
+
+/// How long telling a replica of a seal may take (best effort).
+const SEAL_TELL_TIMEOUT_MS: u64 = 5_000;
+
+fn tag(segment: u64, replica: usize) -> u64 {
+    assert!(replica < 256, "replica index fits in the tag");
+    (segment << 8) | replica as u64
+}
+
+fn untag(tag: u64) -> (u64, usize) {
+    (tag >> 8, (tag & 0xff) as usize)
+}
+
+/// Waits for the metadata call under way, or forever without one. The
+/// call itself stays in `meta` if another event comes first.
+async fn meta_answer(meta: &mut Option<MetaCallFuture>) -> MetaAnswer {
+    match meta {
+        Some(call) => {
+            let answer = call.await;
+            *meta = None;
+            answer
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// An append serialized once for every replica: (segment, first offset,
+/// count, commit), the payload, and the payload's crc32c.
+pub(super) type EncodedAppend = ((u64, u64, u32, u64), Arc<rkyv::util::AlignedVec>, u32);
+
+pub(super) struct Driver {
+    pub(super) m: Machine,
+    pub(super) pool: ConnPool,
+    pub(super) clock: Clock,
+    /// Connections to the replicas of `conns_segment`, by replica index.
+    pub(super) conns: Vec<Option<NodeConn>>,
+    pub(super) conns_segment: Option<u64>,
+    pub(super) replies_tx: mpsc::Sender<(u64, Reply)>,
+    /// Callers waiting for their entry, in seq order.
+    pub(super) waiters: VecDeque<(u64, Completion, OwnedSemaphorePermit)>,
+    pub(super) closer: Option<oneshot::Sender<Result<(), ClientError>>>,
+    /// The last append payload serialized, reused for the other replicas.
+    pub(super) last_append: Option<EncodedAppend>,
+    /// Shared with the [`Producer`] handle: why the machine stopped.
+    pub(super) stopped: Arc<OnceLock<String>>,
+    /// The metadata call the machine asked for, under way.
+    pub(super) meta: Option<MetaCallFuture>,
+}
+
+impl Driver {
+    pub(super) async fn run(
+        mut self,
+        mut cmds: mpsc::Receiver<Cmd>,
+        mut replies: mpsc::Receiver<(u64, Reply)>,
+    ) {
+        loop {
+            let timer = self.m.poll_timeout();
+            let clock = self.clock;
+            let actions = tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    Some(cmd) => self.take_queued(cmd, &mut cmds),
+                    // Every handle is gone: nobody waits for anything.
+                    None => return,
+                },
+                Some((tag, reply)) = replies.recv() => self.on_reply(tag, reply).await,
+                answer = meta_answer(&mut self.meta) => {
+                    let now = self.clock.now_ms();
+                    match answer {
+                        MetaAnswer::Record(r) => self.m.handle_record(r, now),
+                        MetaAnswer::Cas(c) => self.m.handle_cas(c, now),
+                    }
+                }
+                () = clock.sleep_until(timer) => self.m.handle_timeout(self.clock.now_ms()),
+            };
+            self.apply(actions).await;
+            if matches!(self.m.phase(), Phase::Stopped(_)) {
+                return;
+            }
+        }
+    }
+
+    /// Takes `first` and whatever else is queued, so it goes out batched.
+    fn take_queued(&mut self, first: Cmd, cmds: &mut mpsc::Receiver<Cmd>) -> Actions<Action> {
+        let mut actions = self.take(first);
+        while let Ok(more) = cmds.try_recv() {
+            actions.extend(self.take(more));
+        }
+        actions.extend(self.m.poll(self.clock.now_ms()));
+        actions
+    }
+
+    fn take(&mut self, cmd: Cmd) -> Actions<Action> {
+        match cmd {
+            Cmd::Append(entry, done, permit) => {
+                match self.m.append(entry) {
+                    Ok(seq) => self.waiters.push_back((seq, done, permit)),
+                    Err(AppendRefused::Closed) => {
+                        let _ = done.send(Err(AppendError::Closed));
+                    }
+                    Err(AppendRefused::Stopped { reason }) => {
+                        let why = reason.to_string();
+                        let _ = done.send(Err(AppendError::Indeterminate { why }));
+                    }
+                }
+                Actions::new()
+            }
+            Cmd::Close(done) => {
+                self.closer = Some(done);
+                self.m.close(self.clock.now_ms())
+            }
+        }
+    }
+
+    async fn on_reply(&mut self, tag: u64, reply: Reply) -> Actions<Action> {
+        let (segment, replica) = untag(tag);
+        let now = self.clock.now_ms();
+        let log_id = self.m.log_id();
+        match reply {
+            Reply::Msg(Message::AppendAck(AppendAck {
+                segment,
+                durable_len,
+                ..
+            })) => self.m.handle_ack(replica, segment, durable_len, now),
+            Reply::Msg(Message::ErrorMsg(ErrorMsg {
+                code,
+                value,
+                message,
+                ..
+            })) => match refusal_of(code, value) {
+                Some(r) => self.m.handle_refusal(replica, segment, r, now),
+                None => {
+                    log::warn!(
+                        "log {log_id} segment {segment} replica {replica}: {code:?} {message}"
+                    );
+                    self.m.handle_replica_failure(replica, segment, now)
+                }
+            },
+            Reply::Msg(other) => {
+                log::warn!(
+                    "log {log_id}: unexpected answer to an append: {:?}",
+                    other.kind()
+                );
+                self.m.handle_replica_failure(replica, segment, now)
+            }
+            Reply::Lost(e) => {
+                self.forget(segment, replica, &e).await;
+                self.m.handle_replica_failure(replica, segment, now)
+            }
+        }
+    }
+
+    /// A connection of `segment` was lost: the pool reconnects next time.
+    /// Every append in flight on it comes back with the same error; only
+    /// the first finds the connection still here and is worth a warning.
+    async fn forget(&mut self, segment: u64, replica: usize, e: &crate::error::ConnError) {
+        let log_id = self.m.log_id();
+        let current = self.conns_segment == Some(segment);
+        match self.conns.get_mut(replica).and_then(Option::take) {
+            Some(c) if current => {
+                log::warn!("log {log_id} segment {segment} replica {replica}: {e}");
+                self.pool.forget(&c).await;
+            }
+            _ => log::debug!("log {log_id} segment {segment} replica {replica}: {e}"),
+        }
+    }
+
+    /// Carries out actions, including those that carrying out others asks for.
+    pub(super) async fn apply(&mut self, actions: Actions<Action>) {
+        let mut queue: VecDeque<Action> = actions.into_iter().collect();
+        while let Some(action) = queue.pop_front() {
+            let more = self.apply_one(action).await;
+            queue.extend(more);
+        }
+    }
+
+    async fn apply_one(&mut self, action: Action) -> Actions<Action> {
+        match action {
+            Action::Committed { through } => {
+                while self
+                    .waiters
+                    .front()
+                    .is_some_and(|(seq, _, _)| *seq < through)
+                {
+                    if let Some((seq, done, _permit)) = self.waiters.pop_front() {
+                        let _ = done.send(Ok(seq));
+                    }
+                }
+                Actions::new()
+            }
+            Action::Append {
+                replica,
+                segment,
+                first_seq,
+                first_offset,
+                count,
+                commit,
+                ..
+            } => {
+                let key = (segment, first_offset, count, commit);
+                self.send_append(replica, key, first_seq)
+            }
+            Action::Watermark {
+                replica,
+                segment,
+                commit,
+                ..
+            } => {
+                self.send_watermark(replica, segment, commit);
+                Actions::new()
+            }
+            Action::Connect { segment, replicas } => self.connect(segment, &replicas).await,
+            Action::Seal { node, segment, len } => {
+                self.tell_seal(node, segment, len);
+                Actions::new()
+            }
+            Action::Meta(call) => {
+                assert!(self.meta.is_none(), "one metadata call at a time");
+                self.meta = Some(record_calls::start(&self.pool, self.m.log_id(), call));
+                Actions::new()
+            }
+            Action::Stopped { reason, committed } => {
+                self.stopped_with(reason, committed);
+                Actions::new()
+            }
+        }
+    }
+
+    /// Connects to the replicas of the new open segment; a replica that
+    /// cannot be reached is a failure the machine hears of.
+    async fn connect(&mut self, segment: u64, replicas: &[u64]) -> Actions<Action> {
+        let log_id = self.m.log_id();
+        self.conns = vec![None; replicas.len()];
+        self.conns_segment = Some(segment);
+        for (i, node) in replicas.iter().enumerate() {
+            match self.pool.for_segment(*node, log_id, segment).await {
+                Ok(c) => self.conns[i] = Some(c),
+                Err(e) => {
+                    log::warn!("log {log_id} segment {segment}: replica {node} unreachable: {e}");
+                    return self
+                        .m
+                        .handle_replica_failure(i, segment, self.clock.now_ms());
+                }
+            }
+        }
+        Actions::new()
+    }
+
+    /// Sends append `key` (segment, first offset, count, commit) to one
+    /// replica, serializing it only once for all of them.
+    fn send_append(
+        &mut self,
+        replica: usize,
+        key: (u64, u64, u32, u64),
+        first_seq: u64,
+    ) -> Actions<Action> {
+        let (segment, first_offset, count, commit) = key;
+        let reuse = matches!(&self.last_append, Some((k, _, _)) if *k == key);
+        if !reuse {
+            let append = Append {
+                log_id: self.m.log_id(),
+                segment,
+                epoch: self.m.epoch(),
+                first_seq,
+                first_offset,
+                commit,
+                entries: self.m.entries(first_offset, count).cloned().collect(),
+            };
+            let payload = trilog_wire::encode_payload(&append);
+            let crc = crc32c::crc32c(&payload);
+            self.last_append = Some((key, Arc::new(payload), crc));
+        }
+        let Some((_, payload, crc)) = &self.last_append else {
+            unreachable!("serialized just above");
+        };
+        let sent = match self.conn(segment, replica) {
+            Some(c) => c
+                .send_payload_tagged(
+                    Append::KIND,
+                    payload,
+                    *crc,
+                    &self.replies_tx,
+                    tag(segment, replica),
+                )
+                .map_err(|e| e.to_string()),
+            None => Err("not connected".to_string()),
+        };
+        match sent {
+            Ok(()) => Actions::new(),
+            Err(why) => {
+                log::warn!(
+                    "log {} segment {segment}: send to replica {replica}: {why}",
+                    self.m.log_id()
+                );
+                let now = self.clock.now_ms();
+                self.m.handle_replica_failure(replica, segment, now)
+            }
+        }
+    }
+
+    /// The connection to replica `replica` of `segment`, if there is one.
+    fn conn(&self, segment: u64, replica: usize) -> Option<&NodeConn> {
+        if self.conns_segment != Some(segment) {
+            return None;
+        }
+        self.conns.get(replica).and_then(Option::as_ref)
+    }
+
+    fn send_watermark(&self, replica: usize, segment: u64, commit: u64) {
+        if let Some(c) = self.conn(segment, replica) {
+            let w = Watermark {
+                log_id: self.m.log_id(),
+                segment,
+                epoch: self.m.epoch(),
+                commit,
+            };
+            // Best effort: a lost watermark only delays readers.
+            let _ = c.send_oneway(&w);
+        }
+    }
+
+    /// Best effort and off the hot path: replicas that miss it still
+    /// refuse nothing they should accept, and readers pass the sealed
+    /// length from the metadata.
+    fn tell_seal(&self, node: u64, segment: u64, len: u64) {
+        let pool = self.pool.clone();
+        let s = Seal {
+            log_id: self.m.log_id(),
+            segment,
+            epoch: self.m.epoch(),
+            len,
+        };
+        tokio::spawn(async move {
+            if let Ok(c) = pool.for_segment(node, s.log_id, segment).await {
+                let _ = c
+                    .request(&s, Duration::from_millis(SEAL_TELL_TIMEOUT_MS))
+                    .await;
+            }
+        });
+    }
+
+    /// The machine stopped: every caller still waiting learns why.
+    fn stopped_with(&mut self, reason: StopReason, committed: u64) {
+        let log_id = self.m.log_id();
+        let result = match reason {
+            StopReason::Closed => {
+                assert!(self.waiters.is_empty(), "closed with entries pending");
+                Ok(())
+            }
+            _ => {
+                log::warn!("log {log_id}: {reason}");
+                let _ = self.stopped.set(reason.to_string());
+                let why = reason.to_string();
+                for (seq, done, _) in self.waiters.drain(..) {
+                    assert!(seq >= committed, "committed entries were resolved already");
+                    let why = why.clone();
+                    let _ = done.send(Err(AppendError::Indeterminate { why }));
+                }
+                Err(ClientError::Log { log_id, why })
+            }
+        };
+        if let Some(closer) = self.closer.take() {
+            let _ = closer.send(result);
+        }
+    }
+}

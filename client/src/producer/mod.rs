@@ -1,0 +1,311 @@
+//! The producer: appends to a log, pipelined to the replicas of its open
+//! segment. A thin driver around [`trilog_protocol::producer`]: it moves
+//! entries from callers into the machine, carries out what the machine
+//! asks for (frames to replicas, connections, metadata calls, its timer)
+//! and hands every answer back. It decides nothing about the protocol:
+//! when to switch, what an unknown metadata outcome means, when to stop
+//! and why are the machine's.
+
+mod driver;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use trilog_protocol::opener::{OpenAction, Opener};
+use trilog_protocol::producer::{OpenSegment, Producer as Machine, ProducerConfig};
+use trilog_wire::limits::ENTRY_BYTES_MAX;
+use trilog_wire::message::Entry;
+
+use crate::clock::Clock;
+use crate::error::{AppendError, ClientError};
+use crate::pool::ConnPool;
+use crate::record_calls::{self, MetaAnswer};
+use driver::Driver;
+
+/// Queued commands between callers and the driver.
+const COMMAND_QUEUE_MAX: usize = 65_536;
+/// Replica answers queued for the driver; past it the connections' readers
+/// wait (back-pressure on the sockets), never the driver.
+const REPLY_QUEUE_MAX: usize = 4_096;
+
+/// How a producer behaves.
+#[derive(Debug, Clone)]
+pub struct ProducerOptions {
+    /// The machine's limits and timers (its `replicas` and `seed` are
+    /// taken from the fields below).
+    pub config: ProducerConfig,
+    /// Replicas per segment.
+    pub replicas: usize,
+    /// Payload bytes taken but not committed; `submit` waits past it.
+    pub in_flight_bytes_max: usize,
+    /// Seeds the random choice of replicas.
+    pub seed: u64,
+}
+
+impl Default for ProducerOptions {
+    fn default() -> Self {
+        ProducerOptions {
+            config: ProducerConfig::default(),
+            replicas: 3,
+            in_flight_bytes_max: 64 << 20,
+            seed: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
+        }
+    }
+}
+
+impl ProducerOptions {
+    /// The machine's configuration, checked against the wire's limits.
+    pub(crate) fn machine_config(&self) -> Result<ProducerConfig, ClientError> {
+        let cfg = ProducerConfig {
+            replicas: self.replicas,
+            seed: self.seed,
+            ..self.config
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+type Completion = oneshot::Sender<Result<u64, AppendError>>;
+
+enum Cmd {
+    Append(Entry, Completion, OwnedSemaphorePermit),
+    Close(oneshot::Sender<Result<(), ClientError>>),
+}
+
+/// An append in flight: resolves to the entry's seq once it is committed
+/// on every replica.
+#[derive(Debug)]
+pub struct AppendFuture(oneshot::Receiver<Result<u64, AppendError>>);
+
+impl std::future::Future for AppendFuture {
+    type Output = Result<u64, AppendError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|r| match r {
+            Ok(r) => r,
+            Err(_) => Err(AppendError::Indeterminate {
+                why: "the producer stopped".into(),
+            }),
+        })
+    }
+}
+
+/// The writer of one log.
+#[derive(Debug)]
+pub struct Producer {
+    log_id: u64,
+    epoch: u64,
+    cmds: mpsc::Sender<Cmd>,
+    budget: Arc<Semaphore>,
+    budget_max: usize,
+    /// Set by the driver when the machine stopped for another reason than
+    /// a close, before the driver ends: a later `submit` then fails the way
+    /// an append taken while the driver still ran does (`Indeterminate`,
+    /// with the machine's reason), not with `Closed`.
+    stopped: Arc<OnceLock<String>>,
+}
+
+impl Producer {
+    /// Opens `log_id` for writing: creates it, or continues it with a new
+    /// epoch and a new segment if its last segment is sealed.
+    pub async fn open(
+        pool: ConnPool,
+        log_id: u64,
+        opts: ProducerOptions,
+    ) -> Result<Producer, ClientError> {
+        let cfg = opts.machine_config()?;
+        let clock = Clock::new();
+        let (mut opener, first) = Opener::start(log_id, cfg, clock.now_ms());
+        let mut queue: VecDeque<OpenAction> = first.into_iter().collect();
+        loop {
+            while let Some(action) = queue.pop_front() {
+                let call = match action {
+                    OpenAction::Meta(call) => call,
+                    OpenAction::Opened { epoch, segment } => {
+                        return Ok(Self::start(pool, log_id, epoch, segment, 0, opts).await);
+                    }
+                    OpenAction::Failed(f) => {
+                        return Err(ClientError::Log {
+                            log_id,
+                            why: f.to_string(),
+                        })
+                    }
+                };
+                let more = match record_calls::start(&pool, log_id, call).await {
+                    MetaAnswer::Record(r) => opener.handle_record(r, clock.now_ms()),
+                    MetaAnswer::Cas(c) => opener.handle_cas(c, clock.now_ms()),
+                };
+                queue.extend(more);
+            }
+            // Nothing out: the opener waits for its next round.
+            let Some(at) = opener.poll_timeout() else {
+                unreachable!("an opener with no call out waits for its timer");
+            };
+            clock.sleep_until(Some(at)).await;
+            queue.extend(opener.handle_timeout(clock.now_ms()));
+        }
+    }
+
+    /// Starts the driver of a producer at `epoch` on `segment` (published
+    /// by this producer's CAS), whose first `held` entries are already
+    /// durable on every replica (a takeover's tail).
+    pub(crate) async fn start(
+        pool: ConnPool,
+        log_id: u64,
+        epoch: u64,
+        segment: OpenSegment,
+        held: u64,
+        opts: ProducerOptions,
+    ) -> Producer {
+        let cfg = match opts.machine_config() {
+            Ok(cfg) => cfg,
+            Err(e) => panic!("the options were checked before the open: {e}"),
+        };
+        let machine = Machine::new(log_id, epoch, segment, held, cfg);
+        let (cmds, cmd_rx) = mpsc::channel(COMMAND_QUEUE_MAX);
+        let (replies_tx, replies_rx) = mpsc::channel(REPLY_QUEUE_MAX);
+        let stopped = Arc::new(OnceLock::new());
+        let mut driver = Driver {
+            m: machine,
+            pool,
+            clock: Clock::new(),
+            conns: Vec::new(),
+            conns_segment: None,
+            replies_tx,
+            waiters: VecDeque::new(),
+            closer: None,
+            last_append: None,
+            stopped: stopped.clone(),
+            meta: None,
+        };
+        let first = driver.m.begin(driver.clock.now_ms());
+        driver.apply(first).await;
+        tokio::spawn(driver.run(cmd_rx, replies_rx));
+        Producer {
+            log_id,
+            epoch,
+            cmds,
+            budget: Arc::new(Semaphore::new(opts.in_flight_bytes_max)),
+            budget_max: opts.in_flight_bytes_max,
+            stopped,
+        }
+    }
+
+    /// Why a command could not reach the driver: it stopped or closed.
+    fn gone(&self) -> AppendError {
+        match self.stopped.get() {
+            Some(why) => AppendError::Indeterminate { why: why.clone() },
+            None => AppendError::Closed,
+        }
+    }
+
+    pub fn log_id(&self) -> u64 {
+        self.log_id
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Takes an entry, waiting while too many bytes are in flight
+    /// (back-pressure). The returned future resolves once it is committed.
+    pub async fn submit(&self, payload: Vec<u8>) -> Result<AppendFuture, AppendError> {
+        let len = payload.len();
+        if len > ENTRY_BYTES_MAX as usize {
+            return Err(AppendError::TooLarge {
+                len,
+                max: ENTRY_BYTES_MAX as usize,
+            });
+        }
+        // Every entry costs at least one unit so empty entries are bounded.
+        let units = (len.max(1)).min(self.budget_max) as u32;
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(units)
+            .await
+            .map_err(|_| self.gone())?;
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Cmd::Append(Entry::new(payload), tx, permit))
+            .await
+            .map_err(|_| self.gone())?;
+        Ok(AppendFuture(rx))
+    }
+
+    /// Appends one entry and waits until it is committed; returns its seq.
+    pub async fn append(&self, payload: Vec<u8>) -> Result<u64, AppendError> {
+        self.submit(payload).await?.await
+    }
+
+    /// Waits for every entry to commit, then seals the segment so the next
+    /// producer starts cleanly.
+    pub async fn close(self) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        if self.cmds.send(Cmd::Close(tx)).await.is_err() {
+            return Err(ClientError::Log {
+                log_id: self.log_id,
+                why: match self.stopped.get() {
+                    Some(why) => why.clone(),
+                    None => "producer already stopped".into(),
+                },
+            });
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(ClientError::Log {
+                log_id: self.log_id,
+                why: "producer stopped while closing".into(),
+            })
+        })
+    }
+}
+
+pub(crate) async fn alive_nodes(pool: &ConnPool) -> Result<Vec<u64>, ClientError> {
+    Ok(pool
+        .refresh_nodes()
+        .await?
+        .into_iter()
+        .filter(|n| n.alive)
+        .map(|n| n.info.node_id)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use trilog_wire::limits::APPEND_BYTES_MAX;
+
+    use super::*;
+
+    #[test]
+    fn options_past_the_wire_limits_are_refused_before_anything_is_sent() {
+        let opts = ProducerOptions {
+            replicas: 5,
+            seed: 9,
+            ..ProducerOptions::default()
+        };
+        let cfg = opts.machine_config().expect("the defaults are valid");
+        assert_eq!(
+            (cfg.replicas, cfg.seed),
+            (5, 9),
+            "the options' own fields win"
+        );
+        let mut big = ProducerOptions::default();
+        big.config.batch_bytes_max = APPEND_BYTES_MAX + 1;
+        assert!(
+            matches!(big.machine_config(), Err(ClientError::Config(_))),
+            "a batch no frame can carry"
+        );
+        let none = ProducerOptions {
+            replicas: 0,
+            ..ProducerOptions::default()
+        };
+        assert!(matches!(none.machine_config(), Err(ClientError::Config(_))));
+    }
+}
