@@ -284,10 +284,11 @@ async fn a_switch_whose_cas_outcome_is_unknown_does_not_stop_the_producer() {
     cluster.kill(victim).expect("kill -9");
     let at_kill = writers.acked();
     wait_sealed(&cluster, LOG, segment).await;
-    until("the CAS and the read forgotten", STEP, || async {
-        store.spent()
+    wait_for("the CAS and the read forgotten", STEP, || async {
+        store.spent().then_some(())
     })
-    .await;
+    .await
+    .expect("the store forgets a CAS and a read");
     writers
         .wait_acked(at_kill + 2_000, STEP)
         .await

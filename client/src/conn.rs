@@ -2,14 +2,13 @@
 //! writer task, answers come back through one reader task and are routed by
 //! request id, so any number of requests can be in flight (pipelining).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use trilog_meta::frame_io::read_message;
 use trilog_protocol::replica::Refusal;
@@ -17,6 +16,8 @@ use trilog_wire::message::{ErrorCode, Hello, HelloOk};
 use trilog_wire::{Message, WireMessage};
 
 use crate::error::ConnError;
+use crate::runtime::{self, Connection, Runtime};
+use tokio::io::{ReadHalf, WriteHalf};
 
 /// How long a connect plus handshake may take.
 pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
@@ -95,7 +96,7 @@ const COALESCE_BYTES_MAX: usize = 1 << 20;
 struct Inner {
     addr: SocketAddr,
     out: mpsc::Sender<OutFrame>,
-    pending: Mutex<HashMap<u64, Route>>,
+    pending: Mutex<BTreeMap<u64, Route>>,
     next_id: AtomicU64,
     closed: AtomicBool,
     hello: HelloOk,
@@ -105,7 +106,7 @@ impl Inner {
     async fn fail_all(&self, why: String) {
         self.closed.store(true, Ordering::SeqCst);
         let routes: Vec<Route> = match self.pending.lock() {
-            Ok(mut p) => p.drain().map(|(_, r)| r).collect(),
+            Ok(mut p) => std::mem::take(&mut *p).into_values().collect(),
             Err(_) => Vec::new(),
         };
         for r in routes {
@@ -122,6 +123,7 @@ impl Inner {
 #[derive(Clone)]
 pub struct NodeConn {
     inner: Arc<Inner>,
+    rt: Arc<dyn Runtime>,
 }
 
 impl std::fmt::Debug for NodeConn {
@@ -135,12 +137,11 @@ impl std::fmt::Debug for NodeConn {
 }
 
 impl NodeConn {
-    /// Connects and shakes hands.
-    pub async fn connect(addr: SocketAddr) -> Result<NodeConn, ConnError> {
+    /// Connects on `rt` and shakes hands.
+    pub async fn connect(rt: &Arc<dyn Runtime>, addr: SocketAddr) -> Result<NodeConn, ConnError> {
         let timeout = Duration::from_millis(CONNECT_TIMEOUT_MS);
         let connect = async {
-            let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-            stream.set_nodelay(true).map_err(|e| e.to_string())?;
+            let mut stream = rt.connect(addr).await.map_err(|e| e.to_string())?;
             let hello = trilog_wire::encode(
                 0,
                 &Hello {
@@ -153,26 +154,29 @@ impl NodeConn {
                 (_, other) => Err(format!("handshake answered with {:?}", other.kind())),
             }
         };
-        let (stream, hello) = tokio::time::timeout(timeout, connect)
+        let (stream, hello) = runtime::timeout(rt.as_ref(), timeout, connect)
             .await
-            .map_err(|_| ConnError::Timeout {
+            .ok_or(ConnError::Timeout {
                 addr,
                 ms: CONNECT_TIMEOUT_MS,
             })?
             .map_err(|why| ConnError::Connect { addr, why })?;
-        let (rd, wr) = stream.into_split();
+        let (rd, wr) = tokio::io::split(stream);
         let (out, out_rx) = mpsc::channel::<OutFrame>(OUTBOX_FRAMES_MAX);
         let inner = Arc::new(Inner {
             addr,
             out,
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             hello,
         });
-        tokio::spawn(write_frames(inner.clone(), wr, out_rx));
-        tokio::spawn(read_answers(inner.clone(), rd));
-        Ok(NodeConn { inner })
+        rt.spawn(Box::pin(write_frames(inner.clone(), wr, out_rx)));
+        rt.spawn(Box::pin(read_answers(inner.clone(), rd)));
+        Ok(NodeConn {
+            inner,
+            rt: rt.clone(),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -293,11 +297,11 @@ impl NodeConn {
         let (tx, rx) = oneshot::channel();
         let id = self.register(Route::Once(tx))?;
         self.send_frame(id, trilog_wire::encode(id, msg))?;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(Reply::Msg(m))) => Ok(m),
-            Ok(Ok(Reply::Lost(e))) => Err(e),
-            Ok(Err(_)) => Err(self.lost("reader gone")),
-            Err(_) => {
+        match runtime::timeout(self.rt.as_ref(), timeout, rx).await {
+            Some(Ok(Reply::Msg(m))) => Ok(m),
+            Some(Ok(Reply::Lost(e))) => Err(e),
+            Some(Err(_)) => Err(self.lost("reader gone")),
+            None => {
                 if let Ok(mut p) = self.inner.pending.lock() {
                     p.remove(&id);
                 }
@@ -315,7 +319,7 @@ impl NodeConn {
 /// buffer. A write error fails every request in flight.
 async fn write_frames(
     inner: Arc<Inner>,
-    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    mut wr: WriteHalf<Box<dyn Connection>>,
     mut out_rx: mpsc::Receiver<OutFrame>,
 ) {
     let mut buf = Vec::new();
@@ -363,7 +367,7 @@ async fn write_frames(
 
 /// The reader task of a connection: routes every answer by request id. A
 /// read error fails every request in flight.
-async fn read_answers(inner: Arc<Inner>, mut rd: tokio::net::tcp::OwnedReadHalf) {
+async fn read_answers(inner: Arc<Inner>, mut rd: ReadHalf<Box<dyn Connection>>) {
     let addr = inner.addr;
     loop {
         match read_message(&mut rd).await {

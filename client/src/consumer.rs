@@ -2,7 +2,7 @@
 //! segment, following the chain of segments and failing over between
 //! replicas. A thin driver around [`trilog_protocol::consumer::Cursor`].
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use trilog_protocol::consumer::{Cursor, Step};
 use trilog_wire::message::{ErrorMsg, Read, ReadResponse};
@@ -43,7 +43,8 @@ impl Consumer {
     /// A consumer of `log_id` positioned at `seq`.
     pub async fn open(pool: ConnPool, log_id: u64, seq: u64) -> Result<Consumer, ClientError> {
         let meta = pool.meta().get_log(log_id).await?;
-        let turn = (std::process::id() as usize).wrapping_add(seq as usize);
+        // Spreads readers over the replicas.
+        let turn = pool.runtime().random() as usize;
         Ok(Consumer {
             pool,
             log_id,
@@ -73,9 +74,10 @@ impl Consumer {
     /// The next committed entries from the position on, in seq order;
     /// waits up to `wait` for some and returns an empty batch if none came.
     pub async fn next_batch(&mut self, wait: Duration) -> Result<Vec<Record>, ClientError> {
-        let deadline = Instant::now() + wait;
+        let rt = self.pool.runtime().clone();
+        let deadline = rt.now() + wait;
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
+            let remaining = deadline.saturating_sub(rt.now());
             let step = match &self.meta.record {
                 Some(r) => self.cursor.next_step(r),
                 None => Step::WaitForMetadata,
@@ -131,7 +133,7 @@ impl Consumer {
                             if self.failures.is_multiple_of(3) {
                                 // Every replica failed in turn: give them
                                 // a moment (a restart, a partition).
-                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                rt.sleep(Duration::from_millis(50)).await;
                             }
                         }
                     }

@@ -20,6 +20,7 @@ pub mod error;
 pub mod pool;
 pub mod producer;
 pub mod record_calls;
+pub mod runtime;
 pub mod takeover;
 
 pub use consumer::{Consumer, Record};

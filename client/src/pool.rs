@@ -4,7 +4,7 @@
 //! handshake and connects to that shard directly (shard-aware), so no
 //! request crosses cores on the node.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -15,26 +15,40 @@ use trilog_wire::meta::NodeStatus;
 use crate::conn::NodeConn;
 use crate::error::{ClientError, ConnError};
 use crate::meta::MetaStore;
+use crate::runtime::{Runtime, TokioRuntime};
 
-/// Shared connections, keyed by node and shard.
+/// Shared connections, keyed by node and shard, and the runtime every
+/// producer, consumer and connection made from this pool runs on.
 #[derive(Debug, Clone)]
 pub struct ConnPool {
     meta: Arc<dyn MetaStore>,
+    rt: Arc<dyn Runtime>,
     state: Arc<Mutex<PoolState>>,
 }
 
 #[derive(Debug, Default)]
 struct PoolState {
-    nodes: HashMap<u64, NodeStatus>,
-    conns: HashMap<(u64, u32), NodeConn>,
+    nodes: BTreeMap<u64, NodeStatus>,
+    conns: BTreeMap<(u64, u32), NodeConn>,
 }
 
 impl ConnPool {
+    /// A pool on tokio (call it within a tokio runtime).
     pub fn new(meta: Arc<dyn MetaStore>) -> ConnPool {
+        ConnPool::with_runtime(meta, Arc::new(TokioRuntime::new()))
+    }
+
+    /// A pool on another runtime (the simulator's).
+    pub fn with_runtime(meta: Arc<dyn MetaStore>, rt: Arc<dyn Runtime>) -> ConnPool {
         ConnPool {
             meta,
+            rt,
             state: Arc::new(Mutex::new(PoolState::default())),
         }
+    }
+
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.rt
     }
 
     pub fn meta(&self) -> &Arc<dyn MetaStore> {
@@ -97,7 +111,7 @@ impl ConnPool {
             }
         }
         let addr = Self::addr_of(&node, shard)?;
-        let conn = match NodeConn::connect(addr).await {
+        let conn = match NodeConn::connect(&self.rt, addr).await {
             Ok(c) => c,
             Err(e) => {
                 // The node may have restarted on other ports: look again.

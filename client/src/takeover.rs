@@ -76,7 +76,7 @@ impl Producer {
     ) -> Result<Producer, ClientError> {
         let cfg = TakeoverConfig::new(opts.machine_config()?);
         cfg.validate()?;
-        let clock = Clock::new();
+        let clock = Clock::new(pool.runtime().clone());
         let (t, first) = Takeover::start(log_id, cfg, clock.now_ms());
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE_MAX);
         let (replies_tx, replies) = mpsc::channel(REPLY_QUEUE_MAX);
@@ -158,8 +158,11 @@ impl Driver {
                 }
             }
             let timer = self.t.poll_timeout();
-            let clock = self.clock;
+            let clock = self.clock.clone();
+            // In a fixed order, so a run replays: a due timer first.
             let more = tokio::select! {
+                biased;
+                () = clock.sleep_until(timer) => self.t.handle_timeout(self.clock.now_ms()),
                 Some(event) = events.recv() => self.on_event(event),
                 Some((tag, reply)) = replies.recv() => self.on_tail_reply(tag, reply),
                 answer = meta_answer(&mut self.meta) => {
@@ -169,7 +172,6 @@ impl Driver {
                         MetaAnswer::Cas(c) => self.t.handle_cas(c, now),
                     }
                 }
-                () = clock.sleep_until(timer) => self.t.handle_timeout(self.clock.now_ms()),
             };
             queue.extend(more);
         }
@@ -254,7 +256,7 @@ impl Driver {
     /// fence unanswered, and the machine resends it on its timer).
     fn fence(&self, replica: usize, node: u64, segment: u64, epoch: u64) {
         let (pool, events, log_id) = (self.pool.clone(), self.events_tx.clone(), self.log_id());
-        tokio::spawn(async move {
+        self.pool.runtime().spawn(Box::pin(async move {
             let conn = match pool.for_segment(node, log_id, segment).await {
                 Ok(c) => c,
                 Err(e) => return log::warn!("log {log_id}: fence of node {node}: {e}"),
@@ -281,7 +283,7 @@ impl Driver {
                     log::warn!("log {log_id}: fence of node {node}: {e}");
                 }
             }
-        });
+        }));
     }
 
     /// Reads entries `[from, to)` of a segment from one replica; what it
@@ -289,7 +291,7 @@ impl Driver {
     /// event.
     fn read_tail(&self, replica: usize, node: u64, segment: u64, from: u64, to: u64) {
         let (pool, events, log_id) = (self.pool.clone(), self.events_tx.clone(), self.log_id());
-        tokio::spawn(async move {
+        self.pool.runtime().spawn(Box::pin(async move {
             let event = match read_entries(&pool, log_id, node, segment, from, to).await {
                 Ok((from, entries)) => Event::Tail {
                     replica,
@@ -302,7 +304,7 @@ impl Driver {
                 }
             };
             let _ = events.send(event).await;
-        });
+        }));
     }
 
     /// Sends one chunk of the tail to `node`, on the one connection that
@@ -376,7 +378,7 @@ impl Driver {
     /// Best effort: the old segment's replicas learn of the seal.
     fn tell_seal(&self, node: u64, segment: u64, epoch: u64, len: u64) {
         let (pool, log_id) = (self.pool.clone(), self.log_id());
-        tokio::spawn(async move {
+        self.pool.runtime().spawn(Box::pin(async move {
             if let Ok(c) = pool.for_segment(node, log_id, segment).await {
                 let seal = Seal {
                     log_id,
@@ -388,7 +390,7 @@ impl Driver {
                     .request(&seal, Duration::from_millis(REQUEST_TIMEOUT_MS_MAX))
                     .await;
             }
-        });
+        }));
     }
 }
 

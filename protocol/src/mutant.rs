@@ -54,6 +54,23 @@ pub enum Mutant {
     UnknownCasIsFence = 11,
 }
 
+impl Mutant {
+    /// Every mutant, for checkers that must refute each one.
+    pub const ALL: &'static [Mutant] = &[
+        Mutant::CommitOnTwoAcks,
+        Mutant::SealAtLongest,
+        Mutant::FenceNotDurable,
+        Mutant::ReadPastWatermark,
+        Mutant::TakeoverWithoutFence,
+        Mutant::FenceAnsweredBeforeDrain,
+        Mutant::NoTailCopy,
+        Mutant::ResendStoredTwice,
+        Mutant::WatermarkNotSent,
+        Mutant::SealBeforeTailDurable,
+        Mutant::UnknownCasIsFence,
+    ];
+}
+
 #[cfg(feature = "mutants")]
 static ACTIVE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 

@@ -22,13 +22,18 @@
 //! byte for byte, on every machine; nothing here reads a clock, spawns a
 //! thread or touches the real file system.
 
+pub mod actors;
 pub mod check;
+pub mod client;
 pub mod disk;
 pub mod executor;
+pub mod faults;
+pub mod logs;
 pub mod meta;
 pub mod net;
 pub mod node;
 pub mod rng;
+pub mod run;
 
 pub use disk::SimDisk;
 pub use rng::Rng;

@@ -61,7 +61,7 @@ pub(super) struct Driver {
     /// The last append payload serialized, reused for the other replicas.
     pub(super) last_append: Option<EncodedAppend>,
     /// Shared with the [`Producer`] handle: why the machine stopped.
-    pub(super) stopped: Arc<OnceLock<String>>,
+    pub(super) stopped: Arc<OnceLock<StopReason>>,
     /// The metadata call the machine asked for, under way.
     pub(super) meta: Option<MetaCallFuture>,
 }
@@ -74,13 +74,14 @@ impl Driver {
     ) {
         loop {
             let timer = self.m.poll_timeout();
-            let clock = self.clock;
+            let clock = self.clock.clone();
+            // In a fixed order, so a run replays (the simulator's seeds):
+            // a due timer first (a slow replica's ack timeout must fire
+            // while the others keep acking), then answers (they free the
+            // window and the callers' budget), then new entries.
             let actions = tokio::select! {
-                cmd = cmds.recv() => match cmd {
-                    Some(cmd) => self.take_queued(cmd, &mut cmds),
-                    // Every handle is gone: nobody waits for anything.
-                    None => return,
-                },
+                biased;
+                () = clock.sleep_until(timer) => self.m.handle_timeout(self.clock.now_ms()),
                 Some((tag, reply)) = replies.recv() => self.on_reply(tag, reply).await,
                 answer = meta_answer(&mut self.meta) => {
                     let now = self.clock.now_ms();
@@ -89,7 +90,11 @@ impl Driver {
                         MetaAnswer::Cas(c) => self.m.handle_cas(c, now),
                     }
                 }
-                () = clock.sleep_until(timer) => self.m.handle_timeout(self.clock.now_ms()),
+                cmd = cmds.recv() => match cmd {
+                    Some(cmd) => self.take_queued(cmd, &mut cmds),
+                    // Every handle is gone: nobody waits for anything.
+                    None => return,
+                },
             };
             self.apply(actions).await;
             if matches!(self.m.phase(), Phase::Stopped(_)) {
@@ -223,10 +228,7 @@ impl Driver {
                 segment,
                 commit,
                 ..
-            } => {
-                self.send_watermark(replica, segment, commit);
-                Actions::new()
-            }
+            } => self.send_watermark(replica, segment, commit),
             Action::Connect { segment, replicas } => self.connect(segment, &replicas).await,
             Action::Seal { node, segment, len } => {
                 self.tell_seal(node, segment, len);
@@ -324,16 +326,29 @@ impl Driver {
         self.conns.get(replica).and_then(Option::as_ref)
     }
 
-    fn send_watermark(&self, replica: usize, segment: u64, commit: u64) {
-        if let Some(c) = self.conn(segment, replica) {
-            let w = Watermark {
-                log_id: self.m.log_id(),
-                segment,
-                epoch: self.m.epoch(),
-                commit,
-            };
-            // Best effort: a lost watermark only delays readers.
-            let _ = c.send_oneway(&w);
+    /// Sends the watermark alone. A connection that is gone is a failed
+    /// replica, as for an append: the machine's refresh of an idle
+    /// replica is how a reset connection or a restarted node is found.
+    fn send_watermark(&mut self, replica: usize, segment: u64, commit: u64) -> Actions<Action> {
+        let Some(c) = self.conn(segment, replica) else {
+            return Actions::new();
+        };
+        let w = Watermark {
+            log_id: self.m.log_id(),
+            segment,
+            epoch: self.m.epoch(),
+            commit,
+        };
+        match c.send_oneway(&w) {
+            Ok(()) => Actions::new(),
+            Err(e) => {
+                log::warn!(
+                    "log {} segment {segment}: watermark to replica {replica}: {e}",
+                    self.m.log_id()
+                );
+                let now = self.clock.now_ms();
+                self.m.handle_replica_failure(replica, segment, now)
+            }
         }
     }
 
@@ -348,13 +363,13 @@ impl Driver {
             epoch: self.m.epoch(),
             len,
         };
-        tokio::spawn(async move {
+        self.pool.runtime().spawn(Box::pin(async move {
             if let Ok(c) = pool.for_segment(node, s.log_id, segment).await {
                 let _ = c
                     .request(&s, Duration::from_millis(SEAL_TELL_TIMEOUT_MS))
                     .await;
             }
-        });
+        }));
     }
 
     /// The machine stopped: every caller still waiting learns why.
@@ -367,7 +382,7 @@ impl Driver {
             }
             _ => {
                 log::warn!("log {log_id}: {reason}");
-                let _ = self.stopped.set(reason.to_string());
+                let _ = self.stopped.set(reason.clone());
                 let why = reason.to_string();
                 for (seq, done, _) in self.waiters.drain(..) {
                     assert!(seq >= committed, "committed entries were resolved already");

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use trilog_protocol::opener::{OpenAction, Opener};
-use trilog_protocol::producer::{OpenSegment, Producer as Machine, ProducerConfig};
+use trilog_protocol::producer::{OpenSegment, Producer as Machine, ProducerConfig, StopReason};
 use trilog_wire::limits::ENTRY_BYTES_MAX;
 use trilog_wire::message::Entry;
 
@@ -109,7 +109,7 @@ pub struct Producer {
     /// a close, before the driver ends: a later `submit` then fails the way
     /// an append taken while the driver still ran does (`Indeterminate`,
     /// with the machine's reason), not with `Closed`.
-    stopped: Arc<OnceLock<String>>,
+    stopped: Arc<OnceLock<StopReason>>,
 }
 
 impl Producer {
@@ -121,7 +121,7 @@ impl Producer {
         opts: ProducerOptions,
     ) -> Result<Producer, ClientError> {
         let cfg = opts.machine_config()?;
-        let clock = Clock::new();
+        let clock = Clock::new(pool.runtime().clone());
         let (mut opener, first) = Opener::start(log_id, cfg, clock.now_ms());
         let mut queue: VecDeque<OpenAction> = first.into_iter().collect();
         loop {
@@ -174,8 +174,8 @@ impl Producer {
         let stopped = Arc::new(OnceLock::new());
         let mut driver = Driver {
             m: machine,
+            clock: Clock::new(pool.runtime().clone()),
             pool,
-            clock: Clock::new(),
             conns: Vec::new(),
             conns_segment: None,
             replies_tx,
@@ -187,7 +187,8 @@ impl Producer {
         };
         let first = driver.m.begin(driver.clock.now_ms());
         driver.apply(first).await;
-        tokio::spawn(driver.run(cmd_rx, replies_rx));
+        let rt = driver.pool.runtime().clone();
+        rt.spawn(Box::pin(driver.run(cmd_rx, replies_rx)));
         Producer {
             log_id,
             epoch,
@@ -201,9 +202,18 @@ impl Producer {
     /// Why a command could not reach the driver: it stopped or closed.
     fn gone(&self) -> AppendError {
         match self.stopped.get() {
-            Some(why) => AppendError::Indeterminate { why: why.clone() },
+            Some(why) => AppendError::Indeterminate {
+                why: why.to_string(),
+            },
             None => AppendError::Closed,
         }
+    }
+
+    /// Why the producer stopped, if it stopped for another reason than a
+    /// close: the machine's own account ([`StopReason`]), which says
+    /// whether the log was really taken over.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stopped.get().cloned()
     }
 
     pub fn log_id(&self) -> u64 {
@@ -253,7 +263,7 @@ impl Producer {
             return Err(ClientError::Log {
                 log_id: self.log_id,
                 why: match self.stopped.get() {
-                    Some(why) => why.clone(),
+                    Some(why) => why.to_string(),
                     None => "producer already stopped".into(),
                 },
             });

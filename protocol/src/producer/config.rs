@@ -19,6 +19,13 @@ pub const META_PAUSE_MS_DEFAULT: u64 = 50;
 /// How long a segment switch or the close's seal keeps trying before the
 /// producer stops.
 pub const META_PATIENCE_MS_DEFAULT: u64 = 30_000;
+/// How often an idle producer tells its replicas the watermark again. A
+/// replica forgets a watermark that came alone when it restarts, and one
+/// sent on a connection that was reset never arrives: without a new word
+/// the last entries would stay unreadable there for as long as the
+/// producer is idle. The refresh also finds a dead connection (the send
+/// fails, and the segment is switched away from it).
+pub const WATERMARK_REFRESH_MS_DEFAULT: u64 = 1_000;
 
 const _: () = assert!(WINDOW_APPENDS_DEFAULT <= WINDOW_APPENDS_MAX);
 const _: () = assert!(BATCH_ENTRIES_DEFAULT <= APPEND_ENTRIES_MAX);
@@ -49,6 +56,10 @@ pub struct ProducerConfig {
     pub meta_pause_ms: u64,
     /// How long a switch or the close's seal keeps trying.
     pub meta_patience_ms: u64,
+    /// An idle replica is told the watermark again after this long without
+    /// a word. `u64::MAX`: never (the model check, whose network loses no
+    /// watermark where liveness is judged).
+    pub watermark_refresh_ms: u64,
 }
 
 impl Default for ProducerConfig {
@@ -62,6 +73,7 @@ impl Default for ProducerConfig {
             seed: 0,
             meta_pause_ms: META_PAUSE_MS_DEFAULT,
             meta_patience_ms: META_PATIENCE_MS_DEFAULT,
+            watermark_refresh_ms: WATERMARK_REFRESH_MS_DEFAULT,
         }
     }
 }
@@ -112,6 +124,7 @@ impl ProducerConfig {
             ("an ack timeout", self.ack_timeout_ms),
             ("a metadata pause", self.meta_pause_ms),
             ("a metadata patience", self.meta_patience_ms),
+            ("a watermark refresh", self.watermark_refresh_ms),
         ];
         match times.iter().find(|(_, ms)| *ms == 0) {
             Some((what, _)) => Err(ConfigError::ZeroTime { what }),

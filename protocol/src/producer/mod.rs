@@ -172,6 +172,9 @@ pub struct Producer {
     committed: u64,
     /// Per replica, the last commit watermark it was told.
     commit_told: Vec<u64>,
+    /// Per replica, when it was last sent anything (an append or the
+    /// watermark): an idle replica is told again after the refresh time.
+    told_at_ms: Vec<u64>,
     phase: Phase,
     /// A close was asked: it survives a segment switch.
     closing: bool,
@@ -218,6 +221,7 @@ impl Producer {
             committed: segment.first_seq + held,
             acks: AckTracker::new(n, held),
             commit_told: vec![0; n],
+            told_at_ms: vec![0; n],
             segment,
             entries: VecDeque::new(),
             phase: Phase::Writing,
@@ -334,6 +338,7 @@ impl Producer {
                 self.acks
                     .on_sent(i, first_offset + u64::from(count), now_ms);
                 self.commit_told[i] = commit;
+                self.told_at_ms[i] = now_ms;
                 out.push(Action::Append {
                     replica: i,
                     node: self.segment.replicas[i],
@@ -349,6 +354,7 @@ impl Producer {
             let idle_watermark = !mutant::active(Mutant::WatermarkNotSent);
             if idle_watermark && r.sent == end && commit > self.commit_told[i] {
                 self.commit_told[i] = commit;
+                self.told_at_ms[i] = now_ms;
                 out.push(Action::Watermark {
                     replica: i,
                     node: self.segment.replicas[i],
@@ -485,18 +491,52 @@ impl Producer {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) has something to do:
-    /// the oldest append's ack deadline while writing, the next round of
-    /// a metadata change after a pause while switching or sealing.
+    /// the oldest append's ack deadline or an idle replica's watermark
+    /// refresh while writing, the next round of a metadata change after a
+    /// pause while switching or sealing.
     pub fn poll_timeout(&self) -> Option<u64> {
         match &self.change {
             Some(change) => change.retry.poll_timeout(),
-            None if self.sending() => (0..self.segment.replicas.len())
-                .filter_map(|i| self.acks.oldest_in_flight_ms(i))
-                .map(|sent| sent.saturating_add(self.cfg.ack_timeout_ms))
-                .filter(|at| *at != u64::MAX)
-                .min(),
+            None if self.sending() => {
+                let acks = (0..self.segment.replicas.len())
+                    .filter_map(|i| self.acks.oldest_in_flight_ms(i))
+                    .map(|sent| sent.saturating_add(self.cfg.ack_timeout_ms));
+                let refresh =
+                    (0..self.segment.replicas.len()).filter_map(|i| self.refresh_at_ms(i));
+                acks.chain(refresh).filter(|at| *at != u64::MAX).min()
+            }
             None => None,
         }
+    }
+
+    /// When idle replica `i` is to be told the watermark again, if it is
+    /// idle and there is a watermark to tell.
+    fn refresh_at_ms(&self, i: usize) -> Option<u64> {
+        let r = self.acks.replica(i);
+        let idle = r.sent == self.end_offset() && r.in_flight.is_empty();
+        // MUTANT WatermarkNotSent: an idle producer stays silent.
+        let silent = mutant::active(Mutant::WatermarkNotSent);
+        (idle && !silent && self.acks.commit() > 0)
+            .then(|| self.told_at_ms[i].saturating_add(self.cfg.watermark_refresh_ms))
+    }
+
+    /// Tells every idle replica whose refresh is due the watermark again.
+    fn refresh_watermarks(&mut self, now_ms: u64) -> Actions<Action> {
+        let mut out = Actions::new();
+        let commit = self.acks.commit();
+        for i in 0..self.segment.replicas.len() {
+            if self.refresh_at_ms(i).is_some_and(|at| at <= now_ms) {
+                self.commit_told[i] = commit;
+                self.told_at_ms[i] = now_ms;
+                out.push(Action::Watermark {
+                    replica: i,
+                    node: self.segment.replicas[i],
+                    segment: self.segment.id,
+                    commit,
+                });
+            }
+        }
+        out
     }
 
     /// Time passed: fails a replica whose oldest append is overdue, or
@@ -522,7 +562,7 @@ impl Producer {
         });
         match overdue {
             Some(replica) => self.fail_replica(replica, now_ms),
-            None => Actions::new(),
+            None => self.refresh_watermarks(now_ms),
         }
     }
 

@@ -12,6 +12,7 @@ fn cfg(window: usize, batch: u32) -> ProducerConfig {
         seed: 0,
         meta_pause_ms: 10,
         meta_patience_ms: 1_000,
+        watermark_refresh_ms: 10_000,
     }
 }
 
@@ -458,4 +459,34 @@ fn placements_draw_from_the_seed_in_turn() {
         switch_segment(&r, 1, 0, 1, &draw(1)).expect("switch"),
         "the same change, placed anew"
     );
+}
+
+#[test]
+fn an_idle_replica_is_told_the_watermark_again_until_it_is_busy() {
+    let mut p = producer(4, 8);
+    let _ = p.append(entry(0));
+    let _ = p.poll(0);
+    for r in 0..3 {
+        let _ = p.handle_ack(r, 0, 1, 5);
+    }
+    // Committed through 1 and idle: the watermark went alone at 5 ms.
+    assert_eq!(p.poll_timeout(), Some(10_005));
+    assert!(p.handle_timeout(10_004).is_empty(), "not yet");
+    let again = p.handle_timeout(10_005);
+    let told: Vec<usize> = again
+        .iter()
+        .filter_map(|a| match a {
+            Action::Watermark {
+                replica, commit: 1, ..
+            } => Some(*replica),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, vec![0, 1, 2], "every idle replica hears it again");
+    assert_eq!(p.poll_timeout(), Some(20_005));
+    // A replica with an append in flight is not idle: its ack deadline
+    // comes first, and no refresh goes to it.
+    let _ = p.append(entry(1));
+    let _ = p.poll(20_000);
+    assert_eq!(p.poll_timeout(), Some(20_100));
 }

@@ -34,6 +34,7 @@ fn cfg() -> TakeoverConfig {
             seed: 0,
             meta_pause_ms: 10,
             meta_patience_ms: 1_000,
+            watermark_refresh_ms: 10_000,
         },
         fence_resend_ms: 100,
         fence_wait_ms_max: 1_000,

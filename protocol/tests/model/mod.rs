@@ -94,6 +94,9 @@ impl Config {
             seed: self.seed,
             meta_pause_ms: 10,
             meta_patience_ms: 1_000,
+            // No watermark is lost where liveness is judged; elsewhere a
+            // refresh is a duplicate the properties already allow.
+            watermark_refresh_ms: u64::MAX,
         }
     }
 }
