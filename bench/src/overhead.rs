@@ -81,7 +81,7 @@ pub async fn node_append(
 ) -> Result<(NodeLatency, Cluster), ClusterError> {
     let cluster = Cluster::start(1, NodeCommand::this_exe()?, None).await?;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], cluster.nodes[0].port));
-    let conn = NodeConn::connect(addr)
+    let conn = NodeConn::connect_tokio(addr)
         .await
         .map_err(trilog_client::ClientError::from)?;
     let mut h = new_histogram();

@@ -98,7 +98,7 @@ async fn append_then_read_across_producers() {
 
 /// Reads a whole sealed segment from one node directly.
 async fn read_segment_from(addr: SocketAddr, log_id: u64, segment: u64, len: u64) -> Vec<Vec<u8>> {
-    let conn = NodeConn::connect(addr).await.expect("connect");
+    let conn = NodeConn::connect_tokio(addr).await.expect("connect");
     let mut out = Vec::new();
     while (out.len() as u64) < len {
         let req = Read {

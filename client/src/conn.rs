@@ -137,6 +137,13 @@ impl std::fmt::Debug for NodeConn {
 }
 
 impl NodeConn {
+    /// Connects on tokio (the runtime of every real process) and shakes
+    /// hands.
+    pub async fn connect_tokio(addr: SocketAddr) -> Result<NodeConn, ConnError> {
+        let rt: Arc<dyn Runtime> = Arc::new(crate::runtime::TokioRuntime::new());
+        NodeConn::connect(&rt, addr).await
+    }
+
     /// Connects on `rt` and shakes hands.
     pub async fn connect(rt: &Arc<dyn Runtime>, addr: SocketAddr) -> Result<NodeConn, ConnError> {
         let timeout = Duration::from_millis(CONNECT_TIMEOUT_MS);

@@ -22,7 +22,9 @@
 //! keeping records that reached the disk unacknowledged); producer 1
 //! crashes; producer 2 takes over while producer 1 still writes; a
 //! producer decides at any moment that a replica failed and switches
-//! segments; a metadata CAS has an unknown outcome (applied, lost, or
+//! segments; a producer's connection to a replica is lost (it connects
+//! again and resends from what the replica acknowledged, or fails the
+//! replica when it loses it again or never gets it back); a metadata CAS has an unknown outcome (applied, lost, or
 //! landing later) and the machine is told so; a takeover's tail read
 //! times out; the consumer gives up on a replica and reads the next one,
 //! and reads with a stale record.
@@ -38,6 +40,7 @@
 //! |-----------------|------------|----------|-----------------------------------------------------|
 //! | network         | 3 entries  | no       | 1 loss, 1 duplicate, 1 reordering                   |
 //! | crash           | 3 entries  | no       | 1 node crash (+ torn write), 1 delayed flush, 1 failover |
+//! | reconnect       | 2 entries  | no       | 2 lost connections, 1 node crash, 1 delayed flush   |
 //! | switch          | 3 entries  | no       | 1 replica failure (switch), 1 loss, 1 failover      |
 //! | switch-unknown  | 3 entries  | no       | 1 replica failure, 1 unknown CAS outcome, 1 failover |
 //! | race            | 3 entries  | + 1      | none (the race itself)                              |
@@ -221,6 +224,11 @@ fn scenario_network() {
 #[test]
 fn scenario_crash() {
     check_scenario(crash());
+}
+
+#[test]
+fn scenario_reconnect() {
+    check_scenario(reconnect());
 }
 
 #[test]

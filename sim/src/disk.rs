@@ -173,6 +173,24 @@ impl SimDisk {
         Ok(())
     }
 
+    /// Garbles one unsynced sector version of one file (see
+    /// `Media::garble_unsynced`): a bit flipped in a write that no
+    /// `fdatasync` covered yet. Returns whether any file had one.
+    pub fn garble_unsynced(&self, rng: &mut Rng) -> bool {
+        let mut state = self.state.borrow_mut();
+        let inos: Vec<_> = state
+            .inodes
+            .iter()
+            .filter(|(_, i)| !i.media.is_synced())
+            .map(|(ino, _)| *ino)
+            .collect();
+        if inos.is_empty() {
+            return false;
+        }
+        let ino = inos[rng.index(inos.len())];
+        state.media(ino).garble_unsynced(rng)
+    }
+
     /// The durable bytes of the file a crash now would leave at `path`, as
     /// far as `fdatasync` and directory syncs guarantee them (unsynced
     /// writes may add to them in a crash): what a checker reads as "on

@@ -147,7 +147,7 @@ mod tests {
         };
         let a = plan(&mut Rng::new(11), &bounds);
         assert_eq!(a, plan(&mut Rng::new(11), &bounds));
-        let mut kinds = std::collections::BTreeSet::new();
+        let mut kinds = std::collections::HashSet::new();
         for seed in 0..200 {
             let p = plan(&mut Rng::new(seed), &bounds);
             assert!(p.len() <= 8);

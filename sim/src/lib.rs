@@ -34,6 +34,7 @@ pub mod net;
 pub mod node;
 pub mod rng;
 pub mod run;
+pub mod seeds;
 
 pub use disk::SimDisk;
 pub use rng::Rng;

@@ -11,13 +11,12 @@
 //!   fails unless every mutant is caught.
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use clap::Parser;
 use trilog_protocol::mutant::{self, Mutant};
-use trilog_sim::run::{run, Outcome, RunConfig};
+use trilog_sim::run::{run, Outcome};
+use trilog_sim::seeds::{cores, hunt, run_seeds, Batch};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,19 +58,13 @@ struct Args {
     entries: u32,
 }
 
-fn config(args: &Args, seed: u64) -> RunConfig {
-    RunConfig {
+fn batch(args: &Args) -> Batch {
+    Batch {
+        threads: args.threads.unwrap_or_else(cores),
         entries: args.entries,
-        ..RunConfig::new(seed)
+        stop_on_failure: false,
+        verbose: args.verbose,
     }
-}
-
-fn threads(args: &Args) -> usize {
-    args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    })
 }
 
 fn print_failure(o: &Outcome) {
@@ -84,35 +77,6 @@ fn print_failure(o: &Outcome) {
         "sim: seed {} failed after {} steps at {:?} virtual; replay: cargo run --release -p trilog-sim -- --seed {}",
         o.seed, o.steps, o.virtual_time, o.seed
     );
-}
-
-/// Runs `seeds` on `threads` threads; stops early once `stop_on_failure`
-/// and a seed failed. Returns the outcomes of the seeds that ran.
-fn run_seeds(args: &Args, seeds: std::ops::Range<u64>, stop_on_failure: bool) -> Vec<Outcome> {
-    let next = AtomicU64::new(seeds.start);
-    let failed = AtomicU64::new(u64::MAX);
-    let out = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..threads(args) {
-            s.spawn(|| loop {
-                let seed = next.fetch_add(1, Ordering::SeqCst);
-                if seed >= seeds.end || (stop_on_failure && failed.load(Ordering::SeqCst) < seed) {
-                    return;
-                }
-                if args.verbose {
-                    eprintln!("seed {seed}");
-                }
-                let o = run(config(args, seed));
-                if o.failure.is_some() {
-                    failed.fetch_min(seed, Ordering::SeqCst);
-                }
-                out.lock().unwrap_or_else(|e| e.into_inner()).push(o);
-            });
-        }
-    });
-    let mut out = out.into_inner().unwrap_or_else(|e| e.into_inner());
-    out.sort_by_key(|o| o.seed);
-    out
 }
 
 fn main() -> ExitCode {
@@ -141,7 +105,7 @@ fn main() -> ExitCode {
         }
     }
     if let Some(seed) = args.seed {
-        let o = run(config(&args, seed));
+        let o = run(batch(&args).config(seed));
         if o.failure.is_some() {
             print_failure(&o);
             return ExitCode::FAILURE;
@@ -159,7 +123,7 @@ fn main() -> ExitCode {
         return mutants(&args);
     }
     let started = Instant::now();
-    let outcomes = run_seeds(&args, args.start..args.start + args.seeds, false);
+    let outcomes = run_seeds(&batch(&args), args.start..args.start + args.seeds);
     let failures: Vec<&Outcome> = outcomes.iter().filter(|o| o.failure.is_some()).collect();
     for o in &failures {
         print_failure(o);
@@ -167,10 +131,14 @@ fn main() -> ExitCode {
     let steps: u64 = outcomes.iter().map(|o| o.steps).sum();
     let faults: u64 = outcomes.iter().map(|o| u64::from(o.faults)).sum();
     println!(
-        "sim: seeds={} steps={steps} faults={faults} failures={} ({:.1} s)",
+        "sim: seeds={} steps={steps} faults={faults} failures={}",
         outcomes.len(),
         failures.len(),
-        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "sim: {:.1} s on {} threads",
+        started.elapsed().as_secs_f64(),
+        batch(&args).threads
     );
     if failures.is_empty() {
         ExitCode::SUCCESS
@@ -183,15 +151,13 @@ fn mutants(args: &Args) -> ExitCode {
     let mut missed = Vec::new();
     for m in Mutant::ALL {
         let started = Instant::now();
-        mutant::set(Some(*m));
-        let outcomes = run_seeds(args, 0..args.seeds_per_mutant, true);
-        mutant::set(None);
-        match outcomes.iter().find(|o| o.failure.is_some()) {
+        let (caught, ran) = hunt(*m, &batch(args), 0..args.seeds_per_mutant);
+        match caught {
             Some(o) => {
                 let property = o.failure.as_ref().map_or("", |v| v.property);
+                println!("sim-mutant: {m:?} caught seed={}", o.seed);
                 println!(
-                    "sim-mutant: {m:?} caught seed={} by {property} ({:.1} s)",
-                    o.seed,
+                    "  by {property}, after {ran} seeds ({:.1} s)",
                     started.elapsed().as_secs_f64()
                 );
             }

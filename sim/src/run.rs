@@ -422,6 +422,14 @@ fn inject(run: &mut Run, fault: Fault) {
                 run.kill_process(process);
                 let mut rng = run.rng.fork();
                 if let Some(slot) = run.nodes.get_mut(&node) {
+                    // Half the time a bit of a write in flight went bad on
+                    // its way to the medium: recovery must see its crc fail.
+                    if rng.chance(1, 2) && slot.disk.garble_unsynced(&mut rng) {
+                        run.world.borrow_mut().trace.push(format!(
+                            "{:>10.3} ms  node {node}: a bit flipped in an unsynced write",
+                            now.as_secs_f64() * 1e3
+                        ));
+                    }
                     let report = slot.disk.crash(&mut rng);
                     slot.restart_at = Some(now + down);
                     run.note(format!("node {node} crashed: {report:?}"));
@@ -644,7 +652,7 @@ fn stopped(run: &mut Run, p: u32, reason: Option<StopReason>) -> Result<(), Viol
     if slot.stopped.is_some() {
         return Ok(());
     }
-    slot.stopped = Some(reason.clone());
+    slot.stopped = Some(reason);
     let epoch = slot.epoch.unwrap_or(0);
     let (_, record) = run.meta.record(LOG_ID);
     let record_epoch = record.as_ref().map_or(0, |r| r.epoch);

@@ -21,14 +21,29 @@ use crate::record_calls::{self, MetaAnswer, MetaCallFuture};
 /// How long telling a replica of a seal may take (best effort).
 const SEAL_TELL_TIMEOUT_MS: u64 = 5_000;
 
-fn tag(segment: u64, replica: usize) -> u64 {
+/// Segment ids a reply tag carries (48 bits, ids grow by one per switch or
+/// takeover).
+const TAG_SEGMENT_MAX: u64 = 1 << 48;
+
+/// A reply's tag: the segment, the replica and the generation of the
+/// connection it was sent on (so the losses of a connection replaced by a
+/// new one are told from those of the new one).
+fn tag(segment: u64, replica: usize, generation: u8) -> u64 {
     assert!(replica < 256, "replica index fits in the tag");
-    (segment << 8) | replica as u64
+    assert!(segment < TAG_SEGMENT_MAX, "segment id fits in the tag");
+    (segment << 16) | (u64::from(generation) << 8) | replica as u64
 }
 
-fn untag(tag: u64) -> (u64, usize) {
-    (tag >> 8, (tag & 0xff) as usize)
+fn untag(tag: u64) -> (u64, usize, u8) {
+    (tag >> 16, (tag & 0xff) as usize, ((tag >> 8) & 0xff) as u8)
 }
+
+/// A connection made again to one replica, or why it could not be:
+/// (segment, replica, generation, outcome).
+pub(super) type Reconnected = (u64, usize, u8, Result<NodeConn, String>);
+
+/// Reconnections under way that may report at once.
+pub(super) const RECONNECT_QUEUE_MAX: usize = 64;
 
 /// Waits for the metadata call under way, or forever without one. The
 /// call itself stays in `meta` if another event comes first.
@@ -53,6 +68,10 @@ pub(super) struct Driver {
     pub(super) clock: Clock,
     /// Connections to the replicas of `conns_segment`, by replica index.
     pub(super) conns: Vec<Option<NodeConn>>,
+    /// By replica index, the generation of its connection (see [`tag`]).
+    pub(super) generations: Vec<u8>,
+    /// Where reconnection tasks report.
+    pub(super) reconnected_tx: mpsc::Sender<Reconnected>,
     pub(super) conns_segment: Option<u64>,
     pub(super) replies_tx: mpsc::Sender<(u64, Reply)>,
     /// Callers waiting for their entry, in seq order.
@@ -71,6 +90,7 @@ impl Driver {
         mut self,
         mut cmds: mpsc::Receiver<Cmd>,
         mut replies: mpsc::Receiver<(u64, Reply)>,
+        mut reconnected: mpsc::Receiver<Reconnected>,
     ) {
         loop {
             let timer = self.m.poll_timeout();
@@ -83,6 +103,7 @@ impl Driver {
                 biased;
                 () = clock.sleep_until(timer) => self.m.handle_timeout(self.clock.now_ms()),
                 Some((tag, reply)) = replies.recv() => self.on_reply(tag, reply).await,
+                Some(r) = reconnected.recv() => self.on_reconnected(r),
                 answer = meta_answer(&mut self.meta) => {
                     let now = self.clock.now_ms();
                     match answer {
@@ -136,7 +157,7 @@ impl Driver {
     }
 
     async fn on_reply(&mut self, tag: u64, reply: Reply) -> Actions<Action> {
-        let (segment, replica) = untag(tag);
+        let (segment, replica, generation) = untag(tag);
         let now = self.clock.now_ms();
         let log_id = self.m.log_id();
         match reply {
@@ -167,8 +188,70 @@ impl Driver {
                 self.m.handle_replica_failure(replica, segment, now)
             }
             Reply::Lost(e) => {
+                if self.generations.get(replica) != Some(&generation) {
+                    // A connection already replaced.
+                    log::debug!("log {log_id} segment {segment} replica {replica}: {e}");
+                    return Actions::new();
+                }
                 self.forget(segment, replica, &e).await;
-                self.m.handle_replica_failure(replica, segment, now)
+                self.m.handle_connection_lost(replica, segment, now)
+            }
+        }
+    }
+
+    /// Connects to a replica again, in a task that reports back.
+    fn reconnect(&mut self, replica: usize, node: u64, segment: u64) -> Actions<Action> {
+        if self.conns_segment != Some(segment) {
+            return Actions::new();
+        }
+        if let Some(slot) = self.conns.get_mut(replica) {
+            *slot = None;
+        }
+        let generation = match self.generations.get_mut(replica) {
+            Some(g) => {
+                *g = g.wrapping_add(1);
+                *g
+            }
+            None => return Actions::new(),
+        };
+        let (pool, tx, log_id) = (
+            self.pool.clone(),
+            self.reconnected_tx.clone(),
+            self.m.log_id(),
+        );
+        self.pool.runtime().spawn(Box::pin(async move {
+            let outcome = pool
+                .for_segment(node, log_id, segment)
+                .await
+                .map_err(|e| e.to_string());
+            let _ = tx.send((segment, replica, generation, outcome)).await;
+        }));
+        Actions::new()
+    }
+
+    fn on_reconnected(
+        &mut self,
+        (segment, replica, generation, outcome): Reconnected,
+    ) -> Actions<Action> {
+        let current = self.conns_segment == Some(segment)
+            && self.generations.get(replica) == Some(&generation);
+        if !current {
+            return Actions::new();
+        }
+        let now = self.clock.now_ms();
+        match outcome {
+            Ok(conn) => {
+                if let Some(slot) = self.conns.get_mut(replica) {
+                    *slot = Some(conn);
+                }
+                self.m.handle_reconnected(replica, segment, now)
+            }
+            Err(why) => {
+                log::warn!(
+                    "log {} segment {segment}: replica {replica} unreachable again: {why}",
+                    self.m.log_id()
+                );
+                self.m.handle_reconnect_failed(replica, segment, now)
             }
         }
     }
@@ -230,6 +313,11 @@ impl Driver {
                 ..
             } => self.send_watermark(replica, segment, commit),
             Action::Connect { segment, replicas } => self.connect(segment, &replicas).await,
+            Action::Reconnect {
+                replica,
+                node,
+                segment,
+            } => self.reconnect(replica, node, segment),
             Action::Seal { node, segment, len } => {
                 self.tell_seal(node, segment, len);
                 Actions::new()
@@ -251,6 +339,7 @@ impl Driver {
     async fn connect(&mut self, segment: u64, replicas: &[u64]) -> Actions<Action> {
         let log_id = self.m.log_id();
         self.conns = vec![None; replicas.len()];
+        self.generations = vec![0; replicas.len()];
         self.conns_segment = Some(segment);
         for (i, node) in replicas.iter().enumerate() {
             match self.pool.for_segment(*node, log_id, segment).await {
@@ -300,7 +389,7 @@ impl Driver {
                     payload,
                     *crc,
                     &self.replies_tx,
-                    tag(segment, replica),
+                    tag(segment, replica, self.generations[replica]),
                 )
                 .map_err(|e| e.to_string()),
             None => Err("not connected".to_string()),
@@ -313,7 +402,7 @@ impl Driver {
                     self.m.log_id()
                 );
                 let now = self.clock.now_ms();
-                self.m.handle_replica_failure(replica, segment, now)
+                self.m.handle_connection_lost(replica, segment, now)
             }
         }
     }
@@ -347,7 +436,7 @@ impl Driver {
                     self.m.log_id()
                 );
                 let now = self.clock.now_ms();
-                self.m.handle_replica_failure(replica, segment, now)
+                self.m.handle_connection_lost(replica, segment, now)
             }
         }
     }
@@ -382,7 +471,7 @@ impl Driver {
             }
             _ => {
                 log::warn!("log {log_id}: {reason}");
-                let _ = self.stopped.set(reason.clone());
+                let _ = self.stopped.set(reason);
                 let why = reason.to_string();
                 for (seq, done, _) in self.waiters.drain(..) {
                     assert!(seq >= committed, "committed entries were resolved already");

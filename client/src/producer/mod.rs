@@ -171,12 +171,15 @@ impl Producer {
         let machine = Machine::new(log_id, epoch, segment, held, cfg);
         let (cmds, cmd_rx) = mpsc::channel(COMMAND_QUEUE_MAX);
         let (replies_tx, replies_rx) = mpsc::channel(REPLY_QUEUE_MAX);
+        let (reconnected_tx, reconnected_rx) = mpsc::channel(driver::RECONNECT_QUEUE_MAX);
         let stopped = Arc::new(OnceLock::new());
         let mut driver = Driver {
             m: machine,
             clock: Clock::new(pool.runtime().clone()),
             pool,
             conns: Vec::new(),
+            generations: Vec::new(),
+            reconnected_tx,
             conns_segment: None,
             replies_tx,
             waiters: VecDeque::new(),
@@ -188,7 +191,7 @@ impl Producer {
         let first = driver.m.begin(driver.clock.now_ms());
         driver.apply(first).await;
         let rt = driver.pool.runtime().clone();
-        rt.spawn(Box::pin(driver.run(cmd_rx, replies_rx)));
+        rt.spawn(Box::pin(driver.run(cmd_rx, replies_rx, reconnected_rx)));
         Producer {
             log_id,
             epoch,

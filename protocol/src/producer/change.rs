@@ -243,6 +243,7 @@ impl Producer {
         self.acks = AckTracker::new(n, 0);
         self.commit_told = vec![0; n];
         self.told_at_ms = vec![0; n];
+        self.links = vec![super::Link::NEW; n];
         self.phase = if self.closing {
             Phase::Closing
         } else {

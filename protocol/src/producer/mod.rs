@@ -26,6 +26,7 @@
 
 mod change;
 mod config;
+mod link;
 #[cfg(test)]
 mod tests;
 
@@ -41,6 +42,7 @@ use crate::replica::Refusal;
 use crate::NodeId;
 
 pub use config::{ConfigError, ProducerConfig};
+pub use link::{Link, RECONNECT_PAUSE_MS};
 
 /// The segment a producer writes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -135,6 +137,14 @@ pub enum Action {
     /// `segment` on `replicas` is the open segment now: connect to them
     /// (a failure is [`Producer::handle_replica_failure`]).
     Connect { segment: u64, replicas: Vec<NodeId> },
+    /// The connection to replica `replica` (node `node`) of `segment` was
+    /// lost: connect again, then [`Producer::handle_reconnected`] (or
+    /// [`Producer::handle_reconnect_failed`]).
+    Reconnect {
+        replica: usize,
+        node: NodeId,
+        segment: u64,
+    },
     /// Tell a replica of a sealed segment (best effort).
     Seal {
         node: NodeId,
@@ -175,6 +185,8 @@ pub struct Producer {
     /// Per replica, when it was last sent anything (an append or the
     /// watermark): an idle replica is told again after the refresh time.
     told_at_ms: Vec<u64>,
+    /// Per replica, its connection (see the `link` module).
+    links: Vec<Link>,
     phase: Phase,
     /// A close was asked: it survives a segment switch.
     closing: bool,
@@ -222,6 +234,7 @@ impl Producer {
             acks: AckTracker::new(n, held),
             commit_told: vec![0; n],
             told_at_ms: vec![0; n],
+            links: vec![Link::NEW; n],
             segment,
             entries: VecDeque::new(),
             phase: Phase::Writing,
@@ -328,6 +341,9 @@ impl Producer {
         let end = self.end_offset();
         let commit = self.acks.commit();
         for i in 0..self.segment.replicas.len() {
+            if !self.links[i].is_up() {
+                continue;
+            }
             loop {
                 let r = self.acks.replica(i);
                 if r.sent >= end || r.in_flight.len() >= self.cfg.window {
@@ -503,7 +519,10 @@ impl Producer {
                     .map(|sent| sent.saturating_add(self.cfg.ack_timeout_ms));
                 let refresh =
                     (0..self.segment.replicas.len()).filter_map(|i| self.refresh_at_ms(i));
-                acks.chain(refresh).filter(|at| *at != u64::MAX).min()
+                acks.chain(refresh)
+                    .chain(self.link_timeout())
+                    .filter(|at| *at != u64::MAX)
+                    .min()
             }
             None => None,
         }
@@ -513,7 +532,7 @@ impl Producer {
     /// idle and there is a watermark to tell.
     fn refresh_at_ms(&self, i: usize) -> Option<u64> {
         let r = self.acks.replica(i);
-        let idle = r.sent == self.end_offset() && r.in_flight.is_empty();
+        let idle = r.sent == self.end_offset() && r.in_flight.is_empty() && self.links[i].is_up();
         // MUTANT WatermarkNotSent: an idle producer stays silent.
         let silent = mutant::active(Mutant::WatermarkNotSent);
         (idle && !silent && self.acks.commit() > 0)
@@ -554,6 +573,9 @@ impl Producer {
         }
         if !self.sending() {
             return Actions::new();
+        }
+        if let Some(out) = self.link_timers(now_ms) {
+            return out;
         }
         let overdue = (0..self.segment.replicas.len()).find(|i| {
             self.acks

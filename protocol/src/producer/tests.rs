@@ -490,3 +490,93 @@ fn an_idle_replica_is_told_the_watermark_again_until_it_is_busy() {
     let _ = p.poll(20_000);
     assert_eq!(p.poll_timeout(), Some(20_100));
 }
+
+fn sends_to(actions: &[Action], replica: usize) -> Vec<(u64, u32)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Append {
+                replica: r,
+                first_offset,
+                count,
+                ..
+            } if *r == replica => Some((*first_offset, *count)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_lost_connection_is_made_again_and_resent_from_the_acked_length() {
+    let mut p = producer(4, 1);
+    for i in 0..3 {
+        let _ = p.append(entry(i));
+    }
+    let _ = p.poll(0);
+    let _ = p.handle_ack(1, 0, 1, 5);
+    let lost = p.handle_connection_lost(1, 0, 10);
+    assert_eq!(
+        &lost[..],
+        &[Action::Reconnect {
+            replica: 1,
+            node: 11,
+            segment: 0
+        }]
+    );
+    assert!(
+        p.handle_connection_lost(1, 0, 11).is_empty(),
+        "the other losses of that connection"
+    );
+    assert!(
+        sends_to(&p.poll(12), 1).is_empty(),
+        "nothing goes to a replica being reached again"
+    );
+    let back = p.handle_reconnected(1, 0, 20);
+    assert_eq!(
+        sends_to(&back, 1),
+        vec![(1, 1), (2, 1)],
+        "from its acked length"
+    );
+    assert_eq!(p.phase(), &Phase::Writing, "no switch");
+}
+
+#[test]
+fn an_unreachable_replica_is_retried_then_failed_and_a_flapping_one_failed_at_once() {
+    let seg = OpenSegment {
+        id: 0,
+        first_seq: 0,
+        replicas: vec![10, 11, 12],
+    };
+    let patient = ProducerConfig {
+        ack_timeout_ms: 1_000,
+        ..cfg(4, 1)
+    };
+    let mut p = Producer::new(1, 1, seg, 0, patient);
+    let _ = p.append(entry(0));
+    let _ = p.poll(0);
+    let _ = p.handle_ack(0, 0, 1, 5);
+    let _ = p.handle_ack(1, 0, 1, 5);
+    let _ = p.handle_connection_lost(2, 0, 10);
+    assert!(p.handle_reconnect_failed(2, 0, 11).is_empty());
+    assert_eq!(p.poll_timeout(), Some(11 + RECONNECT_PAUSE_MS));
+    let retry = p.handle_timeout(11 + RECONNECT_PAUSE_MS);
+    assert!(
+        matches!(&retry[..], [Action::Reconnect { replica: 2, .. }]),
+        "{retry:?}"
+    );
+    // Unreachable for an ack timeout: the segment switches.
+    assert_eq!(p.poll_timeout(), Some(1_010));
+    let out = p.handle_reconnect_failed(2, 0, 1_010);
+    assert!(matches!(p.phase(), Phase::Switching { .. }), "{out:?}");
+
+    let mut p = producer(4, 1);
+    let _ = p.append(entry(0));
+    let _ = p.poll(0);
+    let _ = p.handle_connection_lost(0, 0, 10);
+    let _ = p.handle_reconnected(0, 0, 15);
+    let _ = p.handle_connection_lost(0, 0, 50);
+    assert!(
+        matches!(p.phase(), Phase::Switching { .. }),
+        "lost again within an ack timeout of the last reconnect"
+    );
+}

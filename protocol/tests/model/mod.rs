@@ -56,6 +56,10 @@ pub struct Config {
     pub taker_crash: bool,
     /// Replica failures a producer may declare (each is a segment switch).
     pub replica_failures: u8,
+    /// Connections from a producer to a replica that may be lost (the
+    /// producer connects again and resends from what was acknowledged;
+    /// a second loss within an ack timeout fails the replica).
+    pub connection_losses: u8,
     /// A takeover's tail read may time out (and move to another replica).
     pub tail_read_failures: bool,
     /// Writes of a takeover's tail to the next segment that may fail
@@ -112,6 +116,7 @@ pub struct Budget {
     pub producer_crash: bool,
     pub taker_crash: bool,
     pub replica_failures: u8,
+    pub connection_losses: u8,
     pub tail_write_failures: u8,
     pub consumer_failovers: u8,
     pub unknown_cas: u8,
@@ -133,6 +138,8 @@ pub struct Ghost {
     pub carried: u64,
     /// The consumer was given an entry by a node that had crashed.
     pub read_after_crash: bool,
+    /// A producer made a lost connection to a replica again.
+    pub reconnected: bool,
     /// A takeover placed its next segment again after a tail write failed.
     pub tail_replaced: bool,
     /// A producer stopped because of another producer when the record's
@@ -184,6 +191,19 @@ pub enum Act {
     ReplicaFailed {
         pid: Pid,
         replica: usize,
+    },
+    /// Producer `pid` loses its connection to replica `replica` of its
+    /// segment.
+    ConnectionLost {
+        pid: Pid,
+        replica: usize,
+    },
+    /// Producer `pid` is connected again to replica `replica` of
+    /// `segment`, as it asked.
+    Reconnected {
+        pid: Pid,
+        replica: usize,
+        segment: u64,
     },
     /// The store carries out the CAS that producer `pid` asked for.
     Cas(Pid),
@@ -263,6 +283,7 @@ impl Trilog {
                 now: 0,
                 first: 0,
                 tags,
+                reconnects: Vec::new(),
             }),
             p2: Taker::Idle,
             net: Net::default(),
@@ -275,6 +296,7 @@ impl Trilog {
                 producer_crash: cfg.producer_crash,
                 taker_crash: cfg.taker_crash,
                 replica_failures: cfg.replica_failures,
+                connection_losses: cfg.connection_losses,
                 tail_write_failures: cfg.tail_write_failures,
                 consumer_failovers: cfg.consumer_failovers,
                 unknown_cas: cfg.unknown_cas,

@@ -132,6 +132,15 @@ pub fn read_after_crash(_: &Trilog, s: &State) -> bool {
     s.ghost.read_after_crash
 }
 
+/// Producer 1 made a lost connection again and had every entry it took
+/// committed without leaving its first segment.
+pub fn resent_after_reconnect(m: &Trilog, s: &State) -> bool {
+    let taken = u64::from(m.cfg.p1_entries);
+    s.ghost.reconnected
+        && s.ghost.reported[0] == taken
+        && s.p1.as_ref().is_some_and(|w| w.m.segment().id == 0)
+}
+
 /// A takeover whose tail write failed placed the next segment elsewhere
 /// and then published it.
 pub fn tail_replaced(_: &Trilog, s: &State) -> bool {
@@ -180,6 +189,7 @@ pub const READ_AFTER_CRASH: &str = "ReadAfterCrash";
 pub const TAIL_REPLACED: &str = "TailReplaced";
 pub const PRODUCER_FENCED: &str = "ProducerFenced";
 pub const UNKNOWN_RESOLVED: &str = "UnknownResolved";
+pub const RESENT_AFTER_RECONNECT: &str = "ResentAfterReconnect";
 
 /// The discovery called `name`: a state the model must reach.
 pub fn discovery(name: &'static str) -> Property<Trilog> {
@@ -191,6 +201,7 @@ pub fn discovery(name: &'static str) -> Property<Trilog> {
         TAIL_REPLACED => tail_replaced,
         PRODUCER_FENCED => producer_fenced,
         UNKNOWN_RESOLVED => unknown_resolved,
+        RESENT_AFTER_RECONNECT => resent_after_reconnect,
         _ => panic!("no discovery {name}"),
     };
     Property::sometimes(name, f)

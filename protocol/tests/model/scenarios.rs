@@ -33,6 +33,7 @@ fn base(p1_entries: u8) -> Config {
         producer_crash: false,
         taker_crash: false,
         replica_failures: 0,
+        connection_losses: 0,
         tail_read_failures: true,
         tail_write_failures: 0,
         consumer_failovers: 0,
@@ -120,6 +121,26 @@ pub fn switch() -> Scenario {
             ..base(alone)
         },
         discoveries: &[props::SEGMENT_SEALED],
+    }
+}
+
+/// Connections lost and made again, around a node crash that loses
+/// staged appends: the producer resends from what each replica
+/// acknowledged; a second loss within an ack timeout (or a connection
+/// never made again) fails the replica and switches the segment.
+///
+/// 2 entries in both profiles, and the test profile loses one connection
+/// only: the reconnections under way interleave with every other step.
+pub fn reconnect() -> Scenario {
+    Scenario {
+        name: "reconnect",
+        cfg: Config {
+            connection_losses: if full() { 2 } else { 1 },
+            node_crashes: 1,
+            delayed_flushes: 1,
+            ..base(2)
+        },
+        discoveries: &[props::RESENT_AFTER_RECONNECT],
     }
 }
 

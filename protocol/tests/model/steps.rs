@@ -82,6 +82,19 @@ impl Trilog {
                         out.push(Act::ReplicaFailed { pid, replica });
                     }
                 }
+                // A reset connection (a node restart, a network blip).
+                if b.connection_losses > 0 && writing(w) {
+                    for replica in 0..w.m.segment().replicas.len() {
+                        out.push(Act::ConnectionLost { pid, replica });
+                    }
+                }
+                for &(replica, segment) in &w.reconnects {
+                    out.push(Act::Reconnected {
+                        pid,
+                        replica,
+                        segment,
+                    });
+                }
                 if w.m.poll_timeout().is_some() {
                     out.push(Act::Timeout(pid));
                 }
@@ -229,6 +242,25 @@ impl Trilog {
                 let seg = s.writer(pid).expect("running").m.segment().id;
                 s.drive(cfg, pid, |m, now| {
                     m.handle_replica_failure(replica, seg, now)
+                });
+            }
+            Act::ConnectionLost { pid, replica } => {
+                s.budget.connection_losses -= 1;
+                let seg = s.writer(pid).expect("running").m.segment().id;
+                s.drive(cfg, pid, |m, now| {
+                    m.handle_connection_lost(replica, seg, now)
+                });
+            }
+            Act::Reconnected {
+                pid,
+                replica,
+                segment,
+            } => {
+                let w = s.writer_mut(pid).expect("running");
+                w.reconnects.retain(|r| *r != (replica, segment));
+                s.ghost.reconnected = true;
+                s.drive(cfg, pid, |m, now| {
+                    m.handle_reconnected(replica, segment, now)
                 });
             }
             Act::Cas(pid) => {

@@ -29,6 +29,10 @@ pub struct Writer {
     /// `first` on.
     pub first: u64,
     pub tags: Vec<Tag>,
+    /// The connections it asked to make again, as (replica, segment),
+    /// not made yet: the checker makes one at any later step, or lets the
+    /// producer's timer give up on it.
+    pub reconnects: Vec<(usize, u64)>,
 }
 
 impl Writer {
@@ -142,6 +146,15 @@ impl State {
                 }),
                 // The model has no connections to open.
                 Action::Connect { .. } => {}
+                Action::Reconnect {
+                    replica, segment, ..
+                } => {
+                    let w = self.writer_mut(pid).expect("a running producer");
+                    if !w.reconnects.contains(&(replica, segment)) {
+                        w.reconnects.push((replica, segment));
+                        w.reconnects.sort_unstable();
+                    }
+                }
                 Action::Seal { node, segment, len } => self.net.send(Msg::Seal {
                     node,
                     seg: segment,
@@ -406,6 +419,7 @@ impl State {
             now,
             first,
             tags,
+            reconnects: Vec::new(),
         });
         self.ghost_commit(TAKER, first + held);
         self.drive(cfg, TAKER, |m, now| m.begin(now));

@@ -255,6 +255,33 @@ impl Media {
         }
     }
 
+    /// Garbles one version of one sector written since the last sync (a
+    /// bit flipped on its way to the medium): a crash may then keep that
+    /// version, and recovery must see its crc fail. Nothing synced is
+    /// touched. Returns whether there was an unsynced sector to garble.
+    pub fn garble_unsynced(&mut self, rng: &mut Rng) -> bool {
+        let indices: Vec<u64> = self.pending.keys().copied().collect();
+        if indices.is_empty() {
+            return false;
+        }
+        let index = indices[rng.index(indices.len())];
+        let Some(versions) = self.pending.get_mut(&index) else {
+            return false;
+        };
+        let v = rng.index(versions.len());
+        let at = rng.index(SECTOR_BYTES as usize);
+        let mask = 1u8 << rng.below(8);
+        let last = v + 1 == versions.len();
+        let sector = versions[v].get_or_insert_with(|| Box::new([0; SECTOR_BYTES as usize]));
+        sector[at] ^= mask;
+        let garbled = sector.clone();
+        if last {
+            // The newest version is also what reads see now.
+            self.sectors.insert(index, garbled);
+        }
+        true
+    }
+
     /// What survives a crash: see the module doc. Afterwards every view is
     /// the surviving contents, all durable.
     pub fn crash(&mut self, rng: &mut Rng) -> CrashEffect {
