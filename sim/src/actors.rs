@@ -196,37 +196,34 @@ pub async fn producer(
         // the driver.
         std::future::pending::<()>().await;
     }
-    match Rc::try_unwrap(p) {
-        Ok(p) => {
-            let result = p.close().await;
-            let why = match &result {
-                Ok(()) => String::new(),
-                Err(e) => e.to_string(),
-            };
-            note(
-                &world,
-                &sim,
-                format!("producer {} close: {result:?}", plan.id),
-            );
-            emit(
-                &world,
-                Event::Closed {
-                    p: plan.id,
-                    ok: result.is_ok(),
-                    why,
-                },
-            );
-        }
+    close(p, &sim, &world, plan.id).await;
+}
+
+/// Closes producer `id` once every append resolved, and says how it went.
+async fn close(p: Rc<Producer>, sim: &SimHandle, world: &SharedWorld, id: u32) {
+    let p = match Rc::try_unwrap(p) {
+        Ok(p) => p,
         Err(p) => {
-            note(
-                &world,
-                &sim,
-                format!("producer {}: handle still shared", plan.id),
-            );
+            note(world, sim, format!("producer {id}: handle still shared"));
             std::future::pending::<()>().await;
             drop(p);
+            return;
         }
-    }
+    };
+    let result = p.close().await;
+    let why = match &result {
+        Ok(()) => String::new(),
+        Err(e) => e.to_string(),
+    };
+    note(world, sim, format!("producer {id} close: {result:?}"));
+    emit(
+        world,
+        Event::Closed {
+            p: id,
+            ok: result.is_ok(),
+            why,
+        },
+    );
 }
 
 fn fail(world: &SharedWorld, id: u32, p: &Producer, e: AppendError) {

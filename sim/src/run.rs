@@ -417,25 +417,7 @@ fn inject(run: &mut Run, fault: Fault) {
             }
             run.undo.push((now + lasting, Undo::Heal));
         }
-        Fault::CrashNode { node, down } => {
-            if let Some(process) = run.nodes.get_mut(&node).and_then(|n| n.process.take()) {
-                run.kill_process(process);
-                let mut rng = run.rng.fork();
-                if let Some(slot) = run.nodes.get_mut(&node) {
-                    // Half the time a bit of a write in flight went bad on
-                    // its way to the medium: recovery must see its crc fail.
-                    if rng.chance(1, 2) && slot.disk.garble_unsynced(&mut rng) {
-                        run.world.borrow_mut().trace.push(format!(
-                            "{:>10.3} ms  node {node}: a bit flipped in an unsynced write",
-                            now.as_secs_f64() * 1e3
-                        ));
-                    }
-                    let report = slot.disk.crash(&mut rng);
-                    slot.restart_at = Some(now + down);
-                    run.note(format!("node {node} crashed: {report:?}"));
-                }
-            }
-        }
+        Fault::CrashNode { node, down } => crash_node(run, node, down),
         Fault::SlowNode {
             node,
             extra,
@@ -460,12 +442,7 @@ fn inject(run: &mut Run, fault: Fault) {
         }
         Fault::MetaDown { lasting } => run.meta.go_down(lasting),
         Fault::KillProducerAndTakeOver => {
-            let newest = run.producers.values_mut().rev().find(|p| !p.killed);
-            if let Some(p) = newest {
-                p.killed = true;
-                let process = p.process;
-                run.kill_process(process);
-            }
+            kill_newest_producer(run);
             run.start_producer(true);
         }
         Fault::RacingTakeover => run.start_producer(true),
@@ -479,6 +456,41 @@ fn inject(run: &mut Run, fault: Fault) {
             crash_after,
             down,
         } => isolated_takeover(run, lasting, crash_after, down),
+    }
+}
+
+/// Kills node `node` (its disk crashes) and schedules its restart after
+/// `down`.
+fn crash_node(run: &mut Run, node: u64, down: Duration) {
+    let now = run.sim.now();
+    let Some(process) = run.nodes.get_mut(&node).and_then(|n| n.process.take()) else {
+        return;
+    };
+    run.kill_process(process);
+    let mut rng = run.rng.fork();
+    let Some(slot) = run.nodes.get_mut(&node) else {
+        return;
+    };
+    // Half the time a bit of a write in flight went bad on its way to the
+    // medium: recovery must see its crc fail.
+    if rng.chance(1, 2) && slot.disk.garble_unsynced(&mut rng) {
+        run.world.borrow_mut().trace.push(format!(
+            "{:>10.3} ms  node {node}: a bit flipped in an unsynced write",
+            now.as_secs_f64() * 1e3
+        ));
+    }
+    let report = slot.disk.crash(&mut rng);
+    slot.restart_at = Some(now + down);
+    run.note(format!("node {node} crashed: {report:?}"));
+}
+
+/// Kills the newest producer still running (its process dies).
+fn kill_newest_producer(run: &mut Run) {
+    let newest = run.producers.values_mut().rev().find(|p| !p.killed);
+    if let Some(p) = newest {
+        p.killed = true;
+        let process = p.process;
+        run.kill_process(process);
     }
 }
 

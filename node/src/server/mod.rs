@@ -123,6 +123,30 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         ),
         None => None,
     };
+    let (listeners, shard_ports) = bind_shards(&config)?;
+    let executors = spawn_shards(&config, listeners, &shard_ports)?;
+    let registration = config
+        .meta
+        .clone()
+        .map(|meta| register(&config, meta, &shard_ports));
+    log::info!(
+        "node {} serving shards on {}:{:?} (data in {})",
+        config.node_id,
+        config.host,
+        shard_ports,
+        config.data_dir.display()
+    );
+    Ok(NodeHandle {
+        shard_ports,
+        meta_server,
+        registration,
+        executors,
+    })
+}
+
+/// One listener per shard, on consecutive ports from `config.port` (or
+/// ports the kernel picks, with port 0); with the ports bound.
+fn bind_shards(config: &NodeConfig) -> Result<(Vec<StdListener>, Vec<u16>), StartError> {
     let mut listeners = Vec::with_capacity(config.shards);
     for i in 0..config.shards {
         let port = if config.port == 0 {
@@ -140,6 +164,16 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
             addr: SocketAddr::new(config.host, config.port),
             source,
         })?;
+    Ok((listeners, shard_ports))
+}
+
+/// Starts one glommio executor per shard on its listener, and waits until
+/// every shard recovered its segments (or one failed to).
+fn spawn_shards(
+    config: &NodeConfig,
+    listeners: Vec<StdListener>,
+    shard_ports: &[u16],
+) -> Result<Vec<glommio::ExecutorJoinHandle<()>>, StartError> {
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), StorageError>)>();
     let mut executors = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
@@ -152,7 +186,7 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
             Some(core) => Placement::Fixed(*core),
             None => Placement::Unbound,
         };
-        let ports = shard_ports.clone();
+        let ports = shard_ports.to_vec();
         let node_id = config.node_id;
         let ready = ready_tx.clone();
         let fd = listener.into_raw_fd();
@@ -182,39 +216,30 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
             }
         }
     }
-    let registration = config.meta.map(|meta| {
-        let advertised_ports = match config.advertise_port {
-            Some(base) => (0..shard_ports.len())
-                .map(|i| base.saturating_add(i as u16))
-                .collect(),
-            None => shard_ports.clone(),
-        };
-        let info = NodeInfo {
-            node_id: config.node_id,
-            host: config.advertise_host.unwrap_or(config.host).to_string(),
-            shard_ports: advertised_ports,
-            zone: config.zone.clone(),
-            capacity_bytes: 0,
-        };
-        let lease = Duration::from_millis(config.lease_ms);
-        match meta {
-            MetaAddr::Embedded(addr) => spawn_registration(addr, info, lease),
-            MetaAddr::Etcd(endpoints) => spawn_etcd_registration(endpoints, info, lease),
-        }
-    });
-    log::info!(
-        "node {} serving shards on {}:{:?} (data in {})",
-        config.node_id,
-        config.host,
-        shard_ports,
-        config.data_dir.display()
-    );
-    Ok(NodeHandle {
-        shard_ports,
-        meta_server,
-        registration,
-        executors,
-    })
+    Ok(executors)
+}
+
+/// Registers the node with the store at `meta` (and keeps its lease),
+/// advertising its shard ports.
+fn register(config: &NodeConfig, meta: MetaAddr, shard_ports: &[u16]) -> RegistrationHandle {
+    let advertised_ports = match config.advertise_port {
+        Some(base) => (0..shard_ports.len())
+            .map(|i| base.saturating_add(i as u16))
+            .collect(),
+        None => shard_ports.to_vec(),
+    };
+    let info = NodeInfo {
+        node_id: config.node_id,
+        host: config.advertise_host.unwrap_or(config.host).to_string(),
+        shard_ports: advertised_ports,
+        zone: config.zone.clone(),
+        capacity_bytes: 0,
+    };
+    let lease = Duration::from_millis(config.lease_ms);
+    match meta {
+        MetaAddr::Embedded(addr) => spawn_registration(addr, info, lease),
+        MetaAddr::Etcd(endpoints) => spawn_etcd_registration(endpoints, info, lease),
+    }
 }
 
 /// Starts shard `index` of node `node_id` on `rt`: recovers its segments
