@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use trilog_client::conn::NodeConn;
 use trilog_client::{Consumer, Producer, ProducerOptions};
-use trilog_testkit::cluster::Cluster;
+use trilog_testkit::cluster::{Cluster, ClusterOptions};
 use trilog_testkit::node_command::NodeCommand;
 use trilog_testkit::payload::{make_payload, payload_id};
 use trilog_testkit::verify::verify;
@@ -239,4 +239,67 @@ async fn large_batched_appends_are_read_back_intact() {
         (0, 0, 0, 0),
         "{v:?}"
     );
+}
+
+/// The replicas of every segment go to three zones when there are three:
+/// on six nodes in zones a, a, b, b, c, c, each segment of several logs
+/// (one opened per producer) and the segment a switch places after a
+/// replica is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_are_spread_over_three_zones() {
+    const ZONES: [&str; 6] = ["a", "a", "b", "b", "c", "c"];
+    let mut cluster = Cluster::start_with(
+        ZONES.len(),
+        node_command(),
+        None,
+        ClusterOptions {
+            zones: ZONES.iter().map(|z| z.to_string()).collect(),
+            ..ClusterOptions::default()
+        },
+    )
+    .await
+    .expect("cluster");
+    let zone_of = |node: u64| ZONES[node as usize - 1];
+    for log in 100..106 {
+        write(&cluster, log, 0, 3).await;
+    }
+    // A switch: a replica of the open segment (not node 1, the store) dies.
+    const SWITCHED: u64 = 110;
+    let producer = Producer::open(cluster.pool(), SWITCHED, ProducerOptions::default())
+        .await
+        .expect("open");
+    producer.append(make_payload(0, 100)).await.expect("append");
+    let record = cluster.meta().get_log(SWITCHED).await.expect("meta").record;
+    let first = record.expect("log exists").segments[0].clone();
+    let victim = *first.replicas.iter().find(|n| **n != 1).expect("a replica");
+    cluster.kill(victim).expect("kill");
+    producer
+        .append(make_payload(1, 100))
+        .await
+        .expect("append after the kill");
+    producer.close().await.expect("close");
+    for log in (100..106).chain([SWITCHED]) {
+        let record = cluster.meta().get_log(log).await.expect("meta").record;
+        let record = record.expect("log exists");
+        for s in &record.segments {
+            let mut zones: Vec<&str> = s.replicas.iter().map(|n| zone_of(*n)).collect();
+            zones.sort_unstable();
+            zones.dedup();
+            assert_eq!(
+                zones.len(),
+                3,
+                "log {log} segment {}: {:?}",
+                s.id,
+                s.replicas
+            );
+        }
+        if log == SWITCHED {
+            assert!(
+                record.segments.len() >= 2,
+                "the producer switched: {record:?}"
+            );
+            let last = record.segments.last().expect("segments");
+            assert!(!last.replicas.contains(&victim), "{record:?}");
+        }
+    }
 }

@@ -42,7 +42,8 @@ pub struct Args {
     /// Registration lease in milliseconds.
     #[arg(long, default_value_t = LEASE_MS_DEFAULT)]
     pub lease_ms: u64,
-    /// Failure zone (informational).
+    /// Failure zone (a rack, a power domain): the replicas of a segment go
+    /// to different zones whenever enough zones have alive nodes.
     #[arg(long, default_value = "")]
     pub zone: String,
     /// Register this address instead of --host (behind NAT or a proxy).

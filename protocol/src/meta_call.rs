@@ -23,7 +23,7 @@
 
 use trilog_wire::meta::LogMeta;
 
-use crate::NodeId;
+use crate::placement::Candidate;
 
 /// A metadata call a machine asks for. One is out at a time per machine.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,7 +47,7 @@ pub enum RecordAnswer {
     Read {
         version: u64,
         record: Option<LogMeta>,
-        alive: Vec<NodeId>,
+        alive: Vec<Candidate>,
     },
     /// The store did not answer, or answered an error.
     Unavailable,

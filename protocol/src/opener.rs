@@ -218,12 +218,13 @@ impl Opener {
 mod tests {
     use super::*;
     use crate::metadata::seal_last;
+    use crate::placement::Candidate;
 
     fn read(version: u64, record: Option<LogMeta>) -> RecordAnswer {
         RecordAnswer::Read {
             version,
             record,
-            alive: vec![1, 2, 3, 4],
+            alive: Candidate::all_in_one_zone(&[1, 2, 3, 4]),
         }
     }
 
@@ -305,7 +306,7 @@ mod tests {
         let few = RecordAnswer::Read {
             version: 0,
             record: None,
-            alive: vec![1],
+            alive: Candidate::all_in_one_zone(&[1]),
         };
         assert!(o.handle_record(few, 14).is_empty(), "too few nodes: pause");
         assert_eq!(

@@ -1,10 +1,36 @@
 //! Choosing the replicas of a new segment.
 //!
-//! Any R healthy nodes will do; spreading segments at random over them
-//! spreads load and, after a failure, spreads the new segments over the
-//! survivors. The random draw is the caller's (`seed`), so this stays pure.
+//! Any R healthy nodes will do for safety; spreading segments at random
+//! over them spreads load and, after a failure, spreads the new segments
+//! over the survivors. For availability the replicas go to R different
+//! zones whenever R zones have candidates: a zone (a rack, a power domain,
+//! an availability zone) that fails then takes at most one replica of a
+//! segment. With fewer zones, the set spans as many as there are and the
+//! rest is filled at random. The random draw is the caller's (`seed`), so
+//! this stays pure.
 
 use crate::NodeId;
+
+/// A node a new segment may be placed on: alive, with room.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Candidate {
+    pub id: NodeId,
+    /// Its failure domain; nodes with the same zone (the empty one
+    /// included) share one.
+    pub zone: String,
+}
+
+impl Candidate {
+    /// Candidates in one zone (tests, and stores that know no zones).
+    pub fn all_in_one_zone(ids: &[NodeId]) -> Vec<Candidate> {
+        ids.iter()
+            .map(|id| Candidate {
+                id: *id,
+                zone: String::new(),
+            })
+            .collect()
+    }
+}
 
 /// Why no replica set could be chosen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -15,22 +41,19 @@ pub struct NotEnoughNodes {
     pub excluded: Vec<NodeId>,
 }
 
-/// Picks `count` distinct nodes of `alive` that are not in `exclude`, in
-/// an order drawn from `seed`.
+/// Picks `count` distinct nodes of `alive` that are not in `exclude`: in
+/// an order drawn from `seed`, each from a zone none of the earlier ones
+/// is in while there is one, then the rest in that order.
 pub fn choose_replicas(
-    alive: &[NodeId],
+    alive: &[Candidate],
     exclude: &[NodeId],
     count: usize,
     seed: u64,
 ) -> Result<Vec<NodeId>, NotEnoughNodes> {
     assert!(count > 0, "a segment has replicas");
-    let mut pool: Vec<NodeId> = alive
-        .iter()
-        .copied()
-        .filter(|n| !exclude.contains(n))
-        .collect();
-    pool.sort_unstable();
-    pool.dedup();
+    let mut pool: Vec<&Candidate> = alive.iter().filter(|c| !exclude.contains(&c.id)).collect();
+    pool.sort_unstable_by_key(|c| c.id);
+    pool.dedup_by_key(|c| c.id);
     if pool.len() < count {
         return Err(NotEnoughNodes {
             needed: count,
@@ -38,28 +61,79 @@ pub fn choose_replicas(
             excluded: exclude.to_vec(),
         });
     }
-    // A partial Fisher-Yates shuffle driven by splitmix64.
+    shuffle(&mut pool, seed);
+    let mut chosen: Vec<&Candidate> = Vec::with_capacity(count);
+    for c in &pool {
+        if chosen.len() < count && chosen.iter().all(|d| d.zone != c.zone) {
+            chosen.push(c);
+        }
+    }
+    for c in &pool {
+        if chosen.len() < count && !chosen.iter().any(|d| d.id == c.id) {
+            chosen.push(c);
+        }
+    }
+    assert_eq!(chosen.len(), count, "the pool had enough nodes");
+    Ok(chosen.into_iter().map(|c| c.id).collect())
+}
+
+/// A Fisher-Yates shuffle driven by splitmix64 from `seed`.
+fn shuffle<T>(items: &mut [T], seed: u64) {
     let mut state = seed;
-    for i in 0..count {
+    for i in 0..items.len() {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
-        let j = i + (z % (pool.len() - i) as u64) as usize;
-        pool.swap(i, j);
+        let j = i + (z % (items.len() - i) as u64) as usize;
+        items.swap(i, j);
     }
-    pool.truncate(count);
-    Ok(pool)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn zoned(nodes: &[(NodeId, &str)]) -> Vec<Candidate> {
+        nodes
+            .iter()
+            .map(|(id, zone)| Candidate {
+                id: *id,
+                zone: zone.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn replicas_span_distinct_zones_when_there_are_enough() {
+        let alive = zoned(&[(1, "a"), (2, "a"), (3, "a"), (4, "b"), (5, "b"), (6, "c")]);
+        let zone_of = |id: NodeId| alive.iter().find(|c| c.id == id).map(|c| c.zone.clone());
+        let mut counts = [0u32; 7];
+        for seed in 0..300 {
+            let r = choose_replicas(&alive, &[], 3, seed).expect("enough");
+            let mut zones: Vec<_> = r.iter().map(|n| zone_of(*n)).collect();
+            zones.sort();
+            zones.dedup();
+            assert_eq!(zones.len(), 3, "seed {seed}: {r:?}");
+            for n in r {
+                counts[n as usize] += 1;
+            }
+        }
+        // Node 6 is the only one in zone c: in every set.
+        assert_eq!(counts[6], 300);
+        assert!(counts[1..6].iter().all(|c| *c > 50), "{counts:?}");
+        // Zone c excluded: two zones left, the third replica fills in.
+        let r = choose_replicas(&alive, &[6], 3, 7).expect("enough");
+        let mut zones: Vec<_> = r.iter().map(|n| zone_of(*n)).collect();
+        zones.sort();
+        zones.dedup();
+        assert_eq!(zones.len(), 2, "{r:?}");
+    }
+
     #[test]
     fn distinct_excluded_and_spread() {
-        let alive = [1, 2, 3, 4, 5];
+        let alive = Candidate::all_in_one_zone(&[1, 2, 3, 4, 5]);
         let mut counts = [0u32; 6];
         for seed in 0..300 {
             let r = choose_replicas(&alive, &[3], 3, seed).expect("enough");

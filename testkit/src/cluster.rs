@@ -74,6 +74,8 @@ pub struct ClusterOptions {
     /// Put every node's port behind a [`DelayProxy`] adding this much in
     /// each direction (in front of its cut-off proxy, if it has one).
     pub delay_one_way: Option<Duration>,
+    /// The zone of node i+1 (`--zone`); nodes past the list have none.
+    pub zones: Vec<String>,
 }
 
 /// The two proxies of a node that can be cut off: clients reach its port
@@ -97,6 +99,7 @@ pub struct Cluster {
     pub lease_ms: u64,
     proxies: HashMap<u64, NodeProxies>,
     delays: HashMap<u64, DelayProxy>,
+    zones: Vec<String>,
 }
 
 impl Cluster {
@@ -143,6 +146,7 @@ impl Cluster {
             lease_ms: 1_000,
             proxies: HashMap::new(),
             delays: HashMap::new(),
+            zones: opts.zones.clone(),
         };
         for i in 1..=n as u64 {
             let port = free_port()?;
@@ -217,6 +221,9 @@ impl Cluster {
             .args(["--lease-ms", &self.lease_ms.to_string()]);
         if id == 1 {
             c.args(["--serve-meta", &meta]);
+        }
+        if let Some(zone) = self.zones.get(i).filter(|z| !z.is_empty()) {
+            c.args(["--zone", zone]);
         }
         // One shard per node here, so one proxied port; the delay proxy,
         // if any, is in front of the cut-off one.

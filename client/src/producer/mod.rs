@@ -280,13 +280,19 @@ impl Producer {
     }
 }
 
-pub(crate) async fn alive_nodes(pool: &ConnPool) -> Result<Vec<u64>, ClientError> {
+/// The nodes a new segment may be placed on, with their zones.
+pub(crate) async fn alive_nodes(
+    pool: &ConnPool,
+) -> Result<Vec<trilog_protocol::placement::Candidate>, ClientError> {
     Ok(pool
         .refresh_nodes()
         .await?
         .into_iter()
         .filter(|n| n.alive)
-        .map(|n| n.info.node_id)
+        .map(|n| trilog_protocol::placement::Candidate {
+            id: n.info.node_id,
+            zone: n.info.zone,
+        })
         .collect())
 }
 

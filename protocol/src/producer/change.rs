@@ -153,7 +153,7 @@ impl Producer {
         &mut self,
         version: u64,
         record: &LogMeta,
-        alive: &[NodeId],
+        alive: &[crate::placement::Candidate],
         now_ms: u64,
     ) -> Actions<Action> {
         let seed = self.cfg.seed.wrapping_add(self.placements);

@@ -1,6 +1,7 @@
 use super::*;
 use crate::meta_call::{CasAnswer, MetaCall, RecordAnswer, Setback};
 use crate::metadata::{open_for_write, seal_last, switch_segment, LogMeta};
+use crate::placement::Candidate;
 
 fn cfg(window: usize, batch: u32) -> ProducerConfig {
     ProducerConfig {
@@ -34,7 +35,7 @@ fn read(version: u64, record: Option<LogMeta>) -> RecordAnswer {
     RecordAnswer::Read {
         version,
         record,
-        alive: vec![10, 11, 12, 13, 14],
+        alive: Candidate::all_in_one_zone(&[10, 11, 12, 13, 14]),
     }
 }
 
@@ -374,7 +375,7 @@ fn setbacks_pause_and_the_patience_ends_the_switch() {
     let few = RecordAnswer::Read {
         version: 1,
         record: Some(record()),
-        alive: vec![10, 11, 12],
+        alive: Candidate::all_in_one_zone(&[10, 11, 12]),
     };
     assert!(p.handle_record(few, 18).is_empty());
     // A conflict at our own epoch with the segment still open: pause.
@@ -450,7 +451,13 @@ fn placements_draw_from_the_seed_in_turn() {
     let _ = p.handle_timeout(18);
     let second = proposed(&p.handle_record(read(1, Some(r.clone())), 19));
     let draw = |seed| {
-        crate::placement::choose_replicas(&[10, 11, 12, 13, 14], &[12], 3, seed).expect("enough")
+        crate::placement::choose_replicas(
+            &Candidate::all_in_one_zone(&[10, 11, 12, 13, 14]),
+            &[12],
+            3,
+            seed,
+        )
+        .expect("enough")
     };
     assert_eq!(first.segments[1].replicas, draw(0));
     assert_eq!(second.segments[1].replicas, draw(1));

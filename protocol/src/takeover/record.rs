@@ -17,7 +17,6 @@ use crate::actions::Actions;
 use crate::meta_call::{CasAnswer, MetaRetry, RecordAnswer, Setback};
 use crate::metadata::{bump_epoch, switch_segment};
 use crate::placement::choose_replicas;
-use crate::NodeId;
 
 /// What a record says about the takeover's segment, after the bump.
 enum Verdict {
@@ -175,7 +174,7 @@ impl Takeover {
     /// tail, propose the seal on this very read).
     fn place_on(
         &mut self,
-        alive: &[NodeId],
+        alive: &[crate::placement::Candidate],
         seal_len: u64,
         version: u64,
         record: Option<LogMeta>,

@@ -1,6 +1,7 @@
 use super::*;
 use crate::meta_call::{CasAnswer, RecordAnswer};
 use crate::metadata::{bump_epoch, seal_last, switch_segment, LogMeta};
+use crate::placement::Candidate;
 use crate::producer::ProducerConfig;
 
 fn seg() -> SegmentMeta {
@@ -47,7 +48,7 @@ fn read(version: u64, record: Option<LogMeta>, alive: &[u64]) -> RecordAnswer {
     RecordAnswer::Read {
         version,
         record,
-        alive: alive.to_vec(),
+        alive: Candidate::all_in_one_zone(alive),
     }
 }
 

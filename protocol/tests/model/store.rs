@@ -13,6 +13,7 @@
 use trilog_protocol::meta_call::{CasAnswer, RecordAnswer};
 use trilog_protocol::meta_record::validate_record;
 use trilog_protocol::metadata::LogMeta;
+use trilog_protocol::placement::Candidate;
 
 use crate::model::net::Pid;
 use crate::model::writers::all_nodes;
@@ -38,7 +39,7 @@ impl State {
         RecordAnswer::Read {
             version: self.version,
             record: Some(self.meta.clone()),
-            alive: all_nodes(cfg),
+            alive: Candidate::all_in_one_zone(&all_nodes(cfg)),
         }
     }
 
