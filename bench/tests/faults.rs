@@ -253,6 +253,10 @@ impl MetaStore for Forgetful {
     fn list_nodes(&self, include_dead: bool) -> MetaFuture<'_, Vec<NodeStatus>> {
         self.inner.list_nodes(include_dead)
     }
+
+    fn cluster_id(&self) -> MetaFuture<'_, u64> {
+        self.inner.cluster_id()
+    }
 }
 
 /// The bug of issue 8: the driver once turned a switch CAS whose outcome

@@ -26,6 +26,7 @@ fn start_node(id: u64, dir: &std::path::Path, meta: SocketAddr) -> NodeHandle {
         zone: String::new(),
         advertise_host: None,
         advertise_port: None,
+        replace: false,
     };
     config.check().expect("a valid configuration");
     server::start(config).expect("the node starts")

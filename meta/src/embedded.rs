@@ -13,12 +13,12 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use trilog_wire::limits::READ_WAIT_MS_MAX;
 use trilog_wire::meta::{
-    LogMeta, MetaCasLog, MetaGetLog, MetaListLogs, MetaListNodes, MetaRegister, NodeInfo,
-    NodeStatus,
+    LogMeta, MetaCasLog, MetaGetCluster, MetaGetLog, MetaListLogs, MetaListNodes, MetaRegister,
+    NodeInfo, NodeStatus,
 };
 use trilog_wire::{Kind, Message, WireError};
 
-use crate::error::MetaError;
+use crate::error::{MetaError, NodeIdTaken};
 use crate::frame_io::{read_message, FrameError};
 use crate::limits::{META_CALL_TIMEOUT, META_IDLE_CONNECTIONS_MAX};
 use crate::store::{CasOutcome, MetaFuture, MetaStore, Versioned};
@@ -246,6 +246,9 @@ impl MetaStore for EmbeddedMeta {
             let request = Message::MetaRegister(MetaRegister { node, lease_ms });
             match self.call("register_node", request, Duration::ZERO).await? {
                 Message::MetaRegistered(_) => Ok(()),
+                Message::MetaRegisterRefused(r) => Err(MetaError::NodeIdTaken(
+                    NodeIdTaken::held_by(&r.holder, r.lease_remaining_ms),
+                )),
                 other => Err(self.unexpected(other, Kind::MetaRegistered)),
             }
         })
@@ -257,6 +260,18 @@ impl MetaStore for EmbeddedMeta {
             match self.call("list_nodes", request, Duration::ZERO).await? {
                 Message::MetaNodes(n) => Ok(n.nodes),
                 other => Err(self.unexpected(other, Kind::MetaNodes)),
+            }
+        })
+    }
+
+    /// The store creates its cluster id when it first starts, so this is
+    /// a read.
+    fn cluster_id(&self) -> MetaFuture<'_, u64> {
+        Box::pin(async move {
+            let request = Message::MetaGetCluster(MetaGetCluster { reserved: 0 });
+            match self.call("cluster_id", request, Duration::ZERO).await? {
+                Message::MetaCluster(c) => Ok(c.cluster_id),
+                other => Err(self.unexpected(other, Kind::MetaCluster)),
             }
         })
     }

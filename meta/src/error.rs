@@ -5,6 +5,33 @@ use std::net::SocketAddr;
 use trilog_protocol::meta_record::RecordError;
 use trilog_wire::WireError;
 
+/// A registration refused because the node id is held: a live lease of
+/// that id belongs to another incarnation (another process, or a node
+/// started on another data directory with the same id).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "node id {node_id} is registered by another live process at {holder}; \
+     stop it or wait for its lease ({lease_remaining_ms} ms)"
+)]
+pub struct NodeIdTaken {
+    pub node_id: u64,
+    /// Where the holder is: `host:port` of its first shard.
+    pub holder: String,
+    pub lease_remaining_ms: u64,
+}
+
+impl NodeIdTaken {
+    /// The refusal as a store sees it: `holder` is the live registration.
+    pub fn held_by(holder: &trilog_wire::meta::NodeInfo, lease_remaining_ms: u64) -> NodeIdTaken {
+        let port = holder.shard_ports.first().copied().unwrap_or(0);
+        NodeIdTaken {
+            node_id: holder.node_id,
+            holder: format!("{}:{port}", holder.host),
+            lease_remaining_ms,
+        }
+    }
+}
+
 /// Why a metadata call failed. After an error of `cas_log` its outcome is
 /// unknown.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +82,10 @@ pub enum MetaError {
         #[source]
         source: RecordError,
     },
+    /// A registration refused: the node id is held by another live
+    /// incarnation (see [`NodeIdTaken`]).
+    #[error(transparent)]
+    NodeIdTaken(#[from] NodeIdTaken),
     /// An `etcd://` address given to a build without the `etcd` feature.
     #[error("{addr}: this build has no etcd support (cargo feature `etcd`)")]
     EtcdNotBuilt { addr: String },

@@ -12,6 +12,10 @@
 //! - `nodes/alive/<node_id>`: a node's registration, attached to a lease
 //!   whose TTL is the node's lease rounded up to whole seconds. When the
 //!   lease runs out etcd deletes the key: the node is dead.
+//! - `nodes/owner/<node_id>`: on the same lease as `nodes/alive`, the
+//!   incarnation that holds the id; a registration by another incarnation
+//!   is refused while it lives (see [`claim`]).
+//! - `cluster`: the cluster id, 16 hex digits, created once (see [`claim`]).
 //! - `nodes/info/<node_id>`: the same registration without a lease, so that
 //!   `list_nodes(true)` still reports a node whose lease ran out (dead, 0 ms
 //!   left). The embedded store forgets dead nodes when it needs room or
@@ -30,13 +34,15 @@
 //! wait of a watch). As with the embedded store, an error of a CAS leaves
 //! its outcome unknown.
 
+mod claim;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, Txn,
-    TxnOp, TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, Txn, TxnOp,
+    TxnOpResponse, WatchOptions,
 };
 use log::warn;
 use tokio::time::Instant;
@@ -432,9 +438,10 @@ impl MetaStore for EtcdMeta {
     }
 
     /// Grants a lease of the lease rounded up to whole seconds, puts the
-    /// node's two keys (see the module doc) in one transaction, then
-    /// revokes the lease of the previous registration, if any, so that
-    /// renewals do not pile up leases in etcd.
+    /// node's keys (see the module doc) in one transaction guarded by the
+    /// owner key (see [`claim`]), then revokes the lease of the previous
+    /// registration, if any, so that renewals do not pile up leases in
+    /// etcd. A refused registration revokes the lease it granted.
     fn register_node(&self, node: NodeInfo, lease: Duration) -> MetaFuture<'_, ()> {
         Box::pin(async move {
             let lease_ms = match u32::try_from(lease.as_millis()) {
@@ -442,7 +449,6 @@ impl MetaStore for EtcdMeta {
                 _ => return Err(MetaError::InvalidArgument(format!("lease of {lease:?}"))),
             };
             let alive_key = format!("{}{:020}", self.alive_prefix(), node.node_id);
-            let info_key = format!("{}{:020}", self.info_prefix(), node.node_id);
             let mut leases = self.client.lease_client();
             let granted = self
                 .call(
@@ -452,37 +458,37 @@ impl MetaStore for EtcdMeta {
                     leases.grant(ttl_secs(lease), None),
                 )
                 .await?;
-            let value = encode_node(node, lease_ms);
-            let leased = PutOptions::new().with_lease(granted.id()).with_prev_key();
-            let txn = Txn::new().and_then([
-                TxnOp::put(alive_key.as_str(), value.clone(), Some(leased)),
-                TxnOp::put(info_key.as_str(), value, None),
-            ]);
-            let mut kv = self.client.kv_client();
-            let answer = self
-                .call("register_node", &alive_key, Duration::ZERO, kv.txn(txn))
-                .await?;
-            let previous = answer.op_responses().into_iter().find_map(|r| match r {
-                TxnOpResponse::Put(put) => put.prev_key().map(|kv| kv.lease()),
-                _ => None,
-            });
-            if let Some(old) = previous.filter(|&l| l != 0 && l != granted.id()) {
-                // Nothing is attached to the old lease any more; if this
-                // fails it only lingers until its TTL ends.
+            let value = encode_node(node.clone(), lease_ms);
+            let claimed = self.claim(&node, value, granted.id()).await;
+            // After a renewal the previous lease holds nothing any more;
+            // after a refusal the new one holds nothing. After another
+            // error the transaction may have applied: nothing is revoked.
+            let unused = match &claimed {
+                Ok(previous) => Some(*previous).filter(|&l| l != 0 && l != granted.id()),
+                Err(MetaError::NodeIdTaken(_)) => Some(granted.id()),
+                Err(_) => None,
+            };
+            if let Some(unused) = unused {
+                // Nothing is attached to it; if this fails it only lingers
+                // until its TTL ends.
                 if let Err(e) = self
                     .call(
                         "register_node (lease revoke)",
                         &alive_key,
                         Duration::ZERO,
-                        leases.revoke(old),
+                        leases.revoke(unused),
                     )
                     .await
                 {
                     warn!("{e}");
                 }
             }
-            Ok(())
+            claimed.map(|_| ())
         })
+    }
+
+    fn cluster_id(&self) -> MetaFuture<'_, u64> {
+        Box::pin(self.get_or_create_cluster_id())
     }
 
     /// Reads both node prefixes in one transaction (one snapshot); a node
@@ -592,6 +598,7 @@ mod tests {
             shard_ports: vec![1],
             zone: String::new(),
             capacity_bytes: 0,
+            incarnation: 3,
         };
         let key = b"/trilog/nodes/info/1";
         assert!(decode_node(key)(&encode_log(record)).is_err());

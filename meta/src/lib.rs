@@ -36,8 +36,12 @@
 //! - **Watches without polling.** A get with `wait_ms > 0` answers as soon as
 //!   the log's version differs from the caller's, woken by the CAS that
 //!   changed it, or when the wait ends.
+//! - **One cluster id.** Created at the store's first start, saved with
+//!   the logs, never changed (see [`cluster_id`]).
 //! - **Leases.** A registration is alive for its lease from the time the
-//!   store received it. Registrations are volatile: after a restart of the
+//!   store received it. A registration of a node id whose lease is alive
+//!   and belongs to another incarnation (`NodeInfo::incarnation`) is
+//!   refused ([`NodeIdTaken`]). Registrations are volatile: after a restart of the
 //!   store, nodes reappear as they renew (every third of a lease, see
 //!   [`register`]), so the registry is whole again within one lease.
 //! - **Isolation of peers.** At most [`CONNECTIONS_MAX`] connections are
@@ -52,6 +56,7 @@
 //! the same trait.
 
 pub mod addr;
+pub mod cluster_id;
 pub mod embedded;
 pub mod error;
 #[cfg(feature = "etcd")]
@@ -65,8 +70,9 @@ pub mod state;
 pub mod store;
 
 pub use addr::{MetaAddr, MetaAddrError};
+pub use cluster_id::{format_cluster_id, new_cluster_id, parse_cluster_id};
 pub use embedded::EmbeddedMeta;
-pub use error::MetaError;
+pub use error::{MetaError, NodeIdTaken};
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdMeta, ETCD_PREFIX_DEFAULT};
 pub use limits::{
@@ -75,7 +81,8 @@ pub use limits::{
 };
 pub use persist::{MetaFile, PersistError};
 pub use register::{
-    spawn_etcd_registration, spawn_registration, spawn_registration_at, RegistrationHandle,
+    spawn_etcd_registration, spawn_registration, spawn_registration_at, FirstRegistration,
+    RegistrationHandle,
 };
 pub use server::{spawn_meta_server, MetaServerError, MetaServerHandle};
 pub use state::{CasError, MetaState, RecordError, RegisterError};

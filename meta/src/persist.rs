@@ -7,13 +7,19 @@
 //! ```text
 //! offset size field
 //!  0     8    magic        "TRLGMETA"
-//!  8     4    version      1, u32 little-endian
+//!  8     4    version      2, u32 little-endian (1 is read too)
 //! 12     4    reserved     0
 //! 16     8    payload_len  u64 LE; the file is exactly 32 + payload_len bytes
 //! 24     4    crc32c       over bytes 0..24, then the payload
 //! 28     4    reserved     0
 //! 32     ..   payload      rkyv archive of `PersistedState`
 //! ```
+//!
+//! `PersistedState` (version 2) holds the cluster id (0: none yet), the
+//! revision and every log's version and record. Version 1, written before
+//! the store had a cluster id, is the same without the cluster id; it is
+//! read as a state with no cluster id, and the server creates one at once
+//! (see [`crate::server`]), so the file is rewritten as version 2.
 //!
 //! A save writes `meta.db.tmp`, fsyncs it, renames it over `meta.db` and
 //! fsyncs the directory, all before the change is answered: after a crash
@@ -47,7 +53,9 @@ pub const META_FILE_NAME: &str = "meta.db";
 pub const META_TEMP_FILE_NAME: &str = "meta.db.tmp";
 pub const META_LOCK_FILE_NAME: &str = "meta.lock";
 pub const META_FILE_MAGIC: [u8; 8] = *b"TRLGMETA";
-pub const META_FILE_VERSION: u32 = 1;
+pub const META_FILE_VERSION: u32 = 2;
+/// The format before the cluster id: still read.
+pub const META_FILE_VERSION_V1: u32 = 1;
 pub const META_FILE_HEADER_BYTES: usize = 32;
 // magic, version, reserved, payload_len, crc32c, reserved: see the table.
 const _: () = assert!(META_FILE_HEADER_BYTES == 8 + 4 + 4 + 8 + 4 + 4);
@@ -76,8 +84,18 @@ struct PersistedLog {
     record: LogMeta,
 }
 
+/// Format version 2.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 struct PersistedState {
+    /// 0: none created yet.
+    cluster_id: u64,
+    revision: u64,
+    logs: Vec<PersistedLog>,
+}
+
+/// Format version 1, before the cluster id.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+struct PersistedStateV1 {
     revision: u64,
     logs: Vec<PersistedLog>,
 }
@@ -176,6 +194,7 @@ fn lock_exclusive(file: &File, path: &Path) -> Result<(), PersistError> {
 /// The whole file for `state`: header, then payload.
 pub fn encode_state(state: &MetaState) -> Vec<u8> {
     let persisted = PersistedState {
+        cluster_id: state.cluster_id().unwrap_or(0),
         revision: state.revision(),
         logs: state
             .logs()
@@ -216,7 +235,7 @@ pub fn decode_state(bytes: &[u8]) -> Result<MetaState, String> {
         return Err(format!("bad magic {:02x?}", &header[..8]));
     }
     let version = u32_at(8);
-    if version != META_FILE_VERSION {
+    if version != META_FILE_VERSION && version != META_FILE_VERSION_V1 {
         return Err(format!("unsupported format version {version}"));
     }
     if u32_at(12) != 0 || u32_at(28) != 0 {
@@ -241,9 +260,21 @@ pub fn decode_state(bytes: &[u8]) -> Result<MetaState, String> {
     }
     let mut aligned = AlignedVec::<16>::with_capacity(payload.len());
     aligned.extend_from_slice(payload);
-    let persisted = rkyv::from_bytes::<PersistedState, BoxedError>(&aligned)
-        .map_err(|e| format!("payload does not decode: {e}"))?;
+    let persisted = if version == META_FILE_VERSION_V1 {
+        let v1 = rkyv::from_bytes::<PersistedStateV1, BoxedError>(&aligned)
+            .map_err(|e| format!("payload does not decode: {e}"))?;
+        PersistedState {
+            cluster_id: 0,
+            revision: v1.revision,
+            logs: v1.logs,
+        }
+    } else {
+        rkyv::from_bytes::<PersistedState, BoxedError>(&aligned)
+            .map_err(|e| format!("payload does not decode: {e}"))?
+    };
+    let cluster_id = (persisted.cluster_id != 0).then_some(persisted.cluster_id);
     MetaState::from_logs(
+        cluster_id,
         persisted.revision,
         persisted.logs.into_iter().map(|l| (l.version, l.record)),
     )
@@ -329,6 +360,7 @@ mod tests {
         // A file whose bytes are intact but whose content this store could
         // not have written (a version above the revision).
         let persisted = PersistedState {
+            cluster_id: 0,
             revision: 1,
             logs: vec![PersistedLog {
                 version: 2,
@@ -349,6 +381,38 @@ mod tests {
         bytes.extend_from_slice(&payload);
         let err = decode_state(&bytes).expect_err("refused");
         assert!(err.contains("inconsistent"), "{err}");
+    }
+
+    #[test]
+    fn the_cluster_id_roundtrips_and_version_1_files_are_read() {
+        let mut state = sample_state();
+        state.cluster_id_or_create(0xfeed);
+        let back = decode_state(&encode_state(&state)).expect("decodes");
+        assert_eq!(back.cluster_id(), Some(0xfeed));
+        assert_eq!(back, state);
+        // A file from before the cluster id: same logs, no cluster id.
+        let v1 = PersistedStateV1 {
+            revision: state.revision(),
+            logs: state
+                .logs()
+                .map(|v| PersistedLog {
+                    version: v.version,
+                    record: v.record.clone(),
+                })
+                .collect(),
+        };
+        let payload = rkyv::to_bytes::<BoxedError>(&v1).expect("serializes");
+        let mut bytes = encode_state(&MetaState::default())[..24].to_vec();
+        bytes[8..12].copy_from_slice(&META_FILE_VERSION_V1.to_le_bytes());
+        bytes[16..24].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&bytes), &payload);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        bytes.extend_from_slice(&[0u8; 4]);
+        bytes.extend_from_slice(&payload);
+        let old = decode_state(&bytes).expect("a version 1 file is read");
+        assert_eq!(old.cluster_id(), None);
+        assert_eq!(old.list_logs(), state.list_logs());
+        assert_eq!(old.revision(), state.revision());
     }
 
     #[test]

@@ -12,6 +12,15 @@
 //! every failure at `warn`. Stopping takes effect at once, between calls or
 //! during one (the call in flight is abandoned; a registration is
 //! idempotent).
+//!
+//! A refusal because another incarnation holds the node id
+//! ([`NodeIdTaken`]) before the first success ends the thread: the node
+//! must not start under an id another live process holds, and
+//! [`RegistrationHandle::wait_first`] tells the caller so. After a first
+//! success the same refusal (the lease ran out while the store was out of
+//! reach, and another process took the id) is logged at `error` and
+//! retried like any failure: the node keeps trying to win its id back
+//! once the other's lease ends.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
@@ -23,24 +32,42 @@ use tokio::sync::oneshot;
 use trilog_wire::meta::NodeInfo;
 
 use crate::addr::MetaAddr;
-use crate::error::MetaError;
+use crate::error::{MetaError, NodeIdTaken};
 use crate::limits::{
     LEASE_MS_MAX, LEASE_MS_MIN, REGISTER_BACKOFF_MAX, REGISTER_BACKOFF_MIN,
     REGISTER_CALL_TIMEOUT_MAX, REGISTER_CALL_TIMEOUT_MIN,
 };
 use crate::store::MetaStore;
 
+/// What became of a node's first registration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum FirstRegistration {
+    /// No answer yet (the store is out of reach, or slow).
+    #[default]
+    Pending,
+    Registered,
+    /// Another live incarnation holds the id; the thread has ended.
+    Refused(NodeIdTaken),
+}
+
 #[derive(Debug, Default)]
 struct Registered {
-    done: Mutex<bool>,
+    first: Mutex<FirstRegistration>,
     cond: Condvar,
 }
 
 impl Registered {
-    fn set(&self) {
-        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        *done = true;
+    fn set(&self, outcome: FirstRegistration) {
+        assert_ne!(outcome, FirstRegistration::Pending);
+        let mut first = self.first.lock().unwrap_or_else(|e| e.into_inner());
+        if *first == FirstRegistration::Pending {
+            *first = outcome;
+        }
         self.cond.notify_all();
+    }
+
+    fn is_pending(&self) -> bool {
+        *self.first.lock().unwrap_or_else(|e| e.into_inner()) == FirstRegistration::Pending
     }
 }
 
@@ -56,17 +83,24 @@ impl RegistrationHandle {
     /// Waits up to `timeout` for the first successful registration; true if
     /// it happened (then or before). Blocks the calling thread.
     pub fn registered_once(&self, timeout: Duration) -> bool {
-        let done = self
+        self.wait_first(timeout) == FirstRegistration::Registered
+    }
+
+    /// Waits up to `timeout` for the first registration's outcome: still
+    /// [`FirstRegistration::Pending`] if the store did not answer by then.
+    /// Blocks the calling thread.
+    pub fn wait_first(&self, timeout: Duration) -> FirstRegistration {
+        let first = self
             .registered
-            .done
+            .first
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let (done, _) = self
+        let (first, _) = self
             .registered
             .cond
-            .wait_timeout_while(done, timeout, |done| !*done)
+            .wait_timeout_while(first, timeout, |first| *first == FirstRegistration::Pending)
             .unwrap_or_else(|e| e.into_inner());
-        *done
+        first.clone()
     }
 
     /// Stops renewing (the lease then runs out in the store) and joins.
@@ -199,16 +233,25 @@ async fn renew_loop(
                 }
                 failing = false;
                 backoff = REGISTER_BACKOFF_MIN;
-                registered.set();
+                registered.set(FirstRegistration::Registered);
                 renew
+            }
+            Err(MetaError::NodeIdTaken(taken)) if registered.is_pending() => {
+                error!("node {node_id}: registration refused: {taken}");
+                registered.set(FirstRegistration::Refused(taken));
+                return;
             }
             Err(why) => {
                 // The client may be out of step with the store: connect again.
                 store = None;
                 failing = true;
-                warn!(
-                    "node {node_id}: registration with the metadata store {meta} failed: {why}; retrying in {backoff:?}"
-                );
+                if matches!(why, MetaError::NodeIdTaken(_)) {
+                    error!("node {node_id}: lost its id to another process: {why}; retrying in {backoff:?}");
+                } else {
+                    warn!(
+                        "node {node_id}: registration with the metadata store {meta} failed: {why}; retrying in {backoff:?}"
+                    );
+                }
                 let wait = backoff;
                 backoff = (backoff * 2).min(REGISTER_BACKOFF_MAX).min(renew);
                 wait
@@ -254,6 +297,7 @@ mod tests {
             shard_ports: vec![7001, 7002],
             zone: "zone-a".into(),
             capacity_bytes: 1 << 30,
+            incarnation: node_id + 1000,
         }
     }
 

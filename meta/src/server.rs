@@ -28,14 +28,16 @@ use tokio::sync::{watch, Notify};
 use trilog_wire::codec::decode_payload;
 use trilog_wire::limits::ERROR_MESSAGE_BYTES_MAX;
 use trilog_wire::meta::{
-    MetaCasLog, MetaCasResult, MetaError, MetaGetLog, MetaLog, MetaLogs, MetaNodes, MetaRegistered,
+    MetaCasLog, MetaCasResult, MetaCluster, MetaError, MetaGetLog, MetaLog, MetaLogs, MetaNodes,
+    MetaRegister, MetaRegisterRefused, MetaRegistered,
 };
 use trilog_wire::{encode, Frame, Message};
 
+use crate::cluster_id::{format_cluster_id, new_cluster_id};
 use crate::frame_io::{read_frame, FrameError};
 use crate::limits::{ACCEPT_RETRY_DELAY, CONNECTIONS_MAX, LISTEN_BACKLOG};
 use crate::persist::{MetaFile, PersistError};
-use crate::state::{CasError, MetaState};
+use crate::state::{CasError, MetaState, RegisterError};
 
 #[cfg(test)]
 mod tests;
@@ -176,7 +178,8 @@ fn start(
     dir: &Path,
     stop: watch::Receiver<bool>,
 ) -> Result<(Rc<Server>, TcpListener, SocketAddr), MetaServerError> {
-    let (file, state) = MetaFile::open(dir)?;
+    let (file, mut state) = MetaFile::open(dir)?;
+    ensure_cluster_id(&file, &mut state)?;
     let io = |what| {
         move |source| MetaServerError::Io {
             listen,
@@ -197,6 +200,23 @@ fn start(
         stop,
     });
     Ok((server, listener, local_addr))
+}
+
+/// Creates the cluster id at the store's first start (or the first start
+/// over a file from before cluster ids), durably, before anything is
+/// served: every caller of `cluster_id` then sees the same id.
+fn ensure_cluster_id(file: &MetaFile, state: &mut MetaState) -> Result<(), MetaServerError> {
+    if state.cluster_id().is_some() {
+        return Ok(());
+    }
+    let id = state.cluster_id_or_create(new_cluster_id());
+    file.save(state)?;
+    info!(
+        "metadata store: created cluster id {} in {}",
+        format_cluster_id(id),
+        file.path().display()
+    );
+    Ok(())
 }
 
 /// Binds with SO_REUSEADDR (a restart need not wait for TIME_WAIT) and
@@ -351,29 +371,50 @@ impl Server {
                 let logs = self.state.borrow().list_logs();
                 encode(request_id, &MetaLogs { logs })
             }
-            Message::MetaRegister(r) => {
-                let registered =
-                    self.state
-                        .borrow_mut()
-                        .register(r.node, u64::from(r.lease_ms), self.now_ms());
-                match registered {
-                    Ok(_) => encode(
-                        request_id,
-                        &MetaRegistered {
-                            lease_ms: r.lease_ms,
-                        },
-                    ),
-                    Err(e) => error_frame(request_id, e.to_string()),
-                }
-            }
+            Message::MetaRegister(r) => self.register(request_id, r),
             Message::MetaListNodes(r) => {
                 let nodes = self.state.borrow().nodes(self.now_ms(), r.include_dead);
                 encode(request_id, &MetaNodes { nodes })
             }
+            Message::MetaGetCluster(_) => match self.state.borrow().cluster_id() {
+                Some(cluster_id) => encode(request_id, &MetaCluster { cluster_id }),
+                // `start` creates it before serving anything.
+                None => error_frame(request_id, "the store has no cluster id".into()),
+            },
             other => error_frame(
                 request_id,
                 format!("{:?} is not a metadata request", other.kind()),
             ),
+        }
+    }
+
+    /// A registration; a refusal because another incarnation holds the
+    /// id is its own answer, so the node can tell it from a failure.
+    fn register(&self, request_id: u64, r: MetaRegister) -> Vec<u8> {
+        let node_id = r.node.node_id;
+        let registered =
+            self.state
+                .borrow_mut()
+                .register(r.node, u64::from(r.lease_ms), self.now_ms());
+        match registered {
+            Ok(_) => encode(
+                request_id,
+                &MetaRegistered {
+                    lease_ms: r.lease_ms,
+                },
+            ),
+            Err(RegisterError::NodeIdTaken {
+                holder,
+                lease_remaining_ms,
+            }) => encode(
+                request_id,
+                &MetaRegisterRefused {
+                    node_id,
+                    holder: *holder,
+                    lease_remaining_ms,
+                },
+            ),
+            Err(e) => error_frame(request_id, e.to_string()),
         }
     }
 

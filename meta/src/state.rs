@@ -22,6 +22,7 @@ use trilog_wire::meta::{LogMeta, NodeInfo, NodeStatus};
 // re-exported for the callers that knew it here.
 pub use trilog_protocol::meta_record::{validate_record, RecordError};
 
+use crate::error::NodeIdTaken;
 use crate::limits::{LEASE_MS_MAX, LEASE_MS_MIN, LOGS_MAX, NODES_MAX};
 
 /// Why a compare-and-swap did not apply.
@@ -46,6 +47,25 @@ pub enum RegisterError {
     LeaseOutOfRange { lease_ms: u64 },
     #[error("{NODES_MAX} nodes are alive already")]
     TooManyNodes,
+    /// The id's live lease belongs to another incarnation: `holder`.
+    #[error("{}", NodeIdTaken::held_by(holder, *lease_remaining_ms))]
+    NodeIdTaken {
+        holder: Box<NodeInfo>,
+        lease_remaining_ms: u64,
+    },
+}
+
+impl RegisterError {
+    /// The refusal as every store reports it, if this is one.
+    pub fn node_id_taken(&self) -> Option<NodeIdTaken> {
+        match self {
+            RegisterError::NodeIdTaken {
+                holder,
+                lease_remaining_ms,
+            } => Some(NodeIdTaken::held_by(holder, *lease_remaining_ms)),
+            _ => None,
+        }
+    }
 }
 
 /// Why a loaded state is not a state this store could have written.
@@ -63,6 +83,8 @@ pub enum StateError {
     Record { log_id: u64, source: RecordError },
     #[error("{count} logs, over the limit of {LOGS_MAX}")]
     TooManyLogs { count: usize },
+    #[error("cluster id 0 (0 means \"none yet\" and is never stored)")]
+    ZeroClusterId,
 }
 
 /// A record and the version it was stored at.
@@ -81,6 +103,8 @@ struct Lease {
 /// Logs, their versions and the node leases. See the module doc.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetaState {
+    /// The cluster's id, created once (see [`MetaState::cluster_id_or_create`]).
+    cluster_id: Option<u64>,
     revision: u64,
     logs: BTreeMap<u64, VersionedRecord>,
     leases: BTreeMap<u64, Lease>,
@@ -91,10 +115,15 @@ impl MetaState {
     /// log's record and version. Refuses anything this store could not have
     /// written (so a corrupt file is never served as if it were valid).
     pub fn from_logs(
+        cluster_id: Option<u64>,
         revision: u64,
         logs: impl IntoIterator<Item = (u64, LogMeta)>,
     ) -> Result<MetaState, StateError> {
+        if cluster_id == Some(0) {
+            return Err(StateError::ZeroClusterId);
+        }
         let mut state = MetaState {
+            cluster_id,
             revision,
             ..MetaState::default()
         };
@@ -123,6 +152,20 @@ impl MetaState {
             }
         }
         Ok(state)
+    }
+
+    /// The cluster's id, if created yet.
+    pub fn cluster_id(&self) -> Option<u64> {
+        self.cluster_id
+    }
+
+    /// The cluster's id, created from `candidate` (a random non-zero value
+    /// the caller drew: this state has no random source) if there is none
+    /// yet. Once created it never changes: later candidates are ignored.
+    /// The caller persists the state when the answer is `candidate`.
+    pub fn cluster_id_or_create(&mut self, candidate: u64) -> u64 {
+        assert_ne!(candidate, 0, "a cluster id is never 0");
+        *self.cluster_id.get_or_insert(candidate)
     }
 
     /// The last revision handed out (0 before the first CAS).
@@ -184,7 +227,12 @@ impl MetaState {
 
     /// Registers or renews node `info.node_id`: alive until `now_ms +
     /// lease_ms`. Returns that expiry. A new node is refused only when
-    /// [`NODES_MAX`] nodes are alive; dead registrations make room.
+    /// [`NODES_MAX`] nodes are alive; dead registrations make room. A
+    /// registration of a node id whose lease is alive and belongs to
+    /// another incarnation is refused ([`RegisterError::NodeIdTaken`]): two
+    /// processes never hold one id at once. The same incarnation renews
+    /// (a restarted node on its own data directory), and anyone may take
+    /// an id whose lease ran out.
     pub fn register(
         &mut self,
         info: NodeInfo,
@@ -193,6 +241,14 @@ impl MetaState {
     ) -> Result<u64, RegisterError> {
         if !(LEASE_MS_MIN..=LEASE_MS_MAX).contains(&lease_ms) {
             return Err(RegisterError::LeaseOutOfRange { lease_ms });
+        }
+        if let Some(held) = self.leases.get(&info.node_id) {
+            if now_ms < held.expiry_ms && held.info.incarnation != info.incarnation {
+                return Err(RegisterError::NodeIdTaken {
+                    holder: Box::new(held.info.clone()),
+                    lease_remaining_ms: held.expiry_ms - now_ms,
+                });
+            }
         }
         if !self.leases.contains_key(&info.node_id) && self.leases.len() >= NODES_MAX {
             self.leases.retain(|_, l| now_ms < l.expiry_ms);
@@ -253,6 +309,7 @@ mod tests {
             shard_ports: vec![7000],
             zone: "z".into(),
             capacity_bytes: 1,
+            incarnation: node_id.wrapping_add(100),
         }
     }
 
@@ -418,6 +475,70 @@ mod tests {
     }
 
     #[test]
+    fn a_live_id_is_refused_to_another_incarnation() {
+        let mut s = MetaState::default();
+        assert_eq!(s.register(node(2), 1000, 0), Ok(1000));
+        let mut impostor = node(2);
+        impostor.incarnation += 1;
+        impostor.shard_ports = vec![7999];
+        let before = s.clone();
+        let refused = s.register(impostor.clone(), 1000, 400);
+        assert_eq!(
+            refused,
+            Err(RegisterError::NodeIdTaken {
+                holder: Box::new(node(2)),
+                lease_remaining_ms: 600,
+            })
+        );
+        assert_eq!(
+            refused.expect_err("refused").node_id_taken(),
+            Some(NodeIdTaken {
+                node_id: 2,
+                holder: "127.0.0.1:7000".into(),
+                lease_remaining_ms: 600,
+            })
+        );
+        assert_eq!(s, before, "a refusal changes nothing");
+        // The holder renews, even from another address (a restart on its
+        // own data directory, with other ports).
+        let mut moved = node(2);
+        moved.shard_ports = vec![7100];
+        assert_eq!(s.register(moved, 1000, 500), Ok(1500));
+        // Still refused while the renewed lease lives, up to its last ms.
+        assert!(matches!(
+            s.register(impostor.clone(), 1000, 1499),
+            Err(RegisterError::NodeIdTaken {
+                lease_remaining_ms: 1,
+                ..
+            })
+        ));
+        // Once the lease ran out the id is free: the newcomer takes it, and
+        // then the old incarnation is the one refused.
+        assert_eq!(s.register(impostor, 1000, 1500), Ok(2500));
+        assert!(matches!(
+            s.register(node(2), 1000, 1600),
+            Err(RegisterError::NodeIdTaken { .. })
+        ));
+        // Other ids are not affected.
+        assert_eq!(s.register(node(3), 1000, 1600), Ok(2600));
+    }
+
+    #[test]
+    fn the_cluster_id_is_created_once() {
+        let mut s = MetaState::default();
+        assert_eq!(s.cluster_id(), None);
+        assert_eq!(s.cluster_id_or_create(77), 77);
+        assert_eq!(s.cluster_id_or_create(78), 77);
+        assert_eq!(s.cluster_id(), Some(77));
+        assert_eq!(
+            MetaState::from_logs(Some(0), 0, vec![]),
+            Err(StateError::ZeroClusterId)
+        );
+        let back = MetaState::from_logs(Some(77), 0, vec![]).expect("valid");
+        assert_eq!(back.cluster_id(), Some(77));
+    }
+
+    #[test]
     fn lease_bounds_and_node_limit() {
         let mut s = MetaState::default();
         assert_eq!(
@@ -447,6 +568,7 @@ mod tests {
     #[test]
     fn from_logs_refuses_what_could_not_have_been_written() {
         let ok = MetaState::from_logs(
+            None,
             5,
             vec![(5, log(1, vec![])), (2, log(2, vec![seg(0, 0, None)]))],
         );
@@ -455,7 +577,7 @@ mod tests {
         assert_eq!(ok.version(1), 5);
         assert_eq!(ok.version(2), 2);
         assert_eq!(
-            MetaState::from_logs(5, vec![(6, log(1, vec![]))]),
+            MetaState::from_logs(None, 5, vec![(6, log(1, vec![]))]),
             Err(StateError::BadVersion {
                 log_id: 1,
                 version: 6,
@@ -463,7 +585,7 @@ mod tests {
             })
         );
         assert_eq!(
-            MetaState::from_logs(5, vec![(0, log(1, vec![]))]),
+            MetaState::from_logs(None, 5, vec![(0, log(1, vec![]))]),
             Err(StateError::BadVersion {
                 log_id: 1,
                 version: 0,
@@ -471,11 +593,15 @@ mod tests {
             })
         );
         assert_eq!(
-            MetaState::from_logs(5, vec![(1, log(1, vec![])), (2, log(1, vec![]))]),
+            MetaState::from_logs(None, 5, vec![(1, log(1, vec![])), (2, log(1, vec![]))]),
             Err(StateError::DuplicateLog { log_id: 1 })
         );
         assert!(matches!(
-            MetaState::from_logs(5, vec![(1, log(1, vec![seg(0, 0, None), seg(1, 0, None)]))]),
+            MetaState::from_logs(
+                None,
+                5,
+                vec![(1, log(1, vec![seg(0, 0, None), seg(1, 0, None)]))]
+            ),
             Err(StateError::Record { log_id: 1, .. })
         ));
     }

@@ -11,7 +11,11 @@
 //! - `watch_log` returns as soon as the version differs from the caller's,
 //!   else once its wait has passed, with the current state either way;
 //! - an error of a CAS (a timeout, a lost connection) leaves its outcome
-//!   unknown: read the log again before deciding anything.
+//!   unknown: read the log again before deciding anything;
+//! - the cluster id is created once, on first use, and never changes;
+//! - `register_node` of a node id whose lease is alive and belongs to
+//!   another `incarnation` fails with [`MetaError::NodeIdTaken`] and changes
+//!   nothing; the same incarnation renews.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -56,6 +60,11 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
         record: LogMeta,
     ) -> MetaFuture<'_, CasOutcome>;
     fn list_logs(&self) -> MetaFuture<'_, Vec<u64>>;
+    /// Registers or renews `node` for `lease`; refused with
+    /// [`MetaError::NodeIdTaken`] while another incarnation holds the id.
     fn register_node(&self, node: NodeInfo, lease: Duration) -> MetaFuture<'_, ()>;
     fn list_nodes(&self, include_dead: bool) -> MetaFuture<'_, Vec<NodeStatus>>;
+    /// The cluster's id, created (random, non-zero) if the store has none
+    /// yet; every later call, from anyone, returns the same id.
+    fn cluster_id(&self) -> MetaFuture<'_, u64>;
 }

@@ -6,7 +6,7 @@ mod meta_suite;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use trilog_meta::{spawn_meta_server, EmbeddedMeta, MetaServerHandle};
+use trilog_meta::{spawn_meta_server, EmbeddedMeta, MetaServerHandle, MetaStore};
 
 fn start(dir: &std::path::Path) -> MetaServerHandle {
     let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
@@ -40,6 +40,39 @@ embedded_test!(
     embedded_register_and_list_nodes,
     meta_suite::register_and_list_nodes
 );
+embedded_test!(
+    embedded_cluster_id_is_created_once,
+    meta_suite::cluster_id_is_created_once
+);
+
+#[tokio::test]
+async fn embedded_a_live_id_is_refused_to_another_incarnation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(dir.path());
+    let meta = EmbeddedMeta::new(server.local_addr());
+    meta_suite::a_live_id_is_refused_to_another_incarnation(&meta, Duration::from_millis(300))
+        .await;
+    server.stop().expect("stops");
+}
+
+/// The cluster id survives a restart of the store on its directory.
+#[tokio::test]
+async fn embedded_cluster_id_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(dir.path());
+    let first = EmbeddedMeta::new(server.local_addr())
+        .cluster_id()
+        .await
+        .expect("cluster id");
+    server.stop().expect("stops");
+    let server = start(dir.path());
+    let again = EmbeddedMeta::new(server.local_addr())
+        .cluster_id()
+        .await
+        .expect("cluster id");
+    assert_eq!(again, first);
+    server.stop().expect("stops");
+}
 
 #[tokio::test]
 async fn embedded_lease_expires() {

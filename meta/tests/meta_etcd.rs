@@ -113,6 +113,31 @@ etcd_test!(
     meta_suite::register_and_list_nodes
 );
 
+etcd_test!(
+    etcd_cluster_id_is_created_once,
+    meta_suite::cluster_id_is_created_once
+);
+
+/// The registration of a live node id by another incarnation is refused by
+/// etcd's transaction on `nodes/owner/<id>`.
+#[tokio::test]
+async fn etcd_a_live_id_is_refused_to_another_incarnation() {
+    let etcd = Etcd::start();
+    let meta = etcd.meta().await;
+    // etcd's shortest TTL is 1 s.
+    meta_suite::a_live_id_is_refused_to_another_incarnation(&meta, Duration::from_secs(1)).await;
+}
+
+/// Two clients racing to create the cluster id agree on one.
+#[tokio::test]
+async fn etcd_cluster_id_race_agrees() {
+    let etcd = Etcd::start();
+    let a = etcd.meta().await;
+    let b = etcd.meta().await;
+    let (x, y) = tokio::join!(a.cluster_id(), b.cluster_id());
+    assert_eq!(x.expect("a"), y.expect("b"));
+}
+
 #[tokio::test]
 async fn etcd_lease_expires() {
     let etcd = Etcd::start();

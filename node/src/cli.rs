@@ -52,6 +52,11 @@ pub struct Args {
     /// Register shard i at this port + i instead of its own port.
     #[arg(long)]
     pub advertise_port: Option<u16>,
+    /// This node replaces a lost node with the same id: start on an empty
+    /// data directory although the metadata lists the id as a replica; its
+    /// replicas will be repaired.
+    #[arg(long)]
+    pub replace: bool,
 }
 
 /// Runs a node until the process ends; returns the exit code.
@@ -80,6 +85,7 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
         zone: args.zone,
         advertise_host: args.advertise_host,
         advertise_port: args.advertise_port,
+        replace: args.replace,
     };
     if let Err(e) = config.check() {
         eprintln!("trilog-node: bad configuration: {e}");

@@ -51,6 +51,10 @@ pub struct NodeConfig {
     pub advertise_host: Option<IpAddr>,
     /// Register shard i at `advertise_port + i` instead of its own port.
     pub advertise_port: Option<u16>,
+    /// Start on an empty data directory although the metadata lists this
+    /// node id as a replica: this node replaces a lost one (see
+    /// `crate::identity`).
+    pub replace: bool,
 }
 
 impl NodeConfig {
@@ -124,6 +128,7 @@ mod tests {
             zone: String::new(),
             advertise_host: None,
             advertise_port: None,
+            replace: false,
         }
     }
 

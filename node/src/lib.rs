@@ -14,10 +14,17 @@
 //! the embedded metadata store of `trilog_meta`, and with `--meta` it
 //! keeps the node registered there (both on threads of their own, off the
 //! shards' cores).
+//!
+//! Identity: a data directory belongs to one node id in one cluster, from
+//! its first start (`identity`). The node refuses to start on a directory
+//! of another node id or cluster, under a node id another live process
+//! holds, or on an empty directory of a node id the metadata lists as a
+//! replica (unless `--replace`).
 
 pub mod cli;
 pub mod config;
 pub mod framing;
+pub mod identity;
 pub mod limits;
 pub mod runtime;
 pub mod server;

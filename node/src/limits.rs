@@ -20,6 +20,20 @@ pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 /// The default lease of a node's registration, and how often it renews.
 pub const LEASE_MS_DEFAULT: u64 = 3_000;
 
+/// How long a starting node waits for the metadata store to answer what
+/// its identity checks ask (the cluster id, the live registrations, the
+/// logs) and its first registration, before it gives up starting.
+pub const START_META_WAIT_MS: u64 = 30_000;
+
+/// The deadline of one metadata call at start-up.
+pub const START_META_CALL_TIMEOUT_MS: u64 = 5_000;
+
+/// The longest pause between two start-up attempts to reach the store.
+pub const START_META_BACKOFF_MS_MAX: u64 = 1_000;
+
+const _: () = assert!(START_META_CALL_TIMEOUT_MS <= START_META_WAIT_MS);
+const _: () = assert!(START_META_BACKOFF_MS_MAX <= START_META_WAIT_MS);
+
 // One frame must always fit in the in-flight allowance, or a legal append
 // could wait forever for permits.
 const _: () = assert!(FRAME_PAYLOAD_BYTES_MAX as u64 <= CONN_IN_FLIGHT_BYTES_MAX);

@@ -317,7 +317,10 @@ impl MetaStore for SimMeta {
             })
             .await?
             .map(|_| ())
-            .map_err(|e| MetaError::Server(e.to_string()))
+            .map_err(|e| match e.node_id_taken() {
+                Some(taken) => MetaError::NodeIdTaken(taken),
+                None => MetaError::Server(e.to_string()),
+            })
         })
     }
 
@@ -325,6 +328,21 @@ impl MetaStore for SimMeta {
         Box::pin(self.call("list_nodes", move |st, now_ms| {
             st.store.nodes(now_ms, include_dead)
         }))
+    }
+
+    /// Created on first use from the store's own random stream, so a seed
+    /// replays (no simulated node asks for it today: identity checks are
+    /// `trilog-node`'s start-up, outside the shard code the simulator runs).
+    fn cluster_id(&self) -> MetaFuture<'_, u64> {
+        Box::pin(
+            self.call("cluster_id", |st, _| match st.store.cluster_id() {
+                Some(id) => id,
+                None => {
+                    let candidate = st.rng.below(u64::MAX - 1) + 1;
+                    st.store.cluster_id_or_create(candidate)
+                }
+            }),
+        )
     }
 }
 

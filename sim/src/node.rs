@@ -85,6 +85,9 @@ impl NodeSpec {
             shard_ports: self.ports(),
             zone: String::new(),
             capacity_bytes: 0,
+            // One data directory (one SimDisk) per node across its lives:
+            // every life is the same incarnation.
+            incarnation: self.id,
         }
     }
 }

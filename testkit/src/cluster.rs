@@ -194,6 +194,11 @@ impl Cluster {
 
     /// Starts (or restarts) node `id` and waits for its ready line.
     pub fn spawn(&mut self, id: u64) -> Result<(), ClusterError> {
+        self.spawn_with(id, &[])
+    }
+
+    /// [`Cluster::spawn`] with more arguments for the node (`--replace`).
+    pub fn spawn_with(&mut self, id: u64, extra: &[&str]) -> Result<(), ClusterError> {
         let i = self.index(id)?;
         let proxies = self.proxies.get(&id);
         let meta = match proxies {
@@ -218,7 +223,8 @@ impl Cluster {
             .arg(&node.dir)
             .args(["--port", &node.port.to_string()])
             .args(["--meta", &meta])
-            .args(["--lease-ms", &self.lease_ms.to_string()]);
+            .args(["--lease-ms", &self.lease_ms.to_string()])
+            .args(extra);
         if id == 1 {
             c.args(["--serve-meta", &meta]);
         }

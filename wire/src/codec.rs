@@ -141,7 +141,8 @@ macro_rules! messages {
 messages! {
     Hello, HelloOk, Append, AppendAck, Watermark, Read, ReadResponse, Seal, SealAck,
     Fence, FenceAck, ErrorMsg, MetaGetLog, MetaLog, MetaCasLog, MetaCasResult, MetaListLogs,
-    MetaLogs, MetaRegister, MetaRegistered, MetaListNodes, MetaNodes, MetaError,
+    MetaLogs, MetaRegister, MetaRegistered, MetaListNodes, MetaNodes, MetaError, MetaGetCluster,
+    MetaCluster, MetaRegisterRefused,
 }
 
 /// Decodes one whole frame from the front of `bytes`: header, crc, payload.
@@ -318,6 +319,15 @@ mod checks {
     }
     pub fn MetaError(a: &ArchivedMetaError) -> Result<(), String> {
         short_string(&a.message, "error message")
+    }
+    pub fn MetaGetCluster(_: &ArchivedMetaGetCluster) -> Result<(), String> {
+        Ok(())
+    }
+    pub fn MetaCluster(a: &ArchivedMetaCluster) -> Result<(), String> {
+        ensure(a.cluster_id != 0, || "cluster id 0".into())
+    }
+    pub fn MetaRegisterRefused(a: &ArchivedMetaRegisterRefused) -> Result<(), String> {
+        node_info(&a.holder)
     }
 }
 
@@ -501,10 +511,27 @@ mod tests {
                         shard_ports: vec![7000],
                         zone: "z".into(),
                         capacity_bytes: 0,
+                        incarnation: 9,
                     },
                     alive: true,
                     lease_remaining_ms: 10,
                 }],
+            }),
+            Message::MetaGetCluster(MetaGetCluster { reserved: 0 }),
+            Message::MetaCluster(MetaCluster {
+                cluster_id: u64::MAX - 7,
+            }),
+            Message::MetaRegisterRefused(MetaRegisterRefused {
+                node_id: 2,
+                holder: NodeInfo {
+                    node_id: 2,
+                    host: "127.0.0.1".into(),
+                    shard_ports: vec![7001],
+                    zone: String::new(),
+                    capacity_bytes: 0,
+                    incarnation: 11,
+                },
+                lease_remaining_ms: 900,
             }),
         ];
         for m in msgs {

@@ -65,6 +65,9 @@ kinds! {
     MetaListNodes = 40,
     MetaNodes = 41,
     MetaError = 42,
+    MetaGetCluster = 43,
+    MetaCluster = 44,
+    MetaRegisterRefused = 45,
 }
 
 /// A decoded, checked frame header.

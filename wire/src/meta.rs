@@ -33,6 +33,12 @@ pub struct NodeInfo {
     pub shard_ports: Vec<u16>,
     pub zone: String,
     pub capacity_bytes: u64,
+    /// Which life of the node id this is: a random stamp drawn once, when
+    /// the node's data directory got its identity, and kept for as long
+    /// as that directory lives. A store refuses a registration of a node
+    /// id whose live lease belongs to another incarnation (another
+    /// process, or another directory, claiming the same id).
+    pub incarnation: u64,
 }
 
 /// A registration as the store sees it now.
@@ -112,4 +118,25 @@ pub struct MetaNodes {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct MetaError {
     pub message: String,
+}
+
+/// Ask for the cluster's id (created by the store, once, on first use).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaGetCluster {
+    pub reserved: u32,
+}
+
+/// The cluster's id: random, never 0, never changed once created.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaCluster {
+    pub cluster_id: u64,
+}
+
+/// A registration refused: `node_id` has a live lease held by another
+/// incarnation, `holder`, for `lease_remaining_ms` more.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MetaRegisterRefused {
+    pub node_id: u64,
+    pub holder: NodeInfo,
+    pub lease_remaining_ms: u64,
 }

@@ -158,6 +158,7 @@ async fn bad_requests_get_an_error_and_keep_the_connection() {
         shard_ports: vec![1],
         zone: "z".into(),
         capacity_bytes: 0,
+        incarnation: 1,
     };
     let request = Message::MetaRegister(MetaRegister { node, lease_ms: 0 });
     assert!(error_message(call(&mut c, 4, &request).await).contains("lease"));

@@ -43,6 +43,7 @@ pub fn node(node_id: u64) -> NodeInfo {
         shard_ports: vec![9001],
         zone: "a".into(),
         capacity_bytes: 1 << 20,
+        incarnation: node_id + 1000,
     }
 }
 
@@ -205,4 +206,61 @@ pub async fn lease_expires(meta: &dyn MetaStore, lease: Duration) {
     assert!(!dead[0].alive);
     assert_eq!(dead[0].lease_remaining_ms, 0);
     assert!(all.iter().any(|n| n.info.node_id == 21 && n.alive));
+}
+
+/// The cluster id is created once: every call returns the same non-zero id.
+pub async fn cluster_id_is_created_once(meta: &dyn MetaStore) {
+    let first = meta.cluster_id().await.expect("cluster id");
+    assert_ne!(first, 0);
+    for _ in 0..3 {
+        assert_eq!(meta.cluster_id().await.expect("cluster id"), first);
+    }
+}
+
+/// A live node id is refused to another incarnation, with the holder's
+/// address and time left, and the holder keeps its registration; the
+/// holder itself renews; once its lease is over the newcomer takes the id.
+pub async fn a_live_id_is_refused_to_another_incarnation(meta: &dyn MetaStore, lease: Duration) {
+    let holder = node(41);
+    meta.register_node(holder.clone(), lease)
+        .await
+        .expect("register");
+    let mut impostor = node(41);
+    impostor.incarnation += 1;
+    impostor.shard_ports = vec![9999];
+    let refused = meta.register_node(impostor.clone(), lease).await;
+    match &refused {
+        Err(MetaError::NodeIdTaken(taken)) => {
+            assert_eq!(taken.node_id, 41);
+            assert_eq!(taken.holder, "127.0.0.1:9001");
+            assert!(taken.lease_remaining_ms <= lease.as_millis() as u64);
+            let text = refused.as_ref().expect_err("refused").to_string();
+            assert!(
+                text.contains("node id 41 is registered by another live process at 127.0.0.1:9001"),
+                "{text}"
+            );
+        }
+        other => panic!("the impostor was not refused: {other:?}"),
+    }
+    let alive = meta.list_nodes(false).await.expect("list");
+    let listed: Vec<_> = alive.iter().filter(|n| n.info.node_id == 41).collect();
+    assert_eq!(listed.len(), 1, "{alive:?}");
+    assert_eq!(listed[0].info, holder, "the holder keeps its registration");
+    // The holder renews, from another address too (a restart).
+    let mut moved = holder.clone();
+    moved.shard_ports = vec![9002];
+    meta.register_node(moved, lease).await.expect("renew");
+    // Once the holder stops renewing, its lease ends and the id is free.
+    let deadline = Instant::now() + TEST_WAIT;
+    loop {
+        match meta.register_node(impostor.clone(), lease).await {
+            Ok(()) => break,
+            Err(MetaError::NodeIdTaken(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+        assert!(Instant::now() < deadline, "node 41's lease never ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let alive = meta.list_nodes(false).await.expect("list");
+    assert!(alive.iter().any(|n| n.info == impostor), "{alive:?}");
 }

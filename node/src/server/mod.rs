@@ -34,14 +34,15 @@ use socket2::{Domain, Socket, Type};
 use trilog_wire::meta::NodeInfo;
 
 use crate::config::NodeConfig;
-use crate::limits::SHARD_CONNECTIONS_MAX;
+use crate::identity::{self, IdentityError};
+use crate::limits::{SHARD_CONNECTIONS_MAX, START_META_WAIT_MS};
 use crate::runtime::{GlommioRuntime, ShardRuntime};
 use trilog_meta::MetaAddr;
 
 use crate::storage::{self, StorageError};
 use shard::{ctl_to_durable, machine_key, Shard};
 use trilog_meta::{
-    spawn_etcd_registration, spawn_meta_server, spawn_registration, MetaServerHandle,
+    spawn_meta_server, spawn_registration_at, FirstRegistration, MetaServerHandle, NodeIdTaken,
     RegistrationHandle,
 };
 
@@ -64,6 +65,12 @@ pub enum StartError {
     },
     #[error("metadata server: {0}")]
     Meta(String),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    NodeIdTaken(NodeIdTaken),
+    #[error("metadata store {meta}: no answer to the node's first registration in {waited_ms} ms")]
+    NotRegistered { meta: String, waited_ms: u64 },
 }
 
 /// A running node.
@@ -112,9 +119,10 @@ fn bind(addr: SocketAddr) -> Result<StdListener, StartError> {
     }
 }
 
-/// Starts every shard, then the metadata server and the registration if
+/// Starts the metadata server if configured, checks the node's identity
+/// (see [`crate::identity`]), starts every shard, then registers if
 /// configured. Returns once every shard has recovered its segments and
-/// listens.
+/// listens, and the first registration was accepted.
 pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
     let meta_server = match config.serve_meta {
         Some(addr) => Some(
@@ -123,12 +131,13 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         ),
         None => None,
     };
+    let identity = identity::establish(&config)?;
     let (listeners, shard_ports) = bind_shards(&config)?;
     let executors = spawn_shards(&config, listeners, &shard_ports)?;
-    let registration = config
-        .meta
-        .clone()
-        .map(|meta| register(&config, meta, &shard_ports));
+    let registration = match config.meta.clone() {
+        Some(meta) => Some(register(&config, meta, &shard_ports, identity.incarnation)?),
+        None => None,
+    };
     log::info!(
         "node {} serving shards on {}:{:?} (data in {})",
         config.node_id,
@@ -220,8 +229,15 @@ fn spawn_shards(
 }
 
 /// Registers the node with the store at `meta` (and keeps its lease),
-/// advertising its shard ports.
-fn register(config: &NodeConfig, meta: MetaAddr, shard_ports: &[u16]) -> RegistrationHandle {
+/// advertising its shard ports, and waits for the first registration: a
+/// refusal (another live incarnation holds the id) or no answer within
+/// [`START_META_WAIT_MS`] stops the start.
+fn register(
+    config: &NodeConfig,
+    meta: MetaAddr,
+    shard_ports: &[u16],
+    incarnation: u64,
+) -> Result<RegistrationHandle, StartError> {
     let advertised_ports = match config.advertise_port {
         Some(base) => (0..shard_ports.len())
             .map(|i| base.saturating_add(i as u16))
@@ -234,11 +250,18 @@ fn register(config: &NodeConfig, meta: MetaAddr, shard_ports: &[u16]) -> Registr
         shard_ports: advertised_ports,
         zone: config.zone.clone(),
         capacity_bytes: 0,
+        incarnation,
     };
     let lease = Duration::from_millis(config.lease_ms);
-    match meta {
-        MetaAddr::Embedded(addr) => spawn_registration(addr, info, lease),
-        MetaAddr::Etcd(endpoints) => spawn_etcd_registration(endpoints, info, lease),
+    let meta_text = meta.to_string();
+    let handle = spawn_registration_at(meta, info, lease);
+    match handle.wait_first(Duration::from_millis(START_META_WAIT_MS)) {
+        FirstRegistration::Registered => Ok(handle),
+        FirstRegistration::Refused(taken) => Err(StartError::NodeIdTaken(taken)),
+        FirstRegistration::Pending => Err(StartError::NotRegistered {
+            meta: meta_text,
+            waited_ms: START_META_WAIT_MS,
+        }),
     }
 }
 
