@@ -63,6 +63,7 @@ pub mod error;
 pub mod etcd;
 pub mod frame_io;
 pub mod limits;
+pub mod lookup;
 pub mod persist;
 pub mod register;
 pub mod server;
@@ -79,6 +80,7 @@ pub use limits::{
     CONNECTIONS_MAX, LEASE_MS_MAX, LEASE_MS_MIN, LOGS_MAX, META_CALL_TIMEOUT,
     META_IDLE_CONNECTIONS_MAX, NODES_MAX, SEGMENTS_PER_LOG_MAX,
 };
+pub use lookup::{spawn_record_lookups, RecordLookups};
 pub use persist::{MetaFile, PersistError};
 pub use register::{
     spawn_etcd_registration, spawn_registration, spawn_registration_at, FirstRegistration,

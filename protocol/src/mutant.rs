@@ -52,6 +52,9 @@ pub enum Mutant {
     /// epoch, as the client's driver once did: a producer that still owns
     /// its log reports itself taken over and stops.
     UnknownCasIsFence = 11,
+    /// `replica.rs`: a replica applies a seal below the commit watermark it
+    /// knows (a `Seal{len: 0}` from any sender truncates committed entries).
+    SealBelowWatermark = 12,
 }
 
 impl Mutant {
@@ -68,6 +71,7 @@ impl Mutant {
         Mutant::WatermarkNotSent,
         Mutant::SealBeforeTailDurable,
         Mutant::UnknownCasIsFence,
+        Mutant::SealBelowWatermark,
     ];
 }
 

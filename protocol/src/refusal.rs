@@ -14,13 +14,15 @@ use crate::replica::Refusal;
 /// The error code and value that carry `refusal`. The value is the number
 /// the code names (see `docs/wire.md`): a length or an epoch.
 /// [`Refusal::SealConflict`] carries the replica's length; its earlier seal,
-/// if any, travels only in the message text.
+/// if any, travels only in the message text. [`Refusal::SealBelowCommit`]
+/// carries the watermark the replica knows.
 pub fn to_wire(refusal: Refusal) -> (ErrorCode, u64) {
     match refusal {
         Refusal::Sealed { len } => (ErrorCode::Sealed, len),
         Refusal::Fenced { epoch } => (ErrorCode::Fenced, epoch),
         Refusal::Gap { len } => (ErrorCode::Gap, len),
         Refusal::SealConflict { held, .. } => (ErrorCode::SealConflict, held),
+        Refusal::SealBelowCommit { commit } => (ErrorCode::SealBelowCommit, commit),
     }
 }
 
@@ -37,6 +39,7 @@ pub fn from_wire(code: ErrorCode, value: u64) -> Option<Refusal> {
             held: value,
             sealed_len: None,
         }),
+        ErrorCode::SealBelowCommit => Some(Refusal::SealBelowCommit { commit: value }),
         ErrorCode::NotFound
         | ErrorCode::WrongShard
         | ErrorCode::BadRequest
@@ -58,6 +61,7 @@ mod tests {
                 held: 5,
                 sealed_len: None,
             },
+            Refusal::SealBelowCommit { commit: 3 },
         ] {
             let (code, value) = to_wire(refusal);
             assert_eq!(from_wire(code, value), Some(refusal), "{code:?}");

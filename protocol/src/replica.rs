@@ -43,6 +43,10 @@ pub enum Refusal {
     /// A seal asks for more entries than the replica holds, or conflicts
     /// with an earlier seal: the protocol was broken somewhere.
     SealConflict { held: u64, sealed_len: Option<u64> },
+    /// A seal below the commit watermark the replica knows: it would drop
+    /// entries the replica knows are committed. No legitimate sealer asks
+    /// for that (see [`Replica::on_seal`]).
+    SealBelowCommit { commit: u64 },
 }
 
 /// What to do with an append.
@@ -221,6 +225,9 @@ impl Replica {
     }
 
     /// A seal at `len`: drop entries at or past it and refuse all appends.
+    /// A segment sealed already is never sealed again at another length
+    /// (so a sealed segment never shrinks), nor sealed past what the
+    /// replica holds, nor below the commit watermark it knows.
     pub fn on_seal(&mut self, epoch: u64, len: u64) -> ControlDecision {
         match self.durable.sealed_len {
             Some(s) if s == len => return ControlDecision::Unchanged,
@@ -239,6 +246,31 @@ impl Replica {
                 held: self.durable_len,
                 sealed_len: None,
             });
+        }
+        // A seal below the watermark this replica knows would drop entries
+        // it knows are committed (a watermark only ever counts entries
+        // every replica acknowledged). No legitimate sealer asks for that:
+        // - a switch or a close seals at the producer's frozen commit
+        //   watermark, and every watermark a replica of the segment learnt
+        //   came from that very producer (a segment has one writer epoch),
+        //   which never told more than it had committed;
+        // - a takeover seals at the highest watermark its fenced replicas
+        //   answered, and carries every entry past it into the next segment
+        //   before its CAS. A replica that did not answer may know a higher
+        //   watermark than that seal (the producer's watermark messages
+        //   reach the replicas at different times): it refuses, stays
+        //   unsealed holding entries that live on in the next segment, and
+        //   readers, who take the sealed length from the record, never read
+        //   past the seal there. That is the one legitimate seal refused.
+        // Anything else below the watermark (a stale tool, a bug, a
+        // `Seal{len: 0}` sent to the replicas of a closed log) is refused, so
+        // committed entries are never truncated by a message alone. A replica
+        // only protects what it knows: a seal between its watermark and the
+        // true commit point still truncates.
+        let commit = self.watermark();
+        // MUTANT SealBelowWatermark: the low seal is applied.
+        if len < commit && !mutant::active(Mutant::SealBelowWatermark) {
+            return ControlDecision::Refuse(Refusal::SealBelowCommit { commit });
         }
         self.durable.sealed_len = Some(len);
         self.durable.fenced_epoch = self.durable.fenced_epoch.max(epoch);
@@ -361,6 +393,30 @@ mod tests {
             AppendDecision::Refuse(Refusal::Sealed { len: 3 })
         );
         assert_eq!(r.readable_end(u64::MAX), 3);
+    }
+
+    #[test]
+    fn seal_below_the_known_watermark_is_refused() {
+        let mut r = Replica::new();
+        let _ = r.on_append(1, 0, 5, 0);
+        r.on_durable(5);
+        assert!(r.on_watermark(1, 4));
+        assert_eq!(
+            r.on_seal(1, 0),
+            ControlDecision::Refuse(Refusal::SealBelowCommit { commit: 4 })
+        );
+        assert_eq!(
+            r.on_seal(9, 3),
+            ControlDecision::Refuse(Refusal::SealBelowCommit { commit: 4 })
+        );
+        assert_eq!((r.durable_len(), r.sealed_len()), (5, None));
+        assert!(matches!(r.on_seal(1, 4), ControlDecision::Persist(d) if d.sealed_len == Some(4)));
+        // Sealed: a lower seal is a conflict, never a shrink.
+        assert!(matches!(
+            r.on_seal(1, 0),
+            ControlDecision::Refuse(Refusal::SealConflict { .. })
+        ));
+        assert_eq!(r.durable_len(), 4);
     }
 
     #[test]

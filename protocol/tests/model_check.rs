@@ -24,7 +24,9 @@
 //! producer decides at any moment that a replica failed and switches
 //! segments; a producer's connection to a replica is lost (it connects
 //! again and resends from what the replica acknowledged, or fails the
-//! replica when it loses it again or never gets it back); a metadata CAS has an unknown outcome (applied, lost, or
+//! replica when it loses it again or never gets it back); a rogue sender
+//! sends one replica a `Seal{len: 0}` below the watermark it knows; a
+//! metadata CAS has an unknown outcome (applied, lost, or
 //! landing later) and the machine is told so; a takeover's tail read
 //! times out; the consumer gives up on a replica and reads the next one,
 //! and reads with a stale record.
@@ -49,6 +51,7 @@
 //! | race-loss       | 2 entries  | + 1      | 1 loss, producer 2 crash                            |
 //! | race-unknown    | 2 entries  | + 1      | 1 unknown CAS outcome, producer 2 crash             |
 //! | race-tail       | 1 entry    | + 0      | 1 tail write failure, producer 2 crash; all async   |
+//! | rogue-seal      | 2 entries  | no       | 1 rogue `Seal{len: 0}`, 1 replica failure, 1 loss   |
 //! | liveness-switch | 3 entries  | no       | 1 replica failure, 1 failover (FIFO, no loss)       |
 //! | liveness-unknown | 2 entries | no       | 1 replica failure, 1 unknown CAS outcome, 1 failover |
 //! | liveness-race   | 2 entries  | + 1      | none                                                |
@@ -272,6 +275,11 @@ fn scenario_race_tail() {
 }
 
 #[test]
+fn scenario_rogue_seal() {
+    check_scenario(rogue_seal());
+}
+
+#[test]
 fn liveness_switch() {
     check_progress("liveness-switch", liveness_switch_config());
 }
@@ -339,4 +347,9 @@ fn mutant_seal_before_tail_durable() {
 #[test]
 fn mutant_unknown_cas_is_fence() {
     refute(Mutant::UnknownCasIsFence);
+}
+
+#[test]
+fn mutant_seal_below_watermark() {
+    refute(Mutant::SealBelowWatermark);
 }

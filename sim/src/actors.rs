@@ -102,7 +102,7 @@ async fn become_producer(
     sim: &SimHandle,
     world: &SharedWorld,
     plan: ProducerPlan,
-) -> Producer {
+) -> Result<Producer, u64> {
     let mut attempt = 0u64;
     loop {
         let opts = options(plan.seed.wrapping_add(attempt));
@@ -112,14 +112,34 @@ async fn become_producer(
             Producer::open(pool.clone(), LOG_ID, opts).await
         };
         match got {
-            Ok(p) => return p,
+            Ok(p) => return Ok(p),
             Err(e) => {
                 note(world, sim, format!("producer {}: open: {e}", plan.id));
+                if let Some(by_epoch) = owned_by_a_takeover(pool, plan).await {
+                    return Err(by_epoch);
+                }
                 attempt += 1;
                 sim.sleep(Duration::from_millis(100)).await;
             }
         }
     }
+}
+
+/// For the first producer (the only one that opens rather than takes
+/// over), whose open failed: the epoch of a takeover that created the log
+/// first and holds it open (the store was down while it tried). An
+/// application would stop there, superseded; retrying the open would wait
+/// for that producer to close, which it may never do.
+async fn owned_by_a_takeover(pool: &ConnPool, plan: ProducerPlan) -> Option<u64> {
+    if plan.takeover {
+        return None;
+    }
+    let record = pool.meta().get_log(LOG_ID).await.ok()?.record?;
+    let open = record
+        .segments
+        .last()
+        .is_some_and(|s| s.sealed_len.is_none());
+    open.then_some(record.epoch)
 }
 
 /// A producer: opens or takes over the log, appends its entries at a
@@ -132,7 +152,13 @@ pub async fn producer(
     plan: ProducerPlan,
     mut pace: Rng,
 ) {
-    let p = Rc::new(become_producer(&pool, &sim, &world, plan).await);
+    let p = match become_producer(&pool, &sim, &world, plan).await {
+        Ok(p) => Rc::new(p),
+        Err(by_epoch) => {
+            let reason = Some(StopReason::Fenced { by_epoch });
+            return emit(&world, Event::Stopped { p: plan.id, reason });
+        }
+    };
     note(
         &world,
         &sim,

@@ -45,6 +45,10 @@ pub enum Fault {
         crash_after: Duration,
         down: Duration,
     },
+    /// A client that is no producer sends replica `node` of a segment of
+    /// the record (sealed or open) a `Seal{len: 0}` below the watermark it
+    /// knows (`crate::rogue`).
+    RogueSeal { node: u64 },
 }
 
 /// A fault and when it strikes.
@@ -80,7 +84,7 @@ pub fn plan(rng: &mut Rng, bounds: &FaultBounds) -> Vec<Planned> {
     for _ in 0..count {
         let at = Duration::from_millis(rng.between(0, window_ms));
         let node = rng.between(1, bounds.nodes);
-        let fault = match rng.below(12) {
+        let fault = match rng.below(13) {
             0 | 1 => Fault::ResetConnection,
             2 => Fault::Partition {
                 node,
@@ -125,6 +129,7 @@ pub fn plan(rng: &mut Rng, bounds: &FaultBounds) -> Vec<Planned> {
                     down: ms(rng, 10, 1_000),
                 }
             }
+            12 => Fault::RogueSeal { node },
             _ => Fault::ResetConnection,
         };
         out.push(Planned { at, fault });
@@ -169,6 +174,6 @@ mod tests {
                 kinds.insert(std::mem::discriminant(&f.fault));
             }
         }
-        assert_eq!(kinds.len(), 11, "every kind of fault is drawn");
+        assert_eq!(kinds.len(), 12, "every kind of fault is drawn");
     }
 }

@@ -33,6 +33,7 @@ pub mod meta;
 pub mod net;
 pub mod node;
 pub mod rng;
+pub mod rogue;
 pub mod run;
 pub mod seeds;
 

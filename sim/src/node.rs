@@ -13,8 +13,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::rc::Rc;
+
 use trilog_meta::MetaStore;
 use trilog_node::runtime::ShardRuntime;
+use trilog_node::server::records::{RecordSource, StoreRecords};
 use trilog_node::server::{conn, start_shard};
 use trilog_wire::meta::NodeInfo;
 
@@ -119,7 +122,18 @@ pub fn start_node(
                 log::warn!("node {}: shard dir: {e}", spec.id);
                 return;
             }
-            let shard = match start_shard(rt.clone(), spec.id, index, ports.clone(), dir).await {
+            // The node learns missed seals from the store, as a real node
+            // registered with one does.
+            let records: Rc<dyn RecordSource> = Rc::new(StoreRecords(meta.clone()));
+            let started = start_shard(
+                rt.clone(),
+                spec.id,
+                index,
+                ports.clone(),
+                dir,
+                Some(records),
+            );
+            let shard = match started.await {
                 Ok(shard) => shard,
                 Err(e) => {
                     log::warn!("node {} shard {index} did not start: {e}", spec.id);

@@ -456,7 +456,34 @@ fn inject(run: &mut Run, fault: Fault) {
             crash_after,
             down,
         } => isolated_takeover(run, lasting, crash_after, down),
+        Fault::RogueSeal { node } => rogue_seal(run, node),
     }
+}
+
+/// See [`Fault::RogueSeal`]: one segment of the record that `node` holds a
+/// replica of, picked by the run's rng; nothing if it holds none.
+fn rogue_seal(run: &mut Run, node: u64) {
+    let (_, record) = run.meta.record(LOG_ID);
+    let held: Vec<u64> = record
+        .map(|r| {
+            r.segments
+                .iter()
+                .filter(|s| s.replicas.contains(&node))
+                .map(|s| s.id)
+                .collect()
+        })
+        .unwrap_or_default();
+    if held.is_empty() {
+        return;
+    }
+    let segment = held[run.rng.index(held.len())];
+    let process = run.process();
+    let pool = run.pool(process, client_ip(199));
+    let h = run.handle();
+    run.sim.handle().spawn_in(
+        process,
+        crate::rogue::rogue_seal(pool, h, run.world.clone(), node, segment),
+    );
 }
 
 /// Kills node `node` (its disk crashes) and schedules its restart after

@@ -157,6 +157,10 @@ pub enum ErrorCode {
     /// protocol was broken somewhere: a sealer never asks for entries that
     /// not every replica acknowledged.
     SealConflict,
+    /// A seal below the commit watermark the replica knows (it would drop
+    /// committed entries); `value` is that watermark. Refused whoever sent
+    /// it.
+    SealBelowCommit,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -21,6 +21,14 @@ use crate::record_calls::{self, MetaAnswer, MetaCallFuture};
 /// How long telling a replica of a seal may take (best effort).
 const SEAL_TELL_TIMEOUT_MS: u64 = 5_000;
 
+/// How long a close waits for the answers to the seals it sent before it
+/// returns: a CLI that exits right after `close` then usually delivered
+/// them. A replica that misses its seal learns it from the metadata record
+/// (the node's seal learning), so the wait is bounded, not a guarantee.
+const CLOSE_SEAL_WAIT_MS: u64 = 3_000;
+
+const _: () = assert!(CLOSE_SEAL_WAIT_MS <= SEAL_TELL_TIMEOUT_MS);
+
 /// Segment ids a reply tag carries (48 bits, ids grow by one per switch or
 /// takeover).
 const TAG_SEGMENT_MAX: u64 = 1 << 48;
@@ -83,6 +91,9 @@ pub(super) struct Driver {
     pub(super) stopped: Arc<OnceLock<StopReason>>,
     /// The metadata call the machine asked for, under way.
     pub(super) meta: Option<MetaCallFuture>,
+    /// One per seal told and not yet answered (or timed out): a close
+    /// waits for them.
+    pub(super) seals_told: Vec<oneshot::Receiver<()>>,
 }
 
 impl Driver {
@@ -444,8 +455,14 @@ impl Driver {
     /// Best effort and off the hot path: replicas that miss it still
     /// refuse nothing they should accept, and readers pass the sealed
     /// length from the metadata.
-    fn tell_seal(&self, node: u64, segment: u64, len: u64) {
+    fn tell_seal(&mut self, node: u64, segment: u64, len: u64) {
         let pool = self.pool.clone();
+        let (told_tx, told_rx) = oneshot::channel();
+        // Forget the seals answered already (a long-lived producer switches
+        // many times).
+        self.seals_told
+            .retain_mut(|rx| matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
+        self.seals_told.push(told_rx);
         let s = Seal {
             log_id: self.m.log_id(),
             segment,
@@ -458,6 +475,7 @@ impl Driver {
                     .request(&s, Duration::from_millis(SEAL_TELL_TIMEOUT_MS))
                     .await;
             }
+            let _ = told_tx.send(());
         }));
     }
 
@@ -481,8 +499,31 @@ impl Driver {
                 Err(ClientError::Log { log_id, why })
             }
         };
-        if let Some(closer) = self.closer.take() {
+        let Some(closer) = self.closer.take() else {
+            return;
+        };
+        if !matches!(reason, StopReason::Closed) {
             let _ = closer.send(result);
+            return;
         }
+        // Closed: answer once the seals told are answered, or at most
+        // CLOSE_SEAL_WAIT_MS from now.
+        let told = std::mem::take(&mut self.seals_told);
+        let rt = self.pool.runtime().clone();
+        self.pool.runtime().spawn(Box::pin(async move {
+            let all = async {
+                for rx in told {
+                    let _ = rx.await;
+                }
+            };
+            let limit = Duration::from_millis(CLOSE_SEAL_WAIT_MS);
+            if crate::runtime::timeout(rt.as_ref(), limit, all)
+                .await
+                .is_none()
+            {
+                log::warn!("close: not every replica answered its seal within {limit:?}");
+            }
+            let _ = closer.send(result);
+        }));
     }
 }

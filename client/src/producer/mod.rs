@@ -187,6 +187,7 @@ impl Producer {
             last_append: None,
             stopped: stopped.clone(),
             meta: None,
+            seals_told: Vec::new(),
         };
         let first = driver.m.begin(driver.clock.now_ms());
         driver.apply(first).await;

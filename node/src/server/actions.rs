@@ -43,6 +43,12 @@ pub fn carry_out<R: ShardRuntime>(shard: &Rc<Shard<R>>, actions: Actions) {
             Action::Flush { key } => shard.mark_dirty(key),
             Action::PersistControl { key, state } => persist(shard, key, state),
             Action::ApplySeal { key, len } => shard.file(key).borrow_mut().seal_truncate(len),
+            Action::LookupLog { log_id } => lookup_log(shard, log_id),
+            Action::LearntSealRefused { key, len, refusal } => log::error!(
+                "node {} {key:?}: the record seals it at {len}, and this replica refuses \
+                 that seal ({refusal:?}); left as it is for repair",
+                shard.node_id
+            ),
             Action::ServeRead {
                 conn,
                 request_id,
@@ -66,6 +72,23 @@ pub fn carry_out<R: ShardRuntime>(shard: &Rc<Shard<R>>, actions: Actions) {
             }
         }
     }
+}
+
+/// Asks the record source for `log_id`'s record and hands it to the
+/// machine (which asks only if the shard has a source).
+fn lookup_log<R: ShardRuntime>(shard: &Rc<Shard<R>>, log_id: u64) {
+    let Some(records) = shard.records.clone() else {
+        panic!("a record lookup of log {log_id} without a record source");
+    };
+    let s = shard.clone();
+    shard.rt.spawn(async move {
+        let answer = records.get_log(log_id).await;
+        let actions = s.machine.borrow_mut().handle_log_record(
+            log_id,
+            answer.as_ref().map(Option::as_ref).map_err(Clone::clone),
+        );
+        carry_out(&s, actions);
+    });
 }
 
 /// Queues the answer to `request_id` on its connection, if still open, and

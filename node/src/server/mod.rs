@@ -19,6 +19,7 @@ pub mod conns;
 pub mod flusher;
 pub mod handlers;
 pub mod outbox;
+pub mod records;
 pub mod shard;
 pub mod timer;
 
@@ -40,6 +41,7 @@ use crate::runtime::{GlommioRuntime, ShardRuntime};
 use trilog_meta::MetaAddr;
 
 use crate::storage::{self, StorageError};
+use records::RecordSource;
 use shard::{ctl_to_durable, machine_key, Shard};
 use trilog_meta::{
     spawn_meta_server, spawn_registration_at, FirstRegistration, MetaServerHandle, NodeIdTaken,
@@ -197,6 +199,7 @@ fn spawn_shards(
         };
         let ports = shard_ports.to_vec();
         let node_id = config.node_id;
+        let lookups = config.meta.clone().map(trilog_meta::spawn_record_lookups);
         let ready = ready_tx.clone();
         let fd = listener.into_raw_fd();
         let handle = LocalExecutorBuilder::new(placement)
@@ -204,7 +207,8 @@ fn spawn_shards(
             .spawn(move || async move {
                 // SAFETY: `fd` is a listening socket this thread now owns alone.
                 let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
-                run_shard(node_id, i, ports, dir, listener, ready).await;
+                let records = lookups.map(|l| Rc::new(l) as Rc<dyn RecordSource>);
+                run_shard(node_id, i, ports, dir, listener, ready, records).await;
             })
             .map_err(|e| StartError::Executor {
                 shard: i,
@@ -268,17 +272,25 @@ fn register(
 /// Starts shard `index` of node `node_id` on `rt`: recovers its segments
 /// from `dir`, then runs its group commit and its timer. The shard is then
 /// ready for connections ([`conn::serve`]). The same code starts a shard
-/// on glommio here and in the simulator.
+/// on glommio here and in the simulator. With `records`, the shard learns
+/// the seals of its idle segments from the metadata record; without, it
+/// never asks.
 pub async fn start_shard<R: ShardRuntime>(
     rt: R,
     node_id: u64,
     index: u32,
     ports: Vec<u16>,
     dir: PathBuf,
+    records: Option<Rc<dyn RecordSource>>,
 ) -> Result<Rc<Shard<R>>, StorageError> {
-    let shard = Shard::new(rt.clone(), node_id, index, ports, dir.clone());
+    let learning = records.is_some();
+    let shard = Shard::new(rt.clone(), node_id, index, ports, dir.clone(), records);
     let n = recover(&shard, &dir).await?;
     log::info!("shard {index}: recovered {n} segments");
+    if learning {
+        let now_ms = shard.now_ms();
+        shard.machine.borrow_mut().learn_seals_from_record(now_ms);
+    }
     rt.spawn(flusher::run_flusher(shard.clone()));
     rt.spawn(timer::run_timer(shard.clone()));
     Ok(shard)
@@ -291,9 +303,10 @@ async fn run_shard(
     dir: PathBuf,
     listener: glommio::net::TcpListener,
     ready: mpsc::Sender<(usize, Result<(), StorageError>)>,
+    records: Option<Rc<dyn RecordSource>>,
 ) {
     let rt = GlommioRuntime::new();
-    let shard = match start_shard(rt, node_id, index as u32, ports, dir).await {
+    let shard = match start_shard(rt, node_id, index as u32, ports, dir, records).await {
         Ok(shard) => {
             let _ = ready.send((index, Ok(())));
             shard

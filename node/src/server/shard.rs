@@ -16,6 +16,7 @@ use trilog_protocol::shard::{ConnId, SegmentKey, ShardMachine};
 use crate::runtime::ShardRuntime;
 use crate::server::conns::Conn;
 use crate::server::outbox::Outbox;
+use crate::server::records::RecordSource;
 use crate::storage::{self, CtlState};
 
 /// A segment replica on the runtime's disk.
@@ -44,6 +45,8 @@ pub struct Shard<R: ShardRuntime> {
     /// forward, so the timer task sleeps again.
     pub timer_event: Event,
     pub connections: Cell<usize>,
+    /// Where the machine's record lookups go (none: it never asks).
+    pub records: Option<Rc<dyn RecordSource>>,
 }
 
 impl<R: ShardRuntime> Shard<R> {
@@ -53,6 +56,7 @@ impl<R: ShardRuntime> Shard<R> {
         shard: u32,
         shard_ports: Vec<u16>,
         dir: PathBuf,
+        records: Option<Rc<dyn RecordSource>>,
     ) -> Rc<Shard<R>> {
         let shard_count = shard_ports.len() as u32;
         Rc::new(Shard {
@@ -69,6 +73,7 @@ impl<R: ShardRuntime> Shard<R> {
             dirty_event: Event::new(),
             timer_event: Event::new(),
             connections: Cell::new(0),
+            records,
         })
     }
 

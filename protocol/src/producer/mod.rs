@@ -466,8 +466,11 @@ impl Producer {
                 self.fill_windows(now_ms, &mut out);
             }
             // A fence at or below this producer's epoch cannot refuse it,
-            // and a seal conflict is a broken replica: leave it behind.
-            Refusal::Fenced { .. } | Refusal::SealConflict { .. } => {
+            // and a seal conflict (an append is never refused for a low
+            // seal) is a broken replica: leave it behind.
+            Refusal::Fenced { .. }
+            | Refusal::SealConflict { .. }
+            | Refusal::SealBelowCommit { .. } => {
                 out.extend(self.fail_replica(replica, now_ms));
             }
         }

@@ -103,6 +103,16 @@ pub enum Action {
         watermark: u64,
         sealed_len: Option<u64>,
     },
+    /// Ask the metadata store for log `log_id`'s record, then call
+    /// `handle_log_record` with it (or with the lookup's failure).
+    LookupLog { log_id: u64 },
+    /// The seal the record tells (at `len`) was refused by this replica:
+    /// report it loudly; the segment is left for repair.
+    LearntSealRefused {
+        key: SegmentKey,
+        len: u64,
+        refusal: Refusal,
+    },
 }
 
 /// The actions of one call, in the order they must be carried out.

@@ -30,6 +30,9 @@ pub(super) enum ControlOp {
 pub(super) struct ControlRequest {
     pub reply_to: Option<(ConnId, u64)>,
     pub op: ControlOp,
+    /// A seal learnt from the metadata record (`learn.rs`), not sent by
+    /// anyone: a refusal is reported instead of answered.
+    pub learnt: bool,
 }
 
 /// Where the request at the head of the queue is.
@@ -142,6 +145,13 @@ impl ControlQueue {
                 false
             }
             ControlDecision::Refuse(r) => {
+                if head.learnt {
+                    out.push(Action::LearntSealRefused {
+                        key,
+                        len,
+                        refusal: r,
+                    });
+                }
                 self.answer(head, refused(key, r), out);
                 false
             }
@@ -201,6 +211,11 @@ impl ControlQueue {
             }
         }
         self.phase = Phase::Start;
+    }
+
+    /// A seal learnt from the record is queued and not yet decided.
+    pub fn learning(&self) -> bool {
+        self.queue.iter().any(|r| r.learnt)
     }
 
     /// Answers nobody from `conn` any more.

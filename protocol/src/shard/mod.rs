@@ -56,6 +56,7 @@
 
 mod action;
 mod control;
+mod learn;
 mod reads;
 mod segment;
 #[cfg(test)]
@@ -66,15 +67,19 @@ use std::collections::BTreeMap;
 use trilog_wire::message::{shard_of, Fence, Read, ReadResponse, Seal, Watermark};
 use trilog_wire::Message;
 
+pub use learn::{SEAL_LEARN_IDLE_MS, SEAL_LOOKUPS_IN_FLIGHT_MAX};
+
 pub use action::{
     bad_request, Action, Actions, AppendRequest, AppendStep, ConnId, SegmentKey, Stage,
 };
 
 use action::{internal, not_found, refused, wrong_shard};
 use control::{ControlOp, ControlRequest};
+use learn::SealLearning;
 use reads::{ParkedRead, ParkedReads};
 use segment::Segment;
 
+use crate::metadata::LogMeta;
 use crate::replica::{Refusal, Replica};
 
 /// A request waiting for its segment to be created.
@@ -94,6 +99,8 @@ pub struct ShardMachine {
     /// arrival order.
     creating: BTreeMap<SegmentKey, Vec<Waiting>>,
     reads: ParkedReads,
+    /// Present once the driver said it can look records up.
+    learning: Option<SealLearning>,
 }
 
 impl ShardMachine {
@@ -109,7 +116,73 @@ impl ShardMachine {
             segments: BTreeMap::new(),
             creating: BTreeMap::new(),
             reads: ParkedReads::default(),
+            learning: None,
         }
+    }
+
+    /// The driver can ask the metadata store for records: from now on the
+    /// shard learns the seals of its idle segments from them (`learn.rs`).
+    /// Without this call it never asks.
+    pub fn learn_seals_from_record(&mut self, now_ms: u64) {
+        assert!(self.learning.is_none(), "seal learning started twice");
+        self.learning = Some(SealLearning::new(now_ms));
+    }
+
+    fn touch(&mut self, key: SegmentKey) {
+        if let Some(l) = &mut self.learning {
+            l.touch(key);
+        }
+    }
+
+    /// The record of `log_id` the machine asked for ([`Action::LookupLog`]):
+    /// `None` if the log has no record, `Err` if the lookup failed (asked
+    /// again at a later sweep). Every segment of the log this shard holds
+    /// unsealed and the record seals is sealed at the record's length,
+    /// through its control queue.
+    pub fn handle_log_record(
+        &mut self,
+        log_id: u64,
+        record: Result<Option<&LogMeta>, String>,
+    ) -> Actions {
+        let mut out = Actions::new();
+        let Some(learning) = &mut self.learning else {
+            panic!("a record for log {log_id} without seal learning");
+        };
+        assert!(learning.answered(log_id), "log {log_id} was not asked for");
+        let Ok(Some(record)) = record else {
+            return out;
+        };
+        assert_eq!(record.log_id, log_id, "the record of another log");
+        for seg in &record.segments {
+            let Some(len) = seg.sealed_len else { continue };
+            let key = SegmentKey {
+                log_id,
+                segment: seg.id,
+            };
+            let Some(segment) = self.segments.get_mut(&key) else {
+                continue;
+            };
+            let open = segment.replica.sealed_len().is_none();
+            if !open || segment.failure.is_some() || segment.control.learning() {
+                continue;
+            }
+            let request = ControlRequest {
+                reply_to: None,
+                op: ControlOp::Seal {
+                    epoch: seg.epoch,
+                    len,
+                },
+                learnt: true,
+            };
+            segment.control(key, request, &mut out);
+            self.wake_reads(key, &mut out);
+        }
+        for a in out.iter() {
+            if let (Action::LearntSealRefused { key, .. }, Some(l)) = (a, &mut self.learning) {
+                l.give_up(*key);
+            }
+        }
+        out
     }
 
     /// A segment found on disk at start, before any request.
@@ -133,6 +206,7 @@ impl ShardMachine {
     ) -> AppendStep {
         let key = req.key;
         let mut out = Actions::new();
+        self.touch(key);
         if let Some(answer) = self.misdirected(key) {
             out.send(conn, request_id, answer);
             return AppendStep {
@@ -182,6 +256,7 @@ impl ShardMachine {
             segment: w.segment,
         };
         let mut out = Actions::new();
+        self.touch(key);
         let moved = self
             .segments
             .get_mut(&key)
@@ -262,7 +337,9 @@ impl ShardMachine {
         let request = ControlRequest {
             reply_to: Some((conn, request_id)),
             op,
+            learnt: false,
         };
+        self.touch(key);
         if let Some(segment) = self.segments.get_mut(&key) {
             segment.control(key, request, &mut out);
             self.wake_reads(key, &mut out);
@@ -409,17 +486,32 @@ impl ShardMachine {
     }
 
     /// When [`Self::handle_timeout`] must be called next: the earliest
-    /// deadline of a parked read.
+    /// deadline of a parked read, or the next seal-learning sweep.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.reads.earliest_deadline()
+        let sweep = self.learning.as_ref().map(|l| l.next_sweep_ms());
+        match (self.reads.earliest_deadline(), sweep) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Answers every parked read whose deadline is at or before `now_ms`.
+    /// Answers every parked read whose deadline is at or before `now_ms`,
+    /// and sweeps for idle unsealed segments if that is due.
     pub fn handle_timeout(&mut self, now_ms: u64) -> Actions {
         let mut out = Actions::new();
         for read in self.reads.take_expired(now_ms) {
             let answered = self.answer_read(read, true, &mut out);
             assert!(answered, "a read at its deadline is always answered");
+        }
+        if let Some(learning) = &mut self.learning {
+            let unsealed = self
+                .segments
+                .iter()
+                .filter(|(_, s)| s.replica.sealed_len().is_none() && s.failure.is_none())
+                .map(|(k, _)| *k);
+            for log_id in learning.sweep(now_ms, unsealed) {
+                out.push(Action::LookupLog { log_id });
+            }
         }
         out
     }

@@ -744,3 +744,126 @@ fn the_same_calls_give_the_same_actions() {
     };
     assert_eq!(run(), run());
 }
+
+mod learn_seals {
+    use super::*;
+    use crate::metadata::{LogMeta, SegmentMeta};
+    use crate::shard::{SEAL_LEARN_IDLE_MS, SEAL_LOOKUPS_IN_FLIGHT_MAX};
+
+    fn record(log_id: u64, sealed: &[(u64, Option<u64>)]) -> LogMeta {
+        LogMeta {
+            log_id,
+            epoch: 1,
+            trim_seq: 0,
+            segments: sealed
+                .iter()
+                .map(|(id, len)| SegmentMeta {
+                    id: *id,
+                    replicas: vec![1, 2, 3],
+                    first_seq: 0,
+                    epoch: 1,
+                    sealed_len: *len,
+                })
+                .collect(),
+        }
+    }
+
+    fn lookups(out: &Actions) -> Vec<u64> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::LookupLog { log_id } => Some(*log_id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn recovered(m: &mut ShardMachine, log_id: u64, segment: u64, len: u64, commit: u64) {
+        m.add_recovered(
+            SegmentKey { log_id, segment },
+            Replica::recovered(len, commit, Default::default()),
+        );
+    }
+
+    #[test]
+    fn no_store_no_lookups() {
+        let mut m = ShardMachine::new(0, 1);
+        recovered(&mut m, 1, 0, 3, 3);
+        assert_eq!(m.poll_timeout(), None);
+        assert!(lookups(&m.handle_timeout(SEAL_LEARN_IDLE_MS * 10)).is_empty());
+    }
+
+    #[test]
+    fn an_idle_segment_learns_its_seal_from_the_record() {
+        let mut m = ShardMachine::new(0, 1);
+        recovered(&mut m, 1, 0, 5, 3);
+        m.learn_seals_from_record(0);
+        assert_eq!(m.poll_timeout(), Some(SEAL_LEARN_IDLE_MS));
+        assert!(lookups(&m.handle_timeout(SEAL_LEARN_IDLE_MS - 1)).is_empty());
+        let out = m.handle_timeout(SEAL_LEARN_IDLE_MS);
+        assert_eq!(lookups(&out), vec![1]);
+        // Still in flight: not asked again.
+        assert!(lookups(&m.handle_timeout(2 * SEAL_LEARN_IDLE_MS)).is_empty());
+        let r = record(1, &[(0, Some(4))]);
+        let out = m.handle_log_record(1, Ok(Some(&r)));
+        let key = SegmentKey {
+            log_id: 1,
+            segment: 0,
+        };
+        assert!(out.iter().any(
+            |a| matches!(a, Action::PersistControl { state, .. } if state.sealed_len == Some(4))
+        ));
+        assert!(
+            out.iter().all(|a| !matches!(a, Action::Send { .. })),
+            "nobody to answer"
+        );
+        let _ = m.handle_control_durable(key);
+        assert_eq!(m.replica(key).map(|r| r.sealed_len()), Some(Some(4)));
+        assert!(
+            lookups(&m.handle_timeout(3 * SEAL_LEARN_IDLE_MS)).is_empty(),
+            "sealed: done"
+        );
+    }
+
+    #[test]
+    fn a_learnt_seal_below_the_watermark_is_reported_and_not_asked_again() {
+        let mut m = ShardMachine::new(0, 1);
+        recovered(&mut m, 1, 0, 5, 4);
+        m.learn_seals_from_record(0);
+        let _ = m.handle_timeout(SEAL_LEARN_IDLE_MS);
+        let r = record(1, &[(0, Some(2))]);
+        let out = m.handle_log_record(1, Ok(Some(&r)));
+        assert!(out.iter().any(|a| matches!(
+            a,
+            Action::LearntSealRefused {
+                len: 2,
+                refusal: Refusal::SealBelowCommit { commit: 4 },
+                ..
+            }
+        )));
+        assert!(lookups(&m.handle_timeout(2 * SEAL_LEARN_IDLE_MS)).is_empty());
+    }
+
+    #[test]
+    fn busy_segments_are_not_asked_about_and_lookups_are_bounded() {
+        let mut m = ShardMachine::new(0, 1);
+        let logs = SEAL_LOOKUPS_IN_FLIGHT_MAX as u64 + 2;
+        for log_id in 1..=logs {
+            recovered(&mut m, log_id, 0, 1, 1);
+        }
+        m.learn_seals_from_record(0);
+        let w = trilog_wire::message::Watermark {
+            log_id: 1,
+            segment: 0,
+            epoch: 1,
+            commit: 1,
+        };
+        let _ = m.handle_watermark(&w);
+        let asked = lookups(&m.handle_timeout(SEAL_LEARN_IDLE_MS));
+        assert_eq!(asked.len(), SEAL_LOOKUPS_IN_FLIGHT_MAX);
+        assert!(!asked.contains(&1), "log 1 was busy");
+        // A failed lookup frees its place.
+        let _ = m.handle_log_record(asked[0], Err("store down".into()));
+        let again = lookups(&m.handle_timeout(2 * SEAL_LEARN_IDLE_MS));
+        assert_eq!(again.len(), 1);
+    }
+}

@@ -70,6 +70,9 @@ pub struct Config {
     /// Metadata CASes whose outcome the machine is told is unknown (the
     /// CAS applied, was lost, or lands later).
     pub unknown_cas: u8,
+    /// Seals below a replica's known commit watermark that a rogue sender
+    /// (a stale tool, a bug) sends straight to one replica per run.
+    pub rogue_seals: u8,
     /// Segments with an id below this run on the asynchronous network;
     /// the others (those opened by a switch or a takeover) on a
     /// synchronous one: whatever can be delivered there is, within the
@@ -120,6 +123,7 @@ pub struct Budget {
     pub tail_write_failures: u8,
     pub consumer_failovers: u8,
     pub unknown_cas: u8,
+    pub rogue_seals: u8,
 }
 
 /// What the properties judge and the system does not hold.
@@ -149,6 +153,10 @@ pub struct Ghost {
     pub fenced: bool,
     /// A machine was told that a CAS's outcome is unknown.
     pub unknown_told: bool,
+    /// Per segment id, the length the record first sealed it at.
+    pub record_seals: BTreeMap<u64, u64>,
+    /// A rogue seal reached a replica (and was refused).
+    pub rogue_sealed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -233,6 +241,12 @@ pub enum Act {
     Read,
     RefreshMeta,
     Failover,
+    /// A rogue sender's `Seal{len: 0}` reaches replica `node` of `seg`,
+    /// which knows a commit watermark above 0.
+    RogueSeal {
+        node: u64,
+        seg: u64,
+    },
 }
 
 /// The model: a configuration and the properties to check in it.
@@ -300,6 +314,7 @@ impl Trilog {
                 tail_write_failures: cfg.tail_write_failures,
                 consumer_failovers: cfg.consumer_failovers,
                 unknown_cas: cfg.unknown_cas,
+                rogue_seals: cfg.rogue_seals,
             },
             ghost: Ghost::default(),
         };
@@ -397,6 +412,16 @@ impl Trilog {
 }
 
 impl State {
+    /// Writes down the length the record seals each segment at, the first
+    /// time it does (what `SealedNeverShrinks` holds the record to).
+    fn note_record_seals(&mut self) {
+        for seg in &self.meta.segments {
+            if let Some(len) = seg.sealed_len {
+                self.ghost.record_seals.entry(seg.id).or_insert(len);
+            }
+        }
+    }
+
     /// Producer 1 is gone: its connections too, so nothing reaches it.
     pub(crate) fn stop_p1(&mut self) {
         self.p1 = None;
@@ -452,6 +477,7 @@ impl Model for Trilog {
         }
         s.retire_fenced();
         self.settle(&mut s);
+        s.note_record_seals();
         // A step that changes nothing is no step: without this, such a
         // step would be a self-loop, and the liveness check needs none.
         (!self.cfg.prune_noops || s != *last).then_some(s)

@@ -92,7 +92,35 @@ pub fn real_fence(_: &Trilog, s: &State) -> bool {
     !s.ghost.false_fence
 }
 
-/// 7. Every entry taken is committed, and every committed entry was read.
+/// 7. Sealed segments never shrink: the record never changes the length it
+///    sealed a segment at, and a replica holds a seal only at the length
+///    the record seals its segment at (seals are told after the CAS), with
+///    exactly that many entries on disk. A seal from any sender below
+///    that, or a second seal at another length, would break it.
+pub fn sealed_never_shrinks(_: &Trilog, s: &State) -> bool {
+    let record_kept = s.ghost.record_seals.iter().all(|(id, len)| {
+        s.meta
+            .segments
+            .iter()
+            .find(|g| g.id == *id)
+            .is_none_or(|g| g.sealed_len == Some(*len))
+    });
+    let replicas_agree = s.nodes.iter().all(|n| {
+        n.segs
+            .iter()
+            .enumerate()
+            .all(|(id, g)| match g.rep.sealed_len() {
+                None => true,
+                Some(len) => {
+                    s.ghost.record_seals.get(&(id as u64)) == Some(&len)
+                        && g.rep.durable_len() == len
+                }
+            })
+    });
+    record_kept && replicas_agree
+}
+
+/// 8. Every entry taken is committed, and every committed entry was read.
 ///    Judged at the terminal states of an acyclic configuration without a
 ///    takeover: there, no producer has anything left to do.
 pub fn progress_reached(_: &Trilog, s: &State) -> bool {
@@ -147,12 +175,23 @@ pub fn tail_replaced(_: &Trilog, s: &State) -> bool {
     s.ghost.tail_replaced && matches!(s.p2, Taker::Writing(_))
 }
 
+/// A rogue seal reached a replica of a segment the record seals, and the
+/// replica still holds the sealed prefix.
+pub fn rogue_seal_refused(_: &Trilog, s: &State) -> bool {
+    s.ghost.rogue_sealed
+        && s.meta
+            .segments
+            .iter()
+            .any(|g| g.sealed_len.is_some_and(|l| l > 0))
+}
+
 pub const COMMIT_DURABILITY: &str = "CommitDurability";
 pub const READ_COMMITTED: &str = "ReadCommitted";
 pub const LOG_ORDER: &str = "LogOrder";
 pub const SINGLE_WRITER: &str = "SingleWriter";
 pub const SEALED_COMPLETE: &str = "SealedComplete";
 pub const REAL_FENCE: &str = "RealFence";
+pub const SEALED_NEVER_SHRINKS: &str = "SealedNeverShrinks";
 pub const PROGRESS: &str = "Progress";
 
 /// The safety invariant called `name`.
@@ -164,18 +203,20 @@ pub fn invariant(name: &'static str) -> Property<Trilog> {
         SINGLE_WRITER => single_writer,
         SEALED_COMPLETE => sealed_complete,
         REAL_FENCE => real_fence,
+        SEALED_NEVER_SHRINKS => sealed_never_shrinks,
         _ => panic!("no invariant {name}"),
     };
     Property::always(name, f)
 }
 
-pub const INVARIANTS: [&str; 6] = [
+pub const INVARIANTS: [&str; 7] = [
     COMMIT_DURABILITY,
     READ_COMMITTED,
     LOG_ORDER,
     SINGLE_WRITER,
     SEALED_COMPLETE,
     REAL_FENCE,
+    SEALED_NEVER_SHRINKS,
 ];
 
 pub fn progress() -> Property<Trilog> {
@@ -190,6 +231,7 @@ pub const TAIL_REPLACED: &str = "TailReplaced";
 pub const PRODUCER_FENCED: &str = "ProducerFenced";
 pub const UNKNOWN_RESOLVED: &str = "UnknownResolved";
 pub const RESENT_AFTER_RECONNECT: &str = "ResentAfterReconnect";
+pub const ROGUE_SEAL_REFUSED: &str = "RogueSealRefused";
 
 /// The discovery called `name`: a state the model must reach.
 pub fn discovery(name: &'static str) -> Property<Trilog> {
@@ -202,6 +244,7 @@ pub fn discovery(name: &'static str) -> Property<Trilog> {
         PRODUCER_FENCED => producer_fenced,
         UNKNOWN_RESOLVED => unknown_resolved,
         RESENT_AFTER_RECONNECT => resent_after_reconnect,
+        ROGUE_SEAL_REFUSED => rogue_seal_refused,
         _ => panic!("no discovery {name}"),
     };
     Property::sometimes(name, f)

@@ -38,6 +38,7 @@ fn base(p1_entries: u8) -> Config {
         tail_write_failures: 0,
         consumer_failovers: 0,
         unknown_cas: 0,
+        rogue_seals: 0,
         seed: 0,
         max_segments: 2,
         consumer: true,
@@ -272,6 +273,23 @@ pub fn race_tail() -> Scenario {
     }
 }
 
+/// A rogue `Seal{len: 0}` reaching one replica that knows a commit
+/// watermark, at any moment (before or after its segment is sealed by a
+/// switch, whose seal to one replica may be lost): refused, so nothing
+/// committed is lost and no sealed segment shrinks.
+pub fn rogue_seal() -> Scenario {
+    Scenario {
+        name: "rogue-seal",
+        cfg: Config {
+            rogue_seals: 1,
+            replica_failures: 1,
+            losses: u8::from(full()),
+            ..base(2)
+        },
+        discoveries: &[props::SEGMENT_SEALED, props::ROGUE_SEAL_REFUSED],
+    }
+}
+
 /// Progress with a segment switch: no loss, duplicate or crash, one
 /// replica failure declared at any moment, a consumer failover. Acyclic
 /// (checked), so stateright judges `eventually` at real terminal states.
@@ -360,6 +378,15 @@ pub fn mutant_case(m: Mutant) -> (Property<Trilog>, Config) {
                 replica_failures: 1,
                 unknown_cas: 1,
                 ..base(1)
+            },
+        ),
+        // A rogue `Seal{len: 0}` truncates a replica that knows entries
+        // committed; its segment open or sealed in the record.
+        Mutant::SealBelowWatermark => (
+            invariant(props::SEALED_NEVER_SHRINKS),
+            Config {
+                rogue_seals: 1,
+                ..quiet
             },
         ),
     }

@@ -43,9 +43,10 @@ impl Trilog {
         }
     }
 
-    /// Flushes, and crashes of a node that holds (or is to hold) a
-    /// segment, published or being written by a takeover.
+    /// Flushes, crashes of a node that holds (or is to hold) a segment,
+    /// published or being written by a takeover, and rogue seals.
     pub(crate) fn node_steps(&self, s: &State, out: &mut Vec<Act>) {
+        self.rogue_steps(s, out);
         for n in &s.nodes {
             if n.dirty() {
                 out.push(Act::Flush(n.id));
@@ -65,6 +66,23 @@ impl Trilog {
                         node: n.id,
                         torn: true,
                     });
+                }
+            }
+        }
+    }
+
+    /// A rogue `Seal{len: 0}` to a replica of a published segment that
+    /// knows a commit watermark above 0 (and takes seals: nothing staged).
+    fn rogue_steps(&self, s: &State, out: &mut Vec<Act>) {
+        if s.budget.rogue_seals == 0 {
+            return;
+        }
+        for g in &s.meta.segments {
+            for &node in &g.replicas {
+                let n = &s.nodes[node as usize - 1];
+                let seg = n.seg(g.id);
+                if seg.rep.watermark() > 0 && seg.drained() {
+                    out.push(Act::RogueSeal { node, seg: g.id });
                 }
             }
         }
@@ -227,6 +245,19 @@ impl Trilog {
             Act::Failover => {
                 s.budget.consumer_failovers -= 1;
                 s.consumer.cursor.on_replica_failed();
+            }
+            Act::RogueSeal { node, seg } => {
+                s.budget.rogue_seals -= 1;
+                s.ghost.rogue_sealed = true;
+                // From no producer: the refusal goes nowhere.
+                let seal = Msg::Seal {
+                    node,
+                    seg,
+                    epoch: 0,
+                    from: 0,
+                    len: 0,
+                };
+                s.nodes[node as usize - 1].take(&seal, &mut s.net);
             }
             machine => self.take_machine_step(s, machine),
         }
