@@ -21,6 +21,7 @@ pub fn to_wire(refusal: Refusal) -> (ErrorCode, u64) {
         Refusal::Fenced { epoch } => (ErrorCode::Fenced, epoch),
         Refusal::Gap { len } => (ErrorCode::Gap, len),
         Refusal::SealConflict { held, .. } => (ErrorCode::SealConflict, held),
+        Refusal::Damaged { from } => (ErrorCode::Damaged, from),
     }
 }
 
@@ -37,6 +38,7 @@ pub fn from_wire(code: ErrorCode, value: u64) -> Option<Refusal> {
             held: value,
             sealed_len: None,
         }),
+        ErrorCode::Damaged => Some(Refusal::Damaged { from: value }),
         ErrorCode::NotFound
         | ErrorCode::WrongShard
         | ErrorCode::BadRequest
@@ -58,6 +60,7 @@ mod tests {
                 held: 5,
                 sealed_len: None,
             },
+            Refusal::Damaged { from: 9 },
         ] {
             let (code, value) = to_wire(refusal);
             assert_eq!(from_wire(code, value), Some(refusal), "{code:?}");

@@ -157,6 +157,10 @@ pub enum ErrorCode {
     /// protocol was broken somewhere: a sealer never asks for entries that
     /// not every replica acknowledged.
     SealConflict,
+    /// The replica does not hold entries it should from offset `value` on
+    /// (damaged on disk, or cut short below its seal): read them from
+    /// another replica. Entries before `value` are served as usual.
+    Damaged,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

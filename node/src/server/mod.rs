@@ -311,11 +311,16 @@ async fn recover<R: ShardRuntime>(shard: &Rc<Shard<R>>, dir: &Path) -> Result<us
     let n = recovered.len();
     for r in recovered {
         let key = machine_key(r.file.key());
-        let replica = trilog_protocol::replica::Replica::recovered(
+        let mut replica = trilog_protocol::replica::Replica::recovered(
             r.len,
             r.max_commit,
             ctl_to_durable(r.ctl),
         );
+        if let Some(damage) = r.damage {
+            // Recovery logged what it found; the replica serves the entries
+            // before it and refuses the rest (and appends) with `Damaged`.
+            replica.mark_damaged(damage.from.min(replica.durable_len()));
+        }
         shard.machine.borrow_mut().add_recovered(key, replica);
         shard.add_file(key, r.file);
     }

@@ -466,8 +466,9 @@ impl Producer {
                 self.fill_windows(now_ms, &mut out);
             }
             // A fence at or below this producer's epoch cannot refuse it,
-            // and a seal conflict is a broken replica: leave it behind.
-            Refusal::Fenced { .. } | Refusal::SealConflict { .. } => {
+            // a seal conflict is a broken replica, and a damaged one
+            // takes no more appends: leave it behind.
+            Refusal::Fenced { .. } | Refusal::SealConflict { .. } | Refusal::Damaged { .. } => {
                 out.extend(self.fail_replica(replica, now_ms));
             }
         }
