@@ -20,5 +20,6 @@ pub mod config;
 pub mod framing;
 pub mod limits;
 pub mod runtime;
+pub mod scrub;
 pub mod server;
 pub mod storage;

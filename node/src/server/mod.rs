@@ -19,6 +19,7 @@ pub mod conns;
 pub mod flusher;
 pub mod handlers;
 pub mod outbox;
+pub mod scrub;
 pub mod shard;
 pub mod timer;
 
@@ -188,6 +189,7 @@ fn spawn_shards(
         };
         let ports = shard_ports.to_vec();
         let node_id = config.node_id;
+        let scrub_rate = config.scrub_bytes_per_sec;
         let ready = ready_tx.clone();
         let fd = listener.into_raw_fd();
         let handle = LocalExecutorBuilder::new(placement)
@@ -195,7 +197,7 @@ fn spawn_shards(
             .spawn(move || async move {
                 // SAFETY: `fd` is a listening socket this thread now owns alone.
                 let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
-                run_shard(node_id, i, ports, dir, listener, ready).await;
+                run_shard(node_id, i, ports, dir, scrub_rate, listener, ready).await;
             })
             .map_err(|e| StartError::Executor {
                 shard: i,
@@ -258,6 +260,7 @@ pub async fn start_shard<R: ShardRuntime>(
     log::info!("shard {index}: recovered {n} segments");
     rt.spawn(flusher::run_flusher(shard.clone()));
     rt.spawn(timer::run_timer(shard.clone()));
+    rt.spawn(scrub::run_scrub(shard.clone()));
     Ok(shard)
 }
 
@@ -266,12 +269,14 @@ async fn run_shard(
     index: usize,
     ports: Vec<u16>,
     dir: PathBuf,
+    scrub_bytes_per_sec: u64,
     listener: glommio::net::TcpListener,
     ready: mpsc::Sender<(usize, Result<(), StorageError>)>,
 ) {
     let rt = GlommioRuntime::new();
     let shard = match start_shard(rt, node_id, index as u32, ports, dir).await {
         Ok(shard) => {
+            shard.scrub_bytes_per_sec.set(scrub_bytes_per_sec);
             let _ = ready.send((index, Ok(())));
             shard
         }

@@ -44,6 +44,9 @@ pub struct Shard<R: ShardRuntime> {
     /// forward, so the timer task sleeps again.
     pub timer_event: Event,
     pub connections: Cell<usize>,
+    /// The scrub's rate; read before each step, so it may be set after
+    /// the shard started.
+    pub scrub_bytes_per_sec: Cell<u64>,
 }
 
 impl<R: ShardRuntime> Shard<R> {
@@ -69,6 +72,7 @@ impl<R: ShardRuntime> Shard<R> {
             dirty_event: Event::new(),
             timer_event: Event::new(),
             connections: Cell::new(0),
+            scrub_bytes_per_sec: Cell::new(crate::scrub::SCRUB_BYTES_PER_SEC_DEFAULT),
         })
     }
 

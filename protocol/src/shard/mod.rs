@@ -453,6 +453,17 @@ impl ShardMachine {
         out
     }
 
+    /// The sealed segments that hold their whole sealed length and have
+    /// not failed, in key order, with that length: what the scrub re-reads
+    /// (a damaged one is known damaged already).
+    pub fn scrubbable(&self) -> Vec<(SegmentKey, u64)> {
+        self.segments
+            .iter()
+            .filter(|(_, s)| s.failure.is_none() && s.replica.missing_from().is_none())
+            .filter_map(|(key, s)| s.replica.sealed_len().map(|len| (*key, len)))
+            .collect()
+    }
+
     /// Reads parked on this shard.
     pub fn parked_reads(&self) -> usize {
         self.reads.len()

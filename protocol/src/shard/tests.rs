@@ -736,6 +736,9 @@ fn a_damaged_replica_serves_what_is_before_the_damage_and_refuses_the_rest_at_on
     let _ = m.handle_durable(key(2), 5);
     let _ = m.handle_read(0, C1, 6, &read_req(2, 5, u64::MAX, 500));
     assert_eq!(m.parked_reads(), 1);
+    assert!(m.scrubbable().is_empty(), "damaged, short and open");
+    m.add_recovered(key(3), Replica::recovered(10, 10, sealed));
+    assert_eq!(m.scrubbable(), [(key(3), 10)]);
     let out = sends(&m.mark_damaged(key(2), 3));
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].0, out[0].1), (C1, 6));
