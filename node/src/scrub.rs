@@ -34,8 +34,9 @@ pub enum ScrubStep {
 #[derive(Debug, Clone)]
 pub struct ScrubPacer {
     bytes_per_sec: u64,
-    /// No read starts before this.
-    not_before_ms: u64,
+    /// No read starts before this (microseconds, so the rate does not
+    /// drift by rounding each read's cost to milliseconds).
+    not_before_us: u64,
     /// The segment scrubbed last in this pass.
     last: Option<SegmentKey>,
 }
@@ -45,7 +46,7 @@ impl ScrubPacer {
         assert!(bytes_per_sec > 0, "a scrub rate of 0 bytes/s");
         ScrubPacer {
             bytes_per_sec,
-            not_before_ms: 0,
+            not_before_us: 0,
             last: None,
         }
     }
@@ -54,9 +55,9 @@ impl ScrubPacer {
     /// (sealed, whole, in key order) with their sealed lengths.
     pub fn next(&mut self, now_ms: u64, segments: &[(SegmentKey, u64)]) -> ScrubStep {
         debug_assert!(segments.windows(2).all(|w| w[0].0 < w[1].0), "key order");
-        if now_ms < self.not_before_ms {
+        if now_ms.saturating_mul(1000) < self.not_before_us {
             return ScrubStep::Wait {
-                until_ms: self.not_before_ms,
+                until_ms: self.not_before_us.div_ceil(1000),
             };
         }
         let next = segments
@@ -70,10 +71,9 @@ impl ScrubPacer {
             None => {
                 // A pass ended (or there is nothing to scrub).
                 self.last = None;
-                self.not_before_ms = now_ms + SCRUB_PASS_PAUSE_MS;
-                ScrubStep::Wait {
-                    until_ms: self.not_before_ms,
-                }
+                let until_ms = now_ms + SCRUB_PASS_PAUSE_MS;
+                self.not_before_us = until_ms.saturating_mul(1000);
+                ScrubStep::Wait { until_ms }
             }
         }
     }
@@ -87,9 +87,12 @@ impl ScrubPacer {
     /// The scrub read `bytes` at `now_ms`; returns when the next read may
     /// start.
     pub fn on_read(&mut self, now_ms: u64, bytes: u64) -> u64 {
-        let cost_ms = bytes.saturating_mul(1000) / self.bytes_per_sec;
-        self.not_before_ms = self.not_before_ms.max(now_ms).saturating_add(cost_ms);
-        self.not_before_ms
+        let cost_us = bytes.saturating_mul(1_000_000).div_ceil(self.bytes_per_sec);
+        self.not_before_us = self
+            .not_before_us
+            .max(now_ms.saturating_mul(1000))
+            .saturating_add(cost_us);
+        self.not_before_us.div_ceil(1000)
     }
 }
 
@@ -161,6 +164,6 @@ mod tests {
         assert_eq!(until, 1000);
         assert_eq!(p.next(500, &segs), ScrubStep::Wait { until_ms: 1000 });
         // Time that passed idle is not saved up for a burst.
-        assert_eq!(p.on_read(5000, u64::from(SCRUB_READ_BYTES)), 5062);
+        assert_eq!(p.on_read(5000, u64::from(SCRUB_READ_BYTES)), 5063);
     }
 }
