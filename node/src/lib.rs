@@ -27,6 +27,5 @@ pub mod framing;
 pub mod identity;
 pub mod limits;
 pub mod runtime;
-pub mod scrub;
 pub mod server;
 pub mod storage;
