@@ -1,4 +1,4 @@
-//! The metadata store on etcd (DESIGN.md section 5): the same semantics as
+//! The metadata store on etcd: the same semantics as
 //! the embedded store (see [`crate::store`]), on a fault-tolerant cluster.
 //! Built with the cargo feature `etcd`.
 //!

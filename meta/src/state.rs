@@ -6,7 +6,7 @@
 //!   only grow, and are never reused, even across logs; version 0 means
 //!   "absent". A record is checked before it is stored (see
 //!   [`validate_record`]): a buggy client cannot store a chain of segments
-//!   that breaks the data model of DESIGN.md section 2.
+//!   that breaks the data model of docs/wire.md (`LogMeta`).
 //! - Leases: a node's registration is alive while `now_ms < expiry_ms`.
 //!   Time is passed in by the caller (`now_ms` on a monotonic clock). Leases
 //!   are volatile: they are not persisted, and after a restart of the store

@@ -1,4 +1,4 @@
-//! The metadata store as its users see it (DESIGN.md section 5): an
+//! The metadata store as its users see it: an
 //! object-safe trait, [`MetaStore`], that the producer, the consumer, the
 //! CLI and a node's registration use, whichever store is behind it (the
 //! embedded one, [`crate::EmbeddedMeta`], or etcd).

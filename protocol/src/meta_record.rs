@@ -1,4 +1,4 @@
-//! The shape every log's metadata record must keep (DESIGN.md section 2),
+//! The shape every log's metadata record must keep (docs/protocol.md, docs/wire.md),
 //! checked by each metadata store before it stores a record: the embedded
 //! store and the etcd one (both in `trilog_meta`). Pure: a record in, a
 //! typed reason out.

@@ -2,8 +2,8 @@
 //!
 //! Each function takes the record as read (with its version, held by the
 //! caller) and returns the record to write by compare-and-swap, or why the
-//! change is not allowed. The conditions are the ones of DESIGN.md section
-//! 3: only the owner epoch changes the chain, only the last segment may be
+//! change is not allowed. The conditions (docs/protocol.md): only the owner
+//! epoch changes the chain, only the last segment may be
 //! open, and a sealed segment's length never changes.
 
 pub use trilog_wire::meta::{LogMeta, SegmentMeta};

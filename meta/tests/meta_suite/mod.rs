@@ -1,6 +1,6 @@
 //! The checks every metadata store must pass, as functions over
 //! `&dyn MetaStore`, so the embedded store (`meta_embedded.rs`) and etcd
-//! (`meta_etcd.rs`) run the very same suite (DESIGN.md section 5).
+//! (`meta_etcd.rs`) run the very same suite.
 //!
 //! Nothing here sleeps and hopes: waits are conditions polled against a
 //! deadline, and the only timing checked is that a watch with nothing to

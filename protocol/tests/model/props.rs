@@ -1,4 +1,4 @@
-//! The invariants of DESIGN.md section 6 as predicates on a model state,
+//! The invariants of docs/verification.md ("Properties") as predicates on a model state,
 //! and the discoveries that show the interesting states are reached.
 
 use stateright::Property;
