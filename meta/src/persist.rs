@@ -147,23 +147,44 @@ impl MetaFile {
     /// the caller must treat the change as of unknown outcome.
     pub fn save(&self, state: &MetaState) -> Result<(), PersistError> {
         let bytes = encode_state(state);
-        let tmp = self.dir.join(META_TEMP_FILE_NAME);
-        let path = self.path();
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&tmp)
-            .map_err(io_err("create", &tmp))?;
-        f.write_all(&bytes).map_err(io_err("write", &tmp))?;
-        f.sync_all().map_err(io_err("fsync", &tmp))?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(io_err("rename over", &path))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err("fsync directory", &self.dir))?;
-        Ok(())
+        replace_durably(&self.dir, META_TEMP_FILE_NAME, META_FILE_NAME, &bytes)
+            .map_err(|(op, path, source)| PersistError::Io { op, path, source })
     }
+}
+
+/// Replaces `dir/name` with `bytes` so that a crash leaves the old file or
+/// the new one, never a mix: writes and fsyncs `dir/temp`, renames it over
+/// `dir/name`, and fsyncs `dir`. On error: what failed, on which path.
+/// (Shared with the node's identity file.)
+pub fn replace_durably(
+    dir: &Path,
+    temp: &str,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), (&'static str, PathBuf, io::Error)> {
+    fn at<'a>(
+        op: &'static str,
+        p: &'a Path,
+    ) -> impl FnOnce(io::Error) -> (&'static str, PathBuf, io::Error) + 'a {
+        move |e| (op, p.to_path_buf(), e)
+    }
+    assert_ne!(temp, name, "the temporary file is another file");
+    let tmp = dir.join(temp);
+    let path = dir.join(name);
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&tmp)
+        .map_err(at("create", &tmp))?;
+    f.write_all(bytes).map_err(at("write", &tmp))?;
+    f.sync_all().map_err(at("fsync", &tmp))?;
+    drop(f);
+    fs::rename(&tmp, &path).map_err(at("rename over", &path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(at("fsync directory", dir))?;
+    Ok(())
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> PersistError + 'a {

@@ -31,8 +31,8 @@
 //! `identity.tmp` is written and fsynced, renamed over `identity`, and the
 //! directory fsynced, so after a crash the file is whole or absent.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use trilog_meta::{format_cluster_id, parse_cluster_id};
@@ -168,23 +168,13 @@ pub fn load(dir: &Path) -> Result<Option<NodeIdentity>, IdentityFileError> {
 
 /// Writes `identity` as `dir`'s identity file, durably (see the module doc).
 pub fn save(dir: &Path, identity: &NodeIdentity) -> Result<(), IdentityFileError> {
-    let tmp = dir.join(IDENTITY_TEMP_FILE_NAME);
-    let path = dir.join(IDENTITY_FILE_NAME);
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&tmp)
-        .map_err(io_err("create", &tmp))?;
-    f.write_all(identity.encode().as_bytes())
-        .map_err(io_err("write", &tmp))?;
-    f.sync_all().map_err(io_err("fsync", &tmp))?;
-    drop(f);
-    fs::rename(&tmp, &path).map_err(io_err("rename over", &path))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync directory", dir))?;
-    Ok(())
+    trilog_meta::persist::replace_durably(
+        dir,
+        IDENTITY_TEMP_FILE_NAME,
+        IDENTITY_FILE_NAME,
+        identity.encode().as_bytes(),
+    )
+    .map_err(|(op, path, source)| IdentityFileError::Io { op, path, source })
 }
 
 fn io_err<'a>(
