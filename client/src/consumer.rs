@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use trilog_protocol::consumer::{Cursor, Step};
-use trilog_wire::message::{ErrorMsg, Read, ReadResponse};
+use trilog_wire::message::{ErrorCode, ErrorMsg, Read, ReadResponse};
 use trilog_wire::record::parse_records;
 use trilog_wire::Message;
 
@@ -42,9 +42,21 @@ pub struct Consumer {
 impl Consumer {
     /// A consumer of `log_id` positioned at `seq`.
     pub async fn open(pool: ConnPool, log_id: u64, seq: u64) -> Result<Consumer, ClientError> {
-        let meta = pool.meta().get_log(log_id).await?;
         // Spreads readers over the replicas.
         let turn = pool.runtime().random() as usize;
+        Consumer::open_at_turn(pool, log_id, seq, turn).await
+    }
+
+    /// A consumer that reads each segment first from its replica at index
+    /// `turn` (modulo the replica count), then fails over in order: for
+    /// tests that must read a given replica first.
+    pub async fn open_at_turn(
+        pool: ConnPool,
+        log_id: u64,
+        seq: u64,
+        turn: usize,
+    ) -> Result<Consumer, ClientError> {
+        let meta = pool.meta().get_log(log_id).await?;
         Ok(Consumer {
             pool,
             log_id,
@@ -89,6 +101,12 @@ impl Consumer {
                         trim_seq,
                     })
                 }
+                Step::Damaged { seq } => {
+                    return Err(ClientError::Damaged {
+                        log_id: self.log_id,
+                        seq,
+                    })
+                }
                 Step::WaitForMetadata => {
                     if remaining.is_zero() {
                         return Ok(Vec::new());
@@ -117,6 +135,19 @@ impl Consumer {
                             }
                             if remaining.is_zero() {
                                 return Ok(Vec::new());
+                            }
+                        }
+                        Ok(ReadOutcome::Damaged { from }) => {
+                            // Not a failure to wait out: the replica will
+                            // not heal by itself. The cursor moves on (or
+                            // says no replica holds the entry).
+                            log::warn!(
+                                "log {} segment {segment}: node {node} holds no good copy from offset {from}; reading another replica",
+                                self.log_id
+                            );
+                            if !self.cursor.on_replica_damaged(segment, from) {
+                                self.failures += 1;
+                                self.cursor.on_replica_failed();
                             }
                         }
                         Err(e) => {
@@ -207,6 +238,12 @@ impl Consumer {
                         .collect(),
                 ))
             }
+            Message::ErrorMsg(ErrorMsg {
+                code: ErrorCode::Damaged,
+                segment: seg,
+                value,
+                ..
+            }) if seg == segment => Ok(ReadOutcome::Damaged { from: value }),
             Message::ErrorMsg(ErrorMsg { code, message, .. }) => {
                 Err(bad(format!("{code:?}: {message}")))
             }
@@ -217,5 +254,11 @@ impl Consumer {
 
 enum ReadOutcome {
     Records(Vec<Record>),
-    Empty { sealed: bool },
+    Empty {
+        sealed: bool,
+    },
+    /// The replica does not hold the entries from `from` on.
+    Damaged {
+        from: u64,
+    },
 }

@@ -44,6 +44,8 @@ pub enum ClientError {
     Placement(#[from] trilog_protocol::placement::NotEnoughNodes),
     #[error("log {log_id}: entries before seq {trim_seq} were trimmed")]
     Trimmed { log_id: u64, trim_seq: u64 },
+    #[error("log {log_id}: seq {seq} is damaged or missing on every replica of its segment")]
+    Damaged { log_id: u64, seq: u64 },
     #[error("log {log_id}: replica returned bad data: {why}")]
     BadData { log_id: u64, why: String },
     #[error("producer configuration: {0}")]

@@ -24,6 +24,7 @@ fn start_node(id: u64, dir: &std::path::Path, meta: SocketAddr) -> NodeHandle {
         serve_meta: None,
         lease_ms: 2_000,
         zone: String::new(),
+        scrub_bytes_per_sec: trilog_node::scrub::SCRUB_BYTES_PER_SEC_DEFAULT,
         advertise_host: None,
         advertise_port: None,
         replace: false,

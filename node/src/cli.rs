@@ -46,6 +46,10 @@ pub struct Args {
     /// to different zones whenever enough zones have alive nodes.
     #[arg(long, default_value = "")]
     pub zone: String,
+    /// Rate at which each shard's scrub re-reads sealed segments, in bytes
+    /// per second.
+    #[arg(long, default_value_t = crate::scrub::SCRUB_BYTES_PER_SEC_DEFAULT)]
+    pub scrub_bytes_per_sec: u64,
     /// Register this address instead of --host (behind NAT or a proxy).
     #[arg(long)]
     pub advertise_host: Option<IpAddr>,
@@ -83,6 +87,7 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
         serve_meta: args.serve_meta,
         lease_ms: args.lease_ms,
         zone: args.zone,
+        scrub_bytes_per_sec: args.scrub_bytes_per_sec,
         advertise_host: args.advertise_host,
         advertise_port: args.advertise_port,
         replace: args.replace,

@@ -17,6 +17,8 @@ pub enum ConfigError {
     Ports { port: u16, shards: usize },
     #[error("--node-id must not be 0")]
     NodeId,
+    #[error("--scrub-bytes-per-sec must not be 0")]
+    ScrubRate,
     #[error("--lease-ms must be between 300 and 600000, got {0}")]
     Lease(u64),
     #[error("--meta {0}: this node was built without etcd support (cargo feature `etcd`)")]
@@ -47,6 +49,8 @@ pub struct NodeConfig {
     pub serve_meta: Option<SocketAddr>,
     pub lease_ms: u64,
     pub zone: String,
+    /// Each shard's scrub rate (sealed segments re-read, every crc checked).
+    pub scrub_bytes_per_sec: u64,
     /// Register this address instead of `host` (behind NAT or a proxy).
     pub advertise_host: Option<IpAddr>,
     /// Register shard i at `advertise_port + i` instead of its own port.
@@ -61,6 +65,9 @@ impl NodeConfig {
     pub fn check(&self) -> Result<(), ConfigError> {
         if self.node_id == 0 {
             return Err(ConfigError::NodeId);
+        }
+        if self.scrub_bytes_per_sec == 0 {
+            return Err(ConfigError::ScrubRate);
         }
         if self.shards == 0 || self.shards > trilog_wire::limits::SHARDS_MAX {
             return Err(ConfigError::Shards {
@@ -126,6 +133,7 @@ mod tests {
             serve_meta: None,
             lease_ms: 3000,
             zone: String::new(),
+            scrub_bytes_per_sec: crate::scrub::SCRUB_BYTES_PER_SEC_DEFAULT,
             advertise_host: None,
             advertise_port: None,
             replace: false,

@@ -27,5 +27,6 @@ pub mod framing;
 pub mod identity;
 pub mod limits;
 pub mod runtime;
+pub mod scrub;
 pub mod server;
 pub mod storage;

@@ -7,6 +7,12 @@
 //! that missed the seal may hold an abandoned tail past it. When a replica
 //! fails, the cursor moves on to the next replica of the same segment, from
 //! the same seq.
+//!
+//! A replica that answers `Damaged` (it does not hold the entry at the
+//! position, though it should) is left at once for the next one, like a
+//! failed one. If every replica of the segment answered `Damaged` at the
+//! same seq, nothing can read it: the cursor says so ([`Step::Damaged`])
+//! instead of going round them for ever.
 
 use crate::metadata::{locate, Location, LogMeta};
 use crate::NodeId;
@@ -27,6 +33,9 @@ pub enum Step {
     WaitForMetadata,
     /// The position is before the trim point: the entries are gone.
     Trimmed { trim_seq: u64 },
+    /// Every replica of the segment holding `seq` answered that its copy
+    /// of it is damaged or missing: it cannot be read from any.
+    Damaged { seq: u64 },
 }
 
 /// Why entries returned by a replica were refused.
@@ -52,6 +61,8 @@ pub struct Cursor {
     replica_turn: usize,
     /// The read in flight, if any: (segment, first_seq, from_offset, limit).
     pending: Option<(u64, u64, u64, u64)>,
+    /// Replicas that answered `Damaged` at `next_seq`, in a row.
+    damaged_here: usize,
 }
 
 impl Cursor {
@@ -61,6 +72,7 @@ impl Cursor {
             next_seq: seq,
             replica_turn,
             pending: None,
+            damaged_here: 0,
         }
     }
 
@@ -83,6 +95,9 @@ impl Cursor {
             } => {
                 let s = &record.segments[index];
                 assert!(!s.replicas.is_empty(), "a segment has replicas");
+                if self.damaged_here >= s.replicas.len() {
+                    return Step::Damaged { seq: self.next_seq };
+                }
                 let node = s.replicas[self.replica_turn % s.replicas.len()];
                 let limit = sealed_len.unwrap_or(u64::MAX);
                 self.pending = Some((s.id, s.first_seq, offset, limit));
@@ -130,6 +145,9 @@ impl Cursor {
         assert_eq!(seq, self.next_seq, "reads start at the position");
         self.next_seq += count;
         self.pending = None;
+        if count > 0 {
+            self.damaged_here = 0;
+        }
         Ok(seq)
     }
 
@@ -137,6 +155,24 @@ impl Cursor {
     pub fn on_replica_failed(&mut self) {
         self.pending = None;
         self.replica_turn = self.replica_turn.wrapping_add(1);
+    }
+
+    /// The replica of the last read answered that it does not hold the
+    /// entries from `from_offset` on (damaged, or cut short): use the next
+    /// one at once. Returns whether the answer was about the read made
+    /// (an answer about another offset is not this cursor's).
+    pub fn on_replica_damaged(&mut self, segment: u64, from_offset: u64) -> bool {
+        let Some((seg, _, offset, _)) = self.pending else {
+            panic!("a read result without a read");
+        };
+        // The replica refuses from its first missing entry, at or before
+        // the read's offset.
+        if segment != seg || from_offset > offset {
+            return false;
+        }
+        self.damaged_here += 1;
+        self.on_replica_failed();
+        true
     }
 }
 
@@ -199,6 +235,40 @@ mod tests {
         assert_eq!(c.on_read(1, 0, 1), Ok(3));
         let r = seal_last(&r, 1, 1, 1).expect("seal");
         assert_eq!(c.next_step(&r), Step::WaitForMetadata);
+    }
+
+    #[test]
+    fn a_damaged_replica_is_left_at_once_and_all_damaged_is_an_error() {
+        let r = open_for_write(None, 1, &[1, 2, 3]).expect("create");
+        let r = seal_last(&r, 1, 0, 10).expect("seal");
+        let mut c = Cursor::new(0, 0);
+        let _ = c.next_step(&r);
+        assert_eq!(c.on_read(0, 0, 4), Ok(0));
+        // Node 1 is damaged from offset 4: the next read goes to node 2,
+        // from the same seq.
+        let _ = c.next_step(&r);
+        assert!(!c.on_replica_damaged(0, 5), "an answer about another read");
+        assert!(c.on_replica_damaged(0, 4));
+        assert!(matches!(
+            c.next_step(&r),
+            Step::Read {
+                node: 2,
+                from_offset: 4,
+                ..
+            }
+        ));
+        assert_eq!(c.on_read(0, 4, 2), Ok(4));
+        // Reading on resets the count: two damaged replicas of three at seq
+        // 6, then a good one.
+        let _ = c.next_step(&r);
+        assert!(c.on_replica_damaged(0, 6));
+        let _ = c.next_step(&r);
+        assert!(c.on_replica_damaged(0, 3));
+        assert!(matches!(c.next_step(&r), Step::Read { node: 1, .. }));
+        // The third is damaged too: no replica can give seq 6.
+        assert!(c.on_replica_damaged(0, 6));
+        assert_eq!(c.next_step(&r), Step::Damaged { seq: 6 });
+        assert_eq!(c.next_seq(), 6);
     }
 
     #[test]

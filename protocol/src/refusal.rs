@@ -23,6 +23,7 @@ pub fn to_wire(refusal: Refusal) -> (ErrorCode, u64) {
         Refusal::Gap { len } => (ErrorCode::Gap, len),
         Refusal::SealConflict { held, .. } => (ErrorCode::SealConflict, held),
         Refusal::SealBelowCommit { commit } => (ErrorCode::SealBelowCommit, commit),
+        Refusal::Damaged { from } => (ErrorCode::Damaged, from),
     }
 }
 
@@ -40,6 +41,7 @@ pub fn from_wire(code: ErrorCode, value: u64) -> Option<Refusal> {
             sealed_len: None,
         }),
         ErrorCode::SealBelowCommit => Some(Refusal::SealBelowCommit { commit: value }),
+        ErrorCode::Damaged => Some(Refusal::Damaged { from: value }),
         ErrorCode::NotFound
         | ErrorCode::WrongShard
         | ErrorCode::BadRequest
@@ -62,6 +64,7 @@ mod tests {
                 sealed_len: None,
             },
             Refusal::SealBelowCommit { commit: 3 },
+            Refusal::Damaged { from: 9 },
         ] {
             let (code, value) = to_wire(refusal);
             assert_eq!(from_wire(code, value), Some(refusal), "{code:?}");

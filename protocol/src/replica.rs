@@ -29,6 +29,10 @@ pub struct Replica {
     durable_len: u64,
     /// Fence, seal and the highest commit watermark learnt.
     durable: Durable,
+    /// The first entry found damaged on disk (a bad record inside what was
+    /// durable, found by recovery or by the scrub): nothing from it on is
+    /// served, and no append is taken.
+    damaged_from: Option<u64>,
 }
 
 /// Why an append, a seal or a fence was refused.
@@ -47,6 +51,10 @@ pub enum Refusal {
     /// entries the replica knows are committed. No legitimate sealer asks
     /// for that (see [`Replica::on_seal`]).
     SealBelowCommit { commit: u64 },
+    /// The replica does not hold entries it should from offset `from` on:
+    /// damaged on disk, or cut short below its seal. Readers go to another
+    /// replica at once; a producer leaves the replica behind.
+    Damaged { from: u64 },
 }
 
 /// What to do with an append.
@@ -84,6 +92,7 @@ impl Replica {
             staged_len: 0,
             durable_len: 0,
             durable: Durable::default(),
+            damaged_from: None,
         }
     }
 
@@ -100,6 +109,36 @@ impl Replica {
             staged_len: len,
             durable_len: len,
             durable: d,
+            damaged_from: None,
+        }
+    }
+
+    /// Entries from `from` on are damaged on disk (recovery or the scrub
+    /// found a bad record there): they are never served again, and the
+    /// replica takes no more appends. Marking twice keeps the lower offset.
+    pub fn mark_damaged(&mut self, from: u64) {
+        assert!(
+            from <= self.durable_len,
+            "damage at {from} past the durable length {}",
+            self.durable_len
+        );
+        self.damaged_from = Some(self.damaged_from.map_or(from, |d| d.min(from)));
+    }
+
+    /// The first damaged entry, if any.
+    pub fn damaged_from(&self) -> Option<u64> {
+        self.damaged_from
+    }
+
+    /// The first entry this replica should hold but cannot serve: damaged,
+    /// or missing below its seal (a seal recorded before the entries under
+    /// it reached the disk, or a file cut short). `None` when it holds
+    /// everything it should.
+    pub fn missing_from(&self) -> Option<u64> {
+        match (self.damaged_from, self.durable.sealed_len) {
+            (Some(d), _) => Some(d),
+            (None, Some(sealed)) if self.durable_len < sealed => Some(self.durable_len),
+            (None, _) => None,
         }
     }
 
@@ -145,6 +184,9 @@ impl Replica {
     ) -> AppendDecision {
         if let Some(len) = self.durable.sealed_len {
             return AppendDecision::Refuse(Refusal::Sealed { len });
+        }
+        if let Some(from) = self.damaged_from {
+            return AppendDecision::Refuse(Refusal::Damaged { from });
         }
         if epoch < self.durable.fenced_epoch {
             return AppendDecision::Refuse(Refusal::Fenced {
@@ -285,7 +327,8 @@ impl Replica {
     /// segment is open there. Below a sealed length every entry is
     /// committed (the seal is at a commit watermark), so a replica that
     /// missed the seal message serves up to it; an open segment is served
-    /// up to the known commit watermark. Never past what is durable.
+    /// up to the known commit watermark. Never past what is durable, nor
+    /// past damage.
     pub fn readable_end(&self, limit: u64) -> u64 {
         let end = match self.durable.sealed_len {
             Some(sealed) => sealed.min(limit),
@@ -295,6 +338,7 @@ impl Replica {
             None => self.watermark(),
         };
         end.min(self.durable_len)
+            .min(self.damaged_from.unwrap_or(u64::MAX))
     }
 }
 
@@ -431,5 +475,30 @@ mod tests {
         assert_eq!(r.watermark(), 4);
         let r = Replica::recovered(6, 5, Durable::default());
         assert_eq!((r.durable_len(), r.watermark()), (6, 5));
+    }
+
+    #[test]
+    fn damage_stops_reads_and_appends_at_the_damaged_entry() {
+        let mut r = Replica::recovered(6, 6, Durable::default());
+        assert_eq!(r.missing_from(), None);
+        r.mark_damaged(4);
+        r.mark_damaged(5);
+        assert_eq!(r.damaged_from(), Some(4), "the lower offset stays");
+        assert_eq!(r.missing_from(), Some(4));
+        assert_eq!(r.readable_end(u64::MAX), 4);
+        assert_eq!(r.readable_end(6), 4);
+        assert_eq!(
+            r.on_append(1, 6, 1, 0),
+            AppendDecision::Refuse(Refusal::Damaged { from: 4 })
+        );
+        // A sealed replica holding less than its seal misses the rest.
+        let sealed = Durable {
+            sealed_len: Some(8),
+            ..Durable::default()
+        };
+        let r = Replica::recovered(6, 6, sealed);
+        assert_eq!(r.damaged_from(), None);
+        assert_eq!(r.missing_from(), Some(6));
+        assert_eq!(r.readable_end(8), 6);
     }
 }

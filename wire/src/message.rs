@@ -161,6 +161,10 @@ pub enum ErrorCode {
     /// committed entries); `value` is that watermark. Refused whoever sent
     /// it.
     SealBelowCommit,
+    /// The replica does not hold entries it should from offset `value` on
+    /// (damaged on disk, or cut short below its seal): read them from
+    /// another replica. Entries before `value` are served as usual.
+    Damaged,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

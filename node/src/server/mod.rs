@@ -20,6 +20,7 @@ pub mod flusher;
 pub mod handlers;
 pub mod outbox;
 pub mod records;
+pub mod scrub;
 pub mod shard;
 pub mod timer;
 
@@ -200,6 +201,7 @@ fn spawn_shards(
         let ports = shard_ports.to_vec();
         let node_id = config.node_id;
         let lookups = config.meta.clone().map(trilog_meta::spawn_record_lookups);
+        let scrub_rate = config.scrub_bytes_per_sec;
         let ready = ready_tx.clone();
         let fd = listener.into_raw_fd();
         let handle = LocalExecutorBuilder::new(placement)
@@ -208,7 +210,14 @@ fn spawn_shards(
                 // SAFETY: `fd` is a listening socket this thread now owns alone.
                 let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
                 let records = lookups.map(|l| Rc::new(l) as Rc<dyn RecordSource>);
-                run_shard(node_id, i, ports, dir, listener, ready, records).await;
+                let place = ShardPlace {
+                    node_id,
+                    index: i,
+                    ports,
+                    dir,
+                    scrub_bytes_per_sec: scrub_rate,
+                };
+                run_shard(place, listener, ready, records).await;
             })
             .map_err(|e| StartError::Executor {
                 shard: i,
@@ -293,21 +302,36 @@ pub async fn start_shard<R: ShardRuntime>(
     }
     rt.spawn(flusher::run_flusher(shard.clone()));
     rt.spawn(timer::run_timer(shard.clone()));
+    rt.spawn(scrub::run_scrub(shard.clone()));
     Ok(shard)
 }
 
-async fn run_shard(
+/// Where a shard runs and what it is told at start.
+struct ShardPlace {
     node_id: u64,
     index: usize,
     ports: Vec<u16>,
     dir: PathBuf,
+    scrub_bytes_per_sec: u64,
+}
+
+async fn run_shard(
+    place: ShardPlace,
     listener: glommio::net::TcpListener,
     ready: mpsc::Sender<(usize, Result<(), StorageError>)>,
     records: Option<Rc<dyn RecordSource>>,
 ) {
+    let ShardPlace {
+        node_id,
+        index,
+        ports,
+        dir,
+        scrub_bytes_per_sec,
+    } = place;
     let rt = GlommioRuntime::new();
     let shard = match start_shard(rt, node_id, index as u32, ports, dir, records).await {
         Ok(shard) => {
+            shard.scrub_bytes_per_sec.set(scrub_bytes_per_sec);
             let _ = ready.send((index, Ok(())));
             shard
         }
@@ -347,11 +371,16 @@ async fn recover<R: ShardRuntime>(shard: &Rc<Shard<R>>, dir: &Path) -> Result<us
     let n = recovered.len();
     for r in recovered {
         let key = machine_key(r.file.key());
-        let replica = trilog_protocol::replica::Replica::recovered(
+        let mut replica = trilog_protocol::replica::Replica::recovered(
             r.len,
             r.max_commit,
             ctl_to_durable(r.ctl),
         );
+        if let Some(damage) = r.damage {
+            // Recovery logged what it found; the replica serves the entries
+            // before it and refuses the rest (and appends) with `Damaged`.
+            replica.mark_damaged(damage.from.min(replica.durable_len()));
+        }
         shard.machine.borrow_mut().add_recovered(key, replica);
         shard.add_file(key, r.file);
     }

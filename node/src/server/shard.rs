@@ -47,6 +47,9 @@ pub struct Shard<R: ShardRuntime> {
     pub connections: Cell<usize>,
     /// Where the machine's record lookups go (none: it never asks).
     pub records: Option<Rc<dyn RecordSource>>,
+    /// The scrub's rate; read before each step, so it may be set after
+    /// the shard started.
+    pub scrub_bytes_per_sec: Cell<u64>,
 }
 
 impl<R: ShardRuntime> Shard<R> {
@@ -74,6 +77,7 @@ impl<R: ShardRuntime> Shard<R> {
             timer_event: Event::new(),
             connections: Cell::new(0),
             records,
+            scrub_bytes_per_sec: Cell::new(crate::scrub::SCRUB_BYTES_PER_SEC_DEFAULT),
         })
     }
 

@@ -46,9 +46,12 @@
 //!   Creating, recovering and removing a segment are plain async functions:
 //!   nobody else holds the segment while they run.
 //! - **Recovery** ([`recover_dir`]) scans each data file up to its first bad
-//!   record (a torn write), rebuilds the in-memory index, applies the seal
-//!   recorded in the control file and zeroes what lies past the recovered
-//!   end, so a later crash can never resurrect stale bytes.
+//!   record, rebuilds the in-memory index and applies the seal recorded in
+//!   the control file. A torn tail (the last group commit of an open
+//!   segment, cut by a crash) is dropped: what lies past the recovered end
+//!   is zeroed, so a later crash can never resurrect stale bytes. Damage
+//!   (a bad record that was durable: see [`damage`](Finding)) is reported
+//!   in [`Recovered::damage`] and left on disk untouched.
 //!
 //! **Generic over the disk.** Every type and function here is generic over
 //! a [`Disk`] (`SegmentFile<D>`, `FlushJob<D>`, `recover_dir(disk, dir)`,
@@ -68,6 +71,7 @@
 //! other code opening direct files on that device must call it too.
 
 mod ctl;
+mod damage;
 mod direct_file;
 mod disk;
 mod error;
@@ -87,6 +91,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use ctl::{CtlError, CtlState, CtlWrite, CTL_FILE_BYTES, CTL_SLOT_BYTES};
+pub use damage::{classify, Damage, Finding};
 pub use disk::{BufferOf, Disk, DiskBuffer, DiskFile, FileOf, OpenMode};
 pub use error::StorageError;
 pub use flush::{FlushDone, FlushJob};

@@ -6,7 +6,12 @@
 //! ([`super::scan`]), rebuild the index and the partial tail block, so the
 //! next flush continues right after the last good record.
 //!
-//! Then, for a segment that is not sealed (and so may take appends), make
+//! Where the scan stopped is then judged ([`super::damage`]): a clean end,
+//! a torn tail, or damage. Damage is reported in [`Recovered::damage`],
+//! logged as an error, and nothing of the file is changed.
+//!
+//! Then, for a segment that is not sealed and not damaged (and so may take
+//! appends), make
 //! everything past the recovered end read as zeros again, durably: the rest
 //! of the partial block the end lies in is rewritten with zeros if a torn
 //! write left bytes there, and the blocks after it are punched and
@@ -27,11 +32,12 @@ use std::path::Path;
 use std::rc::Rc;
 
 use super::ctl::{CtlFile, CtlState};
+use super::damage::{classify, Damage, Finding};
 use super::direct_file::{open_direct, sync_dir, write_all_at};
 use super::disk::{Disk, DiskFile, OpenMode};
 use super::error::io_error;
 use super::header::HeaderError;
-use super::scan::{scan_records, ScanStop};
+use super::scan::{records_after, scan_records, After, ScanStop};
 use super::{
     align_down, align_up, SegmentFile, SegmentHeader, SegmentKey, StorageError, BLOCK_BYTES,
     CREATING_SUFFIX, DATA_SUFFIX, SEGMENT_HEADER_BYTES,
@@ -50,6 +56,9 @@ pub struct Recovered<D: Disk> {
     pub ctl: CtlState,
     /// Why the scan stopped where it did.
     pub stop: ScanStop,
+    /// Damage found (entries from `damage.from` on are not held); `None`
+    /// for a clean end or a torn tail.
+    pub damage: Option<Damage>,
 }
 
 /// Recovers every segment replica in `dir` on `disk`, in key order.
@@ -114,8 +123,33 @@ async fn recover_segment<D: Disk>(
     let len = scanned.positions.len() as u64 - 1;
     let end_pos = scanned.positions[len as usize];
 
+    let after = if state.sealed_len.is_none() && scanned.stop.is_bad() {
+        records_after(&data, key, &data_path, file_size, end_pos, len).await?
+    } else {
+        After::default()
+    };
+    let durable_point = after.max_commit.max(state.watermark);
+    let finding = classify(len, &scanned.stop, state.sealed_len, durable_point);
+    let damage = match finding {
+        Finding::Damaged(damage) => {
+            log::error!(
+                "{key}: {}: DAMAGE: {} (scan stopped with {:?}; {} valid records after it, known durable up to {durable_point}): entries from offset {} on are not served (the segment should hold {:?}); the file is left as it is",
+                data_path.display(),
+                damage.why,
+                scanned.stop,
+                after.records,
+                damage.from,
+                damage.should_hold,
+            );
+            Some(damage)
+        }
+        Finding::Clean | Finding::TornTail => None,
+    };
+
     let (tail, stale_in_tail_block) = read_tail(&data, key, &data_path, end_pos).await?;
-    if state.sealed_len.is_none() {
+    // Only a torn tail of an open segment is cleared for appends to come;
+    // damage is evidence, and a damaged segment takes no more appends.
+    if state.sealed_len.is_none() && damage.is_none() {
         let stale_tail = stale_in_tail_block.then_some(&tail[..]);
         clear_past_end(&data, key, &data_path, end_pos, stale_tail, file_size).await?;
     }
@@ -142,6 +176,7 @@ async fn recover_segment<D: Disk>(
         max_commit: scanned.max_commit,
         ctl: state,
         stop: scanned.stop,
+        damage,
     })
 }
 
@@ -253,6 +288,7 @@ async fn clear_past_end<F: DiskFile>(
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::FileExt;
+
     use std::path::PathBuf;
 
     use trilog_wire::limits::ENTRY_BYTES_MAX;
@@ -392,15 +428,13 @@ mod tests {
             out
         });
 
-        // Tear records 30 and 35 in the middle of their payloads.
+        // Tear the last record in the middle of its payload.
         let f = std::fs::OpenOptions::new()
             .write(true)
             .open(&data_path)
             .expect("open");
-        for o in [30, 35] {
-            f.write_all_at(&[0x5a; 8], positions[o] + 32 + 400)
-                .expect("corrupt");
-        }
+        f.write_all_at(&[0x5a; 8], positions[39] + 32 + 400)
+            .expect("corrupt");
         f.sync_all().expect("sync");
         drop(f);
 
@@ -409,19 +443,20 @@ mod tests {
         let old_end = positions[40];
         run_local(move || async move {
             let r = recover_one(&p).await;
-            assert_eq!(r.len, 30);
+            assert_eq!(r.len, 39);
+            assert_eq!(r.damage, None, "a torn tail is not damage");
             assert_eq!(
                 r.stop,
                 ScanStop::Corrupt {
-                    offset: 30,
+                    offset: 39,
                     reason: "record payload crc mismatch"
                 }
             );
-            assert_eq!(r.max_commit, commit_of(29));
+            assert_eq!(r.max_commit, commit_of(38));
             // Everything past the recovered end reads as zeros, the torn
             // record's bytes in the block of that end included.
             let bytes = std::fs::read(&dp).expect("read");
-            let zero_from = positions[30] as usize;
+            let zero_from = positions[39] as usize;
             assert_ne!(
                 zero_from % BLOCK_BYTES as usize,
                 0,
@@ -433,8 +468,8 @@ mod tests {
             );
 
             let mut seg = r.file;
-            check_range(&seg, 0, 30, |o| payload(o, old_size(o), 0)).await;
-            for o in 30..60 {
+            check_range(&seg, 0, 39, |o| payload(o, old_size(o), 0)).await;
+            for o in 39..60 {
                 stage(&mut seg, o, &payload(o, new_size(o), 1));
                 if o % 4 == 1 {
                     flush(&mut seg).await;
@@ -449,9 +484,160 @@ mod tests {
             let r = recover_one(&p).await;
             assert_eq!((r.len, r.stop.clone()), (60, ScanStop::CleanEnd));
             assert_eq!(r.max_commit, commit_of(59));
-            check_range(&r.file, 0, 30, |o| payload(o, old_size(o), 0)).await;
-            check_range(&r.file, 30, 60, |o| payload(o, new_size(o), 1)).await;
+            check_range(&r.file, 0, 39, |o| payload(o, old_size(o), 0)).await;
+            check_range(&r.file, 39, 60, |o| payload(o, new_size(o), 1)).await;
         });
+    }
+
+    /// Writes `n` records of `size` bytes to segment `segment`, then the
+    /// control state `ctl` if given (and its seal); returns the data file
+    /// and the record positions.
+    fn write_segment(
+        dir: &Path,
+        segment: u64,
+        n: u64,
+        size: usize,
+        ctl: Option<CtlState>,
+    ) -> (PathBuf, Vec<u64>) {
+        let p = dir.to_path_buf();
+        run_local(move || async move {
+            let mut seg = SegmentFile::create(&GlommioDisk, &p, header(segment))
+                .await
+                .expect("create");
+            for o in 0..n {
+                stage(&mut seg, o, &payload(o, size, 0));
+                if o % 4 == 3 {
+                    flush(&mut seg).await;
+                }
+            }
+            if seg.has_staged() {
+                flush(&mut seg).await;
+            }
+            if let Some(state) = ctl {
+                write_ctl(&mut seg, state).await;
+                if let Some(len) = state.sealed_len {
+                    seg.seal_truncate(len);
+                }
+            }
+            let out = (seg.data_path().to_path_buf(), seg.positions.clone());
+            seg.close().await.expect("close");
+            out
+        })
+    }
+
+    fn flip_byte(path: &Path, pos: u64) {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .expect("open");
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, pos).expect("read");
+        f.write_all_at(&[b[0] ^ 0x10], pos).expect("flip");
+        f.sync_all().expect("sync");
+    }
+
+    fn sealed_at(len: u64) -> Option<CtlState> {
+        Some(CtlState {
+            fenced_epoch: 1,
+            sealed_len: Some(len),
+            watermark: len,
+        })
+    }
+
+    #[test]
+    fn a_bad_record_below_the_known_watermark_is_damage_and_the_file_is_kept() {
+        let dir = test_dir();
+        let path = path_of(&dir);
+        // A fence persisted watermark 35: entries below it were durable.
+        let fenced = CtlState {
+            fenced_epoch: 2,
+            sealed_len: None,
+            watermark: 35,
+        };
+        let (data_path, positions) = write_segment(&path, 1, 40, 1500, Some(fenced));
+        flip_byte(&data_path, positions[20] + 32 + 100);
+        let before = std::fs::read(&data_path).expect("read");
+        let p = path.clone();
+        run_local(move || async move {
+            let r = recover_one(&p).await;
+            assert_eq!(r.len, 20);
+            let damage = r.damage.expect("damage found");
+            assert_eq!((damage.from, damage.should_hold), (20, None));
+            check_range(&r.file, 0, 20, |o| payload(o, 1500, 0)).await;
+        });
+        let after = std::fs::read(&data_path).expect("read");
+        assert!(before == after, "recovery changed a damaged file");
+    }
+
+    #[test]
+    fn a_bad_record_below_the_seal_is_damage_even_at_the_end() {
+        let dir = test_dir();
+        let path = path_of(&dir);
+        // The last record below the seal: nothing valid follows it, but the
+        // seal says it was durable.
+        let (data_path, positions) = write_segment(&path, 2, 12, 900, sealed_at(12));
+        flip_byte(&data_path, positions[11] + 40);
+        let p = path.clone();
+        run_local(move || async move {
+            let r = recover_one(&p).await;
+            assert_eq!(r.len, 11);
+            let damage = r.damage.expect("damage found");
+            assert_eq!((damage.from, damage.should_hold), (11, Some(12)));
+            check_range(&r.file, 0, 11, |o| payload(o, 900, 0)).await;
+        });
+    }
+
+    #[test]
+    fn a_group_commit_torn_out_of_order_is_a_torn_tail() {
+        let dir = test_dir();
+        let path = path_of(&dir);
+        // Valid records follow the bad one, but nothing says it was
+        // durable (their commit fields stay below it): the last group
+        // commit, torn with a later sector on disk and an earlier not.
+        let (data_path, positions) = write_segment(&path, 4, 40, 1500, None);
+        flip_byte(&data_path, positions[30] + 32 + 100);
+        let p = path.clone();
+        run_local(move || async move {
+            let r = recover_one(&p).await;
+            assert_eq!((r.len, r.damage), (30, None));
+        });
+        let bytes = std::fs::read(&data_path).expect("read");
+        assert!(
+            bytes[positions[30] as usize..positions[40] as usize]
+                .iter()
+                .all(|b| *b == 0),
+            "a torn tail is cleared"
+        );
+    }
+
+    #[test]
+    fn a_sealed_file_cut_short_is_damage() {
+        let dir = test_dir();
+        let path = path_of(&dir);
+        let (data_path, positions) = write_segment(&path, 3, 30, 2000, sealed_at(30));
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&data_path)
+            .expect("open");
+        f.set_len(positions[17] + 100).expect("truncate");
+        drop(f);
+        let p = path.clone();
+        run_local(move || async move {
+            let r = recover_one(&p).await;
+            assert_eq!(
+                (r.len, r.stop.clone()),
+                (17, ScanStop::Truncated { offset: 17 })
+            );
+            let damage = r.damage.expect("damage found");
+            assert_eq!((damage.from, damage.should_hold), (17, Some(30)));
+            check_range(&r.file, 0, 17, |o| payload(o, 2000, 0)).await;
+        });
+        assert_eq!(
+            std::fs::metadata(&data_path).expect("stat").len(),
+            positions[17] + 100,
+            "the file was changed"
+        );
     }
 
     #[test]

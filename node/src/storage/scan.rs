@@ -14,7 +14,8 @@
 
 use std::path::Path;
 
-use trilog_wire::record::{parse_record, Parsed, RECORD_HEADER_BYTES};
+use trilog_wire::limits::ENTRY_BYTES_MAX;
+use trilog_wire::record::{parse_record, Parsed, RECORD_HEADER_BYTES, RECORD_MAGIC};
 use trilog_wire::WireError;
 
 use super::disk::DiskFile;
@@ -34,6 +35,13 @@ pub enum ScanStop {
     Corrupt { offset: u64, reason: &'static str },
     /// The record at `offset` runs past the end of the file.
     Truncated { offset: u64 },
+}
+
+impl ScanStop {
+    /// Whether the scan stopped at a record that is not valid.
+    pub fn is_bad(&self) -> bool {
+        !matches!(self, ScanStop::CleanEnd)
+    }
 }
 
 /// What a scan found.
@@ -110,6 +118,80 @@ pub(super) async fn scan_records<F: DiskFile>(
         max_commit,
         stop,
     })
+}
+
+/// The valid records with an offset above `after_offset` anywhere in the
+/// file past position `start` (the position of a bad record): how many,
+/// and the largest commit field among them. Looks for the record magic at
+/// every byte: after a bad record nothing says where the next one starts.
+pub(super) async fn records_after<F: DiskFile>(
+    file: &F,
+    key: SegmentKey,
+    path: &Path,
+    file_size: u64,
+    start: u64,
+    after_offset: u64,
+) -> Result<After, StorageError> {
+    let magic = RECORD_MAGIC.to_le_bytes();
+    let first = start + 1;
+    let mut window = Window {
+        pos: align_down(first),
+        bytes: Vec::new(),
+        eof: false,
+    };
+    let lead = (first - window.pos) as usize;
+    window
+        .fill(
+            file,
+            key,
+            path,
+            file_size,
+            window.pos,
+            lead + RECORD_HEADER_BYTES,
+        )
+        .await?;
+    let mut at = first.min(window.end());
+    let mut found = After::default();
+    loop {
+        window
+            .fill(file, key, path, file_size, at, RECORD_HEADER_BYTES)
+            .await?;
+        let bytes = window.from(at);
+        if bytes.len() < RECORD_HEADER_BYTES {
+            return Ok(found);
+        }
+        let candidates = bytes.len() - RECORD_HEADER_BYTES + 1;
+        let Some(i) = bytes
+            .windows(magic.len())
+            .take(candidates)
+            .position(|w| w == magic)
+        else {
+            at += candidates as u64;
+            continue;
+        };
+        at += i as u64;
+        let mut offset_bytes = [0u8; 8];
+        offset_bytes.copy_from_slice(&window.from(at)[8..16]);
+        let offset = u64::from_le_bytes(offset_bytes);
+        let mut step = 1;
+        if offset > after_offset {
+            let need = RECORD_HEADER_BYTES + ENTRY_BYTES_MAX as usize;
+            window.fill(file, key, path, file_size, at, need).await?;
+            if let Ok(Parsed::Record { header, .. }) = parse_record(window.from(at), offset) {
+                found.records += 1;
+                found.max_commit = found.max_commit.max(header.commit);
+                step = header.encoded_len() as u64;
+            }
+        }
+        at += step;
+    }
+}
+
+/// What [`records_after`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct After {
+    pub(super) records: u64,
+    pub(super) max_commit: u64,
 }
 
 /// What lies at one position, without borrowing the window.

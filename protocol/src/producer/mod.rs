@@ -467,10 +467,12 @@ impl Producer {
             }
             // A fence at or below this producer's epoch cannot refuse it,
             // and a seal conflict (an append is never refused for a low
-            // seal) is a broken replica: leave it behind.
+            // seal) is a broken replica, and a damaged one takes no more
+            // appends: leave it behind.
             Refusal::Fenced { .. }
             | Refusal::SealConflict { .. }
-            | Refusal::SealBelowCommit { .. } => {
+            | Refusal::SealBelowCommit { .. }
+            | Refusal::Damaged { .. } => {
                 out.extend(self.fail_replica(replica, now_ms));
             }
         }

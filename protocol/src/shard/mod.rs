@@ -43,11 +43,21 @@
 //!   or `NotFound` if the segment still does not exist here. After every
 //!   call, no parked read could be answered: whatever changed a segment
 //!   re-checks the reads waiting on it.
+//! - **Damage.** A replica that does not hold entries it should (a bad
+//!   record found by recovery or the scrub, [`ShardMachine::mark_damaged`];
+//!   a sealed replica shorter than its seal) serves the entries before
+//!   them and refuses a read at or past them with `Damaged { from }` at
+//!   once, so the reader goes to another replica; a read below the
+//!   reader's sealed limit that this replica still lacks at the end of its
+//!   poll gets the same answer. A damaged replica refuses appends with it.
 //! - **Failure.** A failed flush or control write fails the segment: its
-//!   state in memory may no longer match the disk, so every ack owed,
-//!   every control request and every read of it is answered `Internal`,
-//!   and so is everything after, until the node restarts and recovers it
-//!   from disk.
+//!   state in memory may no longer match the disk, so every ack owed and
+//!   every control request is answered `Internal`, and so is everything
+//!   after, until the node restarts and recovers it from disk. Reads are
+//!   still served up to what was durable before the failure (a failed
+//!   flush never moves the durable length, and the durable records' bytes
+//!   are the same in every version of the tail block); a read past that is
+//!   answered `Internal` at once.
 //! - **Closed connections** are forgotten: their owed acks, parked reads
 //!   and waiting appends go; their fences and seals still run, unanswered.
 //!
@@ -526,6 +536,26 @@ impl ShardMachine {
         self.segments.get(&key).and_then(|s| s.failure.as_deref())
     }
 
+    /// Entries of `key` from `from` on were found damaged on disk (the
+    /// scrub): never served again, and reads waiting on them are answered.
+    pub fn mark_damaged(&mut self, key: SegmentKey, from: u64) -> Actions {
+        let mut out = Actions::new();
+        self.segment_mut(key).replica.mark_damaged(from);
+        self.wake_reads(key, &mut out);
+        out
+    }
+
+    /// The sealed segments that hold their whole sealed length and have
+    /// not failed, in key order, with that length: what the scrub re-reads
+    /// (a damaged one is known damaged already).
+    pub fn scrubbable(&self) -> Vec<(SegmentKey, u64)> {
+        self.segments
+            .iter()
+            .filter(|(_, s)| s.failure.is_none() && s.replica.missing_from().is_none())
+            .filter_map(|(key, s)| s.replica.sealed_len().map(|len| (*key, len)))
+            .collect()
+    }
+
     /// Reads parked on this shard.
     pub fn parked_reads(&self) -> usize {
         self.reads.len()
@@ -566,14 +596,22 @@ impl ShardMachine {
             }
             return at_deadline;
         };
-        if let Some(why) = &segment.failure {
-            out.send(conn, request_id, internal(key, why));
-            return true;
-        }
         let replica = &segment.replica;
+        // A range the replica should hold but cannot serve is refused at
+        // once, never answered short or left to wait: the reader goes to
+        // another replica.
+        if let Some(from) = replica.missing_from() {
+            let below_seal = replica.sealed_len().is_none_or(|s| read.from < s);
+            if read.from >= from && read.from < read.limit && below_seal {
+                out.send(conn, request_id, refused(key, Refusal::Damaged { from }));
+                return true;
+            }
+        }
         let end = replica.readable_end(read.limit);
         let (watermark, sealed_len) = (replica.watermark(), replica.sealed_len());
         if read.from < end {
+            // Served even from a failed segment: what is durable is known
+            // (a failed flush never moved it) and on disk.
             out.push(Action::ServeRead {
                 conn,
                 request_id,
@@ -586,9 +624,23 @@ impl ShardMachine {
             });
             return true;
         }
+        if let Some(why) = &segment.failure {
+            // A failed segment never holds more than it does now.
+            out.send(conn, request_id, internal(key, why));
+            return true;
+        }
         let ended = read.from >= read.limit || sealed_len.is_some_and(|s| read.from >= s);
         if !ended && !at_deadline {
             return false;
+        }
+        if at_deadline && !ended && read.limit != u64::MAX && read.from >= replica.durable_len() {
+            // The reader knows the segment sealed at `limit`, and this
+            // replica still lacks entries below it after a whole poll: it
+            // was left behind (a failed replica of a switch) and will not
+            // catch up. Waiting on it again would hang the reader.
+            let from = replica.durable_len();
+            out.send(conn, request_id, refused(key, Refusal::Damaged { from }));
+            return true;
         }
         let empty = ReadResponse {
             log_id: key.log_id,

@@ -669,8 +669,96 @@ fn a_failed_flush_fails_the_segment() {
     );
     let out = sends(&m.handle_fence(C1, 5, &fence(0, 3)));
     assert_eq!(code_of(&out[0].2), Some((ErrorCode::Internal, 0)));
-    let out = sends(&m.handle_read(0, C1, 6, &read_req(0, 0, 1, 500)));
+    // Reads of what was durable before the failure are still served; a
+    // read past it is answered at once.
+    let out = m.handle_read(0, C1, 6, &read_req(0, 0, 1, 500));
+    assert!(
+        matches!(
+            out.iter().next(),
+            Some(Action::ServeRead {
+                from: 0,
+                end: 1,
+                ..
+            })
+        ),
+        "{out:?}"
+    );
+    let out = sends(&m.handle_read(0, C1, 7, &read_req(0, 1, 2, 500)));
     assert_eq!(code_of(&out[0].2), Some((ErrorCode::Internal, 0)));
+    assert_eq!(m.parked_reads(), 0);
+}
+
+#[test]
+fn a_damaged_replica_serves_what_is_before_the_damage_and_refuses_the_rest_at_once() {
+    let mut m = machine();
+    let sealed = Durable {
+        fenced_epoch: 1,
+        sealed_len: Some(10),
+        watermark: 10,
+    };
+    let mut damaged = Replica::recovered(10, 10, sealed);
+    damaged.mark_damaged(6);
+    m.add_recovered(key(0), damaged);
+    let out = m.handle_read(0, C1, 1, &read_req(0, 2, 10, 500));
+    assert!(
+        matches!(
+            out.iter().next(),
+            Some(Action::ServeRead {
+                from: 2,
+                end: 6,
+                ..
+            })
+        ),
+        "{out:?}"
+    );
+    for from in [6, 8] {
+        let out = sends(&m.handle_read(0, C1, 2, &read_req(0, from, 10, 500)));
+        assert_eq!(code_of(&out[0].2), Some((ErrorCode::Damaged, 6)), "{from}");
+    }
+    // Past the seal the read ends as usual.
+    let out = sends(&m.handle_read(0, C1, 3, &read_req(0, 10, 10, 500)));
+    assert!(matches!(
+        out[0].2,
+        Message::ReadResponse(ReadResponse { count: 0, .. })
+    ));
+    assert_eq!(m.parked_reads(), 0, "nothing waits on damage");
+
+    // A sealed replica shorter than its seal: the same answer.
+    m.add_recovered(key(1), Replica::recovered(3, 3, sealed));
+    let out = sends(&m.handle_read(0, C1, 4, &read_req(1, 3, u64::MAX, 500)));
+    assert_eq!(code_of(&out[0].2), Some((ErrorCode::Damaged, 3)));
+
+    // An open replica damaged by recovery refuses appends and the reads
+    // past the damage; the scrub's damage wakes parked reads.
+    m.add_recovered(key(2), Replica::recovered(4, 4, Durable::default()));
+    let step = m.handle_append(C2, 5, append_req(2, 1, 4, 1));
+    assert_eq!(step.stage, Stage::Entries { skip: 0, end: 5 });
+    let _ = m.handle_durable(key(2), 5);
+    let _ = m.handle_read(0, C1, 6, &read_req(2, 5, u64::MAX, 500));
+    assert_eq!(m.parked_reads(), 1);
+    assert!(m.scrubbable().is_empty(), "damaged, short and open");
+    m.add_recovered(key(3), Replica::recovered(10, 10, sealed));
+    assert_eq!(m.scrubbable(), [(key(3), 10)]);
+    let out = sends(&m.mark_damaged(key(2), 3));
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].0, out[0].1), (C1, 6));
+    assert_eq!(code_of(&out[0].2), Some((ErrorCode::Damaged, 3)));
+    assert_eq!(m.parked_reads(), 0);
+    let step = m.handle_append(C2, 7, append_req(2, 1, 5, 1));
+    assert_eq!(
+        code_of(&sends(&step.actions)[0].2),
+        Some((ErrorCode::Damaged, 3))
+    );
+}
+
+#[test]
+fn a_replica_left_behind_below_the_readers_limit_is_refused_at_the_deadline() {
+    let mut m = machine();
+    m.add_recovered(key(0), Replica::recovered(2, 2, Durable::default()));
+    let out = m.handle_read(0, C1, 1, &read_req(0, 2, 5, 500));
+    assert!(sends(&out).is_empty(), "it may still catch up: waits");
+    let out = sends(&m.handle_timeout(500));
+    assert_eq!(code_of(&out[0].2), Some((ErrorCode::Damaged, 2)));
 }
 
 #[test]

@@ -1,0 +1,234 @@
+//! Damage on disk, with real node processes: a sealed segment's file on
+//! one replica gets a flipped byte in the middle of its records, or is cut
+//! inside a record, while its node is down. After the restart the node
+//! says it found damage, answers a read of the damaged range `Damaged` at
+//! once, and a fresh consumer that reads that replica first still reads
+//! every committed entry, from the other replicas, within a deadline.
+//!
+//! Every wait is for a condition, with a deadline. The tests run one at a
+//! time (they share 2 cores).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use trilog_client::conn::NodeConn;
+use trilog_client::{Consumer, Producer, ProducerOptions};
+use trilog_testkit::cluster::Cluster;
+use trilog_testkit::node_command::NodeCommand;
+use trilog_testkit::payload::payload_id;
+use trilog_testkit::reader::sealed_log_len;
+use trilog_testkit::verify::verify;
+use trilog_testkit::writers::{close_producer, Writers};
+use trilog_wire::message::{ErrorCode, ErrorMsg, Read};
+use trilog_wire::record::{parse_record, Parsed};
+use trilog_wire::Message;
+
+/// One test at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .is_test(true)
+        .try_init();
+    SERIAL.lock().await
+}
+
+const PAYLOAD_BYTES: usize = 200;
+const CONCURRENCY: usize = 16;
+const ENTRIES: u64 = 4_000;
+const STEP: Duration = Duration::from_secs(20);
+/// The whole read of the log, the damaged replica first: a hang (the old
+/// behaviour) would run into it.
+const READ_DEADLINE: Duration = Duration::from_secs(15);
+/// The data file's header block.
+const SEGMENT_HEADER_BYTES: usize = 4096;
+
+fn node_command() -> NodeCommand {
+    NodeCommand::subcommand(PathBuf::from(env!("CARGO_BIN_EXE_trilog-bench")), "node")
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Harm {
+    /// Flip one payload byte of the middle record.
+    FlipByte,
+    /// Cut the file inside the middle record.
+    Truncate,
+}
+
+/// The data file of `log_id`'s segment `segment` under `dir`.
+fn find_segment_file(dir: &Path, log_id: u64, segment: u64) -> Option<PathBuf> {
+    let name = format!("{log_id:016x}-{segment:016x}.seg");
+    for entry in std::fs::read_dir(dir).ok()? {
+        let path = entry.ok()?.path();
+        if path.is_dir() {
+            if let Some(found) = find_segment_file(&path, log_id, segment) {
+                return Some(found);
+            }
+        } else if path.file_name().is_some_and(|n| n == name.as_str()) {
+            return Some(path);
+        }
+    }
+    None
+}
+
+/// File positions of the first `len` records of a data file.
+fn record_positions(bytes: &[u8], len: u64) -> Vec<usize> {
+    let mut positions = Vec::new();
+    let mut pos = SEGMENT_HEADER_BYTES;
+    for offset in 0..len {
+        positions.push(pos);
+        match parse_record(&bytes[pos..], offset).expect("an intact record") {
+            Parsed::Record { header, .. } => pos += header.encoded_len(),
+            Parsed::End => panic!("the file ends at offset {offset} of {len}"),
+        }
+    }
+    positions
+}
+
+/// Harms the middle record of the file; returns its offset.
+fn harm(path: &Path, len: u64, how: Harm) -> u64 {
+    let mut bytes = std::fs::read(path).expect("read the segment file");
+    let positions = record_positions(&bytes, len);
+    let middle = len / 2;
+    let at = positions[middle as usize];
+    match how {
+        Harm::FlipByte => {
+            bytes[at + 32 + PAYLOAD_BYTES / 2] ^= 0x01;
+            std::fs::write(path, &bytes).expect("write");
+        }
+        Harm::Truncate => {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .expect("open");
+            f.set_len((at + 40) as u64).expect("truncate");
+            f.sync_all().expect("sync");
+        }
+    }
+    middle
+}
+
+async fn damaged_replica_is_read_around(how: Harm, log_id: u64) {
+    let _one = serial().await;
+    let mut cluster = Cluster::start(4, node_command(), None)
+        .await
+        .expect("cluster");
+    let producer = Producer::open(cluster.pool(), log_id, ProducerOptions::default())
+        .await
+        .expect("open");
+    let writers = Writers::start(producer, CONCURRENCY, PAYLOAD_BYTES, 0, None);
+    writers.wait_acked(ENTRIES, STEP).await.expect("load");
+    let (ledger, producer) = tokio::time::timeout(STEP, writers.stop())
+        .await
+        .expect("appends in flight resolve");
+    close_producer(producer, STEP).await.expect("close");
+    let len = sealed_log_len(cluster.meta().as_ref(), log_id)
+        .await
+        .expect("metadata")
+        .expect("sealed after close");
+    let record = cluster
+        .meta()
+        .get_log(log_id)
+        .await
+        .expect("metadata")
+        .record
+        .expect("the log");
+    assert_eq!(record.segments.len(), 1, "no switch: {record:?}");
+    let segment = &record.segments[0];
+    let seg_len = segment.sealed_len.expect("sealed");
+    // Node 1 serves the metadata: harm another replica.
+    let (turn, victim) = segment
+        .replicas
+        .iter()
+        .copied()
+        .enumerate()
+        .find(|(_, n)| *n != 1)
+        .expect("a replica other than node 1");
+
+    cluster.kill(victim).expect("kill");
+    let node = cluster
+        .nodes
+        .iter()
+        .find(|n| n.id == victim)
+        .expect("the victim");
+    let (dir, log_path) = (node.dir.clone(), node.log.clone());
+    let file = find_segment_file(&dir, log_id, segment.id).expect("the segment file");
+    let damaged_at = harm(&file, seg_len, how);
+    tokio::task::block_in_place(|| cluster.spawn(victim)).expect("restart");
+    cluster
+        .wait_node(victim, true, STEP)
+        .await
+        .expect("registered again");
+
+    // The node serves what is before the damage and refuses the rest at
+    // once.
+    let addr = cluster.client_addr(victim).expect("addr");
+    let conn = NodeConn::connect_tokio(addr).await.expect("connect");
+    let read = |from_offset| Read {
+        log_id,
+        segment: segment.id,
+        from_offset,
+        limit: seg_len,
+        max_bytes: 1 << 20,
+        wait_ms: 10_000,
+    };
+    let started = Instant::now();
+    match conn.request(&read(damaged_at), STEP).await.expect("read") {
+        Message::ErrorMsg(ErrorMsg {
+            code: ErrorCode::Damaged,
+            value,
+            ..
+        }) => assert_eq!(value, damaged_at),
+        other => panic!("a read of the damaged range answered {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the damaged read waited its long poll"
+    );
+    match conn.request(&read(0), STEP).await.expect("read") {
+        Message::ReadResponse(r) => assert!(r.count > 0 && u64::from(r.count) <= damaged_at),
+        other => panic!("a read before the damage answered {other:?}"),
+    }
+
+    // A fresh consumer reading the damaged replica first reads it all.
+    let mut consumer = Consumer::open_at_turn(cluster.pool(), log_id, 0, turn)
+        .await
+        .expect("consumer");
+    let deadline = Instant::now() + READ_DEADLINE;
+    let mut reads = Vec::new();
+    while consumer.position() < len {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {len} by the deadline",
+            consumer.position()
+        );
+        let batch = consumer
+            .next_batch(Duration::from_secs(1))
+            .await
+            .expect("read");
+        reads.extend(batch.into_iter().map(|r| (r.seq, payload_id(&r.payload))));
+    }
+    let v = verify(&ledger.committed, &reads, &ledger.maybe);
+    assert_eq!(
+        (v.lost, v.duplicated, v.out_of_order, v.phantom),
+        (0, 0, 0, 0),
+        "{v:?}"
+    );
+    assert_eq!(v.read, len);
+
+    let log = std::fs::read_to_string(&log_path).expect("the node's log");
+    assert!(
+        log.contains("DAMAGE") && log.contains(&format!("from offset {damaged_at}")),
+        "the damaged node does not say it found damage at {damaged_at}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_in_a_sealed_segment_is_read_around() {
+    damaged_replica_is_read_around(Harm::FlipByte, 61).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_segment_cut_inside_a_record_is_read_around() {
+    damaged_replica_is_read_around(Harm::Truncate, 62).await;
+}
