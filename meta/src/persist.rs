@@ -47,7 +47,8 @@ pub const META_FILE_NAME: &str = "meta.db";
 pub const META_TEMP_FILE_NAME: &str = "meta.db.tmp";
 pub const META_LOCK_FILE_NAME: &str = "meta.lock";
 pub const META_FILE_MAGIC: [u8; 8] = *b"TRLGMETA";
-pub const META_FILE_VERSION: u32 = 1;
+/// 2: log records gained `deleting` and `deleted` (trim and delete).
+pub const META_FILE_VERSION: u32 = 2;
 pub const META_FILE_HEADER_BYTES: usize = 32;
 // magic, version, reserved, payload_len, crc32c, reserved: see the table.
 const _: () = assert!(META_FILE_HEADER_BYTES == 8 + 4 + 4 + 8 + 4 + 4);
@@ -278,6 +279,8 @@ mod tests {
                         sealed_len: None,
                     },
                 ],
+                deleting: Vec::new(),
+                deleted: false,
             };
             s.cas(log_id, 0, record).expect("valid record");
         }
@@ -337,6 +340,8 @@ mod tests {
                     epoch: 0,
                     trim_seq: 0,
                     segments: vec![],
+                    deleting: Vec::new(),
+                    deleted: false,
                 },
             }],
         };

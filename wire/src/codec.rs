@@ -142,6 +142,7 @@ messages! {
     Hello, HelloOk, Append, AppendAck, Watermark, Read, ReadResponse, Seal, SealAck,
     Fence, FenceAck, ErrorMsg, MetaGetLog, MetaLog, MetaCasLog, MetaCasResult, MetaListLogs,
     MetaLogs, MetaRegister, MetaRegistered, MetaListNodes, MetaNodes, MetaError,
+    DeleteSegment, DeleteSegmentAck,
 }
 
 /// Decodes one whole frame from the front of `bytes`: header, crc, payload.
@@ -258,7 +259,7 @@ mod checks {
         })
     }
     fn log_meta(a: &ArchivedLogMeta) -> Result<(), String> {
-        for s in a.segments.iter() {
+        for s in a.segments.iter().chain(a.deleting.iter()) {
             ensure(
                 !s.replicas.is_empty() && s.replicas.len() <= REPLICAS_MAX,
                 || {
@@ -318,6 +319,12 @@ mod checks {
     }
     pub fn MetaError(a: &ArchivedMetaError) -> Result<(), String> {
         short_string(&a.message, "error message")
+    }
+    pub fn DeleteSegment(_: &ArchivedDeleteSegment) -> Result<(), String> {
+        Ok(())
+    }
+    pub fn DeleteSegmentAck(_: &ArchivedDeleteSegmentAck) -> Result<(), String> {
+        Ok(())
     }
 }
 
@@ -491,6 +498,8 @@ mod tests {
                         epoch: 1,
                         sealed_len: None,
                     }],
+                    deleting: Vec::new(),
+                    deleted: false,
                 },
             }),
             Message::MetaNodes(MetaNodes {

@@ -48,6 +48,11 @@
 //!   every control request and every read of it is answered `Internal`,
 //!   and so is everything after, until the node restarts and recovers it
 //!   from disk.
+//! - **Deletes** (a trim, a log's deletion: `delete.rs`) take the segment
+//!   out at once, answer everything it owed and every later request for it
+//!   `Deleted`, and are answered once the driver unlinked the files
+//!   durably ([`Action::DeleteFiles`], `handle_deleted`); reports of its
+//!   IO still running are ignored.
 //! - **Closed connections** are forgotten: their owed acks, parked reads
 //!   and waiting appends go; their fences and seals still run, unanswered.
 //!
@@ -56,12 +61,13 @@
 
 mod action;
 mod control;
+mod delete;
 mod reads;
 mod segment;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use trilog_wire::message::{shard_of, Fence, Read, ReadResponse, Seal, Watermark};
 use trilog_wire::Message;
@@ -70,7 +76,7 @@ pub use action::{
     bad_request, Action, Actions, AppendRequest, AppendStep, ConnId, SegmentKey, Stage,
 };
 
-use action::{internal, not_found, refused, wrong_shard};
+use action::{deleted, internal, not_found, refused, wrong_shard};
 use control::{ControlOp, ControlRequest};
 use reads::{ParkedRead, ParkedReads};
 use segment::Segment;
@@ -94,6 +100,12 @@ pub struct ShardMachine {
     /// arrival order.
     creating: BTreeMap<SegmentKey, Vec<Waiting>>,
     reads: ParkedReads,
+    /// Segments whose files are being unlinked, with the deletes to answer
+    /// once they are gone (`delete.rs`).
+    deleting: BTreeMap<SegmentKey, Vec<(ConnId, u64)>>,
+    /// Segments deleted since the node started: every request for them is
+    /// answered `Deleted`, so nothing creates them again.
+    deleted: BTreeSet<SegmentKey>,
 }
 
 impl ShardMachine {
@@ -109,6 +121,8 @@ impl ShardMachine {
             segments: BTreeMap::new(),
             creating: BTreeMap::new(),
             reads: ParkedReads::default(),
+            deleting: BTreeMap::new(),
+            deleted: BTreeSet::new(),
         }
     }
 
@@ -135,6 +149,13 @@ impl ShardMachine {
         let mut out = Actions::new();
         if let Some(answer) = self.misdirected(key) {
             out.send(conn, request_id, answer);
+            return AppendStep {
+                stage: Stage::Nothing,
+                actions: out,
+            };
+        }
+        if self.is_deleted(key) {
+            out.send(conn, request_id, deleted(key));
             return AppendStep {
                 stage: Stage::Nothing,
                 actions: out,
@@ -259,6 +280,10 @@ impl ShardMachine {
             out.send(conn, request_id, answer);
             return out;
         }
+        if self.is_deleted(key) {
+            out.send(conn, request_id, deleted(key));
+            return out;
+        }
         let request = ControlRequest {
             reply_to: Some((conn, request_id)),
             op,
@@ -339,6 +364,9 @@ impl ShardMachine {
     /// requests, wakes reads.
     pub fn handle_durable(&mut self, key: SegmentKey, len: u64) -> Actions {
         let mut out = Actions::new();
+        if self.is_deleted(key) {
+            return out;
+        }
         self.segment_mut(key).durable(key, len, &mut out);
         self.wake_reads(key, &mut out);
         out
@@ -347,6 +375,9 @@ impl ShardMachine {
     /// A group commit of the segment failed: the segment fails.
     pub fn handle_flush_failed(&mut self, key: SegmentKey, why: String) -> Actions {
         let mut out = Actions::new();
+        if self.is_deleted(key) {
+            return out;
+        }
         self.segment_mut(key).fail(key, why, &mut out);
         self.wake_reads(key, &mut out);
         out
@@ -356,6 +387,9 @@ impl ShardMachine {
     /// durable.
     pub fn handle_control_durable(&mut self, key: SegmentKey) -> Actions {
         let mut out = Actions::new();
+        if self.is_deleted(key) {
+            return out;
+        }
         let segment = self.segment_mut(key);
         segment
             .control
@@ -368,6 +402,9 @@ impl ShardMachine {
     /// the segment fails.
     pub fn handle_control_failed(&mut self, key: SegmentKey, why: String) -> Actions {
         let mut out = Actions::new();
+        if self.is_deleted(key) {
+            return out;
+        }
         let segment = self.segment_mut(key);
         segment.control.on_write_failed(key);
         segment.fail(key, why, &mut out);
@@ -393,6 +430,9 @@ impl ShardMachine {
     /// `conn` closed: nothing is owed to it any more.
     pub fn handle_conn_closed(&mut self, conn: ConnId) {
         self.reads.forget_conn(conn);
+        for waiters in self.deleting.values_mut() {
+            waiters.retain(|(c, _)| *c != conn);
+        }
         for segment in self.segments.values_mut() {
             segment.forget_conn(conn);
         }
@@ -466,6 +506,10 @@ impl ShardMachine {
     /// false if it must wait.
     fn answer_read(&self, read: ParkedRead, at_deadline: bool, out: &mut Actions) -> bool {
         let (conn, request_id, key) = (read.conn, read.request_id, read.key);
+        if self.is_deleted(key) {
+            out.send(conn, request_id, deleted(key));
+            return true;
+        }
         let Some(segment) = self.segments.get(&key) else {
             // A reader may come before the segment's first append: it
             // waits for it like for any other data.
