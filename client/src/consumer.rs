@@ -95,11 +95,21 @@ impl Consumer {
                 None => Step::WaitForMetadata,
             };
             match step {
-                Step::Trimmed { trim_seq } => {
-                    return Err(ClientError::Trimmed {
-                        log_id: self.log_id,
-                        trim_seq,
-                    })
+                Step::Trimmed {
+                    first_readable,
+                    deleted,
+                } => {
+                    let log_id = self.log_id;
+                    let seq = self.cursor.next_seq();
+                    return Err(if deleted {
+                        ClientError::LogDeleted { log_id }
+                    } else {
+                        ClientError::Trimmed {
+                            log_id,
+                            seq,
+                            first_readable,
+                        }
+                    });
                 }
                 Step::Damaged { seq } => {
                     return Err(ClientError::Damaged {

@@ -42,8 +42,16 @@ pub enum ClientError {
     UnknownNode { node_id: u64 },
     #[error("placement: {0}")]
     Placement(#[from] trilog_protocol::placement::NotEnoughNodes),
-    #[error("log {log_id}: entries before seq {trim_seq} were trimmed")]
-    Trimmed { log_id: u64, trim_seq: u64 },
+    #[error("log {log_id}: seq {seq} was trimmed; the first readable seq is {first_readable} (read --from {first_readable})")]
+    Trimmed {
+        log_id: u64,
+        seq: u64,
+        first_readable: u64,
+    },
+    #[error("log {log_id} is deleted")]
+    LogDeleted { log_id: u64 },
+    #[error("log {log_id}: {why}")]
+    Trim { log_id: u64, why: String },
     #[error("log {log_id}: seq {seq} is damaged or missing on every replica of its segment")]
     Damaged { log_id: u64, seq: u64 },
     #[error("log {log_id}: replica returned bad data: {why}")]

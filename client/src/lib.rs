@@ -10,6 +10,10 @@
 //! [`Consumer::next_batch`] returns only committed entries, dense and in
 //! seq order, each checked against the producer's crc32c.
 //!
+//! [`trim`] and [`delete_log`] delete whole sealed segments in three steps
+//! (mark, unlink on every replica, drop) so that no crash leaves the record
+//! naming a missing file or a file the record no longer names.
+//!
 //! The metadata store it talks to (embedded or etcd) is `trilog_meta`,
 //! re-exported here as [`meta`].
 
@@ -22,6 +26,7 @@ pub mod producer;
 pub mod record_calls;
 pub mod runtime;
 pub mod takeover;
+pub mod trim;
 
 pub use consumer::{Consumer, Record};
 pub use error::{AppendError, ClientError, ConnError};
@@ -33,3 +38,4 @@ pub use trilog_meta as meta;
 #[cfg(feature = "etcd")]
 pub use trilog_meta::EtcdMeta;
 pub use trilog_meta::{CasOutcome, EmbeddedMeta, MetaAddr, MetaError, MetaStore, Versioned};
+pub use trim::{delete_log, trim, TrimReport};

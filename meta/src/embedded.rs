@@ -294,6 +294,8 @@ mod tests {
             epoch,
             trim_seq: 0,
             segments: vec![],
+            deleting: Vec::new(),
+            deleted: false,
         }
     }
 

@@ -587,6 +587,8 @@ mod tests {
             epoch: 1,
             trim_seq: 0,
             segments: vec![],
+            deleting: Vec::new(),
+            deleted: false,
         };
         let mut bytes = encode_log(record.clone());
         assert!(matches!(decode_whole(&bytes), Ok(Message::MetaLog(_))));

@@ -7,7 +7,7 @@
 //! ```text
 //! offset size field
 //!  0     8    magic        "TRLGMETA"
-//!  8     4    version      2, u32 little-endian (1 is read too)
+//!  8     4    version      3, u32 little-endian (1 and 2 are read too)
 //! 12     4    reserved     0
 //! 16     8    payload_len  u64 LE; the file is exactly 32 + payload_len bytes
 //! 24     4    crc32c       over bytes 0..24, then the payload
@@ -15,11 +15,15 @@
 //! 32     ..   payload      rkyv archive of `PersistedState`
 //! ```
 //!
-//! `PersistedState` (version 2) holds the cluster id (0: none yet), the
-//! revision and every log's version and record. Version 1, written before
-//! the store had a cluster id, is the same without the cluster id; it is
-//! read as a state with no cluster id, and the server creates one at once
-//! (see [`crate::server`]), so the file is rewritten as version 2.
+//! `PersistedState` (version 3) holds the cluster id (0: none yet), the
+//! revision and every log's version and record. Older files are read and
+//! rewritten as version 3 at the next change:
+//! - version 2 is the same with log records of the layout before trim
+//!   (no `deleting`, no `deleted`; [`LogMetaV2`] keeps that layout, frozen:
+//!   an rkyv archive is only readable with the exact types that wrote it);
+//! - version 1, written before the store had a cluster id, is version 2
+//!   without the cluster id; it is read as a state with no cluster id, and
+//!   the server creates one at once (see [`crate::server`]).
 //!
 //! A save writes `meta.db.tmp`, fsyncs it, renames it over `meta.db` and
 //! fsyncs the directory, all before the change is answered: after a crash
@@ -45,7 +49,7 @@ use std::path::{Path, PathBuf};
 use rkyv::rancor::BoxedError;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
-use trilog_wire::meta::LogMeta;
+use trilog_wire::meta::{LogMeta, SegmentMeta};
 
 use crate::state::MetaState;
 
@@ -53,8 +57,10 @@ pub const META_FILE_NAME: &str = "meta.db";
 pub const META_TEMP_FILE_NAME: &str = "meta.db.tmp";
 pub const META_LOCK_FILE_NAME: &str = "meta.lock";
 pub const META_FILE_MAGIC: [u8; 8] = *b"TRLGMETA";
-pub const META_FILE_VERSION: u32 = 2;
-/// The format before the cluster id: still read.
+/// 3: log records gained `deleting` and `deleted` (trim and delete).
+pub const META_FILE_VERSION: u32 = 3;
+/// The formats before: still read (see the module doc).
+pub const META_FILE_VERSION_V2: u32 = 2;
 pub const META_FILE_VERSION_V1: u32 = 1;
 pub const META_FILE_HEADER_BYTES: usize = 32;
 // magic, version, reserved, payload_len, crc32c, reserved: see the table.
@@ -93,11 +99,51 @@ struct PersistedState {
     logs: Vec<PersistedLog>,
 }
 
+/// A log record as versions 1 and 2 wrote it. Frozen: never change it.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+struct LogMetaV2 {
+    log_id: u64,
+    epoch: u64,
+    trim_seq: u64,
+    segments: Vec<SegmentMeta>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+struct PersistedLogV2 {
+    version: u64,
+    record: LogMetaV2,
+}
+
+impl PersistedLogV2 {
+    fn upgrade(self) -> PersistedLog {
+        let r = self.record;
+        PersistedLog {
+            version: self.version,
+            record: LogMeta {
+                log_id: r.log_id,
+                epoch: r.epoch,
+                trim_seq: r.trim_seq,
+                segments: r.segments,
+                deleting: Vec::new(),
+                deleted: false,
+            },
+        }
+    }
+}
+
+/// Format version 2, log records before trim.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+struct PersistedStateV2 {
+    cluster_id: u64,
+    revision: u64,
+    logs: Vec<PersistedLogV2>,
+}
+
 /// Format version 1, before the cluster id.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 struct PersistedStateV1 {
     revision: u64,
-    logs: Vec<PersistedLog>,
+    logs: Vec<PersistedLogV2>,
 }
 
 /// The open, locked metadata directory.
@@ -256,7 +302,13 @@ pub fn decode_state(bytes: &[u8]) -> Result<MetaState, String> {
         return Err(format!("bad magic {:02x?}", &header[..8]));
     }
     let version = u32_at(8);
-    if version != META_FILE_VERSION && version != META_FILE_VERSION_V1 {
+    if ![
+        META_FILE_VERSION,
+        META_FILE_VERSION_V2,
+        META_FILE_VERSION_V1,
+    ]
+    .contains(&version)
+    {
         return Err(format!("unsupported format version {version}"));
     }
     if u32_at(12) != 0 || u32_at(28) != 0 {
@@ -287,7 +339,15 @@ pub fn decode_state(bytes: &[u8]) -> Result<MetaState, String> {
         PersistedState {
             cluster_id: 0,
             revision: v1.revision,
-            logs: v1.logs,
+            logs: v1.logs.into_iter().map(PersistedLogV2::upgrade).collect(),
+        }
+    } else if version == META_FILE_VERSION_V2 {
+        let v2 = rkyv::from_bytes::<PersistedStateV2, BoxedError>(&aligned)
+            .map_err(|e| format!("payload does not decode: {e}"))?;
+        PersistedState {
+            cluster_id: v2.cluster_id,
+            revision: v2.revision,
+            logs: v2.logs.into_iter().map(PersistedLogV2::upgrade).collect(),
         }
     } else {
         rkyv::from_bytes::<PersistedState, BoxedError>(&aligned)
@@ -305,7 +365,6 @@ pub fn decode_state(bytes: &[u8]) -> Result<MetaState, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trilog_wire::meta::SegmentMeta;
 
     fn sample_state() -> MetaState {
         let mut s = MetaState::default();
@@ -330,6 +389,8 @@ mod tests {
                         sealed_len: None,
                     },
                 ],
+                deleting: Vec::new(),
+                deleted: false,
             };
             s.cas(log_id, 0, record).expect("valid record");
         }
@@ -390,6 +451,8 @@ mod tests {
                     epoch: 0,
                     trim_seq: 0,
                     segments: vec![],
+                    deleting: Vec::new(),
+                    deleted: false,
                 },
             }],
         };
@@ -405,35 +468,61 @@ mod tests {
     }
 
     #[test]
-    fn the_cluster_id_roundtrips_and_version_1_files_are_read() {
+    fn the_cluster_id_roundtrips_and_version_1_and_2_files_are_read() {
         let mut state = sample_state();
         state.cluster_id_or_create(0xfeed);
         let back = decode_state(&encode_state(&state)).expect("decodes");
         assert_eq!(back.cluster_id(), Some(0xfeed));
         assert_eq!(back, state);
+        let old_logs = || -> Vec<PersistedLogV2> {
+            state
+                .logs()
+                .map(|v| {
+                    assert!(v.record.deleting.is_empty() && !v.record.deleted);
+                    PersistedLogV2 {
+                        version: v.version,
+                        record: LogMetaV2 {
+                            log_id: v.record.log_id,
+                            epoch: v.record.epoch,
+                            trim_seq: v.record.trim_seq,
+                            segments: v.record.segments.clone(),
+                        },
+                    }
+                })
+                .collect()
+        };
+        let framed = |version: u32, payload: &[u8]| {
+            let mut bytes = encode_state(&MetaState::default())[..24].to_vec();
+            bytes[8..12].copy_from_slice(&version.to_le_bytes());
+            bytes[16..24].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+            let crc = crc32c::crc32c_append(crc32c::crc32c(&bytes), payload);
+            bytes.extend_from_slice(&crc.to_le_bytes());
+            bytes.extend_from_slice(&[0u8; 4]);
+            bytes.extend_from_slice(payload);
+            bytes
+        };
         // A file from before the cluster id: same logs, no cluster id.
         let v1 = PersistedStateV1 {
             revision: state.revision(),
-            logs: state
-                .logs()
-                .map(|v| PersistedLog {
-                    version: v.version,
-                    record: v.record.clone(),
-                })
-                .collect(),
+            logs: old_logs(),
         };
         let payload = rkyv::to_bytes::<BoxedError>(&v1).expect("serializes");
-        let mut bytes = encode_state(&MetaState::default())[..24].to_vec();
-        bytes[8..12].copy_from_slice(&META_FILE_VERSION_V1.to_le_bytes());
-        bytes[16..24].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&bytes), &payload);
-        bytes.extend_from_slice(&crc.to_le_bytes());
-        bytes.extend_from_slice(&[0u8; 4]);
-        bytes.extend_from_slice(&payload);
-        let old = decode_state(&bytes).expect("a version 1 file is read");
+        let old = decode_state(&framed(META_FILE_VERSION_V1, &payload)).expect("version 1 read");
         assert_eq!(old.cluster_id(), None);
         assert_eq!(old.list_logs(), state.list_logs());
         assert_eq!(old.revision(), state.revision());
+        // A file from before trim: the same state exactly.
+        let v2 = PersistedStateV2 {
+            cluster_id: 0xfeed,
+            revision: state.revision(),
+            logs: old_logs(),
+        };
+        let payload = rkyv::to_bytes::<BoxedError>(&v2).expect("serializes");
+        let old = decode_state(&framed(META_FILE_VERSION_V2, &payload)).expect("version 2 read");
+        assert_eq!(old, state);
+        // An unknown version is refused, not guessed at.
+        let err = decode_state(&framed(META_FILE_VERSION + 1, &payload)).expect_err("refused");
+        assert!(err.contains("unsupported format version"), "{err}");
     }
 
     #[test]

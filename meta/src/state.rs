@@ -299,6 +299,8 @@ mod tests {
             epoch: 1,
             trim_seq: 0,
             segments,
+            deleting: Vec::new(),
+            deleted: false,
         }
     }
 

@@ -15,6 +15,7 @@
 //! instead of going round them for ever.
 
 use crate::metadata::{locate, Location, LogMeta};
+use crate::trim::first_readable;
 use crate::NodeId;
 
 /// The next thing a consumer should do.
@@ -31,8 +32,9 @@ pub enum Step {
     /// The position is past every segment: wait for the metadata to change
     /// (a new segment) and ask again.
     WaitForMetadata,
-    /// The position is before the trim point: the entries are gone.
-    Trimmed { trim_seq: u64 },
+    /// The position is before the trim point (or the log is deleted): the
+    /// entries are gone; `first_readable` is the first seq still there.
+    Trimmed { first_readable: u64, deleted: bool },
     /// Every replica of the segment holding `seq` answered that its copy
     /// of it is damaged or missing: it cannot be read from any.
     Damaged { seq: u64 },
@@ -85,7 +87,8 @@ impl Cursor {
     pub fn next_step(&mut self, record: &LogMeta) -> Step {
         match locate(record, self.next_seq) {
             Location::Trimmed => Step::Trimmed {
-                trim_seq: record.trim_seq,
+                first_readable: first_readable(record),
+                deleted: record.deleted,
             },
             Location::PastEnd => Step::WaitForMetadata,
             Location::At {

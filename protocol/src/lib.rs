@@ -29,6 +29,8 @@
 //!   change made by compare-and-swap.
 //! - [`opener`]: a producer opening a log whose last segment is sealed (or
 //!   that does not exist yet).
+//! - [`trim`]: trim and delete: which segments go, and the three steps
+//!   (mark, unlink, drop) that delete them.
 //! - [`actions`]: the `#[must_use]` list of actions every machine returns.
 //! - [`mutant`]: deliberately broken variants for the model checker,
 //!   compiled in only with the `mutants` feature.
@@ -47,6 +49,7 @@ pub mod refusal;
 pub mod replica;
 pub mod shard;
 pub mod takeover;
+pub mod trim;
 
 /// A node's identity, as registered in the metadata store.
 pub type NodeId = u64;

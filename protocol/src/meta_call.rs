@@ -209,6 +209,8 @@ mod tests {
             epoch: 1,
             trim_seq: 0,
             segments: Vec::new(),
+            deleting: Vec::new(),
+            deleted: false,
         }
     }
 

@@ -4,7 +4,7 @@
 //! typed reason out.
 
 use trilog_wire::limits::REPLICAS_MAX;
-use trilog_wire::meta::LogMeta;
+use trilog_wire::meta::{LogMeta, SegmentMeta};
 
 /// Most segments in one log's record (so that a record fits in a frame).
 /// Trimming drops segments from the front, which keeps long-lived logs below it.
@@ -49,6 +49,12 @@ pub enum RecordError {
     TooManyReplicas { segment: u64, count: usize },
     #[error("segment {segment} names node {node} twice")]
     DuplicateReplica { segment: u64, node: u64 },
+    #[error("segment {segment} is both in the chain and being deleted, or deleted twice")]
+    DeletingTwice { segment: u64 },
+    #[error("segment {segment} is being deleted but is open")]
+    DeletingOpen { segment: u64 },
+    #[error("the log is deleted but segment {segment} is still in its chain")]
+    DeletedWithSegments { segment: u64 },
 }
 
 /// Checks that `record` may be stored as log `log_id`:
@@ -59,7 +65,10 @@ pub enum RecordError {
 /// - only the last segment may be open (`sealed_len` None);
 /// - segment k+1 starts where segment k ends: `first_seq_k + sealed_len_k`;
 /// - no segment has an epoch above the record's epoch;
-/// - each segment has 1 to [`REPLICAS_MAX`] replicas, all distinct.
+/// - each segment has 1 to [`REPLICAS_MAX`] replicas, all distinct;
+/// - the `deleting` segments (trim and delete, `trilog_protocol::trim`)
+///   count towards the limit, are sealed, have valid replica lists, and
+///   appear once, never also in the chain; a deleted log has no chain.
 ///
 /// Whether a change from one valid record to another is allowed (a sealed
 /// segment must not change, the epoch must not go back...) is a protocol
@@ -72,29 +81,13 @@ pub fn validate_record(log_id: u64, record: &LogMeta) -> Result<(), RecordError>
         });
     }
     let segments = &record.segments;
-    if segments.len() > SEGMENTS_PER_LOG_MAX {
-        return Err(RecordError::TooManySegments {
-            count: segments.len(),
-        });
+    let count = segments.len() + record.deleting.len();
+    if count > SEGMENTS_PER_LOG_MAX {
+        return Err(RecordError::TooManySegments { count });
     }
+    validate_deleting(record)?;
     for (index, s) in segments.iter().enumerate() {
-        if s.replicas.is_empty() {
-            return Err(RecordError::NoReplicas { segment: s.id });
-        }
-        if s.replicas.len() > REPLICAS_MAX {
-            return Err(RecordError::TooManyReplicas {
-                segment: s.id,
-                count: s.replicas.len(),
-            });
-        }
-        for (i, node) in s.replicas.iter().enumerate() {
-            if s.replicas[..i].contains(node) {
-                return Err(RecordError::DuplicateReplica {
-                    segment: s.id,
-                    node: *node,
-                });
-            }
-        }
+        validate_replicas(s)?;
         if s.epoch > record.epoch {
             return Err(RecordError::EpochAboveRecord {
                 segment: s.id,
@@ -130,6 +123,47 @@ pub fn validate_record(log_id: u64, record: &LogMeta) -> Result<(), RecordError>
                 expected: end,
                 found: next.first_seq,
             });
+        }
+    }
+    Ok(())
+}
+
+fn validate_replicas(s: &SegmentMeta) -> Result<(), RecordError> {
+    if s.replicas.is_empty() {
+        return Err(RecordError::NoReplicas { segment: s.id });
+    }
+    if s.replicas.len() > REPLICAS_MAX {
+        return Err(RecordError::TooManyReplicas {
+            segment: s.id,
+            count: s.replicas.len(),
+        });
+    }
+    for (i, node) in s.replicas.iter().enumerate() {
+        if s.replicas[..i].contains(node) {
+            return Err(RecordError::DuplicateReplica {
+                segment: s.id,
+                node: *node,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn validate_deleting(record: &LogMeta) -> Result<(), RecordError> {
+    if record.deleted {
+        if let Some(s) = record.segments.first() {
+            return Err(RecordError::DeletedWithSegments { segment: s.id });
+        }
+    }
+    for (i, s) in record.deleting.iter().enumerate() {
+        validate_replicas(s)?;
+        if s.sealed_len.is_none() {
+            return Err(RecordError::DeletingOpen { segment: s.id });
+        }
+        let twice = record.deleting[..i].iter().any(|d| d.id == s.id)
+            || record.segments.iter().any(|c| c.id == s.id);
+        if twice {
+            return Err(RecordError::DeletingTwice { segment: s.id });
         }
     }
     Ok(())

@@ -25,6 +25,8 @@ pub enum MetaRefusal {
     NotOpenLast { log_id: u64, segment: u64 },
     #[error("log {log_id}: no replicas given for the new segment")]
     NoReplicas { log_id: u64 },
+    #[error("log {log_id} is deleted")]
+    LogDeleted { log_id: u64 },
 }
 
 /// Where a seq lies in a log.
@@ -105,9 +107,14 @@ pub fn open_for_write(
             epoch: 1,
             trim_seq: 0,
             segments: vec![new_segment(0, 0, 1, replicas)],
+            deleting: Vec::new(),
+            deleted: false,
         });
     };
     assert_eq!(record.log_id, log_id, "record of another log");
+    if record.deleted {
+        return Err(MetaRefusal::LogDeleted { log_id });
+    }
     if let Some(last) = record.segments.last() {
         if last.sealed_len.is_none() {
             return Err(MetaRefusal::OpenSegment {
@@ -188,7 +195,7 @@ pub fn seal_last(
 
 /// Finds `seq` in the chain of segments.
 pub fn locate(record: &LogMeta, seq: u64) -> Location {
-    if seq < record.trim_seq {
+    if seq < record.trim_seq || record.deleted {
         return Location::Trimmed;
     }
     for (index, s) in record.segments.iter().enumerate() {

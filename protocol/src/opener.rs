@@ -49,6 +49,9 @@ pub enum OpenFailure {
     /// The open did not go through within the patience.
     #[error("the open did not go through within the patience ({setback})")]
     GaveUp { setback: Setback },
+    /// The log was deleted (`trilog delete`): it is never written again.
+    #[error("the log is deleted")]
+    LogDeleted,
 }
 
 /// The opening of one log.
@@ -132,6 +135,9 @@ impl Opener {
         };
         if let Some(failure) = self.open_segment(record.as_ref()) {
             return self.end(OpenAction::Failed(failure));
+        }
+        if record.as_ref().is_some_and(|r| r.deleted) {
+            return self.end(OpenAction::Failed(OpenFailure::LogDeleted));
         }
         let seed = self.cfg.seed.wrapping_add(self.placements);
         self.placements += 1;

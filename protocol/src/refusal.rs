@@ -45,7 +45,8 @@ pub fn from_wire(code: ErrorCode, value: u64) -> Option<Refusal> {
         ErrorCode::NotFound
         | ErrorCode::WrongShard
         | ErrorCode::BadRequest
-        | ErrorCode::Internal => None,
+        | ErrorCode::Internal
+        | ErrorCode::Deleted => None,
     }
 }
 

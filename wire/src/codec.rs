@@ -142,7 +142,7 @@ messages! {
     Hello, HelloOk, Append, AppendAck, Watermark, Read, ReadResponse, Seal, SealAck,
     Fence, FenceAck, ErrorMsg, MetaGetLog, MetaLog, MetaCasLog, MetaCasResult, MetaListLogs,
     MetaLogs, MetaRegister, MetaRegistered, MetaListNodes, MetaNodes, MetaError, MetaGetCluster,
-    MetaCluster, MetaRegisterRefused,
+    MetaCluster, MetaRegisterRefused, DeleteSegment, DeleteSegmentAck,
 }
 
 /// Decodes one whole frame from the front of `bytes`: header, crc, payload.
@@ -259,7 +259,7 @@ mod checks {
         })
     }
     fn log_meta(a: &ArchivedLogMeta) -> Result<(), String> {
-        for s in a.segments.iter() {
+        for s in a.segments.iter().chain(a.deleting.iter()) {
             ensure(
                 !s.replicas.is_empty() && s.replicas.len() <= REPLICAS_MAX,
                 || {
@@ -328,6 +328,12 @@ mod checks {
     }
     pub fn MetaRegisterRefused(a: &ArchivedMetaRegisterRefused) -> Result<(), String> {
         node_info(&a.holder)
+    }
+    pub fn DeleteSegment(_: &ArchivedDeleteSegment) -> Result<(), String> {
+        Ok(())
+    }
+    pub fn DeleteSegmentAck(_: &ArchivedDeleteSegmentAck) -> Result<(), String> {
+        Ok(())
     }
 }
 
@@ -501,6 +507,8 @@ mod tests {
                         epoch: 1,
                         sealed_len: None,
                     }],
+                    deleting: Vec::new(),
+                    deleted: false,
                 },
             }),
             Message::MetaNodes(MetaNodes {

@@ -54,6 +54,8 @@ kinds! {
     Fence = 10,
     FenceAck = 11,
     ErrorMsg = 12,
+    DeleteSegment = 20,
+    DeleteSegmentAck = 21,
     MetaGetLog = 32,
     MetaLog = 33,
     MetaCasLog = 34,

@@ -133,6 +133,21 @@ pub struct FenceAck {
     pub sealed_len: Option<u64>,
 }
 
+/// Delete this node's replica of a segment (a trim or a log's deletion).
+/// Answered [`DeleteSegmentAck`] once the files are unlinked and the
+/// directory synced; a segment the node does not hold is answered the same.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeleteSegment {
+    pub log_id: u64,
+    pub segment: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeleteSegmentAck {
+    pub log_id: u64,
+    pub segment: u64,
+}
+
 /// Why a request was refused. `value` carries the number the code names.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[rkyv(compare(PartialEq), derive(Debug))]
@@ -165,6 +180,8 @@ pub enum ErrorCode {
     /// (damaged on disk, or cut short below its seal): read them from
     /// another replica. Entries before `value` are served as usual.
     Damaged,
+    /// The segment was deleted here (trimmed, or its log deleted).
+    Deleted,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

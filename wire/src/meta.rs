@@ -17,12 +17,20 @@ pub struct SegmentMeta {
 }
 
 /// The record of a log. Only the last segment may be open.
+///
+/// `trim_seq` is the trim point: entries below it are gone. `deleting`
+/// holds the segments a trim or a delete took out of the chain whose
+/// replicas may still hold files: they are dropped from it once every
+/// replica confirmed the unlink (`trilog_protocol::trim`). `deleted` marks
+/// a deleted log: no segment is ever added to it again.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LogMeta {
     pub log_id: u64,
     pub epoch: u64,
     pub trim_seq: u64,
     pub segments: Vec<SegmentMeta>,
+    pub deleting: Vec<SegmentMeta>,
+    pub deleted: bool,
 }
 
 /// What a node registers: where to reach it and what it offers.

@@ -1,4 +1,5 @@
-//! The `trilog` command line: append to, read, tail and inspect logs.
+//! The `trilog` command line: append to, read, tail, inspect, trim and
+//! delete logs.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use trilog_client::{
-    ClientError, ConnPool, Consumer, MetaAddr, MetaStore, Producer, ProducerOptions,
+    ClientError, ConnPool, Consumer, MetaAddr, MetaStore, Producer, ProducerOptions, TrimReport,
 };
 
 #[derive(Debug, Parser)]
@@ -56,6 +57,26 @@ enum Cmd {
     },
     /// Show the nodes, logs, segments and their replicas.
     Status,
+    /// Make entries before a seq unreadable and delete every whole sealed
+    /// segment below it from its replicas; prints what was deleted and the
+    /// first readable seq.
+    Trim {
+        #[arg(long, default_value_t = 1)]
+        log: u64,
+        /// The new trim point (at most the end of the sealed segments).
+        #[arg(long, required_unless_present = "resume")]
+        before: Option<u64>,
+        /// Only finish the deletions left pending by earlier trims (a node
+        /// that was down).
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Delete a log: every segment from every replica. Its last segment
+    /// must be sealed (close its producer, or `takeover` first).
+    Delete {
+        #[arg(long)]
+        log: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -155,6 +176,48 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             Ok(())
         }
         Cmd::Status => status(&*meta).await,
+        Cmd::Trim {
+            log,
+            before,
+            resume,
+        } => {
+            let before = if resume { None } else { before };
+            let report = trilog_client::trim(&pool, log, before).await?;
+            print_report(&report);
+            Ok(())
+        }
+        Cmd::Delete { log } => {
+            let report = trilog_client::delete_log(&pool, log).await?;
+            print_report(&report);
+            Ok(())
+        }
+    }
+}
+
+fn print_report(r: &TrimReport) {
+    for s in &r.deleted {
+        let len = s.sealed_len.unwrap_or(0);
+        println!(
+            "deleted segment {} (seqs {}..{}) from nodes {:?}",
+            s.id,
+            s.first_seq,
+            s.first_seq + len,
+            s.replicas
+        );
+    }
+    for (segment, nodes) in &r.pending {
+        println!(
+            "pending segment {segment}: nodes {nodes:?} did not confirm; run `trilog trim --log {} --resume` later",
+            r.log_id
+        );
+    }
+    if r.log_deleted {
+        println!("log {} deleted", r.log_id);
+    } else {
+        println!(
+            "log {}: trim point {}, first readable seq {}",
+            r.log_id, r.trim_seq, r.first_readable
+        );
     }
 }
 
@@ -177,9 +240,18 @@ async fn status(meta: &dyn MetaStore) -> Result<(), ClientError> {
         let v = meta.get_log(log_id).await?;
         let Some(r) = v.record else { continue };
         println!(
-            "  log {log_id}  epoch {}  version {}  trim {}",
-            r.epoch, v.version, r.trim_seq
+            "  log {log_id}  epoch {}  version {}  trim {}{}",
+            r.epoch,
+            v.version,
+            r.trim_seq,
+            if r.deleted { "  DELETED" } else { "" }
         );
+        for s in &r.deleting {
+            println!(
+                "    segment {:>4}  being deleted from {:?}",
+                s.id, s.replicas
+            );
+        }
         for s in &r.segments {
             let state = match s.sealed_len {
                 Some(len) => format!("sealed len {len}"),

@@ -35,6 +35,8 @@ fn record(log_id: u64, segments: Vec<SegmentMeta>) -> LogMeta {
         epoch: 1,
         trim_seq: 0,
         segments,
+        deleting: Vec::new(),
+        deleted: false,
     }
 }
 

@@ -23,6 +23,8 @@ pub fn record(log_id: u64, epoch: u64, segments: Vec<SegmentMeta>) -> LogMeta {
         epoch,
         trim_seq: 0,
         segments,
+        deleting: Vec::new(),
+        deleted: false,
     }
 }
 

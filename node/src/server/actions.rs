@@ -15,7 +15,7 @@ use trilog_wire::Message;
 use crate::runtime::ShardRuntime;
 use crate::server::handlers;
 use crate::server::shard::{durable_to_ctl, SegmentFile, Shard};
-use crate::storage::SegmentHeader;
+use crate::storage::{self, SegmentHeader};
 
 /// Carries out `actions` in order. An action that yields more (a parked
 /// append offered again) has them carried out before the next one, so
@@ -70,6 +70,7 @@ pub fn carry_out<R: ShardRuntime>(shard: &Rc<Shard<R>>, actions: Actions) {
                 };
                 serve_read(shard, conn, request_id, key, end, max_bytes, header);
             }
+            Action::DeleteFiles { key } => delete_files(shard, key),
         }
     }
 }
@@ -127,6 +128,34 @@ fn create<R: ShardRuntime>(shard: &Rc<Shard<R>>, key: SegmentKey, first_seq: u64
             }
         };
         let actions = shard.machine.borrow_mut().handle_created(key, result);
+        carry_out(&shard, actions);
+    });
+}
+
+/// Unlinks a deleted segment's files durably, then tells the machine.
+fn delete_files<R: ShardRuntime>(shard: &Rc<Shard<R>>, key: SegmentKey) {
+    let file = shard.take_file(key);
+    let task_shard = shard.clone();
+    shard.rt.spawn(async move {
+        let shard = task_shard;
+        let storage_key = storage::SegmentKey {
+            log_id: key.log_id,
+            segment: key.segment,
+        };
+        let result =
+            match storage::remove_segment_files(shard.rt.disk(), &shard.dir, storage_key).await {
+                Ok(removed) => {
+                    log::info!("{key:?} deleted ({removed} files unlinked)");
+                    Ok(())
+                }
+                Err(e) => {
+                    log::error!("deleting {key:?}: {e}");
+                    Err(e.to_string())
+                }
+            };
+        // Our handle goes now; jobs still running close theirs as they end.
+        drop(file);
+        let actions = shard.machine.borrow_mut().handle_deleted(key, result);
         carry_out(&shard, actions);
     });
 }

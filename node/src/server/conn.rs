@@ -146,6 +146,7 @@ async fn dispatch<R: ShardRuntime>(
             Message::Read(r) => handlers::read(shard, conn, rid, &r),
             Message::Fence(f) => handlers::fence(shard, conn, rid, &f),
             Message::Seal(s) => handlers::seal(shard, conn, rid, &s),
+            Message::DeleteSegment(d) => handlers::delete(shard, conn, rid, &d),
             other => return Err(format!("a client may not send {:?}", other.kind())),
         },
     }

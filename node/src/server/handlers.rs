@@ -8,7 +8,7 @@ use std::rc::Rc;
 use trilog_protocol::shard::{self, Actions, AppendRequest, ConnId, SegmentKey, Stage};
 use trilog_wire::access;
 use trilog_wire::limits::ENTRY_BYTES_MAX;
-use trilog_wire::message::{Append, ArchivedAppend, Fence, Read, Seal, Watermark};
+use trilog_wire::message::{Append, ArchivedAppend, DeleteSegment, Fence, Read, Seal, Watermark};
 
 use crate::framing::Frame;
 use crate::runtime::ShardRuntime;
@@ -170,5 +170,22 @@ pub fn fence<R: ShardRuntime>(shard: &Rc<Shard<R>>, conn: ConnId, request_id: u6
 
 pub fn seal<R: ShardRuntime>(shard: &Rc<Shard<R>>, conn: ConnId, request_id: u64, s: &Seal) {
     let actions = shard.machine.borrow_mut().handle_seal(conn, request_id, s);
+    carry_out(shard, actions);
+}
+
+pub fn delete<R: ShardRuntime>(
+    shard: &Rc<Shard<R>>,
+    conn: ConnId,
+    request_id: u64,
+    d: &DeleteSegment,
+) {
+    let key = SegmentKey {
+        log_id: d.log_id,
+        segment: d.segment,
+    };
+    let actions = shard
+        .machine
+        .borrow_mut()
+        .handle_delete(conn, request_id, key);
     carry_out(shard, actions);
 }

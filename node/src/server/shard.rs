@@ -108,6 +108,13 @@ impl<R: ShardRuntime> Shard<R> {
         }
     }
 
+    /// Takes a deleted segment's files out of the shard (jobs still running
+    /// keep their handles) and out of the next group commit.
+    pub fn take_file(&self, key: SegmentKey) -> Option<File<R>> {
+        self.dirty.borrow_mut().remove(&key);
+        self.files.borrow_mut().remove(&key)
+    }
+
     /// Registers a new connection and returns its id.
     pub fn open_conn(&self, outbox: Rc<Outbox>) -> (ConnId, Rc<Conn>) {
         let id = ConnId(self.next_conn.get());

@@ -42,7 +42,7 @@ use std::rc::Rc;
 use super::direct_file::write_all_at;
 use super::disk::{BufferOf, Disk, DiskFile, FileOf};
 use super::error::io_error;
-use super::{SegmentFile, SegmentKey, StorageError, PREALLOC_CHUNK_BYTES};
+use super::{next_allocation, SegmentFile, SegmentKey, StorageError};
 
 /// What [`SegmentFile`] remembers of its flush in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,7 +196,7 @@ impl<D: Disk> SegmentFile<D> {
         let (buf, pos) = staging.into_write(&mut self.tail);
         let write_end = pos + buf.len() as u64;
         let prealloc_to = (write_end > self.allocated_bytes)
-            .then(|| write_end.div_ceil(PREALLOC_CHUNK_BYTES) * PREALLOC_CHUNK_BYTES);
+            .then(|| next_allocation(self.allocated_bytes, write_end));
         if let Some(size) = prealloc_to {
             self.allocated_bytes = size;
         }
@@ -260,7 +260,7 @@ mod tests {
         flush, header, path_of, payload, read_range, run_local, stage, test_dir, write_ctl, Rng,
     };
     use crate::storage::{
-        CtlState, GlommioDisk, SegmentFile, StorageError, PREALLOC_CHUNK_BYTES,
+        CtlState, GlommioDisk, SegmentFile, StorageError, PREALLOC_FIRST_BYTES,
         SEGMENT_HEADER_BYTES,
     };
 
@@ -459,7 +459,7 @@ mod tests {
     }
 
     #[test]
-    fn preallocation_grows_by_chunks() {
+    fn preallocation_starts_small_and_doubles() {
         let dir = test_dir();
         let path = path_of(&dir);
         run_local(move || async move {
@@ -469,7 +469,7 @@ mod tests {
             let size = |seg: &SegmentFile<GlommioDisk>| {
                 std::fs::metadata(seg.data_path()).expect("stat").len()
             };
-            assert_eq!(size(&seg), PREALLOC_CHUNK_BYTES);
+            assert_eq!(size(&seg), PREALLOC_FIRST_BYTES, "a new segment is small");
             let big = ENTRY_BYTES_MAX as usize;
             let entries = 20u64;
             for o in 0..entries {
@@ -479,8 +479,14 @@ mod tests {
                 }
             }
             assert_eq!(seg.durable_len(), entries);
-            assert!(seg.last_position() > PREALLOC_CHUNK_BYTES);
-            assert_eq!(size(&seg), 2 * PREALLOC_CHUNK_BYTES);
+            let end = seg.last_position();
+            assert!(end > 4 * PREALLOC_FIRST_BYTES);
+            // Grown in steps that double: never more than twice the data.
+            assert!(
+                size(&seg) >= end && size(&seg) <= 2 * end,
+                "{} for {end}",
+                size(&seg)
+            );
             let got = read_range(&seg, entries - 3, entries, 1).await;
             assert_eq!(got.len(), 3);
             for (o, p) in got {

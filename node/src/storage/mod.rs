@@ -81,6 +81,7 @@ mod header;
 mod probe;
 mod read;
 mod recover;
+mod remove;
 mod scan;
 mod segment;
 mod staging;
@@ -100,6 +101,7 @@ pub use header::{HeaderError, SegmentHeader, SEGMENT_MAGIC, SEGMENT_VERSION};
 pub use probe::avoid_poll_probe_trap;
 pub use read::ReadPlan;
 pub use recover::{recover_dir, Recovered};
+pub use remove::remove_segment_files;
 pub use scan::ScanStop;
 pub use segment::SegmentFile;
 
@@ -114,11 +116,15 @@ pub const BLOCK_BYTES: u64 = 4096;
 /// The header block at the start of each data file; records start after it.
 pub const SEGMENT_HEADER_BYTES: u64 = 4096;
 
-/// Preallocation step of a data file. A flush that would write past the
-/// allocated end first extends the allocation by whole chunks, so most
-/// flushes overwrite allocated blocks and fdatasync does not have to
-/// allocate.
+/// Largest preallocation step of a data file. A flush that would write past
+/// the allocated end first extends the allocation (see
+/// [`next_allocation`]), so most flushes overwrite allocated blocks and
+/// fdatasync does not have to allocate.
 pub const PREALLOC_CHUNK_BYTES: u64 = 16 * 1024 * 1024;
+
+/// What a new data file preallocates: an empty or tiny segment costs at most
+/// this much per replica (issue 9: short logs took 16 MiB per segment).
+pub const PREALLOC_FIRST_BYTES: u64 = 1024 * 1024;
 
 /// Size of each read while recovery scans a data file.
 pub const SCAN_CHUNK_BYTES: u64 = 1024 * 1024;
@@ -130,6 +136,9 @@ const _: () = assert!(BLOCK_BYTES.is_power_of_two());
 const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(BLOCK_BYTES));
 const _: () = assert!(PREALLOC_CHUNK_BYTES.is_multiple_of(BLOCK_BYTES));
 const _: () = assert!(PREALLOC_CHUNK_BYTES >= SEGMENT_HEADER_BYTES + BLOCK_BYTES);
+const _: () = assert!(PREALLOC_FIRST_BYTES.is_multiple_of(BLOCK_BYTES));
+const _: () = assert!(PREALLOC_FIRST_BYTES >= SEGMENT_HEADER_BYTES + BLOCK_BYTES);
+const _: () = assert!(PREALLOC_FIRST_BYTES <= PREALLOC_CHUNK_BYTES);
 const _: () = assert!(SCAN_CHUNK_BYTES.is_multiple_of(BLOCK_BYTES));
 const _: () = assert!(SCAN_CHUNK_BYTES >= RECORD_HEADER_BYTES as u64);
 const _: () = assert!(STAGE_BYTES_INITIAL.is_multiple_of(BLOCK_BYTES));
@@ -204,6 +213,26 @@ impl fmt::Display for SegmentKey {
     }
 }
 
+/// The allocation a data file of `allocated` bytes grows to so that a write
+/// ending at `write_end` fits: it doubles (a small segment stays small), by
+/// at most [`PREALLOC_CHUNK_BYTES`] a step (a big one does not overshoot by
+/// more than that), and always covers the write. Whole blocks.
+pub const fn next_allocation(allocated: u64, write_end: u64) -> u64 {
+    let step = if allocated < PREALLOC_CHUNK_BYTES {
+        allocated
+    } else {
+        PREALLOC_CHUNK_BYTES
+    };
+    let step = if step < PREALLOC_FIRST_BYTES {
+        PREALLOC_FIRST_BYTES
+    } else {
+        step
+    };
+    let grown = allocated + step;
+    let wanted = if grown > write_end { grown } else { write_end };
+    align_up(wanted)
+}
+
 /// `pos` rounded down to a block boundary.
 pub(crate) const fn align_down(pos: u64) -> u64 {
     pos & !(BLOCK_BYTES - 1)
@@ -247,6 +276,19 @@ mod tests {
         ] {
             assert_eq!(SegmentKey::parse_file_name(bad, DATA_SUFFIX), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn allocation_doubles_up_to_a_chunk() {
+        let mib = 1024 * 1024;
+        assert_eq!(next_allocation(PREALLOC_FIRST_BYTES, mib + 1), 2 * mib);
+        assert_eq!(next_allocation(2 * mib, 2 * mib + 1), 4 * mib);
+        assert_eq!(next_allocation(16 * mib, 16 * mib + 1), 32 * mib);
+        assert_eq!(next_allocation(32 * mib, 32 * mib + 1), 48 * mib);
+        // A write past the doubled size is covered whole.
+        assert_eq!(next_allocation(mib, 10 * mib + 5), 10 * mib + BLOCK_BYTES);
+        // A recovered file that is smaller than the first step.
+        assert_eq!(next_allocation(8192, 8193), 8192 + mib);
     }
 
     #[test]

@@ -35,7 +35,7 @@ use super::error::io_error;
 use super::flush::InFlight;
 use super::staging::Staging;
 use super::{
-    align_down, SegmentHeader, SegmentKey, StorageError, BLOCK_BYTES, PREALLOC_CHUNK_BYTES,
+    align_down, SegmentHeader, SegmentKey, StorageError, BLOCK_BYTES, PREALLOC_FIRST_BYTES,
     SEGMENT_HEADER_BYTES,
 };
 
@@ -103,7 +103,7 @@ impl<D: Disk> SegmentFile<D> {
 
         let creating = key.creating_path(dir);
         let data = open_direct(disk, key, &creating, OpenMode::CreateEmpty).await?;
-        data.pre_allocate(PREALLOC_CHUNK_BYTES)
+        data.pre_allocate(PREALLOC_FIRST_BYTES)
             .await
             .map_err(|e| io_error(key, &creating, "preallocate", e))?;
         let mut block = data.alloc_buffer(SEGMENT_HEADER_BYTES as usize);
@@ -129,7 +129,7 @@ impl<D: Disk> SegmentFile<D> {
             tail: Vec::with_capacity(BLOCK_BYTES as usize),
             staging: None,
             in_flight: None,
-            allocated_bytes: PREALLOC_CHUNK_BYTES,
+            allocated_bytes: PREALLOC_FIRST_BYTES,
             failed: Rc::default(),
         };
         segment.check_invariants();

@@ -113,6 +113,11 @@ pub enum Action {
         len: u64,
         refusal: Refusal,
     },
+    /// Unlink the segment's files (whichever exist; none is fine), drop its
+    /// in-memory state, sync the directory, then call `handle_deleted`.
+    /// Jobs of the segment still running may end later: the machine ignores
+    /// what they report.
+    DeleteFiles { key: SegmentKey },
 }
 
 /// The actions of one call, in the order they must be carried out.
@@ -200,6 +205,17 @@ pub(super) fn internal(key: SegmentKey, why: &str) -> Message {
 /// e.g. the index of the entry. The driver then closes the connection.
 pub fn bad_request(key: SegmentKey, value: u64, message: String) -> Message {
     error(key, ErrorCode::BadRequest, value, message)
+}
+
+/// The segment was deleted here (a trim, or its log's deletion): its
+/// entries are gone from this node and it takes no more requests.
+pub(super) fn deleted(key: SegmentKey) -> Message {
+    error(
+        key,
+        ErrorCode::Deleted,
+        0,
+        "segment deleted (trimmed)".into(),
+    )
 }
 
 pub(super) fn not_found(key: SegmentKey) -> Message {

@@ -58,6 +58,11 @@
 //!   flush never moves the durable length, and the durable records' bytes
 //!   are the same in every version of the tail block); a read past that is
 //!   answered `Internal` at once.
+//! - **Deletes** (a trim, a log's deletion: `delete.rs`) take the segment
+//!   out at once, answer everything it owed and every later request for it
+//!   `Deleted`, and are answered once the driver unlinked the files
+//!   durably ([`Action::DeleteFiles`], `handle_deleted`); reports of its
+//!   IO still running are ignored.
 //! - **Closed connections** are forgotten: their owed acks, parked reads
 //!   and waiting appends go; their fences and seals still run, unanswered.
 //!
@@ -66,13 +71,14 @@
 
 mod action;
 mod control;
+mod delete;
 mod learn;
 mod reads;
 mod segment;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use trilog_wire::message::{shard_of, Fence, Read, ReadResponse, Seal, Watermark};
 use trilog_wire::Message;
@@ -83,7 +89,7 @@ pub use action::{
     bad_request, Action, Actions, AppendRequest, AppendStep, ConnId, SegmentKey, Stage,
 };
 
-use action::{internal, not_found, refused, wrong_shard};
+use action::{deleted, internal, not_found, refused, wrong_shard};
 use control::{ControlOp, ControlRequest};
 use learn::SealLearning;
 use reads::{ParkedRead, ParkedReads};
@@ -111,6 +117,12 @@ pub struct ShardMachine {
     reads: ParkedReads,
     /// Present once the driver said it can look records up.
     learning: Option<SealLearning>,
+    /// Segments whose files are being unlinked, with the deletes to answer
+    /// once they are gone (`delete.rs`).
+    deleting: BTreeMap<SegmentKey, Vec<(ConnId, u64)>>,
+    /// Segments deleted since the node started: every request for them is
+    /// answered `Deleted`, so nothing creates them again.
+    deleted: BTreeSet<SegmentKey>,
 }
 
 impl ShardMachine {
@@ -127,6 +139,8 @@ impl ShardMachine {
             creating: BTreeMap::new(),
             reads: ParkedReads::default(),
             learning: None,
+            deleting: BTreeMap::new(),
+            deleted: BTreeSet::new(),
         }
     }
 
@@ -219,6 +233,13 @@ impl ShardMachine {
         self.touch(key);
         if let Some(answer) = self.misdirected(key) {
             out.send(conn, request_id, answer);
+            return AppendStep {
+                stage: Stage::Nothing,
+                actions: out,
+            };
+        }
+        if self.is_deleted(key) {
+            out.send(conn, request_id, deleted(key));
             return AppendStep {
                 stage: Stage::Nothing,
                 actions: out,
@@ -344,6 +365,10 @@ impl ShardMachine {
             out.send(conn, request_id, answer);
             return out;
         }
+        if self.is_deleted(key) {
+            out.send(conn, request_id, deleted(key));
+            return out;
+        }
         let request = ControlRequest {
             reply_to: Some((conn, request_id)),
             op,
@@ -426,6 +451,9 @@ impl ShardMachine {
     /// requests, wakes reads.
     pub fn handle_durable(&mut self, key: SegmentKey, len: u64) -> Actions {
         let mut out = Actions::new();
+        if self.is_deleted(key) {
+            return out;
+        }
         self.segment_mut(key).durable(key, len, &mut out);
         self.wake_reads(key, &mut out);
         out
@@ -434,6 +462,9 @@ impl ShardMachine {
     /// A group commit of the segment failed: the segment fails.
     pub fn handle_flush_failed(&mut self, key: SegmentKey, why: String) -> Actions {
         let mut out = Actions::new();
+        if self.is_deleted(key) {
+            return out;
+        }
         self.segment_mut(key).fail(key, why, &mut out);
         self.wake_reads(key, &mut out);
         out
@@ -443,6 +474,9 @@ impl ShardMachine {
     /// durable.
     pub fn handle_control_durable(&mut self, key: SegmentKey) -> Actions {
         let mut out = Actions::new();
+        if self.is_deleted(key) {
+            return out;
+        }
         let segment = self.segment_mut(key);
         segment
             .control
@@ -455,6 +489,9 @@ impl ShardMachine {
     /// the segment fails.
     pub fn handle_control_failed(&mut self, key: SegmentKey, why: String) -> Actions {
         let mut out = Actions::new();
+        if self.is_deleted(key) {
+            return out;
+        }
         let segment = self.segment_mut(key);
         segment.control.on_write_failed(key);
         segment.fail(key, why, &mut out);
@@ -480,6 +517,9 @@ impl ShardMachine {
     /// `conn` closed: nothing is owed to it any more.
     pub fn handle_conn_closed(&mut self, conn: ConnId) {
         self.reads.forget_conn(conn);
+        for waiters in self.deleting.values_mut() {
+            waiters.retain(|(c, _)| *c != conn);
+        }
         for segment in self.segments.values_mut() {
             segment.forget_conn(conn);
         }
@@ -540,7 +580,12 @@ impl ShardMachine {
     /// scrub): never served again, and reads waiting on them are answered.
     pub fn mark_damaged(&mut self, key: SegmentKey, from: u64) -> Actions {
         let mut out = Actions::new();
-        self.segment_mut(key).replica.mark_damaged(from);
+        // The scrub reads outside the machine: the segment may have been
+        // deleted (trimmed) since. Nothing is left to mark then.
+        let Some(segment) = self.segments.get_mut(&key) else {
+            return out;
+        };
+        segment.replica.mark_damaged(from);
         self.wake_reads(key, &mut out);
         out
     }
@@ -588,6 +633,10 @@ impl ShardMachine {
     /// false if it must wait.
     fn answer_read(&self, read: ParkedRead, at_deadline: bool, out: &mut Actions) -> bool {
         let (conn, request_id, key) = (read.conn, read.request_id, read.key);
+        if self.is_deleted(key) {
+            out.send(conn, request_id, deleted(key));
+            return true;
+        }
         let Some(segment) = self.segments.get(&key) else {
             // A reader may come before the segment's first append: it
             // waits for it like for any other data.

@@ -853,6 +853,8 @@ mod learn_seals {
                     sealed_len: *len,
                 })
                 .collect(),
+            deleting: Vec::new(),
+            deleted: false,
         }
     }
 
@@ -954,4 +956,75 @@ mod learn_seals {
         let again = lookups(&m.handle_timeout(2 * SEAL_LEARN_IDLE_MS));
         assert_eq!(again.len(), 1);
     }
+}
+fn delete_ack_of(segment: u64) -> Message {
+    Message::DeleteSegmentAck(trilog_wire::message::DeleteSegmentAck { log_id: 7, segment })
+}
+
+#[test]
+fn a_delete_answers_what_the_segment_owed_and_is_answered_once_unlinked() {
+    let mut m = with_segment();
+    let owed = staged(&mut m, C1, 1, 0, 2);
+    assert!(sends(&owed).is_empty(), "the ack waits for the flush");
+    let parked = m.handle_read(0, C2, 2, &read_req(0, 2, u64::MAX, 1000));
+    assert!(sends(&parked).is_empty(), "nothing to read yet: parked");
+    let out = m.handle_delete(C2, 3, key(0));
+    let answers = sends(&out);
+    assert_eq!(answers.len(), 2, "the owed ack and the parked read");
+    assert_eq!(code_of(&answers[1].2), Some((ErrorCode::Deleted, 0)));
+    assert!(out
+        .iter()
+        .any(|a| *a == Action::DeleteFiles { key: key(0) }));
+    assert!(m.replica(key(0)).is_none());
+    // A flush still running reports later: ignored.
+    assert!(m.handle_durable(key(0), 2).is_empty());
+    // Not answered before the unlink is durable; a second delete waits too.
+    assert!(sends(&m.handle_delete(C1, 4, key(0))).is_empty());
+    let done = sends(&m.handle_deleted(key(0), Ok(())));
+    assert_eq!(
+        done,
+        vec![(C2, 3, delete_ack_of(0)), (C1, 4, delete_ack_of(0))]
+    );
+}
+
+#[test]
+fn a_deleted_segment_is_never_created_again_and_deleting_is_idempotent() {
+    let mut m = machine();
+    // Unknown here: the files are unlinked anyway (whatever exists).
+    let out = m.handle_delete(C1, 1, key(3));
+    assert_eq!(out.iter().count(), 1);
+    let done = sends(&m.handle_deleted(key(3), Ok(())));
+    assert_eq!(done, vec![(C1, 1, delete_ack_of(3))]);
+    // Again: answered at once.
+    assert_eq!(
+        sends(&m.handle_delete(C1, 2, key(3))),
+        vec![(C1, 2, delete_ack_of(3))]
+    );
+    // An append at offset 0, a fence, a seal at 0, a read: all `Deleted`.
+    let step = m.handle_append(C1, 3, append_req(3, 1, 0, 1));
+    assert_eq!(step.stage, Stage::Nothing);
+    assert_eq!(
+        code_of(&sends(&step.actions)[0].2),
+        Some((ErrorCode::Deleted, 0))
+    );
+    for out in [
+        m.handle_fence(C1, 4, &fence(3, 2)),
+        m.handle_seal(C1, 5, &seal(3, 2, 0)),
+        m.handle_read(0, C1, 6, &read_req(3, 0, u64::MAX, 0)),
+    ] {
+        let answers = sends(&out);
+        assert_eq!(answers.len(), 1);
+        assert_eq!(code_of(&answers[0].2), Some((ErrorCode::Deleted, 0)));
+        assert!(!out.iter().any(|a| matches!(a, Action::Create { .. })));
+    }
+}
+
+#[test]
+fn a_segment_being_created_is_not_deleted_yet() {
+    let mut m = machine();
+    let step = m.handle_append(C1, 1, append_req(0, 1, 0, 1));
+    assert_eq!(step.stage, Stage::Park);
+    let out = m.handle_delete(C2, 2, key(0));
+    assert_eq!(code_of(&sends(&out)[0].2), Some((ErrorCode::Internal, 0)));
+    assert!(!out.iter().any(|a| matches!(a, Action::DeleteFiles { .. })));
 }

@@ -21,6 +21,8 @@ fn record() -> LogMeta {
         epoch: 1,
         trim_seq: 0,
         segments: vec![seg()],
+        deleting: Vec::new(),
+        deleted: false,
     }
 }
 

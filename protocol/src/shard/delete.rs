@@ -1,0 +1,89 @@
+//! Deleting a segment replica (a trim, or its log's deletion): see
+//! `crate::trim` for who asks and when.
+//!
+//! A delete takes the segment out of the machine at once: everything it
+//! still owed (acks, fences, seals, parked reads) is answered `Deleted`, and
+//! so is every later request for it, so no append at offset 0 or fence can
+//! create it again while this node runs (the set of deleted segments is in
+//! memory only: a trimmed segment's sealed replicas get no more requests
+//! from a correct producer). The driver unlinks the files and syncs the
+//! directory; only then is the delete answered, so an answer means the
+//! files are durably gone. A delete of a segment this node does not know
+//! still unlinks (a crash may have left files that recovery skipped) and
+//! is answered the same: deleting is idempotent. A segment being created
+//! cannot be deleted yet: the delete is answered `Internal` and retried.
+
+use trilog_wire::message::DeleteSegmentAck;
+use trilog_wire::Message;
+
+use super::action::{deleted, internal};
+use super::{Action, Actions, ConnId, SegmentKey, ShardMachine};
+
+impl ShardMachine {
+    /// A `DeleteSegment` for `key`.
+    pub fn handle_delete(&mut self, conn: ConnId, request_id: u64, key: SegmentKey) -> Actions {
+        let mut out = Actions::new();
+        if let Some(answer) = self.misdirected(key) {
+            out.send(conn, request_id, answer);
+            return out;
+        }
+        if self.deleted.contains(&key) {
+            out.send(conn, request_id, delete_ack(key));
+            return out;
+        }
+        if let Some(waiters) = self.deleting.get_mut(&key) {
+            waiters.push((conn, request_id));
+            return out;
+        }
+        if self.creating.contains_key(&key) {
+            let why = "segment being created; delete it again later";
+            out.send(conn, request_id, internal(key, why));
+            return out;
+        }
+        if let Some(mut segment) = self.segments.remove(&key) {
+            // What the segment owed goes unanswered by its replica: answer
+            // it `Deleted` (through `fail`, which drains acks and control
+            // requests alike), then the reads parked on it.
+            segment.fail(key, "segment deleted".into(), &mut out);
+        }
+        self.deleting.insert(key, vec![(conn, request_id)]);
+        for read in self.reads.take_key(key) {
+            out.send(read.conn, read.request_id, deleted(key));
+        }
+        out.push(Action::DeleteFiles { key });
+        out
+    }
+
+    /// The files asked for by [`Action::DeleteFiles`] are durably gone
+    /// (`Ok`) or could not all be unlinked (`Err`: the delete may be asked
+    /// again, and unlinks what is left).
+    pub fn handle_deleted(&mut self, key: SegmentKey, result: Result<(), String>) -> Actions {
+        let Some(waiters) = self.deleting.remove(&key) else {
+            panic!("{key:?} deleted without being asked for");
+        };
+        let mut out = Actions::new();
+        let answer = match &result {
+            Ok(()) => delete_ack(key),
+            Err(why) => internal(key, &format!("delete: {why}")),
+        };
+        // Gone from memory either way: a failed unlink leaves files that
+        // only a new delete (or a restart's recovery) finds again.
+        self.deleted.insert(key);
+        for (conn, request_id) in waiters {
+            out.send(conn, request_id, answer.clone());
+        }
+        out
+    }
+
+    /// Whether `key` was deleted here (or is being deleted).
+    pub fn is_deleted(&self, key: SegmentKey) -> bool {
+        self.deleted.contains(&key) || self.deleting.contains_key(&key)
+    }
+}
+
+fn delete_ack(key: SegmentKey) -> Message {
+    Message::DeleteSegmentAck(DeleteSegmentAck {
+        log_id: key.log_id,
+        segment: key.segment,
+    })
+}
