@@ -46,6 +46,7 @@ pub mod opener;
 pub mod placement;
 pub mod producer;
 pub mod refusal;
+pub mod repair;
 pub mod replica;
 pub mod shard;
 pub mod takeover;

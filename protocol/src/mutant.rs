@@ -55,6 +55,9 @@ pub enum Mutant {
     /// `replica.rs`: a replica applies a seal below the commit watermark it
     /// knows (a `Seal{len: 0}` from any sender truncates committed entries).
     SealBelowWatermark = 12,
+    /// `repair.rs`: a repair publishes its copy once every entry was sent
+    /// to it, before the copy is durable (and sealed).
+    RepairPublishedBeforeDurable = 14,
 }
 
 impl Mutant {
@@ -72,6 +75,7 @@ impl Mutant {
         Mutant::SealBeforeTailDurable,
         Mutant::UnknownCasIsFence,
         Mutant::SealBelowWatermark,
+        Mutant::RepairPublishedBeforeDurable,
     ];
 }
 

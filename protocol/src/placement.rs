@@ -78,7 +78,7 @@ pub fn choose_replicas(
 }
 
 /// A Fisher-Yates shuffle driven by splitmix64 from `seed`.
-fn shuffle<T>(items: &mut [T], seed: u64) {
+pub(crate) fn shuffle<T>(items: &mut [T], seed: u64) {
     let mut state = seed;
     for i in 0..items.len() {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);

@@ -69,6 +69,18 @@ pub fn run_seeds(batch: &Batch, seeds: Range<u64>) -> Vec<Outcome> {
     out
 }
 
+/// The mutants the simulator hunts: every one but those in code it does
+/// not run. Repair runs on a node thread of its own (tokio, the metadata
+/// store and node connections) that the simulator does not drive; the
+/// model check refutes its mutant, and the real-process repair test checks
+/// the driver.
+pub fn simulated_mutants() -> impl Iterator<Item = Mutant> {
+    Mutant::ALL
+        .iter()
+        .copied()
+        .filter(|m| !matches!(m, Mutant::RepairPublishedBeforeDurable))
+}
+
 /// Selects mutant `m` (process-wide), runs `seeds` until one fails, and
 /// selects no mutant again. Returns the first failing seed's outcome and
 /// how many seeds ran.

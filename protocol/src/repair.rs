@@ -1,0 +1,455 @@
+//! Repair: bringing a sealed segment back to its full set of replicas after
+//! one of them is lost, without an operator.
+//!
+//! **Who repairs.** The node that placement picks as the new replica pulls
+//! the copy itself ([`plan`]): every node scans the records now and then,
+//! and for each sealed segment with a lost replica computes, with the same
+//! deterministic choice as every other node ([`repair_target`]), which
+//! healthy node should hold the new copy; if that is itself, it copies.
+//! There is no repair leader and no lease to hold:
+//! - the work spreads over the nodes the way placement spreads segments,
+//!   and a repair never waits for a coordinator's election;
+//! - the one step that changes what others see, publishing the new replica
+//!   set, is a CAS on the log's record ([`RepairJob::publish`]), so two
+//!   nodes that disagree about who should repair (their views of the
+//!   registrations differ for a moment) cost a duplicate copy at worst:
+//!   one CAS wins, the other finds the segment repaired and stops;
+//! - the copier is the node that must end up holding the data durably, so
+//!   "durable and complete" is something it observes of itself (the seal
+//!   of its copy is answered only once every entry under it is durable),
+//!   not something a third party must be told.
+//!
+//! **Lost.** A replica is lost when its node has not been alive (no live
+//! registration) for [`REPAIR_GRACE_MS_DEFAULT`] as this node observed it
+//! ([`LostNodes`]): a restart or a short partition must not cost a full
+//! copy. Time is the observer's own clock, never compared across nodes.
+//!
+//! **A job** ([`RepairJob`]) copies from a surviving replica into a new
+//! replica of the segment on this node: it asks what the copy holds
+//! already (a copy is resumable: it survives a restart of either side and
+//! goes on from its durable length), appends the rest in chunks at the
+//! segment's epoch (every entry crc-checked on the way out of the source
+//! and into the copy), seals the copy at the sealed length, and publishes
+//! only once that seal is answered: the seal is persisted only after every
+//! entry below it is durable, so the answer proves a complete, durable
+//! copy. Publishing replaces the lost node by this one in the segment's
+//! replica list by CAS, and only if the record still seals the segment at
+//! the same length and still lists the lost node. A job whose lost node
+//! comes back before it publishes is cancelled: the segment has its three
+//! replicas again.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::metadata::{LogMeta, SegmentMeta};
+use crate::mutant::{self, Mutant};
+use crate::placement::{shuffle, Candidate};
+use crate::NodeId;
+
+/// How long a node must have been dead before its replicas are copied.
+pub const REPAIR_GRACE_MS_DEFAULT: u64 = 60_000;
+/// How often a node scans the records for repairs to run.
+pub const REPAIR_SCAN_INTERVAL_MS: u64 = 5_000;
+/// The rate a node copies at by default, in bytes per second of entries.
+pub const REPAIR_BYTES_PER_SEC_DEFAULT: u64 = 64 * 1024 * 1024;
+
+/// A registration as repair sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    pub id: NodeId,
+    pub zone: String,
+    pub alive: bool,
+    /// Alive and taking new data (not full, not leaving).
+    pub writable: bool,
+}
+
+/// Which nodes are lost, as this node observed the registrations.
+#[derive(Debug, Clone)]
+pub struct LostNodes {
+    grace_ms: u64,
+    /// When each node not alive was first seen so (or first asked about).
+    dead_since: BTreeMap<NodeId, u64>,
+    alive: BTreeSet<NodeId>,
+    candidates: Vec<Candidate>,
+    zones: BTreeMap<NodeId, String>,
+}
+
+impl LostNodes {
+    pub fn new(grace_ms: u64) -> LostNodes {
+        LostNodes {
+            grace_ms,
+            dead_since: BTreeMap::new(),
+            alive: BTreeSet::new(),
+            candidates: Vec::new(),
+            zones: BTreeMap::new(),
+        }
+    }
+
+    /// The registrations as listed at `now_ms` (dead ones too where the
+    /// store keeps them; a node missing from the list is dead).
+    pub fn observe(&mut self, now_ms: u64, nodes: &[NodeView]) {
+        self.alive = nodes.iter().filter(|n| n.alive).map(|n| n.id).collect();
+        self.dead_since.retain(|id, _| !self.alive.contains(id));
+        for n in nodes.iter().filter(|n| !n.alive) {
+            self.dead_since.entry(n.id).or_insert(now_ms);
+        }
+        self.zones = nodes.iter().map(|n| (n.id, n.zone.clone())).collect();
+        self.candidates = nodes
+            .iter()
+            .filter(|n| n.alive && n.writable)
+            .map(|n| Candidate {
+                id: n.id,
+                zone: n.zone.clone(),
+            })
+            .collect();
+    }
+
+    pub fn is_alive(&self, id: NodeId) -> bool {
+        self.alive.contains(&id)
+    }
+
+    /// Whether `id` has been dead for the grace period by `now_ms`. A node
+    /// never listed counts as dead from the first time it is asked about.
+    pub fn is_lost(&mut self, id: NodeId, now_ms: u64) -> bool {
+        if self.alive.contains(&id) {
+            return false;
+        }
+        let since = *self.dead_since.entry(id).or_insert(now_ms);
+        now_ms.saturating_sub(since) >= self.grace_ms
+    }
+
+    fn zone(&self, id: NodeId) -> Option<&str> {
+        self.zones.get(&id).map(String::as_str)
+    }
+}
+
+/// One repair to run: a new copy of `segment` in place of `lost`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairTask {
+    pub log_id: u64,
+    pub segment: SegmentMeta,
+    pub sealed_len: u64,
+    pub lost: NodeId,
+    /// The replicas alive now, to copy from, in the order to try them.
+    pub sources: Vec<NodeId>,
+}
+
+/// Where a new copy of `segment` goes in place of `lost`: a writable
+/// node that is not a replica already, in a zone none of the surviving
+/// replicas is in when there is one (so a repair keeps the three replicas
+/// in three zones), picked by a seed every node computes the same way.
+pub fn repair_target(
+    log_id: u64,
+    segment: &SegmentMeta,
+    lost: NodeId,
+    nodes: &LostNodes,
+) -> Option<NodeId> {
+    let survivors: Vec<NodeId> = segment
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| *r != lost)
+        .collect();
+    let used_zones: BTreeSet<&str> = survivors.iter().filter_map(|r| nodes.zone(*r)).collect();
+    let mut pool: Vec<&Candidate> = nodes
+        .candidates
+        .iter()
+        .filter(|c| !segment.replicas.contains(&c.id))
+        .collect();
+    pool.sort_unstable_by_key(|c| c.id);
+    pool.dedup_by_key(|c| c.id);
+    shuffle(&mut pool, repair_seed(log_id, segment.id, lost));
+    let fresh_zone = pool.iter().find(|c| !used_zones.contains(c.zone.as_str()));
+    fresh_zone.or(pool.first()).map(|c| c.id)
+}
+
+fn repair_seed(log_id: u64, segment: u64, lost: NodeId) -> u64 {
+    log_id
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(segment.wrapping_mul(0xC2B2_AE3D_27D4_EB4F))
+        .wrapping_add(lost)
+}
+
+/// What a sealed segment of a record lacks, as `nodes` sees it: its lost
+/// replicas, and whether any replica is alive to copy from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortfall {
+    pub segment: u64,
+    pub lost: Vec<NodeId>,
+    pub alive: Vec<NodeId>,
+}
+
+/// The sealed segments of `record` with at least one replica lost at
+/// `now_ms` (trimmed and deleting segments are not repaired; open ones are
+/// the producer's to switch away from).
+pub fn shortfalls(record: &LogMeta, nodes: &mut LostNodes, now_ms: u64) -> Vec<Shortfall> {
+    let mut out = Vec::new();
+    for seg in record.segments.iter().filter(|s| s.sealed_len.is_some()) {
+        let lost: Vec<NodeId> = seg
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| nodes.is_lost(*r, now_ms))
+            .collect();
+        if lost.is_empty() {
+            continue;
+        }
+        let alive = seg
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| nodes.is_alive(*r))
+            .collect();
+        out.push(Shortfall {
+            segment: seg.id,
+            lost,
+            alive,
+        });
+    }
+    out
+}
+
+/// The repairs of `record` that `me` should run now: for each sealed
+/// segment with a lost replica and a live one to copy from, the first lost
+/// replica, when [`repair_target`] picks `me` for it.
+pub fn plan(record: &LogMeta, me: NodeId, nodes: &mut LostNodes, now_ms: u64) -> Vec<RepairTask> {
+    let mut tasks = Vec::new();
+    for short in shortfalls(record, nodes, now_ms) {
+        let (Some(&lost), false) = (short.lost.first(), short.alive.is_empty()) else {
+            continue;
+        };
+        let Some(seg) = record.segments.iter().find(|s| s.id == short.segment) else {
+            unreachable!("a shortfall of a segment the record has");
+        };
+        let Some(sealed_len) = seg.sealed_len else {
+            unreachable!("only sealed segments fall short");
+        };
+        if repair_target(record.log_id, seg, lost, nodes) != Some(me) {
+            continue;
+        }
+        tasks.push(RepairTask {
+            log_id: record.log_id,
+            segment: seg.clone(),
+            sealed_len,
+            lost,
+            sources: short.alive,
+        });
+    }
+    tasks
+}
+
+/// Where a repair job is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobState {
+    /// Asking the copy what it holds.
+    Probing,
+    /// Entries below `durable` are durable in the copy.
+    Copying {
+        durable: u64,
+    },
+    /// The seal of the copy was sent.
+    Sealing,
+    /// The copy is complete and durable: publish it.
+    Publishing,
+    Done,
+    /// Given up: the record changed under it, or the lost node came back.
+    Abandoned {
+        why: String,
+    },
+}
+
+/// What the driver does next for a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum JobAction {
+    /// Read entries `[from, limit)` from a source and append them to the
+    /// copy (at the segment's epoch, the commit field at `from`); report
+    /// [`RepairJob::on_sent`], then [`RepairJob::on_durable`] with the ack.
+    Copy { from: u64, limit: u64 },
+    /// Seal the copy at `len`; report [`RepairJob::on_sealed`].
+    Seal { len: u64 },
+    /// Read the record, CAS in [`RepairJob::publish`]'s record, and
+    /// report [`RepairJob::on_published`] (or call it again on a conflict).
+    Publish,
+    /// Nothing more: the job is done or abandoned.
+    Stop,
+}
+
+/// Why a job's record change no longer applies.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Stale {
+    #[error("segment {segment} is no longer in the chain (trimmed or deleted)")]
+    Gone { segment: u64 },
+    #[error("segment {segment} is sealed at {found:?} in the record, the copy at {copied}")]
+    OtherSeal {
+        segment: u64,
+        found: Option<u64>,
+        copied: u64,
+    },
+    #[error("segment {segment} no longer lists node {lost} (repaired by another node?)")]
+    LostReplaced { segment: u64, lost: NodeId },
+    #[error("segment {segment} already lists node {me}")]
+    AlreadyReplica { segment: u64, me: NodeId },
+}
+
+/// One repair, as a pure state machine (see the module doc).
+#[derive(Debug, Clone)]
+pub struct RepairJob {
+    task: RepairTask,
+    me: NodeId,
+    state: JobState,
+}
+
+impl RepairJob {
+    /// A job for `task` on node `me`; the first action is to probe.
+    pub fn new(task: RepairTask, me: NodeId) -> RepairJob {
+        assert!(
+            !task.segment.replicas.contains(&me),
+            "node {me} repairs a segment it holds"
+        );
+        assert_eq!(task.segment.sealed_len, Some(task.sealed_len));
+        RepairJob {
+            task,
+            me,
+            state: JobState::Probing,
+        }
+    }
+
+    pub fn task(&self) -> &RepairTask {
+        &self.task
+    }
+
+    pub fn state(&self) -> &JobState {
+        &self.state
+    }
+
+    /// What the copy holds: nothing yet (`None`), or `durable_len`
+    /// entries durably and perhaps a seal.
+    pub fn on_probed(&mut self, held: Option<(u64, Option<u64>)>) -> JobAction {
+        assert_eq!(self.state, JobState::Probing, "probed twice");
+        let len = self.task.sealed_len;
+        match held {
+            None => self.copy_from(0),
+            Some((_, Some(sealed))) if sealed == len => {
+                self.state = JobState::Publishing;
+                JobAction::Publish
+            }
+            Some((_, Some(sealed))) => self.abandon(format!(
+                "the copy here is sealed at {sealed}, the segment at {len}"
+            )),
+            Some((durable, None)) if durable > len => self.abandon(format!(
+                "the copy here holds {durable} entries, past the seal at {len}"
+            )),
+            Some((durable, None)) => self.copy_from(durable),
+        }
+    }
+
+    fn copy_from(&mut self, durable: u64) -> JobAction {
+        let len = self.task.sealed_len;
+        if durable == len {
+            self.state = JobState::Sealing;
+            return JobAction::Seal { len };
+        }
+        assert!(durable < len, "copied past the seal");
+        self.state = JobState::Copying { durable };
+        JobAction::Copy {
+            from: durable,
+            limit: len,
+        }
+    }
+
+    /// Appends up to `end` were sent to the copy (not yet durable).
+    pub fn on_sent(&mut self, end: u64) -> Option<JobAction> {
+        assert!(end <= self.task.sealed_len, "sent past the seal");
+        if mutant::active(Mutant::RepairPublishedBeforeDurable) && end == self.task.sealed_len {
+            self.state = JobState::Publishing;
+            return Some(JobAction::Publish);
+        }
+        None
+    }
+
+    /// The copy acknowledged `durable_len` entries durable.
+    pub fn on_durable(&mut self, durable_len: u64) -> JobAction {
+        match self.state {
+            JobState::Copying { durable } => {
+                assert!(
+                    durable_len >= durable,
+                    "the copy's durable length went back"
+                );
+                self.copy_from(durable_len)
+            }
+            // The mutant published already; the ack changes nothing.
+            JobState::Publishing | JobState::Done => JobAction::Stop,
+            ref other => panic!("a durable report while {other:?}"),
+        }
+    }
+
+    /// The copy's seal at the sealed length was answered: every entry
+    /// under it is durable in the copy.
+    pub fn on_sealed(&mut self, len: u64) -> JobAction {
+        assert_eq!(self.state, JobState::Sealing, "a seal answer unasked for");
+        assert_eq!(
+            len, self.task.sealed_len,
+            "the copy sealed at another length"
+        );
+        self.state = JobState::Publishing;
+        JobAction::Publish
+    }
+
+    /// The record with this node in place of the lost one, from `current`
+    /// (the record as read just before the CAS).
+    pub fn publish(&self, current: &LogMeta) -> Result<LogMeta, Stale> {
+        assert_eq!(
+            self.state,
+            JobState::Publishing,
+            "published before the copy sealed"
+        );
+        assert_eq!(
+            current.log_id, self.task.log_id,
+            "the record of another log"
+        );
+        let id = self.task.segment.id;
+        let mut next = current.clone();
+        let Some(seg) = next.segments.iter_mut().find(|s| s.id == id) else {
+            return Err(Stale::Gone { segment: id });
+        };
+        if seg.sealed_len != Some(self.task.sealed_len) {
+            return Err(Stale::OtherSeal {
+                segment: id,
+                found: seg.sealed_len,
+                copied: self.task.sealed_len,
+            });
+        }
+        if seg.replicas.contains(&self.me) {
+            return Err(Stale::AlreadyReplica {
+                segment: id,
+                me: self.me,
+            });
+        }
+        let Some(slot) = seg.replicas.iter_mut().find(|r| **r == self.task.lost) else {
+            return Err(Stale::LostReplaced {
+                segment: id,
+                lost: self.task.lost,
+            });
+        };
+        *slot = self.me;
+        Ok(next)
+    }
+
+    /// The CAS applied: the copy is a replica now.
+    pub fn on_published(&mut self) {
+        assert_eq!(self.state, JobState::Publishing, "published twice");
+        self.state = JobState::Done;
+    }
+
+    /// The record no longer wants this copy ([`Stale`]), or the lost node
+    /// came back: stop. The partial copy stays on disk (a later job of the
+    /// same segment resumes from it).
+    pub fn abandon(&mut self, why: String) -> JobAction {
+        assert_ne!(self.state, JobState::Done, "abandoned after publishing");
+        self.state = JobState::Abandoned { why };
+        JobAction::Stop
+    }
+}
+
+#[cfg(test)]
+mod tests;
