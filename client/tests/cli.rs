@@ -14,20 +14,9 @@ use trilog_node::server::{self, NodeHandle};
 
 fn start_node(id: u64, dir: &std::path::Path, meta: SocketAddr) -> NodeHandle {
     let config = NodeConfig {
-        node_id: id,
-        data_dir: dir.join(format!("node-{id}")),
-        host: "127.0.0.1".parse().expect("address"),
-        port: 0,
-        shards: 1,
-        cores: Vec::new(),
         meta: Some(MetaAddr::Embedded(meta)),
-        serve_meta: None,
         lease_ms: 2_000,
-        zone: String::new(),
-        scrub_bytes_per_sec: trilog_node::scrub::SCRUB_BYTES_PER_SEC_DEFAULT,
-        advertise_host: None,
-        advertise_port: None,
-        replace: false,
+        ..NodeConfig::with_defaults(id, dir.join(format!("node-{id}")))
     };
     config.check().expect("a valid configuration");
     server::start(config).expect("the node starts")

@@ -61,6 +61,13 @@ pub struct Args {
     /// replicas will be repaired.
     #[arg(long)]
     pub replace: bool,
+    /// Seconds a node must be dead before its replicas of sealed segments
+    /// are copied to other nodes (by the nodes placement picks).
+    #[arg(long, default_value_t = trilog_protocol::repair::REPAIR_GRACE_MS_DEFAULT / 1000)]
+    pub repair_grace_secs: u64,
+    /// Rate at which this node copies repairs, in bytes per second.
+    #[arg(long, default_value_t = trilog_protocol::repair::REPAIR_BYTES_PER_SEC_DEFAULT)]
+    pub repair_bytes_per_sec: u64,
 }
 
 /// Runs a node until the process ends; returns the exit code.
@@ -91,6 +98,8 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
         advertise_host: args.advertise_host,
         advertise_port: args.advertise_port,
         replace: args.replace,
+        repair_grace_ms: args.repair_grace_secs.saturating_mul(1000),
+        repair_bytes_per_sec: args.repair_bytes_per_sec,
     };
     if let Err(e) = config.check() {
         eprintln!("trilog-node: bad configuration: {e}");

@@ -17,6 +17,10 @@ pub enum ConfigError {
     Ports { port: u16, shards: usize },
     #[error("--node-id must not be 0")]
     NodeId,
+    #[error("--repair-bytes-per-sec must not be 0")]
+    RepairRate,
+    #[error("--repair-grace-secs: {got_ms} ms is shorter than {min_ms} ms: a node restart would cost a full copy of its data")]
+    RepairGrace { got_ms: u64, min_ms: u64 },
     #[error("--scrub-bytes-per-sec must not be 0")]
     ScrubRate,
     #[error("--lease-ms must be between 300 and 600000, got {0}")]
@@ -29,6 +33,10 @@ pub enum ConfigError {
         source: std::io::Error,
     },
 }
+
+/// The shortest repair grace period accepted: below it, a node that
+/// restarts (seconds) would be copied away before it is back.
+pub const REPAIR_GRACE_MS_MIN: u64 = 1_000;
 
 /// A checked node configuration.
 #[derive(Debug, Clone)]
@@ -59,15 +67,52 @@ pub struct NodeConfig {
     /// node id as a replica: this node replaces a lost one (see
     /// `crate::identity`).
     pub replace: bool,
+    /// How long a node must be dead before this node copies its replicas.
+    pub repair_grace_ms: u64,
+    /// The rate this node copies repairs at.
+    pub repair_bytes_per_sec: u64,
 }
 
 impl NodeConfig {
+    /// A node `node_id` keeping its data in `data_dir`, every other
+    /// setting at its default (one shard on 127.0.0.1, kernel-chosen port,
+    /// no metadata store).
+    pub fn with_defaults(node_id: u64, data_dir: PathBuf) -> NodeConfig {
+        NodeConfig {
+            node_id,
+            data_dir,
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 0,
+            shards: 1,
+            cores: Vec::new(),
+            meta: None,
+            serve_meta: None,
+            lease_ms: crate::limits::LEASE_MS_DEFAULT,
+            zone: String::new(),
+            scrub_bytes_per_sec: crate::scrub::SCRUB_BYTES_PER_SEC_DEFAULT,
+            advertise_host: None,
+            advertise_port: None,
+            replace: false,
+            repair_grace_ms: trilog_protocol::repair::REPAIR_GRACE_MS_DEFAULT,
+            repair_bytes_per_sec: trilog_protocol::repair::REPAIR_BYTES_PER_SEC_DEFAULT,
+        }
+    }
+
     pub fn check(&self) -> Result<(), ConfigError> {
         if self.node_id == 0 {
             return Err(ConfigError::NodeId);
         }
         if self.scrub_bytes_per_sec == 0 {
             return Err(ConfigError::ScrubRate);
+        }
+        if self.repair_bytes_per_sec == 0 {
+            return Err(ConfigError::RepairRate);
+        }
+        if self.repair_grace_ms < REPAIR_GRACE_MS_MIN {
+            return Err(ConfigError::RepairGrace {
+                got_ms: self.repair_grace_ms,
+                min_ms: REPAIR_GRACE_MS_MIN,
+            });
         }
         if self.shards == 0 || self.shards > trilog_wire::limits::SHARDS_MAX {
             return Err(ConfigError::Shards {
@@ -137,6 +182,8 @@ mod tests {
             advertise_host: None,
             advertise_port: None,
             replace: false,
+            repair_grace_ms: trilog_protocol::repair::REPAIR_GRACE_MS_DEFAULT,
+            repair_bytes_per_sec: trilog_protocol::repair::REPAIR_BYTES_PER_SEC_DEFAULT,
         }
     }
 

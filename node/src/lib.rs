@@ -26,6 +26,7 @@ pub mod config;
 pub mod framing;
 pub mod identity;
 pub mod limits;
+pub mod repair;
 pub mod runtime;
 pub mod scrub;
 pub mod server;

@@ -123,7 +123,7 @@ impl LostNodes {
 }
 
 /// One repair to run: a new copy of `segment` in place of `lost`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RepairTask {
     pub log_id: u64,
     pub segment: SegmentMeta,
@@ -238,7 +238,7 @@ pub fn plan(record: &LogMeta, me: NodeId, nodes: &mut LostNodes, now_ms: u64) ->
 }
 
 /// Where a repair job is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum JobState {
     /// Asking the copy what it holds.
     Probing,
@@ -258,7 +258,7 @@ pub enum JobState {
 }
 
 /// What the driver does next for a job.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[must_use]
 pub enum JobAction {
     /// Read entries `[from, limit)` from a source and append them to the
@@ -292,7 +292,7 @@ pub enum Stale {
 }
 
 /// One repair, as a pure state machine (see the module doc).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RepairJob {
     task: RepairTask,
     me: NodeId,

@@ -280,6 +280,11 @@ fn scenario_rogue_seal() {
 }
 
 #[test]
+fn scenario_repair() {
+    check_scenario(repair());
+}
+
+#[test]
 fn liveness_switch() {
     check_progress("liveness-switch", liveness_switch_config());
 }
@@ -292,6 +297,11 @@ fn liveness_unknown() {
 #[test]
 fn liveness_race() {
     check_progress("liveness-race", liveness_race_config());
+}
+
+#[test]
+fn mutant_repair_published_before_durable() {
+    refute(Mutant::RepairPublishedBeforeDurable);
 }
 
 #[test]

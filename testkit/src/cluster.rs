@@ -76,6 +76,8 @@ pub struct ClusterOptions {
     pub delay_one_way: Option<Duration>,
     /// The zone of node i+1 (`--zone`); nodes past the list have none.
     pub zones: Vec<String>,
+    /// More arguments for every node, at every start.
+    pub node_args: Vec<String>,
 }
 
 /// The two proxies of a node that can be cut off: clients reach its port
@@ -100,6 +102,7 @@ pub struct Cluster {
     proxies: HashMap<u64, NodeProxies>,
     delays: HashMap<u64, DelayProxy>,
     zones: Vec<String>,
+    node_args: Vec<String>,
 }
 
 impl Cluster {
@@ -147,6 +150,7 @@ impl Cluster {
             proxies: HashMap::new(),
             delays: HashMap::new(),
             zones: opts.zones.clone(),
+            node_args: opts.node_args.clone(),
         };
         for i in 1..=n as u64 {
             let port = free_port()?;
@@ -224,6 +228,7 @@ impl Cluster {
             .args(["--port", &node.port.to_string()])
             .args(["--meta", &meta])
             .args(["--lease-ms", &self.lease_ms.to_string()])
+            .args(&self.node_args)
             .args(extra);
         if id == 1 {
             c.args(["--serve-meta", &meta]);

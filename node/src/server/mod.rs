@@ -141,6 +141,16 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         Some(meta) => Some(register(&config, meta, &shard_ports, identity.incarnation)?),
         None => None,
     };
+    if let Some(meta) = config.meta.clone() {
+        crate::repair::spawn_repair(crate::repair::RepairConfig {
+            node_id: config.node_id,
+            meta,
+            host: config.host,
+            shard_ports: shard_ports.clone(),
+            grace_ms: config.repair_grace_ms,
+            bytes_per_sec: config.repair_bytes_per_sec,
+        });
+    }
     log::info!(
         "node {} serving shards on {}:{:?} (data in {})",
         config.node_id,
@@ -298,7 +308,10 @@ pub async fn start_shard<R: ShardRuntime>(
     log::info!("shard {index}: recovered {n} segments");
     if learning {
         let now_ms = shard.now_ms();
-        shard.machine.borrow_mut().learn_seals_from_record(now_ms);
+        shard
+            .machine
+            .borrow_mut()
+            .learn_seals_from_record(now_ms, node_id);
     }
     rt.spawn(flusher::run_flusher(shard.clone()));
     rt.spawn(timer::run_timer(shard.clone()));

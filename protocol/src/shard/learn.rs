@@ -21,6 +21,7 @@
 //! the bound on lookups in flight keeps a shard with many idle logs from
 //! flooding the store.
 
+use crate::NodeId;
 use std::collections::BTreeSet;
 
 use super::action::SegmentKey;
@@ -39,6 +40,10 @@ const _: () = assert!(SEAL_LOOKUPS_IN_FLIGHT_MAX >= 1);
 /// metadata store to ask).
 #[derive(Debug)]
 pub(super) struct SealLearning {
+    /// This node: only the seals of segments the record lists it as a
+    /// replica of are learnt (a copy a repair is still filling is not one
+    /// yet, and is sealed by its repair).
+    pub(super) me: NodeId,
     next_sweep_ms: u64,
     /// Logs whose record was asked for and not yet answered.
     in_flight: BTreeSet<u64>,
@@ -49,8 +54,9 @@ pub(super) struct SealLearning {
 }
 
 impl SealLearning {
-    pub fn new(now_ms: u64) -> SealLearning {
+    pub fn new(now_ms: u64, me: NodeId) -> SealLearning {
         SealLearning {
+            me,
             next_sweep_ms: now_ms.saturating_add(SEAL_LEARN_IDLE_MS),
             in_flight: BTreeSet::new(),
             touched: BTreeSet::new(),

@@ -89,6 +89,7 @@ pub use action::{
     bad_request, Action, Actions, AppendRequest, AppendStep, ConnId, SegmentKey, Stage,
 };
 
+use crate::NodeId;
 use action::{deleted, internal, not_found, refused, wrong_shard};
 use control::{ControlOp, ControlRequest};
 use learn::SealLearning;
@@ -147,9 +148,9 @@ impl ShardMachine {
     /// The driver can ask the metadata store for records: from now on the
     /// shard learns the seals of its idle segments from them (`learn.rs`).
     /// Without this call it never asks.
-    pub fn learn_seals_from_record(&mut self, now_ms: u64) {
+    pub fn learn_seals_from_record(&mut self, now_ms: u64, me: NodeId) {
         assert!(self.learning.is_none(), "seal learning started twice");
-        self.learning = Some(SealLearning::new(now_ms));
+        self.learning = Some(SealLearning::new(now_ms, me));
     }
 
     fn touch(&mut self, key: SegmentKey) {
@@ -173,12 +174,16 @@ impl ShardMachine {
             panic!("a record for log {log_id} without seal learning");
         };
         assert!(learning.answered(log_id), "log {log_id} was not asked for");
+        let me = learning.me;
         let Ok(Some(record)) = record else {
             return out;
         };
         assert_eq!(record.log_id, log_id, "the record of another log");
         for seg in &record.segments {
             let Some(len) = seg.sealed_len else { continue };
+            if !seg.replicas.contains(&me) {
+                continue;
+            }
             let key = SegmentKey {
                 log_id,
                 segment: seg.id,

@@ -886,7 +886,7 @@ mod learn_seals {
     fn an_idle_segment_learns_its_seal_from_the_record() {
         let mut m = ShardMachine::new(0, 1);
         recovered(&mut m, 1, 0, 5, 3);
-        m.learn_seals_from_record(0);
+        m.learn_seals_from_record(0, 1);
         assert_eq!(m.poll_timeout(), Some(SEAL_LEARN_IDLE_MS));
         assert!(lookups(&m.handle_timeout(SEAL_LEARN_IDLE_MS - 1)).is_empty());
         let out = m.handle_timeout(SEAL_LEARN_IDLE_MS);
@@ -918,7 +918,7 @@ mod learn_seals {
     fn a_learnt_seal_below_the_watermark_is_reported_and_not_asked_again() {
         let mut m = ShardMachine::new(0, 1);
         recovered(&mut m, 1, 0, 5, 4);
-        m.learn_seals_from_record(0);
+        m.learn_seals_from_record(0, 1);
         let _ = m.handle_timeout(SEAL_LEARN_IDLE_MS);
         let r = record(1, &[(0, Some(2))]);
         let out = m.handle_log_record(1, Ok(Some(&r)));
@@ -940,7 +940,7 @@ mod learn_seals {
         for log_id in 1..=logs {
             recovered(&mut m, log_id, 0, 1, 1);
         }
-        m.learn_seals_from_record(0);
+        m.learn_seals_from_record(0, 1);
         let w = trilog_wire::message::Watermark {
             log_id: 1,
             segment: 0,

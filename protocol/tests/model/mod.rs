@@ -7,6 +7,7 @@ pub mod net;
 pub mod node;
 pub mod props;
 pub mod reader;
+pub mod repairer;
 pub mod scenarios;
 pub mod steps;
 pub mod store;
@@ -87,6 +88,10 @@ pub struct Config {
     pub max_segments: usize,
     /// The consumer reads.
     pub consumer: bool,
+    /// Nodes that may be lost for good (their disk gone) per run.
+    pub node_losses: u8,
+    /// A repair copies a sealed segment of a lost node to another node.
+    pub repair: bool,
 }
 
 impl Config {
@@ -124,6 +129,7 @@ pub struct Budget {
     pub consumer_failovers: u8,
     pub unknown_cas: u8,
     pub rogue_seals: u8,
+    pub node_losses: u8,
 }
 
 /// What the properties judge and the system does not hold.
@@ -157,6 +163,8 @@ pub struct Ghost {
     pub record_seals: BTreeMap<u64, u64>,
     /// A rogue seal reached a replica (and was refused).
     pub rogue_sealed: bool,
+    /// (segment, node) for every replica a repair published.
+    pub repaired: std::collections::BTreeSet<(u64, u64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -176,6 +184,9 @@ pub struct State {
     pub net: Net,
     pub budget: Budget,
     pub ghost: Ghost,
+    /// The node lost for good, if any.
+    pub lost: Option<u64>,
+    pub repair: Option<repairer::Repair>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -247,6 +258,18 @@ pub enum Act {
         node: u64,
         seg: u64,
     },
+    /// Node `n` is lost for good: its disk is gone and it takes nothing.
+    LoseNode(u64),
+    /// A repair job starts on the node placement gives it to.
+    RepairStart,
+    /// The job's entries are appended to its copy.
+    RepairCopy,
+    /// The copy acknowledges what it holds durably.
+    RepairAck,
+    /// The copy is sealed (and answers).
+    RepairSeal,
+    /// The job's record change, by CAS.
+    RepairPublish,
 }
 
 /// The model: a configuration and the properties to check in it.
@@ -315,8 +338,11 @@ impl Trilog {
                 consumer_failovers: cfg.consumer_failovers,
                 unknown_cas: cfg.unknown_cas,
                 rogue_seals: cfg.rogue_seals,
+                node_losses: cfg.node_losses,
             },
             ghost: Ghost::default(),
+            lost: None,
+            repair: None,
         };
         s.drive(cfg, 1, |m, now| m.begin(now));
         s
@@ -328,7 +354,9 @@ impl Trilog {
             Msg::Append { node, .. }
             | Msg::Watermark { node, .. }
             | Msg::Fence { node, .. }
-            | Msg::Seal { node, .. } => s.nodes[*node as usize - 1].can_take(m),
+            | Msg::Seal { node, .. } => {
+                s.lost != Some(*node) && s.nodes[*node as usize - 1].can_take(m)
+            }
             Msg::Ack { .. } | Msg::Refused { .. } | Msg::FenceAnswer { .. } => true,
         }
     }
@@ -468,6 +496,7 @@ impl Model for Trilog {
         self.producer_steps(s, out);
         self.taker_steps(s, out);
         self.consumer_steps(s, out);
+        self.repair_steps(s, out);
     }
 
     fn next_state(&self, last: &State, action: Act) -> Option<State> {

@@ -44,6 +44,12 @@ pub struct Seg {
     pub fence_waiter: Option<u8>,
 }
 
+impl Default for Seg {
+    fn default() -> Seg {
+        Seg::new()
+    }
+}
+
 impl Seg {
     fn new() -> Seg {
         Seg {

@@ -15,16 +15,21 @@ fn durable_tag(s: &State, node: u64, seg: u64, offset: u64) -> Option<Tag> {
     recs.get(offset as usize).map(|(t, _)| *t)
 }
 
+/// The replicas of `seg` the properties hold to their data: all but a
+/// node lost for good (its disk is gone; replacing it is repair's job, and
+/// `RepairedDurable` judges the replacement).
+fn kept<'a>(s: &'a State, replicas: &'a [u64]) -> impl Iterator<Item = &'a u64> + 'a {
+    replicas.iter().filter(move |n| s.lost != Some(**n))
+}
+
 /// Whether the log itself holds `tag` at `seq`: the segment the record
-/// places `seq` in has it on disk on every replica.
+/// places `seq` in has it on disk on every replica (but a lost one).
 fn in_log(s: &State, seq: u64, tag: Tag) -> bool {
     let Location::At { index, offset, .. } = locate(&s.meta, seq) else {
         return false;
     };
     let seg = &s.meta.segments[index];
-    seg.replicas
-        .iter()
-        .all(|n| durable_tag(s, *n, seg.id, offset) == Some(tag))
+    kept(s, &seg.replicas).all(|n| durable_tag(s, *n, seg.id, offset) == Some(tag))
 }
 
 /// 1. An entry reported committed is, at every moment, on disk on every
@@ -72,14 +77,12 @@ pub fn sealed_complete(_: &Trilog, s: &State) -> bool {
         let Some(len) = seg.sealed_len else {
             return true;
         };
-        let first = seg.replicas[0];
+        let Some(&first) = kept(s, &seg.replicas).next() else {
+            return true;
+        };
         (0..len).all(|off| {
             let tag = durable_tag(s, first, seg.id, off);
-            tag.is_some()
-                && seg
-                    .replicas
-                    .iter()
-                    .all(|n| durable_tag(s, *n, seg.id, off) == tag)
+            tag.is_some() && kept(s, &seg.replicas).all(|n| durable_tag(s, *n, seg.id, off) == tag)
         })
     })
 }
@@ -120,7 +123,34 @@ pub fn sealed_never_shrinks(_: &Trilog, s: &State) -> bool {
     record_kept && replicas_agree
 }
 
-/// 8. Every entry taken is committed, and every committed entry was read.
+/// 8. A replica a repair published holds, from the moment it is published
+///    and as long as the record lists it, the whole sealed prefix of its
+///    segment on disk, the same entries as the segment's other replicas.
+pub fn repaired_durable(_: &Trilog, s: &State) -> bool {
+    s.ghost.repaired.iter().all(|(id, node)| {
+        let Some(seg) = s.meta.segments.iter().find(|g| g.id == *id) else {
+            return true;
+        };
+        if !seg.replicas.contains(node) {
+            return true;
+        }
+        let Some(len) = seg.sealed_len else {
+            return false;
+        };
+        let source = kept(s, &seg.replicas).find(|n| *n != node);
+        (0..len).all(|off| {
+            let tag = durable_tag(s, *node, *id, off);
+            tag.is_some() && source.is_none_or(|src| durable_tag(s, *src, *id, off) == tag)
+        })
+    })
+}
+
+/// A repair published a new replica.
+pub fn repair_published(_: &Trilog, s: &State) -> bool {
+    !s.ghost.repaired.is_empty()
+}
+
+/// 9. Every entry taken is committed, and every committed entry was read.
 ///    Judged at the terminal states of an acyclic configuration without a
 ///    takeover: there, no producer has anything left to do.
 pub fn progress_reached(_: &Trilog, s: &State) -> bool {
@@ -192,6 +222,7 @@ pub const SINGLE_WRITER: &str = "SingleWriter";
 pub const SEALED_COMPLETE: &str = "SealedComplete";
 pub const REAL_FENCE: &str = "RealFence";
 pub const SEALED_NEVER_SHRINKS: &str = "SealedNeverShrinks";
+pub const REPAIRED_DURABLE: &str = "RepairedDurable";
 pub const PROGRESS: &str = "Progress";
 
 /// The safety invariant called `name`.
@@ -204,12 +235,13 @@ pub fn invariant(name: &'static str) -> Property<Trilog> {
         SEALED_COMPLETE => sealed_complete,
         REAL_FENCE => real_fence,
         SEALED_NEVER_SHRINKS => sealed_never_shrinks,
+        REPAIRED_DURABLE => repaired_durable,
         _ => panic!("no invariant {name}"),
     };
     Property::always(name, f)
 }
 
-pub const INVARIANTS: [&str; 7] = [
+pub const INVARIANTS: [&str; 8] = [
     COMMIT_DURABILITY,
     READ_COMMITTED,
     LOG_ORDER,
@@ -217,6 +249,7 @@ pub const INVARIANTS: [&str; 7] = [
     SEALED_COMPLETE,
     REAL_FENCE,
     SEALED_NEVER_SHRINKS,
+    REPAIRED_DURABLE,
 ];
 
 pub fn progress() -> Property<Trilog> {
@@ -232,6 +265,7 @@ pub const PRODUCER_FENCED: &str = "ProducerFenced";
 pub const UNKNOWN_RESOLVED: &str = "UnknownResolved";
 pub const RESENT_AFTER_RECONNECT: &str = "ResentAfterReconnect";
 pub const ROGUE_SEAL_REFUSED: &str = "RogueSealRefused";
+pub const REPAIR_PUBLISHED: &str = "RepairPublished";
 
 /// The discovery called `name`: a state the model must reach.
 pub fn discovery(name: &'static str) -> Property<Trilog> {
@@ -245,6 +279,7 @@ pub fn discovery(name: &'static str) -> Property<Trilog> {
         UNKNOWN_RESOLVED => unknown_resolved,
         RESENT_AFTER_RECONNECT => resent_after_reconnect,
         ROGUE_SEAL_REFUSED => rogue_seal_refused,
+        REPAIR_PUBLISHED => repair_published,
         _ => panic!("no discovery {name}"),
     };
     Property::sometimes(name, f)

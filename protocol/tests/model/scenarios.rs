@@ -44,6 +44,8 @@ fn base(p1_entries: u8) -> Config {
         consumer: true,
         async_segments: 1,
         prune_noops: false,
+        node_losses: 0,
+        repair: false,
     }
 }
 
@@ -290,6 +292,26 @@ pub fn rogue_seal() -> Scenario {
     }
 }
 
+/// A node lost for good after a switch sealed segment 0, and the repair
+/// of its replica of segment 0 onto the one node that holds none, racing
+/// producer 1's appends to segment 1 and a crash of any node (the copy's
+/// target too, losing what it staged).
+pub fn repair() -> Scenario {
+    let full = full();
+    Scenario {
+        name: "repair",
+        cfg: Config {
+            replica_failures: 1,
+            node_losses: 1,
+            repair: true,
+            node_crashes: 1,
+            delayed_flushes: u8::from(full),
+            ..base(if full { 2 } else { 1 })
+        },
+        discoveries: &[props::SEGMENT_SEALED, props::REPAIR_PUBLISHED],
+    }
+}
+
 /// Progress with a segment switch: no loss, duplicate or crash, one
 /// replica failure declared at any moment, a consumer failover. Acyclic
 /// (checked), so stateright judges `eventually` at real terminal states.
@@ -387,6 +409,17 @@ pub fn mutant_case(m: Mutant) -> (Property<Trilog>, Config) {
             Config {
                 rogue_seals: 1,
                 ..quiet
+            },
+        ),
+        // A repair that publishes its copy once the entries were sent to
+        // it: the record names a replica that holds them only in memory.
+        Mutant::RepairPublishedBeforeDurable => (
+            invariant(props::REPAIRED_DURABLE),
+            Config {
+                replica_failures: 1,
+                node_losses: 1,
+                repair: true,
+                ..base(1)
             },
         ),
     }

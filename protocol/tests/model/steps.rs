@@ -55,7 +55,10 @@ impl Trilog {
                 Taker::Taking { t, .. } => t.next().is_some_and(|x| x.replicas.contains(&n.id)),
                 _ => false,
             };
-            let replica = placed || s.meta.segments.iter().any(|g| g.replicas.contains(&n.id));
+            let copying = s.repair.as_ref().is_some_and(|r| r.target == n.id);
+            let replica =
+                placed || copying || s.meta.segments.iter().any(|g| g.replicas.contains(&n.id));
+            let replica = replica && s.lost != Some(n.id);
             if replica && s.budget.node_crashes > 0 {
                 out.push(Act::Crash {
                     node: n.id,
@@ -210,6 +213,9 @@ impl Trilog {
     /// Takes step `action` in `s`; `false` if it has no effect worth a
     /// state (a read that gets nothing).
     pub(crate) fn take_step(&self, s: &mut State, action: Act) -> bool {
+        if self.take_repair_step(s, &action) {
+            return true;
+        }
         match action {
             Act::Deliver(m) => {
                 s.net.remove(&m);

@@ -1,0 +1,187 @@
+//! The node's repair loop: a thread that scans the metadata every
+//! [`REPAIR_SCAN_INTERVAL_MS`] for sealed segments with a lost replica that
+//! placement gives to this node, and copies them here one at a time, at a
+//! throttled rate (`trilog_protocol::repair` decides who repairs what, and
+//! why no leader is needed).
+//!
+//! Like the registration loop it runs a small current-thread tokio runtime
+//! of its own, off the shards' executors; it reaches the shards (its own
+//! and the sources') through their public listeners, like any client.
+
+mod copy;
+mod pace;
+mod peer;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{error, info, warn};
+use trilog_meta::{MetaAddr, MetaStore};
+use trilog_protocol::repair::{plan, LostNodes, NodeView, RepairJob, REPAIR_SCAN_INTERVAL_MS};
+use trilog_protocol::NodeId;
+use trilog_wire::meta::NodeStatus;
+
+use copy::{Env, Outcome};
+use pace::Pacer;
+
+/// What the repair loop needs to know.
+#[derive(Debug, Clone)]
+pub struct RepairConfig {
+    pub node_id: NodeId,
+    pub meta: MetaAddr,
+    /// Where this node's shards listen (its own copies go through them).
+    pub host: IpAddr,
+    pub shard_ports: Vec<u16>,
+    pub grace_ms: u64,
+    pub bytes_per_sec: u64,
+}
+
+/// Starts the repair thread; it runs for the life of the process.
+pub fn spawn_repair(config: RepairConfig) {
+    let spawned = std::thread::Builder::new()
+        .name("trilog-repair".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(repair_loop(config)),
+                Err(e) => error!("cannot start the repair runtime: {e}"),
+            }
+        });
+    if let Err(e) = spawned {
+        error!(
+            "cannot start the repair thread: {e}; lost replicas will not be repaired by this node"
+        );
+    }
+}
+
+async fn repair_loop(config: RepairConfig) {
+    let epoch = Instant::now();
+    let mut lost = LostNodes::new(config.grace_ms);
+    let mut pacer = Pacer::new(config.bytes_per_sec);
+    let mut store: Option<Arc<dyn MetaStore>> = None;
+    info!(
+        "repair: node {} scans every {} ms; a node is lost after {} ms; copies at {} bytes/s",
+        config.node_id, REPAIR_SCAN_INTERVAL_MS, config.grace_ms, config.bytes_per_sec
+    );
+    loop {
+        tokio::time::sleep(Duration::from_millis(REPAIR_SCAN_INTERVAL_MS)).await;
+        let s = match &store {
+            Some(s) => s.clone(),
+            None => match config.meta.connect().await {
+                Ok(s) => {
+                    store = Some(s.clone());
+                    s
+                }
+                Err(e) => {
+                    warn!("repair: metadata store at {}: {e}", config.meta);
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = scan(&config, &s, &mut lost, &mut pacer, epoch).await {
+            warn!("repair: scan: {e}");
+            store = None;
+        }
+        pacer.idle();
+    }
+}
+
+fn views(nodes: &[NodeStatus]) -> Vec<NodeView> {
+    nodes
+        .iter()
+        .map(|n| NodeView {
+            id: n.info.node_id,
+            zone: n.info.zone.clone(),
+            alive: n.alive,
+            writable: n.alive,
+        })
+        .collect()
+}
+
+/// One pass over every log: runs the repairs placement gives this node.
+async fn scan(
+    config: &RepairConfig,
+    store: &Arc<dyn MetaStore>,
+    lost: &mut LostNodes,
+    pacer: &mut Pacer,
+    epoch: Instant,
+) -> Result<(), trilog_meta::MetaError> {
+    let now_ms = |_: ()| epoch.elapsed().as_millis() as u64;
+    let nodes = store.list_nodes(true).await?;
+    lost.observe(now_ms(()), &views(&nodes));
+    let mut addrs: BTreeMap<NodeId, (String, Vec<u16>)> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n.info.node_id,
+                (n.info.host.clone(), n.info.shard_ports.clone()),
+            )
+        })
+        .collect();
+    // This node's own copies go through its own listeners, at an address
+    // it can reach whatever it advertises.
+    let own_host = if config.host.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        config.host
+    };
+    addrs.insert(
+        config.node_id,
+        (own_host.to_string(), config.shard_ports.clone()),
+    );
+    for log_id in store.list_logs().await? {
+        let Some(record) = store.get_log(log_id).await?.record else {
+            continue;
+        };
+        if record.deleted {
+            continue;
+        }
+        for task in plan(&record, config.node_id, lost, now_ms(())) {
+            let (segment, lost_node) = (task.segment.id, task.lost);
+            info!(
+                "repair: copying log {log_id} segment {segment} ({} entries) in place of lost node {lost_node}, from {:?}",
+                task.sealed_len, task.sources
+            );
+            let job = RepairJob::new(task, config.node_id);
+            let mut env = Env {
+                me: config.node_id,
+                store,
+                addrs: &addrs,
+                pacer,
+                chunk_bytes: copy::chunk_bytes(config.bytes_per_sec),
+            };
+            let back = async || lost_node_back(store, lost_node).await;
+            match copy::run(job, &mut env, back).await {
+                Ok(Outcome::Published {
+                    entries,
+                    bytes,
+                    elapsed,
+                }) => info!(
+                    "repair: log {log_id} segment {segment}: node {} replaces node {lost_node}: {entries} entries, {bytes} bytes in {} ms ({:.1} MiB/s)",
+                    config.node_id,
+                    elapsed.as_millis(),
+                    bytes as f64 / (1 << 20) as f64 / elapsed.as_secs_f64().max(1e-6)
+                ),
+                Ok(Outcome::Abandoned { why }) => {
+                    info!("repair: log {log_id} segment {segment}: abandoned: {why}")
+                }
+                Err(e) => warn!("repair: log {log_id} segment {segment}: {e}; retried at a later scan"),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn lost_node_back(store: &Arc<dyn MetaStore>, node: NodeId) -> bool {
+    match store.list_nodes(false).await {
+        Ok(nodes) => nodes.iter().any(|n| n.info.node_id == node && n.alive),
+        Err(e) => {
+            warn!("repair: cannot check whether node {node} is back: {e}");
+            false
+        }
+    }
+}

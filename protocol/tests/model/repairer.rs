@@ -1,0 +1,242 @@
+//! Repair in the model: a node lost for good (its disk gone) and the
+//! production [`RepairJob`] bringing a sealed segment it held back to full
+//! strength on another node, driven the way `node/src/repair/copy.rs`
+//! drives it.
+//!
+//! One job at a time, on the node `repair::plan` gives it to. Its steps:
+//! - **copy**: the entries of the segment, read from a surviving replica's
+//!   disk, are appended to the target (staged there; an append is acked
+//!   only after a flush, as on a node), and the job is told they were sent
+//!   ([`RepairJob::on_sent`]);
+//! - **durable**: once a flush made them durable on the target (the
+//!   append's ack), the job is told ([`RepairJob::on_durable`]) and seals
+//!   the copy; the seal is applied once nothing is staged, and answered;
+//! - **publish**: one atomic CAS of the record with the job's change.
+//!
+//! The target may crash anywhere in between (the node crash fault), losing
+//! what was staged. Repair's messages never travel the model's network:
+//! the job talks to nodes within its own steps (its answers would reach
+//! no producer), which only removes interleavings among its own requests,
+//! not between them and the faults.
+
+use trilog_protocol::repair::{plan, repair_target, JobAction, LostNodes, NodeView, RepairJob};
+use trilog_protocol::NodeId;
+
+use crate::model::net::{Addr, Msg, Pid};
+use crate::model::node::Seg;
+use crate::model::writers::all_nodes;
+use crate::model::{Act, State, Trilog};
+
+/// The repairer's connections, told apart from the producers'.
+pub const REPAIRER: Pid = 3;
+
+/// A running repair: the job, its target and what it does next.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Repair {
+    pub job: RepairJob,
+    pub target: NodeId,
+    pub next: JobAction,
+    /// Appends were sent and their ack is awaited (it comes once a flush
+    /// made them durable on the target).
+    pub awaiting_ack: bool,
+}
+
+/// The node ids of the model and their liveness: every node is alive but
+/// the lost one, all in one zone; a lost node is lost at once (the grace
+/// period is a matter of time, which the model has not).
+fn lost_view(s: &State, cfg: &crate::model::Config) -> LostNodes {
+    let mut nodes = LostNodes::new(0);
+    let views: Vec<NodeView> = all_nodes(cfg)
+        .into_iter()
+        .map(|id| {
+            let alive = s.lost != Some(id);
+            NodeView {
+                id,
+                zone: String::new(),
+                alive,
+                writable: alive,
+            }
+        })
+        .collect();
+    nodes.observe(0, &views);
+    nodes
+}
+
+impl Trilog {
+    /// Losing a node for good, and the repair's steps.
+    pub(crate) fn repair_steps(&self, s: &State, out: &mut Vec<Act>) {
+        if s.budget.node_losses > 0 && s.lost.is_none() {
+            for n in all_nodes(&self.cfg) {
+                let holds_sealed = s
+                    .meta
+                    .segments
+                    .iter()
+                    .any(|g| g.sealed_len.is_some() && g.replicas.contains(&n));
+                if holds_sealed {
+                    out.push(Act::LoseNode(n));
+                }
+            }
+        }
+        match &s.repair {
+            None if self.cfg.repair && s.lost.is_some() && self.first_task(s).is_some() => {
+                out.push(Act::RepairStart)
+            }
+            None => {}
+            Some(r) => {
+                // An ack, and a seal's answer, come once nothing the job
+                // sent is staged any more on the target.
+                let seg = s.nodes[r.target as usize - 1].seg(r.job.task().segment.id);
+                match r.next {
+                    _ if r.awaiting_ack => {
+                        if seg.drained() {
+                            out.push(Act::RepairAck);
+                        }
+                    }
+                    JobAction::Copy { .. } => out.push(Act::RepairCopy),
+                    JobAction::Seal { .. } => {
+                        if seg.drained() {
+                            out.push(Act::RepairSeal);
+                        }
+                    }
+                    JobAction::Publish => out.push(Act::RepairPublish),
+                    JobAction::Stop => {}
+                }
+            }
+        }
+    }
+
+    fn first_task(&self, s: &State) -> Option<(RepairJob, NodeId)> {
+        let lost = s.lost?;
+        let mut nodes = lost_view(s, &self.cfg);
+        for seg in s
+            .meta
+            .segments
+            .iter()
+            .filter(|g| g.replicas.contains(&lost))
+        {
+            let Some(target) = repair_target(s.meta.log_id, seg, lost, &nodes) else {
+                continue;
+            };
+            if let Some(task) = plan(&s.meta, target, &mut nodes, 0).into_iter().next() {
+                return Some((RepairJob::new(task, target), target));
+            }
+        }
+        None
+    }
+
+    /// Carries out a repair step; `false` if it is not one.
+    pub(crate) fn take_repair_step(&self, s: &mut State, action: &Act) -> bool {
+        match action {
+            Act::LoseNode(n) => {
+                s.budget.node_losses -= 1;
+                s.lost = Some(*n);
+                let node = &mut s.nodes[*n as usize - 1];
+                for seg in &mut node.segs {
+                    *seg = Seg::default();
+                }
+                let lost = Addr::Node(*n);
+                s.net.retain(|m| m.route().1 != lost);
+            }
+            Act::RepairStart => {
+                let Some((mut job, target)) = self.first_task(s) else {
+                    unreachable!("started only with a task");
+                };
+                // The target has no copy yet (a lost node's data is gone,
+                // and the target was no replica).
+                let next = job.on_probed(None);
+                s.repair = Some(Repair {
+                    job,
+                    target,
+                    next,
+                    awaiting_ack: false,
+                });
+            }
+            Act::RepairCopy => self.repair_copy(s),
+            Act::RepairAck => {
+                let Some(r) = &mut s.repair else {
+                    unreachable!("an ack without a job")
+                };
+                let durable = s.nodes[r.target as usize - 1]
+                    .seg(r.job.task().segment.id)
+                    .rep
+                    .durable_len();
+                r.awaiting_ack = false;
+                r.next = r.job.on_durable(durable);
+            }
+            Act::RepairSeal => {
+                let Some(r) = &mut s.repair else {
+                    unreachable!("a seal step without a job")
+                };
+                let JobAction::Seal { len } = r.next else {
+                    unreachable!("a seal step while {:?}", r.next)
+                };
+                let task = r.job.task();
+                let seg = task.segment.id;
+                let seal = Msg::Seal {
+                    node: r.target,
+                    seg,
+                    epoch: task.segment.epoch,
+                    from: REPAIRER,
+                    len,
+                };
+                let node = &mut s.nodes[r.target as usize - 1];
+                node.take(&seal, &mut s.net);
+                let sealed = node.seg(seg).rep.sealed_len();
+                assert_eq!(sealed, Some(len), "the copy took its seal");
+                r.next = r.job.on_sealed(len);
+            }
+            Act::RepairPublish => {
+                let Some(r) = &mut s.repair else {
+                    unreachable!("a publish step without a job")
+                };
+                match r.job.publish(&s.meta) {
+                    Ok(next) => {
+                        r.job.on_published();
+                        r.next = JobAction::Stop;
+                        let (seg, target) = (r.job.task().segment.id, r.target);
+                        s.ghost.repaired.insert((seg, target));
+                        s.store(next);
+                    }
+                    Err(stale) => r.next = r.job.abandon(stale.to_string()),
+                }
+            }
+            _ => return false,
+        }
+        // The job's connections answer the job, not a producer.
+        s.net.retain(|m| m.route().1 != Addr::Producer(REPAIRER));
+        true
+    }
+
+    /// Appends the entries the job asks for, read from the disk of its
+    /// first source, to the target (staged, not flushed).
+    fn repair_copy(&self, s: &mut State) {
+        let Some(r) = &mut s.repair else {
+            unreachable!("a copy step without a job")
+        };
+        let JobAction::Copy { from, limit } = r.next else {
+            unreachable!("a copy step while {:?}", r.next)
+        };
+        let task = r.job.task().clone();
+        let source = task.sources[0];
+        let recs = s.nodes[source as usize - 1].seg(task.segment.id).durable();
+        let tags: Vec<_> = recs[from as usize..limit as usize]
+            .iter()
+            .map(|(t, _)| *t)
+            .collect();
+        let append = Msg::Append {
+            node: r.target,
+            seg: task.segment.id,
+            epoch: task.segment.epoch,
+            from: REPAIRER,
+            replica: 0,
+            first_offset: from,
+            tags,
+            commit: from,
+        };
+        s.nodes[r.target as usize - 1].take(&append, &mut s.net);
+        match r.job.on_sent(limit) {
+            Some(action) => r.next = action,
+            None => r.awaiting_ack = true,
+        }
+    }
+}
