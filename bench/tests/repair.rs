@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use trilog_client::conn::NodeConn;
+use trilog_client::repair_status::under_replicated;
 use trilog_client::{Producer, ProducerOptions};
 use trilog_testkit::cluster::{Cluster, ClusterOptions};
 use trilog_testkit::node_command::NodeCommand;
@@ -183,6 +184,20 @@ async fn a_node_lost_for_good_has_every_sealed_segment_copied_back_to_three_zone
         took.as_secs_f64()
     );
 
+    // Each copy as the node that made it logged it (entries, bytes, time,
+    // rate at the default throttle).
+    for n in 1..=ZONES.len() {
+        let log =
+            std::fs::read_to_string(cluster.dir.join(format!("node-{n}.log"))).unwrap_or_default();
+        for line in log
+            .lines()
+            .filter(|l| l.contains(&format!("replaces node {victim}")))
+        {
+            let at = line.find("repair:").unwrap_or(0);
+            println!("  {}", &line[at..]);
+        }
+    }
+
     // Nothing else changed, and every replica of every segment (the new
     // copies above all) holds exactly the committed entries.
     for (log, r) in &after {
@@ -223,6 +238,23 @@ async fn a_repair_is_cancelled_when_the_lost_node_comes_back() {
         .find(|n| **n != 1)
         .expect("a replica");
     cluster.kill(victim).expect("kill");
+    // `trilog repair --status` sees the dead replica and the node that
+    // will copy it.
+    let meta = cluster.meta();
+    let short = wait_for("the dead replica to show", Duration::from_secs(30), || {
+        let meta = meta.clone();
+        async move {
+            let short = under_replicated(&*meta).await.expect("status");
+            (!short.is_empty()).then_some(short)
+        }
+    })
+    .await
+    .expect("under-replicated");
+    for u in &short {
+        assert_eq!(u.dead, vec![victim], "{u:?}");
+        let target = u.target.expect("a target");
+        assert!(!u.replicas.contains(&target), "{u:?}");
+    }
     // Wait until some node started copying (its log says so), then bring
     // the lost node back.
     let copying = wait_for("a repair to start", Duration::from_secs(60), || {

@@ -24,6 +24,7 @@ pub mod error;
 pub mod pool;
 pub mod producer;
 pub mod record_calls;
+pub mod repair_status;
 pub mod runtime;
 pub mod takeover;
 pub mod trim;

@@ -71,6 +71,13 @@ enum Cmd {
         #[arg(long)]
         resume: bool,
     },
+    /// Repair: `--status` lists the sealed segments with a replica on a
+    /// dead node, and the node that will copy each (the nodes repair by
+    /// themselves once a node has been dead for their grace period).
+    Repair {
+        #[arg(long)]
+        status: bool,
+    },
     /// Delete a log: every segment from every replica. Its last segment
     /// must be sealed (close its producer, or `takeover` first).
     Delete {
@@ -191,7 +198,28 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             print_report(&report);
             Ok(())
         }
+        Cmd::Repair { status: true } => repair_status(&*meta).await,
+        Cmd::Repair { status: false } => {
+            println!("the nodes repair lost replicas by themselves; `trilog repair --status` shows what is under-replicated");
+            Ok(())
+        }
     }
+}
+
+async fn repair_status(meta: &dyn MetaStore) -> Result<(), ClientError> {
+    let short = trilog_client::repair_status::under_replicated(meta).await?;
+    println!("under-replicated sealed segments: {}", short.len());
+    for u in &short {
+        let target = match u.target {
+            Some(t) => format!("copied to node {t} once the dead node's grace period is over"),
+            None => "NO TARGET: no writable node outside its replicas, or no live replica".into(),
+        };
+        println!(
+            "  log {} segment {} ({} entries) replicas {:?} dead {:?}: {target}",
+            u.log_id, u.segment, u.sealed_len, u.replicas, u.dead
+        );
+    }
+    Ok(())
 }
 
 fn print_report(r: &TrimReport) {
