@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 use trilog_client::conn::NodeConn;
 use trilog_client::{Consumer, Producer, ProducerOptions};
 use trilog_testkit::cluster::Cluster;
+use trilog_testkit::disk_faults::{self, find_segment_file, Harm};
 use trilog_testkit::node_command::NodeCommand;
 use trilog_testkit::payload::payload_id;
 use trilog_testkit::reader::sealed_log_len;
 use trilog_testkit::verify::verify;
 use trilog_testkit::writers::{close_producer, Writers};
 use trilog_wire::message::{ErrorCode, ErrorMsg, Read};
-use trilog_wire::record::{parse_record, Parsed};
 use trilog_wire::Message;
 
 /// One test at a time.
@@ -40,72 +40,14 @@ const STEP: Duration = Duration::from_secs(20);
 /// The whole read of the log, the damaged replica first: a hang (the old
 /// behaviour) would run into it.
 const READ_DEADLINE: Duration = Duration::from_secs(15);
-/// The data file's header block.
-const SEGMENT_HEADER_BYTES: usize = 4096;
 
 fn node_command() -> NodeCommand {
     NodeCommand::subcommand(PathBuf::from(env!("CARGO_BIN_EXE_trilog-bench")), "node")
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Harm {
-    /// Flip one payload byte of the middle record.
-    FlipByte,
-    /// Cut the file inside the middle record.
-    Truncate,
-}
-
-/// The data file of `log_id`'s segment `segment` under `dir`.
-fn find_segment_file(dir: &Path, log_id: u64, segment: u64) -> Option<PathBuf> {
-    let name = format!("{log_id:016x}-{segment:016x}.seg");
-    for entry in std::fs::read_dir(dir).ok()? {
-        let path = entry.ok()?.path();
-        if path.is_dir() {
-            if let Some(found) = find_segment_file(&path, log_id, segment) {
-                return Some(found);
-            }
-        } else if path.file_name().is_some_and(|n| n == name.as_str()) {
-            return Some(path);
-        }
-    }
-    None
-}
-
-/// File positions of the first `len` records of a data file.
-fn record_positions(bytes: &[u8], len: u64) -> Vec<usize> {
-    let mut positions = Vec::new();
-    let mut pos = SEGMENT_HEADER_BYTES;
-    for offset in 0..len {
-        positions.push(pos);
-        match parse_record(&bytes[pos..], offset).expect("an intact record") {
-            Parsed::Record { header, .. } => pos += header.encoded_len(),
-            Parsed::End => panic!("the file ends at offset {offset} of {len}"),
-        }
-    }
-    positions
-}
-
 /// Harms the middle record of the file; returns its offset.
 fn harm(path: &Path, len: u64, how: Harm) -> u64 {
-    let mut bytes = std::fs::read(path).expect("read the segment file");
-    let positions = record_positions(&bytes, len);
-    let middle = len / 2;
-    let at = positions[middle as usize];
-    match how {
-        Harm::FlipByte => {
-            bytes[at + 32 + PAYLOAD_BYTES / 2] ^= 0x01;
-            std::fs::write(path, &bytes).expect("write");
-        }
-        Harm::Truncate => {
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(path)
-                .expect("open");
-            f.set_len((at + 40) as u64).expect("truncate");
-            f.sync_all().expect("sync");
-        }
-    }
-    middle
+    disk_faults::harm(path, len, len / 2, how).expect("harm the segment file")
 }
 
 async fn damaged_replica_is_read_around(how: Harm, log_id: u64) {

@@ -40,6 +40,7 @@
 
 pub mod cluster;
 pub mod delay;
+pub mod disk_faults;
 pub mod ledger;
 pub mod node_command;
 pub mod payload;
