@@ -3,7 +3,12 @@
 //! injector kills (SIGKILL) and restarts nodes, pauses them (SIGSTOP) and
 //! resumes them, cuts them off the network (a partition, through the
 //! cluster's proxies) and heals them, and takes the log over with a new
-//! producer while the current one is live. At the end every node comes back, the producer
+//! producer while the current one is live; it also harms segment files
+//! (a flipped byte in a sealed segment while its node runs, a file cut
+//! inside a record while its node is down), trims the log below what the
+//! consumer has read, and loses one node for good (killed, its data
+//! directory deleted) a third of the way in, which the cluster repairs by
+//! itself. At the end every node but the lost one comes back, the producer
 //! closes, the consumer reads to the end of the log, and the check: every
 //! acknowledged entry read back once, in order; entries of unknown outcome
 //! at most once; nothing else.
@@ -19,12 +24,14 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use trilog_client::{Producer, ProducerOptions};
+use trilog_client::{trim, Producer, ProducerOptions};
 use trilog_testkit::cluster::{Cluster, ClusterError, ClusterOptions};
+use trilog_testkit::disk_faults::{self, find_segment_file, Harm};
 use trilog_testkit::ledger::Ledger;
 use trilog_testkit::node_command::NodeCommand;
 use trilog_testkit::reader::{sealed_log_len, Reader};
 use trilog_testkit::verify::Verdict;
+use trilog_testkit::wait::wait_for;
 use trilog_testkit::writers::{close_producer, Writers};
 
 /// What a chaos run does.
@@ -39,7 +46,21 @@ pub struct ChaosConfig {
     pub log_id: u64,
     /// Put nodes 2.. behind proxies and cut them off now and then.
     pub partitions: bool,
+    /// Lose one node for good a third of the way in (needs 6 nodes).
+    pub node_loss: bool,
 }
+
+/// Nodes a run that loses one for good needs: node 1, three replicas, a
+/// spare to fault, and the lost one.
+pub const NODES_MIN_WITH_LOSS: usize = 6;
+/// How long the nodes of a chaos run wait before repairing a dead node's
+/// replicas: longer than any planned outage (kill, pause, partition), so
+/// only the lost node is repaired (a repair racing a returning node is
+/// cancelled all the same).
+pub const CHAOS_REPAIR_GRACE_SECS: u64 = 5;
+/// How long the end of a run waits for every sealed segment of the lost
+/// node to be repaired.
+const REPAIR_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Nodes a run needs: node 1 (the metadata store, never faulted), three
 /// replicas and a spare to fault.
@@ -58,9 +79,13 @@ const PARTITION_MS: std::ops::RangeInclusive<u64> = 1_000..=3_000;
 const RETURN_MARGIN_MS: u64 = 500;
 /// Percent of faults that are takeovers when a node fault may be chosen;
 /// then kills, then partitions (if on), then pauses.
-const TAKEOVER_PERCENT: u32 = 30;
-const KILL_PERCENT: u32 = 30;
-const PARTITION_PERCENT: u32 = 20;
+const TAKEOVER_PERCENT: u32 = 25;
+const KILL_PERCENT: u32 = 25;
+const PARTITION_PERCENT: u32 = 15;
+/// Disk faults and trims.
+const FLIP_PERCENT: u32 = 10;
+const CUT_PERCENT: u32 = 5;
+const TRIM_PERCENT: u32 = 8;
 /// How long the end of the run may take: the writers to finish their
 /// appends, the producer to close, the consumer to reach the end.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(90);
@@ -70,7 +95,10 @@ const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(75);
 const RETURN_TIMEOUT: Duration = Duration::from_secs(20);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-const _: () = assert!(TAKEOVER_PERCENT + KILL_PERCENT + PARTITION_PERCENT < 100);
+const _: () = assert!(
+    TAKEOVER_PERCENT + KILL_PERCENT + PARTITION_PERCENT + FLIP_PERCENT + CUT_PERCENT + TRIM_PERCENT
+        < 100
+);
 
 /// One fault of the schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +112,17 @@ pub enum Fault {
     Partition { node: u64, down_ms: u64 },
     /// A new producer takes the log over from the live one.
     Takeover,
+    /// A flipped byte in a record of a sealed segment replica on `node`,
+    /// while it runs (its scrub finds it). `pick` chooses the segment and
+    /// the record.
+    Flip { node: u64, pick: u64 },
+    /// `node` killed, a sealed segment replica's file cut inside a record,
+    /// the node restarted `down_ms` later (its recovery finds it).
+    Cut { node: u64, down_ms: u64, pick: u64 },
+    /// The log trimmed below what the consumer has read.
+    Trim,
+    /// `node` killed and its data directory deleted: lost for good.
+    Lose { node: u64 },
 }
 
 impl Fault {
@@ -91,8 +130,9 @@ impl Fault {
         match *self {
             Fault::Kill { node, down_ms }
             | Fault::Pause { node, down_ms }
-            | Fault::Partition { node, down_ms } => Some((node, down_ms)),
-            Fault::Takeover => None,
+            | Fault::Partition { node, down_ms }
+            | Fault::Cut { node, down_ms, .. } => Some((node, down_ms)),
+            Fault::Takeover | Fault::Flip { .. } | Fault::Trim | Fault::Lose { .. } => None,
         }
     }
 }
@@ -110,6 +150,13 @@ impl std::fmt::Display for Fault {
                 write!(f, "partition node {node} (heal in {down_ms} ms)")
             }
             Fault::Takeover => write!(f, "producer takeover"),
+            Fault::Flip { node, .. } => write!(f, "flip a byte in a sealed segment on node {node}"),
+            Fault::Cut { node, down_ms, .. } => write!(
+                f,
+                "kill -9 node {node}, cut a sealed segment file inside a record (restart in {down_ms} ms)"
+            ),
+            Fault::Trim => write!(f, "trim the log below what the consumer read"),
+            Fault::Lose { node } => write!(f, "lose node {node} for good (kill -9, data deleted)"),
         }
     }
 }
@@ -123,14 +170,29 @@ pub struct Planned {
 
 /// The fault schedule of a run: a fault every 1 to 2.5 s; a node fault
 /// only once the previous faulted node is back (else a takeover).
-/// Partitions only if `partitions`.
-pub fn plan(seed: u64, nodes: usize, duration: Duration, partitions: bool) -> Vec<Planned> {
+/// Partitions only if `partitions`. With `node_loss`, one node is lost for
+/// good at the first fault a third of the way in when no other node is
+/// down, and never faulted again.
+pub fn plan(
+    seed: u64,
+    nodes: usize,
+    duration: Duration,
+    partitions: bool,
+    node_loss: bool,
+) -> Vec<Planned> {
+    let min = if node_loss {
+        NODES_MIN_WITH_LOSS
+    } else {
+        NODES_MIN
+    };
     assert!(
-        nodes >= NODES_MIN,
-        "node 1 plus 3 replicas plus a spare to fault"
+        nodes >= min,
+        "node 1 plus 3 replicas plus a spare to fault (plus one to lose)"
     );
     let mut rng = StdRng::seed_from_u64(seed);
     let end_ms = duration.as_millis() as u64;
+    let lose_at = end_ms / 3;
+    let mut lost: Option<u64> = None;
     let mut out = Vec::new();
     let mut t = 0u64;
     let mut node_free_at = 0u64;
@@ -140,19 +202,46 @@ pub fn plan(seed: u64, nodes: usize, duration: Duration, partitions: bool) -> Ve
             return out;
         }
         let roll: u32 = rng.gen_range(0..100);
-        let node = rng.gen_range(2..=nodes as u64);
+        let mut node = rng.gen_range(2..=nodes as u64);
+        while Some(node) == lost {
+            node = rng.gen_range(2..=nodes as u64);
+        }
+        let pick = rng.gen::<u64>();
+        if node_loss && lost.is_none() && t >= lose_at && t >= node_free_at {
+            lost = Some(node);
+            out.push(Planned {
+                at_ms: t,
+                fault: Fault::Lose { node },
+            });
+            continue;
+        }
+        let mut bound = TAKEOVER_PERCENT;
+        let mut below = |percent: u32| {
+            bound += percent;
+            roll < bound
+        };
         let fault = if t < node_free_at || roll < TAKEOVER_PERCENT {
             Fault::Takeover
-        } else if roll < TAKEOVER_PERCENT + KILL_PERCENT {
+        } else if below(KILL_PERCENT) {
             Fault::Kill {
                 node,
                 down_ms: rng.gen_range(KILL_DOWN_MS),
             }
-        } else if partitions && roll < TAKEOVER_PERCENT + KILL_PERCENT + PARTITION_PERCENT {
+        } else if below(PARTITION_PERCENT) && partitions {
             Fault::Partition {
                 node,
                 down_ms: rng.gen_range(PARTITION_MS),
             }
+        } else if below(FLIP_PERCENT) {
+            Fault::Flip { node, pick }
+        } else if below(CUT_PERCENT) {
+            Fault::Cut {
+                node,
+                down_ms: rng.gen_range(KILL_DOWN_MS),
+                pick,
+            }
+        } else if below(TRIM_PERCENT) {
+            Fault::Trim
         } else {
             Fault::Pause {
                 node,
@@ -179,6 +268,14 @@ pub struct ChaosReport {
     pub epoch: u64,
     pub consumer_reopened: u32,
     pub elapsed: Duration,
+    /// Sealed segments the cluster copied back to full strength after the
+    /// node loss (from the nodes' repair log lines).
+    pub repaired: u64,
+    /// Disk space the trims gave back, as the file system counts it
+    /// (allocated blocks of the deleted segments' files on every node).
+    pub trimmed_bytes: u64,
+    /// Segment files harmed (flipped bytes, cuts).
+    pub disk_faults: u64,
 }
 
 /// The counts of a [`Ledger`].
@@ -208,14 +305,16 @@ impl ChaosReport {
     pub fn line(&self) -> String {
         let v = &self.verdict;
         format!(
-            "chaos: faults={} appended={} acked={} read={} lost={} duplicated={} out_of_order={}",
+            "chaos: faults={} appended={} acked={} read={} lost={} duplicated={} out_of_order={} repaired={} trimmed_bytes={}",
             self.faults,
             self.ledger_summary.appended,
             self.ledger_summary.acked,
             v.read,
             v.lost,
             v.duplicated,
-            v.out_of_order
+            v.out_of_order,
+            self.repaired,
+            self.trimmed_bytes
         )
     }
 
@@ -262,15 +361,22 @@ struct Down {
 
 /// Runs the chaos of `cfg` and checks the log.
 pub async fn run(cfg: ChaosConfig, cmd: NodeCommand) -> Result<ChaosReport, ChaosError> {
-    let schedule = plan(cfg.seed, cfg.nodes, cfg.duration, cfg.partitions);
+    let schedule = plan(
+        cfg.seed,
+        cfg.nodes,
+        cfg.duration,
+        cfg.partitions,
+        cfg.node_loss,
+    );
     println!(
-        "chaos: seed={} nodes={} duration={}s payload_bytes={} concurrency={} partitions={} planned_faults={}",
+        "chaos: seed={} nodes={} duration={}s payload_bytes={} concurrency={} partitions={} node_loss={} planned_faults={}",
         cfg.seed,
         cfg.nodes,
         cfg.duration.as_secs(),
         cfg.payload_bytes,
         cfg.concurrency,
         if cfg.partitions { "on" } else { "off" },
+        if cfg.node_loss { "on" } else { "off" },
         schedule.len()
     );
     let proxied = if cfg.partitions {
@@ -284,6 +390,10 @@ pub async fn run(cfg: ChaosConfig, cmd: NodeCommand) -> Result<ChaosReport, Chao
         None,
         ClusterOptions {
             proxied,
+            node_args: vec![
+                "--repair-grace-secs".into(),
+                CHAOS_REPAIR_GRACE_SECS.to_string(),
+            ],
             ..ClusterOptions::default()
         },
     )
@@ -303,7 +413,7 @@ pub async fn run(cfg: ChaosConfig, cmd: NodeCommand) -> Result<ChaosReport, Chao
     inj.next_progress = inj.start + PROGRESS_EVERY;
     for (i, p) in schedule.iter().enumerate() {
         inj.before(p, &writers, &reader).await;
-        inj.inject(i + 1, p.fault, &writers).await?;
+        inj.inject(i + 1, p.fault, &writers, &reader).await?;
     }
     inj.finish_faults(&writers, &reader).await?;
     inj.check(writers, reader).await
@@ -321,6 +431,14 @@ struct Injector {
     takeovers_failed: u64,
     /// Seeds each producer's choice of replicas, from the run's seed.
     opts_seed: u64,
+    /// The node lost for good.
+    lost: Option<u64>,
+    /// Segments with a harmed replica: at most one replica of a segment is
+    /// harmed (the cluster does not yet repair a damaged copy, only reads
+    /// around it), as at most one node is down at a time.
+    harmed: std::collections::BTreeSet<u64>,
+    disk_faults: u64,
+    trimmed_bytes: u64,
 }
 
 impl Injector {
@@ -336,6 +454,10 @@ impl Injector {
             faults: 0,
             takeovers_failed: 0,
             opts_seed: cfg_seed,
+            lost: None,
+            harmed: std::collections::BTreeSet::new(),
+            disk_faults: 0,
+            trimmed_bytes: 0,
         }
     }
 
@@ -389,6 +511,7 @@ impl Injector {
         n: usize,
         fault: Fault,
         writers: &Writers,
+        reader: &Reader,
     ) -> Result<(), ChaosError> {
         let note = match fault.node() {
             Some((node, _)) => role(&self.cluster, self.cfg.log_id, node).await,
@@ -410,6 +533,33 @@ impl Injector {
             }
             Fault::Takeover => {
                 self.take_over(writers).await;
+                return Ok(());
+            }
+            Fault::Flip { node, pick } => {
+                self.harm(node, pick, Harm::FlipByte).await;
+                return Ok(());
+            }
+            Fault::Cut {
+                node,
+                down_ms,
+                pick,
+            } => {
+                self.cluster.kill(node)?;
+                self.harm(node, pick, Harm::Truncate).await;
+                (node, down_ms, Downed::Killed)
+            }
+            Fault::Trim => {
+                self.trim(reader).await;
+                return Ok(());
+            }
+            Fault::Lose { node } => {
+                self.cluster.kill(node)?;
+                let dir = self.cluster.nodes[node as usize - 1].dir.clone();
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    println!("{}   deleting {}: {e}", self.stamp(), dir.display());
+                }
+                self.lost = Some(node);
+                self.faults += 1;
                 return Ok(());
             }
         };
@@ -458,6 +608,154 @@ impl Injector {
         }
     }
 
+    /// Harms a record of a sealed segment replica on `node` (`pick`
+    /// chooses which), unless no segment qualifies: sealed, not empty, no
+    /// replica harmed yet, no replica on the lost node.
+    async fn harm(&mut self, node: u64, pick: u64, how: Harm) {
+        let record = match self.cluster.meta().get_log(self.cfg.log_id).await {
+            Ok(v) => v.record,
+            Err(e) => {
+                println!("{}   skipped: metadata: {e}", self.stamp());
+                return;
+            }
+        };
+        let candidates: Vec<(u64, u64)> = record
+            .iter()
+            .flat_map(|r| &r.segments)
+            .filter(|g| g.replicas.contains(&node) && !self.harmed.contains(&g.id))
+            .filter(|g| self.lost.is_none_or(|l| !g.replicas.contains(&l)))
+            .filter_map(|g| g.sealed_len.filter(|l| *l > 0).map(|l| (g.id, l)))
+            .collect();
+        if candidates.is_empty() {
+            println!(
+                "{}   skipped: no sealed segment to harm on node {node}",
+                self.stamp()
+            );
+            return;
+        }
+        let (segment, len) = candidates[(pick % candidates.len() as u64) as usize];
+        let dir = &self.cluster.nodes[node as usize - 1].dir;
+        let Some(path) = find_segment_file(dir, self.cfg.log_id, segment) else {
+            println!(
+                "{}   skipped: segment {segment}'s file is not on node {node}",
+                self.stamp()
+            );
+            return;
+        };
+        match disk_faults::harm(&path, len, (pick >> 20) % len, how) {
+            Ok(offset) => {
+                self.harmed.insert(segment);
+                self.disk_faults += 1;
+                self.faults += 1;
+                println!(
+                    "{}   {how:?} at record {offset} of segment {segment} ({len} entries) on node {node}",
+                    self.stamp()
+                );
+            }
+            Err(e) => println!("{}   skipped: {e}", self.stamp()),
+        }
+    }
+
+    /// Trims the log below what the consumer has read (and the end of the
+    /// sealed segments), and counts the space the file system gives back.
+    async fn trim(&mut self, reader: &Reader) {
+        let log_id = self.cfg.log_id;
+        let record = match self.cluster.meta().get_log(log_id).await {
+            Ok(v) => v.record,
+            Err(e) => {
+                println!("{}   skipped: metadata: {e}", self.stamp());
+                return;
+            }
+        };
+        let sealed_end = record
+            .iter()
+            .flat_map(|r| &r.segments)
+            .filter_map(|g| g.sealed_len.map(|l| g.first_seq + l))
+            .max()
+            .unwrap_or(0);
+        let before = reader.position().min(sealed_end);
+        let sizes = segment_sizes(&self.cluster, log_id);
+        match trim(&self.cluster.pool(), log_id, Some(before)).await {
+            Ok(report) => {
+                let mut freed = 0;
+                for g in &report.deleted {
+                    freed += sizes.get(&g.id).copied().unwrap_or(0);
+                    let left: Vec<u64> = g
+                        .replicas
+                        .iter()
+                        .copied()
+                        .filter(|n| {
+                            find_segment_file(
+                                &self.cluster.nodes[*n as usize - 1].dir,
+                                log_id,
+                                g.id,
+                            )
+                            .is_some()
+                        })
+                        .collect();
+                    if !left.is_empty() {
+                        println!(
+                            "{}   segment {} confirmed deleted but still on nodes {left:?}",
+                            self.stamp(),
+                            g.id
+                        );
+                    }
+                }
+                self.trimmed_bytes += freed;
+                self.faults += 1;
+                println!(
+                    "{}   trimmed before {before}: {} segments deleted, {} pending, {freed} bytes freed",
+                    self.stamp(),
+                    report.deleted.len(),
+                    report.pending.len()
+                );
+            }
+            Err(e) => println!("{}   trim failed: {e}", self.stamp()),
+        }
+    }
+
+    /// Waits until no sealed segment of the log lists the lost node, and
+    /// counts the repairs the nodes logged.
+    async fn wait_repaired(&self) -> Result<u64, ChaosError> {
+        let Some(lost) = self.lost else {
+            return Ok(0);
+        };
+        let meta = self.cluster.meta();
+        let log_id = self.cfg.log_id;
+        let repaired = wait_for(
+            "every sealed segment of the lost node repaired",
+            REPAIR_TIMEOUT,
+            || {
+                let meta = meta.clone();
+                async move {
+                    let record = meta.get_log(log_id).await.ok()?.record?;
+                    let left = record
+                        .segments
+                        .iter()
+                        .any(|g| g.sealed_len.is_some() && g.replicas.contains(&lost));
+                    (!left).then_some(())
+                }
+            },
+        )
+        .await;
+        if repaired.is_err() {
+            return Err(ChaosError::Stuck(format!(
+                "sealed segments still list node {lost}, lost for good, after {REPAIR_TIMEOUT:?}"
+            )));
+        }
+        let needle = format!("replaces node {lost}:");
+        let mut count = 0;
+        for n in &self.cluster.nodes {
+            let log = std::fs::read_to_string(&n.log).unwrap_or_default();
+            count += log.lines().filter(|l| l.contains(&needle)).count() as u64;
+        }
+        println!(
+            "{} every sealed segment of lost node {lost} repaired ({count} copies)",
+            self.stamp()
+        );
+        Ok(count)
+    }
+
     /// Restarts a killed node, resumes a paused one, heals a cut-off one.
     async fn bring_back(&mut self) {
         let Some(d) = self.down.take() else { return };
@@ -495,7 +793,7 @@ impl Injector {
         let end = self.start + self.cfg.duration;
         self.wait(end, writers, reader).await;
         println!("{} faults stopped; every node back", self.stamp());
-        for n in 2..=self.cfg.nodes as u64 {
+        for n in (2..=self.cfg.nodes as u64).filter(|n| Some(*n) != self.lost) {
             if !self.cluster.is_running(n) {
                 let cluster = &mut self.cluster;
                 tokio::task::block_in_place(|| cluster.spawn(n))?;
@@ -505,9 +803,8 @@ impl Injector {
                 self.cluster.heal(n)?;
             }
         }
-        self.cluster
-            .wait_alive(self.cfg.nodes, RETURN_TIMEOUT)
-            .await?;
+        let alive = self.cfg.nodes - usize::from(self.lost.is_some());
+        self.cluster.wait_alive(alive, RETURN_TIMEOUT).await?;
         Ok(())
     }
 
@@ -533,6 +830,7 @@ impl Injector {
             .finish(log_len, DRAIN_TIMEOUT)
             .await
             .map_err(|(why, _)| ChaosError::Stuck(why))?;
+        let repaired = self.wait_repaired().await?;
         let record = meta.get_log(log_id).await?.record;
         let (segments, epoch) = record.map_or((0, 0), |r| (r.segments.len(), r.epoch));
         Ok(ChaosReport {
@@ -545,8 +843,44 @@ impl Injector {
             epoch,
             consumer_reopened: reads.reopened,
             elapsed: self.start.elapsed(),
+            repaired,
+            trimmed_bytes: self.trimmed_bytes,
+            disk_faults: self.disk_faults,
         })
     }
+}
+
+/// Per segment of `log_id`, the bytes its files (data and control)
+/// allocate on every node's disk, as the file system counts them.
+fn segment_sizes(cluster: &Cluster, log_id: u64) -> std::collections::BTreeMap<u64, u64> {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(dir: &std::path::Path, prefix: &str, out: &mut std::collections::BTreeMap<u64, u64>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                walk(&path, prefix, out);
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(prefix) else {
+                continue;
+            };
+            let Some(segment) = rest.get(..16).and_then(|h| u64::from_str_radix(h, 16).ok()) else {
+                continue;
+            };
+            *out.entry(segment).or_default() += meta.blocks() * 512;
+        }
+    }
+    let prefix = format!("{log_id:016x}-");
+    let mut out = std::collections::BTreeMap::new();
+    for n in &cluster.nodes {
+        walk(&n.dir, &prefix, &mut out);
+    }
+    out
 }
 
 /// " [replica of the open segment S]" if `node` holds one, for the log.
@@ -570,9 +904,9 @@ mod tests {
     #[test]
     fn the_schedule_is_a_function_of_the_seed() {
         let d = Duration::from_secs(60);
-        assert_eq!(plan(7, 6, d, true), plan(7, 6, d, true));
-        assert_ne!(plan(7, 6, d, true), plan(8, 6, d, true));
-        assert!(plan(7, 6, d, false)
+        assert_eq!(plan(7, 6, d, true, true), plan(7, 6, d, true, true));
+        assert_ne!(plan(7, 6, d, true, true), plan(8, 6, d, true, true));
+        assert!(plan(7, 6, d, false, true)
             .iter()
             .all(|p| !matches!(p.fault, Fault::Partition { .. })));
     }
@@ -581,7 +915,7 @@ mod tests {
     fn the_schedule_keeps_one_node_down_at_most_and_spares_node_1() {
         let mut kinds = [0u32; 4];
         for seed in 0..200 {
-            let p = plan(seed, 6, Duration::from_secs(60), true);
+            let p = plan(seed, 6, Duration::from_secs(60), true, false);
             assert!(p.len() >= 20, "seed {seed}: only {} faults", p.len());
             let mut free_at = 0;
             let mut seen = [false; 4];
@@ -596,6 +930,9 @@ mod tests {
                     Fault::Pause { .. } => 1,
                     Fault::Partition { .. } => 2,
                     Fault::Takeover => 3,
+                    Fault::Flip { .. } | Fault::Cut { .. } | Fault::Trim | Fault::Lose { .. } => {
+                        continue
+                    }
                 };
                 seen[kind] = true;
             }

@@ -29,6 +29,10 @@ pub struct ChaosArgs {
     /// the injector can cut).
     #[arg(long)]
     no_partitions: bool,
+    /// No node lost for good (otherwise one is, a third of the way in, and
+    /// the cluster repairs its sealed segments by itself; needs 6 nodes).
+    #[arg(long)]
+    no_node_loss: bool,
 }
 
 /// Runs the chaos; prints the outcomes and the one-line verdict.
@@ -44,6 +48,10 @@ pub async fn run(args: ChaosArgs) -> ExitCode {
         eprintln!("chaos needs at least 5 nodes (node 1, 3 replicas, a spare)");
         return ExitCode::FAILURE;
     }
+    if !args.no_node_loss && args.nodes < chaos::NODES_MIN_WITH_LOSS {
+        eprintln!("chaos with a node lost for good needs at least 6 nodes (or --no-node-loss)");
+        return ExitCode::FAILURE;
+    }
     let cfg = ChaosConfig {
         nodes: args.nodes,
         duration: args.duration,
@@ -52,6 +60,7 @@ pub async fn run(args: ChaosArgs) -> ExitCode {
         concurrency: args.concurrency,
         log_id: 1,
         partitions: !args.no_partitions,
+        node_loss: !args.no_node_loss,
     };
     let cmd = match NodeCommand::this_exe() {
         Ok(c) => c,
@@ -81,7 +90,7 @@ fn print_outcomes(report: &ChaosReport) {
     let l = &report.ledger_summary;
     let v = &report.verdict;
     println!(
-        "outcomes: acked={} unknown={} (of which in the log: {}) refused={} (never taken); log entries={} segments={} epoch={} takeovers_failed={} consumer_reopened={} phantom={} seq_reused={} in {:.1}s",
+        "outcomes: acked={} unknown={} (of which in the log: {}) refused={} (never taken); log entries={} segments={} epoch={} takeovers_failed={} consumer_reopened={} phantom={} seq_reused={} disk_faults={} in {:.1}s",
         l.acked,
         l.maybe,
         report.log_len.saturating_sub(l.acked),
@@ -93,6 +102,7 @@ fn print_outcomes(report: &ChaosReport) {
         report.consumer_reopened,
         v.phantom,
         l.seq_reused,
+        report.disk_faults,
         report.elapsed.as_secs_f64()
     );
 }
