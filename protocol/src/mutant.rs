@@ -58,6 +58,11 @@ pub enum Mutant {
     /// `repair.rs`: a repair publishes its copy once every entry was sent
     /// to it, before the copy is durable (and sealed).
     RepairPublishedBeforeDurable = 14,
+    /// `trim.rs`: a trim deletes every sealed segment that *starts* before
+    /// the trim point, not only those that end at or before it: a segment
+    /// reaching past the point goes with the committed entries it holds
+    /// there.
+    TrimPastPoint = 13,
 }
 
 impl Mutant {
@@ -76,6 +81,7 @@ impl Mutant {
         Mutant::UnknownCasIsFence,
         Mutant::SealBelowWatermark,
         Mutant::RepairPublishedBeforeDurable,
+        Mutant::TrimPastPoint,
     ];
 }
 

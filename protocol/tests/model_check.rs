@@ -280,6 +280,11 @@ fn scenario_rogue_seal() {
 }
 
 #[test]
+fn scenario_trim() {
+    check_scenario(trim());
+}
+
+#[test]
 fn liveness_switch() {
     check_progress("liveness-switch", liveness_switch_config());
 }
@@ -352,4 +357,9 @@ fn mutant_unknown_cas_is_fence() {
 #[test]
 fn mutant_seal_below_watermark() {
     refute(Mutant::SealBelowWatermark);
+}
+
+#[test]
+fn mutant_trim_past_point() {
+    refute(Mutant::TrimPastPoint);
 }

@@ -10,6 +10,7 @@ pub mod reader;
 pub mod scenarios;
 pub mod steps;
 pub mod store;
+pub mod trimmer;
 pub mod writers;
 
 use std::collections::BTreeMap;
@@ -87,6 +88,9 @@ pub struct Config {
     pub max_segments: usize,
     /// The consumer reads.
     pub consumer: bool,
+    /// Trims per run (`trimmer.rs`): each moves the trim point by CAS;
+    /// the unlinks and the drop that follow are not counted.
+    pub trims: u8,
 }
 
 impl Config {
@@ -124,6 +128,7 @@ pub struct Budget {
     pub consumer_failovers: u8,
     pub unknown_cas: u8,
     pub rogue_seals: u8,
+    pub trims: u8,
 }
 
 /// What the properties judge and the system does not hold.
@@ -157,6 +162,11 @@ pub struct Ghost {
     pub record_seals: BTreeMap<u64, u64>,
     /// A rogue seal reached a replica (and was refused).
     pub rogue_sealed: bool,
+    /// A trim's CAS applied while a producer's CAS was pending (which
+    /// then conflicts).
+    pub trim_raced: bool,
+    /// A trim's drop CAS took a segment out of the record.
+    pub dropped: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -247,6 +257,20 @@ pub enum Act {
         node: u64,
         seg: u64,
     },
+    /// The trimmer moves the trim point to `before` (`trim::trim_record`,
+    /// read and CAS in one step).
+    Trim {
+        before: u64,
+    },
+    /// Node `node` unlinks its replica of `seg`, which the record lists
+    /// as deleting (`DeleteSegment`).
+    Unlink {
+        node: u64,
+        seg: u64,
+    },
+    /// The trimmer drops from the record the deleting segments that every
+    /// replica unlinked (`trim::drop_deleted`, by CAS).
+    DropDeleted,
 }
 
 /// The model: a configuration and the properties to check in it.
@@ -315,6 +339,7 @@ impl Trilog {
                 consumer_failovers: cfg.consumer_failovers,
                 unknown_cas: cfg.unknown_cas,
                 rogue_seals: cfg.rogue_seals,
+                trims: cfg.trims,
             },
             ghost: Ghost::default(),
         };
@@ -329,7 +354,10 @@ impl Trilog {
             | Msg::Watermark { node, .. }
             | Msg::Fence { node, .. }
             | Msg::Seal { node, .. } => s.nodes[*node as usize - 1].can_take(m),
-            Msg::Ack { .. } | Msg::Refused { .. } | Msg::FenceAnswer { .. } => true,
+            Msg::Ack { .. }
+            | Msg::Refused { .. }
+            | Msg::FenceAnswer { .. }
+            | Msg::Deleted { .. } => true,
         }
     }
 
@@ -382,6 +410,18 @@ impl Trilog {
                     });
                 }
             }
+            Msg::Deleted {
+                to, seg, replica, ..
+            } => {
+                // No takeover runs beside a trimmer (only sealed segments
+                // are unlinked, and only a producer writes to one: the
+                // abandoned tail of a segment it switched away from).
+                if s.writer(*to).is_some() {
+                    s.drive(&self.cfg, *to, |p, now| {
+                        p.handle_replica_failure(*replica as usize, *seg, now)
+                    });
+                }
+            }
             Msg::FenceAnswer {
                 replica, answer, ..
             } => {
@@ -426,8 +466,12 @@ impl State {
     pub(crate) fn stop_p1(&mut self) {
         self.p1 = None;
         self.cas[0] = None;
-        self.net
-            .retain(|m| !matches!(m, Msg::Ack { to: 1, .. } | Msg::Refused { to: 1, .. }));
+        self.net.retain(|m| {
+            !matches!(
+                m,
+                Msg::Ack { to: 1, .. } | Msg::Refused { to: 1, .. } | Msg::Deleted { to: 1, .. }
+            )
+        });
     }
 
     /// A producer 1 stopped by another producer does nothing more (its
@@ -468,6 +512,7 @@ impl Model for Trilog {
         self.producer_steps(s, out);
         self.taker_steps(s, out);
         self.consumer_steps(s, out);
+        self.trimmer_steps(s, out);
     }
 
     fn next_state(&self, last: &State, action: Act) -> Option<State> {

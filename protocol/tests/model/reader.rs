@@ -33,6 +33,10 @@ impl Trilog {
         };
         let n = &s.nodes[node as usize - 1];
         let seg = n.seg(segment);
+        if seg.gone {
+            // Answered `Deleted`: nothing read.
+            return false;
+        }
         let end = seg.rep.readable_end(limit);
         if end <= from_offset {
             return false;

@@ -43,7 +43,7 @@ impl State {
         }
     }
 
-    fn store(&mut self, record: LogMeta) {
+    pub(crate) fn store(&mut self, record: LogMeta) {
         if let Err(e) = validate_record(LOG_ID, &record) {
             panic!("a machine proposed a broken record: {e}\n{record:#?}");
         }
