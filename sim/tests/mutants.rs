@@ -4,7 +4,6 @@
 //! shipped code. (One process for the test: the mutant selected is
 //! process-wide.)
 
-use trilog_protocol::mutant::Mutant;
 use trilog_sim::seeds::{cores, hunt, simulated_mutants, Batch};
 
 /// Seeds tried per mutant. The release run of `trilog-sim --mutants`

@@ -1,6 +1,6 @@
 //! The model of trilog that `model_check.rs` checks: log nodes, two
-//! producers, a metadata record and a consumer, all driving the production
-//! state machines of `trilog-protocol`.
+//! producers, a metadata record, a consumer and a trimmer, all driving the
+//! production state machines and decisions of `trilog-protocol`.
 
 pub mod acyclic;
 pub mod net;

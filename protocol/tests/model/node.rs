@@ -232,8 +232,10 @@ impl Node {
     }
 
     /// `DeleteSegment` for `seg`: the files go (durably: the model's
-    /// unlink is one step), and whatever the replica still owed is
-    /// answered `Deleted` (`ShardMachine::handle_delete`).
+    /// unlink is one step), and the acks the replica still owed are
+    /// answered with an error (`ShardMachine::handle_delete`: `Internal`,
+    /// where later requests get `Deleted`; a producer takes either for a
+    /// failure of that replica, so the model sends `Deleted` for both).
     pub fn unlink(&mut self, seg: u64, net: &mut Net) {
         let node = self.id;
         let s = &mut self.segs[seg as usize];
