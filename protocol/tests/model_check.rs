@@ -32,11 +32,12 @@
 //! the deleting segments' replicas one by one, and `trim::drop_deleted`
 //! drops them by CAS; a takeover's tail read
 //! times out; the consumer gives up on a replica and reads the next one,
-//! and reads with a stale record.
+//! and reads with a stale record (which may name segments trimmed and
+//! unlinked since).
 //!
 //! Every configuration has 4 nodes, 3 replicas per segment, a window of 2
 //! appends in flight per replica (one entry per append), and a consumer
-//! (but trim: see `scenarios::trim`).
+//! (but trim: see `scenarios::trim`; trim-read has one).
 //! Faults are budgets per run; each scenario below takes a few, because
 //! the state space is the product of them. Release bounds (the test
 //! profile, with debug assertions, runs the same scenarios smaller, still
@@ -57,6 +58,7 @@
 //! | race-tail       | 1 entry    | + 0      | 1 tail write failure, producer 2 crash; all async   |
 //! | rogue-seal      | 2 entries  | no       | 1 rogue `Seal{len: 0}`, 1 replica failure, 1 loss   |
 //! | trim            | 2 entries  | no       | 2 replica failures, 2 trims (unlinks, drop); no consumer |
+//! | trim-read       | 2 entries  | no       | 1 replica failure, 2 trims (unlinks, drop)          |
 //! | liveness-switch | 3 entries  | no       | 1 replica failure, 1 failover (FIFO, no loss)       |
 //! | liveness-unknown | 2 entries | no       | 1 replica failure, 1 unknown CAS outcome, 1 failover |
 //! | liveness-race   | 2 entries  | + 1      | none                                                |
@@ -287,6 +289,11 @@ fn scenario_rogue_seal() {
 #[test]
 fn scenario_trim() {
     check_scenario(trim());
+}
+
+#[test]
+fn scenario_trim_read() {
+    check_scenario(trim_read());
 }
 
 #[test]

@@ -19,6 +19,7 @@ use stateright::{Model, Property};
 use trilog_protocol::consumer::Cursor;
 use trilog_protocol::metadata::{open_for_write, LogMeta};
 use trilog_protocol::producer::{OpenSegment, Phase, Producer, ProducerConfig, StopReason};
+use trilog_wire::meta::SegmentMeta;
 
 use net::{Msg, Net, Pid, Tag};
 use node::Node;
@@ -167,6 +168,11 @@ pub struct Ghost {
     pub trim_raced: bool,
     /// A trim's drop CAS took a segment out of the record.
     pub dropped: bool,
+    /// The segments trims took out of the chain, in id order (what the
+    /// consumer's stale record may still name).
+    pub trimmed: Vec<SegmentMeta>,
+    /// The consumer met the trim point (`Step::Trimmed`).
+    pub met_trim: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -188,6 +188,12 @@ pub fn trim_raced_switch(_: &Trilog, s: &State) -> bool {
             .is_some_and(|w| w.m.segment().id as usize > 1 && *w.m.phase() == Phase::Writing)
 }
 
+/// The consumer met the trim point: a trim moved it past the consumer's
+/// position.
+pub fn consumer_met_trim(_: &Trilog, s: &State) -> bool {
+    s.ghost.met_trim
+}
+
 pub fn segment_sealed(_: &Trilog, s: &State) -> bool {
     s.meta.segments.iter().any(|seg| seg.sealed_len.is_some())
 }
@@ -281,6 +287,7 @@ pub const RESENT_AFTER_RECONNECT: &str = "ResentAfterReconnect";
 pub const ROGUE_SEAL_REFUSED: &str = "RogueSealRefused";
 pub const TRIM_DROPPED: &str = "TrimDropped";
 pub const TRIM_RACED_SWITCH: &str = "TrimRacedSwitch";
+pub const CONSUMER_MET_TRIM: &str = "ConsumerMetTrim";
 
 /// The discovery called `name`: a state the model must reach.
 pub fn discovery(name: &'static str) -> Property<Trilog> {
@@ -296,6 +303,7 @@ pub fn discovery(name: &'static str) -> Property<Trilog> {
         ROGUE_SEAL_REFUSED => rogue_seal_refused,
         TRIM_DROPPED => trim_dropped,
         TRIM_RACED_SWITCH => trim_raced_switch,
+        CONSUMER_MET_TRIM => consumer_met_trim,
         _ => panic!("no discovery {name}"),
     };
     Property::sometimes(name, f)

@@ -92,6 +92,9 @@ impl Trilog {
                 assert_ne!(next, s.meta, "a trim point past the current one");
                 // Whoever asked for a CAS before this one now conflicts.
                 s.ghost.trim_raced |= s.cas.iter().any(Option::is_some);
+                let kept = next.segments.first().map_or(u64::MAX, |g| g.id);
+                let out = s.meta.segments.iter().filter(|g| g.id < kept);
+                s.ghost.trimmed.extend(out.cloned());
                 s.store(next);
             }
             Act::Unlink { node, seg } => s.nodes[node as usize - 1].unlink(seg, &mut s.net),
