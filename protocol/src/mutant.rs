@@ -55,6 +55,11 @@ pub enum Mutant {
     /// `replica.rs`: a replica applies a seal below the commit watermark it
     /// knows (a `Seal{len: 0}` from any sender truncates committed entries).
     SealBelowWatermark = 12,
+    /// `trim.rs`: a trim deletes every sealed segment that *starts* before
+    /// the trim point, not only those that end at or before it: a segment
+    /// reaching past the point goes with the committed entries it holds
+    /// there.
+    TrimPastPoint = 13,
     /// `repair.rs`: a repair publishes its copy once every entry was sent
     /// to it, before the copy is durable (and sealed).
     RepairPublishedBeforeDurable = 14,
@@ -75,6 +80,7 @@ impl Mutant {
         Mutant::SealBeforeTailDurable,
         Mutant::UnknownCasIsFence,
         Mutant::SealBelowWatermark,
+        Mutant::TrimPastPoint,
         Mutant::RepairPublishedBeforeDurable,
     ];
 }

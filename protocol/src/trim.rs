@@ -40,6 +40,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use trilog_wire::meta::{LogMeta, SegmentMeta};
 
 use crate::metadata::end_of_sealed;
+use crate::mutant::{self, Mutant};
 use crate::NodeId;
 
 /// Why a trim or delete was refused.
@@ -69,12 +70,14 @@ fn sealed_end(s: &SegmentMeta) -> Option<u64> {
     s.sealed_len.map(|len| s.first_seq + len)
 }
 
-/// Whether a trim at `trim_seq` deletes segment `s` (not the last one).
-///
-/// (Not yet in the model check: the mutant that deletes a segment reaching
-/// past the trim point, `TrimPastPoint`, and the property that refutes it,
-/// `TrimKeepsCommitted`, are still to be added; see docs/verification.md.)
+/// Whether a trim at `trim_seq` deletes segment `s` (not the last one):
+/// only when it is sealed and ends at or before the trim point, so every
+/// entry at or past the point stays (the model check's `CommitDurability`
+/// and `TrimKeepsCommitted`; the mutant `TrimPastPoint` breaks it).
 fn doomed(s: &SegmentMeta, trim_seq: u64) -> bool {
+    if mutant::active(Mutant::TrimPastPoint) {
+        return s.sealed_len.is_some() && s.first_seq < trim_seq;
+    }
     sealed_end(s).is_some_and(|end| end <= trim_seq)
 }
 

@@ -27,12 +27,17 @@
 //! replica when it loses it again or never gets it back); a rogue sender
 //! sends one replica a `Seal{len: 0}` below the watermark it knows; a
 //! metadata CAS has an unknown outcome (applied, lost, or
-//! landing later) and the machine is told so; a takeover's tail read
+//! landing later) and the machine is told so; a trimmer moves the trim
+//! point by CAS with the production `trim::trim_record`, nodes unlink
+//! the deleting segments' replicas one by one, and `trim::drop_deleted`
+//! drops them by CAS; a takeover's tail read
 //! times out; the consumer gives up on a replica and reads the next one,
-//! and reads with a stale record.
+//! and reads with a stale record (which may name segments trimmed and
+//! unlinked since).
 //!
 //! Every configuration has 4 nodes, 3 replicas per segment, a window of 2
-//! appends in flight per replica (one entry per append), and a consumer.
+//! appends in flight per replica (one entry per append), and a consumer
+//! (but trim: see `scenarios::trim`; trim-read has one).
 //! Faults are budgets per run; each scenario below takes a few, because
 //! the state space is the product of them. Release bounds (the test
 //! profile, with debug assertions, runs the same scenarios smaller, still
@@ -52,6 +57,8 @@
 //! | race-unknown    | 2 entries  | + 1      | 1 unknown CAS outcome, producer 2 crash             |
 //! | race-tail       | 1 entry    | + 0      | 1 tail write failure, producer 2 crash; all async   |
 //! | rogue-seal      | 2 entries  | no       | 1 rogue `Seal{len: 0}`, 1 replica failure, 1 loss   |
+//! | trim            | 2 entries  | no       | 2 replica failures, 2 trims (unlinks, drop); no consumer |
+//! | trim-read       | 2 entries  | no       | 1 replica failure, 2 trims (unlinks, drop)          |
 //! | liveness-switch | 3 entries  | no       | 1 replica failure, 1 failover (FIFO, no loss)       |
 //! | liveness-unknown | 2 entries | no       | 1 replica failure, 1 unknown CAS outcome, 1 failover |
 //! | liveness-race   | 2 entries  | + 1      | none                                                |
@@ -285,6 +292,16 @@ fn scenario_repair() {
 }
 
 #[test]
+fn scenario_trim() {
+    check_scenario(trim());
+}
+
+#[test]
+fn scenario_trim_read() {
+    check_scenario(trim_read());
+}
+
+#[test]
 fn liveness_switch() {
     check_progress("liveness-switch", liveness_switch_config());
 }
@@ -362,4 +379,9 @@ fn mutant_unknown_cas_is_fence() {
 #[test]
 fn mutant_seal_below_watermark() {
     refute(Mutant::SealBelowWatermark);
+}
+
+#[test]
+fn mutant_trim_past_point() {
+    refute(Mutant::TrimPastPoint);
 }

@@ -1,6 +1,6 @@
 //! The model of trilog that `model_check.rs` checks: log nodes, two
-//! producers, a metadata record and a consumer, all driving the production
-//! state machines of `trilog-protocol`.
+//! producers, a metadata record, a consumer and a trimmer, all driving the
+//! production state machines and decisions of `trilog-protocol`.
 
 pub mod acyclic;
 pub mod net;
@@ -11,6 +11,7 @@ pub mod repairer;
 pub mod scenarios;
 pub mod steps;
 pub mod store;
+pub mod trimmer;
 pub mod writers;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use stateright::{Model, Property};
 use trilog_protocol::consumer::Cursor;
 use trilog_protocol::metadata::{open_for_write, LogMeta};
 use trilog_protocol::producer::{OpenSegment, Phase, Producer, ProducerConfig, StopReason};
+use trilog_wire::meta::SegmentMeta;
 
 use net::{Msg, Net, Pid, Tag};
 use node::Node;
@@ -92,6 +94,9 @@ pub struct Config {
     pub node_losses: u8,
     /// A repair copies a sealed segment of a lost node to another node.
     pub repair: bool,
+    /// Trims per run (`trimmer.rs`): each moves the trim point by CAS;
+    /// the unlinks and the drop that follow are not counted.
+    pub trims: u8,
 }
 
 impl Config {
@@ -130,6 +135,7 @@ pub struct Budget {
     pub unknown_cas: u8,
     pub rogue_seals: u8,
     pub node_losses: u8,
+    pub trims: u8,
 }
 
 /// What the properties judge and the system does not hold.
@@ -165,6 +171,16 @@ pub struct Ghost {
     pub rogue_sealed: bool,
     /// (segment, node) for every replica a repair published.
     pub repaired: std::collections::BTreeSet<(u64, u64)>,
+    /// A trim's CAS applied while a producer's CAS was pending (which
+    /// then conflicts).
+    pub trim_raced: bool,
+    /// A trim's drop CAS took a segment out of the record.
+    pub dropped: bool,
+    /// The segments trims took out of the chain, in id order (what the
+    /// consumer's stale record may still name).
+    pub trimmed: Vec<SegmentMeta>,
+    /// The consumer met the trim point (`Step::Trimmed`).
+    pub met_trim: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -270,6 +286,20 @@ pub enum Act {
     RepairSeal,
     /// The job's record change, by CAS.
     RepairPublish,
+    /// The trimmer moves the trim point to `before` (`trim::trim_record`,
+    /// read and CAS in one step).
+    Trim {
+        before: u64,
+    },
+    /// Node `node` unlinks its replica of `seg`, which the record lists
+    /// as deleting (`DeleteSegment`).
+    Unlink {
+        node: u64,
+        seg: u64,
+    },
+    /// The trimmer drops from the record the deleting segments that every
+    /// replica unlinked (`trim::drop_deleted`, by CAS).
+    DropDeleted,
 }
 
 /// The model: a configuration and the properties to check in it.
@@ -339,6 +369,7 @@ impl Trilog {
                 unknown_cas: cfg.unknown_cas,
                 rogue_seals: cfg.rogue_seals,
                 node_losses: cfg.node_losses,
+                trims: cfg.trims,
             },
             ghost: Ghost::default(),
             lost: None,
@@ -357,7 +388,10 @@ impl Trilog {
             | Msg::Seal { node, .. } => {
                 s.lost != Some(*node) && s.nodes[*node as usize - 1].can_take(m)
             }
-            Msg::Ack { .. } | Msg::Refused { .. } | Msg::FenceAnswer { .. } => true,
+            Msg::Ack { .. }
+            | Msg::Refused { .. }
+            | Msg::FenceAnswer { .. }
+            | Msg::Deleted { .. } => true,
         }
     }
 
@@ -410,6 +444,18 @@ impl Trilog {
                     });
                 }
             }
+            Msg::Deleted {
+                to, seg, replica, ..
+            } => {
+                // No takeover runs beside a trimmer (only sealed segments
+                // are unlinked, and only a producer writes to one: the
+                // abandoned tail of a segment it switched away from).
+                if s.writer(*to).is_some() {
+                    s.drive(&self.cfg, *to, |p, now| {
+                        p.handle_replica_failure(*replica as usize, *seg, now)
+                    });
+                }
+            }
             Msg::FenceAnswer {
                 replica, answer, ..
             } => {
@@ -454,8 +500,12 @@ impl State {
     pub(crate) fn stop_p1(&mut self) {
         self.p1 = None;
         self.cas[0] = None;
-        self.net
-            .retain(|m| !matches!(m, Msg::Ack { to: 1, .. } | Msg::Refused { to: 1, .. }));
+        self.net.retain(|m| {
+            !matches!(
+                m,
+                Msg::Ack { to: 1, .. } | Msg::Refused { to: 1, .. } | Msg::Deleted { to: 1, .. }
+            )
+        });
     }
 
     /// A producer 1 stopped by another producer does nothing more (its
@@ -497,6 +547,7 @@ impl Model for Trilog {
         self.taker_steps(s, out);
         self.consumer_steps(s, out);
         self.repair_steps(s, out);
+        self.trimmer_steps(s, out);
     }
 
     fn next_state(&self, last: &State, action: Act) -> Option<State> {

@@ -73,6 +73,15 @@ pub enum Msg {
         replica: u8,
         answer: FenceAnswer,
     },
+    /// An append's answer from a node that unlinked its segment (a trim):
+    /// the `Deleted` error, which a producer takes for a failure of that
+    /// replica (`refusal::from_wire` gives no refusal for it).
+    Deleted {
+        to: Pid,
+        node: NodeId,
+        seg: u64,
+        replica: u8,
+    },
 }
 
 /// One end of a connection.
@@ -95,7 +104,8 @@ impl Msg {
             | Msg::Seal { seg, .. }
             | Msg::Ack { seg, .. }
             | Msg::Refused { seg, .. }
-            | Msg::FenceAnswer { seg, .. } => seg,
+            | Msg::FenceAnswer { seg, .. }
+            | Msg::Deleted { seg, .. } => seg,
         }
     }
 
@@ -107,7 +117,9 @@ impl Msg {
             | Msg::Watermark { node, from, .. }
             | Msg::Seal { node, from, .. } => (Producer(from), Node(node)),
             Msg::Fence { node, .. } => (Producer(TAKER), Node(node)),
-            Msg::Ack { to, node, .. } | Msg::Refused { to, node, .. } => (Node(node), Producer(to)),
+            Msg::Ack { to, node, .. }
+            | Msg::Refused { to, node, .. }
+            | Msg::Deleted { to, node, .. } => (Node(node), Producer(to)),
             Msg::FenceAnswer { node, .. } => (Node(node), Producer(TAKER)),
         }
     }

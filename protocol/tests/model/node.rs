@@ -42,6 +42,11 @@ pub struct Seg {
     pub ack_waiters: Vec<(Pid, u8)>,
     /// A fence waiting for the flush (replica index).
     pub fence_waiter: Option<u8>,
+    /// Unlinked by a trim (`DeleteSegment`): no records, and every later
+    /// request for it answered the way the shard answers a deleted
+    /// segment (`protocol/src/shard/delete.rs`), so nothing creates it
+    /// again.
+    pub gone: bool,
 }
 
 impl Default for Seg {
@@ -58,6 +63,7 @@ impl Seg {
             persisted: Durable::default(),
             ack_waiters: Vec::new(),
             fence_waiter: None,
+            gone: false,
         }
     }
 
@@ -113,6 +119,10 @@ impl Node {
 
     /// Handles a message addressed to this node; answers go to `net`.
     pub fn take(&mut self, m: &Msg, net: &mut Net) {
+        if self.seg(m.seg()).gone {
+            self.take_deleted(m, net);
+            return;
+        }
         let node = self.id;
         match m {
             Msg::Append {
@@ -200,10 +210,54 @@ impl Node {
                     }
                 }
             }
-            Msg::Ack { .. } | Msg::Refused { .. } | Msg::FenceAnswer { .. } => {
+            Msg::Ack { .. }
+            | Msg::Refused { .. }
+            | Msg::FenceAnswer { .. }
+            | Msg::Deleted { .. } => {
                 panic!("a node got a message for a producer: {m:?}")
             }
         }
+    }
+
+    /// A message for a segment this node unlinked: an append is answered
+    /// `Deleted`; the answer to a fence or a seal (`Deleted` too) goes to a
+    /// sender that takes it for a replica that does not answer, and a
+    /// watermark gets none: those are dropped.
+    fn take_deleted(&self, m: &Msg, net: &mut Net) {
+        if let Msg::Append {
+            seg, from, replica, ..
+        } = *m
+        {
+            net.send(Msg::Deleted {
+                to: from,
+                node: self.id,
+                seg,
+                replica,
+            });
+        }
+    }
+
+    /// `DeleteSegment` for `seg`: the files go (durably: the model's
+    /// unlink is one step), and the acks the replica still owed are
+    /// answered with an error (`ShardMachine::handle_delete`: `Internal`,
+    /// where later requests get `Deleted`; a producer takes either for a
+    /// failure of that replica, so the model sends `Deleted` for both).
+    pub fn unlink(&mut self, seg: u64, net: &mut Net) {
+        let node = self.id;
+        let s = &mut self.segs[seg as usize];
+        assert!(!s.gone, "unlinked once");
+        for (to, replica) in s.ack_waiters.drain(..) {
+            net.send(Msg::Deleted {
+                to,
+                node,
+                seg,
+                replica,
+            });
+        }
+        *s = Seg {
+            gone: true,
+            ..Seg::new()
+        };
     }
 
     /// Whether a flush has anything to do.
@@ -247,7 +301,11 @@ impl Node {
     /// The replica is rebuilt from what is on disk.
     pub fn crash(&mut self, torn: bool) {
         self.crashed = true;
-        for s in &mut self.segs {
+        // An unlinked segment stays unlinked and refused. (The shard keeps
+        // its set of deleted segments in memory only; after a real restart
+        // no request for them is in flight any more, since connections
+        // drop, while the model's messages outlive a crash.)
+        for s in self.segs.iter_mut().filter(|s| !s.gone) {
             if !torn {
                 s.recs.truncate(s.rep.durable_len() as usize);
             }

@@ -2,17 +2,21 @@
 //! and the discoveries that show the interesting states are reached.
 
 use stateright::Property;
-use trilog_protocol::metadata::{locate, Location};
+use trilog_protocol::metadata::{end_of_sealed, locate, Location};
 use trilog_protocol::producer::Phase;
 
 use crate::model::net::{Tag, TAKER};
 use crate::model::writers::Taker;
 use crate::model::{State, Trilog};
 
-/// The payload that `node` holds durably at `offset` of `seg`, if any.
+/// The payload that `node` holds durably at `offset` of `seg`, if any
+/// (none once it unlinked `seg`).
 fn durable_tag(s: &State, node: u64, seg: u64, offset: u64) -> Option<Tag> {
-    let recs = s.nodes[node as usize - 1].seg(seg).durable();
-    recs.get(offset as usize).map(|(t, _)| *t)
+    let g = s.nodes[node as usize - 1].seg(seg);
+    if g.gone {
+        return None;
+    }
+    g.durable().get(offset as usize).map(|(t, _)| *t)
 }
 
 /// The replicas of `seg` the properties hold to their data: all but a
@@ -32,15 +36,16 @@ fn in_log(s: &State, seq: u64, tag: Tag) -> bool {
     kept(s, &seg.replicas).all(|n| durable_tag(s, *n, seg.id, offset) == Some(tag))
 }
 
-/// 1. An entry reported committed is, at every moment, on disk on every
-///    replica of the segment that the metadata record places its seq in,
-///    with its payload. (A takeover writes the tail it carries into the
-///    next segment before the CAS that seals below it: in between, the
-///    record still places those seqs in the old segment.)
+/// 1. An entry reported committed at or past the trim point is, at every
+///    moment, on disk on every replica of the segment that the metadata
+///    record places its seq in, with its payload. (A takeover writes the
+///    tail it carries into the next segment before the CAS that seals
+///    below it: in between, the record still places those seqs in the old
+///    segment.) Entries below the trim point are gone on purpose.
 pub fn commit_durability(_: &Trilog, s: &State) -> bool {
     s.ghost
         .committed
-        .iter()
+        .range(s.meta.trim_seq..)
         .all(|(seq, tag)| in_log(s, *seq, *tag))
 }
 
@@ -123,7 +128,7 @@ pub fn sealed_never_shrinks(_: &Trilog, s: &State) -> bool {
     record_kept && replicas_agree
 }
 
-/// 8. A replica a repair published holds, from the moment it is published
+/// 9. A replica a repair published holds, from the moment it is published
 ///    and as long as the record lists it, the whole sealed prefix of its
 ///    segment on disk, the same entries as the segment's other replicas.
 pub fn repaired_durable(_: &Trilog, s: &State) -> bool {
@@ -150,9 +155,29 @@ pub fn repair_published(_: &Trilog, s: &State) -> bool {
     !s.ghost.repaired.is_empty()
 }
 
-/// 9. Every entry taken is committed, and every committed entry was read.
-///    Judged at the terminal states of an acyclic configuration without a
-///    takeover: there, no producer has anything left to do.
+/// 8. A trim deletes only what lies wholly below its point: every
+///    segment the record lists as deleting is sealed and ends at or before
+///    the trim point, the trim point is at most the end of the sealed
+///    segments (past it lie entries the metadata does not know are
+///    committed), and no replica of a segment still in the chain has
+///    unlinked it.
+pub fn trim_keeps_committed(_: &Trilog, s: &State) -> bool {
+    let m = &s.meta;
+    let deleting_below = m.deleting.iter().all(|g| {
+        g.sealed_len
+            .is_some_and(|len| g.first_seq + len <= m.trim_seq)
+    });
+    let chain_kept = m.segments.iter().all(|g| {
+        g.replicas
+            .iter()
+            .all(|n| !s.nodes[*n as usize - 1].seg(g.id).gone)
+    });
+    deleting_below && m.trim_seq <= end_of_sealed(m) && chain_kept
+}
+
+/// 10. Every entry taken is committed, and every committed entry was read.
+///     Judged at the terminal states of an acyclic configuration without a
+///     takeover: there, no producer has anything left to do.
 pub fn progress_reached(_: &Trilog, s: &State) -> bool {
     let writers = [s.p1.as_ref(), s.writer(TAKER)];
     writers.iter().flatten().all(|w| w.m.pending() == 0)
@@ -172,6 +197,31 @@ pub fn unknown_resolved(_: &Trilog, s: &State) -> bool {
         s.p1.as_ref()
             .is_some_and(|w| w.m.segment().id > 0 && *w.m.phase() == Phase::Writing);
     s.ghost.unknown_told && (switched || matches!(s.p2, Taker::Writing(_)))
+}
+
+/// A trim's segment was unlinked everywhere and dropped from the record
+/// while producer 1 still writes the segment after it.
+pub fn trim_dropped(_: &Trilog, s: &State) -> bool {
+    s.ghost.dropped
+        && s.p1
+            .as_ref()
+            .is_some_and(|w| w.m.segment().id > 0 && *w.m.phase() == Phase::Writing)
+}
+
+/// A trim's CAS applied while producer 1's switch CAS was pending (so
+/// that one conflicted), and producer 1 carried on writing a segment its
+/// switch opened.
+pub fn trim_raced_switch(_: &Trilog, s: &State) -> bool {
+    s.ghost.trim_raced
+        && s.p1
+            .as_ref()
+            .is_some_and(|w| w.m.segment().id as usize > 1 && *w.m.phase() == Phase::Writing)
+}
+
+/// The consumer met the trim point: a trim moved it past the consumer's
+/// position.
+pub fn consumer_met_trim(_: &Trilog, s: &State) -> bool {
+    s.ghost.met_trim
 }
 
 pub fn segment_sealed(_: &Trilog, s: &State) -> bool {
@@ -224,6 +274,7 @@ pub const REAL_FENCE: &str = "RealFence";
 pub const SEALED_NEVER_SHRINKS: &str = "SealedNeverShrinks";
 pub const REPAIRED_DURABLE: &str = "RepairedDurable";
 pub const PROGRESS: &str = "Progress";
+pub const TRIM_KEEPS_COMMITTED: &str = "TrimKeepsCommitted";
 
 /// The safety invariant called `name`.
 pub fn invariant(name: &'static str) -> Property<Trilog> {
@@ -236,12 +287,13 @@ pub fn invariant(name: &'static str) -> Property<Trilog> {
         REAL_FENCE => real_fence,
         SEALED_NEVER_SHRINKS => sealed_never_shrinks,
         REPAIRED_DURABLE => repaired_durable,
+        TRIM_KEEPS_COMMITTED => trim_keeps_committed,
         _ => panic!("no invariant {name}"),
     };
     Property::always(name, f)
 }
 
-pub const INVARIANTS: [&str; 8] = [
+pub const INVARIANTS: [&str; 9] = [
     COMMIT_DURABILITY,
     READ_COMMITTED,
     LOG_ORDER,
@@ -250,6 +302,7 @@ pub const INVARIANTS: [&str; 8] = [
     REAL_FENCE,
     SEALED_NEVER_SHRINKS,
     REPAIRED_DURABLE,
+    TRIM_KEEPS_COMMITTED,
 ];
 
 pub fn progress() -> Property<Trilog> {
@@ -266,6 +319,9 @@ pub const UNKNOWN_RESOLVED: &str = "UnknownResolved";
 pub const RESENT_AFTER_RECONNECT: &str = "ResentAfterReconnect";
 pub const ROGUE_SEAL_REFUSED: &str = "RogueSealRefused";
 pub const REPAIR_PUBLISHED: &str = "RepairPublished";
+pub const TRIM_DROPPED: &str = "TrimDropped";
+pub const TRIM_RACED_SWITCH: &str = "TrimRacedSwitch";
+pub const CONSUMER_MET_TRIM: &str = "ConsumerMetTrim";
 
 /// The discovery called `name`: a state the model must reach.
 pub fn discovery(name: &'static str) -> Property<Trilog> {
@@ -280,6 +336,9 @@ pub fn discovery(name: &'static str) -> Property<Trilog> {
         RESENT_AFTER_RECONNECT => resent_after_reconnect,
         ROGUE_SEAL_REFUSED => rogue_seal_refused,
         REPAIR_PUBLISHED => repair_published,
+        TRIM_DROPPED => trim_dropped,
+        TRIM_RACED_SWITCH => trim_raced_switch,
+        CONSUMER_MET_TRIM => consumer_met_trim,
         _ => panic!("no discovery {name}"),
     };
     Property::sometimes(name, f)

@@ -3,6 +3,7 @@
 
 use trilog_protocol::consumer::{Cursor, Step};
 use trilog_protocol::metadata::LogMeta;
+use trilog_wire::meta::SegmentMeta;
 
 use crate::model::net::Tag;
 use crate::model::{State, Trilog};
@@ -20,19 +21,30 @@ pub struct Consumer {
 impl Trilog {
     /// The consumer's next read, if it gets anything.
     pub(crate) fn read(&self, s: &mut State) -> bool {
-        let meta = s.consumer.meta.record(&s.meta);
+        let meta = s.consumer.meta.record(&s.meta, &s.ghost.trimmed);
         let c = &mut s.consumer;
-        let Step::Read {
-            segment,
-            node,
-            from_offset,
-            limit,
-        } = c.cursor.next_step(&meta)
-        else {
-            return false;
+        let (segment, node, from_offset, limit) = match c.cursor.next_step(&meta) {
+            Step::Read {
+                segment,
+                node,
+                from_offset,
+                limit,
+            } => (segment, node, from_offset, limit),
+            // The client's reader returns `ClientError::Trimmed` naming
+            // the first readable seq: this consumer stops there.
+            Step::Trimmed { .. } => {
+                let first = !s.ghost.met_trim;
+                s.ghost.met_trim = true;
+                return first;
+            }
+            _ => return false,
         };
         let n = &s.nodes[node as usize - 1];
         let seg = n.seg(segment);
+        if seg.gone {
+            // Answered `Deleted`: nothing read.
+            return false;
+        }
         let end = seg.rep.readable_end(limit);
         if end <= from_offset {
             return false;
@@ -59,40 +71,56 @@ impl Trilog {
             node,
             from_offset,
             limit,
-        } = cursor.next_step(&s.consumer.meta.record(&s.meta))
+        } = cursor.next_step(&s.consumer.meta.record(&s.meta, &s.ghost.trimmed))
         else {
             return true;
         };
-        let n = &s.nodes[node as usize - 1];
-        n.seg(segment).rep.readable_end(limit) <= from_offset
+        let seg = s.nodes[node as usize - 1].seg(segment);
+        seg.gone || seg.rep.readable_end(limit) <= from_offset
     }
 }
 
-/// A version of the record, as the consumer read it. The record only
-/// grows (segments are appended, the last one is sealed, nothing else
-/// changes), so a past version is the current one cut to its first
-/// `segments`, with the last of them open again unless `last_sealed`. The
-/// epoch is left out: the consumer does not read it (states that differ
-/// only there merge).
+/// A version of the record, as the consumer read it. The chain only
+/// grows at its end (segments are appended, the last one is sealed,
+/// nothing else changes) and loses segments at its start (a trim moves
+/// them out, kept in the ghost `trimmed`, never changed again since they
+/// are sealed), so a past version's chain is the `segments` segments from
+/// id `first` on of the trimmed ones followed by the current chain, with
+/// the last of them open again unless `last_sealed`, and its trim point
+/// `trim_seq`. The epoch is left out: the consumer does not read it
+/// (states that differ only there merge).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Snapshot {
+    pub first: u64,
     pub segments: u8,
     pub last_sealed: bool,
+    pub trim_seq: u64,
 }
 
 impl Snapshot {
     pub fn of(meta: &LogMeta) -> Snapshot {
         Snapshot {
+            first: meta.segments.first().map_or(0, |s| s.id),
             segments: meta.segments.len() as u8,
             last_sealed: meta.segments.last().is_some_and(|s| s.sealed_len.is_some()),
+            trim_seq: meta.trim_seq,
         }
     }
 
-    /// The record as it was at this version.
-    pub fn record(&self, current: &LogMeta) -> LogMeta {
+    /// The record as it was at this version, given the segments trims
+    /// took out of the chain since.
+    pub fn record(&self, current: &LogMeta, trimmed: &[SegmentMeta]) -> LogMeta {
+        let segments = trimmed
+            .iter()
+            .chain(&current.segments)
+            .filter(|g| g.id >= self.first)
+            .take(self.segments as usize)
+            .cloned()
+            .collect();
         let mut meta = LogMeta {
             epoch: 0,
-            segments: current.segments[..self.segments as usize].to_vec(),
+            segments,
+            trim_seq: self.trim_seq,
             ..current.clone()
         };
         if !self.last_sealed {

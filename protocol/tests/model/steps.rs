@@ -265,6 +265,9 @@ impl Trilog {
                 };
                 s.nodes[node as usize - 1].take(&seal, &mut s.net);
             }
+            trimmer @ (Act::Trim { .. } | Act::Unlink { .. } | Act::DropDeleted) => {
+                self.take_trimmer_step(s, trimmer)
+            }
             machine => self.take_machine_step(s, machine),
         }
         true
