@@ -298,6 +298,9 @@ mod tests {
             zone: "zone-a".into(),
             capacity_bytes: 1 << 30,
             incarnation: node_id + 1000,
+            bytes_used: 0,
+            bytes_free: 0,
+            full: false,
         }
     }
 
