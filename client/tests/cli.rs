@@ -28,6 +28,7 @@ fn start_node(id: u64, dir: &std::path::Path, meta: SocketAddr) -> NodeHandle {
         advertise_host: None,
         advertise_port: None,
         replace: false,
+        disk_reserve_bytes: trilog_node::space::DISK_RESERVE_BYTES_DEFAULT,
     };
     config.check().expect("a valid configuration");
     server::start(config).expect("the node starts")

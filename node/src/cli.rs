@@ -61,6 +61,11 @@ pub struct Args {
     /// replicas will be repaired.
     #[arg(long)]
     pub replace: bool,
+    /// Free bytes to keep on the data directory's file system: below them
+    /// the node turns read-only (serves reads, seals and deletes, takes no
+    /// new segment), and it turns writable again 16 MiB above them.
+    #[arg(long, default_value_t = trilog_protocol::space::DISK_RESERVE_BYTES_DEFAULT)]
+    pub disk_reserve_bytes: u64,
 }
 
 /// Runs a node until the process ends; returns the exit code.
@@ -91,6 +96,7 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
         advertise_host: args.advertise_host,
         advertise_port: args.advertise_port,
         replace: args.replace,
+        disk_reserve_bytes: args.disk_reserve_bytes,
     };
     if let Err(e) = config.check() {
         eprintln!("trilog-node: bad configuration: {e}");

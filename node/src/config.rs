@@ -59,6 +59,9 @@ pub struct NodeConfig {
     /// node id as a replica: this node replaces a lost one (see
     /// `crate::identity`).
     pub replace: bool,
+    /// Free bytes kept on the data directory's file system: below them the
+    /// node turns read-only (`trilog_protocol::space`).
+    pub disk_reserve_bytes: u64,
 }
 
 impl NodeConfig {
@@ -137,6 +140,7 @@ mod tests {
             advertise_host: None,
             advertise_port: None,
             replace: false,
+            disk_reserve_bytes: trilog_protocol::space::DISK_RESERVE_BYTES_DEFAULT,
         }
     }
 
