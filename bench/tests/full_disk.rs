@@ -155,7 +155,7 @@ fn node_of(status: &serde_json::Value, id: u64) -> serde_json::Value {
 
 async fn wait_full(cluster: &Cluster, full: bool) -> serde_json::Value {
     let what = format!("node {FULL_NODE} registered with full={full}");
-    wait_for(&what, WAIT, || async {
+    wait_for(&what, WAIT, move || async move {
         let n = node_of(&status(cluster).await, FULL_NODE);
         (n["alive"] == true && n["full"] == full).then_some(n)
     })

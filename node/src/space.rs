@@ -39,6 +39,9 @@ pub struct DiskUsage {
 }
 
 /// statvfs of the file system holding `path`.
+// The casts: the field types (`c_ulong`, `fsblkcnt_t`) are u64 here but
+// u32 on some targets.
+#[allow(clippy::unnecessary_cast)]
 pub fn disk_usage(path: &Path) -> io::Result<DiskUsage> {
     let c_path = CString::new(path.as_os_str().as_bytes())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
