@@ -14,6 +14,9 @@
 //! (mark, unlink on every replica, drop) so that no crash leaves the record
 //! naming a missing file or a file the record no longer names.
 //!
+//! [`status`] is the cluster as `trilog status --json` prints it, and
+//! [`writable_nodes`] the nodes a new segment may go to (alive, not full).
+//!
 //! The metadata store it talks to (embedded or etcd) is `trilog_meta`,
 //! re-exported here as [`meta`].
 
@@ -26,13 +29,14 @@ pub mod producer;
 pub mod record_calls;
 pub mod repair_status;
 pub mod runtime;
+pub mod status;
 pub mod takeover;
 pub mod trim;
 
 pub use consumer::{Consumer, Record};
 pub use error::{AppendError, ClientError, ConnError};
 pub use pool::ConnPool;
-pub use producer::{Producer, ProducerOptions};
+pub use producer::{writable_nodes, Producer, ProducerOptions};
 /// The metadata store: its interface, clients, address parser and the
 /// embedded store's server (`trilog_meta`), for the client's users.
 pub use trilog_meta as meta;

@@ -34,7 +34,8 @@ pub async fn under_replicated(meta: &dyn MetaStore) -> Result<Vec<UnderReplicate
             id: n.info.node_id,
             zone: n.info.zone.clone(),
             alive: n.alive,
-            writable: n.alive,
+            // A full node turns read-only and says so: no copy goes there.
+            writable: n.alive && !n.info.full,
         })
         .collect();
     // A grace of 0: "dead now" is what the status shows; the nodes wait

@@ -109,6 +109,52 @@ async fn append_read_takeover_and_status_from_the_command_line() {
         "every segment is sealed: {status}"
     );
 
+    // The same, for scripts.
+    let json: serde_json::Value =
+        serde_json::from_str(&trilog(meta, &["status", "--json"], None)).expect("JSON");
+    let nodes = json["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 3, "{json}");
+    for n in nodes {
+        for field in [
+            "id",
+            "addr",
+            "zone",
+            "alive",
+            "full",
+            "bytes_used",
+            "bytes_free",
+        ] {
+            assert!(!n[field].is_null(), "node without {field}: {n}");
+        }
+        assert_eq!(n["alive"], true, "{n}");
+        assert_eq!(n["full"], false, "{n}");
+        assert!(n["bytes_free"].as_u64().expect("a number") > 0, "{n}");
+        assert!(
+            n["addr"]
+                .as_str()
+                .expect("a string")
+                .starts_with("127.0.0.1:"),
+            "{n}"
+        );
+    }
+    let logs = json["logs"].as_array().expect("logs");
+    assert_eq!(logs.len(), 1, "{json}");
+    assert_eq!(logs[0]["id"], 4);
+    for field in ["epoch", "trim_seq"] {
+        assert!(logs[0][field].is_u64(), "{field}: {json}");
+    }
+    let segments = logs[0]["segments"].as_array().expect("segments");
+    assert!(!segments.is_empty(), "{json}");
+    for seg in segments {
+        assert_eq!(seg["state"], "sealed", "{seg}");
+        assert!(seg["len"].is_u64() && seg["first_seq"].is_u64(), "{seg}");
+        assert_eq!(
+            seg["replicas"].as_array().expect("replicas").len(),
+            3,
+            "{seg}"
+        );
+    }
+
     // Bad input gets an error and a failing exit status, not a panic.
     let bad = run(meta, &["read", "--log", "not-a-number"], None);
     assert!(!bad.status.success());

@@ -601,6 +601,9 @@ mod tests {
             zone: String::new(),
             capacity_bytes: 0,
             incarnation: 3,
+            bytes_used: 0,
+            bytes_free: 0,
+            full: false,
         };
         let key = b"/trilog/nodes/info/1";
         assert!(decode_node(key)(&encode_log(record)).is_err());

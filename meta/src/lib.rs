@@ -83,8 +83,8 @@ pub use limits::{
 pub use lookup::{spawn_record_lookups, RecordLookups};
 pub use persist::{MetaFile, PersistError};
 pub use register::{
-    spawn_etcd_registration, spawn_registration, spawn_registration_at, FirstRegistration,
-    RegistrationHandle,
+    spawn_etcd_registration, spawn_registration, spawn_registration_at,
+    spawn_registration_refreshed, FirstRegistration, InfoRefresh, RegistrationHandle,
 };
 pub use server::{spawn_meta_server, MetaServerError, MetaServerHandle};
 pub use state::{CasError, MetaState, RecordError, RegisterError};

@@ -40,6 +40,10 @@ pub const REGISTER_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Bounds of a registration call's timeout (otherwise the renewal
 /// interval): long enough for a store saving a CAS, short enough to retry
 /// before the lease ends.
+/// How often the registration loop asks whether the node's state changed
+/// in a way that must reach the store before the next renewal (a disk
+/// turned full or writable again).
+pub const REGISTER_REFRESH_POLL: Duration = Duration::from_millis(200);
 pub const REGISTER_CALL_TIMEOUT_MIN: Duration = Duration::from_millis(10);
 pub const REGISTER_CALL_TIMEOUT_MAX: Duration = Duration::from_secs(2);
 

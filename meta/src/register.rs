@@ -13,6 +13,15 @@
 //! during one (the call in flight is abandoned; a registration is
 //! idempotent).
 //!
+//! What is registered may change while the node runs
+//! ([`spawn_registration_refreshed`]): before every call the thread asks
+//! the node for its current [`NodeInfo`] (its free bytes, whether its
+//! disk is full), and between renewals it asks every
+//! [`REGISTER_REFRESH_POLL`]: a change of `full` is registered at once,
+//! so placement learns within a fraction of a second that a node stopped
+//! (or resumed) taking new segments; the byte counts ride on the next
+//! renewal.
+//!
 //! A refusal because another incarnation holds the node id
 //! ([`NodeIdTaken`]) before the first success ends the thread: the node
 //! must not start under an id another live process holds, and
@@ -35,7 +44,7 @@ use crate::addr::MetaAddr;
 use crate::error::{MetaError, NodeIdTaken};
 use crate::limits::{
     LEASE_MS_MAX, LEASE_MS_MIN, REGISTER_BACKOFF_MAX, REGISTER_BACKOFF_MIN,
-    REGISTER_CALL_TIMEOUT_MAX, REGISTER_CALL_TIMEOUT_MIN,
+    REGISTER_CALL_TIMEOUT_MAX, REGISTER_CALL_TIMEOUT_MIN, REGISTER_REFRESH_POLL,
 };
 use crate::store::MetaStore;
 
@@ -141,6 +150,10 @@ pub fn spawn_etcd_registration(
     spawn_registration_at(MetaAddr::Etcd(endpoints), info, lease)
 }
 
+/// Brings a registration up to date: sets the fields that change while the
+/// node runs (free bytes, `full`). Called on the registration thread.
+pub type InfoRefresh = Arc<dyn Fn(&mut NodeInfo) + Send + Sync>;
+
 /// Starts registering `info` with the store at `meta` under `lease`
 /// (clamped to the store's bounds), renewing every `lease / 3` (see the
 /// module doc). The thread connects lazily, and again after any error.
@@ -149,6 +162,18 @@ pub fn spawn_registration_at(
     info: NodeInfo,
     lease: Duration,
 ) -> RegistrationHandle {
+    spawn_registration_refreshed(meta, info, lease, Arc::new(|_: &mut NodeInfo| {}))
+}
+
+/// [`spawn_registration_at`], with `info` brought up to date by `refresh`
+/// before every call, and registered again at once when its `full` flag
+/// changes (see the module doc).
+pub fn spawn_registration_refreshed(
+    meta: MetaAddr,
+    info: NodeInfo,
+    lease: Duration,
+    refresh: InfoRefresh,
+) -> RegistrationHandle {
     let lease_ms = clamp_lease(&info, lease);
     let node_id = info.node_id;
     let (stop_tx, stop_rx) = oneshot::channel();
@@ -156,7 +181,7 @@ pub fn spawn_registration_at(
     let thread_registered = registered.clone();
     let thread = std::thread::Builder::new()
         .name(format!("trilog-register-{node_id}"))
-        .spawn(move || run_thread(meta, info, lease_ms, stop_rx, &thread_registered));
+        .spawn(move || run_thread(meta, info, refresh, lease_ms, stop_rx, &thread_registered));
     let thread = match thread {
         Ok(t) => Some(t),
         Err(e) => {
@@ -190,6 +215,7 @@ fn renew_interval(lease_ms: u64) -> Duration {
 fn run_thread(
     meta: MetaAddr,
     info: NodeInfo,
+    refresh: InfoRefresh,
     lease_ms: u64,
     stop: oneshot::Receiver<()>,
     registered: &Registered,
@@ -198,7 +224,9 @@ fn run_thread(
         .enable_all()
         .build();
     match runtime {
-        Ok(rt) => rt.block_on(renew_loop(&meta, &info, lease_ms, stop, registered)),
+        Ok(rt) => rt.block_on(renew_loop(
+            &meta, info, &refresh, lease_ms, stop, registered,
+        )),
         Err(e) => error!(
             "node {}: cannot start the registration runtime: {e}",
             info.node_id
@@ -208,7 +236,8 @@ fn run_thread(
 
 async fn renew_loop(
     meta: &MetaAddr,
-    info: &NodeInfo,
+    mut info: NodeInfo,
+    refresh: &InfoRefresh,
     lease_ms: u64,
     mut stop: oneshot::Receiver<()>,
     registered: &Registered,
@@ -222,9 +251,10 @@ async fn renew_loop(
     let mut backoff = REGISTER_BACKOFF_MIN;
     let mut failing = false;
     loop {
+        refresh(&mut info);
         let outcome = tokio::select! {
             _ = &mut stop => return,
-            outcome = register_once(&mut store, meta, info, lease, call_timeout) => outcome,
+            outcome = register_once(&mut store, meta, &info, lease, call_timeout) => outcome,
         };
         let wait = match outcome {
             Ok(()) => {
@@ -257,9 +287,44 @@ async fn renew_loop(
                 wait
             }
         };
+        if !wait_or_change(&mut stop, wait, &mut info, refresh).await {
+            return;
+        }
+    }
+}
+
+/// Waits `wait`, or less if `refresh` turns `info`'s `full` flag: a change
+/// that must reach the store before the next renewal. False if stopped.
+async fn wait_or_change(
+    stop: &mut oneshot::Receiver<()>,
+    wait: Duration,
+    info: &mut NodeInfo,
+    refresh: &InfoRefresh,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    let full = info.full;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        let step = (deadline - now).min(REGISTER_REFRESH_POLL);
         tokio::select! {
-            _ = &mut stop => return,
-            _ = tokio::time::sleep(wait) => {}
+            _ = &mut *stop => return false,
+            _ = tokio::time::sleep(step) => {}
+        }
+        refresh(info);
+        if info.full != full {
+            info!(
+                "node {}: disk {}; registering that now",
+                info.node_id,
+                if info.full {
+                    "full (read-only)"
+                } else {
+                    "writable again"
+                }
+            );
+            return true;
         }
     }
 }
@@ -298,6 +363,9 @@ mod tests {
             zone: "zone-a".into(),
             capacity_bytes: 1 << 30,
             incarnation: node_id + 1000,
+            bytes_used: 0,
+            bytes_free: 0,
+            full: false,
         }
     }
 
@@ -326,6 +394,52 @@ mod tests {
             assert_eq!(nodes[0].info, info);
             assert!(nodes[0].alive);
             assert!(nodes[0].lease_remaining_ms > 0 && nodes[0].lease_remaining_ms <= 30_000);
+        }
+        registration.stop();
+        server.stop().expect("stops");
+    }
+
+    #[test]
+    fn a_disk_turning_full_reaches_the_store_before_the_next_renewal() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        let server = spawn_meta_server(listen, dir.path().to_path_buf()).expect("starts");
+        let full = Arc::new(AtomicBool::new(false));
+        let source = full.clone();
+        let refresh: InfoRefresh = Arc::new(move |info: &mut NodeInfo| {
+            info.full = source.load(Ordering::SeqCst);
+            info.bytes_free = if info.full { 1 } else { 1 << 30 };
+        });
+        // A long lease: renewals every 20 s, so only the change can explain
+        // a prompt update.
+        let registration = spawn_registration_refreshed(
+            MetaAddr::Embedded(server.local_addr()),
+            node(3),
+            Duration::from_secs(60),
+            refresh,
+        );
+        assert!(registration.registered_once(TEST_TIMEOUT));
+        let rt = runtime();
+        let meta = EmbeddedMeta::new(server.local_addr());
+        let listed = |rt: &tokio::runtime::Runtime| {
+            let nodes = rt.block_on(meta.list_nodes(false)).expect("listed");
+            assert_eq!(nodes.len(), 1);
+            nodes[0].info.clone()
+        };
+        let first = listed(&rt);
+        assert!(!first.full);
+        assert_eq!(first.bytes_free, 1 << 30);
+        full.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = listed(&rt);
+            if now.full {
+                assert_eq!(now.bytes_free, 1);
+                break;
+            }
+            assert!(Instant::now() < deadline, "full never reached the store");
+            std::thread::sleep(REGISTER_REFRESH_POLL);
         }
         registration.stop();
         server.stop().expect("stops");

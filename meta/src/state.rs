@@ -312,6 +312,9 @@ mod tests {
             zone: "z".into(),
             capacity_bytes: 1,
             incarnation: node_id.wrapping_add(100),
+            bytes_used: 0,
+            bytes_free: 0,
+            full: false,
         }
     }
 

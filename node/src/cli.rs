@@ -68,6 +68,11 @@ pub struct Args {
     /// Rate at which this node copies repairs, in bytes per second.
     #[arg(long, default_value_t = trilog_protocol::repair::REPAIR_BYTES_PER_SEC_DEFAULT)]
     pub repair_bytes_per_sec: u64,
+    /// Free bytes to keep on the data directory's file system: below them
+    /// the node turns read-only (serves reads, seals and deletes, takes no
+    /// new segment), and it turns writable again 16 MiB above them.
+    #[arg(long, default_value_t = trilog_protocol::space::DISK_RESERVE_BYTES_DEFAULT)]
+    pub disk_reserve_bytes: u64,
 }
 
 /// Runs a node until the process ends; returns the exit code.
@@ -100,6 +105,7 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
         replace: args.replace,
         repair_grace_ms: args.repair_grace_secs.saturating_mul(1000),
         repair_bytes_per_sec: args.repair_bytes_per_sec,
+        disk_reserve_bytes: args.disk_reserve_bytes,
     };
     if let Err(e) = config.check() {
         eprintln!("trilog-node: bad configuration: {e}");

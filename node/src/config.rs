@@ -71,6 +71,9 @@ pub struct NodeConfig {
     pub repair_grace_ms: u64,
     /// The rate this node copies repairs at.
     pub repair_bytes_per_sec: u64,
+    /// Free bytes kept on the data directory's file system: below them the
+    /// node turns read-only (`trilog_protocol::space`).
+    pub disk_reserve_bytes: u64,
 }
 
 impl NodeConfig {
@@ -95,6 +98,7 @@ impl NodeConfig {
             replace: false,
             repair_grace_ms: trilog_protocol::repair::REPAIR_GRACE_MS_DEFAULT,
             repair_bytes_per_sec: trilog_protocol::repair::REPAIR_BYTES_PER_SEC_DEFAULT,
+            disk_reserve_bytes: trilog_protocol::space::DISK_RESERVE_BYTES_DEFAULT,
         }
     }
 
@@ -184,6 +188,7 @@ mod tests {
             replace: false,
             repair_grace_ms: trilog_protocol::repair::REPAIR_GRACE_MS_DEFAULT,
             repair_bytes_per_sec: trilog_protocol::repair::REPAIR_BYTES_PER_SEC_DEFAULT,
+            disk_reserve_bytes: trilog_protocol::space::DISK_RESERVE_BYTES_DEFAULT,
         }
     }
 

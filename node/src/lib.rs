@@ -20,6 +20,13 @@
 //! of another node id or cluster, under a node id another live process
 //! holds, or on an empty directory of a node id the metadata lists as a
 //! replica (unless `--replace`).
+//!
+//! Full disks: below a reserve of free bytes, or after an allocation
+//! failed for space, the node is read-only (`space`): it serves reads of
+//! everything durable, seals and deletes, refuses new segments and appends
+//! with `Full`, says `full` in its registration so placement skips it,
+//! starts read-only on a full disk, and turns writable again once space
+//! is freed. A segment creation that fails leaves no file behind.
 
 pub mod cli;
 pub mod config;
@@ -30,4 +37,5 @@ pub mod repair;
 pub mod runtime;
 pub mod scrub;
 pub mod server;
+pub mod space;
 pub mod storage;

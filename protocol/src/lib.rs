@@ -31,6 +31,8 @@
 //!   that does not exist yet).
 //! - [`trim`]: trim and delete: which segments go, and the three steps
 //!   (mark, unlink, drop) that delete them.
+//! - [`space`]: a node's read-only mode on a full disk (a reserve of free
+//!   bytes, hysteresis, failed allocations).
 //! - [`actions`]: the `#[must_use]` list of actions every machine returns.
 //! - [`mutant`]: deliberately broken variants for the model checker,
 //!   compiled in only with the `mutants` feature.
@@ -49,6 +51,7 @@ pub mod refusal;
 pub mod repair;
 pub mod replica;
 pub mod shard;
+pub mod space;
 pub mod takeover;
 pub mod trim;
 

@@ -9,6 +9,8 @@
 //! rest is filled at random. The random draw is the caller's (`seed`), so
 //! this stays pure.
 
+use trilog_wire::meta::NodeStatus;
+
 use crate::NodeId;
 
 /// A node a new segment may be placed on: alive, with room.
@@ -30,6 +32,21 @@ impl Candidate {
             })
             .collect()
     }
+}
+
+/// The registered nodes a new segment (or a repaired replica) may go to:
+/// alive, and not read-only for a full disk. A full node keeps its lease
+/// (it still serves reads, seals and deletes) but would refuse the
+/// segment's first append, so placing on it would only cost a switch.
+pub fn writable_candidates(nodes: &[NodeStatus]) -> Vec<Candidate> {
+    nodes
+        .iter()
+        .filter(|n| n.alive && !n.info.full)
+        .map(|n| Candidate {
+            id: n.info.node_id,
+            zone: n.info.zone.clone(),
+        })
+        .collect()
 }
 
 /// Why no replica set could be chosen.
@@ -94,6 +111,37 @@ pub(crate) fn shuffle<T>(items: &mut [T], seed: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use trilog_wire::meta::NodeInfo;
+
+    #[test]
+    fn full_and_dead_nodes_are_not_candidates() {
+        let status = |node_id: NodeId, alive: bool, full: bool| NodeStatus {
+            info: NodeInfo {
+                node_id,
+                host: "127.0.0.1".into(),
+                shard_ports: vec![7000],
+                zone: format!("z{node_id}"),
+                capacity_bytes: 0,
+                incarnation: 1,
+                bytes_used: 0,
+                bytes_free: 0,
+                full,
+            },
+            alive,
+            lease_remaining_ms: 0,
+        };
+        let nodes = [
+            status(1, true, false),
+            status(2, true, true),
+            status(3, false, false),
+            status(4, true, false),
+        ];
+        assert_eq!(
+            writable_candidates(&nodes),
+            zoned(&[(1, "z1"), (4, "z4")]),
+            "the full node 2 and the dead node 3 are skipped"
+        );
+    }
 
     fn zoned(nodes: &[(NodeId, &str)]) -> Vec<Candidate> {
         nodes

@@ -46,7 +46,8 @@ pub fn from_wire(code: ErrorCode, value: u64) -> Option<Refusal> {
         | ErrorCode::WrongShard
         | ErrorCode::BadRequest
         | ErrorCode::Internal
-        | ErrorCode::Deleted => None,
+        | ErrorCode::Deleted
+        | ErrorCode::Full => None,
     }
 }
 

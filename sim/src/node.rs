@@ -91,6 +91,9 @@ impl NodeSpec {
             // One data directory (one SimDisk) per node across its lives:
             // every life is the same incarnation.
             incarnation: self.id,
+            bytes_used: 0,
+            bytes_free: 0,
+            full: false,
         }
     }
 }

@@ -6,7 +6,8 @@ mod support;
 
 use futures_lite::future::block_on;
 use trilog_node::storage::{
-    recover_dir, CtlState, ScanStop, SegmentFile, StorageError, BLOCK_BYTES, PREALLOC_CHUNK_BYTES,
+    recover_dir, CtlState, Disk, ScanStop, SegmentFile, StorageError, BLOCK_BYTES,
+    PREALLOC_CHUNK_BYTES,
 };
 use trilog_sim::Rng;
 use trilog_wire::limits::ENTRY_BYTES_MAX;
@@ -262,6 +263,20 @@ fn a_full_disk_fails_the_flush_that_extends_and_keeps_the_durable_prefix() {
             .map(|s| s.key())
             .expect_err("created on a full disk");
         assert!(err.is_no_space(), "{err:?}");
+        // It left no half-made file behind: only segment 3's two files.
+        let mut names = disk.list_dir(&dir()).await.expect("list");
+        names.sort();
+        assert_eq!(names.len(), 2, "{names:?}");
+        let seg3 = header(3).key();
+        for name in &names {
+            let name = std::path::Path::new(name);
+            assert!(
+                [seg3.data_path(&dir()), seg3.ctl_path(&dir())]
+                    .iter()
+                    .any(|p| p.file_name() == Some(name.as_os_str())),
+                "{names:?}"
+            );
+        }
     });
 }
 

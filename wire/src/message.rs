@@ -182,6 +182,12 @@ pub enum ErrorCode {
     Damaged,
     /// The segment was deleted here (trimmed, or its log deleted).
     Deleted,
+    /// The node is read-only because its disk is full (below its reserve,
+    /// or an allocation failed for space): it creates no segment and takes
+    /// no append. Not a refusal of the protocol: the sender treats the
+    /// replica as failed and switches away; reads, seals and deletes are
+    /// still served. `value` is 0.
+    Full,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

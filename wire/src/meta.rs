@@ -47,6 +47,17 @@ pub struct NodeInfo {
     /// id whose live lease belongs to another incarnation (another
     /// process, or another directory, claiming the same id).
     pub incarnation: u64,
+    /// Bytes in use on the file system of the node's data directory, as
+    /// last measured (statvfs; 0 if never measured).
+    pub bytes_used: u64,
+    /// Bytes free there for the node (statvfs `f_bavail`: what an
+    /// unprivileged writer may still allocate).
+    pub bytes_free: u64,
+    /// The node is read-only: its disk is below its reserve, or an
+    /// allocation failed for space. It serves reads of everything durable
+    /// and seals and deletes, but takes no new segment and no append:
+    /// placement skips it.
+    pub full: bool,
 }
 
 /// A registration as the store sees it now.

@@ -56,7 +56,11 @@ enum Cmd {
         log: u64,
     },
     /// Show the nodes, logs, segments and their replicas.
-    Status,
+    Status {
+        /// Print one JSON object for scripts (see `trilog_client::status`).
+        #[arg(long)]
+        json: bool,
+    },
     /// Make entries before a seq unreadable and delete every whole sealed
     /// segment below it from its replicas; prints what was deleted and the
     /// first readable seq.
@@ -182,7 +186,12 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             println!("log {log}: taken over at epoch {epoch}, tail carried over and sealed");
             Ok(())
         }
-        Cmd::Status => status(&*meta).await,
+        Cmd::Status { json: false } => status(&*meta).await,
+        Cmd::Status { json: true } => {
+            let status = trilog_client::status::status_json(&*meta).await?;
+            println!("{status}");
+            Ok(())
+        }
         Cmd::Trim {
             log,
             before,
@@ -254,12 +263,18 @@ async fn status(meta: &dyn MetaStore) -> Result<(), ClientError> {
     println!("nodes: {}", nodes.len());
     for n in &nodes {
         println!(
-            "  node {:>4}  {:<15} ports {:?}  {}  lease {} ms",
+            "  node {:>4}  {:<15} ports {:?}  {}  lease {} ms  {} bytes free{}",
             n.info.node_id,
             n.info.host,
             n.info.shard_ports,
             if n.alive { "alive" } else { "DEAD " },
-            n.lease_remaining_ms
+            n.lease_remaining_ms,
+            n.info.bytes_free,
+            if n.info.full {
+                "  FULL (read-only)"
+            } else {
+                ""
+            }
         );
     }
     let logs = meta.list_logs().await?;

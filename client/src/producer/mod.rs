@@ -281,20 +281,20 @@ impl Producer {
     }
 }
 
-/// The nodes a new segment may be placed on, with their zones.
+/// The nodes a new segment may be placed on, with their zones: alive and
+/// not read-only for a full disk ([`writable_nodes`]), fresh from the store.
 pub(crate) async fn alive_nodes(
     pool: &ConnPool,
 ) -> Result<Vec<trilog_protocol::placement::Candidate>, ClientError> {
-    Ok(pool
-        .refresh_nodes()
-        .await?
-        .into_iter()
-        .filter(|n| n.alive)
-        .map(|n| trilog_protocol::placement::Candidate {
-            id: n.info.node_id,
-            zone: n.info.zone,
-        })
-        .collect())
+    Ok(writable_nodes(&pool.refresh_nodes().await?))
+}
+
+/// The registered nodes a new segment or a new replica may go to: alive,
+/// and not full (`trilog_protocol::placement::writable_candidates`).
+pub fn writable_nodes(
+    nodes: &[trilog_wire::meta::NodeStatus],
+) -> Vec<trilog_protocol::placement::Candidate> {
+    trilog_protocol::placement::writable_candidates(nodes)
 }
 
 #[cfg(test)]

@@ -161,6 +161,9 @@ async fn bad_requests_get_an_error_and_keep_the_connection() {
         zone: "z".into(),
         capacity_bytes: 0,
         incarnation: 1,
+        bytes_used: 0,
+        bytes_free: 0,
+        full: false,
     };
     let request = Message::MetaRegister(MetaRegister { node, lease_ms: 0 });
     assert!(error_message(call(&mut c, 4, &request).await).contains("lease"));

@@ -46,6 +46,9 @@ pub fn node(node_id: u64) -> NodeInfo {
         zone: "a".into(),
         capacity_bytes: 1 << 20,
         incarnation: node_id + 1000,
+        bytes_used: 0,
+        bytes_free: 0,
+        full: false,
     }
 }
 

@@ -97,7 +97,8 @@ fn views(nodes: &[NodeStatus]) -> Vec<NodeView> {
             id: n.info.node_id,
             zone: n.info.zone.clone(),
             alive: n.alive,
-            writable: n.alive,
+            // A full node turns read-only and says so: no copy goes there.
+            writable: n.alive && !n.info.full,
         })
         .collect()
 }

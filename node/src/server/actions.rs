@@ -124,6 +124,9 @@ fn create<R: ShardRuntime>(shard: &Rc<Shard<R>>, key: SegmentKey, first_seq: u64
             }
             Err(e) => {
                 log::error!("creating {key:?}: {e}");
+                if e.is_no_space() {
+                    shard.report_no_space();
+                }
                 Err(e.to_string())
             }
         };
@@ -174,6 +177,9 @@ fn persist<R: ShardRuntime>(shard: &Rc<Shard<R>>, key: SegmentKey, state: Durabl
             }
             Err(e) => {
                 log::error!("segment {key:?} failed: control write: {e}");
+                if e.is_no_space() {
+                    shard.report_no_space();
+                }
                 let why = e.to_string();
                 shard.machine.borrow_mut().handle_control_failed(key, why)
             }

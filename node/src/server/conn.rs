@@ -135,6 +135,8 @@ async fn dispatch<R: ShardRuntime>(
     frame: Frame,
 ) -> Result<(), String> {
     let rid = frame.header.request_id;
+    // The machine decides on the disk's mode as it is now.
+    shard.sync_space();
     match frame.header.kind {
         Kind::Append => {
             // Back-pressure: wait for bytes to be acked before reading on.

@@ -40,6 +40,9 @@ pub async fn run_flusher<R: ShardRuntime>(shard: Rc<Shard<R>>) {
                 }
                 Err(e) => {
                     log::error!("segment {key:?} failed: flush: {e}");
+                    if e.is_no_space() {
+                        shard.report_no_space();
+                    }
                     let why = e.to_string();
                     shard.machine.borrow_mut().handle_flush_failed(key, why)
                 }

@@ -39,14 +39,16 @@ use crate::config::NodeConfig;
 use crate::identity::{self, IdentityError};
 use crate::limits::{SHARD_CONNECTIONS_MAX, START_META_WAIT_MS};
 use crate::runtime::{GlommioRuntime, ShardRuntime};
+use crate::space::{NodeSpace, SpaceMonitor};
+use std::sync::Arc;
 use trilog_meta::MetaAddr;
 
 use crate::storage::{self, StorageError};
 use records::RecordSource;
 use shard::{ctl_to_durable, machine_key, Shard};
 use trilog_meta::{
-    spawn_meta_server, spawn_registration_at, FirstRegistration, MetaServerHandle, NodeIdTaken,
-    RegistrationHandle,
+    spawn_meta_server, spawn_registration_refreshed, FirstRegistration, InfoRefresh,
+    MetaServerHandle, NodeIdTaken, RegistrationHandle,
 };
 
 /// Why a node could not start.
@@ -81,6 +83,8 @@ pub struct NodeHandle {
     pub shard_ports: Vec<u16>,
     pub meta_server: Option<MetaServerHandle>,
     pub registration: Option<RegistrationHandle>,
+    /// Measures the disk; the node's read-only mode.
+    pub space: SpaceMonitor,
     executors: Vec<glommio::ExecutorJoinHandle<()>>,
 }
 
@@ -135,10 +139,25 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         None => None,
     };
     let identity = identity::establish(&config)?;
+    let space = crate::space::start_monitor(
+        config.node_id,
+        config.data_dir.clone(),
+        config.disk_reserve_bytes,
+    )
+    .map_err(|source| StartError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
     let (listeners, shard_ports) = bind_shards(&config)?;
-    let executors = spawn_shards(&config, listeners, &shard_ports)?;
+    let executors = spawn_shards(&config, listeners, &shard_ports, &space.space)?;
     let registration = match config.meta.clone() {
-        Some(meta) => Some(register(&config, meta, &shard_ports, identity.incarnation)?),
+        Some(meta) => Some(register(
+            &config,
+            meta,
+            &shard_ports,
+            identity.incarnation,
+            space.space.clone(),
+        )?),
         None => None,
     };
     if let Some(meta) = config.meta.clone() {
@@ -162,6 +181,7 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         shard_ports,
         meta_server,
         registration,
+        space,
         executors,
     })
 }
@@ -195,6 +215,7 @@ fn spawn_shards(
     config: &NodeConfig,
     listeners: Vec<StdListener>,
     shard_ports: &[u16],
+    space: &Arc<NodeSpace>,
 ) -> Result<Vec<glommio::ExecutorJoinHandle<()>>, StartError> {
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), StorageError>)>();
     let mut executors = Vec::new();
@@ -212,6 +233,7 @@ fn spawn_shards(
         let node_id = config.node_id;
         let lookups = config.meta.clone().map(trilog_meta::spawn_record_lookups);
         let scrub_rate = config.scrub_bytes_per_sec;
+        let shard_space = space.clone();
         let ready = ready_tx.clone();
         let fd = listener.into_raw_fd();
         let handle = LocalExecutorBuilder::new(placement)
@@ -226,6 +248,7 @@ fn spawn_shards(
                     ports,
                     dir,
                     scrub_bytes_per_sec: scrub_rate,
+                    space: shard_space,
                 };
                 run_shard(place, listener, ready, records).await;
             })
@@ -260,6 +283,7 @@ fn register(
     meta: MetaAddr,
     shard_ports: &[u16],
     incarnation: u64,
+    space: Arc<NodeSpace>,
 ) -> Result<RegistrationHandle, StartError> {
     let advertised_ports = match config.advertise_port {
         Some(base) => (0..shard_ports.len())
@@ -274,10 +298,14 @@ fn register(
         zone: config.zone.clone(),
         capacity_bytes: 0,
         incarnation,
+        bytes_used: 0,
+        bytes_free: 0,
+        full: false,
     };
     let lease = Duration::from_millis(config.lease_ms);
     let meta_text = meta.to_string();
-    let handle = spawn_registration_at(meta, info, lease);
+    let refresh: InfoRefresh = Arc::new(move |info: &mut NodeInfo| space.refresh(info));
+    let handle = spawn_registration_refreshed(meta, info, lease, refresh);
     match handle.wait_first(Duration::from_millis(START_META_WAIT_MS)) {
         FirstRegistration::Registered => Ok(handle),
         FirstRegistration::Refused(taken) => Err(StartError::NodeIdTaken(taken)),
@@ -326,6 +354,7 @@ struct ShardPlace {
     ports: Vec<u16>,
     dir: PathBuf,
     scrub_bytes_per_sec: u64,
+    space: Arc<NodeSpace>,
 }
 
 async fn run_shard(
@@ -340,11 +369,14 @@ async fn run_shard(
         ports,
         dir,
         scrub_bytes_per_sec,
+        space,
     } = place;
     let rt = GlommioRuntime::new();
     let shard = match start_shard(rt, node_id, index as u32, ports, dir, records).await {
         Ok(shard) => {
             shard.scrub_bytes_per_sec.set(scrub_bytes_per_sec);
+            *shard.space.borrow_mut() = Some(space);
+            shard.sync_space();
             let _ = ready.send((index, Ok(())));
             shard
         }

@@ -8,6 +8,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use event_listener::Event;
 use trilog_protocol::replica::Durable;
@@ -17,6 +18,7 @@ use crate::runtime::ShardRuntime;
 use crate::server::conns::Conn;
 use crate::server::outbox::Outbox;
 use crate::server::records::RecordSource;
+use crate::space::NodeSpace;
 use crate::storage::{self, CtlState};
 
 /// A segment replica on the runtime's disk.
@@ -50,6 +52,9 @@ pub struct Shard<R: ShardRuntime> {
     /// The scrub's rate; read before each step, so it may be set after
     /// the shard started.
     pub scrub_bytes_per_sec: Cell<u64>,
+    /// The node's disk space and read-only mode (`crate::space`), set
+    /// before the shard serves; none (the simulator): never read-only.
+    pub space: RefCell<Option<Arc<NodeSpace>>>,
 }
 
 impl<R: ShardRuntime> Shard<R> {
@@ -78,6 +83,7 @@ impl<R: ShardRuntime> Shard<R> {
             connections: Cell::new(0),
             records,
             scrub_bytes_per_sec: Cell::new(crate::scrub::SCRUB_BYTES_PER_SEC_DEFAULT),
+            space: RefCell::new(None),
         })
     }
 
@@ -113,6 +119,29 @@ impl<R: ShardRuntime> Shard<R> {
     pub fn take_file(&self, key: SegmentKey) -> Option<File<R>> {
         self.dirty.borrow_mut().remove(&key);
         self.files.borrow_mut().remove(&key)
+    }
+
+    /// Tells the machine whether the node's disk is read-only now.
+    pub fn sync_space(&self) {
+        if let Some(space) = self.space.borrow().as_ref() {
+            self.machine.borrow_mut().set_read_only(space.is_full());
+        }
+    }
+
+    /// An allocation failed for space (ENOSPC, EDQUOT): the node turns
+    /// read-only at once, every shard from its next request.
+    pub fn report_no_space(&self) {
+        if let Some(space) = self.space.borrow().as_ref() {
+            if !space.is_full() {
+                log::warn!(
+                    "node {} shard {}: an allocation failed for space: read-only",
+                    self.node_id,
+                    self.shard
+                );
+            }
+            space.no_space();
+            self.machine.borrow_mut().set_read_only(true);
+        }
     }
 
     /// Registers a new connection and returns its id.

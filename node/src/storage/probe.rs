@@ -16,6 +16,15 @@
 //! run on every executor thread (the answer is cached per thread);
 //! [`ensure_probed`] runs it once per thread and device and is called by
 //! every open of [`super::GlommioDisk`], so storage cannot forget it.
+//!
+//! On a full disk the probe file cannot be written. Any other file whose
+//! first block is non-empty serves as well: the probe then opens the
+//! first segment or control file of the directory that is at least a
+//! block long (read only; its first block was synced when it was made) and
+//! checks a direct read of it against a buffered one. A node restarted on
+//! a full disk so still recovers its segments and serves them. With no
+//! such file the probe fails with the ENOSPC of its write, and is tried
+//! again at the next open: nothing may open a direct file there before.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -25,8 +34,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use glommio::io::DmaFile;
 
+use super::error::is_no_space;
 use super::glommio_disk::os_error;
-use super::{StorageError, BLOCK_BYTES};
+use super::{StorageError, BLOCK_BYTES, CTL_SUFFIX, DATA_SUFFIX};
 
 /// Byte the probe file is filled with: anything but zero.
 const PROBE_FILL_BYTE: u8 = 0xa5;
@@ -57,15 +67,69 @@ pub async fn avoid_poll_probe_trap(dir: &Path) -> Result<(), StorageError> {
         source,
     };
     let block = vec![PROBE_FILL_BYTE; BLOCK_BYTES as usize];
-    std::fs::write(&path, &block).map_err(|e| dir_err("write probe file", e))?;
-    let checked = read_back(dir, &path, &block).await;
-    let removed = std::fs::remove_file(&path).map_err(|e| dir_err("remove probe file", e));
-    checked.and(removed)?;
+    match std::fs::write(&path, &block) {
+        Ok(()) => {
+            let checked = read_back(dir, &path, &block).await;
+            let removed = std::fs::remove_file(&path).map_err(|e| dir_err("remove probe file", e));
+            checked.and(removed)?;
+        }
+        Err(e) if is_no_space(&e) => {
+            // A partial probe file must not stay behind.
+            let _ = std::fs::remove_file(&path);
+            probe_with_existing_file(dir, e).await?;
+        }
+        Err(e) => return Err(dir_err("write probe file", e)),
+    }
     let dev = std::fs::metadata(dir)
         .map_err(|e| dir_err("stat", e))?
         .dev();
     PROBED_DEVICES.with(|set| set.borrow_mut().insert(dev));
     Ok(())
+}
+
+/// The probe on a full disk: see the module doc. `no_space` is the write
+/// error returned when no file will do.
+async fn probe_with_existing_file(
+    dir: &Path,
+    no_space: std::io::Error,
+) -> Result<(), StorageError> {
+    let candidate = std::fs::read_dir(dir)
+        .map_err(|source| StorageError::Dir {
+            dir: dir.to_path_buf(),
+            op: "list (probe)",
+            source,
+        })?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy())
+                .is_some_and(|n| n.ends_with(DATA_SUFFIX) || n.ends_with(CTL_SUFFIX))
+        })
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() >= BLOCK_BYTES));
+    let Some(path) = candidate else {
+        return Err(StorageError::Dir {
+            dir: dir.to_path_buf(),
+            op: "write probe file",
+            source: no_space,
+        });
+    };
+    let mut block = vec![0u8; BLOCK_BYTES as usize];
+    let read = std::fs::File::open(&path).and_then(|mut f| {
+        use std::io::Read;
+        f.read_exact(&mut block)
+    });
+    read.map_err(|source| StorageError::Dir {
+        dir: dir.to_path_buf(),
+        op: "read a file to probe with",
+        source,
+    })?;
+    log::info!(
+        "{}: no room for a probe file; probed with {}",
+        dir.display(),
+        path.display()
+    );
+    read_back(dir, &path, &block).await
 }
 
 /// Opens the probe file with direct I/O (this is what settles the probe)

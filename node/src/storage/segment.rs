@@ -33,6 +33,7 @@ use super::direct_file::{close_shared, open_direct, sync_dir, write_all_at};
 use super::disk::{Disk, DiskFile, FileOf, OpenMode};
 use super::error::io_error;
 use super::flush::InFlight;
+use super::remove::remove_segment_files;
 use super::staging::Staging;
 use super::{
     align_down, SegmentHeader, SegmentKey, StorageError, BLOCK_BYTES, PREALLOC_FIRST_BYTES,
@@ -78,7 +79,8 @@ impl<D: Disk> SegmentFile<D> {
     /// no `.seg` file or a complete one with its `.ctl`.
     ///
     /// Refuses with [`StorageError::AlreadyExists`] if the segment's data
-    /// file exists.
+    /// file exists. Any other failure (a full disk, most often) removes
+    /// the files this call made before it returns.
     pub async fn create(
         disk: &D,
         dir: &Path,
@@ -96,6 +98,33 @@ impl<D: Disk> SegmentFile<D> {
                 file: data_path,
             });
         }
+        match Self::create_files(disk, dir, header).await {
+            Ok(segment) => Ok(segment),
+            Err(e) => {
+                // No half-made files (a full disk fails creations often):
+                // the replica was never announced, so whatever this attempt
+                // made goes, durably; a crash before that leaves what
+                // recovery already skips (a `.ctl` without its `.seg`, a
+                // `.seg.creating`) and a later delete removes.
+                match remove_segment_files(disk, dir, key).await {
+                    Ok(n) => log::info!("{key}: creation failed; removed the {n} files it made"),
+                    Err(cleanup) => log::warn!(
+                        "{key}: creation failed, and so did removing what it made: {cleanup}"
+                    ),
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The files of [`Self::create`], made and synced in their order.
+    async fn create_files(
+        disk: &D,
+        dir: &Path,
+        header: SegmentHeader,
+    ) -> Result<SegmentFile<D>, StorageError> {
+        let key = header.key();
+        let data_path = key.data_path(dir);
         let ctl = CtlFile::create(disk, key, &key.ctl_path(dir)).await?;
         // The control file's name is durable before the data file can be:
         // a `.seg` without its `.ctl` is damage, not a crash.

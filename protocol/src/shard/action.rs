@@ -218,6 +218,17 @@ pub(super) fn deleted(key: SegmentKey) -> Message {
     )
 }
 
+/// The node is read-only for a full disk: it takes no new segment and no
+/// append. The sender counts the replica as failed and switches away.
+pub(super) fn full(key: SegmentKey) -> Message {
+    error(
+        key,
+        ErrorCode::Full,
+        0,
+        "node is read-only: its disk is full".into(),
+    )
+}
+
 pub(super) fn not_found(key: SegmentKey) -> Message {
     error(key, ErrorCode::NotFound, 0, "no such segment here".into())
 }

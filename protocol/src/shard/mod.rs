@@ -63,6 +63,16 @@
 //!   `Deleted`, and are answered once the driver unlinked the files
 //!   durably ([`Action::DeleteFiles`], `handle_deleted`); reports of its
 //!   IO still running are ignored.
+//! - **A full disk** ([`ShardMachine::set_read_only`], the mode of
+//!   `crate::space`): a read-only shard creates no segment (an append at
+//!   0, a fence or a seal of a segment it does not hold is answered
+//!   `Full`) and takes no append to a segment it holds unsealed (`Full`
+//!   too: a full disk would fail the group commit, and the producer is
+//!   better off switching now than at the next extent). `Full` is not a
+//!   refusal of the protocol: for the sender it is a failed replica, which
+//!   every machine already handles. Reads, fences and seals of segments it
+//!   holds (control writes overwrite the control file in place) and
+//!   deletes go on.
 //! - **Closed connections** are forgotten: their owed acks, parked reads
 //!   and waiting appends go; their fences and seals still run, unanswered.
 //!
@@ -90,7 +100,7 @@ pub use action::{
 };
 
 use crate::NodeId;
-use action::{deleted, internal, not_found, refused, wrong_shard};
+use action::{deleted, full, internal, not_found, refused, wrong_shard};
 use control::{ControlOp, ControlRequest};
 use learn::SealLearning;
 use reads::{ParkedRead, ParkedReads};
@@ -124,6 +134,8 @@ pub struct ShardMachine {
     /// Segments deleted since the node started: every request for them is
     /// answered `Deleted`, so nothing creates them again.
     deleted: BTreeSet<SegmentKey>,
+    /// The node's disk is full (`crate::space`): no new data.
+    read_only: bool,
 }
 
 impl ShardMachine {
@@ -142,7 +154,19 @@ impl ShardMachine {
             learning: None,
             deleting: BTreeMap::new(),
             deleted: BTreeSet::new(),
+            read_only: false,
         }
+    }
+
+    /// The node's disk turned read-only (full) or writable again; see the
+    /// module doc for what read-only refuses. Segments being created keep
+    /// going: their files are being made already.
+    pub fn set_read_only(&mut self, read_only: bool) {
+        self.read_only = read_only;
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// The driver can ask the metadata store for records: from now on the
@@ -245,6 +269,13 @@ impl ShardMachine {
         }
         if self.is_deleted(key) {
             out.send(conn, request_id, deleted(key));
+            return AppendStep {
+                stage: Stage::Nothing,
+                actions: out,
+            };
+        }
+        if self.read_only && self.takes_new_data(key) {
+            out.send(conn, request_id, full(key));
             return AppendStep {
                 stage: Stage::Nothing,
                 actions: out,
@@ -385,6 +416,8 @@ impl ShardMachine {
             self.wake_reads(key, &mut out);
         } else if let Some(waiters) = self.creating.get_mut(&key) {
             waiters.push(Waiting::Control(request));
+        } else if self.read_only && create_at_epoch.is_some() {
+            out.send(conn, request_id, full(key));
         } else if let Some(epoch) = create_at_epoch {
             // Not the log's first seq: a segment created by a control
             // request never holds entries of its own before an append.
@@ -614,6 +647,16 @@ impl ShardMachine {
     /// Acks `key` owes until more is durable.
     pub fn owed_acks(&self, key: SegmentKey) -> usize {
         self.segments.get(&key).map_or(0, Segment::owed_acks)
+    }
+
+    /// Whether an append to `key` would write new data here: the segment
+    /// is unknown (the append would create it), being created, or held
+    /// open. A sealed or failed one answers as it always does.
+    fn takes_new_data(&self, key: SegmentKey) -> bool {
+        match self.segments.get(&key) {
+            Some(s) => s.replica.sealed_len().is_none() && s.failure.is_none(),
+            None => true,
+        }
     }
 
     fn owner(&self, key: SegmentKey) -> u32 {

@@ -1028,3 +1028,64 @@ fn a_segment_being_created_is_not_deleted_yet() {
     assert_eq!(code_of(&sends(&out)[0].2), Some((ErrorCode::Internal, 0)));
     assert!(!out.iter().any(|a| matches!(a, Action::DeleteFiles { .. })));
 }
+
+#[test]
+fn a_read_only_shard_creates_nothing_and_takes_no_append_but_serves_the_rest() {
+    let mut m = with_segment();
+    let _ = staged(&mut m, C1, 1, 0, 3);
+    let _ = m.handle_durable(key(0), 3);
+    m.set_read_only(true);
+    assert!(m.is_read_only());
+    // No new segment, whatever would create it.
+    let step = m.handle_append(C1, 2, append_req(1, 1, 0, 1));
+    assert_eq!(step.stage, Stage::Nothing);
+    assert_eq!(
+        code_of(&sends(&step.actions)[0].2),
+        Some((ErrorCode::Full, 0))
+    );
+    for out in [
+        m.handle_fence(C1, 3, &fence(1, 2)),
+        m.handle_seal(C1, 4, &seal(1, 2, 0)),
+    ] {
+        assert!(!out.iter().any(|a| matches!(a, Action::Create { .. })));
+        assert_eq!(code_of(&sends(&out)[0].2), Some((ErrorCode::Full, 0)));
+    }
+    // No append to the open segment it holds.
+    let step = m.handle_append(C1, 5, append_req(0, 1, 3, 1));
+    assert_eq!(step.stage, Stage::Nothing);
+    assert_eq!(
+        code_of(&sends(&step.actions)[0].2),
+        Some((ErrorCode::Full, 0))
+    );
+    // A seal still runs (its control write overwrites in place).
+    let out = m.handle_seal(C2, 7, &seal(0, 1, 3));
+    assert!(out
+        .iter()
+        .any(|a| matches!(a, Action::PersistControl { .. })));
+    let out = sends(&m.handle_control_durable(key(0)));
+    assert!(matches!(out[0].2, Message::SealAck(SealAck { len: 3, .. })));
+    // Every durable entry is still served.
+    let out = m.handle_read(0, C2, 6, &read_req(0, 0, u64::MAX, 0));
+    assert!(out.iter().any(|a| matches!(
+        a,
+        Action::ServeRead {
+            from: 0,
+            end: 3,
+            ..
+        }
+    )));
+    // An append to the sealed segment is refused as sealed, as always.
+    let step = m.handle_append(C1, 8, append_req(0, 1, 3, 1));
+    assert_eq!(
+        code_of(&sends(&step.actions)[0].2),
+        Some((ErrorCode::Sealed, 3))
+    );
+    // Writable again: the first append creates a segment.
+    m.set_read_only(false);
+    let step = m.handle_append(C1, 9, append_req(1, 1, 0, 1));
+    assert_eq!(step.stage, Stage::Park);
+    assert!(step
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Create { .. })));
+}
