@@ -9,11 +9,16 @@ use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use trilog_client::conn::NodeConn;
 use trilog_client::{Producer, ProducerOptions};
 use trilog_testkit::cluster::Cluster;
 use trilog_testkit::node_command::NodeCommand;
 use trilog_testkit::payload::make_payload;
 use trilog_testkit::ports::free_port;
+use trilog_testkit::wait::wait_for;
+use trilog_wire::message::Read;
+use trilog_wire::record::parse_records;
+use trilog_wire::Message;
 
 /// Generous: a refused node exits within the store's answer time.
 const EXIT_WAIT: Duration = Duration::from_secs(60);
@@ -171,4 +176,43 @@ async fn a_wiped_directory_is_refused_unless_replace() {
         .expect("node 3 alive");
     let identity = std::fs::read_to_string(dir.join("identity")).expect("identity file");
     assert!(identity.contains("node_id = 3\n"), "{identity}");
+    // The replacement refills its copy of every sealed segment the record
+    // lists it for, from the other replicas, by itself.
+    let record = cluster.meta().get_log(9).await.expect("meta").record;
+    let segment = record.expect("log 9").segments[0].clone();
+    let len = segment.sealed_len.expect("sealed by the close");
+    assert!(segment.replicas.contains(&3), "{segment:?}");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], cluster.nodes[2].port));
+    let payloads = wait_for(
+        "node 3 to hold its copy again",
+        Duration::from_secs(60),
+        || async move {
+            let conn = NodeConn::connect_tokio(addr).await.ok()?;
+            let read = Read {
+                log_id: 9,
+                segment: segment.id,
+                from_offset: 0,
+                limit: len,
+                max_bytes: 1 << 20,
+                wait_ms: 0,
+            };
+            match conn.request(&read, Duration::from_secs(5)).await.ok()? {
+                Message::ReadResponse(r) if u64::from(r.count) == len => {
+                    let parsed = parse_records(&r.records, 0, r.count).expect("valid records");
+                    Some(
+                        parsed
+                            .into_iter()
+                            .map(|(_, p)| p.to_vec())
+                            .collect::<Vec<_>>(),
+                    )
+                }
+                _ => None,
+            }
+        },
+    )
+    .await
+    .expect("refilled");
+    for (id, payload) in payloads.iter().enumerate() {
+        assert_eq!(payload, &make_payload(id as u64, 100), "entry {id}");
+    }
 }

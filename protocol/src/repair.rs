@@ -237,6 +237,34 @@ pub fn plan(record: &LogMeta, me: NodeId, nodes: &mut LostNodes, now_ms: u64) ->
     tasks
 }
 
+/// The refills of `record` for `me`: every sealed segment it lists `me`
+/// for, with its other live replicas as sources (see
+/// [`RepairJob::refill`]; each job's probe finds whether the copy is
+/// there already).
+pub fn refills(record: &LogMeta, me: NodeId, nodes: &LostNodes) -> Vec<RepairTask> {
+    record
+        .segments
+        .iter()
+        .filter(|s| s.replicas.contains(&me))
+        .filter_map(|s| {
+            let sealed_len = s.sealed_len?;
+            let sources: Vec<NodeId> = s
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| *r != me && nodes.is_alive(*r))
+                .collect();
+            (!sources.is_empty()).then(|| RepairTask {
+                log_id: record.log_id,
+                segment: s.clone(),
+                sealed_len,
+                lost: me,
+                sources,
+            })
+        })
+        .collect()
+}
+
 /// Where a repair job is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum JobState {
@@ -297,6 +325,9 @@ pub struct RepairJob {
     task: RepairTask,
     me: NodeId,
     state: JobState,
+    /// Refilling this node's own listed copy ([`RepairJob::refill`]):
+    /// nothing to publish.
+    refill: bool,
 }
 
 impl RepairJob {
@@ -311,7 +342,35 @@ impl RepairJob {
             task,
             me,
             state: JobState::Probing,
+            refill: false,
         }
+    }
+
+    /// A job that refills `me`'s own copy of a segment the record already
+    /// lists it for: a node that replaces a lost one (`--replace`, an empty
+    /// data directory under the lost node's id) copies back every sealed
+    /// segment the record names it for. The copy is complete once its seal
+    /// is answered; the record does not change.
+    pub fn refill(task: RepairTask, me: NodeId) -> RepairJob {
+        assert!(
+            task.segment.replicas.contains(&me) && task.lost == me,
+            "node {me} refills a copy the record does not list it for"
+        );
+        assert_eq!(task.segment.sealed_len, Some(task.sealed_len));
+        RepairJob {
+            task,
+            me,
+            state: JobState::Probing,
+            refill: true,
+        }
+    }
+
+    /// The seal of a refilled copy was answered, or a refill found its
+    /// copy complete: there is nothing to publish.
+    fn refilled(&mut self) -> JobAction {
+        assert!(self.refill, "only a refill ends without publishing");
+        self.state = JobState::Done;
+        JobAction::Stop
     }
 
     pub fn task(&self) -> &RepairTask {
@@ -329,6 +388,7 @@ impl RepairJob {
         let len = self.task.sealed_len;
         match held {
             None => self.copy_from(0),
+            Some((_, Some(sealed))) if sealed == len && self.refill => self.refilled(),
             Some((_, Some(sealed))) if sealed == len => {
                 self.state = JobState::Publishing;
                 JobAction::Publish
@@ -360,7 +420,10 @@ impl RepairJob {
     /// Appends up to `end` were sent to the copy (not yet durable).
     pub fn on_sent(&mut self, end: u64) -> Option<JobAction> {
         assert!(end <= self.task.sealed_len, "sent past the seal");
-        if mutant::active(Mutant::RepairPublishedBeforeDurable) && end == self.task.sealed_len {
+        if mutant::active(Mutant::RepairPublishedBeforeDurable)
+            && !self.refill
+            && end == self.task.sealed_len
+        {
             self.state = JobState::Publishing;
             return Some(JobAction::Publish);
         }
@@ -391,6 +454,9 @@ impl RepairJob {
             len, self.task.sealed_len,
             "the copy sealed at another length"
         );
+        if self.refill {
+            return self.refilled();
+        }
         self.state = JobState::Publishing;
         JobAction::Publish
     }
@@ -398,6 +464,7 @@ impl RepairJob {
     /// The record with this node in place of the lost one, from `current`
     /// (the record as read just before the CAS).
     pub fn publish(&self, current: &LogMeta) -> Result<LogMeta, Stale> {
+        assert!(!self.refill, "a refill publishes nothing");
         assert_eq!(
             self.state,
             JobState::Publishing,

@@ -57,6 +57,12 @@ pub enum Outcome {
         bytes: u64,
         elapsed: Duration,
     },
+    /// A refill ([`RepairJob::refill`]) made this node's copy whole.
+    Refilled {
+        entries: u64,
+        bytes: u64,
+        elapsed: Duration,
+    },
     Abandoned {
         why: String,
     },
@@ -163,6 +169,13 @@ pub async fn run(
                     JobState::Abandoned { why } => Outcome::Abandoned { why: why.clone() },
                     other => unreachable!("publish left the job {other:?}"),
                 });
+            }
+            JobAction::Stop if *job.state() == JobState::Done => {
+                return Ok(Outcome::Refilled {
+                    entries,
+                    bytes,
+                    elapsed: started.elapsed(),
+                })
             }
             JobAction::Stop => {
                 let why = match job.state() {

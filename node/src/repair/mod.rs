@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
 use trilog_meta::{MetaAddr, MetaStore};
-use trilog_protocol::repair::{plan, LostNodes, NodeView, RepairJob, REPAIR_SCAN_INTERVAL_MS};
+use trilog_protocol::repair::{
+    plan, refills, LostNodes, NodeView, RepairJob, RepairTask, REPAIR_SCAN_INTERVAL_MS,
+};
 use trilog_protocol::NodeId;
 use trilog_wire::meta::NodeStatus;
 
@@ -36,6 +38,9 @@ pub struct RepairConfig {
     pub shard_ports: Vec<u16>,
     pub grace_ms: u64,
     pub bytes_per_sec: u64,
+    /// This node replaces a lost one (`--replace`): before anything else,
+    /// copy back every sealed segment the records list it for.
+    pub refill: bool,
 }
 
 /// Starts the repair thread; it runs for the life of the process.
@@ -63,6 +68,7 @@ async fn repair_loop(config: RepairConfig) {
     let mut lost = LostNodes::new(config.grace_ms);
     let mut pacer = Pacer::new(config.bytes_per_sec);
     let mut store: Option<Arc<dyn MetaStore>> = None;
+    let mut refill_pending = config.refill;
     info!(
         "repair: node {} scans every {} ms; a node is lost after {} ms; copies at {} bytes/s",
         config.node_id, REPAIR_SCAN_INTERVAL_MS, config.grace_ms, config.bytes_per_sec
@@ -82,9 +88,16 @@ async fn repair_loop(config: RepairConfig) {
                 }
             },
         };
-        if let Err(e) = scan(&config, &s, &mut lost, &mut pacer, epoch).await {
-            warn!("repair: scan: {e}");
-            store = None;
+        let scanned = match refill_pending {
+            true => scan(&config, &s, &mut lost, &mut pacer, epoch, Pass::Refill).await,
+            false => scan(&config, &s, &mut lost, &mut pacer, epoch, Pass::Repair).await,
+        };
+        match scanned {
+            Ok(()) => refill_pending = false,
+            Err(e) => {
+                warn!("repair: scan: {e}");
+                store = None;
+            }
         }
         pacer.idle();
     }
@@ -103,13 +116,23 @@ fn views(nodes: &[NodeStatus]) -> Vec<NodeView> {
         .collect()
 }
 
-/// One pass over every log: runs the repairs placement gives this node.
+/// What a scan runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// The repairs placement gives this node.
+    Repair,
+    /// This node's own copies, after it replaced a lost node.
+    Refill,
+}
+
+/// One pass over every log.
 async fn scan(
     config: &RepairConfig,
     store: &Arc<dyn MetaStore>,
     lost: &mut LostNodes,
     pacer: &mut Pacer,
     epoch: Instant,
+    pass: Pass,
 ) -> Result<(), trilog_meta::MetaError> {
     let now_ms = |_: ()| epoch.elapsed().as_millis() as u64;
     let nodes = store.list_nodes(true).await?;
@@ -141,13 +164,22 @@ async fn scan(
         if record.deleted {
             continue;
         }
-        for task in plan(&record, config.node_id, lost, now_ms(())) {
+        let tasks: Vec<RepairTask> = match pass {
+            Pass::Repair => plan(&record, config.node_id, lost, now_ms(())),
+            Pass::Refill => refills(&record, config.node_id, lost),
+        };
+        for task in tasks {
             let (segment, lost_node) = (task.segment.id, task.lost);
-            info!(
-                "repair: copying log {log_id} segment {segment} ({} entries) in place of lost node {lost_node}, from {:?}",
-                task.sealed_len, task.sources
-            );
-            let job = RepairJob::new(task, config.node_id);
+            let job = match pass {
+                Pass::Repair => {
+                    info!(
+                        "repair: copying log {log_id} segment {segment} ({} entries) in place of lost node {lost_node}, from {:?}",
+                        task.sealed_len, task.sources
+                    );
+                    RepairJob::new(task, config.node_id)
+                }
+                Pass::Refill => RepairJob::refill(task, config.node_id),
+            };
             let mut env = Env {
                 me: config.node_id,
                 store,
@@ -155,7 +187,8 @@ async fn scan(
                 pacer,
                 chunk_bytes: copy::chunk_bytes(config.bytes_per_sec),
             };
-            let back = async || lost_node_back(store, lost_node).await;
+            // A refill's "lost node" is this one: never cancelled.
+            let back = async || pass == Pass::Repair && lost_node_back(store, lost_node).await;
             match copy::run(job, &mut env, back).await {
                 Ok(Outcome::Published {
                     entries,
@@ -167,6 +200,15 @@ async fn scan(
                     elapsed.as_millis(),
                     bytes as f64 / (1 << 20) as f64 / elapsed.as_secs_f64().max(1e-6)
                 ),
+                Ok(Outcome::Refilled {
+                    entries,
+                    bytes,
+                    elapsed,
+                }) if entries > 0 => info!(
+                    "repair: log {log_id} segment {segment}: refilled this node's copy: {entries} entries, {bytes} bytes in {} ms",
+                    elapsed.as_millis()
+                ),
+                Ok(Outcome::Refilled { .. }) => {}
                 Ok(Outcome::Abandoned { why }) => {
                     info!("repair: log {log_id} segment {segment}: abandoned: {why}")
                 }

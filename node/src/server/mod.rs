@@ -168,6 +168,7 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
             shard_ports: shard_ports.clone(),
             grace_ms: config.repair_grace_ms,
             bytes_per_sec: config.repair_bytes_per_sec,
+            refill: config.replace,
         });
     }
     log::info!(

@@ -210,3 +210,38 @@ fn publishing_before_the_seal_answer_is_a_bug() {
     let _ = job.on_probed(None);
     let _ = job.publish(&record(vec![seg(0, &[1, 2, 3], Some(10))]));
 }
+
+#[test]
+fn a_refill_copies_and_seals_but_publishes_nothing() {
+    let mut nodes = cluster(0);
+    let r = record(vec![
+        seg(0, &[1, 2, 3], Some(10)),
+        seg(1, &[1, 2, 4], Some(5)),
+        seg(2, &[2, 4, 5], Some(3)),
+        seg(3, &[1, 2, 4], None),
+    ]);
+    // Node 4 replaces a lost node 4: its sealed segments 1 and 2.
+    nodes.observe(
+        0,
+        &[
+            view(1, "a", true),
+            view(2, "b", true),
+            view(4, "a", true),
+            view(5, "b", true),
+        ],
+    );
+    let tasks = refills(&r, 4, &nodes);
+    let ids: Vec<u64> = tasks.iter().map(|t| t.segment.id).collect();
+    assert_eq!(ids, vec![1, 2]);
+    assert_eq!(tasks[0].sources, vec![1, 2]);
+    let mut job = RepairJob::refill(tasks[0].clone(), 4);
+    assert_eq!(job.on_probed(None), JobAction::Copy { from: 0, limit: 5 });
+    assert_eq!(job.on_sent(5), None);
+    assert_eq!(job.on_durable(5), JobAction::Seal { len: 5 });
+    assert_eq!(job.on_sealed(5), JobAction::Stop);
+    assert_eq!(*job.state(), JobState::Done);
+    // A copy that is there already: nothing to do.
+    let mut job = RepairJob::refill(tasks[1].clone(), 4);
+    assert_eq!(job.on_probed(Some((3, Some(3)))), JobAction::Stop);
+    assert_eq!(*job.state(), JobState::Done);
+}
