@@ -47,8 +47,13 @@ use crate::NodeId;
 
 /// How long a node must have been dead before its replicas are copied.
 pub const REPAIR_GRACE_MS_DEFAULT: u64 = 60_000;
-/// How often a node scans the records for repairs to run.
+/// How often a node looks at the registrations, and scans the records
+/// while repairs are due or running.
 pub const REPAIR_SCAN_INTERVAL_MS: u64 = 5_000;
+/// How often a node scans every record when no node is lost: a scan reads
+/// every log's record, so with thousands of logs it must not run every
+/// few seconds on every node for nothing.
+pub const REPAIR_FULL_SCAN_INTERVAL_MS: u64 = 60_000;
 /// The rate a node copies at by default, in bytes per second of entries.
 pub const REPAIR_BYTES_PER_SEC_DEFAULT: u64 = 64 * 1024 * 1024;
 
@@ -92,7 +97,18 @@ impl LostNodes {
         for n in nodes.iter().filter(|n| !n.alive) {
             self.dead_since.entry(n.id).or_insert(now_ms);
         }
-        self.zones = nodes.iter().map(|n| (n.id, n.zone.clone())).collect();
+        // A store may drop a dead node's registration (etcd deletes it
+        // with its lease): a node listed before and missing now is dead.
+        for id in &self.zones.keys().copied().collect::<Vec<_>>() {
+            if !nodes.iter().any(|n| n.id == *id) {
+                self.dead_since.entry(*id).or_insert(now_ms);
+            }
+        }
+        // Zones are kept for nodes no longer listed (a survivor's zone
+        // still counts when a dead one is replaced).
+        for n in nodes {
+            self.zones.insert(n.id, n.zone.clone());
+        }
         self.candidates = nodes
             .iter()
             .filter(|n| n.alive && n.writable)
@@ -107,6 +123,15 @@ impl LostNodes {
         self.alive.contains(&id)
     }
 
+    /// Whether some node seen dead crossed the grace period in
+    /// `(after_ms, now_ms]`: a scan is due at once.
+    pub fn newly_lost(&self, after_ms: u64, now_ms: u64) -> bool {
+        self.dead_since.values().any(|since| {
+            let lost_at = since.saturating_add(self.grace_ms);
+            lost_at > after_ms && lost_at <= now_ms
+        })
+    }
+
     /// Whether `id` has been dead for the grace period by `now_ms`. A node
     /// never listed counts as dead from the first time it is asked about.
     pub fn is_lost(&mut self, id: NodeId, now_ms: u64) -> bool {
@@ -119,6 +144,50 @@ impl LostNodes {
 
     fn zone(&self, id: NodeId) -> Option<&str> {
         self.zones.get(&id).map(String::as_str)
+    }
+}
+
+/// When a node scans the records: at once when a node crosses the grace
+/// period, every [`REPAIR_SCAN_INTERVAL_MS`] while the last scan found
+/// repairs to run (a failed copy is retried), and every
+/// [`REPAIR_FULL_SCAN_INTERVAL_MS`] otherwise (a node never seen alive by
+/// this one, or a record that names a node no store lists).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanSchedule {
+    last_ms: Option<u64>,
+    found_work: bool,
+}
+
+impl ScanSchedule {
+    pub fn new() -> ScanSchedule {
+        ScanSchedule {
+            last_ms: None,
+            found_work: false,
+        }
+    }
+
+    /// Whether a scan is due at `now_ms`, given the registrations seen.
+    pub fn due(&self, now_ms: u64, nodes: &LostNodes) -> bool {
+        let Some(last) = self.last_ms else {
+            return true;
+        };
+        let since = now_ms.saturating_sub(last);
+        nodes.newly_lost(last, now_ms)
+            || (self.found_work && since >= REPAIR_SCAN_INTERVAL_MS)
+            || since >= REPAIR_FULL_SCAN_INTERVAL_MS
+    }
+
+    /// A scan ended at `now_ms`; it planned `tasks` repairs (or could not
+    /// finish, which counts as work left).
+    pub fn scanned(&mut self, now_ms: u64, tasks: usize) {
+        self.last_ms = Some(now_ms);
+        self.found_work = tasks > 0;
+    }
+}
+
+impl Default for ScanSchedule {
+    fn default() -> ScanSchedule {
+        ScanSchedule::new()
     }
 }
 

@@ -1,5 +1,7 @@
-//! The node's repair loop: a thread that scans the metadata every
-//! [`REPAIR_SCAN_INTERVAL_MS`] for sealed segments with a lost replica that
+//! The node's repair loop: a thread that looks at the registrations every
+//! [`REPAIR_SCAN_INTERVAL_MS`] and, when `ScanSchedule` says (a node just
+//! crossed the grace period, repairs are left, or a minute passed), scans
+//! the records for sealed segments with a lost replica that
 //! placement gives to this node, and copies them here one at a time, at a
 //! throttled rate (`trilog_protocol::repair` decides who repairs what, and
 //! why no leader is needed).
@@ -20,7 +22,8 @@ use std::time::{Duration, Instant};
 use log::{error, info, warn};
 use trilog_meta::{MetaAddr, MetaStore};
 use trilog_protocol::repair::{
-    plan, refills, LostNodes, NodeView, RepairJob, RepairTask, REPAIR_SCAN_INTERVAL_MS,
+    plan, refills, LostNodes, NodeView, RepairJob, RepairTask, ScanSchedule,
+    REPAIR_SCAN_INTERVAL_MS,
 };
 use trilog_protocol::NodeId;
 use trilog_wire::meta::NodeStatus;
@@ -69,6 +72,7 @@ async fn repair_loop(config: RepairConfig) {
     let mut pacer = Pacer::new(config.bytes_per_sec);
     let mut store: Option<Arc<dyn MetaStore>> = None;
     let mut refill_pending = config.refill;
+    let mut schedule = ScanSchedule::new();
     info!(
         "repair: node {} scans every {} ms; a node is lost after {} ms; copies at {} bytes/s",
         config.node_id, REPAIR_SCAN_INTERVAL_MS, config.grace_ms, config.bytes_per_sec
@@ -88,14 +92,36 @@ async fn repair_loop(config: RepairConfig) {
                 }
             },
         };
-        let scanned = match refill_pending {
-            true => scan(&config, &s, &mut lost, &mut pacer, epoch, Pass::Refill).await,
-            false => scan(&config, &s, &mut lost, &mut pacer, epoch, Pass::Repair).await,
+        // The registrations every interval (cheap); the records only
+        // when the schedule says (a scan reads every log's record).
+        let now_ms = epoch.elapsed().as_millis() as u64;
+        match s.list_nodes(true).await {
+            Ok(nodes) => lost.observe(now_ms, &views(&nodes)),
+            Err(e) => {
+                warn!("repair: metadata store at {}: {e}", config.meta);
+                store = None;
+                continue;
+            }
+        }
+        if !refill_pending && !schedule.due(now_ms, &lost) {
+            continue;
+        }
+        let pass = if refill_pending {
+            Pass::Refill
+        } else {
+            Pass::Repair
         };
+        // Dated from its start: a node lost while it ran is caught by the
+        // next one.
+        let scanned = scan(&config, &s, &mut lost, &mut pacer, epoch, pass).await;
         match scanned {
-            Ok(()) => refill_pending = false,
+            Ok(tasks) => {
+                refill_pending = false;
+                schedule.scanned(now_ms, tasks);
+            }
             Err(e) => {
                 warn!("repair: scan: {e}");
+                schedule.scanned(now_ms, 1);
                 store = None;
             }
         }
@@ -133,10 +159,11 @@ async fn scan(
     pacer: &mut Pacer,
     epoch: Instant,
     pass: Pass,
-) -> Result<(), trilog_meta::MetaError> {
+) -> Result<usize, trilog_meta::MetaError> {
     let now_ms = |_: ()| epoch.elapsed().as_millis() as u64;
     let nodes = store.list_nodes(true).await?;
     lost.observe(now_ms(()), &views(&nodes));
+    let mut planned = 0;
     let mut addrs: BTreeMap<NodeId, (String, Vec<u16>)> = nodes
         .iter()
         .map(|n| {
@@ -168,6 +195,7 @@ async fn scan(
             Pass::Repair => plan(&record, config.node_id, lost, now_ms(())),
             Pass::Refill => refills(&record, config.node_id, lost),
         };
+        planned += tasks.len();
         for task in tasks {
             let (segment, lost_node) = (task.segment.id, task.lost);
             let job = match pass {
@@ -216,7 +244,7 @@ async fn scan(
             }
         }
     }
-    Ok(())
+    Ok(planned)
 }
 
 async fn lost_node_back(store: &Arc<dyn MetaStore>, node: NodeId) -> bool {

@@ -245,3 +245,31 @@ fn a_refill_copies_and_seals_but_publishes_nothing() {
     assert_eq!(job.on_probed(Some((3, Some(3)))), JobAction::Stop);
     assert_eq!(*job.state(), JobState::Done);
 }
+
+#[test]
+fn scans_come_when_a_node_is_lost_while_work_is_left_and_else_rarely() {
+    let nodes = cluster(0);
+    let mut sched = ScanSchedule::new();
+    assert!(sched.due(0, &nodes), "the first scan at once");
+    sched.scanned(0, 0);
+    // Node 3 died at 0: lost at GRACE, and a scan is due then, not before.
+    assert!(!sched.due(GRACE - 1, &nodes));
+    assert!(sched.due(GRACE, &nodes));
+    sched.scanned(GRACE, 2);
+    // Work found: again after the short interval.
+    assert!(!sched.due(GRACE + REPAIR_SCAN_INTERVAL_MS - 1, &nodes));
+    assert!(sched.due(GRACE + REPAIR_SCAN_INTERVAL_MS, &nodes));
+    sched.scanned(GRACE + REPAIR_SCAN_INTERVAL_MS, 0);
+    // Nothing left: only the full interval.
+    let t = GRACE + REPAIR_SCAN_INTERVAL_MS;
+    assert!(!sched.due(t + REPAIR_FULL_SCAN_INTERVAL_MS - 1, &nodes));
+    assert!(sched.due(t + REPAIR_FULL_SCAN_INTERVAL_MS, &nodes));
+    // A node that vanishes from the list (its registration deleted) dies
+    // then, and is lost a grace period later.
+    let mut fresh = LostNodes::new(GRACE);
+    fresh.observe(0, &[view(7, "a", true)]);
+    fresh.observe(10, &[]);
+    assert!(!fresh.is_lost(7, 10 + GRACE - 1));
+    assert!(fresh.is_lost(7, 10 + GRACE));
+    assert!(fresh.newly_lost(10, 10 + GRACE));
+}
