@@ -6,15 +6,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use trilog_client::conn::NodeConn;
 use trilog_client::{Consumer, Producer, ProducerOptions};
 use trilog_testkit::cluster::{Cluster, ClusterOptions};
 use trilog_testkit::node_command::NodeCommand;
 use trilog_testkit::payload::{make_payload, payload_id};
+use trilog_testkit::reader::read_segment_from;
 use trilog_testkit::verify::verify;
-use trilog_wire::message::Read;
-use trilog_wire::record::parse_records;
-use trilog_wire::Message;
 
 fn node_command() -> NodeCommand {
     NodeCommand::subcommand(env!("CARGO_BIN_EXE_trilog-bench"), "node")
@@ -96,36 +93,6 @@ async fn append_then_read_across_producers() {
     assert_eq!(record.segments[1].sealed_len, Some(300));
 }
 
-/// Reads a whole sealed segment from one node directly.
-async fn read_segment_from(addr: SocketAddr, log_id: u64, segment: u64, len: u64) -> Vec<Vec<u8>> {
-    let conn = NodeConn::connect_tokio(addr).await.expect("connect");
-    let mut out = Vec::new();
-    while (out.len() as u64) < len {
-        let req = Read {
-            log_id,
-            segment,
-            from_offset: out.len() as u64,
-            limit: len,
-            max_bytes: 64 * 1024,
-            wait_ms: 0,
-        };
-        match conn
-            .request(&req, Duration::from_secs(5))
-            .await
-            .expect("read")
-        {
-            Message::ReadResponse(r) => {
-                assert!(r.count > 0, "no progress at {}", out.len());
-                let parsed =
-                    parse_records(&r.records, r.from_offset, r.count).expect("valid records");
-                out.extend(parsed.into_iter().map(|(_, p)| p.to_vec()));
-            }
-            other => panic!("read answered {other:?}"),
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_and_restarted_serves_what_was_committed() {
     let mut cluster = Cluster::start(3, node_command(), None)
@@ -140,7 +107,9 @@ async fn a_node_killed_and_restarted_serves_what_was_committed() {
         .await
         .expect("alive again");
     let addr = SocketAddr::from(([127, 0, 0, 1], cluster.nodes[1].port));
-    let payloads = read_segment_from(addr, 9, 0, 400).await;
+    let payloads = read_segment_from(addr, 9, 0, 400)
+        .await
+        .expect("read node 2");
     let mut by_seq: Vec<(u64, u64)> = committed.iter().map(|(s, i)| (*s, *i)).collect();
     by_seq.sort_unstable();
     let ids: Vec<Option<u64>> = payloads.iter().map(|p| payload_id(p)).collect();

@@ -11,28 +11,23 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use trilog_client::conn::NodeConn;
 use trilog_client::meta::{CasOutcome, MetaError, MetaFuture, Versioned};
 use trilog_client::{AppendError, ConnPool, MetaStore, Producer, ProducerOptions};
 use trilog_testkit::cluster::{Cluster, ClusterOptions};
 use trilog_testkit::ledger::Ledger;
 use trilog_testkit::node_command::NodeCommand;
-use trilog_testkit::payload::{make_payload, payload_id};
-use trilog_testkit::reader::{sealed_log_len, Reader};
+use trilog_testkit::payload::make_payload;
+use trilog_testkit::reader::{read_segment_ids_from, sealed_log_len, Reader};
 use trilog_testkit::verify::{verify, Verdict};
 use trilog_testkit::wait::wait_for;
 use trilog_testkit::writers::{close_producer, Writers};
-use trilog_wire::message::Read;
 use trilog_wire::meta::{LogMeta, NodeInfo, NodeStatus};
-use trilog_wire::record::parse_records;
-use trilog_wire::Message;
 
 /// One test at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -631,38 +626,10 @@ async fn a_partitioned_replica_is_switched_away_from_and_read_around() {
     check_log(&cluster, log_id, &ledger, &ledger.maybe, tail, len).await;
     // The healed node serves segment 0 up to its seal again.
     let addr = cluster.client_addr(target).expect("addr");
-    let ids = read_segment_from(addr, log_id, 0, seal).await;
+    let ids = read_segment_ids_from(addr, log_id, 0, seal)
+        .await
+        .expect("read the replica");
     check_segment(&ledger, 0, &ids);
-}
-
-/// Reads entries `[0, len)` of a segment from one node directly.
-async fn read_segment_from(addr: SocketAddr, log_id: u64, segment: u64, len: u64) -> Vec<u64> {
-    let conn = NodeConn::connect_tokio(addr).await.expect("connect");
-    let mut out = Vec::new();
-    while (out.len() as u64) < len {
-        let req = Read {
-            log_id,
-            segment,
-            from_offset: out.len() as u64,
-            limit: len,
-            max_bytes: 1 << 20,
-            wait_ms: 0,
-        };
-        match conn.request(&req, STEP).await.expect("read") {
-            Message::ReadResponse(r) => {
-                assert!(r.count > 0, "no progress at {} of {len}", out.len());
-                let parsed =
-                    parse_records(&r.records, r.from_offset, r.count).expect("valid records");
-                out.extend(
-                    parsed
-                        .into_iter()
-                        .map(|(_, p)| payload_id(p).expect("an intact payload")),
-                );
-            }
-            other => panic!("read answered {other:?}"),
-        }
-    }
-    out
 }
 
 /// Entries of a sealed segment starting at `first_seq`, read from one
@@ -726,7 +693,9 @@ async fn a_node_restarted_under_load_serves_its_old_segments() {
     let mut served = 0;
     for s in r.segments.iter().filter(|s| s.replicas.contains(&victim)) {
         let len = s.sealed_len.expect("sealed after close");
-        let ids = read_segment_from(addr, LOG, s.id, len).await;
+        let ids = read_segment_ids_from(addr, LOG, s.id, len)
+            .await
+            .expect("read the replica");
         assert_eq!(ids.len() as u64, len);
         check_segment(&ledger, s.first_seq, &ids);
         served += 1;

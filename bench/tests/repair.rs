@@ -7,17 +7,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use trilog_client::conn::NodeConn;
 use trilog_client::repair_status::under_replicated;
 use trilog_client::{Producer, ProducerOptions};
 use trilog_testkit::cluster::{Cluster, ClusterOptions};
 use trilog_testkit::node_command::NodeCommand;
-use trilog_testkit::payload::{make_payload, payload_id};
+use trilog_testkit::payload::make_payload;
+use trilog_testkit::reader::read_segment_ids_from;
 use trilog_testkit::wait::wait_for;
-use trilog_wire::message::Read;
 use trilog_wire::meta::LogMeta;
-use trilog_wire::record::parse_records;
-use trilog_wire::Message;
 
 const ZONES: [&str; 6] = ["a", "a", "b", "b", "c", "c"];
 const LOGS: std::ops::Range<u64> = 1..5;
@@ -94,39 +91,6 @@ async fn records(cluster: &Cluster) -> BTreeMap<u64, LogMeta> {
 
 fn node_addr(cluster: &Cluster, node: u64) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], cluster.nodes[node as usize - 1].port))
-}
-
-/// Reads a whole sealed segment from one node directly: (offset, id).
-async fn read_segment_from(addr: SocketAddr, log_id: u64, segment: u64, len: u64) -> Vec<u64> {
-    let conn = NodeConn::connect_tokio(addr).await.expect("connect");
-    let mut out = Vec::new();
-    while (out.len() as u64) < len {
-        let req = Read {
-            log_id,
-            segment,
-            from_offset: out.len() as u64,
-            limit: len,
-            max_bytes: 1 << 20,
-            wait_ms: 0,
-        };
-        match conn
-            .request(&req, Duration::from_secs(5))
-            .await
-            .expect("read")
-        {
-            Message::ReadResponse(r) => {
-                assert!(r.count > 0, "node at {addr}: no progress at {}", out.len());
-                let parsed = parse_records(&r.records, r.from_offset, r.count).expect("valid");
-                out.extend(
-                    parsed
-                        .into_iter()
-                        .map(|(_, p)| payload_id(p).expect("a payload id")),
-                );
-            }
-            other => panic!("node at {addr}: read answered {other:?}"),
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,7 +174,9 @@ async fn a_node_lost_for_good_has_every_sealed_segment_copied_back_to_three_zone
             );
             let len = s.sealed_len.expect("sealed");
             for node in &s.replicas {
-                let got = read_segment_from(node_addr(&cluster, *node), *log, s.id, len).await;
+                let got = read_segment_ids_from(node_addr(&cluster, *node), *log, s.id, len)
+                    .await
+                    .expect("read the replica");
                 for (offset, id) in got.iter().enumerate() {
                     let seq = s.first_seq + offset as u64;
                     assert_eq!(

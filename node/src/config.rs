@@ -172,23 +172,9 @@ mod tests {
 
     fn base() -> NodeConfig {
         NodeConfig {
-            node_id: 1,
-            data_dir: "/tmp/x".into(),
-            host: "127.0.0.1".parse().expect("ip"),
             port: 7000,
             shards: 2,
-            cores: vec![],
-            meta: None,
-            serve_meta: None,
-            lease_ms: 3000,
-            zone: String::new(),
-            scrub_bytes_per_sec: crate::scrub::SCRUB_BYTES_PER_SEC_DEFAULT,
-            advertise_host: None,
-            advertise_port: None,
-            replace: false,
-            repair_grace_ms: trilog_protocol::repair::REPAIR_GRACE_MS_DEFAULT,
-            repair_bytes_per_sec: trilog_protocol::repair::REPAIR_BYTES_PER_SEC_DEFAULT,
-            disk_reserve_bytes: trilog_protocol::space::DISK_RESERVE_BYTES_DEFAULT,
+            ..NodeConfig::with_defaults(1, "/tmp/x".into())
         }
     }
 

@@ -56,6 +56,24 @@ pub const REPAIR_SCAN_INTERVAL_MS: u64 = 5_000;
 pub const REPAIR_FULL_SCAN_INTERVAL_MS: u64 = 60_000;
 /// The rate a node copies at by default, in bytes per second of entries.
 pub const REPAIR_BYTES_PER_SEC_DEFAULT: u64 = 64 * 1024 * 1024;
+/// How often a running job asks whether its lost node came back (and
+/// always right before it publishes).
+pub const REPAIR_LOST_NODE_CHECK_MS: u64 = 1_000;
+/// Reads per second at the configured rate: chunks small enough that the
+/// pacer's sleeps stay short and a returning node is noticed between two.
+pub const REPAIR_CHUNKS_PER_SEC: u64 = 8;
+/// The smallest read a job makes (a record larger comes alone anyway).
+pub const REPAIR_CHUNK_BYTES_MIN: u32 = 64 * 1024;
+/// CAS conflicts a publish retries before leaving the job to a later scan.
+pub const REPAIR_PUBLISH_ATTEMPTS_MAX: u32 = 5;
+const _: () = assert!(REPAIR_CHUNK_BYTES_MIN <= trilog_wire::limits::READ_BYTES_MAX);
+
+/// How many bytes one read of a job asks for at `bytes_per_sec`.
+pub fn repair_chunk_bytes(bytes_per_sec: u64) -> u32 {
+    let per_chunk = bytes_per_sec / REPAIR_CHUNKS_PER_SEC;
+    let max = u64::from(trilog_wire::limits::READ_BYTES_MAX);
+    per_chunk.clamp(u64::from(REPAIR_CHUNK_BYTES_MIN), max) as u32
+}
 
 /// A registration as repair sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

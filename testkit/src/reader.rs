@@ -169,3 +169,63 @@ pub async fn sealed_log_len(
             .and_then(|s| s.sealed_len.map(|len| s.first_seq + len))
     }))
 }
+
+/// How long one read of [`read_segment_from`] may take.
+const SEGMENT_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads entries `[0, len)` of a segment from one node directly (not
+/// through a consumer, which would pick a replica itself): the payloads,
+/// each record's crc checked. An error says what went wrong: no
+/// connection, a refusal, no progress, a bad record.
+pub async fn read_segment_from(
+    addr: std::net::SocketAddr,
+    log_id: u64,
+    segment: u64,
+    len: u64,
+) -> Result<Vec<Vec<u8>>, String> {
+    use trilog_client::conn::NodeConn;
+    use trilog_wire::message::Read;
+    use trilog_wire::record::parse_records;
+    use trilog_wire::Message;
+    let conn = NodeConn::connect_tokio(addr)
+        .await
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    let mut out = Vec::new();
+    while (out.len() as u64) < len {
+        let req = Read {
+            log_id,
+            segment,
+            from_offset: out.len() as u64,
+            limit: len,
+            max_bytes: 1 << 20,
+            wait_ms: 0,
+        };
+        match conn.request(&req, SEGMENT_READ_TIMEOUT).await {
+            Ok(Message::ReadResponse(r)) if r.count > 0 => {
+                let parsed = parse_records(&r.records, r.from_offset, r.count)
+                    .map_err(|e| format!("{addr}: {e}"))?;
+                out.extend(parsed.into_iter().map(|(_, p)| p.to_vec()));
+            }
+            Ok(Message::ReadResponse(_)) => {
+                return Err(format!("{addr}: no progress at {} of {len}", out.len()))
+            }
+            Ok(other) => return Err(format!("{addr}: read answered {other:?}")),
+            Err(e) => return Err(format!("{addr}: read: {e}")),
+        }
+    }
+    Ok(out)
+}
+
+/// [`read_segment_from`], as the payload ids of `crate::payload`.
+pub async fn read_segment_ids_from(
+    addr: std::net::SocketAddr,
+    log_id: u64,
+    segment: u64,
+    len: u64,
+) -> Result<Vec<u64>, String> {
+    read_segment_from(addr, log_id, segment, len)
+        .await?
+        .iter()
+        .map(|p| payload_id(p).ok_or_else(|| format!("{addr}: a payload without an id")))
+        .collect()
+}

@@ -10,27 +10,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use trilog_meta::{CasOutcome, MetaStore};
-use trilog_protocol::repair::{JobAction, JobState, RepairJob};
+use trilog_protocol::repair::{
+    JobAction, JobState, RepairJob, REPAIR_LOST_NODE_CHECK_MS, REPAIR_PUBLISH_ATTEMPTS_MAX,
+};
 use trilog_protocol::NodeId;
-use trilog_wire::limits::{APPEND_BYTES_MAX, APPEND_ENTRIES_MAX, READ_BYTES_MAX};
+use trilog_wire::limits::{APPEND_BYTES_MAX, APPEND_ENTRIES_MAX};
 use trilog_wire::message::{shard_of, Append, Entry, ErrorCode, Fence, Read, ReadResponse, Seal};
 use trilog_wire::record::parse_records;
 use trilog_wire::Message;
 
 use super::pace::Pacer;
 use super::peer::{unexpected, Peer, PeerError};
-
-/// How often a running job checks whether its lost node came back.
-pub const LOST_NODE_CHECK_MS: u64 = 1_000;
-/// The smallest read a job makes (a record larger comes alone anyway).
-const CHUNK_BYTES_MIN: u32 = 64 * 1024;
-/// Reads per second at the configured rate: small enough chunks that the
-/// pacer's sleeps stay short, and a lost node that comes back is noticed
-/// between two of them.
-const CHUNKS_PER_SEC: u64 = 8;
-
-/// CAS conflicts a publish retries before leaving the job to a later scan.
-const PUBLISH_ATTEMPTS_MAX: u32 = 5;
 
 /// Why a job stopped short of publishing.
 #[derive(Debug, thiserror::Error)]
@@ -79,12 +69,6 @@ pub struct Env<'a> {
     pub chunk_bytes: u32,
 }
 
-/// The read size for a copy rate of `bytes_per_sec`.
-pub fn chunk_bytes(bytes_per_sec: u64) -> u32 {
-    let per_chunk = bytes_per_sec / CHUNKS_PER_SEC;
-    per_chunk.clamp(u64::from(CHUNK_BYTES_MIN), u64::from(READ_BYTES_MAX)) as u32
-}
-
 /// The address of the shard of `node` that owns the job's segment.
 fn shard_addr(
     env: &Env<'_>,
@@ -122,7 +106,7 @@ pub async fn run(
     loop {
         action = match action {
             JobAction::Copy { from, limit } => {
-                if checked.elapsed() >= Duration::from_millis(LOST_NODE_CHECK_MS) {
+                if checked.elapsed() >= Duration::from_millis(REPAIR_LOST_NODE_CHECK_MS) {
                     checked = Instant::now();
                     if lost_is_back().await {
                         let why = format!("node {} is alive again", task.lost);
@@ -336,7 +320,7 @@ async fn append_chunk(
 /// Reads the record and CASes in the job's change, again after a conflict.
 async fn publish(job: &mut RepairJob, store: &Arc<dyn MetaStore>) -> Result<(), CopyError> {
     let log_id = job.task().log_id;
-    for _ in 0..PUBLISH_ATTEMPTS_MAX {
+    for _ in 0..REPAIR_PUBLISH_ATTEMPTS_MAX {
         let current = store.get_log(log_id).await?;
         let Some(record) = current.record else {
             let _ = job.abandon(format!("log {log_id} has no record any more"));
@@ -358,6 +342,6 @@ async fn publish(job: &mut RepairJob, store: &Arc<dyn MetaStore>) -> Result<(), 
         }
     }
     Err(CopyError::Contended {
-        attempts: PUBLISH_ATTEMPTS_MAX,
+        attempts: REPAIR_PUBLISH_ATTEMPTS_MAX,
     })
 }

@@ -213,7 +213,7 @@ async fn scan(
                 store,
                 addrs: &addrs,
                 pacer,
-                chunk_bytes: copy::chunk_bytes(config.bytes_per_sec),
+                chunk_bytes: trilog_protocol::repair::repair_chunk_bytes(config.bytes_per_sec),
             };
             // A refill's "lost node" is this one: never cancelled.
             let back = async || pass == Pass::Repair && lost_node_back(store, lost_node).await;

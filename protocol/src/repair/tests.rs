@@ -273,3 +273,13 @@ fn scans_come_when_a_node_is_lost_while_work_is_left_and_else_rarely() {
     assert!(fresh.is_lost(7, 10 + GRACE));
     assert!(fresh.newly_lost(10, 10 + GRACE));
 }
+
+#[test]
+fn chunks_follow_the_rate_within_the_read_limits() {
+    assert_eq!(repair_chunk_bytes(1), REPAIR_CHUNK_BYTES_MIN);
+    assert_eq!(repair_chunk_bytes(8 * 1024 * 1024), 1024 * 1024);
+    assert_eq!(
+        repair_chunk_bytes(u64::MAX),
+        trilog_wire::limits::READ_BYTES_MAX
+    );
+}
