@@ -10,14 +10,16 @@
 //! directory; only then is the delete answered, so an answer means the
 //! files are durably gone. A delete of a segment this node does not know
 //! still unlinks (a crash may have left files that recovery skipped) and
-//! is answered the same: deleting is idempotent. A segment being created
+//! is answered the same: deleting is idempotent. Such deletes of segments
+//! the node never held are remembered only up to `DELETED_UNKNOWN_MAX`
+//! (any peer can send made-up keys; memory must not grow with them). A segment being created
 //! cannot be deleted yet: the delete is answered `Internal` and retried.
 
 use trilog_wire::message::DeleteSegmentAck;
 use trilog_wire::Message;
 
 use super::action::{deleted, internal};
-use super::{Action, Actions, ConnId, SegmentKey, ShardMachine};
+use super::{Action, Actions, ConnId, SegmentKey, ShardMachine, DELETED_UNKNOWN_MAX};
 
 impl ShardMachine {
     /// A `DeleteSegment` for `key`.
@@ -39,6 +41,10 @@ impl ShardMachine {
             let why = "segment being created; delete it again later";
             out.send(conn, request_id, internal(key, why));
             return out;
+        }
+        let held = self.segments.contains_key(&key);
+        if !held {
+            self.deleting_unknown.insert(key);
         }
         if let Some(mut segment) = self.segments.remove(&key) {
             // What the segment owed goes unanswered by its replica: answer
@@ -69,6 +75,14 @@ impl ShardMachine {
         // Gone from memory either way: a failed unlink leaves files that
         // only a new delete (or a restart's recovery) finds again.
         self.deleted.insert(key);
+        if self.deleting_unknown.remove(&key) {
+            self.deleted_unknown.push_back(key);
+            if self.deleted_unknown.len() > DELETED_UNKNOWN_MAX {
+                if let Some(oldest) = self.deleted_unknown.pop_front() {
+                    self.deleted.remove(&oldest);
+                }
+            }
+        }
         for (conn, request_id) in waiters {
             out.send(conn, request_id, answer.clone());
         }

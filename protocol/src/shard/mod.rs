@@ -95,6 +95,11 @@ use trilog_wire::Message;
 
 pub use learn::{SEAL_LEARN_IDLE_MS, SEAL_LOOKUPS_IN_FLIGHT_MAX};
 
+/// How many deletes of segments it never held a shard remembers (to
+/// answer later requests for them `Deleted`). A segment it held is always
+/// remembered: that set grows only with the data the node was given.
+pub const DELETED_UNKNOWN_MAX: usize = 4096;
+
 pub use action::{
     bad_request, Action, Actions, AppendRequest, AppendStep, ConnId, SegmentKey, Stage,
 };
@@ -134,6 +139,12 @@ pub struct ShardMachine {
     /// Segments deleted since the node started: every request for them is
     /// answered `Deleted`, so nothing creates them again.
     deleted: BTreeSet<SegmentKey>,
+    /// Of `deleted`, the keys this node did not hold when asked, oldest
+    /// first: any peer may send deletes of made-up keys, so at most
+    /// [`DELETED_UNKNOWN_MAX`] are remembered (the oldest is forgotten).
+    deleted_unknown: std::collections::VecDeque<SegmentKey>,
+    /// Deletes running of keys this node did not hold.
+    deleting_unknown: BTreeSet<SegmentKey>,
     /// The node's disk is full (`crate::space`): no new data.
     read_only: bool,
 }
@@ -154,6 +165,8 @@ impl ShardMachine {
             learning: None,
             deleting: BTreeMap::new(),
             deleted: BTreeSet::new(),
+            deleted_unknown: std::collections::VecDeque::new(),
+            deleting_unknown: BTreeSet::new(),
             read_only: false,
         }
     }

@@ -1089,3 +1089,28 @@ fn a_read_only_shard_creates_nothing_and_takes_no_append_but_serves_the_rest() {
         .iter()
         .any(|a| matches!(a, Action::Create { .. })));
 }
+
+#[test]
+fn deletes_of_made_up_segments_are_remembered_within_a_bound() {
+    let mut m = machine();
+    let made_up = DELETED_UNKNOWN_MAX as u64 + 10;
+    for id in 0..made_up {
+        let k = SegmentKey {
+            log_id: 1_000_000,
+            segment: id,
+        };
+        let _ = m.handle_delete(C1, id, k);
+        let _ = m.handle_deleted(k, Ok(()));
+    }
+    assert_eq!(m.deleted.len(), DELETED_UNKNOWN_MAX);
+    assert_eq!(m.deleted_unknown.len(), DELETED_UNKNOWN_MAX);
+    // The oldest were forgotten, the newest are still answered `Deleted`.
+    assert!(!m.is_deleted(SegmentKey {
+        log_id: 1_000_000,
+        segment: 0
+    }));
+    assert!(m.is_deleted(SegmentKey {
+        log_id: 1_000_000,
+        segment: made_up - 1
+    }));
+}
