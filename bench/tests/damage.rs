@@ -1,9 +1,12 @@
 //! Damage on disk, with real node processes: a sealed segment's file on
 //! one replica gets a flipped byte in the middle of its records, or is cut
 //! inside a record, while its node is down. After the restart the node
-//! says it found damage, answers a read of the damaged range `Damaged` at
-//! once, and a fresh consumer that reads that replica first still reads
-//! every committed entry, from the other replicas, within a deadline.
+//! says it found damage, never serves the damaged range short or wrong
+//! (a read of it is refused `Damaged` at once until the copy is healed),
+//! a fresh consumer that reads that replica first still reads every
+//! committed entry within a deadline, and the node heals its copy from
+//! another replica: read back from that node alone, it holds every entry
+//! of the segment again.
 //!
 //! Every wait is for a condition, with a deadline. The tests run one at a
 //! time (they share 2 cores).
@@ -17,8 +20,9 @@ use trilog_testkit::cluster::Cluster;
 use trilog_testkit::disk_faults::{self, find_segment_file, Harm};
 use trilog_testkit::node_command::NodeCommand;
 use trilog_testkit::payload::payload_id;
-use trilog_testkit::reader::sealed_log_len;
+use trilog_testkit::reader::{read_segment_ids_from, sealed_log_len};
 use trilog_testkit::verify::verify;
+use trilog_testkit::wait::wait_for;
 use trilog_testkit::writers::{close_producer, Writers};
 use trilog_wire::message::{ErrorCode, ErrorMsg, Read};
 use trilog_wire::Message;
@@ -40,6 +44,9 @@ const STEP: Duration = Duration::from_secs(20);
 /// The whole read of the log, the damaged replica first: a hang (the old
 /// behaviour) would run into it.
 const READ_DEADLINE: Duration = Duration::from_secs(15);
+/// The heal: the first check of the shard (1 s), the repair loop's next
+/// pass (5 s), and the copy of a few hundred KiB.
+const HEAL_DEADLINE: Duration = Duration::from_secs(30);
 
 fn node_command() -> NodeCommand {
     NodeCommand::subcommand(PathBuf::from(env!("CARGO_BIN_EXE_trilog-bench")), "node")
@@ -114,6 +121,9 @@ async fn damaged_replica_is_read_around(how: Harm, log_id: u64) {
         max_bytes: 1 << 20,
         wait_ms: 10_000,
     };
+    // The node heals the copy on its own within seconds, so the read may
+    // come after the heal: then it must serve the right entries.
+    let first_seq = segment.first_seq;
     let started = Instant::now();
     match conn.request(&read(damaged_at), STEP).await.expect("read") {
         Message::ErrorMsg(ErrorMsg {
@@ -121,6 +131,18 @@ async fn damaged_replica_is_read_around(how: Harm, log_id: u64) {
             value,
             ..
         }) => assert_eq!(value, damaged_at),
+        Message::ReadResponse(r) => {
+            let parsed = trilog_wire::record::parse_records(&r.records, r.from_offset, r.count)
+                .expect("records");
+            assert!(!parsed.is_empty(), "an empty answer for the damaged range");
+            for (offset, payload) in parsed {
+                assert_eq!(
+                    payload_id(payload),
+                    ledger.committed.get(&(first_seq + offset)).copied(),
+                    "the damaged range served a wrong entry at offset {offset}"
+                );
+            }
+        }
         other => panic!("a read of the damaged range answered {other:?}"),
     }
     assert!(
@@ -163,6 +185,33 @@ async fn damaged_replica_is_read_around(how: Harm, log_id: u64) {
         log.contains("DAMAGE") && log.contains(&format!("from offset {damaged_at}")),
         "the damaged node does not say it found damage at {damaged_at}"
     );
+
+    // The copy is healed: the damaged node alone serves the whole segment,
+    // every record's crc checked, every entry the one committed there.
+    let healed = wait_for("the damaged copy healed", HEAL_DEADLINE, || async move {
+        read_segment_ids_from(addr, log_id, segment.id, seg_len)
+            .await
+            .ok()
+    })
+    .await
+    .expect("healed");
+    for (offset, id) in healed.iter().enumerate() {
+        assert_eq!(
+            ledger.committed.get(&(first_seq + offset as u64)),
+            Some(id),
+            "the healed copy holds another entry at offset {offset}"
+        );
+    }
+    // The node says so once the heal's seal is answered, a moment after
+    // the entries are durable.
+    let log_path = &log_path;
+    wait_for("the node says it healed its copy", STEP, || async move {
+        std::fs::read_to_string(log_path)
+            .ok()
+            .filter(|log| log.contains("healed this node's copy"))
+    })
+    .await
+    .expect("the node says it healed its copy");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,7 @@
 pub mod cli;
 pub mod config;
 pub mod framing;
+pub mod heal;
 pub mod identity;
 pub mod limits;
 pub mod repair;

@@ -66,6 +66,10 @@ pub const REPAIR_CHUNKS_PER_SEC: u64 = 8;
 pub const REPAIR_CHUNK_BYTES_MIN: u32 = 64 * 1024;
 /// CAS conflicts a publish retries before leaving the job to a later scan.
 pub const REPAIR_PUBLISH_ATTEMPTS_MAX: u32 = 5;
+/// How often a shard drops the damage of its sealed replicas and reports
+/// the ones to heal; the repair thread heals them at its next pass (every
+/// [`REPAIR_SCAN_INTERVAL_MS`]).
+pub const HEAL_CHECK_MS: u64 = 1_000;
 const _: () = assert!(REPAIR_CHUNK_BYTES_MIN <= trilog_wire::limits::READ_BYTES_MAX);
 
 /// How many bytes one read of a job asks for at `bytes_per_sec`.
@@ -332,24 +336,44 @@ pub fn refills(record: &LogMeta, me: NodeId, nodes: &LostNodes) -> Vec<RepairTas
     record
         .segments
         .iter()
-        .filter(|s| s.replicas.contains(&me))
-        .filter_map(|s| {
-            let sealed_len = s.sealed_len?;
-            let sources: Vec<NodeId> = s
-                .replicas
-                .iter()
-                .copied()
-                .filter(|r| *r != me && nodes.is_alive(*r))
-                .collect();
-            (!sources.is_empty()).then(|| RepairTask {
-                log_id: record.log_id,
-                segment: s.clone(),
-                sealed_len,
-                lost: me,
-                sources,
-            })
-        })
+        .filter_map(|s| refill_of(record.log_id, s, me, nodes))
         .collect()
+}
+
+/// The heal of `me`'s copy of `segment`, which misses entries below its
+/// seal (damage dropped, a file cut short): a refill of that one segment
+/// ([`RepairJob::refill`]; the probe finds where the copy stops). `None`
+/// when the record no longer lists `me` for a sealed `segment` (repaired
+/// away, trimmed: nothing to heal) or no other replica is alive to copy
+/// from (asked again later).
+pub fn heal_task(
+    record: &LogMeta,
+    me: NodeId,
+    segment: u64,
+    nodes: &LostNodes,
+) -> Option<RepairTask> {
+    let seg = record.segments.iter().find(|s| s.id == segment)?;
+    refill_of(record.log_id, seg, me, nodes)
+}
+
+fn refill_of(log_id: u64, seg: &SegmentMeta, me: NodeId, nodes: &LostNodes) -> Option<RepairTask> {
+    if !seg.replicas.contains(&me) {
+        return None;
+    }
+    let sealed_len = seg.sealed_len?;
+    let sources: Vec<NodeId> = seg
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| *r != me && nodes.is_alive(*r))
+        .collect();
+    (!sources.is_empty()).then(|| RepairTask {
+        log_id,
+        segment: seg.clone(),
+        sealed_len,
+        lost: me,
+        sources,
+    })
 }
 
 /// Where a repair job is.
@@ -475,6 +499,12 @@ impl RepairJob {
         let len = self.task.sealed_len;
         match held {
             None => self.copy_from(0),
+            // A copy sealed here but short of the seal (damage dropped, a
+            // file cut short) is healed from where it stops; it is whole
+            // only once its seal is answered after the drain.
+            Some((durable, Some(sealed))) if sealed == len && durable < len => {
+                self.copy_from(durable)
+            }
             Some((_, Some(sealed))) if sealed == len && self.refill => self.refilled(),
             Some((_, Some(sealed))) if sealed == len => {
                 self.state = JobState::Publishing;

@@ -130,6 +130,66 @@ impl Replica {
         self.damaged_from
     }
 
+    /// Drops the damaged entries of a sealed replica, so that it can be
+    /// healed: from now on it holds the entries before the damage, misses
+    /// the rest of its sealed length ([`Self::missing_from`]) and takes
+    /// them again as heal appends ([`Self::on_append`]). Returns where the
+    /// damage started. The driver drops the same entries from its index.
+    pub fn rewind_damage(&mut self) -> u64 {
+        let Some(from) = self.damaged_from else {
+            panic!("rewind of a replica that is not damaged");
+        };
+        assert!(
+            self.durable.sealed_len.is_some(),
+            "rewind of an open replica: its producer owns what it holds"
+        );
+        assert_eq!(
+            self.staged_len, self.durable_len,
+            "rewind with entries in flight"
+        );
+        self.staged_len = from;
+        self.durable_len = from;
+        self.damaged_from = None;
+        from
+    }
+
+    /// Whether this is a sealed replica missing entries below its seal
+    /// (cut short, or rewound past damage) that takes them again: a
+    /// repair's heal appends fill it up to the seal.
+    pub fn healing(&self) -> bool {
+        self.damaged_from.is_none()
+            && self
+                .durable
+                .sealed_len
+                .is_some_and(|sealed| self.staged_len < sealed)
+    }
+
+    /// An append of `count` entries from `first_offset` to a replica
+    /// [`Self::healing`] up to its seal at `sealed`. Every correct writer
+    /// of a segment's entries below its seal sends the same entries (a
+    /// segment has one writer epoch, and the seal is at a length every
+    /// replica held), so no epoch is checked here: a fence guards what
+    /// comes after a length, never the entries under a seal. An append
+    /// reaching past the seal is refused like any append to a sealed
+    /// replica.
+    fn on_heal(&mut self, first_offset: u64, count: u64, sealed: u64) -> AppendDecision {
+        let end = first_offset.saturating_add(count);
+        if end > sealed {
+            return AppendDecision::Refuse(Refusal::Sealed { len: sealed });
+        }
+        if first_offset > self.staged_len {
+            return AppendDecision::Refuse(Refusal::Gap {
+                len: self.staged_len,
+            });
+        }
+        if end <= self.staged_len {
+            return AppendDecision::Held { end };
+        }
+        let skip = self.staged_len - first_offset;
+        self.staged_len = end;
+        AppendDecision::Accept { skip, end }
+    }
+
     /// The first entry this replica should hold but cannot serve: damaged,
     /// or missing below its seal (a seal recorded before the entries under
     /// it reached the disk, or a file cut short). `None` when it holds
@@ -183,6 +243,9 @@ impl Replica {
         commit: u64,
     ) -> AppendDecision {
         if let Some(len) = self.durable.sealed_len {
+            if self.healing() {
+                return self.on_heal(first_offset, count, len);
+            }
             return AppendDecision::Refuse(Refusal::Sealed { len });
         }
         if let Some(from) = self.damaged_from {
@@ -500,5 +563,57 @@ mod tests {
         assert_eq!(r.damaged_from(), None);
         assert_eq!(r.missing_from(), Some(6));
         assert_eq!(r.readable_end(8), 6);
+    }
+
+    #[test]
+    fn a_sealed_replica_short_of_its_seal_is_healed_by_appends_up_to_the_seal() {
+        let sealed = Durable {
+            fenced_epoch: 3,
+            sealed_len: Some(8),
+            watermark: 8,
+        };
+        let mut r = Replica::recovered(8, 8, sealed);
+        assert!(!r.healing(), "a whole sealed replica takes nothing");
+        assert_eq!(
+            r.on_append(1, 0, 8, 0),
+            AppendDecision::Refuse(Refusal::Sealed { len: 8 })
+        );
+        r.mark_damaged(5);
+        assert!(!r.healing(), "damage is dropped before healing starts");
+        assert_eq!(r.rewind_damage(), 5);
+        assert_eq!((r.durable_len(), r.missing_from()), (5, Some(5)));
+        assert_eq!(r.readable_end(8), 5);
+        assert!(r.healing());
+        // Older epochs than the fence are taken: the entries under a seal
+        // are the same from every correct writer.
+        assert_eq!(
+            r.on_append(1, 7, 1, 0),
+            AppendDecision::Refuse(Refusal::Gap { len: 5 })
+        );
+        assert_eq!(
+            r.on_append(1, 6, 3, 0),
+            AppendDecision::Refuse(Refusal::Sealed { len: 8 }),
+            "nothing past the seal"
+        );
+        assert_eq!(
+            r.on_append(1, 3, 4, 0),
+            AppendDecision::Accept { skip: 2, end: 7 }
+        );
+        assert_eq!(r.on_append(1, 4, 2, 0), AppendDecision::Held { end: 6 });
+        r.on_durable(7);
+        assert_eq!(r.missing_from(), Some(7));
+        assert_eq!(
+            r.on_append(1, 7, 1, 0),
+            AppendDecision::Accept { skip: 0, end: 8 }
+        );
+        assert!(!r.healing());
+        assert!(
+            !r.control_answerable(),
+            "the seal answer waits for the drain"
+        );
+        r.on_durable(8);
+        assert_eq!((r.missing_from(), r.readable_end(8)), (None, 8));
+        assert_eq!(r.on_seal(1, 8), ControlDecision::Unchanged);
+        assert_eq!(r.sealed_len(), Some(8), "a heal never moves the seal");
     }
 }

@@ -22,12 +22,13 @@ use std::time::{Duration, Instant};
 use log::{error, info, warn};
 use trilog_meta::{MetaAddr, MetaStore};
 use trilog_protocol::repair::{
-    plan, refills, LostNodes, NodeView, RepairJob, RepairTask, ScanSchedule,
+    heal_task, plan, refills, LostNodes, NodeView, RepairJob, RepairTask, ScanSchedule,
     REPAIR_SCAN_INTERVAL_MS,
 };
 use trilog_protocol::NodeId;
 use trilog_wire::meta::NodeStatus;
 
+use crate::heal::HealList;
 use copy::{Env, Outcome};
 use pace::Pacer;
 
@@ -44,6 +45,9 @@ pub struct RepairConfig {
     /// This node replaces a lost one (`--replace`): before anything else,
     /// copy back every sealed segment the records list it for.
     pub refill: bool,
+    /// This node's copies that miss entries below their seal, as its
+    /// shards report them: healed at every pass.
+    pub heal: Arc<HealList>,
 }
 
 /// Starts the repair thread; it runs for the life of the process.
@@ -103,6 +107,11 @@ async fn repair_loop(config: RepairConfig) {
                 continue;
             }
         }
+        // Heals first: a copy short of its seal serves less than it should
+        // now, and it is this node's own to fix.
+        if let Err(e) = heal(&config, &s, &mut lost, &mut pacer, epoch).await {
+            warn!("repair: heal: {e}");
+        }
         if !refill_pending && !schedule.due(now_ms, &lost) {
             continue;
         }
@@ -149,6 +158,32 @@ enum Pass {
     Repair,
     /// This node's own copies, after it replaced a lost node.
     Refill,
+    /// This node's own copies that miss entries below their seal.
+    Heal,
+}
+
+/// Where every node's shards are, this node's own at an address it can
+/// reach whatever it advertises (its own copies go through them).
+fn addresses(config: &RepairConfig, nodes: &[NodeStatus]) -> BTreeMap<NodeId, (String, Vec<u16>)> {
+    let mut addrs: BTreeMap<NodeId, (String, Vec<u16>)> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n.info.node_id,
+                (n.info.host.clone(), n.info.shard_ports.clone()),
+            )
+        })
+        .collect();
+    let own_host = if config.host.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        config.host
+    };
+    addrs.insert(
+        config.node_id,
+        (own_host.to_string(), config.shard_ports.clone()),
+    );
+    addrs
 }
 
 /// One pass over every log.
@@ -164,26 +199,7 @@ async fn scan(
     let nodes = store.list_nodes(true).await?;
     lost.observe(now_ms(()), &views(&nodes));
     let mut planned = 0;
-    let mut addrs: BTreeMap<NodeId, (String, Vec<u16>)> = nodes
-        .iter()
-        .map(|n| {
-            (
-                n.info.node_id,
-                (n.info.host.clone(), n.info.shard_ports.clone()),
-            )
-        })
-        .collect();
-    // This node's own copies go through its own listeners, at an address
-    // it can reach whatever it advertises.
-    let own_host = if config.host.is_unspecified() {
-        IpAddr::from([127, 0, 0, 1])
-    } else {
-        config.host
-    };
-    addrs.insert(
-        config.node_id,
-        (own_host.to_string(), config.shard_ports.clone()),
-    );
+    let addrs = addresses(config, &nodes);
     for log_id in store.list_logs().await? {
         let Some(record) = store.get_log(log_id).await?.record else {
             continue;
@@ -193,58 +209,104 @@ async fn scan(
         }
         let tasks: Vec<RepairTask> = match pass {
             Pass::Repair => plan(&record, config.node_id, lost, now_ms(())),
-            Pass::Refill => refills(&record, config.node_id, lost),
+            Pass::Refill | Pass::Heal => refills(&record, config.node_id, lost),
         };
         planned += tasks.len();
         for task in tasks {
-            let (segment, lost_node) = (task.segment.id, task.lost);
-            let job = match pass {
-                Pass::Repair => {
-                    info!(
-                        "repair: copying log {log_id} segment {segment} ({} entries) in place of lost node {lost_node}, from {:?}",
-                        task.sealed_len, task.sources
-                    );
-                    RepairJob::new(task, config.node_id)
-                }
-                Pass::Refill => RepairJob::refill(task, config.node_id),
-            };
-            let mut env = Env {
-                me: config.node_id,
-                store,
-                addrs: &addrs,
-                pacer,
-                chunk_bytes: trilog_protocol::repair::repair_chunk_bytes(config.bytes_per_sec),
-            };
-            // A refill's "lost node" is this one: never cancelled.
-            let back = async || pass == Pass::Repair && lost_node_back(store, lost_node).await;
-            match copy::run(job, &mut env, back).await {
-                Ok(Outcome::Published {
-                    entries,
-                    bytes,
-                    elapsed,
-                }) => info!(
-                    "repair: log {log_id} segment {segment}: node {} replaces node {lost_node}: {entries} entries, {bytes} bytes in {} ms ({:.1} MiB/s)",
-                    config.node_id,
-                    elapsed.as_millis(),
-                    bytes as f64 / (1 << 20) as f64 / elapsed.as_secs_f64().max(1e-6)
-                ),
-                Ok(Outcome::Refilled {
-                    entries,
-                    bytes,
-                    elapsed,
-                }) if entries > 0 => info!(
-                    "repair: log {log_id} segment {segment}: refilled this node's copy: {entries} entries, {bytes} bytes in {} ms",
-                    elapsed.as_millis()
-                ),
-                Ok(Outcome::Refilled { .. }) => {}
-                Ok(Outcome::Abandoned { why }) => {
-                    info!("repair: log {log_id} segment {segment}: abandoned: {why}")
-                }
-                Err(e) => warn!("repair: log {log_id} segment {segment}: {e}; retried at a later scan"),
-            }
+            run_task(config, store, &addrs, pacer, task, pass).await;
         }
     }
     Ok(planned)
+}
+
+/// Heals this node's copies that its shards report short of their seal,
+/// each from another live replica of the segment.
+async fn heal(
+    config: &RepairConfig,
+    store: &Arc<dyn MetaStore>,
+    lost: &mut LostNodes,
+    pacer: &mut Pacer,
+    epoch: Instant,
+) -> Result<(), trilog_meta::MetaError> {
+    let keys = config.heal.all();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let nodes = store.list_nodes(true).await?;
+    lost.observe(epoch.elapsed().as_millis() as u64, &views(&nodes));
+    let addrs = addresses(config, &nodes);
+    for key in keys {
+        let Some(record) = store.get_log(key.log_id).await?.record else {
+            continue;
+        };
+        match heal_task(&record, config.node_id, key.segment, lost) {
+            Some(task) => run_task(config, store, &addrs, pacer, task, Pass::Heal).await,
+            None => info!(
+                "repair: log {} segment {}: this node's copy misses entries, but the record lists no sealed copy here or no live replica to heal it from; asked again later",
+                key.log_id, key.segment
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Runs one job to its end, and says how it went.
+async fn run_task(
+    config: &RepairConfig,
+    store: &Arc<dyn MetaStore>,
+    addrs: &BTreeMap<NodeId, (String, Vec<u16>)>,
+    pacer: &mut Pacer,
+    task: RepairTask,
+    pass: Pass,
+) {
+    let (log_id, segment, lost_node) = (task.log_id, task.segment.id, task.lost);
+    let job = match pass {
+        Pass::Repair => {
+            info!(
+                "repair: copying log {log_id} segment {segment} ({} entries) in place of lost node {lost_node}, from {:?}",
+                task.sealed_len, task.sources
+            );
+            RepairJob::new(task, config.node_id)
+        }
+        Pass::Refill | Pass::Heal => RepairJob::refill(task, config.node_id),
+    };
+    let mut env = Env {
+        me: config.node_id,
+        store,
+        addrs,
+        pacer,
+        chunk_bytes: trilog_protocol::repair::repair_chunk_bytes(config.bytes_per_sec),
+    };
+    // A refill's or a heal's "lost node" is this one: never cancelled.
+    let back = async || pass == Pass::Repair && lost_node_back(store, lost_node).await;
+    match copy::run(job, &mut env, back).await {
+        Ok(Outcome::Published {
+            entries,
+            bytes,
+            elapsed,
+        }) => info!(
+            "repair: log {log_id} segment {segment}: node {} replaces node {lost_node}: {entries} entries, {bytes} bytes in {} ms ({:.1} MiB/s)",
+            config.node_id,
+            elapsed.as_millis(),
+            bytes as f64 / (1 << 20) as f64 / elapsed.as_secs_f64().max(1e-6)
+        ),
+        Ok(Outcome::Refilled {
+            entries,
+            bytes,
+            elapsed,
+        }) if entries > 0 => {
+            let what = if pass == Pass::Heal { "healed" } else { "refilled" };
+            info!(
+                "repair: log {log_id} segment {segment}: {what} this node's copy: {entries} entries, {bytes} bytes in {} ms",
+                elapsed.as_millis()
+            )
+        }
+        Ok(Outcome::Refilled { .. }) => {}
+        Ok(Outcome::Abandoned { why }) => {
+            info!("repair: log {log_id} segment {segment}: abandoned: {why}")
+        }
+        Err(e) => warn!("repair: log {log_id} segment {segment}: {e}; retried at a later scan"),
+    }
 }
 
 async fn lost_node_back(store: &Arc<dyn MetaStore>, node: NodeId) -> bool {

@@ -18,6 +18,7 @@ pub mod conn;
 pub mod conns;
 pub mod flusher;
 pub mod handlers;
+pub mod heal;
 pub mod outbox;
 pub mod records;
 pub mod scrub;
@@ -36,6 +37,7 @@ use socket2::{Domain, Socket, Type};
 use trilog_wire::meta::NodeInfo;
 
 use crate::config::NodeConfig;
+use crate::heal::HealList;
 use crate::identity::{self, IdentityError};
 use crate::limits::{SHARD_CONNECTIONS_MAX, START_META_WAIT_MS};
 use crate::runtime::{GlommioRuntime, ShardRuntime};
@@ -149,7 +151,8 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         source,
     })?;
     let (listeners, shard_ports) = bind_shards(&config)?;
-    let executors = spawn_shards(&config, listeners, &shard_ports, &space.space)?;
+    let heal = Arc::new(HealList::new());
+    let executors = spawn_shards(&config, listeners, &shard_ports, &space.space, &heal)?;
     let registration = match config.meta.clone() {
         Some(meta) => Some(register(
             &config,
@@ -169,6 +172,7 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
             grace_ms: config.repair_grace_ms,
             bytes_per_sec: config.repair_bytes_per_sec,
             refill: config.replace,
+            heal,
         });
     }
     log::info!(
@@ -217,6 +221,7 @@ fn spawn_shards(
     listeners: Vec<StdListener>,
     shard_ports: &[u16],
     space: &Arc<NodeSpace>,
+    heal: &Arc<HealList>,
 ) -> Result<Vec<glommio::ExecutorJoinHandle<()>>, StartError> {
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), StorageError>)>();
     let mut executors = Vec::new();
@@ -235,6 +240,7 @@ fn spawn_shards(
         let lookups = config.meta.clone().map(trilog_meta::spawn_record_lookups);
         let scrub_rate = config.scrub_bytes_per_sec;
         let shard_space = space.clone();
+        let shard_heal = heal.clone();
         let ready = ready_tx.clone();
         let fd = listener.into_raw_fd();
         let handle = LocalExecutorBuilder::new(placement)
@@ -250,6 +256,7 @@ fn spawn_shards(
                     dir,
                     scrub_bytes_per_sec: scrub_rate,
                     space: shard_space,
+                    heal: shard_heal,
                 };
                 run_shard(place, listener, ready, records).await;
             })
@@ -345,6 +352,7 @@ pub async fn start_shard<R: ShardRuntime>(
     rt.spawn(flusher::run_flusher(shard.clone()));
     rt.spawn(timer::run_timer(shard.clone()));
     rt.spawn(scrub::run_scrub(shard.clone()));
+    rt.spawn(heal::run_heal(shard.clone()));
     Ok(shard)
 }
 
@@ -356,6 +364,7 @@ struct ShardPlace {
     dir: PathBuf,
     scrub_bytes_per_sec: u64,
     space: Arc<NodeSpace>,
+    heal: Arc<HealList>,
 }
 
 async fn run_shard(
@@ -371,12 +380,14 @@ async fn run_shard(
         dir,
         scrub_bytes_per_sec,
         space,
+        heal,
     } = place;
     let rt = GlommioRuntime::new();
     let shard = match start_shard(rt, node_id, index as u32, ports, dir, records).await {
         Ok(shard) => {
             shard.scrub_bytes_per_sec.set(scrub_bytes_per_sec);
             *shard.space.borrow_mut() = Some(space);
+            *shard.heal.borrow_mut() = Some(heal);
             shard.sync_space();
             let _ = ready.send((index, Ok(())));
             shard

@@ -14,6 +14,7 @@ use event_listener::Event;
 use trilog_protocol::replica::Durable;
 use trilog_protocol::shard::{ConnId, SegmentKey, ShardMachine};
 
+use crate::heal::HealList;
 use crate::runtime::ShardRuntime;
 use crate::server::conns::Conn;
 use crate::server::outbox::Outbox;
@@ -55,6 +56,9 @@ pub struct Shard<R: ShardRuntime> {
     /// The node's disk space and read-only mode (`crate::space`), set
     /// before the shard serves; none (the simulator): never read-only.
     pub space: RefCell<Option<Arc<NodeSpace>>>,
+    /// Where the shard reports its copies to heal (`crate::heal`), set
+    /// before the shard serves; none (the simulator): healed by no one.
+    pub heal: RefCell<Option<Arc<HealList>>>,
 }
 
 impl<R: ShardRuntime> Shard<R> {
@@ -84,6 +88,7 @@ impl<R: ShardRuntime> Shard<R> {
             records,
             scrub_bytes_per_sec: Cell::new(crate::scrub::SCRUB_BYTES_PER_SEC_DEFAULT),
             space: RefCell::new(None),
+            heal: RefCell::new(None),
         })
     }
 

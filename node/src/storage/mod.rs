@@ -82,6 +82,7 @@ mod probe;
 mod read;
 mod recover;
 mod remove;
+mod rewind;
 mod scan;
 mod segment;
 mod staging;
@@ -102,6 +103,7 @@ pub use probe::avoid_poll_probe_trap;
 pub use read::ReadPlan;
 pub use recover::{recover_dir, Recovered};
 pub use remove::remove_segment_files;
+pub use rewind::{Rewind, RewindPlan};
 pub use scan::ScanStop;
 pub use segment::SegmentFile;
 

@@ -206,7 +206,7 @@ async fn read_header<F: DiskFile>(
 /// The bytes of the partial block before the recovered end `end_pos`
 /// (empty when the end is block-aligned), and whether a torn write left
 /// bytes other than zeros after them in that block.
-async fn read_tail<F: DiskFile>(
+pub(super) async fn read_tail<F: DiskFile>(
     data: &F,
     key: SegmentKey,
     path: &Path,

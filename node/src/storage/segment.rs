@@ -231,8 +231,9 @@ impl<D: Disk> SegmentFile<D> {
     /// Stages one entry at `offset`, which must be [`Self::staged_len`]. This
     /// is the one copy of the payload, into the aligned buffer of the next
     /// flush. The caller has checked `payload_crc` against the payload and
-    /// that the segment is not sealed (the replica refuses appends to a
-    /// sealed segment; staging into one panics).
+    /// that the segment is not sealed, or sealed past `offset` and healing
+    /// (the replica refuses any other append to a sealed segment; staging
+    /// one panics).
     ///
     /// After a failed flush ([`Self::failure`]) this does nothing: the
     /// entry is never flushed, so never acknowledged.
@@ -246,9 +247,10 @@ impl<D: Disk> SegmentFile<D> {
             log::debug!("{key}: entry {offset} not staged: a flush failed");
             return;
         }
-        assert_eq!(
-            self.ctl.state().sealed_len,
-            None,
+        // A sealed segment takes entries only below its seal: a heal of
+        // entries it misses (see [`super::rewind`]).
+        assert!(
+            self.ctl.state().sealed_len.is_none_or(|s| offset < s),
             "{key}: entry staged into a sealed segment"
         );
         assert_eq!(

@@ -247,6 +247,42 @@ fn a_refill_copies_and_seals_but_publishes_nothing() {
 }
 
 #[test]
+fn a_copy_short_of_its_seal_is_healed_from_where_it_stops() {
+    let mut nodes = cluster(0);
+    let r = record(vec![
+        seg(0, &[1, 2, 4], Some(10)),
+        seg(1, &[1, 2, 3], Some(5)),
+        seg(2, &[1, 2, 4], None),
+    ]);
+    let task = heal_task(&r, 4, 0, &nodes).expect("a heal of segment 0");
+    assert_eq!((task.lost, task.sources.clone()), (4, vec![1, 2]));
+    assert_eq!(heal_task(&r, 4, 1, &nodes), None, "not a replica any more");
+    assert_eq!(heal_task(&r, 4, 2, &nodes), None, "open: the producer's");
+    assert_eq!(heal_task(&r, 4, 7, &nodes), None, "trimmed");
+    nodes.observe(
+        0,
+        &[view(1, "a", false), view(2, "b", false), view(4, "a", true)],
+    );
+    assert_eq!(heal_task(&r, 4, 0, &nodes), None, "no source alive");
+
+    let mut job = RepairJob::refill(task, 4);
+    assert_eq!(
+        job.on_probed(Some((6, Some(10)))),
+        JobAction::Copy { from: 6, limit: 10 }
+    );
+    assert_eq!(job.on_durable(10), JobAction::Seal { len: 10 });
+    assert_eq!(job.on_sealed(10), JobAction::Stop);
+    assert_eq!(*job.state(), JobState::Done);
+    // A new copy sealed short (a seal learnt too early) is not published
+    // until it holds everything.
+    let mut job = RepairJob::new(self::task(), 6);
+    assert_eq!(
+        job.on_probed(Some((4, Some(10)))),
+        JobAction::Copy { from: 4, limit: 10 }
+    );
+}
+
+#[test]
 fn scans_come_when_a_node_is_lost_while_work_is_left_and_else_rarely() {
     let nodes = cluster(0);
     let mut sched = ScanSchedule::new();

@@ -82,6 +82,7 @@
 mod action;
 mod control;
 mod delete;
+mod heal;
 mod learn;
 mod reads;
 mod segment;

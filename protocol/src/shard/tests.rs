@@ -752,6 +752,63 @@ fn a_damaged_replica_serves_what_is_before_the_damage_and_refuses_the_rest_at_on
 }
 
 #[test]
+fn a_damaged_sealed_replica_is_rewound_then_healed_by_appends_up_to_its_seal() {
+    let mut m = machine();
+    let sealed = Durable {
+        fenced_epoch: 4,
+        sealed_len: Some(10),
+        watermark: 10,
+    };
+    m.add_recovered(key(0), Replica::recovered(10, 10, sealed));
+    m.add_recovered(key(1), Replica::recovered(3, 3, Durable::default()));
+    assert!(m.damaged_sealed().is_empty() && m.healing().is_empty());
+    let _ = m.mark_damaged(key(0), 6);
+    let _ = m.mark_damaged(key(1), 2);
+    // Only the sealed one is dropped and healed: an open segment's
+    // entries are its producer's.
+    assert_eq!(m.damaged_sealed(), [(key(0), 6)]);
+    assert!(m.rewind_damage(key(0), 5).is_none(), "another damage point");
+    assert!(m.rewind_damage(key(0), 6).is_some());
+    assert!(m.rewind_damage(key(0), 6).is_none(), "rewound once");
+    assert_eq!(m.healing(), [key(0)]);
+    let out = sends(&m.handle_read(0, C1, 1, &read_req(0, 6, 10, 500)));
+    assert_eq!(code_of(&out[0].2), Some((ErrorCode::Damaged, 6)));
+
+    // A heal at the segment's own epoch, below the fence, is taken.
+    let step = m.handle_append(C2, 2, append_req(0, 1, 6, 4));
+    assert_eq!(step.stage, Stage::Entries { skip: 0, end: 10 });
+    let seal_out = sends(&m.handle_seal(C2, 3, &seal(0, 1, 10)));
+    assert!(seal_out.is_empty(), "the seal answer waits for the drain");
+    let out = sends(&m.handle_durable(key(0), 10));
+    assert!(out.iter().any(|(c, r, _)| (*c, *r) == (C2, 2)), "{out:?}");
+    assert!(
+        out.iter()
+            .any(|(c, r, msg)| (*c, *r) == (C2, 3) && matches!(msg, Message::SealAck(_))),
+        "{out:?}"
+    );
+    assert!(m.healing().is_empty());
+    assert_eq!(m.scrubbable(), [(key(0), 10)], "scrubbed again");
+    let out = m.handle_read(0, C1, 4, &read_req(0, 6, 10, 500));
+    assert!(
+        matches!(
+            out.iter().next(),
+            Some(Action::ServeRead {
+                from: 6,
+                end: 10,
+                ..
+            })
+        ),
+        "{out:?}"
+    );
+    // Past its seal it takes nothing, healed or not.
+    let step = m.handle_append(C2, 5, append_req(0, 1, 10, 1));
+    assert_eq!(
+        code_of(&sends(&step.actions)[0].2),
+        Some((ErrorCode::Sealed, 10))
+    );
+}
+
+#[test]
 fn a_replica_left_behind_below_the_readers_limit_is_refused_at_the_deadline() {
     let mut m = machine();
     m.add_recovered(key(0), Replica::recovered(2, 2, Durable::default()));
