@@ -63,6 +63,11 @@ pub enum Mutant {
     /// `repair.rs`: a repair publishes its copy once every entry was sent
     /// to it, before the copy is durable (and sealed).
     RepairPublishedBeforeDurable = 14,
+    /// `repair.rs`: a heal (or a refill) takes a copy that is sealed at
+    /// the segment's length for a whole one, without asking whether it
+    /// holds every entry under that seal (what the job did before copies
+    /// could be short of their seal).
+    HealTakesShortCopyAsWhole = 15,
 }
 
 impl Mutant {
@@ -82,6 +87,7 @@ impl Mutant {
         Mutant::SealBelowWatermark,
         Mutant::TrimPastPoint,
         Mutant::RepairPublishedBeforeDurable,
+        Mutant::HealTakesShortCopyAsWhole,
     ];
 }
 

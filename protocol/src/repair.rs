@@ -502,7 +502,12 @@ impl RepairJob {
             // A copy sealed here but short of the seal (damage dropped, a
             // file cut short) is healed from where it stops; it is whole
             // only once its seal is answered after the drain.
-            Some((durable, Some(sealed))) if sealed == len && durable < len => {
+            // MUTANT HealTakesShortCopyAsWhole: the check is skipped.
+            Some((durable, Some(sealed)))
+                if sealed == len
+                    && durable < len
+                    && !mutant::active(Mutant::HealTakesShortCopyAsWhole) =>
+            {
                 self.copy_from(durable)
             }
             Some((_, Some(sealed))) if sealed == len && self.refill => self.refilled(),

@@ -292,6 +292,11 @@ fn scenario_repair() {
 }
 
 #[test]
+fn scenario_heal() {
+    check_scenario(heal());
+}
+
+#[test]
 fn scenario_trim() {
     check_scenario(trim());
 }
@@ -319,6 +324,11 @@ fn liveness_race() {
 #[test]
 fn mutant_repair_published_before_durable() {
     refute(Mutant::RepairPublishedBeforeDurable);
+}
+
+#[test]
+fn mutant_heal_takes_short_copy_as_whole() {
+    refute(Mutant::HealTakesShortCopyAsWhole);
 }
 
 #[test]

@@ -72,7 +72,8 @@ pub fn run_seeds(batch: &Batch, seeds: Range<u64>) -> Vec<Outcome> {
 /// The mutants the simulator hunts: every one but those in code it does
 /// not run. Repair runs on a node thread of its own (tokio, the metadata
 /// store and node connections) that the simulator does not drive; the
-/// model check refutes its mutant, and the real-process repair test checks
+/// model check refutes its mutants (heals run there too), and the
+/// real-process repair and damage tests check
 /// the driver. No simulated actor trims (the client's `trim` is the only
 /// caller of `trim_record`); the model check refutes `TrimPastPoint`, and
 /// the real-process trim test checks the driver.
@@ -80,7 +81,9 @@ pub fn simulated_mutants() -> impl Iterator<Item = Mutant> {
     Mutant::ALL.iter().copied().filter(|m| {
         !matches!(
             m,
-            Mutant::RepairPublishedBeforeDurable | Mutant::TrimPastPoint
+            Mutant::RepairPublishedBeforeDurable
+                | Mutant::TrimPastPoint
+                | Mutant::HealTakesShortCopyAsWhole
         )
     })
 }

@@ -97,6 +97,9 @@ pub struct Config {
     /// Trims per run (`trimmer.rs`): each moves the trim point by CAS;
     /// the unlinks and the drop that follow are not counted.
     pub trims: u8,
+    /// Sealed replicas whose disk damages entries per run (found at once,
+    /// dropped, and healed by their node: `repairer.rs`).
+    pub damages: u8,
 }
 
 impl Config {
@@ -136,6 +139,7 @@ pub struct Budget {
     pub rogue_seals: u8,
     pub node_losses: u8,
     pub trims: u8,
+    pub damages: u8,
 }
 
 /// What the properties judge and the system does not hold.
@@ -181,6 +185,12 @@ pub struct Ghost {
     pub trimmed: Vec<SegmentMeta>,
     /// The consumer met the trim point (`Step::Trimmed`).
     pub met_trim: bool,
+    /// (segment, node) of the copy damaged and not yet healed: the
+    /// properties hold it to nothing until its heal ends (as they hold a
+    /// lost node's copy to nothing), and then to everything.
+    pub healing: Option<(u64, u64)>,
+    /// A heal ended.
+    pub healed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -286,6 +296,17 @@ pub enum Act {
     RepairSeal,
     /// The job's record change, by CAS.
     RepairPublish,
+    /// Entries `from..` of `node`'s sealed replica of `seg` go bad on its
+    /// disk; the scrub finds them and the shard drops them at once
+    /// (`Replica::mark_damaged`, `rewind_damage`).
+    Damage {
+        node: u64,
+        seg: u64,
+        from: u64,
+    },
+    /// The damaged copy's node starts healing it (`repair::heal_task`,
+    /// a refill job), run by the repair steps.
+    HealStart,
     /// The trimmer moves the trim point to `before` (`trim::trim_record`,
     /// read and CAS in one step).
     Trim {
@@ -370,6 +391,7 @@ impl Trilog {
                 rogue_seals: cfg.rogue_seals,
                 node_losses: cfg.node_losses,
                 trims: cfg.trims,
+                damages: cfg.damages,
             },
             ghost: Ghost::default(),
             lost: None,

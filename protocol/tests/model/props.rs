@@ -21,9 +21,13 @@ fn durable_tag(s: &State, node: u64, seg: u64, offset: u64) -> Option<Tag> {
 
 /// The replicas of `seg` the properties hold to their data: all but a
 /// node lost for good (its disk is gone; replacing it is repair's job, and
-/// `RepairedDurable` judges the replacement).
-fn kept<'a>(s: &'a State, replicas: &'a [u64]) -> impl Iterator<Item = &'a u64> + 'a {
-    replicas.iter().filter(move |n| s.lost != Some(**n))
+/// `RepairedDurable` judges the replacement) and a copy damaged and not
+/// yet healed (healing it is its node's job, and `RepairedDurable` judges
+/// the healed copy).
+fn kept<'a>(s: &'a State, seg: u64, replicas: &'a [u64]) -> impl Iterator<Item = &'a u64> + 'a {
+    replicas
+        .iter()
+        .filter(move |n| s.lost != Some(**n) && s.ghost.healing != Some((seg, **n)))
 }
 
 /// Whether the log itself holds `tag` at `seq`: the segment the record
@@ -33,7 +37,7 @@ fn in_log(s: &State, seq: u64, tag: Tag) -> bool {
         return false;
     };
     let seg = &s.meta.segments[index];
-    kept(s, &seg.replicas).all(|n| durable_tag(s, *n, seg.id, offset) == Some(tag))
+    kept(s, seg.id, &seg.replicas).all(|n| durable_tag(s, *n, seg.id, offset) == Some(tag))
 }
 
 /// 1. An entry reported committed at or past the trim point is, at every
@@ -82,12 +86,13 @@ pub fn sealed_complete(_: &Trilog, s: &State) -> bool {
         let Some(len) = seg.sealed_len else {
             return true;
         };
-        let Some(&first) = kept(s, &seg.replicas).next() else {
+        let Some(&first) = kept(s, seg.id, &seg.replicas).next() else {
             return true;
         };
         (0..len).all(|off| {
             let tag = durable_tag(s, first, seg.id, off);
-            tag.is_some() && kept(s, &seg.replicas).all(|n| durable_tag(s, *n, seg.id, off) == tag)
+            tag.is_some()
+                && kept(s, seg.id, &seg.replicas).all(|n| durable_tag(s, *n, seg.id, off) == tag)
         })
     })
 }
@@ -103,8 +108,9 @@ pub fn real_fence(_: &Trilog, s: &State) -> bool {
 /// 7. Sealed segments never shrink: the record never changes the length it
 ///    sealed a segment at, and a replica holds a seal only at the length
 ///    the record seals its segment at (seals are told after the CAS), with
-///    exactly that many entries on disk. A seal from any sender below
-///    that, or a second seal at another length, would break it.
+///    exactly that many entries on disk (a damaged copy being healed
+///    fills up under its seal). A seal from any sender below that, or a
+///    second seal at another length, would break it.
 pub fn sealed_never_shrinks(_: &Trilog, s: &State) -> bool {
     let record_kept = s.ghost.record_seals.iter().all(|(id, len)| {
         s.meta
@@ -113,6 +119,8 @@ pub fn sealed_never_shrinks(_: &Trilog, s: &State) -> bool {
             .find(|g| g.id == *id)
             .is_none_or(|g| g.sealed_len == Some(*len))
     });
+    // A copy being healed holds its seal with fewer entries on disk: the
+    // seal stays, the copy fills up under it.
     let replicas_agree = s.nodes.iter().all(|n| {
         n.segs
             .iter()
@@ -121,16 +129,18 @@ pub fn sealed_never_shrinks(_: &Trilog, s: &State) -> bool {
                 None => true,
                 Some(len) => {
                     s.ghost.record_seals.get(&(id as u64)) == Some(&len)
-                        && g.rep.durable_len() == len
+                        && (g.rep.durable_len() == len
+                            || s.ghost.healing == Some((id as u64, n.id)))
                 }
             })
     });
     record_kept && replicas_agree
 }
 
-/// 9. A replica a repair published holds, from the moment it is published
-///    and as long as the record lists it, the whole sealed prefix of its
-///    segment on disk, the same entries as the segment's other replicas.
+/// 9. A replica a repair published (or a damaged copy its heal ended)
+///    holds, from the moment it is published (healed) and as long as the
+///    record lists it, the whole sealed prefix of its segment on disk, the
+///    same entries as the segment's other replicas.
 pub fn repaired_durable(_: &Trilog, s: &State) -> bool {
     s.ghost.repaired.iter().all(|(id, node)| {
         let Some(seg) = s.meta.segments.iter().find(|g| g.id == *id) else {
@@ -142,7 +152,7 @@ pub fn repaired_durable(_: &Trilog, s: &State) -> bool {
         let Some(len) = seg.sealed_len else {
             return false;
         };
-        let source = kept(s, &seg.replicas).find(|n| *n != node);
+        let source = kept(s, seg.id, &seg.replicas).find(|n| *n != node);
         (0..len).all(|off| {
             let tag = durable_tag(s, *node, *id, off);
             tag.is_some() && source.is_none_or(|src| durable_tag(s, *src, *id, off) == tag)
@@ -153,6 +163,11 @@ pub fn repaired_durable(_: &Trilog, s: &State) -> bool {
 /// A repair published a new replica.
 pub fn repair_published(_: &Trilog, s: &State) -> bool {
     !s.ghost.repaired.is_empty()
+}
+
+/// A damaged copy was healed by its node.
+pub fn copy_healed(_: &Trilog, s: &State) -> bool {
+    s.ghost.healed
 }
 
 /// 8. A trim deletes only what lies wholly below its point: every
@@ -322,6 +337,7 @@ pub const REPAIR_PUBLISHED: &str = "RepairPublished";
 pub const TRIM_DROPPED: &str = "TrimDropped";
 pub const TRIM_RACED_SWITCH: &str = "TrimRacedSwitch";
 pub const CONSUMER_MET_TRIM: &str = "ConsumerMetTrim";
+pub const COPY_HEALED: &str = "CopyHealed";
 
 /// The discovery called `name`: a state the model must reach.
 pub fn discovery(name: &'static str) -> Property<Trilog> {
@@ -339,6 +355,7 @@ pub fn discovery(name: &'static str) -> Property<Trilog> {
         TRIM_DROPPED => trim_dropped,
         TRIM_RACED_SWITCH => trim_raced_switch,
         CONSUMER_MET_TRIM => consumer_met_trim,
+        COPY_HEALED => copy_healed,
         _ => panic!("no discovery {name}"),
     };
     Property::sometimes(name, f)

@@ -19,7 +19,9 @@
 //! no producer), which only removes interleavings among its own requests,
 //! not between them and the faults.
 
-use trilog_protocol::repair::{plan, repair_target, JobAction, LostNodes, NodeView, RepairJob};
+use trilog_protocol::repair::{
+    heal_task, plan, repair_target, JobAction, JobState, LostNodes, NodeView, RepairJob,
+};
 use trilog_protocol::NodeId;
 
 use crate::model::net::{Addr, Msg, Pid};
@@ -39,6 +41,9 @@ pub struct Repair {
     /// Appends were sent and their ack is awaited (it comes once a flush
     /// made them durable on the target).
     pub awaiting_ack: bool,
+    /// A heal of the target's own damaged copy (a refill job), not a
+    /// repair onto a new node.
+    pub heal: bool,
 }
 
 /// The node ids of the model and their liveness: every node is alive but
@@ -77,10 +82,12 @@ impl Trilog {
                 }
             }
         }
+        self.damage_steps(s, out);
         match &s.repair {
             None if self.cfg.repair && s.lost.is_some() && self.first_task(s).is_some() => {
                 out.push(Act::RepairStart)
             }
+            None if self.heal_job(s).is_some() => out.push(Act::HealStart),
             None => {}
             Some(r) => {
                 // An ack, and a seal's answer, come once nothing the job
@@ -103,6 +110,59 @@ impl Trilog {
                 }
             }
         }
+    }
+
+    /// Damage to a sealed replica the record lists, whole on disk, while
+    /// no job runs and no other copy is being healed.
+    fn damage_steps(&self, s: &State, out: &mut Vec<Act>) {
+        if s.budget.damages == 0 || s.repair.is_some() || s.ghost.healing.is_some() {
+            return;
+        }
+        for seg in &s.meta.segments {
+            let Some(len) = seg.sealed_len else { continue };
+            for &node in seg.replicas.iter().filter(|n| s.lost != Some(**n)) {
+                let g = s.nodes[node as usize - 1].seg(seg.id);
+                let whole = !g.gone
+                    && g.drained()
+                    && g.rep.sealed_len() == Some(len)
+                    && g.rep.durable_len() == len;
+                if whole {
+                    for from in 0..len {
+                        out.push(Act::Damage {
+                            node,
+                            seg: seg.id,
+                            from,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The heal of the damaged copy, once its node can answer the job's
+    /// probe (a fence, answered after the drain) and another replica is
+    /// alive to copy from.
+    fn heal_job(&self, s: &State) -> Option<(RepairJob, NodeId)> {
+        let (seg, node) = s.ghost.healing?;
+        if !s.nodes[node as usize - 1].seg(seg).drained() {
+            return None;
+        }
+        let task = heal_task(&s.meta, node, seg, &lost_view(s, &self.cfg))?;
+        Some((RepairJob::refill(task, node), node))
+    }
+
+    /// A heal that ended: the copy is held to every property again.
+    fn end_heal(s: &mut State) {
+        let Some(r) = &s.repair else { return };
+        if !r.heal || *r.job.state() != JobState::Done {
+            return;
+        }
+        let (seg, target) = (r.job.task().segment.id, r.target);
+        assert_eq!(s.ghost.healing, Some((seg, target)), "healed another copy");
+        s.ghost.healing = None;
+        s.ghost.healed = true;
+        s.ghost.repaired.insert((seg, target));
+        s.repair = None;
     }
 
     fn first_task(&self, s: &State) -> Option<(RepairJob, NodeId)> {
@@ -149,7 +209,32 @@ impl Trilog {
                     target,
                     next,
                     awaiting_ack: false,
+                    heal: false,
                 });
+            }
+            Act::Damage { node, seg, from } => {
+                s.budget.damages -= 1;
+                let g = &mut s.nodes[*node as usize - 1].segs[*seg as usize];
+                g.rep.mark_damaged(*from);
+                assert_eq!(g.rep.rewind_damage(), *from);
+                g.recs.truncate(*from as usize);
+                s.ghost.healing = Some((*seg, *node));
+            }
+            Act::HealStart => {
+                let Some((mut job, target)) = self.heal_job(s) else {
+                    unreachable!("started only with a heal to run");
+                };
+                // The probe: the fence's answer, after the drain.
+                let g = s.nodes[target as usize - 1].seg(job.task().segment.id);
+                let next = job.on_probed(Some((g.rep.durable_len(), g.rep.sealed_len())));
+                s.repair = Some(Repair {
+                    job,
+                    target,
+                    next,
+                    awaiting_ack: false,
+                    heal: true,
+                });
+                Self::end_heal(s);
             }
             Act::RepairCopy => self.repair_copy(s),
             Act::RepairAck => {
@@ -184,6 +269,7 @@ impl Trilog {
                 let sealed = node.seg(seg).rep.sealed_len();
                 assert_eq!(sealed, Some(len), "the copy took its seal");
                 r.next = r.job.on_sealed(len);
+                Self::end_heal(s);
             }
             Act::RepairPublish => {
                 let Some(r) = &mut s.repair else {

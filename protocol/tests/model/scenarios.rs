@@ -47,6 +47,7 @@ fn base(p1_entries: u8) -> Config {
         node_losses: 0,
         repair: false,
         trims: 0,
+        damages: 0,
     }
 }
 
@@ -313,6 +314,27 @@ pub fn repair() -> Scenario {
     }
 }
 
+/// A damaged copy healed: after a switch sealed segment 0, any of its
+/// replicas loses any suffix of its entries to damage (found and dropped
+/// at once), and its node heals it from another replica with the
+/// production refill job, racing producer 1's appends to segment 1 (and
+/// its stale appends to segment 0, which the healing copy may take), the
+/// consumer, and a crash of any node (the healing one too).
+pub fn heal() -> Scenario {
+    let full = full();
+    Scenario {
+        name: "heal",
+        cfg: Config {
+            replica_failures: 1,
+            damages: 1,
+            node_crashes: 1,
+            delayed_flushes: u8::from(full),
+            ..base(if full { 2 } else { 1 })
+        },
+        discoveries: &[props::SEGMENT_SEALED, props::COPY_HEALED],
+    }
+}
+
 /// Trims racing producer 1's segment switches: two replica failures
 /// declared at any moment, two trims at any point the record allows
 /// (inside a sealed segment or at its end), each replica of a deleting
@@ -465,6 +487,16 @@ pub fn mutant_case(m: Mutant) -> (Property<Trilog>, Config) {
                 replica_failures: 1,
                 node_losses: 1,
                 repair: true,
+                ..base(1)
+            },
+        ),
+        // A heal that takes the damaged copy, sealed at the right length,
+        // for whole: it ends with the copy short of its seal.
+        Mutant::HealTakesShortCopyAsWhole => (
+            invariant(props::REPAIRED_DURABLE),
+            Config {
+                replica_failures: 1,
+                damages: 1,
                 ..base(1)
             },
         ),
