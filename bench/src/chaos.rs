@@ -5,10 +5,12 @@
 //! cluster's proxies) and heals them, and takes the log over with a new
 //! producer while the current one is live; it also harms segment files
 //! (a flipped byte in a sealed segment while its node runs, a file cut
-//! inside a record while its node is down), trims the log below what the
-//! consumer has read, and loses one node for good (killed, its data
-//! directory deleted) a third of the way in, which the cluster repairs by
-//! itself. At the end every node but the lost one comes back, the producer
+//! inside a record while its node is down; the damaged copies are healed
+//! by their nodes), fills the disk of the last node (its data directory is
+//! a small ext4 image of its own: it turns read-only until the filler is
+//! deleted), trims the log below what the consumer has read, and loses one
+//! node for good (killed, its data directory deleted) a third of the way
+//! in, which the cluster repairs by itself. At the end every node but the lost one comes back, the producer
 //! closes, the consumer reads to the end of the log, and the check: every
 //! acknowledged entry read back once, in order; entries of unknown outcome
 //! at most once; nothing else.
@@ -28,8 +30,9 @@ use trilog_client::{trim, Producer, ProducerOptions};
 use trilog_testkit::cluster::{Cluster, ClusterError, ClusterOptions};
 use trilog_testkit::disk_faults::{self, find_segment_file, Harm};
 use trilog_testkit::ledger::Ledger;
+use trilog_testkit::loop_disk::{fill, LoopDisk};
 use trilog_testkit::node_command::NodeCommand;
-use trilog_testkit::reader::{sealed_log_len, Reader};
+use trilog_testkit::reader::{read_segment_from, sealed_log_len, Reader};
 use trilog_testkit::verify::Verdict;
 use trilog_testkit::wait::wait_for;
 use trilog_testkit::writers::{close_producer, Writers};
@@ -48,7 +51,20 @@ pub struct ChaosConfig {
     pub partitions: bool,
     /// Lose one node for good a third of the way in (needs 6 nodes).
     pub node_loss: bool,
+    /// Put the last node on a small disk of its own and fill it now and
+    /// then (needs root, to mount a loop device; without, the run says so
+    /// and goes on without).
+    pub full_disk: bool,
 }
+
+/// The size of the full-disk node's file system.
+const FULL_DISK_MIB: u64 = 512;
+/// Room a fill leaves: below the node's reserve
+/// (`DISK_RESERVE_BYTES_DEFAULT`, 64 MiB), so the node turns read-only,
+/// and enough for its control writes and deletes.
+const FULL_LEAVE_FREE_BYTES: u64 = 16 << 20;
+/// How long a disk stays full.
+const FULL_MS: std::ops::RangeInclusive<u64> = 2_000..=5_000;
 
 /// Nodes a run that loses one for good needs: node 1, three replicas, a
 /// spare to fault, and the lost one.
@@ -58,9 +74,15 @@ pub const NODES_MIN_WITH_LOSS: usize = 6;
 /// only the lost node is repaired (a repair racing a returning node is
 /// cancelled all the same).
 pub const CHAOS_REPAIR_GRACE_SECS: u64 = 5;
+/// The scrub's pause between passes in a chaos run: short, so a byte
+/// flipped late in the run is found (and healed) before its end.
+pub const CHAOS_SCRUB_PASS_PAUSE_SECS: u64 = 2;
 /// How long the end of a run waits for every sealed segment of the lost
 /// node to be repaired.
 const REPAIR_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the end of a run waits for every harmed copy still in the log
+/// to be healed.
+const HEAL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Nodes a run needs: node 1 (the metadata store, never faulted), three
 /// replicas and a spare to fault.
@@ -86,6 +108,7 @@ const PARTITION_PERCENT: u32 = 15;
 const FLIP_PERCENT: u32 = 10;
 const CUT_PERCENT: u32 = 5;
 const TRIM_PERCENT: u32 = 8;
+const FILL_PERCENT: u32 = 6;
 /// How long the end of the run may take: the writers to finish their
 /// appends, the producer to close, the consumer to reach the end.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(90);
@@ -96,7 +119,13 @@ const RETURN_TIMEOUT: Duration = Duration::from_secs(20);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 const _: () = assert!(
-    TAKEOVER_PERCENT + KILL_PERCENT + PARTITION_PERCENT + FLIP_PERCENT + CUT_PERCENT + TRIM_PERCENT
+    TAKEOVER_PERCENT
+        + KILL_PERCENT
+        + PARTITION_PERCENT
+        + FLIP_PERCENT
+        + CUT_PERCENT
+        + TRIM_PERCENT
+        + FILL_PERCENT
         < 100
 );
 
@@ -123,6 +152,9 @@ pub enum Fault {
     Trim,
     /// `node` killed and its data directory deleted: lost for good.
     Lose { node: u64 },
+    /// `node`'s disk filled (all but [`FULL_LEAVE_FREE_BYTES`]), the
+    /// filler deleted `down_ms` later.
+    Fill { node: u64, down_ms: u64 },
 }
 
 impl Fault {
@@ -131,7 +163,8 @@ impl Fault {
             Fault::Kill { node, down_ms }
             | Fault::Pause { node, down_ms }
             | Fault::Partition { node, down_ms }
-            | Fault::Cut { node, down_ms, .. } => Some((node, down_ms)),
+            | Fault::Cut { node, down_ms, .. }
+            | Fault::Fill { node, down_ms } => Some((node, down_ms)),
             Fault::Takeover | Fault::Flip { .. } | Fault::Trim | Fault::Lose { .. } => None,
         }
     }
@@ -157,6 +190,9 @@ impl std::fmt::Display for Fault {
             ),
             Fault::Trim => write!(f, "trim the log below what the consumer read"),
             Fault::Lose { node } => write!(f, "lose node {node} for good (kill -9, data deleted)"),
+            Fault::Fill { node, down_ms } => {
+                write!(f, "fill node {node}'s disk (freed in {down_ms} ms)")
+            }
         }
     }
 }
@@ -172,13 +208,15 @@ pub struct Planned {
 /// only once the previous faulted node is back (else a takeover).
 /// Partitions only if `partitions`. With `node_loss`, one node is lost for
 /// good at the first fault a third of the way in when no other node is
-/// down, and never faulted again.
+/// down, and never faulted again. With `full_node`, that node's disk is
+/// filled now and then, and it is never the one lost.
 pub fn plan(
     seed: u64,
     nodes: usize,
     duration: Duration,
     partitions: bool,
     node_loss: bool,
+    full_node: Option<u64>,
 ) -> Vec<Planned> {
     let min = if node_loss {
         NODES_MIN_WITH_LOSS
@@ -207,7 +245,12 @@ pub fn plan(
             node = rng.gen_range(2..=nodes as u64);
         }
         let pick = rng.gen::<u64>();
-        if node_loss && lost.is_none() && t >= lose_at && t >= node_free_at {
+        if node_loss
+            && lost.is_none()
+            && t >= lose_at
+            && t >= node_free_at
+            && Some(node) != full_node
+        {
             lost = Some(node);
             out.push(Planned {
                 at_ms: t,
@@ -242,6 +285,11 @@ pub fn plan(
             }
         } else if below(TRIM_PERCENT) {
             Fault::Trim
+        } else if let (true, Some(full)) = (below(FILL_PERCENT), full_node) {
+            Fault::Fill {
+                node: full,
+                down_ms: rng.gen_range(FULL_MS),
+            }
         } else {
             Fault::Pause {
                 node,
@@ -274,8 +322,12 @@ pub struct ChaosReport {
     /// Disk space the trims gave back, as the file system counts it
     /// (allocated blocks of the deleted segments' files on every node).
     pub trimmed_bytes: u64,
-    /// Segment files harmed (flipped bytes, cuts).
+    /// Segment files harmed (flipped bytes, cuts) and disks filled.
     pub disk_faults: u64,
+    /// Harmed segments still in the log at the end, each read back whole
+    /// (every record's crc checked) from every one of its replicas, the
+    /// harmed one included: healed.
+    pub healed: u64,
 }
 
 /// The counts of a [`Ledger`].
@@ -350,6 +402,8 @@ enum Downed {
     Killed,
     Paused,
     CutOff,
+    /// Its disk is full (it runs, read-only).
+    Full,
 }
 
 /// A faulted node waiting to come back.
@@ -361,24 +415,6 @@ struct Down {
 
 /// Runs the chaos of `cfg` and checks the log.
 pub async fn run(cfg: ChaosConfig, cmd: NodeCommand) -> Result<ChaosReport, ChaosError> {
-    let schedule = plan(
-        cfg.seed,
-        cfg.nodes,
-        cfg.duration,
-        cfg.partitions,
-        cfg.node_loss,
-    );
-    println!(
-        "chaos: seed={} nodes={} duration={}s payload_bytes={} concurrency={} partitions={} node_loss={} planned_faults={}",
-        cfg.seed,
-        cfg.nodes,
-        cfg.duration.as_secs(),
-        cfg.payload_bytes,
-        cfg.concurrency,
-        if cfg.partitions { "on" } else { "off" },
-        if cfg.node_loss { "on" } else { "off" },
-        schedule.len()
-    );
     let proxied = if cfg.partitions {
         (2..=cfg.nodes as u64).collect()
     } else {
@@ -393,6 +429,8 @@ pub async fn run(cfg: ChaosConfig, cmd: NodeCommand) -> Result<ChaosReport, Chao
             node_args: vec![
                 "--repair-grace-secs".into(),
                 CHAOS_REPAIR_GRACE_SECS.to_string(),
+                "--scrub-pass-pause-secs".into(),
+                CHAOS_SCRUB_PASS_PAUSE_SECS.to_string(),
             ],
             ..ClusterOptions::default()
         },
@@ -404,8 +442,34 @@ pub async fn run(cfg: ChaosConfig, cmd: NodeCommand) -> Result<ChaosReport, Chao
         cluster.dir.display(),
         cluster.meta_addr
     );
+    let mut cluster = cluster;
+    let disk = match cfg.full_disk {
+        true => small_disk(&mut cluster, cfg.nodes as u64).await?,
+        false => None,
+    };
+    let full_node = disk.as_ref().map(|_| cfg.nodes as u64);
+    let schedule = plan(
+        cfg.seed,
+        cfg.nodes,
+        cfg.duration,
+        cfg.partitions,
+        cfg.node_loss,
+        full_node,
+    );
+    println!(
+        "chaos: seed={} nodes={} duration={}s payload_bytes={} concurrency={} partitions={} node_loss={} full_disk={} planned_faults={}",
+        cfg.seed,
+        cfg.nodes,
+        cfg.duration.as_secs(),
+        cfg.payload_bytes,
+        cfg.concurrency,
+        if cfg.partitions { "on" } else { "off" },
+        if cfg.node_loss { "on" } else { "off" },
+        full_node.map_or("off".to_string(), |n| format!("node {n}")),
+        schedule.len()
+    );
     let pool = cluster.pool();
-    let mut inj = Injector::new(cluster, cfg.clone());
+    let mut inj = Injector::new(cluster, cfg.clone(), disk);
     let producer = Producer::open(pool.clone(), cfg.log_id, inj.opts()).await?;
     let reader = Reader::start(pool, cfg.log_id, 0).await?;
     let writers = Writers::start(producer, cfg.concurrency, cfg.payload_bytes, 0, None);
@@ -419,8 +483,37 @@ pub async fn run(cfg: ChaosConfig, cmd: NodeCommand) -> Result<ChaosReport, Chao
     inj.check(writers, reader).await
 }
 
+/// Moves node `node` (which holds nothing yet) onto a small ext4 image of
+/// its own, mounted over its data directory: killed, its lease left to
+/// end (its new directory gets a new identity), restarted there. `None`
+/// (and why, printed) when no loop device can be mounted.
+async fn small_disk(cluster: &mut Cluster, node: u64) -> Result<Option<LoopDisk>, ChaosError> {
+    cluster.kill(node)?;
+    cluster.wait_node(node, false, RETURN_TIMEOUT).await?;
+    let dir = cluster.nodes[node as usize - 1].dir.clone();
+    let image = cluster.dir.join(format!("node-{node}.img"));
+    let disk = match LoopDisk::mount(&image, &dir, FULL_DISK_MIB) {
+        Ok(disk) => Some(disk),
+        Err(why) => {
+            println!("full-disk faults off: cannot mount a loop ext4 image ({why}); run as root");
+            None
+        }
+    };
+    tokio::task::block_in_place(|| cluster.spawn(node))?;
+    cluster.wait_node(node, true, RETURN_TIMEOUT).await?;
+    if disk.is_some() {
+        println!("node {node} runs on a {FULL_DISK_MIB} MiB ext4 image of its own");
+    }
+    Ok(disk)
+}
+
 /// The fault injector's state through a run.
 struct Injector {
+    /// The full-disk node's file system: declared before the cluster, so
+    /// it is unmounted (lazily) before the cluster's directory is removed.
+    disk: Option<LoopDisk>,
+    /// The filler taking the room of that disk, while it is full.
+    filler: Option<std::path::PathBuf>,
     cluster: Cluster,
     cfg: ChaosConfig,
     start: Instant,
@@ -434,18 +527,21 @@ struct Injector {
     /// The node lost for good.
     lost: Option<u64>,
     /// Segments with a harmed replica: at most one replica of a segment is
-    /// harmed (the cluster does not yet repair a damaged copy, only reads
-    /// around it), as at most one node is down at a time.
+    /// ever harmed (its node heals it, but a second harm of another
+    /// replica before that heal would leave one good copy), as at most
+    /// one node is down at a time.
     harmed: std::collections::BTreeSet<u64>,
     disk_faults: u64,
     trimmed_bytes: u64,
 }
 
 impl Injector {
-    fn new(cluster: Cluster, cfg: ChaosConfig) -> Injector {
+    fn new(cluster: Cluster, cfg: ChaosConfig, disk: Option<LoopDisk>) -> Injector {
         let now = Instant::now();
         let cfg_seed = cfg.seed;
         Injector {
+            disk,
+            filler: None,
             cluster,
             cfg,
             start: now,
@@ -551,6 +647,26 @@ impl Injector {
             Fault::Trim => {
                 self.trim(reader).await;
                 return Ok(());
+            }
+            Fault::Fill { node, down_ms } => {
+                let Some(disk) = &self.disk else {
+                    unreachable!("fills are planned only with a small disk");
+                };
+                match fill(&disk.point, FULL_LEAVE_FREE_BYTES) {
+                    Ok(path) => {
+                        println!("{}   node {node}'s disk is full", self.stamp());
+                        self.filler = Some(path);
+                        self.disk_faults += 1;
+                        (node, down_ms, Downed::Full)
+                    }
+                    Err(e) => {
+                        println!(
+                            "{}   skipped: filling node {node}'s disk: {e}",
+                            self.stamp()
+                        );
+                        return Ok(());
+                    }
+                }
             }
             Fault::Lose { node } => {
                 self.cluster.kill(node)?;
@@ -769,6 +885,13 @@ impl Injector {
             ),
             Downed::Paused => (cluster.resume(d.node), "SIGCONT"),
             Downed::CutOff => (cluster.heal(d.node), "healed"),
+            Downed::Full => {
+                let freed = match self.filler.take() {
+                    Some(path) => std::fs::remove_file(&path).map_err(ClusterError::from),
+                    None => Ok(()),
+                };
+                (freed, "disk freed")
+            }
         };
         match outcome {
             Ok(()) => println!("{}   node {} {what}", self.stamp(), d.node),
@@ -831,6 +954,7 @@ impl Injector {
             .await
             .map_err(|(why, _)| ChaosError::Stuck(why))?;
         let repaired = self.wait_repaired().await?;
+        let healed = self.wait_healed().await?;
         let record = meta.get_log(log_id).await?.record;
         let (segments, epoch) = record.map_or((0, 0), |r| (r.segments.len(), r.epoch));
         Ok(ChaosReport {
@@ -846,7 +970,51 @@ impl Injector {
             repaired,
             trimmed_bytes: self.trimmed_bytes,
             disk_faults: self.disk_faults,
+            healed,
         })
+    }
+
+    /// Waits until every harmed segment still in the log reads back whole
+    /// from every one of its replicas; returns how many there are.
+    async fn wait_healed(&self) -> Result<u64, ChaosError> {
+        let log_id = self.cfg.log_id;
+        let record = self.cluster.meta().get_log(log_id).await?.record;
+        let mut left: Vec<(u64, u64, Vec<std::net::SocketAddr>)> = Vec::new();
+        for g in record.iter().flat_map(|r| &r.segments) {
+            let Some(len) = g.sealed_len.filter(|_| self.harmed.contains(&g.id)) else {
+                continue;
+            };
+            let addrs = g
+                .replicas
+                .iter()
+                .map(|n| self.cluster.client_addr(*n))
+                .collect::<Result<Vec<_>, _>>()?;
+            left.push((g.id, len, addrs));
+        }
+        let left = &left;
+        let whole = wait_for("every harmed copy healed", HEAL_TIMEOUT, || async move {
+            for (segment, len, addrs) in left {
+                for addr in addrs {
+                    read_segment_from(*addr, log_id, *segment, *len)
+                        .await
+                        .ok()?;
+                }
+            }
+            Some(())
+        })
+        .await;
+        if whole.is_err() {
+            return Err(ChaosError::Stuck(format!(
+                "harmed segments {:?} not whole on every replica after {HEAL_TIMEOUT:?}",
+                left.iter().map(|(s, _, _)| *s).collect::<Vec<_>>()
+            )));
+        }
+        println!(
+            "{} every harmed segment still in the log ({}) reads whole from each replica",
+            self.stamp(),
+            left.len()
+        );
+        Ok(left.len() as u64)
     }
 }
 
@@ -904,9 +1072,15 @@ mod tests {
     #[test]
     fn the_schedule_is_a_function_of_the_seed() {
         let d = Duration::from_secs(60);
-        assert_eq!(plan(7, 6, d, true, true), plan(7, 6, d, true, true));
-        assert_ne!(plan(7, 6, d, true, true), plan(8, 6, d, true, true));
-        assert!(plan(7, 6, d, false, true)
+        assert_eq!(
+            plan(7, 6, d, true, true, Some(6)),
+            plan(7, 6, d, true, true, Some(6))
+        );
+        assert_ne!(
+            plan(7, 6, d, true, true, Some(6)),
+            plan(8, 6, d, true, true, Some(6))
+        );
+        assert!(plan(7, 6, d, false, true, Some(6))
             .iter()
             .all(|p| !matches!(p.fault, Fault::Partition { .. })));
     }
@@ -915,7 +1089,7 @@ mod tests {
     fn the_schedule_keeps_one_node_down_at_most_and_spares_node_1() {
         let mut kinds = [0u32; 4];
         for seed in 0..200 {
-            let p = plan(seed, 6, Duration::from_secs(60), true, false);
+            let p = plan(seed, 6, Duration::from_secs(60), true, false, None);
             assert!(p.len() >= 20, "seed {seed}: only {} faults", p.len());
             let mut free_at = 0;
             let mut seen = [false; 4];
@@ -930,9 +1104,11 @@ mod tests {
                     Fault::Pause { .. } => 1,
                     Fault::Partition { .. } => 2,
                     Fault::Takeover => 3,
-                    Fault::Flip { .. } | Fault::Cut { .. } | Fault::Trim | Fault::Lose { .. } => {
-                        continue
-                    }
+                    Fault::Flip { .. }
+                    | Fault::Cut { .. }
+                    | Fault::Trim
+                    | Fault::Lose { .. }
+                    | Fault::Fill { .. } => continue,
                 };
                 seen[kind] = true;
             }
@@ -942,5 +1118,31 @@ mod tests {
         }
         // Every kind shows up in nearly every run.
         assert!(kinds.iter().all(|k| *k >= 180), "{kinds:?}");
+    }
+
+    #[test]
+    fn fills_hit_only_the_small_disk_node_which_is_never_lost() {
+        let mut with_fill = 0;
+        for seed in 0..200 {
+            let p = plan(seed, 6, Duration::from_secs(60), true, true, Some(6));
+            let mut fills = 0;
+            for f in &p {
+                match f.fault {
+                    Fault::Fill { node, down_ms } => {
+                        assert_eq!(node, 6, "seed {seed}: {f:?}");
+                        assert!(FULL_MS.contains(&down_ms));
+                        fills += 1;
+                    }
+                    Fault::Lose { node } => assert_ne!(node, 6, "seed {seed}"),
+                    _ => {}
+                }
+            }
+            with_fill += u32::from(fills > 0);
+            let without = plan(seed, 6, Duration::from_secs(60), true, true, None);
+            assert!(without
+                .iter()
+                .all(|f| !matches!(f.fault, Fault::Fill { .. })));
+        }
+        assert!(with_fill >= 120, "fills in only {with_fill} of 200 runs");
     }
 }

@@ -1,7 +1,8 @@
 //! Damage on disk, with real node processes: a sealed segment's file on
 //! one replica gets a flipped byte in the middle of its records, or is cut
-//! inside a record, while its node is down. After the restart the node
-//! says it found damage, never serves the damaged range short or wrong
+//! inside a record, while its node is down, or a flipped byte while it
+//! runs. After the restart (or at the first read of it) the node says it
+//! found damage, never serves the damaged range short or wrong
 //! (a read of it is refused `Damaged` at once until the copy is healed),
 //! a fresh consumer that reads that replica first still reads every
 //! committed entry within a deadline, and the node heals its copy from
@@ -57,7 +58,10 @@ fn harm(path: &Path, len: u64, how: Harm) -> u64 {
     disk_faults::harm(path, len, len / 2, how).expect("harm the segment file")
 }
 
-async fn damaged_replica_is_read_around(how: Harm, log_id: u64) {
+/// Harms the middle record of a sealed segment's file on one replica: with
+/// `live`, while its node runs (a read finds it), else while it is down
+/// (its recovery finds it).
+async fn damaged_replica_is_read_around(how: Harm, log_id: u64, live: bool) {
     let _one = serial().await;
     let mut cluster = Cluster::start(4, node_command(), None)
         .await
@@ -94,7 +98,9 @@ async fn damaged_replica_is_read_around(how: Harm, log_id: u64) {
         .find(|(_, n)| *n != 1)
         .expect("a replica other than node 1");
 
-    cluster.kill(victim).expect("kill");
+    if !live {
+        cluster.kill(victim).expect("kill");
+    }
     let node = cluster
         .nodes
         .iter()
@@ -103,11 +109,13 @@ async fn damaged_replica_is_read_around(how: Harm, log_id: u64) {
     let (dir, log_path) = (node.dir.clone(), node.log.clone());
     let file = find_segment_file(&dir, log_id, segment.id).expect("the segment file");
     let damaged_at = harm(&file, seg_len, how);
-    tokio::task::block_in_place(|| cluster.spawn(victim)).expect("restart");
-    cluster
-        .wait_node(victim, true, STEP)
-        .await
-        .expect("registered again");
+    if !live {
+        tokio::task::block_in_place(|| cluster.spawn(victim)).expect("restart");
+        cluster
+            .wait_node(victim, true, STEP)
+            .await
+            .expect("registered again");
+    }
 
     // The node serves what is before the damage and refuses the rest at
     // once.
@@ -216,10 +224,15 @@ async fn damaged_replica_is_read_around(how: Harm, log_id: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_byte_in_a_sealed_segment_is_read_around() {
-    damaged_replica_is_read_around(Harm::FlipByte, 61).await;
+    damaged_replica_is_read_around(Harm::FlipByte, 61, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byte_flipped_under_a_running_node_is_found_by_a_read_and_healed() {
+    damaged_replica_is_read_around(Harm::FlipByte, 63, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sealed_segment_cut_inside_a_record_is_read_around() {
-    damaged_replica_is_read_around(Harm::Truncate, 62).await;
+    damaged_replica_is_read_around(Harm::Truncate, 62, false).await;
 }

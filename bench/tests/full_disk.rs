@@ -11,13 +11,13 @@
 //! Needs root (mount); without it the test prints why and passes.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use trilog_client::{Producer, ProducerOptions};
 use trilog_testkit::cluster::Cluster;
+use trilog_testkit::loop_disk::{fill, LoopDisk};
 use trilog_testkit::node_command::NodeCommand;
 use trilog_testkit::payload::{make_payload, payload_id};
 use trilog_testkit::wait::wait_for;
@@ -40,51 +40,6 @@ const REQUEST_WAIT: Duration = Duration::from_secs(10);
 
 fn node_command() -> NodeCommand {
     NodeCommand::subcommand(env!("CARGO_BIN_EXE_trilog-bench"), "node")
-}
-
-/// An ext4 image mounted on a loop device; unmounted (lazily: a node may
-/// still hold files there) when dropped, even if the test fails.
-struct Mount {
-    point: PathBuf,
-}
-
-impl Mount {
-    fn new(image: &Path, point: &Path) -> Result<Mount, String> {
-        let run = |cmd: &mut Command| -> Result<(), String> {
-            let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{cmd:?}: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ))
-            }
-        };
-        run(Command::new("truncate")
-            .arg("-s")
-            .arg(format!("{IMAGE_MIB}M"))
-            .arg(image))?;
-        // -m 0: no blocks reserved for root, so the node (root here) sees
-        // the same free space statvfs reports as available.
-        run(Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-m", "0"])
-            .arg(image))?;
-        std::fs::create_dir_all(point).map_err(|e| e.to_string())?;
-        run(Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(image)
-            .arg(point))?;
-        Ok(Mount {
-            point: point.to_path_buf(),
-        })
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.point).status();
-    }
 }
 
 /// One producer writing [`ENTRIES_PER_SEGMENT`] entries from `first_id`,
@@ -161,27 +116,6 @@ async fn wait_full(cluster: &Cluster, full: bool) -> serde_json::Value {
     })
     .await
     .expect("registration")
-}
-
-/// Fills the file system of `dir` with a file until it is out of space,
-/// then gives [`LEFT_FREE_BYTES`] back.
-fn fill(dir: &Path) -> PathBuf {
-    let path = dir.join("filler");
-    let mut f = std::fs::File::create(&path).expect("filler");
-    let chunk = vec![0x5au8; 1 << 20];
-    let mut written: u64 = 0;
-    loop {
-        match f.write_all(&chunk).and_then(|()| f.sync_data()) {
-            Ok(()) => written += chunk.len() as u64,
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
-            Err(e) => panic!("filler: {e}"),
-        }
-        assert!(written <= IMAGE_MIB << 20, "the image never filled");
-    }
-    f.set_len(written.saturating_sub(LEFT_FREE_BYTES))
-        .expect("shrink filler");
-    f.sync_all().expect("sync filler");
-    path
 }
 
 /// Reads every entry of `seg` from node `node` alone, checking each
@@ -277,7 +211,7 @@ async fn a_full_node_turns_read_only_keeps_serving_and_recovers() {
         .await
         .expect("node 4's lease ends");
     let dir = cluster.nodes[FULL_NODE as usize - 1].dir.clone();
-    let mount = match Mount::new(&cluster.dir.join("disk.img"), &dir) {
+    let mount = match LoopDisk::mount(&cluster.dir.join("disk.img"), &dir, IMAGE_MIB) {
         Ok(m) => m,
         Err(why) => {
             eprintln!("SKIPPED: cannot mount a loop ext4 image ({why}); run as root");
@@ -313,7 +247,7 @@ async fn a_full_node_turns_read_only_keeps_serving_and_recovers() {
     assert!(held.len() >= 2, "node 4 was given no segments");
 
     // Fill the disk: node 4 turns read-only, and says so.
-    let filler = fill(&mount.point);
+    let filler = fill(&mount.point, LEFT_FREE_BYTES).expect("fill the disk");
     let n = wait_full(&cluster, true).await;
     assert!(
         n["bytes_free"].as_u64().expect("bytes_free") < RESERVE_BYTES,

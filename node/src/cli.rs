@@ -50,6 +50,10 @@ pub struct Args {
     /// per second.
     #[arg(long, default_value_t = crate::scrub::SCRUB_BYTES_PER_SEC_DEFAULT)]
     pub scrub_bytes_per_sec: u64,
+    /// Seconds each shard's scrub pauses after a pass over its sealed
+    /// segments (a flipped byte is found within a pass and this pause).
+    #[arg(long, default_value_t = crate::scrub::SCRUB_PASS_PAUSE_MS / 1000)]
+    pub scrub_pass_pause_secs: u64,
     /// Register this address instead of --host (behind NAT or a proxy).
     #[arg(long)]
     pub advertise_host: Option<IpAddr>,
@@ -100,6 +104,7 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
         lease_ms: args.lease_ms,
         zone: args.zone,
         scrub_bytes_per_sec: args.scrub_bytes_per_sec,
+        scrub_pass_pause_ms: args.scrub_pass_pause_secs.saturating_mul(1000),
         advertise_host: args.advertise_host,
         advertise_port: args.advertise_port,
         replace: args.replace,

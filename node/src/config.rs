@@ -59,6 +59,8 @@ pub struct NodeConfig {
     pub zone: String,
     /// Each shard's scrub rate (sealed segments re-read, every crc checked).
     pub scrub_bytes_per_sec: u64,
+    /// The scrub's pause between two passes over a shard's segments.
+    pub scrub_pass_pause_ms: u64,
     /// Register this address instead of `host` (behind NAT or a proxy).
     pub advertise_host: Option<IpAddr>,
     /// Register shard i at `advertise_port + i` instead of its own port.
@@ -93,6 +95,7 @@ impl NodeConfig {
             lease_ms: crate::limits::LEASE_MS_DEFAULT,
             zone: String::new(),
             scrub_bytes_per_sec: crate::scrub::SCRUB_BYTES_PER_SEC_DEFAULT,
+            scrub_pass_pause_ms: crate::scrub::SCRUB_PASS_PAUSE_MS,
             advertise_host: None,
             advertise_port: None,
             replace: false,

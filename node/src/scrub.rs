@@ -4,15 +4,16 @@
 //! sleeps, and tells it what it read.
 //!
 //! Segments are visited in key order, one after the other; after the last
-//! one (a pass) the scrub pauses [`SCRUB_PASS_PAUSE_MS`] before starting
-//! again, so a shard of few small segments is not re-read in a loop.
+//! one (a pass) the scrub pauses (by default [`SCRUB_PASS_PAUSE_MS`],
+//! `--scrub-pass-pause-secs`) before starting again, so a shard of few
+//! small segments is not re-read in a loop.
 
 use trilog_protocol::shard::SegmentKey;
 
 /// Default scrub rate per shard.
 pub const SCRUB_BYTES_PER_SEC_DEFAULT: u64 = 16 * 1024 * 1024;
-/// Pause after a whole pass over the shard's sealed segments, and when
-/// there is none.
+/// Default pause after a whole pass over the shard's sealed segments, and
+/// when there is none.
 pub const SCRUB_PASS_PAUSE_MS: u64 = 60_000;
 /// Bytes asked for per scrub read.
 pub const SCRUB_READ_BYTES: u32 = 1024 * 1024;
@@ -39,6 +40,7 @@ pub struct ScrubPacer {
     not_before_us: u64,
     /// The segment scrubbed last in this pass.
     last: Option<SegmentKey>,
+    pass_pause_ms: u64,
 }
 
 impl ScrubPacer {
@@ -48,7 +50,13 @@ impl ScrubPacer {
             bytes_per_sec,
             not_before_us: 0,
             last: None,
+            pass_pause_ms: SCRUB_PASS_PAUSE_MS,
         }
+    }
+
+    /// Sets the pause between passes from the next pass on.
+    pub fn set_pass_pause(&mut self, ms: u64) {
+        self.pass_pause_ms = ms;
     }
 
     /// The next step at `now_ms`, given the shard's scrubbable segments
@@ -71,7 +79,7 @@ impl ScrubPacer {
             None => {
                 // A pass ended (or there is nothing to scrub).
                 self.last = None;
-                let until_ms = now_ms + SCRUB_PASS_PAUSE_MS;
+                let until_ms = now_ms.saturating_add(self.pass_pause_ms);
                 self.not_before_us = until_ms.saturating_mul(1000);
                 ScrubStep::Wait { until_ms }
             }

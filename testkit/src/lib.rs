@@ -42,6 +42,7 @@ pub mod cluster;
 pub mod delay;
 pub mod disk_faults;
 pub mod ledger;
+pub mod loop_disk;
 pub mod node_command;
 pub mod payload;
 pub mod ports;

@@ -33,6 +33,11 @@ pub struct ChaosArgs {
     /// the cluster repairs its sealed segments by itself; needs 6 nodes).
     #[arg(long)]
     no_node_loss: bool,
+    /// No full disks (otherwise the last node runs on a small ext4 image
+    /// of its own, mounted on a loop device, which is filled now and then;
+    /// needs root).
+    #[arg(long)]
+    no_full_disk: bool,
 }
 
 /// Runs the chaos; prints the outcomes and the one-line verdict.
@@ -61,6 +66,7 @@ pub async fn run(args: ChaosArgs) -> ExitCode {
         log_id: 1,
         partitions: !args.no_partitions,
         node_loss: !args.no_node_loss,
+        full_disk: !args.no_full_disk,
     };
     let cmd = match NodeCommand::this_exe() {
         Ok(c) => c,
@@ -90,7 +96,7 @@ fn print_outcomes(report: &ChaosReport) {
     let l = &report.ledger_summary;
     let v = &report.verdict;
     println!(
-        "outcomes: acked={} unknown={} (of which in the log: {}) refused={} (never taken); log entries={} segments={} epoch={} takeovers_failed={} consumer_reopened={} phantom={} seq_reused={} disk_faults={} in {:.1}s",
+        "outcomes: acked={} unknown={} (of which in the log: {}) refused={} (never taken); log entries={} segments={} epoch={} takeovers_failed={} consumer_reopened={} phantom={} seq_reused={} disk_faults={} healed={} in {:.1}s",
         l.acked,
         l.maybe,
         report.log_len.saturating_sub(l.acked),
@@ -103,6 +109,7 @@ fn print_outcomes(report: &ChaosReport) {
         v.phantom,
         l.seq_reused,
         report.disk_faults,
+        report.healed,
         report.elapsed.as_secs_f64()
     );
 }

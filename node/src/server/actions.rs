@@ -15,7 +15,7 @@ use trilog_wire::Message;
 use crate::runtime::ShardRuntime;
 use crate::server::handlers;
 use crate::server::shard::{durable_to_ctl, SegmentFile, Shard};
-use crate::storage::{self, SegmentHeader};
+use crate::storage::{self, SegmentHeader, StorageError};
 
 /// Carries out `actions` in order. An action that yields more (a parked
 /// append offered again) has them carried out before the next one, so
@@ -214,6 +214,17 @@ fn serve_read<R: ShardRuntime>(
                 response.count = count;
                 response.records = records;
                 deliver(&shard, conn, request_id, &Message::ReadResponse(response));
+            }
+            Err(StorageError::CorruptRecord { offset, source, .. }) => {
+                log::error!(
+                    "{key:?}: DAMAGE found by a read at {}: {source}: entries from offset {offset} on are not served; they are dropped and healed from another replica if sealed",
+                    response.from_offset
+                );
+                let actions = shard
+                    .machine
+                    .borrow_mut()
+                    .handle_read_damaged(conn, request_id, key, offset);
+                carry_out(&shard, actions);
             }
             Err(e) => {
                 log::error!("read of {key:?} at {}: {e}", response.from_offset);

@@ -239,6 +239,7 @@ fn spawn_shards(
         let node_id = config.node_id;
         let lookups = config.meta.clone().map(trilog_meta::spawn_record_lookups);
         let scrub_rate = config.scrub_bytes_per_sec;
+        let scrub_pause = config.scrub_pass_pause_ms;
         let shard_space = space.clone();
         let shard_heal = heal.clone();
         let ready = ready_tx.clone();
@@ -255,6 +256,7 @@ fn spawn_shards(
                     ports,
                     dir,
                     scrub_bytes_per_sec: scrub_rate,
+                    scrub_pass_pause_ms: scrub_pause,
                     space: shard_space,
                     heal: shard_heal,
                 };
@@ -363,6 +365,7 @@ struct ShardPlace {
     ports: Vec<u16>,
     dir: PathBuf,
     scrub_bytes_per_sec: u64,
+    scrub_pass_pause_ms: u64,
     space: Arc<NodeSpace>,
     heal: Arc<HealList>,
 }
@@ -379,6 +382,7 @@ async fn run_shard(
         ports,
         dir,
         scrub_bytes_per_sec,
+        scrub_pass_pause_ms,
         space,
         heal,
     } = place;
@@ -386,6 +390,7 @@ async fn run_shard(
     let shard = match start_shard(rt, node_id, index as u32, ports, dir, records).await {
         Ok(shard) => {
             shard.scrub_bytes_per_sec.set(scrub_bytes_per_sec);
+            shard.scrub_pass_pause_ms.set(scrub_pass_pause_ms);
             *shard.space.borrow_mut() = Some(space);
             *shard.heal.borrow_mut() = Some(heal);
             shard.sync_space();

@@ -53,6 +53,8 @@ pub struct Shard<R: ShardRuntime> {
     /// The scrub's rate; read before each step, so it may be set after
     /// the shard started.
     pub scrub_bytes_per_sec: Cell<u64>,
+    /// The scrub's pause between passes, read the same way.
+    pub scrub_pass_pause_ms: Cell<u64>,
     /// The node's disk space and read-only mode (`crate::space`), set
     /// before the shard serves; none (the simulator): never read-only.
     pub space: RefCell<Option<Arc<NodeSpace>>>,
@@ -87,6 +89,7 @@ impl<R: ShardRuntime> Shard<R> {
             connections: Cell::new(0),
             records,
             scrub_bytes_per_sec: Cell::new(crate::scrub::SCRUB_BYTES_PER_SEC_DEFAULT),
+            scrub_pass_pause_ms: Cell::new(crate::scrub::SCRUB_PASS_PAUSE_MS),
             space: RefCell::new(None),
             heal: RefCell::new(None),
         })

@@ -81,11 +81,14 @@ pub enum StorageError {
     },
     #[error("{segment}: control file {} is missing", file.display())]
     MissingCtl { segment: SegmentKey, file: PathBuf },
-    #[error("{segment}: {} at file position {pos}: {source}", file.display())]
+    /// A durable record that does not check out: damage (see
+    /// [`super::damage`]) from entry `offset` on.
+    #[error("{segment}: {} at file position {pos} (entry {offset}): {source}", file.display())]
     CorruptRecord {
         segment: SegmentKey,
         file: PathBuf,
         pos: u64,
+        offset: u64,
         #[source]
         source: WireError,
     },

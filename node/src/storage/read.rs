@@ -121,6 +121,7 @@ impl<D: Disk> ReadPlan<D> {
                 segment: self.key,
                 file: self.path.clone(),
                 pos: self.start_pos + at as u64,
+                offset,
                 source,
             };
             match parse_record(&records[at..], offset).map_err(corrupt)? {
@@ -138,6 +139,7 @@ impl<D: Disk> ReadPlan<D> {
                 segment: self.key,
                 file: self.path.clone(),
                 pos: self.start_pos + at as u64,
+                offset: self.first_offset + u64::from(self.count),
                 source: WireError::BadRecord {
                     offset: self.first_offset + u64::from(self.count),
                     reason: "records end before their indexed end",

@@ -637,8 +637,28 @@ impl ShardMachine {
         let Some(segment) = self.segments.get_mut(&key) else {
             return out;
         };
+        // Its damage may have been dropped meanwhile (a heal rewound it
+        // below `from`): what it holds now was not read.
+        if from > segment.replica.durable_len() {
+            return out;
+        }
         segment.replica.mark_damaged(from);
         self.wake_reads(key, &mut out);
+        out
+    }
+
+    /// A read of `key` found the durable entry `from` bad on disk: the
+    /// replica is damaged from there (as if the scrub had found it), and
+    /// the reader is told `Damaged`, so it goes to another replica.
+    pub fn handle_read_damaged(
+        &mut self,
+        conn: ConnId,
+        request_id: u64,
+        key: SegmentKey,
+        from: u64,
+    ) -> Actions {
+        let mut out = self.mark_damaged(key, from);
+        out.send(conn, request_id, refused(key, Refusal::Damaged { from }));
         out
     }
 
@@ -664,11 +684,16 @@ impl ShardMachine {
     }
 
     /// Whether an append to `key` would write new data here: the segment
-    /// is unknown (the append would create it), being created, or held
-    /// open. A sealed or failed one answers as it always does.
+    /// is unknown (the append would create it), being created, held open,
+    /// or sealed and healing (a heal waits for room: a flush failing for
+    /// space would fail the segment until a restart, while the copy is
+    /// read around as it is). A whole sealed or a failed one answers as it
+    /// always does.
     fn takes_new_data(&self, key: SegmentKey) -> bool {
         match self.segments.get(&key) {
-            Some(s) => s.replica.sealed_len().is_none() && s.failure.is_none(),
+            Some(s) => {
+                (s.replica.sealed_len().is_none() || s.replica.healing()) && s.failure.is_none()
+            }
             None => true,
         }
     }

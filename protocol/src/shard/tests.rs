@@ -774,6 +774,14 @@ fn a_damaged_sealed_replica_is_rewound_then_healed_by_appends_up_to_its_seal() {
     let out = sends(&m.handle_read(0, C1, 1, &read_req(0, 6, 10, 500)));
     assert_eq!(code_of(&out[0].2), Some((ErrorCode::Damaged, 6)));
 
+    // A read-only node heals nothing: the heal waits for room.
+    m.set_read_only(true);
+    let step = m.handle_append(C2, 2, append_req(0, 1, 6, 4));
+    assert_eq!(
+        code_of(&sends(&step.actions)[0].2).map(|c| c.0),
+        Some(ErrorCode::Full)
+    );
+    m.set_read_only(false);
     // A heal at the segment's own epoch, below the fence, is taken.
     let step = m.handle_append(C2, 2, append_req(0, 1, 6, 4));
     assert_eq!(step.stage, Stage::Entries { skip: 0, end: 10 });
@@ -806,6 +814,19 @@ fn a_damaged_sealed_replica_is_rewound_then_healed_by_appends_up_to_its_seal() {
         code_of(&sends(&step.actions)[0].2),
         Some((ErrorCode::Sealed, 10))
     );
+}
+
+#[test]
+fn a_bad_record_found_by_a_read_damages_the_replica_and_sends_the_reader_away() {
+    let mut m = machine();
+    m.add_recovered(key(0), Replica::recovered(10, 10, Durable::default()));
+    let out = sends(&m.handle_read_damaged(C1, 1, key(0), 4));
+    assert_eq!(code_of(&out[0].2), Some((ErrorCode::Damaged, 4)));
+    assert_eq!(m.replica(key(0)).and_then(Replica::damaged_from), Some(4));
+    // Past what the replica holds now (a heal rewound it): nothing marked.
+    m.add_recovered(key(1), Replica::recovered(3, 3, Durable::default()));
+    let _ = m.handle_read_damaged(C1, 2, key(1), 5);
+    assert_eq!(m.replica(key(1)).and_then(Replica::damaged_from), None);
 }
 
 #[test]
