@@ -3,14 +3,18 @@
 //! replica's data dir (measured on the file system), a read below the trim
 //! point names the first readable seq and a read from it returns every
 //! remaining entry; then the log is deleted and its files go too. Also: a
-//! small segment costs at most 1 MiB per replica.
+//! small segment costs at most 1 MiB per replica, and a `DeleteSegment`
+//! of a live replica sent straight to its node is refused.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
+use trilog_client::conn::NodeConn;
 use trilog_client::{ClientError, Consumer, Producer, ProducerOptions};
+use trilog_wire::message::{DeleteSegment, ErrorCode};
+use trilog_wire::Message;
 use trilog_testkit::cluster::Cluster;
 use trilog_testkit::node_command::NodeCommand;
 use trilog_testkit::payload::{make_payload, payload_id};
@@ -126,6 +130,34 @@ async fn trim_deletes_whole_segments_and_delete_takes_the_log() {
         );
     }
     let bytes_before = allocated(&before);
+
+    // Any peer may send a delete: one of a live replica is refused, and
+    // every replica keeps its files.
+    let record = cluster
+        .meta()
+        .get_log(LOG)
+        .await
+        .expect("metadata")
+        .record
+        .expect("the log");
+    let seg0 = &record.segments[0];
+    for node in &seg0.replicas {
+        let addr = cluster.client_addr(*node).expect("addr");
+        let conn = NodeConn::connect_tokio(addr).await.expect("connect");
+        let delete = DeleteSegment {
+            log_id: LOG,
+            segment: seg0.id,
+        };
+        match conn
+            .request(&delete, Duration::from_secs(10))
+            .await
+            .expect("answer")
+        {
+            Message::ErrorMsg(e) => assert_eq!(e.code, ErrorCode::BadRequest, "{e:?}"),
+            other => panic!("a delete of a listed replica answered {other:?}"),
+        }
+    }
+    assert_eq!(files_of(&cluster), before, "a refused delete removed files");
 
     // Trim at the end of segment 1: segments 0 and 1 go whole.
     let trim_at = 2 * PER_SEGMENT;

@@ -14,12 +14,27 @@
 //! the node never held are remembered only up to `DELETED_UNKNOWN_MAX`
 //! (any peer can send made-up keys; memory must not grow with them). A segment being created
 //! cannot be deleted yet: the delete is answered `Internal` and retried.
+//!
+//! **Checked against the record.** Any peer may send a delete, so a shard
+//! that can look records up (the one that learns seals) first asks for the
+//! log's record ([`Action::LookupLog`], one lookup per log at a time) and
+//! removes the copy only if the record does not list it as a live replica
+//! on this node ([`crate::listing`]); a delete of a listed copy is refused
+//! `BadRequest`, one whose lookup failed is answered `Internal` (asked
+//! again later). Trim and log deletion mark the segment `deleting` by CAS
+//! before they send deletes, and the lookup is sent after the delete
+//! arrived, so their deletes always pass. At most
+//! `DELETES_CHECKING_MAX` deletes wait for records at a time.
 
 use trilog_wire::message::DeleteSegmentAck;
 use trilog_wire::Message;
 
-use super::action::{deleted, internal};
-use super::{Action, Actions, ConnId, SegmentKey, ShardMachine, DELETED_UNKNOWN_MAX};
+use super::action::{bad_request, deleted, internal};
+use super::{
+    Action, Actions, ConnId, SegmentKey, ShardMachine, DELETED_UNKNOWN_MAX, DELETES_CHECKING_MAX,
+};
+use crate::listing::{listing, Listing};
+use crate::metadata::LogMeta;
 
 impl ShardMachine {
     /// A `DeleteSegment` for `key`.
@@ -29,6 +44,69 @@ impl ShardMachine {
             out.send(conn, request_id, answer);
             return out;
         }
+        if self.deleted.contains(&key) {
+            out.send(conn, request_id, delete_ack(key));
+            return out;
+        }
+        let Some(learning) = &self.learning else {
+            // No record to ask (a shard without a store): deleted on the
+            // sender's word.
+            return self.delete_now(conn, request_id, key);
+        };
+        let checking: usize = self.deletes_checking.values().map(Vec::len).sum();
+        if checking >= DELETES_CHECKING_MAX {
+            let why = "too many deletes being checked; delete it again later";
+            out.send(conn, request_id, internal(key, why));
+            return out;
+        }
+        let asked = learning.asking(key.log_id) || self.delete_lookups.contains(&key.log_id);
+        self.deletes_checking
+            .entry(key.log_id)
+            .or_default()
+            .push((conn, request_id, key));
+        if !asked {
+            self.delete_lookups.insert(key.log_id);
+            out.push(Action::LookupLog { log_id: key.log_id });
+        }
+        out
+    }
+
+    /// The deletes of `log_id` that waited for its record (`Err`: the
+    /// lookup failed), decided.
+    pub(super) fn decide_deletes(
+        &mut self,
+        log_id: u64,
+        record: &Result<Option<&LogMeta>, String>,
+    ) -> Actions {
+        let mut out = Actions::new();
+        let Some(me) = self.learning.as_ref().map(|l| l.me) else {
+            unreachable!("deletes are checked only with seal learning");
+        };
+        for (conn, request_id, key) in self.deletes_checking.remove(&log_id).unwrap_or_default() {
+            match record {
+                Err(why) => {
+                    let why = format!("cannot check the record: {why}; delete it again later");
+                    out.send(conn, request_id, internal(key, &why));
+                }
+                Ok(r) => match listing(*r, key.segment, me) {
+                    Listing::Listed => {
+                        let why = format!(
+                            "log {} segment {} is a live replica on node {me} in the record: not deleted",
+                            key.log_id, key.segment
+                        );
+                        out.send(conn, request_id, bad_request(key, 0, why));
+                    }
+                    Listing::Unlisted(_) => out.extend(self.delete_now(conn, request_id, key)),
+                },
+            }
+        }
+        out
+    }
+
+    /// Deletes `key` now: the segment leaves the machine and its files are
+    /// unlinked.
+    fn delete_now(&mut self, conn: ConnId, request_id: u64, key: SegmentKey) -> Actions {
+        let mut out = Actions::new();
         if self.deleted.contains(&key) {
             out.send(conn, request_id, delete_ack(key));
             return out;

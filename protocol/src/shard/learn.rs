@@ -100,6 +100,11 @@ impl SealLearning {
         ask
     }
 
+    /// Whether the record of `log_id` was asked for and not yet answered.
+    pub fn asking(&self, log_id: u64) -> bool {
+        self.in_flight.contains(&log_id)
+    }
+
     /// The record of `log_id` came back (or its lookup failed): the log may
     /// be asked about again.
     pub fn answered(&mut self, log_id: u64) -> bool {

@@ -58,7 +58,10 @@
 //!   flush never moves the durable length, and the durable records' bytes
 //!   are the same in every version of the tail block); a read past that is
 //!   answered `Internal` at once.
-//! - **Deletes** (a trim, a log's deletion: `delete.rs`) take the segment
+//! - **Deletes** (a trim, a log's deletion: `delete.rs`) are checked
+//!   against the log's record first, when the shard can look records up:
+//!   only a copy the record does not list as a live replica on this node
+//!   is removed (`crate::listing`); then they take the segment
 //!   out at once, answer everything it owed and every later request for it
 //!   `Deleted`, and are answered once the driver unlinked the files
 //!   durably ([`Action::DeleteFiles`], `handle_deleted`); reports of its
@@ -100,6 +103,10 @@ pub use learn::{SEAL_LEARN_IDLE_MS, SEAL_LOOKUPS_IN_FLIGHT_MAX};
 /// answer later requests for them `Deleted`). A segment it held is always
 /// remembered: that set grows only with the data the node was given.
 pub const DELETED_UNKNOWN_MAX: usize = 4096;
+/// Deletes one shard holds while it checks them against their records;
+/// more are answered `Internal` (asked again later). Any peer may send
+/// deletes, so their number is bounded, like everything a peer can pile up.
+pub const DELETES_CHECKING_MAX: usize = 1024;
 
 pub use action::{
     bad_request, Action, Actions, AppendRequest, AppendStep, ConnId, SegmentKey, Stage,
@@ -146,6 +153,11 @@ pub struct ShardMachine {
     deleted_unknown: std::collections::VecDeque<SegmentKey>,
     /// Deletes running of keys this node did not hold.
     deleting_unknown: BTreeSet<SegmentKey>,
+    /// Deletes waiting for their log's record, per log (`delete.rs`).
+    deletes_checking: BTreeMap<u64, Vec<(ConnId, u64, SegmentKey)>>,
+    /// Logs whose record the deletes asked for (the seal learning asks
+    /// for its own; one lookup per log at a time serves both).
+    delete_lookups: BTreeSet<u64>,
     /// The node's disk is full (`crate::space`): no new data.
     read_only: bool,
 }
@@ -168,6 +180,8 @@ impl ShardMachine {
             deleted: BTreeSet::new(),
             deleted_unknown: std::collections::VecDeque::new(),
             deleting_unknown: BTreeSet::new(),
+            deletes_checking: BTreeMap::new(),
+            delete_lookups: BTreeSet::new(),
             read_only: false,
         }
     }
@@ -211,8 +225,11 @@ impl ShardMachine {
         let Some(learning) = &mut self.learning else {
             panic!("a record for log {log_id} without seal learning");
         };
-        assert!(learning.answered(log_id), "log {log_id} was not asked for");
+        let by_learning = learning.answered(log_id);
+        let by_deletes = self.delete_lookups.remove(&log_id);
+        assert!(by_learning || by_deletes, "log {log_id} was not asked for");
         let me = learning.me;
+        out.extend(self.decide_deletes(log_id, &record));
         let Ok(Some(record)) = record else {
             return out;
         };
@@ -606,11 +623,15 @@ impl ShardMachine {
             assert!(answered, "a read at its deadline is always answered");
         }
         if let Some(learning) = &mut self.learning {
+            // A log whose record the deletes asked for is asked once: its
+            // answer serves the learning too.
+            let delete_lookups = &self.delete_lookups;
             let unsealed = self
                 .segments
                 .iter()
                 .filter(|(_, s)| s.replica.sealed_len().is_none() && s.failure.is_none())
-                .map(|(k, _)| *k);
+                .map(|(k, _)| *k)
+                .filter(|k| !delete_lookups.contains(&k.log_id));
             for log_id in learning.sweep(now_ms, unsealed) {
                 out.push(Action::LookupLog { log_id });
             }

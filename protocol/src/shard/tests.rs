@@ -1192,3 +1192,71 @@ fn deletes_of_made_up_segments_are_remembered_within_a_bound() {
         segment: made_up - 1
     }));
 }
+
+#[test]
+fn a_delete_is_checked_against_the_record_when_the_shard_can_look_it_up() {
+    use trilog_wire::meta::SegmentMeta;
+    let mut m = machine();
+    m.learn_seals_from_record(0, 1);
+    for s in 0..3 {
+        m.add_recovered(key(s), Replica::recovered(2, 2, Durable::default()));
+    }
+    let seg = |id: u64| SegmentMeta {
+        id,
+        replicas: vec![1, 2, 3],
+        first_seq: id * 2,
+        epoch: 1,
+        sealed_len: Some(2),
+    };
+    let record = LogMeta {
+        log_id: 7,
+        epoch: 1,
+        trim_seq: 2,
+        segments: vec![seg(1), seg(2)],
+        deleting: vec![seg(0)],
+        deleted: false,
+    };
+    // Two deletes of one log: one lookup.
+    let out = m.handle_delete(C1, 1, key(0));
+    assert_eq!(
+        out.iter().collect::<Vec<_>>(),
+        [&Action::LookupLog { log_id: 7 }]
+    );
+    assert!(
+        m.handle_delete(C2, 2, key(1)).is_empty(),
+        "one lookup per log"
+    );
+    let out = m.handle_log_record(7, Ok(Some(&record)));
+    // Segment 0 is deleting: removed. Segment 1 is listed on node 1: kept.
+    assert!(out
+        .iter()
+        .any(|a| *a == Action::DeleteFiles { key: key(0) }));
+    let refused: Vec<_> = sends(&out)
+        .into_iter()
+        .filter(|(c, r, _)| (*c, *r) == (C2, 2))
+        .collect();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(
+        code_of(&refused[0].2).map(|c| c.0),
+        Some(ErrorCode::BadRequest)
+    );
+    assert!(m.replica(key(1)).is_some(), "a listed copy stays");
+    // A failed lookup: asked again later.
+    let _ = m.handle_delete(C1, 3, key(2));
+    let out = sends(&m.handle_log_record(7, Err("store down".into())));
+    assert_eq!(code_of(&out[0].2).map(|c| c.0), Some(ErrorCode::Internal));
+    assert!(m.replica(key(2)).is_some());
+    // Deletes waiting for records are bounded.
+    for i in 0..DELETES_CHECKING_MAX as u64 {
+        let _ = m.handle_delete(
+            C1,
+            10 + i,
+            SegmentKey {
+                log_id: 100 + i,
+                segment: 0,
+            },
+        );
+    }
+    let out = sends(&m.handle_delete(C1, 5, key(2)));
+    assert_eq!(code_of(&out[0].2).map(|c| c.0), Some(ErrorCode::Internal));
+}
