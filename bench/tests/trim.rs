@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use trilog_client::conn::NodeConn;
 use trilog_client::{ClientError, Consumer, Producer, ProducerOptions};
-use trilog_wire::message::{DeleteSegment, ErrorCode};
-use trilog_wire::Message;
 use trilog_testkit::cluster::Cluster;
 use trilog_testkit::node_command::NodeCommand;
 use trilog_testkit::payload::{make_payload, payload_id};
+use trilog_wire::message::{DeleteSegment, ErrorCode};
+use trilog_wire::Message;
 
 const LOG: u64 = 5;
 const PER_SEGMENT: u64 = 200;

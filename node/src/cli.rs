@@ -54,6 +54,10 @@ pub struct Args {
     /// segments (a flipped byte is found within a pass and this pause).
     #[arg(long, default_value_t = crate::scrub::SCRUB_PASS_PAUSE_MS / 1000)]
     pub scrub_pass_pause_secs: u64,
+    /// Seconds between two checks of the copies no record lists here yet;
+    /// a copy found unlisted for good at two checks in a row is removed.
+    #[arg(long, default_value_t = trilog_protocol::shard::ORPHAN_SWEEP_MS / 1000)]
+    pub orphan_sweep_secs: u64,
     /// Register this address instead of --host (behind NAT or a proxy).
     #[arg(long)]
     pub advertise_host: Option<IpAddr>,
@@ -105,6 +109,7 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
         zone: args.zone,
         scrub_bytes_per_sec: args.scrub_bytes_per_sec,
         scrub_pass_pause_ms: args.scrub_pass_pause_secs.saturating_mul(1000),
+        orphan_sweep_ms: args.orphan_sweep_secs.saturating_mul(1000),
         advertise_host: args.advertise_host,
         advertise_port: args.advertise_port,
         replace: args.replace,

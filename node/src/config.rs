@@ -21,6 +21,8 @@ pub enum ConfigError {
     RepairRate,
     #[error("--repair-grace-secs: {got_ms} ms is shorter than {min_ms} ms: a node restart would cost a full copy of its data")]
     RepairGrace { got_ms: u64, min_ms: u64 },
+    #[error("--orphan-sweep-secs must not be 0")]
+    OrphanSweep,
     #[error("--scrub-bytes-per-sec must not be 0")]
     ScrubRate,
     #[error("--lease-ms must be between 300 and 600000, got {0}")]
@@ -61,6 +63,8 @@ pub struct NodeConfig {
     pub scrub_bytes_per_sec: u64,
     /// The scrub's pause between two passes over a shard's segments.
     pub scrub_pass_pause_ms: u64,
+    /// The period of the orphan sweep (`trilog_protocol::shard`'s orphans).
+    pub orphan_sweep_ms: u64,
     /// Register this address instead of `host` (behind NAT or a proxy).
     pub advertise_host: Option<IpAddr>,
     /// Register shard i at `advertise_port + i` instead of its own port.
@@ -96,6 +100,7 @@ impl NodeConfig {
             zone: String::new(),
             scrub_bytes_per_sec: crate::scrub::SCRUB_BYTES_PER_SEC_DEFAULT,
             scrub_pass_pause_ms: crate::scrub::SCRUB_PASS_PAUSE_MS,
+            orphan_sweep_ms: trilog_protocol::shard::ORPHAN_SWEEP_MS,
             advertise_host: None,
             advertise_port: None,
             replace: false,
@@ -111,6 +116,9 @@ impl NodeConfig {
         }
         if self.scrub_bytes_per_sec == 0 {
             return Err(ConfigError::ScrubRate);
+        }
+        if self.orphan_sweep_ms == 0 {
+            return Err(ConfigError::OrphanSweep);
         }
         if self.repair_bytes_per_sec == 0 {
             return Err(ConfigError::RepairRate);

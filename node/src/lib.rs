@@ -31,10 +31,10 @@
 pub mod cli;
 pub mod config;
 pub mod framing;
-pub mod heal;
 pub mod identity;
 pub mod limits;
 pub mod repair;
+pub mod repair_board;
 pub mod runtime;
 pub mod scrub;
 pub mod server;

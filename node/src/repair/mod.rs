@@ -28,7 +28,7 @@ use trilog_protocol::repair::{
 use trilog_protocol::NodeId;
 use trilog_wire::meta::NodeStatus;
 
-use crate::heal::HealList;
+use crate::repair_board::RepairBoard;
 use copy::{Env, Outcome};
 use pace::Pacer;
 
@@ -47,7 +47,7 @@ pub struct RepairConfig {
     pub refill: bool,
     /// This node's copies that miss entries below their seal, as its
     /// shards report them: healed at every pass.
-    pub heal: Arc<HealList>,
+    pub board: Arc<RepairBoard>,
 }
 
 /// Starts the repair thread; it runs for the life of the process.
@@ -228,7 +228,7 @@ async fn heal(
     pacer: &mut Pacer,
     epoch: Instant,
 ) -> Result<(), trilog_meta::MetaError> {
-    let keys = config.heal.all();
+    let keys = config.board.all();
     if keys.is_empty() {
         return Ok(());
     }
@@ -279,7 +279,17 @@ async fn run_task(
     };
     // A refill's or a heal's "lost node" is this one: never cancelled.
     let back = async || pass == Pass::Repair && lost_node_back(store, lost_node).await;
-    match copy::run(job, &mut env, back).await {
+    // A new copy is unlisted until its job publishes it: the shards must
+    // not sweep it meanwhile.
+    let key = trilog_protocol::shard::SegmentKey { log_id, segment };
+    if pass == Pass::Repair {
+        config.board.repair_started(key);
+    }
+    let outcome = copy::run(job, &mut env, back).await;
+    if pass == Pass::Repair {
+        config.board.repair_ended(key);
+    }
+    match outcome {
         Ok(Outcome::Published {
             entries,
             bytes,

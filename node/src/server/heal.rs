@@ -2,7 +2,7 @@
 //! every [`HEAL_CHECK_MS`] it drops the damaged entries of its sealed
 //! replicas, from the machine and the index together, then reports the
 //! replicas that miss entries below their seal to the node's
-//! [`HealList`], where the repair thread finds them and sends the heal
+//! [`RepairBoard`], where the repair thread finds them and sends the heal
 //! appends.
 
 use std::rc::Rc;
@@ -23,9 +23,10 @@ pub async fn run_heal<R: ShardRuntime>(shard: Rc<Shard<R>>) {
         for (key, from) in damaged {
             rewind(&shard, key, from).await;
         }
-        let list = shard.heal.borrow().clone();
-        if let Some(list) = list {
-            list.report(shard.shard, shard.machine.borrow().healing());
+        let board = shard.board.borrow().clone();
+        if let Some(board) = board {
+            board.report(shard.shard, shard.machine.borrow().healing());
+            shard.machine.borrow_mut().set_repairing(board.repairing());
         }
     }
 }

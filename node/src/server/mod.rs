@@ -37,9 +37,9 @@ use socket2::{Domain, Socket, Type};
 use trilog_wire::meta::NodeInfo;
 
 use crate::config::NodeConfig;
-use crate::heal::HealList;
 use crate::identity::{self, IdentityError};
 use crate::limits::{SHARD_CONNECTIONS_MAX, START_META_WAIT_MS};
+use crate::repair_board::RepairBoard;
 use crate::runtime::{GlommioRuntime, ShardRuntime};
 use crate::space::{NodeSpace, SpaceMonitor};
 use std::sync::Arc;
@@ -151,8 +151,8 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         source,
     })?;
     let (listeners, shard_ports) = bind_shards(&config)?;
-    let heal = Arc::new(HealList::new());
-    let executors = spawn_shards(&config, listeners, &shard_ports, &space.space, &heal)?;
+    let board = Arc::new(RepairBoard::new());
+    let executors = spawn_shards(&config, listeners, &shard_ports, &space.space, &board)?;
     let registration = match config.meta.clone() {
         Some(meta) => Some(register(
             &config,
@@ -172,7 +172,7 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
             grace_ms: config.repair_grace_ms,
             bytes_per_sec: config.repair_bytes_per_sec,
             refill: config.replace,
-            heal,
+            board,
         });
     }
     log::info!(
@@ -221,7 +221,7 @@ fn spawn_shards(
     listeners: Vec<StdListener>,
     shard_ports: &[u16],
     space: &Arc<NodeSpace>,
-    heal: &Arc<HealList>,
+    board: &Arc<RepairBoard>,
 ) -> Result<Vec<glommio::ExecutorJoinHandle<()>>, StartError> {
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), StorageError>)>();
     let mut executors = Vec::new();
@@ -240,8 +240,9 @@ fn spawn_shards(
         let lookups = config.meta.clone().map(trilog_meta::spawn_record_lookups);
         let scrub_rate = config.scrub_bytes_per_sec;
         let scrub_pause = config.scrub_pass_pause_ms;
+        let orphan_sweep = config.orphan_sweep_ms;
         let shard_space = space.clone();
-        let shard_heal = heal.clone();
+        let shard_board = board.clone();
         let ready = ready_tx.clone();
         let fd = listener.into_raw_fd();
         let handle = LocalExecutorBuilder::new(placement)
@@ -257,8 +258,9 @@ fn spawn_shards(
                     dir,
                     scrub_bytes_per_sec: scrub_rate,
                     scrub_pass_pause_ms: scrub_pause,
+                    orphan_sweep_ms: orphan_sweep,
                     space: shard_space,
-                    heal: shard_heal,
+                    board: shard_board,
                 };
                 run_shard(place, listener, ready, records).await;
             })
@@ -366,8 +368,9 @@ struct ShardPlace {
     dir: PathBuf,
     scrub_bytes_per_sec: u64,
     scrub_pass_pause_ms: u64,
+    orphan_sweep_ms: u64,
     space: Arc<NodeSpace>,
-    heal: Arc<HealList>,
+    board: Arc<RepairBoard>,
 }
 
 async fn run_shard(
@@ -383,16 +386,21 @@ async fn run_shard(
         dir,
         scrub_bytes_per_sec,
         scrub_pass_pause_ms,
+        orphan_sweep_ms,
         space,
-        heal,
+        board,
     } = place;
     let rt = GlommioRuntime::new();
     let shard = match start_shard(rt, node_id, index as u32, ports, dir, records).await {
         Ok(shard) => {
             shard.scrub_bytes_per_sec.set(scrub_bytes_per_sec);
             shard.scrub_pass_pause_ms.set(scrub_pass_pause_ms);
+            shard
+                .machine
+                .borrow_mut()
+                .set_orphan_sweep_ms(orphan_sweep_ms);
             *shard.space.borrow_mut() = Some(space);
-            *shard.heal.borrow_mut() = Some(heal);
+            *shard.board.borrow_mut() = Some(board);
             shard.sync_space();
             let _ = ready.send((index, Ok(())));
             shard

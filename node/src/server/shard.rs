@@ -14,7 +14,7 @@ use event_listener::Event;
 use trilog_protocol::replica::Durable;
 use trilog_protocol::shard::{ConnId, SegmentKey, ShardMachine};
 
-use crate::heal::HealList;
+use crate::repair_board::RepairBoard;
 use crate::runtime::ShardRuntime;
 use crate::server::conns::Conn;
 use crate::server::outbox::Outbox;
@@ -58,9 +58,9 @@ pub struct Shard<R: ShardRuntime> {
     /// The node's disk space and read-only mode (`crate::space`), set
     /// before the shard serves; none (the simulator): never read-only.
     pub space: RefCell<Option<Arc<NodeSpace>>>,
-    /// Where the shard reports its copies to heal (`crate::heal`), set
+    /// Where the shard reports its copies to heal (`crate::repair_board`), set
     /// before the shard serves; none (the simulator): healed by no one.
-    pub heal: RefCell<Option<Arc<HealList>>>,
+    pub board: RefCell<Option<Arc<RepairBoard>>>,
 }
 
 impl<R: ShardRuntime> Shard<R> {
@@ -91,7 +91,7 @@ impl<R: ShardRuntime> Shard<R> {
             scrub_bytes_per_sec: Cell::new(crate::scrub::SCRUB_BYTES_PER_SEC_DEFAULT),
             scrub_pass_pause_ms: Cell::new(crate::scrub::SCRUB_PASS_PAUSE_MS),
             space: RefCell::new(None),
-            heal: RefCell::new(None),
+            board: RefCell::new(None),
         })
     }
 

@@ -48,26 +48,22 @@ impl ShardMachine {
             out.send(conn, request_id, delete_ack(key));
             return out;
         }
-        let Some(learning) = &self.learning else {
+        if self.learning.is_none() {
             // No record to ask (a shard without a store): deleted on the
             // sender's word.
             return self.delete_now(conn, request_id, key);
-        };
+        }
         let checking: usize = self.deletes_checking.values().map(Vec::len).sum();
         if checking >= DELETES_CHECKING_MAX {
             let why = "too many deletes being checked; delete it again later";
             out.send(conn, request_id, internal(key, why));
             return out;
         }
-        let asked = learning.asking(key.log_id) || self.delete_lookups.contains(&key.log_id);
         self.deletes_checking
             .entry(key.log_id)
             .or_default()
             .push((conn, request_id, key));
-        if !asked {
-            self.delete_lookups.insert(key.log_id);
-            out.push(Action::LookupLog { log_id: key.log_id });
-        }
+        self.ask_record(key.log_id, &mut out);
         out
     }
 

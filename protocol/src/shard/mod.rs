@@ -87,6 +87,7 @@ mod control;
 mod delete;
 mod heal;
 mod learn;
+mod orphans;
 mod reads;
 mod segment;
 #[cfg(test)]
@@ -116,6 +117,8 @@ use crate::NodeId;
 use action::{deleted, full, internal, not_found, refused, wrong_shard};
 use control::{ControlOp, ControlRequest};
 use learn::SealLearning;
+use orphans::Orphans;
+pub use orphans::{ORPHAN_LOOKUPS_PER_SWEEP, ORPHAN_SWEEP_MS, UNCONFIRMED_SEGMENTS_MAX};
 use reads::{ParkedRead, ParkedReads};
 use segment::Segment;
 
@@ -155,9 +158,12 @@ pub struct ShardMachine {
     deleting_unknown: BTreeSet<SegmentKey>,
     /// Deletes waiting for their log's record, per log (`delete.rs`).
     deletes_checking: BTreeMap<u64, Vec<(ConnId, u64, SegmentKey)>>,
-    /// Logs whose record the deletes asked for (the seal learning asks
-    /// for its own; one lookup per log at a time serves both).
-    delete_lookups: BTreeSet<u64>,
+    /// Logs whose record the deletes or the orphan checks asked for (the
+    /// seal learning asks for its own; one lookup per log at a time serves
+    /// all).
+    record_lookups: BTreeSet<u64>,
+    /// Copies not yet listed in their record (`orphans.rs`).
+    orphans: Orphans,
     /// The node's disk is full (`crate::space`): no new data.
     read_only: bool,
 }
@@ -181,7 +187,8 @@ impl ShardMachine {
             deleted_unknown: std::collections::VecDeque::new(),
             deleting_unknown: BTreeSet::new(),
             deletes_checking: BTreeMap::new(),
-            delete_lookups: BTreeSet::new(),
+            record_lookups: BTreeSet::new(),
+            orphans: Orphans::default(),
             read_only: false,
         }
     }
@@ -203,6 +210,16 @@ impl ShardMachine {
     pub fn learn_seals_from_record(&mut self, now_ms: u64, me: NodeId) {
         assert!(self.learning.is_none(), "seal learning started twice");
         self.learning = Some(SealLearning::new(now_ms, me));
+        // What recovery found is unconfirmed until a sweep asks.
+        self.orphans.next_sweep_ms = now_ms.saturating_add(self.orphans.sweep_ms());
+        let mut none = Actions::new();
+        for key in self.segments.keys().copied().collect::<Vec<_>>() {
+            self.unconfirmed(key, false, &mut none);
+        }
+        assert!(
+            none.is_empty(),
+            "recovered copies are asked about at a sweep"
+        );
     }
 
     fn touch(&mut self, key: SegmentKey) {
@@ -226,10 +243,13 @@ impl ShardMachine {
             panic!("a record for log {log_id} without seal learning");
         };
         let by_learning = learning.answered(log_id);
-        let by_deletes = self.delete_lookups.remove(&log_id);
+        let by_deletes = self.record_lookups.remove(&log_id);
         assert!(by_learning || by_deletes, "log {log_id} was not asked for");
         let me = learning.me;
         out.extend(self.decide_deletes(log_id, &record));
+        if let Ok(r) = &record {
+            out.extend(self.judge_copies(log_id, *r, me));
+        }
         let Ok(Some(record)) = record else {
             return out;
         };
@@ -338,7 +358,9 @@ impl ShardMachine {
             return Stage::Park;
         }
         if req.first_offset == 0 {
-            self.create(key, req.first_seq, req.epoch, waiting, out);
+            if !self.create(key, req.first_seq, req.epoch, waiting, out) {
+                return Stage::Nothing;
+            }
             return Stage::Park;
         }
         out.send(conn, request_id, refused(key, Refusal::Gap { len: 0 }));
@@ -452,7 +474,7 @@ impl ShardMachine {
         } else if let Some(epoch) = create_at_epoch {
             // Not the log's first seq: a segment created by a control
             // request never holds entries of its own before an append.
-            self.create(key, 0, epoch, Waiting::Control(request), &mut out);
+            let _created = self.create(key, 0, epoch, Waiting::Control(request), &mut out);
         } else {
             out.send(conn, request_id, not_found(key));
         }
@@ -466,8 +488,19 @@ impl ShardMachine {
         epoch: u64,
         first: Waiting,
         out: &mut Actions,
-    ) {
+    ) -> bool {
         assert!(!self.segments.contains_key(&key), "{key:?} exists");
+        if !self.may_create() {
+            let why = "too many segments the metadata does not list here yet";
+            let reply_to = match first {
+                Waiting::Append { conn, request_id } => Some((conn, request_id)),
+                Waiting::Control(request) => request.reply_to,
+            };
+            if let Some((conn, request_id)) = reply_to {
+                out.send(conn, request_id, internal(key, why));
+            }
+            return false;
+        }
         let old = self.creating.insert(key, vec![first]);
         assert!(old.is_none(), "{key:?} created twice at once");
         out.push(Action::Create {
@@ -475,6 +508,7 @@ impl ShardMachine {
             first_seq,
             epoch,
         });
+        true
     }
 
     /// The segment asked for by [`Action::Create`] was created (`Ok`) or
@@ -498,6 +532,7 @@ impl ShardMachine {
                 let old = self.segments.insert(key, segment);
                 assert!(old.is_none(), "{key:?} created over a segment");
                 self.wake_reads(key, &mut out);
+                self.unconfirmed(key, true, &mut out);
             }
             Err(why) => {
                 let why = format!("create: {why}");
@@ -607,7 +642,11 @@ impl ShardMachine {
     /// When [`Self::handle_timeout`] must be called next: the earliest
     /// deadline of a parked read, or the next seal-learning sweep.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let sweep = self.learning.as_ref().map(|l| l.next_sweep_ms());
+        let orphans = self.orphans.next_sweep_ms;
+        let sweep = self
+            .learning
+            .as_ref()
+            .map(|l| l.next_sweep_ms().min(orphans));
         match (self.reads.earliest_deadline(), sweep) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -625,17 +664,18 @@ impl ShardMachine {
         if let Some(learning) = &mut self.learning {
             // A log whose record the deletes asked for is asked once: its
             // answer serves the learning too.
-            let delete_lookups = &self.delete_lookups;
+            let record_lookups = &self.record_lookups;
             let unsealed = self
                 .segments
                 .iter()
                 .filter(|(_, s)| s.replica.sealed_len().is_none() && s.failure.is_none())
                 .map(|(k, _)| *k)
-                .filter(|k| !delete_lookups.contains(&k.log_id));
+                .filter(|k| !record_lookups.contains(&k.log_id));
             for log_id in learning.sweep(now_ms, unsealed) {
                 out.push(Action::LookupLog { log_id });
             }
         }
+        self.orphan_sweep(now_ms, &mut out);
         out
     }
 

@@ -1260,3 +1260,90 @@ fn a_delete_is_checked_against_the_record_when_the_shard_can_look_it_up() {
     let out = sends(&m.handle_delete(C1, 5, key(2)));
     assert_eq!(code_of(&out[0].2).map(|c| c.0), Some(ErrorCode::Internal));
 }
+
+#[test]
+fn unlisted_copies_are_bounded_confirmed_and_swept() {
+    use trilog_wire::meta::SegmentMeta;
+    let mut m = machine();
+    m.learn_seals_from_record(0, 1);
+    // A segment the record will list, and one past the record's last.
+    let seg = |id: u64, replicas: &[u64]| SegmentMeta {
+        id,
+        replicas: replicas.to_vec(),
+        first_seq: 0,
+        epoch: 1,
+        sealed_len: Some(1),
+    };
+    for s in [0, 1, 5] {
+        let step = m.handle_append(C1, s, append_req(s, 1, 0, 1));
+        assert_eq!(step.stage, Stage::Park);
+        let out = m.handle_created(key(s), Ok(()));
+        let asks: Vec<_> = out
+            .iter()
+            .filter(|a| matches!(a, Action::LookupLog { .. }))
+            .collect();
+        assert!(asks.len() <= 1, "one lookup per log at a time");
+    }
+    // Segment 0 lists node 1; segment 1 went to other nodes; 5 is past
+    // the last one (a takeover may still publish it).
+    let record = LogMeta {
+        log_id: 7,
+        epoch: 1,
+        trim_seq: 0,
+        segments: vec![seg(0, &[1, 2, 3]), seg(1, &[2, 3, 4])],
+        deleting: Vec::new(),
+        deleted: false,
+    };
+    let out = m.handle_log_record(7, Ok(Some(&record)));
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::DeleteFiles { .. })),
+        "not yet: once"
+    );
+    // Node 1's repair writes segment 1 here: never swept while it does.
+    m.set_repairing([key(1)].into_iter().collect());
+    let out = m.handle_timeout(ORPHAN_SWEEP_MS);
+    assert!(out.iter().any(|a| *a == Action::LookupLog { log_id: 7 }));
+    let out = m.handle_log_record(7, Ok(Some(&record)));
+    assert!(!out.iter().any(|a| matches!(a, Action::DeleteFiles { .. })));
+    m.set_repairing(Default::default());
+    for round in 2..5 {
+        let _ = m.handle_timeout(ORPHAN_SWEEP_MS * round);
+        let out = m.handle_log_record(7, Ok(Some(&record)));
+        let swept: Vec<_> = out
+            .iter()
+            .filter(|a| matches!(a, Action::DeleteFiles { .. }))
+            .collect();
+        if round == 4 {
+            assert_eq!(swept, [&Action::DeleteFiles { key: key(1) }]);
+        } else {
+            assert!(swept.is_empty(), "not yet a whole sweep since the repair");
+        }
+    }
+    assert!(m.replica(key(0)).is_some() && m.replica(key(5)).is_some());
+    let _ = m.handle_deleted(key(1), Ok(()));
+
+    // Made-up segments: at most UNCONFIRMED_SEGMENTS_MAX unconfirmed.
+    let mut refused = 0;
+    for i in 0..UNCONFIRMED_SEGMENTS_MAX as u64 + 10 {
+        let k = SegmentKey {
+            log_id: 1000 + i,
+            segment: 0,
+        };
+        let req = AppendRequest {
+            key: k,
+            ..append_req(0, 1, 0, 1)
+        };
+        let step = m.handle_append(C2, i, req);
+        if step.stage == Stage::Park {
+            let _ = m.handle_created(k, Ok(()));
+        } else {
+            assert_eq!(
+                code_of(&sends(&step.actions)[0].2).map(|c| c.0),
+                Some(ErrorCode::Internal)
+            );
+            refused += 1;
+        }
+    }
+    // Segment 5 of log 7 is still unconfirmed, so 255 made-up ones fit.
+    assert_eq!(refused, 11);
+}
