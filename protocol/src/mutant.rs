@@ -68,6 +68,10 @@ pub enum Mutant {
     /// holds every entry under that seal (what the job did before copies
     /// could be short of their seal).
     HealTakesShortCopyAsWhole = 15,
+    /// `shard/orphans.rs` (`sweepable`): a copy of a segment past the
+    /// record's last one is taken for an orphan, though a takeover writes
+    /// the next segment's tail before the CAS that publishes it.
+    SweepPastLast = 16,
 }
 
 impl Mutant {
@@ -88,6 +92,7 @@ impl Mutant {
         Mutant::TrimPastPoint,
         Mutant::RepairPublishedBeforeDurable,
         Mutant::HealTakesShortCopyAsWhole,
+        Mutant::SweepPastLast,
     ];
 }
 

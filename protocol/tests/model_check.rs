@@ -297,6 +297,11 @@ fn scenario_heal() {
 }
 
 #[test]
+fn scenario_sweep() {
+    check_scenario(sweep());
+}
+
+#[test]
 fn scenario_trim() {
     check_scenario(trim());
 }
@@ -329,6 +334,11 @@ fn mutant_repair_published_before_durable() {
 #[test]
 fn mutant_heal_takes_short_copy_as_whole() {
     refute(Mutant::HealTakesShortCopyAsWhole);
+}
+
+#[test]
+fn mutant_sweep_past_last() {
+    refute(Mutant::SweepPastLast);
 }
 
 #[test]

@@ -84,6 +84,7 @@ pub fn simulated_mutants() -> impl Iterator<Item = Mutant> {
             Mutant::RepairPublishedBeforeDurable
                 | Mutant::TrimPastPoint
                 | Mutant::HealTakesShortCopyAsWhole
+                | Mutant::SweepPastLast
         )
     })
 }

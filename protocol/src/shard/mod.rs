@@ -118,7 +118,7 @@ use action::{deleted, full, internal, not_found, refused, wrong_shard};
 use control::{ControlOp, ControlRequest};
 use learn::SealLearning;
 use orphans::Orphans;
-pub use orphans::{ORPHAN_LOOKUPS_PER_SWEEP, ORPHAN_SWEEP_MS, UNCONFIRMED_SEGMENTS_MAX};
+pub use orphans::{sweepable, ORPHAN_LOOKUPS_PER_SWEEP, ORPHAN_SWEEP_MS, UNCONFIRMED_SEGMENTS_MAX};
 use reads::{ParkedRead, ParkedReads};
 use segment::Segment;
 

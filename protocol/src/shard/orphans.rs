@@ -26,6 +26,7 @@ use std::collections::BTreeSet;
 use super::{Action, Actions, SegmentKey, ShardMachine};
 use crate::listing::{listing, Listing, Unlisted};
 use crate::metadata::LogMeta;
+use crate::mutant::{self, Mutant};
 use crate::NodeId;
 
 /// Segments created since the start and not yet listed, per shard.
@@ -47,9 +48,13 @@ pub fn sweepable(record: Option<&LogMeta>, segment: u64, me: NodeId) -> bool {
     match listing(record, segment, me) {
         Listing::Listed => false,
         Listing::Unlisted(Unlisted::NoLog | Unlisted::Deleting | Unlisted::NotAReplica) => true,
-        Listing::Unlisted(Unlisted::NoSegment) => record
-            .and_then(|r| r.segments.last())
-            .is_some_and(|last| segment <= last.id),
+        // MUTANT SweepPastLast: a segment past the last one is swept too.
+        Listing::Unlisted(Unlisted::NoSegment) => {
+            mutant::active(Mutant::SweepPastLast)
+                || record
+                    .and_then(|r| r.segments.last())
+                    .is_some_and(|last| segment <= last.id)
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod repairer;
 pub mod scenarios;
 pub mod steps;
 pub mod store;
+pub mod sweeper;
 pub mod trimmer;
 pub mod writers;
 
@@ -100,6 +101,8 @@ pub struct Config {
     /// Sealed replicas whose disk damages entries per run (found at once,
     /// dropped, and healed by their node: `repairer.rs`).
     pub damages: u8,
+    /// Copies a node may sweep as orphans per run (`sweeper.rs`).
+    pub sweeps: u8,
 }
 
 impl Config {
@@ -140,6 +143,7 @@ pub struct Budget {
     pub node_losses: u8,
     pub trims: u8,
     pub damages: u8,
+    pub sweeps: u8,
 }
 
 /// What the properties judge and the system does not hold.
@@ -191,6 +195,8 @@ pub struct Ghost {
     pub healing: Option<(u64, u64)>,
     /// A heal ended.
     pub healed: bool,
+    /// A node swept a copy as an orphan.
+    pub swept: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -304,6 +310,12 @@ pub enum Act {
         seg: u64,
         from: u64,
     },
+    /// Node `node` unlinks its copy of `seg`, which the record shows
+    /// unlisted for good (the orphan sweep).
+    Sweep {
+        node: u64,
+        seg: u64,
+    },
     /// The damaged copy's node starts healing it (`repair::heal_task`,
     /// a refill job), run by the repair steps.
     HealStart,
@@ -392,6 +404,7 @@ impl Trilog {
                 node_losses: cfg.node_losses,
                 trims: cfg.trims,
                 damages: cfg.damages,
+                sweeps: cfg.sweeps,
             },
             ghost: Ghost::default(),
             lost: None,
@@ -570,6 +583,7 @@ impl Model for Trilog {
         self.consumer_steps(s, out);
         self.repair_steps(s, out);
         self.trimmer_steps(s, out);
+        self.sweeper_steps(s, out);
     }
 
     fn next_state(&self, last: &State, action: Act) -> Option<State> {

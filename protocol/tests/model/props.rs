@@ -165,6 +165,11 @@ pub fn repair_published(_: &Trilog, s: &State) -> bool {
     !s.ghost.repaired.is_empty()
 }
 
+/// A node swept a copy as an orphan.
+pub fn copy_swept(_: &Trilog, s: &State) -> bool {
+    s.ghost.swept
+}
+
 /// A damaged copy was healed by its node.
 pub fn copy_healed(_: &Trilog, s: &State) -> bool {
     s.ghost.healed
@@ -338,6 +343,7 @@ pub const TRIM_DROPPED: &str = "TrimDropped";
 pub const TRIM_RACED_SWITCH: &str = "TrimRacedSwitch";
 pub const CONSUMER_MET_TRIM: &str = "ConsumerMetTrim";
 pub const COPY_HEALED: &str = "CopyHealed";
+pub const COPY_SWEPT: &str = "CopySwept";
 
 /// The discovery called `name`: a state the model must reach.
 pub fn discovery(name: &'static str) -> Property<Trilog> {
@@ -356,6 +362,7 @@ pub fn discovery(name: &'static str) -> Property<Trilog> {
         TRIM_RACED_SWITCH => trim_raced_switch,
         CONSUMER_MET_TRIM => consumer_met_trim,
         COPY_HEALED => copy_healed,
+        COPY_SWEPT => copy_swept,
         _ => panic!("no discovery {name}"),
     };
     Property::sometimes(name, f)

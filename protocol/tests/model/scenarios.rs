@@ -48,6 +48,7 @@ fn base(p1_entries: u8) -> Config {
         repair: false,
         trims: 0,
         damages: 0,
+        sweeps: 0,
     }
 }
 
@@ -335,6 +336,30 @@ pub fn heal() -> Scenario {
     }
 }
 
+/// The orphan sweep racing a takeover whose tail write to one node fails
+/// (that node's copy of the next segment is left out of the record: an
+/// orphan for good) and producer 1's appends: a node may sweep any copy
+/// the record shows unlisted for good, at any step. Nothing committed is
+/// lost; a takeover's tail written before its CAS is never swept.
+pub fn sweep() -> Scenario {
+    let full = full();
+    Scenario {
+        name: "sweep",
+        cfg: Config {
+            tail_write_failures: 1,
+            async_segments: 2,
+            p2_entries: 0,
+            sweeps: if full { 2 } else { 1 },
+            ..racing_p1(1)
+        },
+        discoveries: &[
+            props::TAKEOVER_DONE,
+            props::TAIL_REPLACED,
+            props::COPY_SWEPT,
+        ],
+    }
+}
+
 /// Trims racing producer 1's segment switches: two replica failures
 /// declared at any moment, two trims at any point the record allows
 /// (inside a sealed segment or at its end), each replica of a deleting
@@ -498,6 +523,17 @@ pub fn mutant_case(m: Mutant) -> (Property<Trilog>, Config) {
                 replica_failures: 1,
                 damages: 1,
                 ..base(1)
+            },
+        ),
+        // A sweep that takes a copy past the record's last segment for an
+        // orphan: a takeover's tail, swept before its CAS publishes it.
+        Mutant::SweepPastLast => (
+            invariant(props::COMMIT_DURABILITY),
+            Config {
+                async_segments: 2,
+                p2_entries: 0,
+                sweeps: 1,
+                ..racing_p1(1)
             },
         ),
         // A trim inside segment 0, sealed by a switch with both entries:

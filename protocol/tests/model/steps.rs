@@ -265,6 +265,7 @@ impl Trilog {
                 };
                 s.nodes[node as usize - 1].take(&seal, &mut s.net);
             }
+            Act::Sweep { node, seg } => self.take_sweep(s, node, seg),
             trimmer @ (Act::Trim { .. } | Act::Unlink { .. } | Act::DropDeleted) => {
                 self.take_trimmer_step(s, trimmer)
             }
