@@ -328,6 +328,9 @@ pub struct ChaosReport {
     /// (every record's crc checked) from every one of its replicas, the
     /// harmed one included: healed.
     pub healed: u64,
+    /// Harmed segments still in the log whose harmed copy is not whole
+    /// at the end, and refuses what it lacks as `Damaged` (read around).
+    pub unhealed: u64,
 }
 
 /// The counts of a [`Ledger`].
@@ -954,7 +957,7 @@ impl Injector {
             .await
             .map_err(|(why, _)| ChaosError::Stuck(why))?;
         let repaired = self.wait_repaired().await?;
-        let healed = self.wait_healed().await?;
+        let (healed, unhealed) = self.wait_healed().await?;
         let record = meta.get_log(log_id).await?.record;
         let (segments, epoch) = record.map_or((0, 0), |r| (r.segments.len(), r.epoch));
         Ok(ChaosReport {
@@ -971,12 +974,16 @@ impl Injector {
             trimmed_bytes: self.trimmed_bytes,
             disk_faults: self.disk_faults,
             healed,
+            unhealed,
         })
     }
 
     /// Waits until every harmed segment still in the log reads back whole
-    /// from every one of its replicas; returns how many there are.
-    async fn wait_healed(&self) -> Result<u64, ChaosError> {
+    /// from every one of its replicas. Returns (healed, unhealed): a copy
+    /// still short at the deadline counts as unhealed only if its node
+    /// refuses the range it lacks with `Damaged` (read around, never served
+    /// wrong); serving anything else fails the run.
+    async fn wait_healed(&self) -> Result<(u64, u64), ChaosError> {
         let log_id = self.cfg.log_id;
         let record = self.cluster.meta().get_log(log_id).await?.record;
         let mut left: Vec<(u64, u64, Vec<std::net::SocketAddr>)> = Vec::new();
@@ -1003,18 +1010,41 @@ impl Injector {
             Some(())
         })
         .await;
-        if whole.is_err() {
-            return Err(ChaosError::Stuck(format!(
-                "harmed segments {:?} not whole on every replica after {HEAL_TIMEOUT:?}",
-                left.iter().map(|(s, _, _)| *s).collect::<Vec<_>>()
-            )));
+        if whole.is_ok() {
+            println!(
+                "{} every harmed segment still in the log ({}) reads whole from each replica",
+                self.stamp(),
+                left.len()
+            );
+            return Ok((left.len() as u64, 0));
         }
+        let mut unhealed = Vec::new();
+        for (segment, len, addrs) in left {
+            for addr in addrs {
+                match read_segment_from(*addr, log_id, *segment, *len).await {
+                    Ok(_) => {}
+                    Err(why) if why.contains("code: Damaged") => {
+                        println!(
+                            "{}   segment {segment} on {addr}: not healed, read around: {why}",
+                            self.stamp()
+                        );
+                        unhealed.push(*segment);
+                    }
+                    Err(why) => {
+                        return Err(ChaosError::Stuck(format!(
+                            "harmed segment {segment} on {addr} neither whole nor refused as damaged: {why}"
+                        )))
+                    }
+                }
+            }
+        }
+        let healed = left.len() - unhealed.len();
         println!(
-            "{} every harmed segment still in the log ({}) reads whole from each replica",
+            "{} harmed segments still in the log: {healed} read whole from each replica, {} not healed (read around) after {HEAL_TIMEOUT:?}",
             self.stamp(),
-            left.len()
+            unhealed.len()
         );
-        Ok(left.len() as u64)
+        Ok((healed as u64, unhealed.len() as u64))
     }
 }
 

@@ -95,7 +95,6 @@ const COALESCE_BYTES_MAX: usize = 1 << 20;
 
 struct Inner {
     addr: SocketAddr,
-    out: mpsc::Sender<OutFrame>,
     pending: Mutex<BTreeMap<u64, Route>>,
     next_id: AtomicU64,
     closed: AtomicBool,
@@ -119,10 +118,17 @@ impl Inner {
     }
 }
 
-/// A shared handle on one connection.
+/// A shared handle on one connection. The connection lives as long as a
+/// handle does: when the last one is dropped, the writer sends what is
+/// queued, then shuts the socket's write side, the node closes its end,
+/// and the reader ends (before, the two tasks held each other's state and
+/// every dropped connection stayed open for good, a socket and a node
+/// connection slot each).
 #[derive(Clone)]
 pub struct NodeConn {
     inner: Arc<Inner>,
+    /// The writer's queue; the writer stops once every handle is gone.
+    out: mpsc::Sender<OutFrame>,
     rt: Arc<dyn Runtime>,
 }
 
@@ -172,7 +178,6 @@ impl NodeConn {
         let (out, out_rx) = mpsc::channel::<OutFrame>(OUTBOX_FRAMES_MAX);
         let inner = Arc::new(Inner {
             addr,
-            out,
             pending: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
@@ -182,6 +187,7 @@ impl NodeConn {
         rt.spawn(Box::pin(read_answers(inner.clone(), rd)));
         Ok(NodeConn {
             inner,
+            out,
             rt: rt.clone(),
         })
     }
@@ -225,7 +231,7 @@ impl NodeConn {
 
     fn send_out(&self, id: u64, frame: OutFrame) -> Result<(), ConnError> {
         debug_assert!(frame.len() >= trilog_wire::FRAME_HEADER_BYTES);
-        let why = match self.inner.out.try_send(frame) {
+        let why = match self.out.try_send(frame) {
             Ok(()) => return Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => "outbox full: the peer stopped reading",
             Err(mpsc::error::TrySendError::Closed(_)) => "writer gone",
@@ -369,6 +375,12 @@ async fn write_frames(
             inner.fail_all(format!("write: {e}")).await;
             return;
         }
+    }
+    // Every handle is gone and what they queued is written: end the
+    // connection (the node answers the FIN by closing, so the reader ends
+    // too).
+    if let Err(e) = wr.shutdown().await {
+        log::debug!("{}: shutdown: {e}", inner.addr);
     }
 }
 

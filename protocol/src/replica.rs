@@ -153,6 +153,18 @@ impl Replica {
         from
     }
 
+    /// A heal's flush failed: what was staged past the durable length is
+    /// unknown on disk, so it counts as damage from there (dropped again
+    /// by [`Self::rewind_damage`], then healed again).
+    pub fn abort_heal(&mut self) {
+        assert!(
+            self.durable.sealed_len.is_some(),
+            "a heal of an open replica"
+        );
+        self.staged_len = self.durable_len;
+        self.mark_damaged(self.durable_len);
+    }
+
     /// Whether this is a sealed replica missing entries below its seal
     /// (cut short, or rewound past damage) that takes them again: a
     /// repair's heal appends fill it up to the seal.

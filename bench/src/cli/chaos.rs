@@ -96,7 +96,7 @@ fn print_outcomes(report: &ChaosReport) {
     let l = &report.ledger_summary;
     let v = &report.verdict;
     println!(
-        "outcomes: acked={} unknown={} (of which in the log: {}) refused={} (never taken); log entries={} segments={} epoch={} takeovers_failed={} consumer_reopened={} phantom={} seq_reused={} disk_faults={} healed={} in {:.1}s",
+        "outcomes: acked={} unknown={} (of which in the log: {}) refused={} (never taken); log entries={} segments={} epoch={} takeovers_failed={} consumer_reopened={} phantom={} seq_reused={} disk_faults={} healed={} unhealed={} in {:.1}s",
         l.acked,
         l.maybe,
         report.log_len.saturating_sub(l.acked),
@@ -110,6 +110,7 @@ fn print_outcomes(report: &ChaosReport) {
         l.seq_reused,
         report.disk_faults,
         report.healed,
+        report.unhealed,
         report.elapsed.as_secs_f64()
     );
 }

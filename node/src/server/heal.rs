@@ -42,7 +42,7 @@ async fn rewind<R: ShardRuntime>(shard: &Rc<Shard<R>>, key: SegmentKey, from: u6
     if !still {
         return;
     }
-    let plan = shard.file(key).borrow().rewind_plan(from);
+    let plan = shard.file(key).borrow_mut().rewind_plan(from);
     let rewind = match plan.run().await {
         Ok(rewind) => rewind,
         Err(e) => {

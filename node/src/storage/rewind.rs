@@ -50,8 +50,10 @@ impl<D: Disk> RewindPlan<D> {
 
 impl<D: Disk> SegmentFile<D> {
     /// The read a rewind to entry `to` needs. Requires a sealed segment
-    /// with nothing staged or in flight, and `to` below its durable length.
-    pub fn rewind_plan(&self, to: u64) -> RewindPlan<D> {
+    /// with nothing staged or in flight (after a failed flush, what was
+    /// staged is forgotten first), and `to` below its durable length.
+    pub fn rewind_plan(&mut self, to: u64) -> RewindPlan<D> {
+        self.absorb_failure();
         self.assert_rewindable(to);
         RewindPlan {
             file: self.data.clone(),
@@ -62,12 +64,17 @@ impl<D: Disk> SegmentFile<D> {
         }
     }
 
-    /// Forgets entries `rewind.to` on (a sealed segment's damaged ones):
-    /// the next entry staged is `rewind.to` again, written where it was.
-    /// The seal stays: entries staged below it are a heal (see
-    /// [`SegmentFile::stage`]).
+    /// Forgets entries `rewind.to` on (a sealed segment's damaged ones, or
+    /// what a failed heal flush left): the next entry staged is
+    /// `rewind.to` again, written where it was. The seal stays: entries
+    /// staged below it are a heal (see [`SegmentFile::stage`]). A failed
+    /// flush's mark is cleared: the durable entries are what they were
+    /// (a failed flush never moves the durable length), the block before
+    /// the rewound end was read back from the disk, and nothing is in
+    /// flight.
     pub fn rewind(&mut self, rewind: Rewind) {
         self.absorb_failure();
+        *self.failed.borrow_mut() = None;
         let key = self.key();
         self.assert_rewindable(rewind.to);
         assert_eq!(

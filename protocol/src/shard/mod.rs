@@ -569,7 +569,17 @@ impl ShardMachine {
         if self.is_deleted(key) {
             return out;
         }
-        self.segment_mut(key).fail(key, why, &mut out);
+        let segment = self.segment_mut(key);
+        if segment.replica.sealed_len().is_some() && segment.failure.is_none() {
+            // A heal's flush (a sealed segment takes no other): what the
+            // flush wrote past the durable length is unknown, and is
+            // dropped as damage; the heal starts again from there at the
+            // repair thread's next pass, rather than the copy staying
+            // short until a restart.
+            segment.abort_heal(key, &why, &mut out);
+        } else {
+            segment.fail(key, why, &mut out);
+        }
         self.wake_reads(key, &mut out);
         out
     }

@@ -119,6 +119,16 @@ impl Segment {
         self.control.fail_all(key, &why, out);
     }
 
+    /// A heal's flush failed: the acks it owed are answered with `why`,
+    /// and the entries staged past the durable length are dropped as
+    /// damage (see `ShardMachine::handle_flush_failed`).
+    pub fn abort_heal(&mut self, key: SegmentKey, why: &str, out: &mut Actions) {
+        for a in self.acks.drain(..) {
+            out.send(a.conn, a.request_id, internal(key, why));
+        }
+        self.replica.abort_heal();
+    }
+
     pub fn forget_conn(&mut self, conn: ConnId) {
         self.acks.retain(|a| a.conn != conn);
         self.control.forget_conn(conn);

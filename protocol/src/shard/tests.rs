@@ -814,6 +814,26 @@ fn a_damaged_sealed_replica_is_rewound_then_healed_by_appends_up_to_its_seal() {
         code_of(&sends(&step.actions)[0].2),
         Some((ErrorCode::Sealed, 10))
     );
+
+    // A heal whose flush fails (the disk filled meanwhile) is not a failed
+    // segment: what it staged is dropped as damage and healed again.
+    let _ = m.mark_damaged(key(0), 8);
+    assert!(m.rewind_damage(key(0), 8).is_some());
+    let step = m.handle_append(C2, 6, append_req(0, 1, 8, 2));
+    assert_eq!(step.stage, Stage::Entries { skip: 0, end: 10 });
+    let out = sends(&m.handle_flush_failed(key(0), "no space".into()));
+    assert_eq!(code_of(&out[0].2).map(|c| c.0), Some(ErrorCode::Internal));
+    assert_eq!(m.failure(key(0)), None);
+    assert_eq!(m.damaged_sealed(), [(key(0), 8)]);
+    assert!(m.rewind_damage(key(0), 8).is_some());
+    assert_eq!(m.healing(), [key(0)]);
+    let step = m.handle_append(C2, 7, append_req(0, 1, 8, 2));
+    assert_eq!(step.stage, Stage::Entries { skip: 0, end: 10 });
+    let step = m.handle_append(C2, 8, append_req(0, 1, 10, 1));
+    assert_eq!(
+        code_of(&sends(&step.actions)[0].2),
+        Some((ErrorCode::Sealed, 10))
+    );
 }
 
 #[test]
