@@ -27,7 +27,7 @@ use trilog_testkit::reader::{read_segment_ids_from, sealed_log_len, Reader};
 use trilog_testkit::verify::{verify, Verdict};
 use trilog_testkit::wait::wait_for;
 use trilog_testkit::writers::{close_producer, Writers};
-use trilog_wire::meta::{LogMeta, NodeInfo, NodeStatus};
+use trilog_wire::meta::{LogMeta, NodeInfo, NodeMode, NodeModeEntry, NodeStatus};
 
 /// One test at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -241,8 +241,16 @@ impl MetaStore for Forgetful {
         self.inner.list_logs()
     }
 
-    fn register_node(&self, node: NodeInfo, lease: Duration) -> MetaFuture<'_, ()> {
+    fn register_node(&self, node: NodeInfo, lease: Duration) -> MetaFuture<'_, NodeMode> {
         self.inner.register_node(node, lease)
+    }
+
+    fn set_node_mode(&self, node_id: u64, mode: NodeMode) -> MetaFuture<'_, Vec<NodeModeEntry>> {
+        self.inner.set_node_mode(node_id, mode)
+    }
+
+    fn node_modes(&self) -> MetaFuture<'_, Vec<NodeModeEntry>> {
+        self.inner.node_modes()
     }
 
     fn list_nodes(&self, include_dead: bool) -> MetaFuture<'_, Vec<NodeStatus>> {

@@ -28,16 +28,7 @@ pub struct UnderReplicated {
 /// alive now.
 pub async fn under_replicated(meta: &dyn MetaStore) -> Result<Vec<UnderReplicated>, ClientError> {
     let nodes = meta.list_nodes(true).await?;
-    let views: Vec<NodeView> = nodes
-        .iter()
-        .map(|n| NodeView {
-            id: n.info.node_id,
-            zone: n.info.zone.clone(),
-            alive: n.alive,
-            // A full node turns read-only and says so: no copy goes there.
-            writable: n.alive && !n.info.full,
-        })
-        .collect();
+    let views: Vec<NodeView> = nodes.iter().map(NodeView::of).collect();
     // A grace of 0: "dead now" is what the status shows; the nodes wait
     // for their grace period before they copy.
     let mut lost = LostNodes::new(0);

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! {"nodes": [{"id", "addr", "zone", "alive", "full", "bytes_used",
-//!             "bytes_free", "host", "shard_ports", "lease_remaining_ms"}],
+//!             "bytes_free", "host", "shard_ports", "lease_remaining_ms",
+//!             "mode": "active" | "leaving" | "removed"}],
 //!  "logs":  [{"id", "epoch", "version", "trim_seq", "deleted",
 //!             "segments": [SEG], "deleting": [SEG]}]}
 //! SEG = {"id", "first_seq", "epoch", "state": "open" | "sealed",
@@ -56,6 +57,7 @@ pub fn node_json(n: &NodeStatus) -> Value {
         "host": n.info.host,
         "shard_ports": n.info.shard_ports,
         "lease_remaining_ms": n.lease_remaining_ms,
+        "mode": n.mode.name(),
     })
 }
 
@@ -112,6 +114,7 @@ mod tests {
             },
             alive: true,
             lease_remaining_ms: 5,
+            mode: trilog_wire::meta::NodeMode::Leaving,
         };
         let n = node_json(&node);
         assert_eq!(n["id"], 4);
@@ -119,6 +122,7 @@ mod tests {
         assert_eq!(n["zone"], "a");
         assert_eq!(n["alive"], true);
         assert_eq!(n["full"], true);
+        assert_eq!(n["mode"], "leaving");
         assert_eq!(
             (n["bytes_used"].clone(), n["bytes_free"].clone()),
             (json!(10), json!(20))

@@ -13,8 +13,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use trilog_wire::limits::READ_WAIT_MS_MAX;
 use trilog_wire::meta::{
-    LogMeta, MetaCasLog, MetaGetCluster, MetaGetLog, MetaListLogs, MetaListNodes, MetaRegister,
-    NodeInfo, NodeStatus,
+    LogMeta, MetaCasLog, MetaGetCluster, MetaGetLog, MetaGetNodeModes, MetaListLogs, MetaListNodes,
+    MetaRegister, MetaSetNodeMode, NodeInfo, NodeMode, NodeModeEntry, NodeStatus,
 };
 use trilog_wire::{Kind, Message, WireError};
 
@@ -237,19 +237,43 @@ impl MetaStore for EmbeddedMeta {
         })
     }
 
-    fn register_node(&self, node: NodeInfo, lease: Duration) -> MetaFuture<'_, ()> {
+    fn register_node(&self, node: NodeInfo, lease: Duration) -> MetaFuture<'_, NodeMode> {
         Box::pin(async move {
+            let node_id = node.node_id;
             let lease_ms = match u32::try_from(lease.as_millis()) {
                 Ok(ms) if ms > 0 => ms,
                 _ => return Err(MetaError::InvalidArgument(format!("lease of {lease:?}"))),
             };
             let request = Message::MetaRegister(MetaRegister { node, lease_ms });
             match self.call("register_node", request, Duration::ZERO).await? {
-                Message::MetaRegistered(_) => Ok(()),
+                Message::MetaRegistered(r) if r.mode == NodeMode::Removed => {
+                    Err(MetaError::NodeRemoved { node_id })
+                }
+                Message::MetaRegistered(r) => Ok(r.mode),
                 Message::MetaRegisterRefused(r) => Err(MetaError::NodeIdTaken(
                     NodeIdTaken::held_by(&r.holder, r.lease_remaining_ms),
                 )),
                 other => Err(self.unexpected(other, Kind::MetaRegistered)),
+            }
+        })
+    }
+
+    fn set_node_mode(&self, node_id: u64, mode: NodeMode) -> MetaFuture<'_, Vec<NodeModeEntry>> {
+        Box::pin(async move {
+            let request = Message::MetaSetNodeMode(MetaSetNodeMode { node_id, mode });
+            match self.call("set_node_mode", request, Duration::ZERO).await? {
+                Message::MetaNodeModes(m) => Ok(m.modes),
+                other => Err(self.unexpected(other, Kind::MetaNodeModes)),
+            }
+        })
+    }
+
+    fn node_modes(&self) -> MetaFuture<'_, Vec<NodeModeEntry>> {
+        Box::pin(async move {
+            let request = Message::MetaGetNodeModes(MetaGetNodeModes { reserved: 0 });
+            match self.call("node_modes", request, Duration::ZERO).await? {
+                Message::MetaNodeModes(m) => Ok(m.modes),
+                other => Err(self.unexpected(other, Kind::MetaNodeModes)),
             }
         })
     }

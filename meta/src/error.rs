@@ -86,6 +86,9 @@ pub enum MetaError {
     /// incarnation (see [`NodeIdTaken`]).
     #[error(transparent)]
     NodeIdTaken(#[from] NodeIdTaken),
+    /// A registration refused: the id was decommissioned for good.
+    #[error("node id {node_id} was decommissioned (removed); it cannot register again: give the machine a new node id")]
+    NodeRemoved { node_id: u64 },
     /// An `etcd://` address given to a build without the `etcd` feature.
     #[error("{addr}: this build has no etcd support (cargo feature `etcd`)")]
     EtcdNotBuilt { addr: String },

@@ -20,6 +20,8 @@
 //!   `list_nodes(true)` still reports a node whose lease ran out (dead, 0 ms
 //!   left). The embedded store forgets dead nodes when it needs room or
 //!   restarts; here they stay until the node registers again.
+//! - `nodes/leaving/<node_id>`, `nodes/removed/<node_id>`: the node modes
+//!   (see [`modes`]).
 //!
 //! A CAS is one transaction comparing the key's `mod_revision` (or its
 //! `create_revision` with 0 for "absent"), putting on success and reading
@@ -35,6 +37,7 @@
 //! its outcome unknown.
 
 mod claim;
+mod modes;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -47,7 +50,9 @@ use etcd_client::{
 use log::warn;
 use tokio::time::Instant;
 use trilog_protocol::meta_record::validate_record;
-use trilog_wire::meta::{LogMeta, MetaLog, MetaRegister, NodeInfo, NodeStatus};
+use trilog_wire::meta::{
+    LogMeta, MetaLog, MetaRegister, NodeInfo, NodeMode, NodeModeEntry, NodeStatus,
+};
 use trilog_wire::Message;
 
 use crate::error::MetaError;
@@ -134,6 +139,10 @@ impl EtcdMeta {
 
     fn info_prefix(&self) -> String {
         format!("{}nodes/info/", self.prefix)
+    }
+
+    fn alive_key(&self, node_id: u64) -> String {
+        format!("{}{node_id:020}", self.alive_prefix())
     }
 
     /// One etcd call within the call timeout plus `wait`, its error given
@@ -442,13 +451,13 @@ impl MetaStore for EtcdMeta {
     /// owner key (see [`claim`]), then revokes the lease of the previous
     /// registration, if any, so that renewals do not pile up leases in
     /// etcd. A refused registration revokes the lease it granted.
-    fn register_node(&self, node: NodeInfo, lease: Duration) -> MetaFuture<'_, ()> {
+    fn register_node(&self, node: NodeInfo, lease: Duration) -> MetaFuture<'_, NodeMode> {
         Box::pin(async move {
             let lease_ms = match u32::try_from(lease.as_millis()) {
                 Ok(ms) if ms > 0 => ms,
                 _ => return Err(MetaError::InvalidArgument(format!("lease of {lease:?}"))),
             };
-            let alive_key = format!("{}{:020}", self.alive_prefix(), node.node_id);
+            let alive_key = self.alive_key(node.node_id);
             let mut leases = self.client.lease_client();
             let granted = self
                 .call(
@@ -464,8 +473,10 @@ impl MetaStore for EtcdMeta {
             // after a refusal the new one holds nothing. After another
             // error the transaction may have applied: nothing is revoked.
             let unused = match &claimed {
-                Ok(previous) => Some(*previous).filter(|&l| l != 0 && l != granted.id()),
-                Err(MetaError::NodeIdTaken(_)) => Some(granted.id()),
+                Ok((previous, _)) => Some(*previous).filter(|&l| l != 0 && l != granted.id()),
+                Err(MetaError::NodeIdTaken(_) | MetaError::NodeRemoved { .. }) => {
+                    Some(granted.id())
+                }
                 Err(_) => None,
             };
             if let Some(unused) = unused {
@@ -483,8 +494,16 @@ impl MetaStore for EtcdMeta {
                     warn!("{e}");
                 }
             }
-            claimed.map(|_| ())
+            claimed.map(|(_, mode)| mode)
         })
+    }
+
+    fn set_node_mode(&self, node_id: u64, mode: NodeMode) -> MetaFuture<'_, Vec<NodeModeEntry>> {
+        Box::pin(self.write_mode(node_id, mode))
+    }
+
+    fn node_modes(&self) -> MetaFuture<'_, Vec<NodeModeEntry>> {
+        Box::pin(self.read_modes())
     }
 
     fn cluster_id(&self) -> MetaFuture<'_, u64> {
@@ -496,9 +515,12 @@ impl MetaStore for EtcdMeta {
     fn list_nodes(&self, include_dead: bool) -> MetaFuture<'_, Vec<NodeStatus>> {
         Box::pin(async move {
             let (alive_prefix, info_prefix) = (self.alive_prefix(), self.info_prefix());
+            let [leaving, removed] = self.mode_reads();
             let txn = Txn::new().and_then([
                 TxnOp::get(alive_prefix.as_str(), Some(GetOptions::new().with_prefix())),
                 TxnOp::get(info_prefix.as_str(), Some(GetOptions::new().with_prefix())),
+                leaving,
+                removed,
             ]);
             let mut kv = self.client.kv_client();
             let answer = self
@@ -512,12 +534,18 @@ impl MetaStore for EtcdMeta {
                     _ => None,
                 })
                 .collect();
-            let [alive, info] = gets.as_slice() else {
+            let [alive, info, _, _] = gets.as_slice() else {
                 return Err(MetaError::BadValue {
                     key: alive_prefix,
-                    reason: "list_nodes answered without its two reads".into(),
+                    reason: "list_nodes answered without its four reads".into(),
                 });
             };
+            let modes: BTreeMap<u64, NodeMode> = self
+                .modes_of(&answer.op_responses())?
+                .into_iter()
+                .map(|m| (m.node_id, m.mode))
+                .collect();
+            let mode = |id: u64| modes.get(&id).copied().unwrap_or_default();
             let mut nodes = BTreeMap::new();
             for found in info.kvs() {
                 let node_id = id_of(&info_prefix, found.key())?;
@@ -526,6 +554,7 @@ impl MetaStore for EtcdMeta {
                     info,
                     alive: false,
                     lease_remaining_ms: 0,
+                    mode: mode(node_id),
                 };
                 nodes.insert(node_id, status);
             }
@@ -548,6 +577,7 @@ impl MetaStore for EtcdMeta {
                     info,
                     alive: remaining_ms > 0,
                     lease_remaining_ms: remaining_ms,
+                    mode: mode(node_id),
                 };
                 nodes.insert(node_id, status);
             }

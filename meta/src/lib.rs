@@ -84,8 +84,8 @@ pub use lookup::{spawn_record_lookups, RecordLookups};
 pub use persist::{MetaFile, PersistError};
 pub use register::{
     spawn_etcd_registration, spawn_registration, spawn_registration_at,
-    spawn_registration_refreshed, FirstRegistration, InfoRefresh, RegistrationHandle,
+    spawn_registration_refreshed, FirstRegistration, InfoRefresh, ModeReport, RegistrationHandle,
 };
 pub use server::{spawn_meta_server, MetaServerError, MetaServerHandle};
-pub use state::{CasError, MetaState, RecordError, RegisterError};
+pub use state::{CasError, MetaState, ModeError, RecordError, RegisterError};
 pub use store::{CasOutcome, MetaFuture, MetaStore, Versioned};

@@ -7,7 +7,7 @@
 //! ```text
 //! offset size field
 //!  0     8    magic        "TRLGMETA"
-//!  8     4    version      3, u32 little-endian (1 and 2 are read too)
+//!  8     4    version      4, u32 little-endian (1 to 3 are read too)
 //! 12     4    reserved     0
 //! 16     8    payload_len  u64 LE; the file is exactly 32 + payload_len bytes
 //! 24     4    crc32c       over bytes 0..24, then the payload
@@ -15,9 +15,11 @@
 //! 32     ..   payload      rkyv archive of `PersistedState`
 //! ```
 //!
-//! `PersistedState` (version 3) holds the cluster id (0: none yet), the
-//! revision and every log's version and record. Older files are read and
-//! rewritten as version 3 at the next change:
+//! `PersistedState` (version 4) holds the cluster id (0: none yet), the
+//! revision, every log's version and record, and every node id's mode other
+//! than active (leaving, removed). Older files are read and rewritten as
+//! version 4 at the next change:
+//! - version 3 is the same without node modes (every node active);
 //! - version 2 is the same with log records of the layout before trim
 //!   (no `deleting`, no `deleted`; [`LogMetaV2`] keeps that layout, frozen:
 //!   an rkyv archive is only readable with the exact types that wrote it);
@@ -49,7 +51,7 @@ use std::path::{Path, PathBuf};
 use rkyv::rancor::BoxedError;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
-use trilog_wire::meta::{LogMeta, SegmentMeta};
+use trilog_wire::meta::{LogMeta, NodeModeEntry, SegmentMeta};
 
 use crate::state::MetaState;
 
@@ -57,9 +59,11 @@ pub const META_FILE_NAME: &str = "meta.db";
 pub const META_TEMP_FILE_NAME: &str = "meta.db.tmp";
 pub const META_LOCK_FILE_NAME: &str = "meta.lock";
 pub const META_FILE_MAGIC: [u8; 8] = *b"TRLGMETA";
-/// 3: log records gained `deleting` and `deleted` (trim and delete).
-pub const META_FILE_VERSION: u32 = 3;
+/// 4: node modes (decommission). 3: log records gained `deleting` and
+/// `deleted` (trim and delete).
+pub const META_FILE_VERSION: u32 = 4;
 /// The formats before: still read (see the module doc).
+pub const META_FILE_VERSION_V3: u32 = 3;
 pub const META_FILE_VERSION_V2: u32 = 2;
 pub const META_FILE_VERSION_V1: u32 = 1;
 pub const META_FILE_HEADER_BYTES: usize = 32;
@@ -90,10 +94,19 @@ struct PersistedLog {
     record: LogMeta,
 }
 
-/// Format version 2.
+/// Format version 4.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 struct PersistedState {
     /// 0: none created yet.
+    cluster_id: u64,
+    revision: u64,
+    logs: Vec<PersistedLog>,
+    node_modes: Vec<NodeModeEntry>,
+}
+
+/// Format version 3, before node modes. Frozen: never change it.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+struct PersistedStateV3 {
     cluster_id: u64,
     revision: u64,
     logs: Vec<PersistedLog>,
@@ -270,6 +283,7 @@ pub fn encode_state(state: &MetaState) -> Vec<u8> {
                 record: v.record.clone(),
             })
             .collect(),
+        node_modes: state.modes(),
     };
     // Serializing owned values into memory fails only on allocation failure
     // or pointer overflow: programmer errors at these sizes.
@@ -304,6 +318,7 @@ pub fn decode_state(bytes: &[u8]) -> Result<MetaState, String> {
     let version = u32_at(8);
     if ![
         META_FILE_VERSION,
+        META_FILE_VERSION_V3,
         META_FILE_VERSION_V2,
         META_FILE_VERSION_V1,
     ]
@@ -340,6 +355,7 @@ pub fn decode_state(bytes: &[u8]) -> Result<MetaState, String> {
             cluster_id: 0,
             revision: v1.revision,
             logs: v1.logs.into_iter().map(PersistedLogV2::upgrade).collect(),
+            node_modes: Vec::new(),
         }
     } else if version == META_FILE_VERSION_V2 {
         let v2 = rkyv::from_bytes::<PersistedStateV2, BoxedError>(&aligned)
@@ -348,6 +364,16 @@ pub fn decode_state(bytes: &[u8]) -> Result<MetaState, String> {
             cluster_id: v2.cluster_id,
             revision: v2.revision,
             logs: v2.logs.into_iter().map(PersistedLogV2::upgrade).collect(),
+            node_modes: Vec::new(),
+        }
+    } else if version == META_FILE_VERSION_V3 {
+        let v3 = rkyv::from_bytes::<PersistedStateV3, BoxedError>(&aligned)
+            .map_err(|e| format!("payload does not decode: {e}"))?;
+        PersistedState {
+            cluster_id: v3.cluster_id,
+            revision: v3.revision,
+            logs: v3.logs,
+            node_modes: Vec::new(),
         }
     } else {
         rkyv::from_bytes::<PersistedState, BoxedError>(&aligned)
@@ -359,6 +385,7 @@ pub fn decode_state(bytes: &[u8]) -> Result<MetaState, String> {
         persisted.revision,
         persisted.logs.into_iter().map(|l| (l.version, l.record)),
     )
+    .and_then(|state| state.with_modes(persisted.node_modes))
     .map_err(|e| format!("inconsistent content: {e}"))
 }
 
@@ -455,6 +482,7 @@ mod tests {
                     deleted: false,
                 },
             }],
+            node_modes: Vec::new(),
         };
         let payload = rkyv::to_bytes::<BoxedError>(&persisted).expect("serializes");
         let mut bytes = encode_state(&MetaState::default())[..24].to_vec();
@@ -465,6 +493,24 @@ mod tests {
         bytes.extend_from_slice(&payload);
         let err = decode_state(&bytes).expect_err("refused");
         assert!(err.contains("inconsistent"), "{err}");
+    }
+
+    #[test]
+    fn node_modes_roundtrip_and_an_active_mode_stored_is_refused() {
+        use trilog_wire::meta::NodeMode;
+        let mut state = sample_state();
+        assert_eq!(state.set_mode(7, NodeMode::Leaving), Ok(true));
+        assert_eq!(state.set_mode(9, NodeMode::Removed), Ok(true));
+        let back = decode_state(&encode_state(&state)).expect("decodes");
+        assert_eq!(back, state);
+        assert_eq!(back.mode(7), NodeMode::Leaving);
+        assert_eq!(back.mode(9), NodeMode::Removed);
+        assert_eq!(back.mode(8), NodeMode::Active);
+        let bad = MetaState::default().with_modes([NodeModeEntry {
+            node_id: 1,
+            mode: NodeMode::Active,
+        }]);
+        assert!(bad.is_err(), "an active mode is never stored");
     }
 
     #[test]
@@ -520,6 +566,22 @@ mod tests {
         let payload = rkyv::to_bytes::<BoxedError>(&v2).expect("serializes");
         let old = decode_state(&framed(META_FILE_VERSION_V2, &payload)).expect("version 2 read");
         assert_eq!(old, state);
+        // A file from before node modes: the same state, every node active.
+        let v3 = PersistedStateV3 {
+            cluster_id: 0xfeed,
+            revision: state.revision(),
+            logs: state
+                .logs()
+                .map(|v| PersistedLog {
+                    version: v.version,
+                    record: v.record.clone(),
+                })
+                .collect(),
+        };
+        let payload = rkyv::to_bytes::<BoxedError>(&v3).expect("serializes");
+        let old = decode_state(&framed(META_FILE_VERSION_V3, &payload)).expect("version 3 read");
+        assert_eq!(old, state);
+        assert!(old.modes().is_empty());
         // An unknown version is refused, not guessed at.
         let err = decode_state(&framed(META_FILE_VERSION + 1, &payload)).expect_err("refused");
         assert!(err.contains("unsupported format version"), "{err}");

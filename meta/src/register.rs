@@ -22,6 +22,14 @@
 //! (or resumed) taking new segments; the byte counts ride on the next
 //! renewal.
 //!
+//! Every answer carries the id's mode ([`NodeMode`]), handed to the
+//! node's [`ModeReport`] whenever it changes: a node learns that an
+//! operator decommissions it (leaving) within a third of a lease. A
+//! refusal because the id was removed ([`MetaError::NodeRemoved`]) ends the
+//! thread at any time, after reporting [`NodeMode::Removed`]: the id will
+//! never be accepted again, so retrying is pointless; before the first
+//! success it is [`FirstRegistration::Removed`].
+//!
 //! A refusal because another incarnation holds the node id
 //! ([`NodeIdTaken`]) before the first success ends the thread: the node
 //! must not start under an id another live process holds, and
@@ -38,7 +46,7 @@ use std::time::Duration;
 
 use log::{error, info, warn};
 use tokio::sync::oneshot;
-use trilog_wire::meta::NodeInfo;
+use trilog_wire::meta::{NodeInfo, NodeMode};
 
 use crate::addr::MetaAddr;
 use crate::error::{MetaError, NodeIdTaken};
@@ -57,6 +65,10 @@ pub enum FirstRegistration {
     Registered,
     /// Another live incarnation holds the id; the thread has ended.
     Refused(NodeIdTaken),
+    /// The id was decommissioned for good; the thread has ended.
+    Removed {
+        node_id: u64,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -154,6 +166,10 @@ pub fn spawn_etcd_registration(
 /// node runs (free bytes, `full`). Called on the registration thread.
 pub type InfoRefresh = Arc<dyn Fn(&mut NodeInfo) + Send + Sync>;
 
+/// Told the id's mode at the first answer and at every change of it (see
+/// the module doc). Called on the registration thread.
+pub type ModeReport = Arc<dyn Fn(NodeMode) + Send + Sync>;
+
 /// Starts registering `info` with the store at `meta` under `lease`
 /// (clamped to the store's bounds), renewing every `lease / 3` (see the
 /// module doc). The thread connects lazily, and again after any error.
@@ -162,17 +178,24 @@ pub fn spawn_registration_at(
     info: NodeInfo,
     lease: Duration,
 ) -> RegistrationHandle {
-    spawn_registration_refreshed(meta, info, lease, Arc::new(|_: &mut NodeInfo| {}))
+    spawn_registration_refreshed(
+        meta,
+        info,
+        lease,
+        Arc::new(|_: &mut NodeInfo| {}),
+        Arc::new(|_: NodeMode| {}),
+    )
 }
 
 /// [`spawn_registration_at`], with `info` brought up to date by `refresh`
 /// before every call, and registered again at once when its `full` flag
-/// changes (see the module doc).
+/// changes, and the id's mode told to `on_mode` (see the module doc).
 pub fn spawn_registration_refreshed(
     meta: MetaAddr,
     info: NodeInfo,
     lease: Duration,
     refresh: InfoRefresh,
+    on_mode: ModeReport,
 ) -> RegistrationHandle {
     let lease_ms = clamp_lease(&info, lease);
     let node_id = info.node_id;
@@ -181,7 +204,10 @@ pub fn spawn_registration_refreshed(
     let thread_registered = registered.clone();
     let thread = std::thread::Builder::new()
         .name(format!("trilog-register-{node_id}"))
-        .spawn(move || run_thread(meta, info, refresh, lease_ms, stop_rx, &thread_registered));
+        .spawn(move || {
+            let hooks = Hooks { refresh, on_mode };
+            run_thread(meta, info, &hooks, lease_ms, stop_rx, &thread_registered)
+        });
     let thread = match thread {
         Ok(t) => Some(t),
         Err(e) => {
@@ -212,10 +238,16 @@ fn renew_interval(lease_ms: u64) -> Duration {
     Duration::from_millis(lease_ms / 3).max(Duration::from_millis(1))
 }
 
+/// What the loop calls back into the node.
+struct Hooks {
+    refresh: InfoRefresh,
+    on_mode: ModeReport,
+}
+
 fn run_thread(
     meta: MetaAddr,
     info: NodeInfo,
-    refresh: InfoRefresh,
+    hooks: &Hooks,
     lease_ms: u64,
     stop: oneshot::Receiver<()>,
     registered: &Registered,
@@ -224,9 +256,7 @@ fn run_thread(
         .enable_all()
         .build();
     match runtime {
-        Ok(rt) => rt.block_on(renew_loop(
-            &meta, info, &refresh, lease_ms, stop, registered,
-        )),
+        Ok(rt) => rt.block_on(renew_loop(&meta, info, hooks, lease_ms, stop, registered)),
         Err(e) => error!(
             "node {}: cannot start the registration runtime: {e}",
             info.node_id
@@ -237,7 +267,7 @@ fn run_thread(
 async fn renew_loop(
     meta: &MetaAddr,
     mut info: NodeInfo,
-    refresh: &InfoRefresh,
+    hooks: &Hooks,
     lease_ms: u64,
     mut stop: oneshot::Receiver<()>,
     registered: &Registered,
@@ -250,6 +280,8 @@ async fn renew_loop(
     let mut store: Option<Arc<dyn MetaStore>> = None;
     let mut backoff = REGISTER_BACKOFF_MIN;
     let mut failing = false;
+    let mut mode: Option<NodeMode> = None;
+    let refresh = &hooks.refresh;
     loop {
         refresh(&mut info);
         let outcome = tokio::select! {
@@ -257,7 +289,16 @@ async fn renew_loop(
             outcome = register_once(&mut store, meta, &info, lease, call_timeout) => outcome,
         };
         let wait = match outcome {
-            Ok(()) => {
+            Ok(now) => {
+                if mode != Some(now) {
+                    if now == NodeMode::Leaving {
+                        warn!("node {node_id}: decommissioned by an operator: leaving (no new data; its copies move to other nodes)");
+                    } else if mode.is_some() {
+                        info!("node {node_id}: mode {} now", now.name());
+                    }
+                    mode = Some(now);
+                    (hooks.on_mode)(now);
+                }
                 if failing {
                     info!("node {node_id}: registered with the metadata store {meta} again");
                 }
@@ -265,6 +306,12 @@ async fn renew_loop(
                 backoff = REGISTER_BACKOFF_MIN;
                 registered.set(FirstRegistration::Registered);
                 renew
+            }
+            Err(MetaError::NodeRemoved { node_id }) => {
+                error!("node {node_id}: the node id was removed from the cluster (decommissioned); it no longer registers");
+                registered.set(FirstRegistration::Removed { node_id });
+                (hooks.on_mode)(NodeMode::Removed);
+                return;
             }
             Err(MetaError::NodeIdTaken(taken)) if registered.is_pending() => {
                 error!("node {node_id}: registration refused: {taken}");
@@ -335,7 +382,7 @@ async fn register_once(
     info: &NodeInfo,
     lease: Duration,
     call_timeout: Duration,
-) -> Result<(), MetaError> {
+) -> Result<NodeMode, MetaError> {
     let client = match store {
         Some(client) => client,
         None => store.insert(meta.connect_with(call_timeout).await?),
@@ -418,6 +465,7 @@ mod tests {
             node(3),
             Duration::from_secs(60),
             refresh,
+            Arc::new(|_: NodeMode| {}),
         );
         assert!(registration.registered_once(TEST_TIMEOUT));
         let rt = runtime();

@@ -28,8 +28,9 @@ use tokio::sync::{watch, Notify};
 use trilog_wire::codec::decode_payload;
 use trilog_wire::limits::ERROR_MESSAGE_BYTES_MAX;
 use trilog_wire::meta::{
-    MetaCasLog, MetaCasResult, MetaCluster, MetaError, MetaGetLog, MetaLog, MetaLogs, MetaNodes,
-    MetaRegister, MetaRegisterRefused, MetaRegistered,
+    MetaCasLog, MetaCasResult, MetaCluster, MetaError, MetaGetLog, MetaLog, MetaLogs,
+    MetaNodeModes, MetaNodes, MetaRegister, MetaRegisterRefused, MetaRegistered, MetaSetNodeMode,
+    NodeMode,
 };
 use trilog_wire::{encode, Frame, Message};
 
@@ -376,6 +377,14 @@ impl Server {
                 let nodes = self.state.borrow().nodes(self.now_ms(), r.include_dead);
                 encode(request_id, &MetaNodes { nodes })
             }
+            Message::MetaSetNodeMode(r) => match self.set_node_mode(r) {
+                Ok(modes) => encode(request_id, &modes),
+                Err(message) => error_frame(request_id, message),
+            },
+            Message::MetaGetNodeModes(_) => {
+                let modes = self.state.borrow().modes();
+                encode(request_id, &MetaNodeModes { modes })
+            }
             Message::MetaGetCluster(_) => match self.state.borrow().cluster_id() {
                 Some(cluster_id) => encode(request_id, &MetaCluster { cluster_id }),
                 // `start` creates it before serving anything.
@@ -401,6 +410,14 @@ impl Server {
                 request_id,
                 &MetaRegistered {
                     lease_ms: r.lease_ms,
+                    mode: self.state.borrow().mode(node_id),
+                },
+            ),
+            Err(RegisterError::Removed { .. }) => encode(
+                request_id,
+                &MetaRegistered {
+                    lease_ms: 0,
+                    mode: NodeMode::Removed,
                 },
             ),
             Err(RegisterError::NodeIdTaken {
@@ -455,12 +472,40 @@ impl Server {
     /// makes it the state and answers. The copy costs as much as the save
     /// (which writes the whole state anyway), and keeps memory equal to the
     /// file when the save fails.
-    fn cas_log(&self, r: MetaCasLog) -> Result<MetaCasResult, String> {
-        if let Some(why) = self.failed.borrow().as_ref() {
-            return Err(format!(
-                "the store refuses changes since a save failed ({why}); restart it"
-            ));
+    /// Sets a node's mode, durably before it is answered (as a CAS).
+    fn set_node_mode(&self, r: MetaSetNodeMode) -> Result<MetaNodeModes, String> {
+        self.refuse_if_failed()?;
+        let mut next = self.state.borrow().clone();
+        let changed = next
+            .set_mode(r.node_id, r.mode)
+            .map_err(|e| e.to_string())?;
+        if changed {
+            if let Err(e) = self.file.save(&next) {
+                warn!("metadata store: {e}; refusing changes until restarted");
+                let why = e.to_string();
+                *self.failed.borrow_mut() = Some(why.clone());
+                return Err(format!(
+                    "the mode of node {} may or may not be durable: {why}",
+                    r.node_id
+                ));
+            }
+            *self.state.borrow_mut() = next;
         }
+        let modes = self.state.borrow().modes();
+        Ok(MetaNodeModes { modes })
+    }
+
+    fn refuse_if_failed(&self) -> Result<(), String> {
+        match self.failed.borrow().as_ref() {
+            Some(why) => Err(format!(
+                "the store refuses changes since a save failed ({why}); restart it"
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn cas_log(&self, r: MetaCasLog) -> Result<MetaCasResult, String> {
+        self.refuse_if_failed()?;
         let mut next = self.state.borrow().clone();
         match next.cas(r.log_id, r.expected_version, r.record) {
             Ok(version) => {

@@ -12,10 +12,15 @@
 //!   are volatile: they are not persisted, and after a restart of the store
 //!   nodes appear again as they renew, which they do every third of a lease,
 //!   so within one lease the registry is whole again.
+//! - Node modes: what the operator decided for a node id (leaving, removed;
+//!   see `NodeMode`), persisted with the logs, since it must outlive both
+//!   the node's lease and a restart of the store. A removed id is refused
+//!   registration for good.
 
 use std::collections::BTreeMap;
 
-use trilog_wire::meta::{LogMeta, NodeInfo, NodeStatus};
+use trilog_wire::limits::NODE_MODES_MAX;
+use trilog_wire::meta::{LogMeta, NodeInfo, NodeMode, NodeModeEntry, NodeStatus};
 
 // The shape of a valid record is shared with the etcd store and checked by
 // the protocol's callers too, so it lives in the protocol crate;
@@ -47,6 +52,9 @@ pub enum RegisterError {
     LeaseOutOfRange { lease_ms: u64 },
     #[error("{NODES_MAX} nodes are alive already")]
     TooManyNodes,
+    /// The id was decommissioned (`NodeMode::Removed`): never again.
+    #[error("node id {node_id} was decommissioned (removed); it cannot register again")]
+    Removed { node_id: u64 },
     /// The id's live lease belongs to another incarnation: `holder`.
     #[error("{}", NodeIdTaken::held_by(holder, *lease_remaining_ms))]
     NodeIdTaken {
@@ -68,6 +76,16 @@ impl RegisterError {
     }
 }
 
+/// Why a node's mode could not be set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModeError {
+    /// Removed is final.
+    #[error("node id {node_id} is removed; a removed id cannot become {} again", asked.name())]
+    Removed { node_id: u64, asked: NodeMode },
+    #[error("the store already keeps {NODE_MODES_MAX} node modes")]
+    TooMany,
+}
+
 /// Why a loaded state is not a state this store could have written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StateError {
@@ -85,6 +103,12 @@ pub enum StateError {
     TooManyLogs { count: usize },
     #[error("cluster id 0 (0 means \"none yet\" and is never stored)")]
     ZeroClusterId,
+    #[error(
+        "node {node_id}: mode {mode:?} stored (only leaving and removed are), or stored twice"
+    )]
+    BadMode { node_id: u64, mode: NodeMode },
+    #[error("{count} node modes, over the limit of {NODE_MODES_MAX}")]
+    TooManyModes { count: usize },
 }
 
 /// A record and the version it was stored at.
@@ -108,6 +132,8 @@ pub struct MetaState {
     revision: u64,
     logs: BTreeMap<u64, VersionedRecord>,
     leases: BTreeMap<u64, Lease>,
+    /// Every node id whose mode is not `Active`.
+    modes: BTreeMap<u64, NodeMode>,
 }
 
 impl MetaState {
@@ -152,6 +178,70 @@ impl MetaState {
             }
         }
         Ok(state)
+    }
+
+    /// Adds the persisted node modes to a state made by
+    /// [`MetaState::from_logs`]; refuses what this store never writes
+    /// (an active mode, an id twice, too many).
+    pub fn with_modes(
+        mut self,
+        modes: impl IntoIterator<Item = NodeModeEntry>,
+    ) -> Result<MetaState, StateError> {
+        for NodeModeEntry { node_id, mode } in modes {
+            if mode == NodeMode::Active || self.modes.insert(node_id, mode).is_some() {
+                return Err(StateError::BadMode { node_id, mode });
+            }
+            if self.modes.len() > NODE_MODES_MAX {
+                return Err(StateError::TooManyModes {
+                    count: self.modes.len(),
+                });
+            }
+        }
+        Ok(self)
+    }
+
+    /// The mode of `node_id` (`Active` unless set otherwise).
+    pub fn mode(&self, node_id: u64) -> NodeMode {
+        self.modes.get(&node_id).copied().unwrap_or_default()
+    }
+
+    /// Every node id whose mode is not `Active`, by id.
+    pub fn modes(&self) -> Vec<NodeModeEntry> {
+        self.modes
+            .iter()
+            .map(|(&node_id, &mode)| NodeModeEntry { node_id, mode })
+            .collect()
+    }
+
+    /// Sets the mode of `node_id`. Returns whether it changed (the caller
+    /// persists the state then). A removed id stays removed; on any error
+    /// nothing changes.
+    pub fn set_mode(&mut self, node_id: u64, mode: NodeMode) -> Result<bool, ModeError> {
+        let current = self.mode(node_id);
+        if current == mode {
+            return Ok(false);
+        }
+        if current == NodeMode::Removed {
+            return Err(ModeError::Removed {
+                node_id,
+                asked: mode,
+            });
+        }
+        if mode == NodeMode::Active {
+            self.modes.remove(&node_id);
+        } else {
+            if current == NodeMode::Active && self.modes.len() >= NODE_MODES_MAX {
+                return Err(ModeError::TooMany);
+            }
+            self.modes.insert(node_id, mode);
+        }
+        if mode == NodeMode::Removed {
+            // Dead at once: nothing may be placed on it, and it learns it
+            // at its next renewal, which is refused.
+            self.leases.remove(&node_id);
+        }
+        debug_assert!(self.modes.values().all(|m| *m != NodeMode::Active));
+        Ok(true)
     }
 
     /// The cluster's id, if created yet.
@@ -242,6 +332,11 @@ impl MetaState {
         if !(LEASE_MS_MIN..=LEASE_MS_MAX).contains(&lease_ms) {
             return Err(RegisterError::LeaseOutOfRange { lease_ms });
         }
+        if self.mode(info.node_id) == NodeMode::Removed {
+            return Err(RegisterError::Removed {
+                node_id: info.node_id,
+            });
+        }
         if let Some(held) = self.leases.get(&info.node_id) {
             if now_ms < held.expiry_ms && held.info.incarnation != info.incarnation {
                 return Err(RegisterError::NodeIdTaken {
@@ -271,6 +366,7 @@ impl MetaState {
                 info: l.info.clone(),
                 alive: now_ms < l.expiry_ms,
                 lease_remaining_ms: l.expiry_ms.saturating_sub(now_ms),
+                mode: self.mode(l.info.node_id),
             })
             .filter(|s| include_dead || s.alive)
             .collect()

@@ -15,13 +15,19 @@
 //! - the cluster id is created once, on first use, and never changes;
 //! - `register_node` of a node id whose lease is alive and belongs to
 //!   another `incarnation` fails with [`MetaError::NodeIdTaken`] and changes
-//!   nothing; the same incarnation renews.
+//!   nothing; the same incarnation renews;
+//! - a node id has a mode ([`NodeMode`]), set by an operator, persisted
+//!   apart from the lease: `register_node` answers it (so a node learns it
+//!   is leaving at its next renewal) and fails with
+//!   [`MetaError::NodeRemoved`] for a removed id; `list_nodes` carries it;
+//!   removed is final (`set_node_mode` of a removed id to anything else
+//!   fails).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use trilog_wire::meta::{LogMeta, NodeInfo, NodeStatus};
+use trilog_wire::meta::{LogMeta, NodeInfo, NodeMode, NodeModeEntry, NodeStatus};
 
 use crate::error::MetaError;
 
@@ -60,10 +66,17 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
         record: LogMeta,
     ) -> MetaFuture<'_, CasOutcome>;
     fn list_logs(&self) -> MetaFuture<'_, Vec<u64>>;
-    /// Registers or renews `node` for `lease`; refused with
-    /// [`MetaError::NodeIdTaken`] while another incarnation holds the id.
-    fn register_node(&self, node: NodeInfo, lease: Duration) -> MetaFuture<'_, ()>;
+    /// Registers or renews `node` for `lease`, and answers the id's mode;
+    /// refused with [`MetaError::NodeIdTaken`] while another incarnation
+    /// holds the id, and with [`MetaError::NodeRemoved`] for a removed id.
+    fn register_node(&self, node: NodeInfo, lease: Duration) -> MetaFuture<'_, NodeMode>;
     fn list_nodes(&self, include_dead: bool) -> MetaFuture<'_, Vec<NodeStatus>>;
+    /// Sets the mode of `node_id` (durably, before it answers) and answers
+    /// every mode that is not `Active`, by id. A removed id stays removed.
+    fn set_node_mode(&self, node_id: u64, mode: NodeMode) -> MetaFuture<'_, Vec<NodeModeEntry>>;
+    /// Every node id whose mode is not `Active`, by id, whether or not
+    /// the node is registered.
+    fn node_modes(&self) -> MetaFuture<'_, Vec<NodeModeEntry>>;
     /// The cluster's id, created (random, non-zero) if the store has none
     /// yet; every later call, from anyone, returns the same id.
     fn cluster_id(&self) -> MetaFuture<'_, u64>;

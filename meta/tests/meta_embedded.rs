@@ -55,6 +55,30 @@ async fn embedded_a_live_id_is_refused_to_another_incarnation() {
     server.stop().expect("stops");
 }
 
+/// Node modes, then the same modes after a restart of the store.
+#[tokio::test]
+async fn embedded_node_modes_and_removal_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(dir.path());
+    let meta = EmbeddedMeta::new(server.local_addr());
+    meta_suite::node_modes_and_removal(&meta, Duration::from_secs(30)).await;
+    meta.set_node_mode(3, trilog_wire::meta::NodeMode::Leaving)
+        .await
+        .expect("set");
+    let before = meta.node_modes().await.expect("modes");
+    assert_eq!(before.len(), 2);
+    server.stop().expect("stops");
+    let server = start(dir.path());
+    let meta = EmbeddedMeta::new(server.local_addr());
+    assert_eq!(meta.node_modes().await.expect("modes"), before);
+    assert!(matches!(
+        meta.register_node(meta_suite::node(7), Duration::from_secs(30))
+            .await,
+        Err(trilog_meta::MetaError::NodeRemoved { node_id: 7 })
+    ));
+    server.stop().expect("stops");
+}
+
 /// The cluster id survives a restart of the store on its directory.
 #[tokio::test]
 async fn embedded_cluster_id_survives_a_restart() {

@@ -128,6 +128,15 @@ async fn etcd_a_live_id_is_refused_to_another_incarnation() {
     meta_suite::a_live_id_is_refused_to_another_incarnation(&meta, Duration::from_secs(1)).await;
 }
 
+/// Node modes in etcd's `nodes/leaving/` and `nodes/removed/` keys; the
+/// removal is guarded in the registration's own transaction.
+#[tokio::test]
+async fn etcd_node_modes_and_removal() {
+    let etcd = Etcd::start();
+    let meta = etcd.meta().await;
+    meta_suite::node_modes_and_removal(&meta, Duration::from_secs(30)).await;
+}
+
 /// Two clients racing to create the cluster id agree on one.
 #[tokio::test]
 async fn etcd_cluster_id_race_agrees() {

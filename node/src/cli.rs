@@ -125,8 +125,16 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
         Ok(handle) => {
             // The line tests and scripts wait for.
             println!("trilog-node ready ports={:?}", handle.shard_ports);
-            handle.join();
-            0
+            match handle.wait() {
+                crate::server::Ending::Removed => {
+                    println!("trilog-node removed from the cluster; exiting");
+                    0
+                }
+                crate::server::Ending::ShardsStopped => {
+                    eprintln!("trilog-node: every shard stopped");
+                    1
+                }
+            }
         }
         Err(e) => {
             eprintln!("trilog-node: cannot start: {e}");

@@ -70,6 +70,9 @@ pub fn disk_usage(path: &Path) -> io::Result<DiskUsage> {
 #[derive(Debug, Default)]
 pub struct NodeSpace {
     full: AtomicBool,
+    /// The store says an operator decommissions this node: read-only like
+    /// a full disk (but not reported as full: the disk is fine).
+    leaving: AtomicBool,
     bytes_used: AtomicU64,
     bytes_free: AtomicU64,
     /// A shard's allocation failed for space since the monitor last looked.
@@ -80,6 +83,16 @@ impl NodeSpace {
     /// Whether the node is read-only.
     pub fn is_full(&self) -> bool {
         self.full.load(Ordering::Acquire)
+    }
+
+    /// Whether the node is leaving the cluster (see the field).
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::Acquire)
+    }
+
+    /// The registration learnt the node's mode: leaving or not.
+    pub fn set_leaving(&self, leaving: bool) {
+        self.leaving.store(leaving, Ordering::Release);
     }
 
     /// An allocation failed for space: read-only now, until the monitor's

@@ -6,7 +6,7 @@
 //! epoch changes the chain, only the last segment may be
 //! open, and a sealed segment's length never changes.
 
-pub use trilog_wire::meta::{LogMeta, SegmentMeta};
+pub use trilog_wire::meta::{LogMeta, NodeMode, NodeStatus, SegmentMeta};
 
 use crate::NodeId;
 

@@ -9,7 +9,7 @@
 //! rest is filled at random. The random draw is the caller's (`seed`), so
 //! this stays pure.
 
-use trilog_wire::meta::NodeStatus;
+use trilog_wire::meta::{NodeMode, NodeStatus};
 
 use crate::NodeId;
 
@@ -35,13 +35,14 @@ impl Candidate {
 }
 
 /// The registered nodes a new segment (or a repaired replica) may go to:
-/// alive, and not read-only for a full disk. A full node keeps its lease
-/// (it still serves reads, seals and deletes) but would refuse the
-/// segment's first append, so placing on it would only cost a switch.
+/// alive, active (not being decommissioned) and not read-only for a full
+/// disk. A full or leaving node keeps its lease (it still serves reads,
+/// seals and deletes) but would refuse the segment's first append, so
+/// placing on it would only cost a switch.
 pub fn writable_candidates(nodes: &[NodeStatus]) -> Vec<Candidate> {
     nodes
         .iter()
-        .filter(|n| n.alive && !n.info.full)
+        .filter(|n| n.alive && !n.info.full && n.mode == NodeMode::Active)
         .map(|n| Candidate {
             id: n.info.node_id,
             zone: n.info.zone.clone(),
@@ -114,7 +115,7 @@ mod tests {
     use trilog_wire::meta::NodeInfo;
 
     #[test]
-    fn full_and_dead_nodes_are_not_candidates() {
+    fn full_dead_and_leaving_nodes_are_not_candidates() {
         let status = |node_id: NodeId, alive: bool, full: bool| NodeStatus {
             info: NodeInfo {
                 node_id,
@@ -129,17 +130,24 @@ mod tests {
             },
             alive,
             lease_remaining_ms: 0,
+            mode: NodeMode::Active,
+        };
+        let leaving = |node_id: NodeId, mode: NodeMode| NodeStatus {
+            mode,
+            ..status(node_id, true, false)
         };
         let nodes = [
             status(1, true, false),
             status(2, true, true),
             status(3, false, false),
             status(4, true, false),
+            leaving(5, NodeMode::Leaving),
+            leaving(6, NodeMode::Removed),
         ];
         assert_eq!(
             writable_candidates(&nodes),
             zoned(&[(1, "z1"), (4, "z4")]),
-            "the full node 2 and the dead node 3 are skipped"
+            "the full node 2, the dead node 3 and the leaving or removed nodes 5 and 6 are skipped"
         );
     }
 

@@ -24,6 +24,12 @@
 //! ([`LostNodes`]): a restart or a short partition must not cost a full
 //! copy. Time is the observer's own clock, never compared across nodes.
 //!
+//! **Leaving.** A node an operator decommissions (`NodeMode::Leaving`) is
+//! lost at once, with no grace period, but stays a source while it lives:
+//! its copies are moved, not rebuilt from the others. Its coming back
+//! alive cancels nothing ([`lost_node_back`]): only an active node's
+//! return makes a repair pointless.
+//!
 //! **A job** ([`RepairJob`]) copies from a surviving replica into a new
 //! replica of the segment on this node: it asks what the copy holds
 //! already (a copy is resumable: it survives a restart of either side and
@@ -40,7 +46,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::metadata::{LogMeta, SegmentMeta};
+use crate::metadata::{LogMeta, NodeMode, NodeStatus, SegmentMeta};
 use crate::mutant::{self, Mutant};
 use crate::placement::{shuffle, Candidate};
 use crate::NodeId;
@@ -87,6 +93,32 @@ pub struct NodeView {
     pub alive: bool,
     /// Alive and taking new data (not full, not leaving).
     pub writable: bool,
+    /// Active, or being decommissioned (every copy it holds is to move),
+    /// or removed.
+    pub mode: NodeMode,
+}
+
+impl NodeView {
+    /// A registration as repair sees it.
+    pub fn of(n: &NodeStatus) -> NodeView {
+        NodeView {
+            id: n.info.node_id,
+            zone: n.info.zone.clone(),
+            alive: n.alive,
+            // A full node turns read-only and says so: no copy goes there;
+            // nor to a leaving one.
+            writable: n.alive && !n.info.full && n.mode == NodeMode::Active,
+            mode: n.mode,
+        }
+    }
+}
+
+/// Whether a repair in place of `lost` is pointless now: the node is
+/// alive again and active. A leaving node alive is still to be replaced.
+pub fn lost_node_back(nodes: &[NodeView], lost: NodeId) -> bool {
+    nodes
+        .iter()
+        .any(|n| n.id == lost && n.alive && n.mode == NodeMode::Active)
 }
 
 /// Which nodes are lost, as this node observed the registrations.
@@ -96,6 +128,8 @@ pub struct LostNodes {
     /// When each node not alive was first seen so (or first asked about).
     dead_since: BTreeMap<NodeId, u64>,
     alive: BTreeSet<NodeId>,
+    /// Nodes being decommissioned or removed: lost at once, alive or not.
+    modes: BTreeMap<NodeId, NodeMode>,
     candidates: Vec<Candidate>,
     zones: BTreeMap<NodeId, String>,
 }
@@ -106,6 +140,7 @@ impl LostNodes {
             grace_ms,
             dead_since: BTreeMap::new(),
             alive: BTreeSet::new(),
+            modes: BTreeMap::new(),
             candidates: Vec::new(),
             zones: BTreeMap::new(),
         }
@@ -115,6 +150,11 @@ impl LostNodes {
     /// store keeps them; a node missing from the list is dead).
     pub fn observe(&mut self, now_ms: u64, nodes: &[NodeView]) {
         self.alive = nodes.iter().filter(|n| n.alive).map(|n| n.id).collect();
+        self.modes = nodes
+            .iter()
+            .filter(|n| n.mode != NodeMode::Active)
+            .map(|n| (n.id, n.mode))
+            .collect();
         self.dead_since.retain(|id, _| !self.alive.contains(id));
         for n in nodes.iter().filter(|n| !n.alive) {
             self.dead_since.entry(n.id).or_insert(now_ms);
@@ -146,17 +186,29 @@ impl LostNodes {
     }
 
     /// Whether some node seen dead crossed the grace period in
-    /// `(after_ms, now_ms]`: a scan is due at once.
+    /// `(after_ms, now_ms]`, or some node is leaving and the last scan is
+    /// [`REPAIR_SCAN_INTERVAL_MS`] old: a scan is due (a decommission is
+    /// waited for by an operator, and ends once the node is removed).
     pub fn newly_lost(&self, after_ms: u64, now_ms: u64) -> bool {
+        let leaving = self.modes.values().any(|m| *m == NodeMode::Leaving);
+        leaving && now_ms.saturating_sub(after_ms) >= REPAIR_SCAN_INTERVAL_MS
+            || self.newly_dead_past_grace(after_ms, now_ms)
+    }
+
+    fn newly_dead_past_grace(&self, after_ms: u64, now_ms: u64) -> bool {
         self.dead_since.values().any(|since| {
             let lost_at = since.saturating_add(self.grace_ms);
             lost_at > after_ms && lost_at <= now_ms
         })
     }
 
-    /// Whether `id` has been dead for the grace period by `now_ms`. A node
-    /// never listed counts as dead from the first time it is asked about.
+    /// Whether `id` is leaving, or has been dead for the grace period by
+    /// `now_ms`. A node never listed counts as dead from the first time it
+    /// is asked about.
     pub fn is_lost(&mut self, id: NodeId, now_ms: u64) -> bool {
+        if self.modes.contains_key(&id) {
+            return true;
+        }
         if self.alive.contains(&id) {
             return false;
         }

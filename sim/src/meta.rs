@@ -15,10 +15,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use trilog_meta::state::{CasError, MetaState};
+use trilog_meta::state::{CasError, MetaState, RegisterError};
 use trilog_meta::store::{CasOutcome, MetaFuture, MetaStore, Versioned};
 use trilog_meta::MetaError;
-use trilog_wire::meta::{LogMeta, NodeInfo, NodeStatus};
+use trilog_wire::meta::{LogMeta, NodeInfo, NodeMode, NodeModeEntry, NodeStatus};
 
 use crate::executor::SimHandle;
 use crate::rng::Rng;
@@ -309,19 +309,36 @@ impl MetaStore for SimMeta {
         Box::pin(self.call("list_logs", |st, _| st.store.list_logs()))
     }
 
-    fn register_node(&self, node: NodeInfo, lease: Duration) -> MetaFuture<'_, ()> {
+    fn register_node(&self, node: NodeInfo, lease: Duration) -> MetaFuture<'_, NodeMode> {
         Box::pin(async move {
             let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+            let node_id = node.node_id;
             self.call("register_node", |st, now_ms| {
-                st.store.register(node, lease_ms, now_ms)
+                st.store
+                    .register(node, lease_ms, now_ms)
+                    .map(|_| st.store.mode(node_id))
             })
             .await?
-            .map(|_| ())
-            .map_err(|e| match e.node_id_taken() {
-                Some(taken) => MetaError::NodeIdTaken(taken),
-                None => MetaError::Server(e.to_string()),
+            .map_err(|e| match (e.node_id_taken(), e) {
+                (Some(taken), _) => MetaError::NodeIdTaken(taken),
+                (None, RegisterError::Removed { node_id }) => MetaError::NodeRemoved { node_id },
+                (None, e) => MetaError::Server(e.to_string()),
             })
         })
+    }
+
+    fn set_node_mode(&self, node_id: u64, mode: NodeMode) -> MetaFuture<'_, Vec<NodeModeEntry>> {
+        Box::pin(async move {
+            self.call("set_node_mode", move |st, _| {
+                st.store.set_mode(node_id, mode).map(|_| st.store.modes())
+            })
+            .await?
+            .map_err(|e| MetaError::Server(e.to_string()))
+        })
+    }
+
+    fn node_modes(&self) -> MetaFuture<'_, Vec<NodeModeEntry>> {
+        Box::pin(self.call("node_modes", |st, _| st.store.modes()))
     }
 
     fn list_nodes(&self, include_dead: bool) -> MetaFuture<'_, Vec<NodeStatus>> {

@@ -142,7 +142,8 @@ messages! {
     Hello, HelloOk, Append, AppendAck, Watermark, Read, ReadResponse, Seal, SealAck,
     Fence, FenceAck, ErrorMsg, MetaGetLog, MetaLog, MetaCasLog, MetaCasResult, MetaListLogs,
     MetaLogs, MetaRegister, MetaRegistered, MetaListNodes, MetaNodes, MetaError, MetaGetCluster,
-    MetaCluster, MetaRegisterRefused, DeleteSegment, DeleteSegmentAck,
+    MetaCluster, MetaRegisterRefused, DeleteSegment, DeleteSegmentAck, MetaSetNodeMode,
+    MetaGetNodeModes, MetaNodeModes,
 }
 
 /// Decodes one whole frame from the front of `bytes`: header, crc, payload.
@@ -328,6 +329,17 @@ mod checks {
     }
     pub fn MetaRegisterRefused(a: &ArchivedMetaRegisterRefused) -> Result<(), String> {
         node_info(&a.holder)
+    }
+    pub fn MetaSetNodeMode(_: &ArchivedMetaSetNodeMode) -> Result<(), String> {
+        Ok(())
+    }
+    pub fn MetaGetNodeModes(_: &ArchivedMetaGetNodeModes) -> Result<(), String> {
+        Ok(())
+    }
+    pub fn MetaNodeModes(a: &ArchivedMetaNodeModes) -> Result<(), String> {
+        ensure(a.modes.len() <= NODE_MODES_MAX, || {
+            format!("{} node modes, over {NODE_MODES_MAX}", a.modes.len())
+        })
     }
     pub fn DeleteSegment(_: &ArchivedDeleteSegment) -> Result<(), String> {
         Ok(())
@@ -526,7 +538,29 @@ mod tests {
                     },
                     alive: true,
                     lease_remaining_ms: 10,
+                    mode: NodeMode::Leaving,
                 }],
+            }),
+            Message::MetaRegistered(MetaRegistered {
+                lease_ms: 3000,
+                mode: NodeMode::Removed,
+            }),
+            Message::MetaSetNodeMode(MetaSetNodeMode {
+                node_id: 4,
+                mode: NodeMode::Leaving,
+            }),
+            Message::MetaGetNodeModes(MetaGetNodeModes { reserved: 0 }),
+            Message::MetaNodeModes(MetaNodeModes {
+                modes: vec![
+                    NodeModeEntry {
+                        node_id: 4,
+                        mode: NodeMode::Leaving,
+                    },
+                    NodeModeEntry {
+                        node_id: 9,
+                        mode: NodeMode::Removed,
+                    },
+                ],
             }),
             Message::MetaGetCluster(MetaGetCluster { reserved: 0 }),
             Message::MetaCluster(MetaCluster {

@@ -70,6 +70,9 @@ kinds! {
     MetaGetCluster = 43,
     MetaCluster = 44,
     MetaRegisterRefused = 45,
+    MetaSetNodeMode = 46,
+    MetaGetNodeModes = 47,
+    MetaNodeModes = 48,
 }
 
 /// A decoded, checked frame header.

@@ -32,6 +32,12 @@ pub const SHARDS_MAX: usize = 256;
 /// Largest error message carried on the wire.
 pub const ERROR_MESSAGE_BYTES_MAX: usize = 1024;
 
+/// Most node ids with a mode other than active (leaving or removed) that a
+/// metadata store keeps: removed ids are never forgotten, so the list is
+/// bounded here, and it fits in one frame (16 bytes an entry, archived).
+pub const NODE_MODES_MAX: usize = 16 * 1024;
+const _: () = assert!(NODE_MODES_MAX * 16 + 4096 <= FRAME_PAYLOAD_BYTES_MAX as usize);
+
 const _: () = assert!(ENTRY_BYTES_MAX <= APPEND_BYTES_MAX);
 const _: () = assert!(
     FRAME_BUFFER_BYTES_INITIAL > 0

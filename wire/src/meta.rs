@@ -60,12 +60,52 @@ pub struct NodeInfo {
     pub full: bool,
 }
 
+/// What the operator decided for a node id: kept by the store apart from
+/// the node's lease (it outlives the process, and a dead node has one
+/// too), changed only by an operator (`trilog node decommission`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[rkyv(compare(PartialEq), derive(Debug))]
+#[repr(u8)]
+pub enum NodeMode {
+    /// Takes new segments and repaired copies (every node, until told).
+    #[default]
+    Active,
+    /// Being decommissioned: placement skips it, the node refuses new data
+    /// (appends answered `Full`, so producers switch away), and repair
+    /// copies every sealed segment it holds to other nodes, reading from
+    /// it while it lives.
+    Leaving,
+    /// Gone for good: no record lists it any more, and a registration of
+    /// the id is refused. Final: a removed id never comes back.
+    Removed,
+}
+
+impl NodeMode {
+    /// The name the CLI and `status --json` print.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeMode::Active => "active",
+            NodeMode::Leaving => "leaving",
+            NodeMode::Removed => "removed",
+        }
+    }
+}
+
 /// A registration as the store sees it now.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct NodeStatus {
     pub info: NodeInfo,
     pub alive: bool,
     pub lease_remaining_ms: u64,
+    /// The operator's decision for the id (see [`NodeMode`]).
+    pub mode: NodeMode,
+}
+
+/// One node id's mode (the ids not listed are [`NodeMode::Active`]).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeModeEntry {
+    pub node_id: u64,
+    pub mode: NodeMode,
 }
 
 /// Get a log's record. With `wait_ms > 0` it is a watch: the answer waits
@@ -119,9 +159,13 @@ pub struct MetaRegister {
     pub lease_ms: u32,
 }
 
+/// The answer to a registration. `mode` [`NodeMode::Removed`]: refused,
+/// nothing registered (the id was decommissioned); otherwise registered,
+/// and `mode` tells the node whether it is leaving.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetaRegistered {
     pub lease_ms: u32,
+    pub mode: NodeMode,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +193,26 @@ pub struct MetaGetCluster {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetaCluster {
     pub cluster_id: u64,
+}
+
+/// Set a node id's mode. Refused (a `MetaError`) when the id is removed
+/// already and the mode asked is not `Removed`. Answered with every mode.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaSetNodeMode {
+    pub node_id: u64,
+    pub mode: NodeMode,
+}
+
+/// Ask for every node id's mode.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaGetNodeModes {
+    pub reserved: u32,
+}
+
+/// Every node id whose mode is not `Active`, by id.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MetaNodeModes {
+    pub modes: Vec<NodeModeEntry>,
 }
 
 /// A registration refused: `node_id` has a live lease held by another

@@ -14,13 +14,18 @@
 //! most [`CLAIM_ATTEMPTS_MAX`] times (each retry means the key changed
 //! under us: a lease that ran out, another registration in between).
 //!
+//! The transaction is also guarded by the id's removed key being absent
+//! (see [`super::modes`]), and reads its leaving key on success: a removed
+//! id is refused with [`MetaError::NodeRemoved`], and a registration
+//! answers the id's mode.
+//!
 //! The cluster id is the key `cluster`, 16 hex digits, put by a
 //! create-if-absent transaction that reads the key when it exists.
 
 use std::time::Duration;
 
 use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
-use trilog_wire::meta::NodeInfo;
+use trilog_wire::meta::{NodeInfo, NodeMode};
 
 use super::{decode_node, EtcdMeta};
 use crate::cluster_id::{format_cluster_id, new_cluster_id, parse_cluster_id};
@@ -43,10 +48,11 @@ enum Guard {
 enum Seen {
     Retry(Guard),
     Taken(NodeIdTaken),
+    Removed,
 }
 
 impl EtcdMeta {
-    fn owner_key(&self, node_id: u64) -> String {
+    pub(super) fn owner_key(&self, node_id: u64) -> String {
         format!("{}nodes/owner/{node_id:020}", self.prefix)
     }
 
@@ -54,17 +60,19 @@ impl EtcdMeta {
         format!("{}cluster", self.prefix)
     }
 
-    /// Puts the node's keys on `lease_id` if the id is free or ours (see
-    /// the module doc). Returns the lease the alive key had before (0 if
-    /// none), for the caller to revoke.
+    /// Puts the node's keys on `lease_id` if the id is free or ours and
+    /// not removed (see the module doc). Returns the lease the alive key
+    /// had before (0 if none), for the caller to revoke, and the id's mode.
     pub(super) async fn claim(
         &self,
         node: &NodeInfo,
         value: Vec<u8>,
         lease_id: i64,
-    ) -> Result<i64, MetaError> {
+    ) -> Result<(i64, NodeMode), MetaError> {
         let owner_key = self.owner_key(node.node_id);
-        let alive_key = format!("{}{:020}", self.alive_prefix(), node.node_id);
+        let alive_key = self.alive_key(node.node_id);
+        let removed_key = self.removed_key(node.node_id);
+        let leaving_key = self.leaving_key(node.node_id);
         let info_key = format!("{}{:020}", self.info_prefix(), node.node_id);
         let mine = node.incarnation.to_string();
         let leased = PutOptions::new().with_lease(lease_id).with_prev_key();
@@ -75,8 +83,9 @@ impl EtcdMeta {
                 Guard::Absent => Compare::create_revision(owner_key.as_str(), CompareOp::Equal, 0),
                 Guard::Ours => Compare::value(owner_key.as_str(), CompareOp::Equal, mine.as_str()),
             };
+            let not_removed = Compare::create_revision(removed_key.as_str(), CompareOp::Equal, 0);
             let txn = Txn::new()
-                .when([compare])
+                .when([compare, not_removed])
                 .and_then([
                     TxnOp::put(alive_key.as_str(), value.clone(), Some(leased.clone())),
                     TxnOp::put(info_key.as_str(), value.clone(), None),
@@ -85,10 +94,12 @@ impl EtcdMeta {
                         mine.as_str(),
                         Some(PutOptions::new().with_lease(lease_id)),
                     ),
+                    TxnOp::get(leaving_key.as_str(), None),
                 ])
                 .or_else([
                     TxnOp::get(owner_key.as_str(), None),
                     TxnOp::get(alive_key.as_str(), None),
+                    TxnOp::get(removed_key.as_str(), None),
                 ]);
             let mut kv = self.client.kv_client();
             let answer = self
@@ -100,11 +111,25 @@ impl EtcdMeta {
                     TxnOpResponse::Put(put) => put.prev_key().map(|kv| kv.lease()),
                     _ => None,
                 });
-                return Ok(previous.unwrap_or(0));
+                let leaving = responses.iter().any(|r| match r {
+                    TxnOpResponse::Get(got) => !got.kvs().is_empty(),
+                    _ => false,
+                });
+                let mode = if leaving {
+                    NodeMode::Leaving
+                } else {
+                    NodeMode::Active
+                };
+                return Ok((previous.unwrap_or(0), mode));
             }
             match self.seen(node, &owner_key, &responses).await? {
                 Seen::Retry(next) => guard = next,
                 Seen::Taken(taken) => return Err(MetaError::NodeIdTaken(taken)),
+                Seen::Removed => {
+                    return Err(MetaError::NodeRemoved {
+                        node_id: node.node_id,
+                    })
+                }
             }
         }
         Err(MetaError::Server(format!(
@@ -124,12 +149,16 @@ impl EtcdMeta {
             TxnOpResponse::Get(got) => Some(got),
             _ => None,
         });
-        let (Some(owner), Some(alive)) = (gets.next(), gets.next()) else {
+        let (Some(owner), Some(alive), Some(removed)) = (gets.next(), gets.next(), gets.next())
+        else {
             return Err(MetaError::BadValue {
                 key: owner_key.to_string(),
-                reason: "a failed registration answered without its two reads".into(),
+                reason: "a failed registration answered without its three reads".into(),
             });
         };
+        if !removed.kvs().is_empty() {
+            return Ok(Seen::Removed);
+        }
         let Some(owner) = owner.kvs().first() else {
             return Ok(Seen::Retry(Guard::Absent));
         };

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use trilog_meta::{CasOutcome, MetaError, MetaStore, Versioned};
-use trilog_wire::meta::{LogMeta, NodeInfo, SegmentMeta};
+use trilog_wire::meta::{LogMeta, NodeInfo, NodeMode, NodeModeEntry, SegmentMeta};
 
 /// Generous: nothing here waits for it unless the test says so.
 pub const TEST_WAIT: Duration = Duration::from_secs(60);
@@ -259,7 +259,7 @@ pub async fn a_live_id_is_refused_to_another_incarnation(meta: &dyn MetaStore, l
     let deadline = Instant::now() + TEST_WAIT;
     loop {
         match meta.register_node(impostor.clone(), lease).await {
-            Ok(()) => break,
+            Ok(_) => break,
             Err(MetaError::NodeIdTaken(_)) => {}
             Err(e) => panic!("{e}"),
         }
@@ -268,4 +268,89 @@ pub async fn a_live_id_is_refused_to_another_incarnation(meta: &dyn MetaStore, l
     }
     let alive = meta.list_nodes(false).await.expect("list");
     assert!(alive.iter().any(|n| n.info == impostor), "{alive:?}");
+}
+
+/// Node modes: active unless set; a registration answers the mode and
+/// `list_nodes` carries it; back to active is allowed while leaving;
+/// removed is final, drops the live registration at once, and refuses
+/// every later registration of the id (any incarnation) with its own
+/// error.
+pub async fn node_modes_and_removal(meta: &dyn MetaStore, lease: Duration) {
+    assert_eq!(meta.node_modes().await.expect("modes"), vec![]);
+    let (n7, n8) = (node(7), node(8));
+    assert_eq!(
+        meta.register_node(n7.clone(), lease)
+            .await
+            .expect("register"),
+        NodeMode::Active
+    );
+    meta.register_node(n8.clone(), lease)
+        .await
+        .expect("register");
+    let leaving = NodeModeEntry {
+        node_id: 7,
+        mode: NodeMode::Leaving,
+    };
+    assert_eq!(
+        meta.set_node_mode(7, NodeMode::Leaving).await.expect("set"),
+        vec![leaving]
+    );
+    // Idempotent.
+    assert_eq!(
+        meta.set_node_mode(7, NodeMode::Leaving).await.expect("set"),
+        vec![leaving]
+    );
+    assert_eq!(
+        meta.register_node(n7.clone(), lease).await.expect("renew"),
+        NodeMode::Leaving
+    );
+    let listed = meta.list_nodes(false).await.expect("list");
+    let mode_of = |id: u64| listed.iter().find(|n| n.info.node_id == id).map(|n| n.mode);
+    assert_eq!(mode_of(7), Some(NodeMode::Leaving));
+    assert_eq!(mode_of(8), Some(NodeMode::Active));
+    // Called off: active again.
+    assert_eq!(
+        meta.set_node_mode(7, NodeMode::Active).await.expect("set"),
+        vec![]
+    );
+    assert_eq!(
+        meta.register_node(n7.clone(), lease).await.expect("renew"),
+        NodeMode::Active
+    );
+    // Removed: at once dead, never again registered, never un-removed.
+    meta.set_node_mode(7, NodeMode::Leaving).await.expect("set");
+    let removed = NodeModeEntry {
+        node_id: 7,
+        mode: NodeMode::Removed,
+    };
+    assert_eq!(
+        meta.set_node_mode(7, NodeMode::Removed).await.expect("set"),
+        vec![removed]
+    );
+    let alive = meta.list_nodes(false).await.expect("list");
+    assert!(
+        alive.iter().all(|n| n.info.node_id != 7),
+        "a removed node is not alive: {alive:?}"
+    );
+    match meta.register_node(n7.clone(), lease).await {
+        Err(MetaError::NodeRemoved { node_id: 7 }) => {}
+        other => panic!("a removed id registered: {other:?}"),
+    }
+    let mut other_life = n7.clone();
+    other_life.incarnation += 1;
+    assert!(matches!(
+        meta.register_node(other_life, lease).await,
+        Err(MetaError::NodeRemoved { node_id: 7 })
+    ));
+    for mode in [NodeMode::Active, NodeMode::Leaving] {
+        let refused = meta.set_node_mode(7, mode).await;
+        let text = refused.expect_err("removed is final").to_string();
+        assert!(text.contains("node id 7 is removed"), "{text}");
+    }
+    assert_eq!(meta.node_modes().await.expect("modes"), vec![removed]);
+    // Node 8 was never touched.
+    assert_eq!(
+        meta.register_node(n8, lease).await.expect("renew"),
+        NodeMode::Active
+    );
 }

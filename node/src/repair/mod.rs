@@ -139,16 +139,7 @@ async fn repair_loop(config: RepairConfig) {
 }
 
 fn views(nodes: &[NodeStatus]) -> Vec<NodeView> {
-    nodes
-        .iter()
-        .map(|n| NodeView {
-            id: n.info.node_id,
-            zone: n.info.zone.clone(),
-            alive: n.alive,
-            // A full node turns read-only and says so: no copy goes there.
-            writable: n.alive && !n.info.full,
-        })
-        .collect()
+    nodes.iter().map(NodeView::of).collect()
 }
 
 /// What a scan runs.
@@ -321,7 +312,7 @@ async fn run_task(
 
 async fn lost_node_back(store: &Arc<dyn MetaStore>, node: NodeId) -> bool {
     match store.list_nodes(false).await {
-        Ok(nodes) => nodes.iter().any(|n| n.info.node_id == node && n.alive),
+        Ok(nodes) => trilog_protocol::repair::lost_node_back(&views(&nodes), node),
         Err(e) => {
             warn!("repair: cannot check whether node {node} is back: {e}");
             false

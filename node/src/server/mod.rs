@@ -29,7 +29,7 @@ use std::net::{SocketAddr, TcpListener as StdListener};
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
@@ -50,8 +50,9 @@ use records::RecordSource;
 use shard::{ctl_to_durable, machine_key, Shard};
 use trilog_meta::{
     spawn_meta_server, spawn_registration_refreshed, FirstRegistration, InfoRefresh,
-    MetaServerHandle, NodeIdTaken, RegistrationHandle,
+    MetaServerHandle, ModeReport, NodeIdTaken, RegistrationHandle,
 };
+use trilog_wire::meta::NodeMode;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +79,19 @@ pub enum StartError {
     NodeIdTaken(NodeIdTaken),
     #[error("metadata store {meta}: no answer to the node's first registration in {waited_ms} ms")]
     NotRegistered { meta: String, waited_ms: u64 },
+    #[error("node id {node_id} was removed from the cluster (decommissioned); it cannot serve again: start this machine under a new node id, on an empty data directory")]
+    Removed { node_id: u64 },
+}
+
+/// Why a running node ended ([`NodeHandle::wait`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Every shard stopped (they run until the process ends, unless one
+    /// fails).
+    ShardsStopped,
+    /// An operator decommissioned the node and the store removed it: it
+    /// holds nothing any record lists, and its id never registers again.
+    Removed,
 }
 
 /// A running node.
@@ -87,15 +101,15 @@ pub struct NodeHandle {
     pub registration: Option<RegistrationHandle>,
     /// Measures the disk; the node's read-only mode.
     pub space: SpaceMonitor,
-    executors: Vec<glommio::ExecutorJoinHandle<()>>,
+    ended: mpsc::Receiver<Ending>,
 }
 
 impl NodeHandle {
-    /// Blocks until every shard stops (they run until the process ends).
-    pub fn join(self) {
-        for e in self.executors {
-            let _ = e.join();
-        }
+    /// Blocks until the node ends: every shard stopped, or the node was
+    /// removed from the cluster (then the shards are left to the process's
+    /// exit: everything they acknowledged is durable already).
+    pub fn wait(self) -> Ending {
+        self.ended.recv().unwrap_or(Ending::ShardsStopped)
     }
 }
 
@@ -153,6 +167,20 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
     let (listeners, shard_ports) = bind_shards(&config)?;
     let board = Arc::new(RepairBoard::new());
     let executors = spawn_shards(&config, listeners, &shard_ports, &space.space, &board)?;
+    let (ended_tx, ended) = mpsc::channel();
+    let joined = ended_tx.clone();
+    std::thread::Builder::new()
+        .name("trilog-shards-join".into())
+        .spawn(move || {
+            for e in executors {
+                let _ = e.join();
+            }
+            let _ = joined.send(Ending::ShardsStopped);
+        })
+        .map_err(|e| StartError::Executor {
+            shard: usize::MAX,
+            why: format!("cannot start the thread that waits for the shards: {e}"),
+        })?;
     let registration = match config.meta.clone() {
         Some(meta) => Some(register(
             &config,
@@ -160,6 +188,7 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
             &shard_ports,
             identity.incarnation,
             space.space.clone(),
+            ended_tx,
         )?),
         None => None,
     };
@@ -187,7 +216,7 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         meta_server,
         registration,
         space,
-        executors,
+        ended,
     })
 }
 
@@ -296,6 +325,7 @@ fn register(
     shard_ports: &[u16],
     incarnation: u64,
     space: Arc<NodeSpace>,
+    ended: mpsc::Sender<Ending>,
 ) -> Result<RegistrationHandle, StartError> {
     let advertised_ports = match config.advertise_port {
         Some(base) => (0..shard_ports.len())
@@ -316,11 +346,26 @@ fn register(
     };
     let lease = Duration::from_millis(config.lease_ms);
     let meta_text = meta.to_string();
-    let refresh: InfoRefresh = Arc::new(move |info: &mut NodeInfo| space.refresh(info));
-    let handle = spawn_registration_refreshed(meta, info, lease, refresh);
+    let refreshed = space.clone();
+    let refresh: InfoRefresh = Arc::new(move |info: &mut NodeInfo| refreshed.refresh(info));
+    let node_id = config.node_id;
+    let ended = Mutex::new(ended);
+    let on_mode: ModeReport = Arc::new(move |mode: NodeMode| match mode {
+        NodeMode::Active => space.set_leaving(false),
+        NodeMode::Leaving => space.set_leaving(true),
+        NodeMode::Removed => {
+            space.set_leaving(true);
+            log::warn!("node {node_id}: removed from the cluster: stopping");
+            let tx = ended.lock().unwrap_or_else(|e| e.into_inner());
+            // The receiver is gone only if the node is ending already.
+            let _ = tx.send(Ending::Removed);
+        }
+    });
+    let handle = spawn_registration_refreshed(meta, info, lease, refresh, on_mode);
     match handle.wait_first(Duration::from_millis(START_META_WAIT_MS)) {
         FirstRegistration::Registered => Ok(handle),
         FirstRegistration::Refused(taken) => Err(StartError::NodeIdTaken(taken)),
+        FirstRegistration::Removed { node_id } => Err(StartError::Removed { node_id }),
         FirstRegistration::Pending => Err(StartError::NotRegistered {
             meta: meta_text,
             waited_ms: START_META_WAIT_MS,

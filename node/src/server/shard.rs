@@ -129,10 +129,13 @@ impl<R: ShardRuntime> Shard<R> {
         self.files.borrow_mut().remove(&key)
     }
 
-    /// Tells the machine whether the node's disk is read-only now.
+    /// Tells the machine whether the node's disk is read-only now, and
+    /// whether the node is leaving.
     pub fn sync_space(&self) {
         if let Some(space) = self.space.borrow().as_ref() {
-            self.machine.borrow_mut().set_read_only(space.is_full());
+            let mut machine = self.machine.borrow_mut();
+            machine.set_read_only(space.is_full());
+            machine.set_leaving(space.is_leaving());
         }
     }
 

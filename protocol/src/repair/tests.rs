@@ -8,6 +8,7 @@ fn view(id: NodeId, zone: &str, alive: bool) -> NodeView {
         zone: zone.into(),
         alive,
         writable: alive,
+        mode: NodeMode::Active,
     }
 }
 
@@ -63,6 +64,66 @@ fn a_node_is_lost_only_after_the_grace_period_and_found_again_at_once() {
     nodes.observe(3 * GRACE, &[view(3, "c", false)]);
     assert!(!nodes.is_lost(3, 4 * GRACE - 1));
     assert!(nodes.is_lost(3, 4 * GRACE));
+}
+
+#[test]
+fn a_leaving_node_is_lost_at_once_yet_a_source_and_its_return_cancels_nothing() {
+    let leaving = NodeView {
+        writable: false,
+        mode: NodeMode::Leaving,
+        ..view(2, "b", true)
+    };
+    let views = [
+        view(1, "a", true),
+        leaving.clone(),
+        view(3, "c", true),
+        view(4, "a", true),
+        view(5, "b", true),
+        view(6, "c", true),
+    ];
+    let mut nodes = LostNodes::new(GRACE);
+    nodes.observe(0, &views);
+    // No grace: lost at the first look, while alive.
+    assert!(nodes.is_lost(2, 0));
+    assert!(!nodes.is_lost(1, 0));
+    let r = record(vec![seg(0, &[1, 2, 3], Some(10)), seg(1, &[2, 4, 6], None)]);
+    let mut planned = Vec::new();
+    for me in 1..=6 {
+        for task in plan(&r, me, &mut nodes, 0) {
+            planned.push((me, task));
+        }
+    }
+    // The sealed segment moves; the open one is its producer's to switch.
+    assert_eq!(planned.len(), 1, "{planned:?}");
+    let (me, task) = &planned[0];
+    assert_eq!(*me, 5, "the one writable node of zone b outside the set");
+    assert_eq!(task.lost, 2);
+    assert!(
+        task.sources.contains(&2),
+        "the leaving node is still read from: {:?}",
+        task.sources
+    );
+    // A leaving node alive is no reason to cancel; an active one is.
+    assert!(!lost_node_back(&views, 2));
+    assert!(lost_node_back(&[view(2, "b", true)], 2));
+    assert!(!lost_node_back(&[view(2, "b", false)], 2));
+    // Leaving makes scans due every interval until the node is removed.
+    let mut schedule = ScanSchedule::new();
+    schedule.scanned(0, 0);
+    assert!(!schedule.due(REPAIR_SCAN_INTERVAL_MS - 1, &nodes));
+    assert!(schedule.due(REPAIR_SCAN_INTERVAL_MS, &nodes));
+    let removed = NodeView {
+        alive: false,
+        mode: NodeMode::Removed,
+        ..leaving
+    };
+    let mut after = views.clone();
+    after[1] = removed;
+    nodes.observe(1, &after);
+    assert!(nodes.is_lost(2, 1), "a removed node is lost at once too");
+    // Nobody leaving: back to the slow schedule.
+    schedule.scanned(10_000, 0);
+    assert!(!schedule.due(10_000 + REPAIR_SCAN_INTERVAL_MS, &nodes));
 }
 
 #[test]

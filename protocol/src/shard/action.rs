@@ -220,13 +220,15 @@ pub(super) fn deleted(key: SegmentKey) -> Message {
 
 /// The node is read-only for a full disk: it takes no new segment and no
 /// append. The sender counts the replica as failed and switches away.
-pub(super) fn full(key: SegmentKey) -> Message {
-    error(
-        key,
-        ErrorCode::Full,
-        0,
-        "node is read-only: its disk is full".into(),
-    )
+/// `Full`: the node takes no new data, for its full disk or because it
+/// is leaving the cluster (either way a failed replica for the sender).
+pub(super) fn full(key: SegmentKey, leaving: bool) -> Message {
+    let why = if leaving {
+        "node is read-only: it is leaving the cluster (decommissioned)"
+    } else {
+        "node is read-only: its disk is full"
+    };
+    error(key, ErrorCode::Full, 0, why.into())
 }
 
 pub(super) fn not_found(key: SegmentKey) -> Message {

@@ -76,6 +76,11 @@
 //!   every machine already handles. Reads, fences and seals of segments it
 //!   holds (control writes overwrite the control file in place) and
 //!   deletes go on.
+//! - **A leaving node** ([`ShardMachine::set_leaving`]: an operator
+//!   decommissions it) is read-only the same way, with its own message:
+//!   producers switch their open segments away from it at their next
+//!   append, and nothing new is created on it, while repair copies its
+//!   sealed segments elsewhere, reading them from it.
 //! - **Closed connections** are forgotten: their owed acks, parked reads
 //!   and waiting appends go; their fences and seals still run, unanswered.
 //!
@@ -166,6 +171,8 @@ pub struct ShardMachine {
     orphans: Orphans,
     /// The node's disk is full (`crate::space`): no new data.
     read_only: bool,
+    /// The node is leaving the cluster (decommissioned): no new data.
+    leaving: bool,
 }
 
 impl ShardMachine {
@@ -190,6 +197,7 @@ impl ShardMachine {
             record_lookups: BTreeSet::new(),
             orphans: Orphans::default(),
             read_only: false,
+            leaving: false,
         }
     }
 
@@ -200,8 +208,21 @@ impl ShardMachine {
         self.read_only = read_only;
     }
 
+    /// Whether the shard takes no new data (a full disk, or leaving).
     pub fn is_read_only(&self) -> bool {
-        self.read_only
+        self.read_only || self.leaving
+    }
+
+    /// The node was told it is leaving the cluster (or, `false`, that the
+    /// decommission was called off): read-only like a full disk.
+    pub fn set_leaving(&mut self, leaving: bool) {
+        self.leaving = leaving;
+    }
+
+    /// The refusal of new data by a read-only shard.
+    fn refuse_new_data(&self, key: SegmentKey) -> Message {
+        debug_assert!(self.is_read_only());
+        full(key, self.leaving)
     }
 
     /// The driver can ask the metadata store for records: from now on the
@@ -325,8 +346,8 @@ impl ShardMachine {
                 actions: out,
             };
         }
-        if self.read_only && self.takes_new_data(key) {
-            out.send(conn, request_id, full(key));
+        if self.is_read_only() && self.takes_new_data(key) {
+            out.send(conn, request_id, self.refuse_new_data(key));
             return AppendStep {
                 stage: Stage::Nothing,
                 actions: out,
@@ -469,8 +490,8 @@ impl ShardMachine {
             self.wake_reads(key, &mut out);
         } else if let Some(waiters) = self.creating.get_mut(&key) {
             waiters.push(Waiting::Control(request));
-        } else if self.read_only && create_at_epoch.is_some() {
-            out.send(conn, request_id, full(key));
+        } else if self.is_read_only() && create_at_epoch.is_some() {
+            out.send(conn, request_id, self.refuse_new_data(key));
         } else if let Some(epoch) = create_at_epoch {
             // Not the log's first seq: a segment created by a control
             // request never holds entries of its own before an append.

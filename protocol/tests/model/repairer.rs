@@ -60,6 +60,7 @@ fn lost_view(s: &State, cfg: &crate::model::Config) -> LostNodes {
                 zone: String::new(),
                 alive,
                 writable: alive,
+                mode: trilog_protocol::metadata::NodeMode::Active,
             }
         })
         .collect();
