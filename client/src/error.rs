@@ -52,6 +52,8 @@ pub enum ClientError {
     LogDeleted { log_id: u64 },
     #[error("log {log_id}: {why}")]
     Trim { log_id: u64, why: String },
+    #[error("node {node}: {why}")]
+    Decommission { node: u64, why: String },
     #[error("log {log_id}: seq {seq} is damaged or missing on every replica of its segment")]
     Damaged { log_id: u64, seq: u64 },
     #[error("log {log_id}: replica returned bad data: {why}")]

@@ -23,6 +23,7 @@
 pub mod clock;
 pub mod conn;
 pub mod consumer;
+pub mod decommission;
 pub mod error;
 pub mod pool;
 pub mod producer;

@@ -10,7 +10,7 @@ use trilog_protocol::trim::{
     delete_record, drop_deleted, first_readable, pending, trim_record, DeletionRound, TrimRefusal,
 };
 use trilog_wire::message::{DeleteSegment, ErrorMsg};
-use trilog_wire::meta::{LogMeta, SegmentMeta};
+use trilog_wire::meta::{LogMeta, NodeMode, SegmentMeta};
 use trilog_wire::Message;
 
 use crate::error::ClientError;
@@ -113,6 +113,17 @@ async fn finish(pool: &ConnPool, log_id: u64) -> Result<TrimReport, ClientError>
     let (_, record) = read(pool, log_id).await?;
     let deleting = pending(&record).to_vec();
     let mut round = DeletionRound::new(&deleting);
+    if !deleting.is_empty() {
+        let removed = pool
+            .meta()
+            .node_modes()
+            .await?
+            .into_iter()
+            .filter(|m| m.mode == NodeMode::Removed)
+            .map(|m| m.node_id)
+            .collect();
+        round.forget(&removed);
+    }
     for (segment, node) in round.requests() {
         match delete_on(pool, log_id, segment, node).await {
             Ok(()) => round.confirmed(segment, node),

@@ -155,6 +155,45 @@ async fn append_read_takeover_and_status_from_the_command_line() {
         );
     }
 
+    // Decommission: a node of a 3-node cluster cannot drain (no node is
+    // left to take its copies), so the wait ends with exit status 3 and
+    // the node leaving; `--cancel` makes it active again. An id nobody
+    // knows is refused.
+    let unknown = run(meta, &["node", "decommission", "99"], None);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no such node"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+    let stuck = run(
+        meta,
+        &["node", "decommission", "3", "--timeout-secs", "1"],
+        None,
+    );
+    assert_eq!(stuck.status.code(), Some(3), "{stuck:?}");
+    let said = String::from_utf8_lossy(&stuck.stdout);
+    assert!(said.contains("node 3: leaving;"), "{said}");
+    assert!(said.contains("still listed on node 3"), "{said}");
+    let status = trilog(meta, &["status"], None);
+    assert!(status.contains("LEAVING"), "{status}");
+    let json: serde_json::Value =
+        serde_json::from_str(&trilog(meta, &["status", "--json"], None)).expect("JSON");
+    let modes: Vec<(u64, String)> = json["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            let id = n["id"].as_u64().expect("id");
+            (id, n["mode"].as_str().expect("mode").to_string())
+        })
+        .collect();
+    assert!(modes.contains(&(3, "leaving".into())), "{modes:?}");
+    assert!(modes.contains(&(1, "active".into())), "{modes:?}");
+    let said = trilog(meta, &["node", "decommission", "3", "--cancel"], None);
+    assert!(said.contains("active again"), "{said}");
+    assert!(!trilog(meta, &["status"], None).contains("LEAVING"));
+
     // Bad input gets an error and a failing exit status, not a panic.
     let bad = run(meta, &["read", "--log", "not-a-number"], None);
     assert!(!bad.status.success());

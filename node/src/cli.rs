@@ -127,7 +127,9 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
             println!("trilog-node ready ports={:?}", handle.shard_ports);
             match handle.wait() {
                 crate::server::Ending::Removed => {
-                    println!("trilog-node removed from the cluster; exiting");
+                    // Not on stdout: whoever read the ready line may have
+                    // closed it.
+                    log::info!("node removed from the cluster; exiting");
                     0
                 }
                 crate::server::Ending::ShardsStopped => {

@@ -40,6 +40,7 @@
 pub mod acks;
 pub mod actions;
 pub mod consumer;
+pub mod decommission;
 pub mod listing;
 pub mod meta_call;
 pub mod meta_record;

@@ -174,6 +174,15 @@ impl DeletionRound {
             .collect()
     }
 
+    /// Counts every replica on `nodes` as confirmed: nodes removed from
+    /// the cluster for good (`crate::decommission`), whose disks never
+    /// serve it again and which can never answer.
+    pub fn forget(&mut self, nodes: &BTreeSet<NodeId>) {
+        for waiting in self.waiting.values_mut() {
+            waiting.retain(|n| !nodes.contains(n));
+        }
+    }
+
     /// `node` confirmed that it holds no files of `segment`.
     pub fn confirmed(&mut self, segment: u64, node: NodeId) {
         if let Some(nodes) = self.waiting.get_mut(&segment) {
@@ -297,5 +306,9 @@ mod tests {
         let dropped = drop_deleted(&t, &round.done());
         assert_eq!(ids(&dropped.deleting), vec![1, 2]);
         validate_record(1, &dropped).expect("valid");
+        // Node 1 removed from the cluster: its copy counts as unlinked.
+        round.forget(&BTreeSet::from([1]));
+        assert_eq!(round.done(), BTreeSet::from([0, 1]));
+        assert!(round.requests().iter().all(|(_, n)| *n != 1));
     }
 }

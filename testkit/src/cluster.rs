@@ -270,6 +270,20 @@ impl Cluster {
         Ok(())
     }
 
+    /// Whether node `id`'s process ended by itself, and how: `None` while
+    /// it runs (or if it is not running under this cluster).
+    pub fn exited(&mut self, id: u64) -> Result<Option<std::process::ExitStatus>, ClusterError> {
+        let i = self.index(id)?;
+        let Some(child) = self.nodes[i].child.as_mut() else {
+            return Ok(None);
+        };
+        let status = child.try_wait()?;
+        if status.is_some() {
+            self.nodes[i].child = None;
+        }
+        Ok(status)
+    }
+
     /// kill -9 of node `id`.
     pub fn kill(&mut self, id: u64) -> Result<(), ClusterError> {
         let i = self.index(id)?;

@@ -88,7 +88,38 @@ enum Cmd {
         #[arg(long)]
         log: u64,
     },
+    /// Cluster membership.
+    Node {
+        #[command(subcommand)]
+        cmd: NodeCmd,
+    },
 }
+
+#[derive(Debug, Subcommand)]
+enum NodeCmd {
+    /// Takes node ID out of the cluster for good: no new data goes to it,
+    /// its sealed segments are copied to other nodes (keeping 3 zones),
+    /// producers switch their open segments away from it, and once no log
+    /// lists it the node is removed (it exits, and its id never registers
+    /// again). Exits 0 once removed; 3 if still draining at the timeout
+    /// (run it again to go on waiting, or --cancel).
+    Decommission {
+        /// The node id.
+        id: u64,
+        /// How long to wait for the node to drain, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout_secs: u64,
+        /// Mark the node leaving and return at once.
+        #[arg(long, conflicts_with = "cancel")]
+        no_wait: bool,
+        /// Call a decommission off (refused once the node is removed).
+        #[arg(long)]
+        cancel: bool,
+    },
+}
+
+/// `trilog node decommission` ran out of time with the node still leaving.
+const EXIT_STILL_LEAVING: u8 = 3;
 
 fn main() -> ExitCode {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
@@ -106,6 +137,10 @@ fn main() -> ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(ClientError::Decommission { node, why }) if why == STILL_LEAVING => {
+            eprintln!("trilog: node {node}: {why}");
+            ExitCode::from(EXIT_STILL_LEAVING)
+        }
         Err(e) => {
             eprintln!("trilog: {e}");
             ExitCode::FAILURE
@@ -207,10 +242,71 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             print_report(&report);
             Ok(())
         }
+        Cmd::Node {
+            cmd:
+                NodeCmd::Decommission {
+                    id,
+                    timeout_secs,
+                    no_wait,
+                    cancel,
+                },
+        } => {
+            if cancel {
+                trilog_client::decommission::cancel(&pool, id).await?;
+                println!("node {id}: decommission called off: active again");
+                return Ok(());
+            }
+            let wait = if no_wait {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(timeout_secs)
+            };
+            decommission(&pool, id, wait).await
+        }
         Cmd::Repair { status: true } => repair_status(&*meta).await,
         Cmd::Repair { status: false } => {
             println!("the nodes repair lost replicas by themselves; `trilog repair --status` shows what is under-replicated");
             Ok(())
+        }
+    }
+}
+
+const STILL_LEAVING: &str = "still leaving";
+
+async fn decommission(pool: &ConnPool, id: u64, wait: Duration) -> Result<(), ClientError> {
+    use trilog_client::decommission::{decommission, Decommissioned, Drain};
+    let progress = |d: &Drain| {
+        println!(
+            "node {id}: leaving; {} sealed segments to move, {} open segments to switch away, {} deletions naming it",
+            d.sealed(),
+            d.open(),
+            d.deleting()
+        );
+    };
+    match decommission(pool, id, wait, progress).await? {
+        Decommissioned::Removed => {
+            println!("node {id}: removed from the cluster");
+            Ok(())
+        }
+        Decommissioned::StillLeaving(d) => {
+            for (log_id, h) in &d.logs {
+                if !h.open.is_empty() {
+                    println!(
+                        "  log {log_id}: open segment {:?} on node {id}: its producer switches at its next append (an abandoned log: `trilog takeover --log {log_id}`)",
+                        h.open
+                    );
+                }
+                if !h.sealed.is_empty() {
+                    println!(
+                        "  log {log_id}: sealed segments {:?} still listed on node {id} (`trilog repair --status` shows where they go)",
+                        h.sealed
+                    );
+                }
+            }
+            Err(ClientError::Decommission {
+                node: id,
+                why: STILL_LEAVING.into(),
+            })
         }
     }
 }
@@ -263,7 +359,7 @@ async fn status(meta: &dyn MetaStore) -> Result<(), ClientError> {
     println!("nodes: {}", nodes.len());
     for n in &nodes {
         println!(
-            "  node {:>4}  {:<15} ports {:?}  {}  lease {} ms  {} bytes free{}",
+            "  node {:>4}  {:<15} ports {:?}  {}  lease {} ms  {} bytes free{}{}",
             n.info.node_id,
             n.info.host,
             n.info.shard_ports,
@@ -274,6 +370,11 @@ async fn status(meta: &dyn MetaStore) -> Result<(), ClientError> {
                 "  FULL (read-only)"
             } else {
                 ""
+            },
+            match n.mode {
+                trilog_wire::meta::NodeMode::Active => "",
+                trilog_wire::meta::NodeMode::Leaving => "  LEAVING (decommissioned)",
+                trilog_wire::meta::NodeMode::Removed => "  REMOVED",
             }
         );
     }

@@ -95,6 +95,10 @@ pub struct Config {
     pub node_losses: u8,
     /// A repair copies a sealed segment of a lost node to another node.
     pub repair: bool,
+    /// Nodes an operator may decommission per run: marked leaving, they
+    /// keep their disks and serve on, and repair moves their sealed
+    /// copies (reading from them too).
+    pub decommissions: u8,
     /// Trims per run (`trimmer.rs`): each moves the trim point by CAS;
     /// the unlinks and the drop that follow are not counted.
     pub trims: u8,
@@ -141,6 +145,7 @@ pub struct Budget {
     pub unknown_cas: u8,
     pub rogue_seals: u8,
     pub node_losses: u8,
+    pub decommissions: u8,
     pub trims: u8,
     pub damages: u8,
     pub sweeps: u8,
@@ -218,6 +223,8 @@ pub struct State {
     pub ghost: Ghost,
     /// The node lost for good, if any.
     pub lost: Option<u64>,
+    /// The node being decommissioned, if any: alive, its disk whole.
+    pub leaving: Option<u64>,
     pub repair: Option<repairer::Repair>,
 }
 
@@ -292,6 +299,8 @@ pub enum Act {
     },
     /// Node `n` is lost for good: its disk is gone and it takes nothing.
     LoseNode(u64),
+    /// An operator decommissions node `n`: it is leaving (`NodeMode`).
+    Decommission(u64),
     /// A repair job starts on the node placement gives it to.
     RepairStart,
     /// The job's entries are appended to its copy.
@@ -402,12 +411,14 @@ impl Trilog {
                 unknown_cas: cfg.unknown_cas,
                 rogue_seals: cfg.rogue_seals,
                 node_losses: cfg.node_losses,
+                decommissions: cfg.decommissions,
                 trims: cfg.trims,
                 damages: cfg.damages,
                 sweeps: cfg.sweeps,
             },
             ghost: Ghost::default(),
             lost: None,
+            leaving: None,
             repair: None,
         };
         s.drive(cfg, 1, |m, now| m.begin(now));

@@ -14,11 +14,18 @@
 //! - **publish**: one atomic CAS of the record with the job's change.
 //!
 //! The target may crash anywhere in between (the node crash fault), losing
-//! what was staged. Repair's messages never travel the model's network:
+//! what was staged.
+//!
+//! A decommission ([`Act::Decommission`]) is the other way a replica comes
+//! to be replaced: the node is marked leaving in the registrations
+//! repair sees (alive, not writable, `NodeMode::Leaving`), keeps its disk
+//! and serves on; the same plan and job move its copy, and the leaving
+//! node may be the job's source. Repair's messages never travel the model's network:
 //! the job talks to nodes within its own steps (its answers would reach
 //! no producer), which only removes interleavings among its own requests,
 //! not between them and the faults.
 
+use trilog_protocol::metadata::NodeMode;
 use trilog_protocol::repair::{
     heal_task, plan, repair_target, JobAction, JobState, LostNodes, NodeView, RepairJob,
 };
@@ -48,19 +55,25 @@ pub struct Repair {
 
 /// The node ids of the model and their liveness: every node is alive but
 /// the lost one, all in one zone; a lost node is lost at once (the grace
-/// period is a matter of time, which the model has not).
+/// period is a matter of time, which the model has not); a leaving node is
+/// alive but takes no new copy.
 fn lost_view(s: &State, cfg: &crate::model::Config) -> LostNodes {
     let mut nodes = LostNodes::new(0);
     let views: Vec<NodeView> = all_nodes(cfg)
         .into_iter()
         .map(|id| {
             let alive = s.lost != Some(id);
+            let leaving = s.leaving == Some(id);
             NodeView {
                 id,
                 zone: String::new(),
                 alive,
-                writable: alive,
-                mode: trilog_protocol::metadata::NodeMode::Active,
+                writable: alive && !leaving,
+                mode: if leaving {
+                    NodeMode::Leaving
+                } else {
+                    NodeMode::Active
+                },
             }
         })
         .collect();
@@ -83,9 +96,22 @@ impl Trilog {
                 }
             }
         }
+        if s.budget.decommissions > 0 && s.leaving.is_none() && s.lost.is_none() {
+            for n in all_nodes(&self.cfg) {
+                let holds_sealed = s
+                    .meta
+                    .segments
+                    .iter()
+                    .any(|g| g.sealed_len.is_some() && g.replicas.contains(&n));
+                if holds_sealed {
+                    out.push(Act::Decommission(n));
+                }
+            }
+        }
         self.damage_steps(s, out);
+        let replacing = s.lost.or(s.leaving).is_some();
         match &s.repair {
-            None if self.cfg.repair && s.lost.is_some() && self.first_task(s).is_some() => {
+            None if self.cfg.repair && replacing && self.first_task(s).is_some() => {
                 out.push(Act::RepairStart)
             }
             None if self.heal_job(s).is_some() => out.push(Act::HealStart),
@@ -167,7 +193,7 @@ impl Trilog {
     }
 
     fn first_task(&self, s: &State) -> Option<(RepairJob, NodeId)> {
-        let lost = s.lost?;
+        let lost = s.lost.or(s.leaving)?;
         let mut nodes = lost_view(s, &self.cfg);
         for seg in s
             .meta
@@ -197,6 +223,10 @@ impl Trilog {
                 }
                 let lost = Addr::Node(*n);
                 s.net.retain(|m| m.route().1 != lost);
+            }
+            Act::Decommission(n) => {
+                s.budget.decommissions -= 1;
+                s.leaving = Some(*n);
             }
             Act::RepairStart => {
                 let Some((mut job, target)) = self.first_task(s) else {

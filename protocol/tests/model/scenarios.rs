@@ -46,6 +46,7 @@ fn base(p1_entries: u8) -> Config {
         prune_noops: false,
         node_losses: 0,
         repair: false,
+        decommissions: 0,
         trims: 0,
         damages: 0,
         sweeps: 0,
@@ -306,6 +307,27 @@ pub fn repair() -> Scenario {
         cfg: Config {
             replica_failures: 1,
             node_losses: 1,
+            repair: true,
+            node_crashes: 1,
+            delayed_flushes: u8::from(full),
+            ..base(if full { 2 } else { 1 })
+        },
+        discoveries: &[props::SEGMENT_SEALED, props::REPAIR_PUBLISHED],
+    }
+}
+
+/// A node decommissioned after a switch sealed segment 0: it stays up
+/// with its disk whole, and repair moves its replica of segment 0 onto the
+/// one node that holds none, reading from whichever replica comes first,
+/// the leaving node included, racing producer 1's appends to segment 1
+/// and a crash of any node (the leaving one, and the copy's target, too).
+pub fn decommission() -> Scenario {
+    let full = full();
+    Scenario {
+        name: "decommission",
+        cfg: Config {
+            replica_failures: 1,
+            decommissions: 1,
             repair: true,
             node_crashes: 1,
             delayed_flushes: u8::from(full),
