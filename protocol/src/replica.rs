@@ -397,6 +397,49 @@ impl Replica {
         ControlDecision::Persist(self.durable)
     }
 
+    /// A seal learnt from the metadata record, not sent by anyone: the
+    /// record is the truth about a sealed segment, so an open replica
+    /// takes it even where it would refuse the same seal as a message:
+    /// - **below the watermark it knows**: the record seals there only
+    ///   after a takeover that carried every entry past its seal into the
+    ///   next segment (see [`Self::on_seal`]): the entries dropped here
+    ///   live on there, at the same seqs;
+    /// - **past what it holds** (damaged, cut short, or appends it missed):
+    ///   it is sealed short of its seal, misses the entries below it
+    ///   ([`Self::missing_from`]) and is healed like any sealed copy that
+    ///   lost entries ([`Self::healing`], after its damage is dropped).
+    ///
+    /// A replica sealed already at another length refuses (the record and
+    /// a seal that was answered disagree: a bug, never a race), as does
+    /// [`Self::on_seal`]. The rule that no seal *message* truncates below
+    /// the watermark (`SealBelowCommit`) is untouched: only the consensus
+    /// store, which every reader follows anyway, may do it.
+    pub fn learn_seal(&mut self, epoch: u64, len: u64) -> ControlDecision {
+        match self.durable.sealed_len {
+            Some(s) if s == len => return ControlDecision::Unchanged,
+            Some(s) => {
+                return ControlDecision::Refuse(Refusal::SealConflict {
+                    held: self.staged_len,
+                    sealed_len: Some(s),
+                })
+            }
+            None => {}
+        }
+        assert_eq!(
+            self.staged_len, self.durable_len,
+            "a seal is decided once every staged entry is durable"
+        );
+        let kept = self.durable_len.min(len);
+        self.durable.sealed_len = Some(len);
+        self.durable.fenced_epoch = self.durable.fenced_epoch.max(epoch);
+        self.durable.watermark = self.durable.watermark.min(len);
+        self.staged_len = kept;
+        self.durable_len = kept;
+        // Damage at or past the seal is no longer in the replica at all.
+        self.damaged_from = self.damaged_from.filter(|d| *d < len);
+        ControlDecision::Persist(self.durable)
+    }
+
     /// How far a reader may read. `limit` is the segment's sealed length
     /// as the reader learnt it from the metadata, or `u64::MAX` while the
     /// segment is open there. Below a sealed length every entry is

@@ -287,6 +287,11 @@ fn scenario_rogue_seal() {
 }
 
 #[test]
+fn scenario_learn_seal() {
+    check_scenario(learn_seal());
+}
+
+#[test]
 fn scenario_repair() {
     check_scenario(repair());
 }

@@ -409,8 +409,19 @@ impl Drop for Cluster {
                 let _ = c.wait();
             }
         }
+        // With `TRILOG_KEEP_DIRS` set, the data directories and the nodes'
+        // logs stay for a post-mortem.
+        if std::env::var_os(KEEP_DIRS_ENV).is_some() {
+            if let Some(temp) = self._temp.take() {
+                let kept = temp.keep();
+                eprintln!("cluster directory kept: {}", kept.display());
+            }
+        }
     }
 }
+
+/// Set (to anything) to keep a cluster's directory when it is dropped.
+pub const KEEP_DIRS_ENV: &str = "TRILOG_KEEP_DIRS";
 
 /// Where clusters live by default: a directory on the real disk (O_DIRECT
 /// does not work on tmpfs), under the system temp dir unless

@@ -45,8 +45,8 @@ pub fn carry_out<R: ShardRuntime>(shard: &Rc<Shard<R>>, actions: Actions) {
             Action::ApplySeal { key, len } => shard.file(key).borrow_mut().seal_truncate(len),
             Action::LookupLog { log_id } => lookup_log(shard, log_id),
             Action::LearntSealRefused { key, len, refusal } => log::error!(
-                "node {} {key:?}: the record seals it at {len}, and this replica refuses \
-                 that seal ({refusal:?}); left as it is for repair",
+                "node {} {key:?}: the record seals it at {len}, and this replica, sealed \
+                 at another length, refuses that seal ({refusal:?}); left as it is",
                 shard.node_id
             ),
             Action::ServeRead {

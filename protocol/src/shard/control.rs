@@ -130,7 +130,12 @@ impl ControlQueue {
         len: u64,
         out: &mut Actions,
     ) -> bool {
-        match replica.on_seal(epoch, len) {
+        let decision = if head.learnt {
+            replica.learn_seal(epoch, len)
+        } else {
+            replica.on_seal(epoch, len)
+        };
+        match decision {
             ControlDecision::Persist(state) => {
                 assert_eq!(
                     state.sealed_len,

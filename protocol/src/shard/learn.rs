@@ -10,12 +10,14 @@
 //! ([`super::Action::LookupLog`]), at most [`SEAL_LOOKUPS_IN_FLIGHT_MAX`]
 //! logs at a time. When the record seals a segment this replica holds open,
 //! the seal goes through the segment's control queue like a seal message
-//! (answering nobody), so every rule of [`crate::replica::Replica::on_seal`]
-//! applies: a record that seals below the watermark the replica knows
-//! (the one legitimate case: a takeover whose fenced replicas knew a lower
-//! watermark) or past what it holds is refused, reported loudly
-//! ([`super::Action::LearntSealRefused`]) and never asked about again: it
-//! is left for repair.
+//! (answering nobody, after the same drain), decided by
+//! [`crate::replica::Replica::learn_seal`]: the record is the truth, so the
+//! replica takes it below the watermark it knows (a takeover whose fenced
+//! replicas knew a lower watermark carried the entries past its seal into
+//! the next segment) and past what it holds (a damaged or cut copy, then
+//! healed). Only a replica sealed already at another length refuses; that
+//! is reported loudly ([`super::Action::LearntSealRefused`]) and never
+//! asked about again.
 //!
 //! An idle open segment of a live producer is asked about once per sweep;
 //! the bound on lookups in flight keeps a shard with many idle logs from

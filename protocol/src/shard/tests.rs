@@ -1012,23 +1012,77 @@ mod learn_seals {
         );
     }
 
-    #[test]
-    fn a_learnt_seal_below_the_watermark_is_reported_and_not_asked_again() {
-        let mut m = ShardMachine::new(0, 1);
-        recovered(&mut m, 1, 0, 5, 4);
+    /// Learns the record's seal at `len` for segment 0 of log 1 and makes
+    /// it durable; returns the actions of the learning.
+    fn learn(m: &mut ShardMachine, len: u64) -> Actions {
         m.learn_seals_from_record(0, 1);
         let _ = m.handle_timeout(SEAL_LEARN_IDLE_MS);
-        let r = record(1, &[(0, Some(2))]);
+        let r = record(1, &[(0, Some(len))]);
         let out = m.handle_log_record(1, Ok(Some(&r)));
-        assert!(out.iter().any(|a| matches!(
-            a,
-            Action::LearntSealRefused {
-                len: 2,
-                refusal: Refusal::SealBelowCommit { commit: 4 },
-                ..
-            }
-        )));
+        let key = SegmentKey {
+            log_id: 1,
+            segment: 0,
+        };
+        let _ = m.handle_control_durable(key);
+        out
+    }
+
+    #[test]
+    fn a_learnt_seal_below_the_watermark_is_taken_from_the_record() {
+        // The replica knows watermark 4; the record seals at 2 (a takeover
+        // whose answers knew less carried seqs 2.. into the next segment).
+        // As a message, the seal is refused; from the record, it is taken.
+        let mut m = ShardMachine::new(0, 1);
+        recovered(&mut m, 1, 0, 5, 4);
+        let key = SegmentKey {
+            log_id: 1,
+            segment: 0,
+        };
+        let out = learn(&mut m, 2);
+        assert!(out
+            .iter()
+            .all(|a| !matches!(a, Action::LearntSealRefused { .. })));
+        let r = m.replica(key).expect("held");
+        assert_eq!((r.sealed_len(), r.durable_len()), (Some(2), 2));
         assert!(lookups(&m.handle_timeout(2 * SEAL_LEARN_IDLE_MS)).is_empty());
+        // A seal message at another length is still refused.
+        let mut other = ShardMachine::new(0, 1);
+        recovered(&mut other, 1, 0, 5, 4);
+        let msg = Seal {
+            log_id: 1,
+            segment: 0,
+            epoch: 1,
+            len: 2,
+        };
+        let out = other.handle_seal(C1, 1, &msg);
+        assert_eq!(
+            code_of(&sends(&out)[0].2),
+            Some((ErrorCode::SealBelowCommit, 4))
+        );
+    }
+
+    #[test]
+    fn a_damaged_open_replica_takes_the_record_seal_past_what_it_holds_and_heals() {
+        // Damaged from 3 (recovery stopped there); the record seals at 8.
+        let mut m = ShardMachine::new(0, 1);
+        let key = SegmentKey {
+            log_id: 1,
+            segment: 0,
+        };
+        let mut rep = Replica::recovered(3, 3, Default::default());
+        rep.mark_damaged(3);
+        m.add_recovered(key, rep);
+        let out = learn(&mut m, 8);
+        assert!(out
+            .iter()
+            .all(|a| !matches!(a, Action::LearntSealRefused { .. })));
+        let r = m.replica(key).expect("held");
+        assert_eq!((r.sealed_len(), r.durable_len()), (Some(8), 3));
+        assert_eq!(r.missing_from(), Some(3));
+        // Sealed and damaged: the damage is dropped, then it heals.
+        assert_eq!(m.damaged_sealed(), vec![(key, 3)]);
+        assert!(m.rewind_damage(key, 3).is_some());
+        assert_eq!(m.healing(), vec![key]);
     }
 
     #[test]

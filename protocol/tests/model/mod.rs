@@ -107,6 +107,9 @@ pub struct Config {
     pub damages: u8,
     /// Copies a node may sweep as orphans per run (`sweeper.rs`).
     pub sweeps: u8,
+    /// Seals replicas may learn from the record per run
+    /// (`Replica::learn_seal`, what a shard does for an idle segment).
+    pub learnt_seals: u8,
 }
 
 impl Config {
@@ -149,6 +152,7 @@ pub struct Budget {
     pub trims: u8,
     pub damages: u8,
     pub sweeps: u8,
+    pub learnt_seals: u8,
 }
 
 /// What the properties judge and the system does not hold.
@@ -182,6 +186,8 @@ pub struct Ghost {
     pub record_seals: BTreeMap<u64, u64>,
     /// A rogue seal reached a replica (and was refused).
     pub rogue_sealed: bool,
+    /// A replica learnt the record's seal below the watermark it knew.
+    pub learnt_below_watermark: bool,
     /// (segment, node) for every replica a repair published.
     pub repaired: std::collections::BTreeSet<(u64, u64)>,
     /// A trim's CAS applied while a producer's CAS was pending (which
@@ -294,6 +300,12 @@ pub enum Act {
     /// A rogue sender's `Seal{len: 0}` reaches replica `node` of `seg`,
     /// which knows a commit watermark above 0.
     RogueSeal {
+        node: u64,
+        seg: u64,
+    },
+    /// Replica `node` of `seg`, sealed in the record but not on the
+    /// replica, learns the record's seal.
+    LearnSeal {
         node: u64,
         seg: u64,
     },
@@ -415,6 +427,7 @@ impl Trilog {
                 trims: cfg.trims,
                 damages: cfg.damages,
                 sweeps: cfg.sweeps,
+                learnt_seals: cfg.learnt_seals,
             },
             ghost: Ghost::default(),
             lost: None,

@@ -117,6 +117,21 @@ impl Node {
         }
     }
 
+    /// The record's seal of `seg`, learnt (`Replica::learn_seal`): no
+    /// message, no answer.
+    pub fn learn_seal(&mut self, seg: u64, epoch: u64, len: u64) {
+        let s = &mut self.segs[seg as usize];
+        assert!(s.drained(), "a learnt seal waits for the flush");
+        match s.rep.learn_seal(epoch, len) {
+            ControlDecision::Persist(d) => {
+                s.persisted = d;
+                s.recs.truncate(s.rep.durable_len() as usize);
+            }
+            ControlDecision::Unchanged => {}
+            ControlDecision::Refuse(r) => panic!("a learnt seal of an open replica refused: {r:?}"),
+        }
+    }
+
     /// Handles a message addressed to this node; answers go to `net`.
     pub fn take(&mut self, m: &Msg, net: &mut Net) {
         if self.seg(m.seg()).gone {

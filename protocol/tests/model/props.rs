@@ -277,6 +277,11 @@ pub fn tail_replaced(_: &Trilog, s: &State) -> bool {
 
 /// A rogue seal reached a replica of a segment the record seals, and the
 /// replica still holds the sealed prefix.
+/// A replica took the record's seal below the watermark it knew.
+pub fn learnt_below_watermark(_: &Trilog, s: &State) -> bool {
+    s.ghost.learnt_below_watermark
+}
+
 pub fn rogue_seal_refused(_: &Trilog, s: &State) -> bool {
     s.ghost.rogue_sealed
         && s.meta
@@ -344,6 +349,7 @@ pub const TRIM_RACED_SWITCH: &str = "TrimRacedSwitch";
 pub const CONSUMER_MET_TRIM: &str = "ConsumerMetTrim";
 pub const COPY_HEALED: &str = "CopyHealed";
 pub const COPY_SWEPT: &str = "CopySwept";
+pub const LEARNT_BELOW_WATERMARK: &str = "LearntBelowWatermark";
 
 /// The discovery called `name`: a state the model must reach.
 pub fn discovery(name: &'static str) -> Property<Trilog> {
@@ -363,6 +369,7 @@ pub fn discovery(name: &'static str) -> Property<Trilog> {
         CONSUMER_MET_TRIM => consumer_met_trim,
         COPY_HEALED => copy_healed,
         COPY_SWEPT => copy_swept,
+        LEARNT_BELOW_WATERMARK => learnt_below_watermark,
         _ => panic!("no discovery {name}"),
     };
     Property::sometimes(name, f)

@@ -50,6 +50,7 @@ fn base(p1_entries: u8) -> Config {
         trims: 0,
         damages: 0,
         sweeps: 0,
+        learnt_seals: 0,
     }
 }
 
@@ -276,6 +277,24 @@ pub fn race_tail() -> Scenario {
             props::TAIL_CARRIED_OVER,
             props::TAIL_REPLACED,
         ],
+    }
+}
+
+/// The takeover racing producer 1 with a lost message, and a replica of
+/// a segment the record seals learning that seal at any step (as a shard
+/// does for an idle segment): a replica that knew a higher watermark than
+/// the takeover's seal takes it from the record, dropping entries the
+/// takeover carried into the next segment.
+pub fn learn_seal() -> Scenario {
+    let (_, racing) = entries();
+    Scenario {
+        name: "learn-seal",
+        cfg: Config {
+            losses: 1,
+            learnt_seals: 1,
+            ..racing_p1(racing)
+        },
+        discoveries: &[props::TAKEOVER_DONE, props::LEARNT_BELOW_WATERMARK],
     }
 }
 

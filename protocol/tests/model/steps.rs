@@ -47,6 +47,7 @@ impl Trilog {
     /// published or being written by a takeover, and rogue seals.
     pub(crate) fn node_steps(&self, s: &State, out: &mut Vec<Act>) {
         self.rogue_steps(s, out);
+        self.learn_steps(s, out);
         for n in &s.nodes {
             if n.dirty() {
                 out.push(Act::Flush(n.id));
@@ -69,6 +70,23 @@ impl Trilog {
                         node: n.id,
                         torn: true,
                     });
+                }
+            }
+        }
+    }
+
+    /// A replica of a segment the record seals, still open itself, learns
+    /// the seal once nothing is staged (the shard's control queue drains
+    /// first), at any step.
+    fn learn_steps(&self, s: &State, out: &mut Vec<Act>) {
+        if s.budget.learnt_seals == 0 {
+            return;
+        }
+        for g in s.meta.segments.iter().filter(|g| g.sealed_len.is_some()) {
+            for &node in g.replicas.iter().filter(|n| s.lost != Some(**n)) {
+                let seg = s.nodes[node as usize - 1].seg(g.id);
+                if !seg.gone && seg.rep.sealed_len().is_none() && seg.drained() {
+                    out.push(Act::LearnSeal { node, seg: g.id });
                 }
             }
         }
@@ -264,6 +282,20 @@ impl Trilog {
                     len: 0,
                 };
                 s.nodes[node as usize - 1].take(&seal, &mut s.net);
+            }
+            Act::LearnSeal { node, seg } => {
+                s.budget.learnt_seals -= 1;
+                let Some(g) = s.meta.segments.iter().find(|g| g.id == seg) else {
+                    unreachable!("learnt from a segment the record has")
+                };
+                let (epoch, Some(len)) = (g.epoch, g.sealed_len) else {
+                    unreachable!("learnt from a sealed segment")
+                };
+                let n = &mut s.nodes[node as usize - 1];
+                if n.seg(seg).rep.watermark() > len {
+                    s.ghost.learnt_below_watermark = true;
+                }
+                n.learn_seal(seg, epoch, len);
             }
             Act::Sweep { node, seg } => self.take_sweep(s, node, seg),
             trimmer @ (Act::Trim { .. } | Act::Unlink { .. } | Act::DropDeleted) => {
