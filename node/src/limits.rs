@@ -1,6 +1,6 @@
 //! The node's limits, each a named constant with its unit.
 
-use trilog_wire::limits::FRAME_PAYLOAD_BYTES_MAX;
+use trilog_wire::limits::{FRAME_PAYLOAD_BYTES_MAX, READ_BYTES_MAX};
 
 /// Bytes of appends a connection may have in flight (received, not yet
 /// acknowledged). Past it the node stops reading from that connection, so a
@@ -13,6 +13,24 @@ pub const SHARD_CONNECTIONS_MAX: usize = 4096;
 /// Outgoing frames queued for one connection before it is cut off as too
 /// slow a reader.
 pub const CONN_OUTBOX_FRAMES_MAX: usize = 65_536;
+
+/// Bytes of reads a connection may have in flight (asked for, answer not
+/// yet queued), counted at each read's `max_bytes` (capped at the read
+/// limit). Past it the node stops reading requests from that connection:
+/// pipelined reads whose answers are never collected cannot fill the
+/// node's memory with buffers.
+pub const CONN_READ_BYTES_IN_FLIGHT_MAX: u64 = 16 * 1024 * 1024;
+
+/// Bytes of answers queued for a connection and not yet written to its
+/// socket, past which the node reads no further request from it (the
+/// client's own requests then wait in TCP). A queue this full is a
+/// client that does not read its answers.
+pub const CONN_OUTBOX_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// How long one frame's write to a connection may make no progress before
+/// the connection is closed: a peer that stopped reading holds nothing
+/// longer than this.
+pub const CONN_WRITE_STALL_MS: u64 = 30_000;
 
 /// How long a connection may stay silent before its first frame.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
@@ -35,5 +53,7 @@ const _: () = assert!(START_META_CALL_TIMEOUT_MS <= START_META_WAIT_MS);
 const _: () = assert!(START_META_BACKOFF_MS_MAX <= START_META_WAIT_MS);
 
 // One frame must always fit in the in-flight allowance, or a legal append
-// could wait forever for permits.
+// could wait forever for permits; the same for one read.
 const _: () = assert!(FRAME_PAYLOAD_BYTES_MAX as u64 <= CONN_IN_FLIGHT_BYTES_MAX);
+const _: () = assert!(READ_BYTES_MAX as u64 <= CONN_READ_BYTES_IN_FLIGHT_MAX);
+const _: () = assert!(FRAME_PAYLOAD_BYTES_MAX as usize <= CONN_OUTBOX_BYTES_MAX);

@@ -3,6 +3,16 @@
 //! shard queues in its outbox. A malformed or oversized frame, or one of a kind a
 //! client must not send, closes this connection with a logged reason and
 //! touches nothing else.
+//!
+//! What one connection can make the node hold is bounded: appends in
+//! flight (`CONN_IN_FLIGHT_BYTES_MAX`), reads in flight
+//! (`CONN_READ_BYTES_IN_FLIGHT_MAX`, at each read's `max_bytes`), answers
+//! not yet written (`CONN_OUTBOX_BYTES_MAX`: no request is read while the
+//! outbox holds more), and a frame being received (its buffer grows with
+//! the bytes that arrive, not with what its header announces). A peer
+//! that stops reading is cut off once a write makes no progress for
+//! `CONN_WRITE_STALL_MS`; one that never says Hello, after
+//! `HANDSHAKE_TIMEOUT_MS`.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -10,11 +20,15 @@ use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, FutureExt};
 use trilog_protocol::shard::{bad_request, ConnId, SegmentKey};
+use trilog_wire::limits::READ_BYTES_MAX;
 use trilog_wire::message::HelloOk;
 use trilog_wire::{decode_payload, Kind, Message};
 
 use crate::framing::{read_frame, Frame, FrameReadError};
-use crate::limits::{CONN_IN_FLIGHT_BYTES_MAX, HANDSHAKE_TIMEOUT_MS};
+use crate::limits::{
+    CONN_IN_FLIGHT_BYTES_MAX, CONN_OUTBOX_BYTES_MAX, CONN_READ_BYTES_IN_FLIGHT_MAX,
+    CONN_WRITE_STALL_MS, HANDSHAKE_TIMEOUT_MS,
+};
 use crate::runtime::ShardRuntime;
 use crate::server::budget::Budget;
 use crate::server::handlers;
@@ -45,7 +59,9 @@ pub async fn serve<R: ShardRuntime, S: AsyncRead + AsyncWrite + Unpin>(
         shard.close_conn(conn);
         outbox.close();
     };
-    futures_lite::future::zip(reading, write_loop(writer, outbox.clone())).await;
+    let stall = Duration::from_millis(CONN_WRITE_STALL_MS);
+    let writing = write_loop(writer, outbox.clone(), || shard.rt.sleep(stall), peer);
+    futures_lite::future::zip(reading, writing).await;
 }
 
 async fn handshake<R: ShardRuntime, Rd: AsyncRead + Unpin>(
@@ -77,16 +93,33 @@ async fn handshake<R: ShardRuntime, Rd: AsyncRead + Unpin>(
     Ok(())
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, outbox: Rc<Outbox>) {
-    while let Some(frames) = outbox.take().await {
-        let mut failed = false;
+/// Writes what the outbox holds, batch by batch. A write that fails, or
+/// that makes no progress for as long as `stall()` sleeps (the peer stopped
+/// reading), closes the outbox, which ends the reading side too.
+async fn write_loop<W, F, S>(mut writer: W, outbox: Rc<Outbox>, stall: S, peer: Option<SocketAddr>)
+where
+    W: AsyncWrite + Unpin,
+    F: std::future::Future<Output = ()>,
+    S: Fn() -> F,
+{
+    'batches: while let Some(frames) = outbox.take().await {
         for f in &frames {
-            if writer.write_all(f).await.is_err() {
-                failed = true;
-                break;
+            let write = async { writer.write_all(f).await.map_err(|e| e.to_string()) };
+            let timeout = async {
+                stall().await;
+                Err(format!(
+                    "a write of {} bytes made no progress in {CONN_WRITE_STALL_MS} ms",
+                    f.len()
+                ))
+            };
+            if let Err(why) = write.or(timeout).await {
+                log::info!("connection from {peer:?}: {why}; closing it");
+                outbox.close();
+                break 'batches;
             }
+            outbox.wrote(f.len());
         }
-        if failed || writer.flush().await.is_err() {
+        if writer.flush().await.is_err() {
             outbox.close();
             break;
         }
@@ -102,8 +135,15 @@ async fn read_loop<R: ShardRuntime, Rd: AsyncRead + Unpin>(
     peer: Option<SocketAddr>,
 ) {
     let in_flight = Budget::new(CONN_IN_FLIGHT_BYTES_MAX);
+    let reads = Budget::new(CONN_READ_BYTES_IN_FLIGHT_MAX);
     loop {
-        let frame = match read_frame(reader).await {
+        // A client that does not read its answers waits here, in TCP.
+        outbox.wait_unsent_below(CONN_OUTBOX_BYTES_MAX).await;
+        let closed = async {
+            outbox.closed().await;
+            Err(FrameReadError::Closed)
+        };
+        let frame = match read_frame(reader).or(closed).await {
             Ok(f) => f,
             Err(FrameReadError::Closed) => return,
             Err(FrameReadError::Wire(e)) => {
@@ -119,7 +159,7 @@ async fn read_loop<R: ShardRuntime, Rd: AsyncRead + Unpin>(
         if outbox.is_closed() {
             return;
         }
-        if let Err(why) = dispatch(shard, conn, &in_flight, frame).await {
+        if let Err(why) = dispatch(shard, conn, &in_flight, &reads, frame).await {
             log::warn!("connection from {peer:?}: {why}; closing it");
             outbox.push(bad_request(NO_SEGMENT, 0, why).encode(0));
             return;
@@ -132,6 +172,7 @@ async fn dispatch<R: ShardRuntime>(
     shard: &Rc<Shard<R>>,
     conn: ConnId,
     in_flight: &Rc<Budget>,
+    reads: &Rc<Budget>,
     frame: Frame,
 ) -> Result<(), String> {
     let rid = frame.header.request_id;
@@ -145,7 +186,16 @@ async fn dispatch<R: ShardRuntime>(
         }
         kind => match decode_payload(kind, &frame.payload).map_err(|e| e.to_string())? {
             Message::Watermark(w) => handlers::watermark(shard, &w),
-            Message::Read(r) => handlers::read(shard, conn, rid, &r),
+            Message::Read(r) => {
+                // Held before the machine sees it: an answer at once
+                // (`deliver`) gives it back at once.
+                let bytes = u64::from(r.max_bytes.min(READ_BYTES_MAX));
+                let permit = reads.acquire(bytes).await;
+                if let Some(c) = shard.conn(conn) {
+                    c.hold_permit(rid, permit)?;
+                }
+                handlers::read(shard, conn, rid, &r)
+            }
             Message::Fence(f) => handlers::fence(shard, conn, rid, &f),
             Message::Seal(s) => handlers::seal(shard, conn, rid, &s),
             Message::DeleteSegment(d) => handlers::delete(shard, conn, rid, &d),

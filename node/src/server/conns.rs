@@ -31,11 +31,20 @@ impl Conn {
         }
     }
 
-    /// Holds an append's in-flight bytes until it is answered. A client
-    /// that reuses the id of an unanswered request gets the first one's
-    /// bytes back early: its own loss, bounded by one frame.
-    pub fn hold_permit(&self, request_id: u64, permit: Permit) {
-        self.permits.borrow_mut().insert(request_id, permit);
+    /// Holds a request's in-flight bytes (an append's, a read's) until it
+    /// is answered. The id of a request still unanswered is refused: each
+    /// reuse would give the earlier request's bytes back while it still
+    /// holds them, and a client reusing one id could then have any number
+    /// of requests in flight.
+    pub fn hold_permit(&self, request_id: u64, permit: Permit) -> Result<(), String> {
+        let mut permits = self.permits.borrow_mut();
+        if permits.contains_key(&request_id) {
+            return Err(format!(
+                "request id {request_id} reused while that request is unanswered"
+            ));
+        }
+        permits.insert(request_id, permit);
+        Ok(())
     }
 
     pub fn park(&self, request_id: u64, frame: Frame) {

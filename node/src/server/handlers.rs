@@ -34,7 +34,7 @@ pub fn append<R: ShardRuntime>(
         return Err("bad append".into());
     }
     if let Some(c) = shard.conn(conn) {
-        c.hold_permit(request_id, permit);
+        c.hold_permit(request_id, permit)?;
     }
     let actions = offer(shard, conn, request_id, frame);
     carry_out(shard, actions);

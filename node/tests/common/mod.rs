@@ -25,6 +25,20 @@ impl Drop for Node {
     }
 }
 
+impl Node {
+    /// The node process's resident memory, in bytes (`VmRSS`).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the node's /proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in kB");
+        kib * 1024
+    }
+}
+
 pub fn start_node() -> Node {
     let dir = tempfile::Builder::new()
         .prefix("trilog-node-test-")
