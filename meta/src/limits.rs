@@ -19,8 +19,18 @@ pub const NODES_MAX: usize = 1024;
 pub const LEASE_MS_MIN: u64 = 10;
 /// Longest lease a node may ask for.
 pub const LEASE_MS_MAX: u64 = 300_000;
-/// Most connections the server serves at once; more are refused (closed).
+/// Most connections the server serves at once. A connection past it
+/// closes the one idle the longest instead (a connection waiting for its
+/// client's next request, not one being answered), so idle connections
+/// cannot lock callers out; only if none is idle is it refused.
 pub const CONNECTIONS_MAX: usize = 256;
+/// How long the server waits for a connection's next whole request (from
+/// its last answer, or its accept) before closing it: idle connections
+/// are reaped, and a request trickled in byte by byte holds nothing for
+/// longer. Clients probe pooled connections before reuse
+/// (`EmbeddedMeta`), and a node's registration calls every third of its
+/// lease.
+pub const CONNECTION_IDLE_MS: u64 = 60_000;
 /// Pending connections the kernel queues before the server accepts them.
 pub const LISTEN_BACKLOG: i32 = 128;
 /// Pause after a failed accept (out of descriptors, say) before the next.

@@ -12,6 +12,7 @@
 //! polls.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,7 +37,7 @@ use trilog_wire::{encode, Frame, Message};
 
 use crate::cluster_id::{format_cluster_id, new_cluster_id};
 use crate::frame_io::{read_frame, FrameError};
-use crate::limits::{ACCEPT_RETRY_DELAY, CONNECTIONS_MAX, LISTEN_BACKLOG};
+use crate::limits::{ACCEPT_RETRY_DELAY, CONNECTIONS_MAX, CONNECTION_IDLE_MS, LISTEN_BACKLOG};
 use crate::persist::{MetaFile, PersistError};
 use crate::state::{CasError, MetaState, RegisterError};
 
@@ -198,6 +199,8 @@ fn start(
         failed: RefCell::new(None),
         connections: Cell::new(0),
         connection_closed: Notify::new(),
+        idle: RefCell::new(BTreeMap::new()),
+        next_connection: Cell::new(0),
         stop,
     });
     Ok((server, listener, local_addr))
@@ -255,19 +258,44 @@ struct Server {
     failed: RefCell<Option<String>>,
     connections: Cell<usize>,
     connection_closed: Notify,
+    /// Per open connection: since when it waits for its client's next
+    /// request (`None` while a request is being answered), and how to
+    /// close it.
+    idle: RefCell<BTreeMap<u64, Idle>>,
+    next_connection: Cell<u64>,
     stop: watch::Receiver<bool>,
 }
+
+/// Since when a connection waits for its next request (`None`: it is
+/// being answered), and the signal that closes it.
+type Idle = (Option<Instant>, Rc<Notify>);
 
 /// Counts a connection while its task lives.
 struct ConnectionGuard {
     server: Rc<Server>,
+    id: u64,
+    evict: Rc<Notify>,
 }
 
 impl ConnectionGuard {
     fn new(server: Rc<Server>) -> ConnectionGuard {
         server.connections.set(server.connections.get() + 1);
         assert!(server.connections.get() <= CONNECTIONS_MAX);
-        ConnectionGuard { server }
+        let id = server.next_connection.get();
+        server.next_connection.set(id + 1);
+        let evict = Rc::new(Notify::new());
+        server
+            .idle
+            .borrow_mut()
+            .insert(id, (Some(Instant::now()), evict.clone()));
+        ConnectionGuard { server, id, evict }
+    }
+
+    /// The connection waits for a request (`true`) or answers one.
+    fn set_idle(&self, idle: bool) {
+        if let Some(entry) = self.server.idle.borrow_mut().get_mut(&self.id) {
+            entry.0 = idle.then(Instant::now);
+        }
     }
 }
 
@@ -276,7 +304,33 @@ impl Drop for ConnectionGuard {
         let open = self.server.connections.get();
         assert!(open > 0, "a connection counted out twice");
         self.server.connections.set(open - 1);
+        self.server.idle.borrow_mut().remove(&self.id);
         self.server.connection_closed.notify_waiters();
+    }
+}
+
+impl Server {
+    /// Closes the connection idle the longest, if one is idle, and waits
+    /// until it is gone. False if none is idle.
+    async fn evict_idlest(&self) -> bool {
+        let idlest = self
+            .idle
+            .borrow()
+            .iter()
+            .filter_map(|(id, (since, evict))| since.map(|s| (s, *id, evict.clone())))
+            .min_by_key(|(since, id, _)| (*since, *id));
+        let Some((_, id, evict)) = idlest else {
+            return false;
+        };
+        evict.notify_one();
+        while self.idle.borrow().contains_key(&id) {
+            let closed = self.connection_closed.notified();
+            if !self.idle.borrow().contains_key(&id) {
+                break;
+            }
+            closed.await;
+        }
+        true
     }
 }
 
@@ -297,9 +351,9 @@ async fn accept_loop(server: Rc<Server>, listener: TcpListener) {
                 }
             }
         };
-        if server.connections.get() >= CONNECTIONS_MAX {
+        if server.connections.get() >= CONNECTIONS_MAX && !server.evict_idlest().await {
             warn!(
-                "metadata store: refusing the connection from {peer}: {CONNECTIONS_MAX} are open"
+                "metadata store: refusing the connection from {peer}: {CONNECTIONS_MAX} are open, none idle"
             );
             continue;
         }
@@ -311,9 +365,13 @@ async fn accept_loop(server: Rc<Server>, listener: TcpListener) {
             let server = &guard.server;
             let mut stop = server.stop.clone();
             let mut stream = stream;
+            let evict = guard.evict.clone();
             tokio::select! {
-                _ = serve(server, &mut stream, peer) => {}
+                _ = serve(&guard, &mut stream, peer) => {}
                 _ = stopped(&mut stop) => {}
+                _ = evict.notified() => {
+                    info!("metadata store: closing the connection from {peer}, idle the longest, for a new one");
+                }
             }
             drop(stream);
             drop(guard);
@@ -333,16 +391,24 @@ async fn accept_loop(server: Rc<Server>, listener: TcpListener) {
     }
 }
 
-async fn serve(server: &Server, stream: &mut TcpStream, peer: SocketAddr) {
+async fn serve(guard: &ConnectionGuard, stream: &mut TcpStream, peer: SocketAddr) {
+    let server = &guard.server;
+    let idle = Duration::from_millis(CONNECTION_IDLE_MS);
     loop {
-        let frame = match read_frame(stream).await {
-            Ok(frame) => frame,
-            Err(FrameError::Closed) => return,
-            Err(e) => {
+        guard.set_idle(true);
+        let frame = match tokio::time::timeout(idle, read_frame(stream)).await {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(FrameError::Closed)) => return,
+            Ok(Err(e)) => {
                 warn!("metadata store: closing the connection from {peer}: {e}");
                 return;
             }
+            Err(_) => {
+                info!("metadata store: closing the connection from {peer}: no whole request in {CONNECTION_IDLE_MS} ms");
+                return;
+            }
         };
+        guard.set_idle(false);
         let answer = server.handle(&frame, peer).await;
         if let Err(e) = stream.write_all(&answer).await {
             warn!("metadata store: closing the connection from {peer}: write: {e}");

@@ -26,9 +26,46 @@ pub enum FrameReadError {
 /// Reads one frame. Reads never go past its end, so the stream is left at
 /// the next frame's first byte.
 pub async fn read_frame<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Frame, FrameReadError> {
+    read_frame_within(stream, std::future::pending).await
+}
+
+/// [`read_frame`], where the frame must be whole before the timer that
+/// `rest()` makes when its first bytes arrive expires: waiting for a frame
+/// to begin is free (an idle connection), but a frame trickled in, or
+/// announced and never sent, holds its buffer only until then
+/// (`FrameReadError::Io` `TimedOut`).
+pub async fn read_frame_within<R, T, F>(stream: &mut R, rest: F) -> Result<Frame, FrameReadError>
+where
+    R: AsyncRead + Unpin,
+    T: std::future::Future<Output = ()>,
+    F: FnOnce() -> T,
+{
     let mut decoder = FrameDecoder::new();
+    let first = stream.read(decoder.read_buf()).await;
+    let mut first = Some(first);
+    // Started now, with the frame's first bytes (or its first error).
+    let mut rest = std::pin::pin!(rest());
     loop {
-        let n = match stream.read(decoder.read_buf()).await {
+        let read = match first.take() {
+            Some(read) => read,
+            None => {
+                let read = async { Some(stream.read(decoder.read_buf()).await) };
+                let expired = async {
+                    rest.as_mut().await;
+                    None
+                };
+                match futures_lite::future::or(read, expired).await {
+                    Some(read) => read,
+                    None => {
+                        return Err(FrameReadError::Io(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "a frame begun was not whole in time",
+                        )))
+                    }
+                }
+            }
+        };
+        let n = match read {
             Ok(0) if decoder.in_frame() => {
                 return Err(FrameReadError::Io(std::io::ErrorKind::UnexpectedEof.into()))
             }

@@ -35,6 +35,12 @@ pub const CONN_WRITE_STALL_MS: u64 = 30_000;
 /// How long a connection may stay silent before its first frame.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 
+/// How long a frame may take to arrive whole once its first bytes came.
+/// A connection may wait any time for its next frame to begin (a producer
+/// between appends, a consumer between reads), but a frame announced and
+/// not sent, or trickled in, holds its buffer only this long.
+pub const FRAME_WHOLE_MS: u64 = 30_000;
+
 /// The default lease of a node's registration, and how often it renews.
 pub const LEASE_MS_DEFAULT: u64 = 3_000;
 

@@ -10,8 +10,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::{connect, handshake, read_frame, send, start_node, Node};
+use trilog_wire::limits::FRAME_PAYLOAD_BYTES_MAX;
 use trilog_wire::message::{Append, Entry, ErrorCode, ErrorMsg, Read};
-use trilog_wire::Message;
+use trilog_wire::{FrameHeader, Kind, Message};
 
 /// Entries of the segment the hostile client reads, and their size: 8 MiB.
 const ENTRIES: u64 = 64;
@@ -25,6 +26,9 @@ const HOSTILE_READS: u64 = 200_000;
 /// per-connection bounds (16 MiB of reads in flight, 16 MiB of answers
 /// unsent) with room for the allocator and the socket buffers.
 const RSS_GROWTH_BOUND_BYTES: u64 = 160 * 1024 * 1024;
+/// Connections that announce an 8 MiB frame and send 1 KiB of it: 800 MiB
+/// if the node trusted the headers.
+const ANNOUNCERS: usize = 100;
 
 fn client(port: u16) -> TcpStream {
     let mut s = connect(port);
@@ -105,6 +109,20 @@ fn pipelined_reads_never_collected_hold_bounded_memory_and_are_cut_off() {
     assert_eq!(read_all(&mut good, 1_000), ENTRIES);
     let before = node.rss_bytes();
 
+    // Announcers: after their Hello, each announces an 8 MiB frame, sends
+    // 1 KiB of it and goes silent. The node's buffers grow with what
+    // arrives, and a frame begun must be whole in 30 s.
+    let mut announcers = Vec::new();
+    for _ in 0..ANNOUNCERS {
+        let mut a = client(node.port);
+        let mut header = FrameHeader::for_payload(Kind::Append, 1, b"");
+        header.payload_len = FRAME_PAYLOAD_BYTES_MAX;
+        let mut frame = header.to_bytes().to_vec();
+        frame.extend_from_slice(&[7u8; 1024]);
+        a.write_all(&frame).expect("announce");
+        announcers.push(a);
+    }
+
     // The hostile client asks for 4 MiB answers as fast as the node takes
     // requests, and never reads one. Its writes block once the node stops
     // reading from it; it gives up when a write stays blocked.
@@ -133,15 +151,20 @@ fn pipelined_reads_never_collected_hold_bounded_memory_and_are_cut_off() {
     let after = node.rss_bytes();
     let growth = after.saturating_sub(before);
     println!(
-        "hostile reader: {sent} of {HOSTILE_READS} pipelined 4 MiB reads taken before the node stopped reading it; node RSS {before} -> {after} bytes (+{growth})"
+        "hostile reader: {sent} of {HOSTILE_READS} pipelined 4 MiB reads taken before the node stopped reading it, and {ANNOUNCERS} connections announcing 8 MiB frames: node RSS {before} -> {after} bytes (+{growth})"
     );
     assert!(
         growth < RSS_GROWTH_BOUND_BYTES,
         "the node grew by {growth} bytes under a stalled reader"
     );
     // The node cuts the stalled connection off once a write makes no
-    // progress for its stall limit (30 s).
+    // progress for its stall limit (30 s), and the announcers once their
+    // frames are not whole 30 s after they began.
     wait_for_log(&node, "made no progress", Duration::from_secs(90));
+    wait_for_log(&node, "not whole in time", Duration::from_secs(90));
+    for mut a in announcers {
+        assert!(read_frame(&mut a).is_none(), "an announcer was kept");
+    }
     drop(hostile);
     // And goes on serving.
     assert_eq!(read_all(&mut good, 3_000), ENTRIES);

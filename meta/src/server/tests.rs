@@ -8,14 +8,13 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use trilog_wire::limits::READ_WAIT_MS_MAX;
 use trilog_wire::message::Seal;
 use trilog_wire::meta::*;
 use trilog_wire::{FrameHeader, Kind, Message};
 
 use super::*;
 use crate::embedded::EmbeddedMeta;
-// `MetaError` alone is the wire's message (from the glob import above).
-use crate::error::MetaError as StoreError;
 use crate::frame_io::read_message;
 use crate::persist::META_FILE_NAME;
 use crate::store::{CasOutcome, MetaStore, Versioned};
@@ -363,41 +362,42 @@ async fn a_frame_cut_short_closes_only_that_connection() {
 }
 
 #[tokio::test]
-async fn connections_over_the_limit_are_refused() {
+async fn a_connection_over_the_limit_closes_the_idlest_never_a_busy_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start(dir.path());
-    // Each call proves its connection was accepted and counted.
-    let mut open = Vec::with_capacity(CONNECTIONS_MAX);
-    for i in 0..CONNECTIONS_MAX {
+    // The oldest connection is busy: in a watch of log 9.
+    let mut watching = TcpStream::connect(server.local_addr())
+        .await
+        .expect("connects");
+    assert!(raw_list_logs(&mut watching, 0).await.is_empty());
+    let watch = Message::MetaGetLog(MetaGetLog {
+        log_id: 9,
+        known_version: 0,
+        wait_ms: READ_WAIT_MS_MAX,
+    })
+    .encode(1);
+    watching.write_all(&watch).await.expect("watch");
+    // Then a full house of idle connections (clients that connected and
+    // said nothing more, say): each call proves it was accepted and
+    // counted.
+    let mut open = Vec::with_capacity(CONNECTIONS_MAX - 1);
+    for i in 1..CONNECTIONS_MAX {
         let mut c = TcpStream::connect(server.local_addr())
             .await
             .expect("connects");
         assert!(raw_list_logs(&mut c, i as u64).await.is_empty());
         open.push(c);
     }
-    let mut refused = TcpStream::connect(server.local_addr())
-        .await
-        .expect("the kernel completes the connect");
-    let request = Message::MetaListLogs(MetaListLogs { reserved: 0 }).encode(1);
-    // The write may land before the server closes, or fail after.
-    let _ = refused.write_all(&request).await;
-    assert!(closed_by_peer(&mut refused).await, "served past the limit");
-    // The open ones still work.
-    assert!(raw_list_logs(&mut open[0], 1_000).await.is_empty());
-    // A closed one frees its place.
-    drop(open.pop());
+    // A new caller is served at once: the connection idle the longest
+    // (the first idle one, not the older busy one) is closed for it.
     let meta = EmbeddedMeta::with_call_timeout(server.local_addr(), TEST_TIMEOUT);
-    let deadline = Instant::now() + TEST_TIMEOUT;
-    loop {
-        match meta.list_logs().await {
-            Ok(logs) => break assert!(logs.is_empty()),
-            Err(StoreError::Closed { .. } | StoreError::Io { .. }) => {
-                // The server has not seen the close yet.
-                assert!(Instant::now() < deadline, "the place was never freed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Err(e) => panic!("{e}"),
-        }
+    assert_eq!(applied(&meta, 9, 0, record(9, vec![])).await, 1);
+    assert!(closed_by_peer(&mut open[0]).await, "the idlest was kept");
+    assert_eq!(raw_list_logs(&mut open[1], 2).await, vec![9]);
+    // The busy one was not closed: its watch sees the CAS.
+    match read_message(&mut watching).await {
+        Ok((1, Message::MetaLog(m))) => assert_eq!(m.version, 1),
+        other => panic!("the watch got {other:?}"),
     }
     drop(open);
     server.stop().expect("stops");

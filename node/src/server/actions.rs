@@ -127,7 +127,7 @@ fn create<R: ShardRuntime>(shard: &Rc<Shard<R>>, key: SegmentKey, first_seq: u64
                 if e.is_no_space() {
                     shard.report_no_space();
                 }
-                Err(e.to_string())
+                Err(e.remote_summary())
             }
         };
         let actions = shard.machine.borrow_mut().handle_created(key, result);
@@ -153,7 +153,7 @@ fn delete_files<R: ShardRuntime>(shard: &Rc<Shard<R>>, key: SegmentKey) {
                 }
                 Err(e) => {
                     log::error!("deleting {key:?}: {e}");
-                    Err(e.to_string())
+                    Err(e.remote_summary())
                 }
             };
         // Our handle goes now; jobs still running close theirs as they end.
@@ -180,7 +180,7 @@ fn persist<R: ShardRuntime>(shard: &Rc<Shard<R>>, key: SegmentKey, state: Durabl
                 if e.is_no_space() {
                     shard.report_no_space();
                 }
-                let why = e.to_string();
+                let why = e.remote_summary();
                 shard.machine.borrow_mut().handle_control_failed(key, why)
             }
         };
@@ -232,7 +232,7 @@ fn serve_read<R: ShardRuntime>(
                     conn,
                     request_id,
                     key,
-                    &e.to_string(),
+                    &e.remote_summary(),
                 );
                 carry_out(&shard, actions);
             }

@@ -9,8 +9,9 @@
 //! (`CONN_READ_BYTES_IN_FLIGHT_MAX`, at each read's `max_bytes`), answers
 //! not yet written (`CONN_OUTBOX_BYTES_MAX`: no request is read while the
 //! outbox holds more), and a frame being received (its buffer grows with
-//! the bytes that arrive, not with what its header announces). A peer
-//! that stops reading is cut off once a write makes no progress for
+//! the bytes that arrive, not with what its header announces, and it must
+//! be whole `FRAME_WHOLE_MS` after its first bytes). A peer that stops
+//! reading is cut off once a write makes no progress for
 //! `CONN_WRITE_STALL_MS`; one that never says Hello, after
 //! `HANDSHAKE_TIMEOUT_MS`.
 
@@ -24,10 +25,10 @@ use trilog_wire::limits::READ_BYTES_MAX;
 use trilog_wire::message::HelloOk;
 use trilog_wire::{decode_payload, Kind, Message};
 
-use crate::framing::{read_frame, Frame, FrameReadError};
+use crate::framing::{read_frame, read_frame_within, Frame, FrameReadError};
 use crate::limits::{
     CONN_IN_FLIGHT_BYTES_MAX, CONN_OUTBOX_BYTES_MAX, CONN_READ_BYTES_IN_FLIGHT_MAX,
-    CONN_WRITE_STALL_MS, HANDSHAKE_TIMEOUT_MS,
+    CONN_WRITE_STALL_MS, FRAME_WHOLE_MS, HANDSHAKE_TIMEOUT_MS,
 };
 use crate::runtime::ShardRuntime;
 use crate::server::budget::Budget;
@@ -143,7 +144,8 @@ async fn read_loop<R: ShardRuntime, Rd: AsyncRead + Unpin>(
             outbox.closed().await;
             Err(FrameReadError::Closed)
         };
-        let frame = match read_frame(reader).or(closed).await {
+        let whole = || shard.rt.sleep(Duration::from_millis(FRAME_WHOLE_MS));
+        let frame = match read_frame_within(reader, whole).or(closed).await {
             Ok(f) => f,
             Err(FrameReadError::Closed) => return,
             Err(FrameReadError::Wire(e)) => {

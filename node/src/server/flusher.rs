@@ -43,7 +43,7 @@ pub async fn run_flusher<R: ShardRuntime>(shard: Rc<Shard<R>>) {
                     if e.is_no_space() {
                         shard.report_no_space();
                     }
-                    let why = e.to_string();
+                    let why = e.remote_summary();
                     shard.machine.borrow_mut().handle_flush_failed(key, why)
                 }
             };

@@ -101,6 +101,27 @@ impl StorageError {
     pub fn is_no_space(&self) -> bool {
         matches!(self, StorageError::NoSpace { .. })
     }
+
+    /// What a remote client is told: the kind of failure and the
+    /// operation, never a local path (the node's log has the whole error).
+    pub fn remote_summary(&self) -> String {
+        match self {
+            StorageError::NoSpace { op, .. } => format!("{op}: no space left on the device"),
+            StorageError::Io { op, source, .. } | StorageError::Dir { op, source, .. } => {
+                format!("{op}: {}", source.kind())
+            }
+            StorageError::Probe { .. } => "direct I/O does not work here".into(),
+            StorageError::ShortWrite { .. } => "short write".into(),
+            StorageError::ShortRead { .. } => "short read".into(),
+            StorageError::UnsupportedAlignment { .. } => "direct I/O alignment".into(),
+            StorageError::BadHeader { .. } => "bad segment header".into(),
+            StorageError::BadCtl { .. } | StorageError::MissingCtl { .. } => {
+                "bad control file".into()
+            }
+            StorageError::CorruptRecord { offset, .. } => format!("damaged at entry {offset}"),
+            StorageError::AlreadyExists { .. } => "segment file exists".into(),
+        }
+    }
 }
 
 /// Whether an OS error means "the device or the quota is full".
@@ -150,5 +171,41 @@ mod tests {
         assert!(!err.is_no_space(), "{err:?}");
         let msg = err.to_string();
         assert!(msg.contains("/x.seg") && msg.contains("segment 2"), "{msg}");
+    }
+
+    #[test]
+    fn what_a_remote_client_is_told_names_no_local_path() {
+        let key = SegmentKey {
+            log_id: 1,
+            segment: 2,
+        };
+        let file = PathBuf::from("/var/lib/trilog/secret/x.seg");
+        let errors = [
+            io_error(key, &file, "write", io::Error::from_raw_os_error(libc::EIO)),
+            io_error(
+                key,
+                &file,
+                "write",
+                io::Error::from_raw_os_error(libc::ENOSPC),
+            ),
+            StorageError::Dir {
+                dir: file.clone(),
+                op: "sync",
+                source: io::Error::from_raw_os_error(libc::EIO),
+            },
+            StorageError::MissingCtl {
+                segment: key,
+                file: file.clone(),
+            },
+            StorageError::AlreadyExists {
+                segment: key,
+                file: file.clone(),
+            },
+        ];
+        for e in errors {
+            assert!(e.to_string().contains("/var/lib"), "the log line keeps it");
+            let told = e.remote_summary();
+            assert!(!told.contains('/'), "{told}");
+        }
     }
 }
