@@ -54,6 +54,13 @@ pub enum ClientError {
     Trim { log_id: u64, why: String },
     #[error("node {node}: {why}")]
     Decommission { node: u64, why: String },
+    /// What was asked for does not exist (a log, a range past its end).
+    #[error("{what}")]
+    NotFound { what: String },
+    /// A command's arguments cannot be carried out (checked before
+    /// anything is opened).
+    #[error("{0}")]
+    Usage(String),
     #[error("log {log_id}: seq {seq} is damaged or missing on every replica of its segment")]
     Damaged { log_id: u64, seq: u64 },
     #[error("log {log_id}: replica returned bad data: {why}")]

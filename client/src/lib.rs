@@ -24,6 +24,7 @@ pub mod clock;
 pub mod conn;
 pub mod consumer;
 pub mod decommission;
+pub mod entries;
 pub mod error;
 pub mod pool;
 pub mod producer;

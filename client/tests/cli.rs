@@ -35,6 +35,10 @@ fn trilog(meta: SocketAddr, args: &[&str], stdin: Option<&str>) -> String {
 }
 
 fn run(meta: SocketAddr, args: &[&str], stdin: Option<&str>) -> Output {
+    run_bytes(meta, args, stdin.map(str::as_bytes))
+}
+
+fn run_bytes(meta: SocketAddr, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_trilog"));
     c.args(["--meta", &meta.to_string()])
         .args(args)
@@ -46,10 +50,10 @@ fn run(meta: SocketAddr, args: &[&str], stdin: Option<&str>) -> Output {
             Stdio::null()
         });
     let mut child = c.spawn().expect("run trilog");
-    if let Some(text) = stdin {
+    if let Some(bytes) = stdin {
         use std::io::Write;
         let mut pipe = child.stdin.take().expect("stdin");
-        pipe.write_all(text.as_bytes()).expect("write stdin");
+        pipe.write_all(bytes).expect("write stdin");
     }
     child.wait_with_output().expect("trilog ends")
 }
@@ -204,5 +208,126 @@ async fn append_read_takeover_and_status_from_the_command_line() {
         "{}",
         String::from_utf8_lossy(&unreachable.stderr)
     );
+    meta_server.stop().expect("meta server stops");
+}
+
+/// Binary data from the command line: a file appended in chunks reads back
+/// byte for byte; standard input as lines (bytes kept, `\r` too) and as
+/// length-prefixed entries; JSON output; exit statuses for a missing log,
+/// a range past the end, an oversized chunk size (refused before the log
+/// is touched) and an oversized line (an error after what came before it is
+/// committed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_data_round_trips_and_exit_statuses_tell_what_happened() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    let meta_server = spawn_meta_server(listen, dir.path().join("meta")).expect("meta server");
+    let meta = meta_server.local_addr();
+    let _nodes: Vec<NodeHandle> = (1..=3).map(|id| start_node(id, dir.path(), meta)).collect();
+    let store = EmbeddedMeta::new(meta);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while store.list_nodes(false).await.map(|n| n.len()).unwrap_or(0) < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nodes did not register"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // 3 MiB + 5 bytes of every byte value (newlines, invalid UTF-8, NULs).
+    let data: Vec<u8> = (0..3 * 1024 * 1024 + 5u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let path = dir.path().join("blob.bin");
+    std::fs::write(&path, &data).expect("write the file");
+    let path = path.to_str().expect("utf-8 path");
+    let seqs = trilog(
+        meta,
+        &[
+            "append",
+            "--log",
+            "5",
+            "--file",
+            path,
+            "--chunk-bytes",
+            "65536",
+        ],
+        None,
+    );
+    let expected: String = (0..49).map(|i| format!("{i}\n")).collect();
+    assert_eq!(seqs, expected, "48 whole chunks and a last one of 5 bytes");
+    let back = run(meta, &["read", "--log", "5", "--raw"], None);
+    assert!(back.status.success(), "{back:?}");
+    assert!(
+        back.stdout == data,
+        "the file did not come back byte for byte"
+    );
+
+    // Lines keep their bytes; length-prefixed entries may hold newlines.
+    let seqs = run_bytes(meta, &["append", "--log", "6"], Some(b"a\r\n\xff\n\nlast"));
+    assert!(seqs.status.success(), "{seqs:?}");
+    assert_eq!(String::from_utf8_lossy(&seqs.stdout), "0\n1\n2\n3\n");
+    let mut framed = Vec::new();
+    for e in [&b"x\ny"[..], b""] {
+        framed.extend_from_slice(&(e.len() as u32).to_le_bytes());
+        framed.extend_from_slice(e);
+    }
+    let seqs = run_bytes(
+        meta,
+        &["append", "--log", "6", "--format", "length-prefixed"],
+        Some(&framed),
+    );
+    assert!(seqs.status.success(), "{seqs:?}");
+    assert_eq!(String::from_utf8_lossy(&seqs.stdout), "4\n5\n");
+    let json = trilog(meta, &["read", "--log", "6", "--format", "json"], None);
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let payloads: Vec<&str> = lines
+        .iter()
+        .map(|l| l["payload"].as_str().expect("base64"))
+        .collect();
+    // a\r, \xff, "", last, x\ny, "" in base64.
+    assert_eq!(payloads, vec!["YQ0=", "/w==", "", "bGFzdA==", "eAp5", ""]);
+    assert_eq!(lines[5]["seq"], 5);
+
+    // Exit statuses.
+    let missing = run(meta, &["read", "--log", "404"], None);
+    assert_eq!(missing.status.code(), Some(4), "{missing:?}");
+    let past = run(meta, &["read", "--log", "6", "--from", "100"], None);
+    assert_eq!(past.status.code(), Some(4), "{past:?}");
+    // (An argument over the entry limit is over Linux's limit for one
+    // argument, 128 KiB, too: a chunk size over it stands in.)
+    let refused = run(
+        meta,
+        &[
+            "append",
+            "--log",
+            "7",
+            "--chunk-bytes",
+            "2000000",
+            "--file",
+            path,
+        ],
+        None,
+    );
+    assert_eq!(refused.status.code(), Some(2), "{:?}", refused.stderr);
+    assert!(
+        store.get_log(7).await.expect("meta").record.is_none(),
+        "a refused append opened the log"
+    );
+    let mut lines = b"fine\n".to_vec();
+    lines.extend(std::iter::repeat_n(b'y', 1024 * 1024 + 1));
+    lines.extend_from_slice(b"\nnever\n");
+    let long = run_bytes(meta, &["append", "--log", "8"], Some(&lines));
+    assert_eq!(long.status.code(), Some(1), "{long:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&long.stdout),
+        "0\n",
+        "the line before it"
+    );
+    assert!(String::from_utf8_lossy(&long.stderr).contains("over the limit"));
+    assert_eq!(trilog(meta, &["read", "--log", "8"], None), "0\tfine\n");
     meta_server.stop().expect("meta server stops");
 }

@@ -1,7 +1,7 @@
 //! The `trilog` command line: append to, read, tail, inspect, trim and
 //! delete logs.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +10,15 @@ use clap::{Parser, Subcommand};
 use trilog_client::{
     ClientError, ConnPool, Consumer, MetaAddr, MetaStore, Producer, ProducerOptions, TrimReport,
 };
+use trilog_wire::limits::ENTRY_BYTES_MAX;
 
 #[derive(Debug, Parser)]
-#[command(name = "trilog", version, about = "Append to and read trilog logs")]
+#[command(
+    name = "trilog",
+    version,
+    about = "Append to and read trilog logs",
+    after_help = "Exit status: 0 done; 1 failed (the error is printed); 2 bad arguments; 3 `node decommission` still leaving at its timeout; 4 no such log, or a range past its end."
+)]
 struct Cli {
     /// The metadata store: host:port for the embedded store, or
     /// etcd://host:port[,host:port...] for etcd.
@@ -24,22 +30,48 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Append the arguments (or, with none, each line of stdin) as entries;
-    /// prints each entry's seq once it is committed.
+    /// Appends entries and prints each one's seq once it is committed,
+    /// while input still arrives. The entries are the arguments, or the
+    /// bytes of --file, or standard input cut by --format; bytes are kept
+    /// exactly.
     Append {
         #[arg(long, default_value_t = 1)]
         log: u64,
+        /// Entries, one per argument (its UTF-8 bytes).
         entries: Vec<String>,
+        /// Appends this file's bytes as entries of --chunk-bytes.
+        #[arg(long, conflicts_with = "entries")]
+        file: Option<std::path::PathBuf>,
+        /// How standard input is cut into entries: `lines` (each line
+        /// without its newline), `raw` (chunks of --chunk-bytes) or
+        /// `length-prefixed` (a u32 little-endian length, then the bytes).
+        #[arg(long, value_enum, default_value_t = InputFormat::Lines)]
+        format: InputFormat,
+        /// The size of the entries --file and --format raw make (at most
+        /// the entry limit, the default).
+        #[arg(long, default_value_t = ENTRY_BYTES_MAX)]
+        chunk_bytes: u32,
     },
-    /// Print entries from a seq on, then stop.
+    /// Prints the committed entries of the log's sealed segments from a
+    /// seq on: `seq<TAB>payload` lines, the bytes back to back (--raw), or
+    /// JSON lines (--format json).
     Read {
         #[arg(long, default_value_t = 1)]
         log: u64,
+        /// The first seq.
         #[arg(long, default_value_t = 0)]
         from: u64,
         /// How many entries at most.
         #[arg(long, default_value_t = u64::MAX)]
         count: u64,
+        /// Writes the entries' bytes back to back, nothing else (a file
+        /// appended with --file comes back byte for byte).
+        #[arg(long)]
+        raw: bool,
+        /// `text` (`seq<TAB>payload`, the payload shown as UTF-8) or
+        /// `json` (`{"seq": N, "payload": "<base64>"}` per line).
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
     },
     /// Print entries from a seq on, and keep following the log.
     Tail {
@@ -118,8 +150,23 @@ enum NodeCmd {
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum InputFormat {
+    Lines,
+    Raw,
+    LengthPrefixed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
 /// `trilog node decommission` ran out of time with the node still leaving.
 const EXIT_STILL_LEAVING: u8 = 3;
+/// The log does not exist, or the range asked for is past its end.
+const EXIT_NOT_FOUND: u8 = 4;
 
 fn main() -> ExitCode {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
@@ -141,6 +188,14 @@ fn main() -> ExitCode {
             eprintln!("trilog: node {node}: {why}");
             ExitCode::from(EXIT_STILL_LEAVING)
         }
+        Err(e @ ClientError::NotFound { .. }) => {
+            eprintln!("trilog: {e}");
+            ExitCode::from(EXIT_NOT_FOUND)
+        }
+        Err(e @ ClientError::Usage(_)) => {
+            eprintln!("trilog: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("trilog: {e}");
             ExitCode::FAILURE
@@ -156,53 +211,20 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
     let meta: Arc<dyn MetaStore> = cli.meta.connect().await?;
     let pool = ConnPool::new(meta.clone());
     match cli.cmd {
-        Cmd::Append { log, entries } => {
-            let producer = Producer::open(pool, log, ProducerOptions::default()).await?;
-            let lines: Vec<Vec<u8>> = if entries.is_empty() {
-                std::io::stdin()
-                    .lock()
-                    .lines()
-                    .map_while(Result::ok)
-                    .map(String::into_bytes)
-                    .collect()
-            } else {
-                entries.into_iter().map(String::into_bytes).collect()
-            };
-            let mut pending = Vec::with_capacity(lines.len());
-            for l in lines {
-                pending.push(producer.submit(l).await.map_err(|e| ClientError::Log {
-                    log_id: log,
-                    why: e.to_string(),
-                })?);
-            }
-            for p in pending {
-                let seq = p.await.map_err(|e| ClientError::Log {
-                    log_id: log,
-                    why: e.to_string(),
-                })?;
-                println!("{seq}");
-            }
-            producer.close().await
-        }
-        Cmd::Read { log, from, count } => {
-            let mut c = Consumer::open(pool, log, from).await?;
-            let end = match meta.get_log(log).await?.record {
-                Some(r) => trilog_protocol::metadata::end_of_sealed(&r),
-                None => 0,
-            };
-            let mut printed = 0u64;
-            let mut out = std::io::stdout().lock();
-            while printed < count && c.position() < end {
-                for r in c.next_batch(Duration::from_secs(2)).await? {
-                    if printed == count {
-                        break;
-                    }
-                    let _ = writeln!(out, "{}\t{}", r.seq, show(&r.payload));
-                    printed += 1;
-                }
-            }
-            Ok(())
-        }
+        Cmd::Append {
+            log,
+            entries,
+            file,
+            format,
+            chunk_bytes,
+        } => append(pool, log, entries, file, format, chunk_bytes).await,
+        Cmd::Read {
+            log,
+            from,
+            count,
+            raw,
+            format,
+        } => read(pool, &*meta, log, from, count, raw, format).await,
         Cmd::Tail { log, from } => {
             let mut c = Consumer::open(pool, log, from).await?;
             loop {
@@ -272,6 +294,195 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
 }
 
 const STILL_LEAVING: &str = "still leaving";
+
+type EntrySource = Box<dyn FnMut() -> Option<Result<Vec<u8>, String>> + Send>;
+
+/// `trilog append`: entries from the arguments, a file or standard input,
+/// read on a thread of their own and submitted as they arrive; each seq is
+/// printed, in order, once committed. Sizes are checked before the
+/// producer opens wherever they can be (arguments, the chunk size, the
+/// file's presence); an entry of standard input over the limit ends the
+/// command with an error after the entries before it are committed and
+/// printed.
+async fn append(
+    pool: ConnPool,
+    log: u64,
+    entries: Vec<String>,
+    file: Option<std::path::PathBuf>,
+    format: InputFormat,
+    chunk_bytes: u32,
+) -> Result<(), ClientError> {
+    use trilog_client::entries::{EntryReader, Format};
+    let max = ENTRY_BYTES_MAX as usize;
+    if chunk_bytes == 0 || chunk_bytes > ENTRY_BYTES_MAX {
+        return Err(ClientError::Usage(format!(
+            "--chunk-bytes {chunk_bytes}: must be 1 to {ENTRY_BYTES_MAX}"
+        )));
+    }
+    if let Some((i, e)) = entries.iter().enumerate().find(|(_, e)| e.len() > max) {
+        return Err(ClientError::Usage(format!(
+            "argument entry {i} is {} bytes, over the limit of {max}",
+            e.len()
+        )));
+    }
+    let chunk = Format::Raw {
+        chunk: chunk_bytes as usize,
+    };
+    let source: EntrySource = match (file, entries.is_empty()) {
+        (Some(path), _) => {
+            let f = std::fs::File::open(&path)
+                .map_err(|e| ClientError::Usage(format!("--file {}: {e}", path.display())))?;
+            let mut r = EntryReader::new(f, chunk, max);
+            Box::new(move || r.next_entry().map(|e| e.map_err(|e| e.to_string())))
+        }
+        (None, false) => {
+            let mut it = entries.into_iter();
+            Box::new(move || it.next().map(|e| Ok(e.into_bytes())))
+        }
+        (None, true) => {
+            let format = match format {
+                InputFormat::Lines => Format::Lines,
+                InputFormat::Raw => chunk,
+                InputFormat::LengthPrefixed => Format::LengthPrefixed,
+            };
+            let mut r = EntryReader::new(std::io::stdin(), format, max);
+            Box::new(move || r.next_entry().map(|e| e.map_err(|e| e.to_string())))
+        }
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, String>>(1024);
+    let reading = tokio::task::spawn_blocking(move || {
+        let mut source = source;
+        while let Some(entry) = source() {
+            let stop = entry.is_err();
+            if tx.blocking_send(entry).is_err() || stop {
+                return;
+            }
+        }
+    });
+    let producer = Producer::open(pool, log, ProducerOptions::default()).await?;
+    // Seqs are printed in order by a task of their own while entries are
+    // still read and submitted.
+    let (ack_tx, mut ack_rx) =
+        tokio::sync::mpsc::channel::<trilog_client::producer::AppendFuture>(4096);
+    let printing = tokio::spawn(async move {
+        let mut out = std::io::stdout();
+        while let Some(pending) = ack_rx.recv().await {
+            let seq = pending.await.map_err(|e| ClientError::Log {
+                log_id: log,
+                why: e.to_string(),
+            })?;
+            if writeln!(out, "{seq}").and_then(|()| out.flush()).is_err() {
+                // Nobody reads our output any more: stop printing quietly;
+                // the entries are committed all the same.
+                while let Some(pending) = ack_rx.recv().await {
+                    let _ = pending.await;
+                }
+                break;
+            }
+        }
+        Ok::<(), ClientError>(())
+    });
+    let mut input_error = None;
+    while let Some(entry) = rx.recv().await {
+        match entry {
+            Ok(bytes) => {
+                let pending = producer.submit(bytes).await.map_err(|e| ClientError::Log {
+                    log_id: log,
+                    why: e.to_string(),
+                })?;
+                if ack_tx.send(pending).await.is_err() {
+                    break;
+                }
+            }
+            Err(why) => {
+                input_error = Some(why);
+                break;
+            }
+        }
+    }
+    drop(ack_tx);
+    printing.await.map_err(|e| ClientError::Log {
+        log_id: log,
+        why: format!("the printing task failed: {e}"),
+    })??;
+    drop(rx);
+    let _ = reading.await;
+    producer.close().await?;
+    match input_error {
+        Some(why) => Err(ClientError::Log {
+            log_id: log,
+            why: format!("input: {why} (the entries before it are committed and printed)"),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// `trilog read`: the committed entries of the sealed range asked for.
+async fn read(
+    pool: ConnPool,
+    meta: &dyn MetaStore,
+    log: u64,
+    from: u64,
+    count: u64,
+    raw: bool,
+    format: OutputFormat,
+) -> Result<(), ClientError> {
+    let Some(record) = meta.get_log(log).await?.record else {
+        return Err(ClientError::NotFound {
+            what: format!("log {log}: no such log"),
+        });
+    };
+    let end = trilog_protocol::metadata::end_of_sealed(&record);
+    if from > end {
+        return Err(ClientError::NotFound {
+            what: format!("log {log}: seq {from} is past the end of its sealed entries ({end})"),
+        });
+    }
+    let mut c = Consumer::open(pool, log, from).await?;
+    let mut printed = 0u64;
+    let mut out = std::io::stdout().lock();
+    while printed < count && c.position() < end {
+        for r in c.next_batch(Duration::from_secs(2)).await? {
+            if printed == count || r.seq >= end {
+                break;
+            }
+            let written = if raw {
+                out.write_all(&r.payload)
+            } else if format == OutputFormat::Json {
+                let line = serde_json::json!({"seq": r.seq, "payload": base64(&r.payload)});
+                writeln!(out, "{line}")
+            } else {
+                writeln!(out, "{}\t{}", r.seq, show(&r.payload))
+            };
+            if written.is_err() {
+                // A closed pipe (`| head`): stop quietly.
+                return Ok(());
+            }
+            printed += 1;
+        }
+    }
+    let _ = out.flush();
+    Ok(())
+}
+
+/// Standard base64 with padding (RFC 4648).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b1 = chunk.get(1).copied().unwrap_or(0);
+        let b2 = chunk.get(2).copied().unwrap_or(0);
+        let n = (u32::from(chunk[0]) << 16) | (u32::from(b1) << 8) | u32::from(b2);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
 
 async fn decommission(pool: &ConnPool, id: u64, wait: Duration) -> Result<(), ClientError> {
     use trilog_client::decommission::{decommission, Decommissioned, Drain};
