@@ -147,6 +147,29 @@ impl Consumer {
                                 return Ok(Vec::new());
                             }
                         }
+                        Ok(ReadOutcome::Missing) if self.cursor.on_replica_missing() => {
+                            // An open segment not created on that replica
+                            // yet (no entry so far): nothing to read, no
+                            // failure. The metadata may know more.
+                            if remaining.is_zero() {
+                                self.refresh(Duration::ZERO).await?;
+                                return Ok(Vec::new());
+                            }
+                        }
+                        Ok(ReadOutcome::Missing) => {
+                            self.failures += 1;
+                            log::warn!(
+                                "log {} segment {segment}: node {node} does not hold it; trying another replica",
+                                self.log_id
+                            );
+                            self.cursor.on_replica_failed();
+                            if self.failures >= READ_FAILURES_MAX {
+                                return Err(ClientError::BadData {
+                                    log_id: self.log_id,
+                                    why: format!("segment {segment}: no replica holds it"),
+                                });
+                            }
+                        }
                         Ok(ReadOutcome::Damaged { from }) => {
                             // Not a failure to wait out: the replica will
                             // not heal by itself. The cursor moves on (or
@@ -254,6 +277,11 @@ impl Consumer {
                 value,
                 ..
             }) if seg == segment => Ok(ReadOutcome::Damaged { from: value }),
+            Message::ErrorMsg(ErrorMsg {
+                code: ErrorCode::NotFound,
+                segment: seg,
+                ..
+            }) if seg == segment => Ok(ReadOutcome::Missing),
             Message::ErrorMsg(ErrorMsg { code, message, .. }) => {
                 Err(bad(format!("{code:?}: {message}")))
             }
@@ -264,6 +292,8 @@ impl Consumer {
 
 enum ReadOutcome {
     Records(Vec<Record>),
+    /// The replica does not know the segment (`NotFound`).
+    Missing,
     Empty {
         sealed: bool,
     },

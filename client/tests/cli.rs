@@ -331,3 +331,65 @@ async fn binary_data_round_trips_and_exit_statuses_tell_what_happened() {
     assert_eq!(trilog(meta, &["read", "--log", "8"], None), "0\tfine\n");
     meta_server.stop().expect("meta server stops");
 }
+
+/// A consumer that reaches an open segment no replica has created yet (no
+/// entry so far) waits, as `trilog tail` does, instead of failing with
+/// `NotFound`; the first entry appended then reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_waits_at_an_open_segment_that_holds_no_entry_yet() {
+    use std::sync::Arc;
+    use trilog_client::{ConnPool, Consumer, Producer, ProducerOptions};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    let meta_server = spawn_meta_server(listen, dir.path().join("meta")).expect("meta server");
+    let meta = meta_server.local_addr();
+    let _nodes: Vec<NodeHandle> = (1..=3).map(|id| start_node(id, dir.path(), meta)).collect();
+    let store: Arc<dyn MetaStore> = Arc::new(EmbeddedMeta::new(meta));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while store.list_nodes(false).await.map(|n| n.len()).unwrap_or(0) < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nodes did not register"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let producer = Producer::open(ConnPool::new(store.clone()), 11, ProducerOptions::default())
+        .await
+        .expect("open");
+    let mut consumer = Consumer::open(ConnPool::new(store.clone()), 11, 0)
+        .await
+        .expect("consumer");
+    // Far more polls than the consumer's failure limit (100): each one
+    // meets a replica that does not know the segment.
+    for _ in 0..300 {
+        let got = consumer
+            .next_batch(Duration::ZERO)
+            .await
+            .expect("an empty open segment is no error");
+        assert!(got.is_empty());
+    }
+    let seq = producer
+        .submit(b"first".to_vec())
+        .await
+        .expect("submit")
+        .await
+        .expect("committed");
+    assert_eq!(seq, 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let got = consumer
+            .next_batch(Duration::from_secs(1))
+            .await
+            .expect("read");
+        if let Some(r) = got.into_iter().next() {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the entry never came"
+        );
+    };
+    assert_eq!((first.seq, first.payload), (0, b"first".to_vec()));
+    producer.close().await.expect("close");
+    meta_server.stop().expect("meta server stops");
+}

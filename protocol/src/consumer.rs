@@ -160,6 +160,26 @@ impl Cursor {
         self.replica_turn = self.replica_turn.wrapping_add(1);
     }
 
+    /// The replica of the last read does not know the segment (`NotFound`).
+    /// Of an open segment that is no failure: a replica creates its copy
+    /// at the segment's first append, so a segment the record opened may
+    /// not exist there yet (a tail that reaches a new segment before its
+    /// first entry). The next read goes to the next replica (one that lost
+    /// its copy must not hold the reader), and `true` says it is not to be
+    /// counted as a failure. Of a sealed segment it is one (`false`): the
+    /// caller fails the replica ([`Self::on_replica_failed`]).
+    pub fn on_replica_missing(&mut self) -> bool {
+        let Some((_, _, _, limit)) = self.pending else {
+            panic!("a read result without a read");
+        };
+        if limit != u64::MAX {
+            return false;
+        }
+        self.pending = None;
+        self.replica_turn = self.replica_turn.wrapping_add(1);
+        true
+    }
+
     /// The replica of the last read answered that it does not hold the
     /// entries from `from_offset` on (damaged, or cut short): use the next
     /// one at once. Returns whether the answer was about the read made
@@ -183,6 +203,28 @@ impl Cursor {
 mod tests {
     use super::*;
     use crate::metadata::{open_for_write, seal_last, switch_segment};
+
+    #[test]
+    fn a_missing_copy_of_an_open_segment_is_no_failure_of_a_sealed_one_is() {
+        let r = open_for_write(None, 1, &[1, 2, 3]).expect("create");
+        let mut c = Cursor::new(0, 0);
+        assert!(matches!(c.next_step(&r), Step::Read { node: 1, .. }));
+        assert!(c.on_replica_missing(), "open: not yet created there");
+        assert!(
+            matches!(c.next_step(&r), Step::Read { node: 2, .. }),
+            "the next read goes to the next replica"
+        );
+        let mut c = Cursor::new(0, 0);
+        let sealed = crate::metadata::LogMeta {
+            segments: vec![crate::metadata::SegmentMeta {
+                sealed_len: Some(5),
+                ..r.segments[0].clone()
+            }],
+            ..r
+        };
+        assert!(matches!(c.next_step(&sealed), Step::Read { limit: 5, .. }));
+        assert!(!c.on_replica_missing(), "sealed: a failure");
+    }
 
     #[test]
     fn follows_the_chain_and_fails_over() {
