@@ -375,6 +375,23 @@ async fn a_consumer_waits_at_an_open_segment_that_holds_no_entry_yet() {
         .await
         .expect("committed");
     assert_eq!(seq, 0);
+    // `trilog read` prints it while its segment is still open (once a
+    // replica knows it committed), and a takeover of a missing log is an
+    // error that creates nothing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = run(meta, &["read", "--log", "11"], None);
+        if out.status.success() && out.stdout == b"0\tfirst\n" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "read never showed it: {out:?}"
+        );
+    }
+    let missing = run(meta, &["takeover", "--log", "404"], None);
+    assert_eq!(missing.status.code(), Some(4), "{missing:?}");
+    assert!(store.get_log(404).await.expect("meta").record.is_none());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let first = loop {
         let got = consumer

@@ -52,9 +52,9 @@ enum Cmd {
         #[arg(long, default_value_t = ENTRY_BYTES_MAX)]
         chunk_bytes: u32,
     },
-    /// Prints the committed entries of the log's sealed segments from a
-    /// seq on: `seq<TAB>payload` lines, the bytes back to back (--raw), or
-    /// JSON lines (--format json).
+    /// Prints the committed entries from a seq on, the open segment's
+    /// included (what its replicas know committed): `seq<TAB>payload`
+    /// lines, the bytes back to back (--raw), or JSON lines (--format json).
     Read {
         #[arg(long, default_value_t = 1)]
         log: u64,
@@ -167,6 +167,9 @@ enum OutputFormat {
 const EXIT_STILL_LEAVING: u8 = 3;
 /// The log does not exist, or the range asked for is past its end.
 const EXIT_NOT_FOUND: u8 = 4;
+/// `read` of an open segment stops once a poll this long finds nothing
+/// more committed.
+const OPEN_SEGMENT_POLL_MS: u64 = 500;
 
 fn main() -> ExitCode {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
@@ -237,6 +240,12 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             }
         }
         Cmd::Takeover { log } => {
+            // A takeover of a log nobody created would create it.
+            if meta.get_log(log).await?.record.is_none() {
+                return Err(ClientError::NotFound {
+                    what: format!("log {log}: no such log"),
+                });
+            }
             let producer = Producer::takeover(pool, log, ProducerOptions::default()).await?;
             let epoch = producer.epoch();
             producer.close().await?;
@@ -433,17 +442,37 @@ async fn read(
         });
     };
     let end = trilog_protocol::metadata::end_of_sealed(&record);
-    if from > end {
+    // The open segment's committed entries count too: its replicas serve
+    // them up to the commit watermark they know.
+    let open_last = record
+        .segments
+        .last()
+        .is_some_and(|s| s.sealed_len.is_none());
+    if from > end && !open_last {
         return Err(ClientError::NotFound {
-            what: format!("log {log}: seq {from} is past the end of its sealed entries ({end})"),
+            what: format!("log {log}: seq {from} is past the end of its entries ({end})"),
         });
     }
     let mut c = Consumer::open(pool, log, from).await?;
     let mut printed = 0u64;
     let mut out = std::io::stdout().lock();
-    while printed < count && c.position() < end {
-        for r in c.next_batch(Duration::from_secs(2)).await? {
-            if printed == count || r.seq >= end {
+    while printed < count {
+        let in_sealed = c.position() < end;
+        if !in_sealed && !open_last {
+            break;
+        }
+        let wait = if in_sealed {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_millis(OPEN_SEGMENT_POLL_MS)
+        };
+        let batch = c.next_batch(wait).await?;
+        if batch.is_empty() && !in_sealed {
+            // Nothing more committed in the open segment within a poll.
+            break;
+        }
+        for r in batch {
+            if printed == count {
                 break;
             }
             let written = if raw {
@@ -462,6 +491,11 @@ async fn read(
         }
     }
     let _ = out.flush();
+    if printed == 0 && from > end {
+        return Err(ClientError::NotFound {
+            what: format!("log {log}: nothing committed at or after seq {from}"),
+        });
+    }
     Ok(())
 }
 
