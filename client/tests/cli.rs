@@ -159,6 +159,29 @@ async fn append_read_takeover_and_status_from_the_command_line() {
         );
     }
 
+    // A closed output pipe ends the command quietly (no panic message):
+    // `trilog status | head -0`, with a status long enough to fill the pipe.
+    for i in 0..200u64 {
+        trilog(
+            meta,
+            &["append", "--log", &format!("{}", 100 + i), "x"],
+            None,
+        );
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trilog"))
+        .args(["--meta", &meta.to_string(), "status"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("run trilog");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("trilog ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{out:?}");
+
     // Decommission: a node of a 3-node cluster cannot drain (no node is
     // left to take its copies), so the wait ends with exit status 3 and
     // the node leaving; `--cancel` makes it active again. An id nobody

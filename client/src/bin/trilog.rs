@@ -172,6 +172,14 @@ const EXIT_NOT_FOUND: u8 = 4;
 const OPEN_SEGMENT_POLL_MS: u64 = 500;
 
 fn main() -> ExitCode {
+    // A closed output pipe (`trilog status | head`) ends the command
+    // quietly, as it ends every Unix tool, instead of a panic in the
+    // middle of a print: Rust ignores SIGPIPE unless told otherwise.
+    // SAFETY: called first, before any other thread exists; it only
+    // restores the signal's default action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .try_init();
     let cli = Cli::parse();
