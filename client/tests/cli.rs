@@ -58,22 +58,50 @@ fn run_bytes(meta: SocketAddr, args: &[&str], stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().expect("trilog ends")
 }
 
+/// The embedded metadata store and 3 log nodes in this process, all
+/// registered.
+struct Local {
+    meta: SocketAddr,
+    store: std::sync::Arc<dyn MetaStore>,
+    meta_server: trilog_client::meta::MetaServerHandle,
+    _nodes: Vec<NodeHandle>,
+    dir: tempfile::TempDir,
+}
+
+impl Local {
+    async fn start() -> Local {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        let meta_server = spawn_meta_server(listen, dir.path().join("meta")).expect("meta server");
+        let meta = meta_server.local_addr();
+        let nodes = (1..=3).map(|id| start_node(id, dir.path(), meta)).collect();
+        let store: std::sync::Arc<dyn MetaStore> = std::sync::Arc::new(EmbeddedMeta::new(meta));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while store.list_nodes(false).await.map(|n| n.len()).unwrap_or(0) < 3 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nodes did not register"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Local {
+            meta,
+            store,
+            meta_server,
+            _nodes: nodes,
+            dir,
+        }
+    }
+
+    fn stop(self) {
+        self.meta_server.stop().expect("meta server stops");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn append_read_takeover_and_status_from_the_command_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    let meta_server = spawn_meta_server(listen, dir.path().join("meta")).expect("meta server");
-    let meta = meta_server.local_addr();
-    let _nodes: Vec<NodeHandle> = (1..=3).map(|id| start_node(id, dir.path(), meta)).collect();
-    let store = EmbeddedMeta::new(meta);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while store.list_nodes(false).await.map(|n| n.len()).unwrap_or(0) < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nodes did not register"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let local = Local::start().await;
+    let meta = local.meta;
 
     // Arguments, then stdin lines: each committed entry's seq, in order.
     let seqs = trilog(meta, &["append", "--log", "4", "alpha", "beta"], None);
@@ -231,7 +259,7 @@ async fn append_read_takeover_and_status_from_the_command_line() {
         "{}",
         String::from_utf8_lossy(&unreachable.stderr)
     );
-    meta_server.stop().expect("meta server stops");
+    local.stop();
 }
 
 /// Binary data from the command line: a file appended in chunks reads back
@@ -242,26 +270,14 @@ async fn append_read_takeover_and_status_from_the_command_line() {
 /// committed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_data_round_trips_and_exit_statuses_tell_what_happened() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    let meta_server = spawn_meta_server(listen, dir.path().join("meta")).expect("meta server");
-    let meta = meta_server.local_addr();
-    let _nodes: Vec<NodeHandle> = (1..=3).map(|id| start_node(id, dir.path(), meta)).collect();
-    let store = EmbeddedMeta::new(meta);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while store.list_nodes(false).await.map(|n| n.len()).unwrap_or(0) < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nodes did not register"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let local = Local::start().await;
+    let (meta, store) = (local.meta, local.store.clone());
 
     // 3 MiB + 5 bytes of every byte value (newlines, invalid UTF-8, NULs).
     let data: Vec<u8> = (0..3 * 1024 * 1024 + 5u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let path = dir.path().join("blob.bin");
+    let path = local.dir.path().join("blob.bin");
     std::fs::write(&path, &data).expect("write the file");
     let path = path.to_str().expect("utf-8 path");
     let seqs = trilog(
@@ -352,7 +368,7 @@ async fn binary_data_round_trips_and_exit_statuses_tell_what_happened() {
     );
     assert!(String::from_utf8_lossy(&long.stderr).contains("over the limit"));
     assert_eq!(trilog(meta, &["read", "--log", "8"], None), "0\tfine\n");
-    meta_server.stop().expect("meta server stops");
+    local.stop();
 }
 
 /// A consumer that reaches an open segment no replica has created yet (no
@@ -360,22 +376,9 @@ async fn binary_data_round_trips_and_exit_statuses_tell_what_happened() {
 /// `NotFound`; the first entry appended then reaches it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_waits_at_an_open_segment_that_holds_no_entry_yet() {
-    use std::sync::Arc;
     use trilog_client::{ConnPool, Consumer, Producer, ProducerOptions};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    let meta_server = spawn_meta_server(listen, dir.path().join("meta")).expect("meta server");
-    let meta = meta_server.local_addr();
-    let _nodes: Vec<NodeHandle> = (1..=3).map(|id| start_node(id, dir.path(), meta)).collect();
-    let store: Arc<dyn MetaStore> = Arc::new(EmbeddedMeta::new(meta));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while store.list_nodes(false).await.map(|n| n.len()).unwrap_or(0) < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nodes did not register"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let local = Local::start().await;
+    let (meta, store) = (local.meta, local.store.clone());
     let producer = Producer::open(ConnPool::new(store.clone()), 11, ProducerOptions::default())
         .await
         .expect("open");
@@ -431,5 +434,5 @@ async fn a_consumer_waits_at_an_open_segment_that_holds_no_entry_yet() {
     };
     assert_eq!((first.seq, first.payload), (0, b"first".to_vec()));
     producer.close().await.expect("close");
-    meta_server.stop().expect("meta server stops");
+    local.stop();
 }

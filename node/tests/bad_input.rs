@@ -7,9 +7,9 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{connect, handshake, read_frame, start_node, Node};
+use common::{connect, handshake, read_frame, start_node, wait_for_log};
 use trilog_wire::message::{Append, AppendAck, Entry, Read as ReadMsg};
 use trilog_wire::{encode, FrameHeader, Kind, Message};
 
@@ -46,21 +46,6 @@ fn good_append(s: &mut TcpStream, offset: u64) {
     }
 }
 
-fn wait_for_log(node: &Node, needle: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(&node.log).unwrap_or_default();
-        if text.contains(needle) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "log never said {needle:?}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn bad_clients_are_cut_off_and_the_node_keeps_serving() {
     let node = start_node();
@@ -78,7 +63,7 @@ fn bad_clients_are_cut_off_and_the_node_keeps_serving() {
         seen.iter().any(|m| matches!(m, Message::ErrorMsg(_))),
         "{seen:?}"
     );
-    wait_for_log(&node, "malformed frame");
+    wait_for_log(&node, "malformed frame", Duration::from_secs(10));
     good_append(&mut good, 1);
 
     // A header announcing a payload over the limit: refused from the
@@ -89,7 +74,7 @@ fn bad_clients_are_cut_off_and_the_node_keeps_serving() {
     head[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
     big.write_all(&head).expect("write");
     until_closed(&mut big);
-    wait_for_log(&node, "exceeds the limit");
+    wait_for_log(&node, "exceeds the limit", Duration::from_secs(10));
     good_append(&mut good, 2);
 
     // A valid crc over a payload that is no archive.
@@ -111,7 +96,7 @@ fn bad_clients_are_cut_off_and_the_node_keeps_serving() {
     a.entries[0].crc ^= 1;
     liar.write_all(&encode(1, &a)).expect("write");
     until_closed(&mut liar);
-    wait_for_log(&node, "fails its crc");
+    wait_for_log(&node, "fails its crc", Duration::from_secs(10));
     good_append(&mut good, 4);
 
     // A frame a client may not send, and a first frame that is not Hello.
@@ -142,7 +127,7 @@ fn bad_clients_are_cut_off_and_the_node_keeps_serving() {
         ))
         .expect("write");
     until_closed(&mut hasty);
-    wait_for_log(&node, "not Hello");
+    wait_for_log(&node, "not Hello", Duration::from_secs(10));
 
     good_append(&mut good, 5);
     // The bad appends stored nothing: the segment holds exactly the good ones.

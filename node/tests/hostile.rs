@@ -7,9 +7,9 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{connect, handshake, read_frame, send, start_node, Node};
+use common::{connect, handshake, read_frame, send, start_node, wait_for_log};
 use trilog_wire::limits::FRAME_PAYLOAD_BYTES_MAX;
 use trilog_wire::message::{Append, Entry, ErrorCode, ErrorMsg, Read};
 use trilog_wire::{FrameHeader, Kind, Message};
@@ -84,21 +84,6 @@ fn read_all(s: &mut TcpStream, request_id: u64) -> u64 {
         }
     }
     at
-}
-
-fn wait_for_log(node: &Node, needle: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let text = std::fs::read_to_string(&node.log).unwrap_or_default();
-        if text.contains(needle) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "log never said {needle:?}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -341,20 +341,27 @@ impl Replica {
         ControlDecision::Persist(self.durable)
     }
 
+    /// A seal at `len` of a replica sealed already: nothing to do at the
+    /// same length, refused at another (a sealed segment never changes
+    /// length). `None` for an open replica.
+    fn sealed_already(&self, len: u64) -> Option<ControlDecision> {
+        match self.durable.sealed_len {
+            Some(s) if s == len => Some(ControlDecision::Unchanged),
+            Some(s) => Some(ControlDecision::Refuse(Refusal::SealConflict {
+                held: self.staged_len,
+                sealed_len: Some(s),
+            })),
+            None => None,
+        }
+    }
+
     /// A seal at `len`: drop entries at or past it and refuse all appends.
     /// A segment sealed already is never sealed again at another length
     /// (so a sealed segment never shrinks), nor sealed past what the
     /// replica holds, nor below the commit watermark it knows.
     pub fn on_seal(&mut self, epoch: u64, len: u64) -> ControlDecision {
-        match self.durable.sealed_len {
-            Some(s) if s == len => return ControlDecision::Unchanged,
-            Some(s) => {
-                return ControlDecision::Refuse(Refusal::SealConflict {
-                    held: self.staged_len,
-                    sealed_len: Some(s),
-                })
-            }
-            None => {}
+        if let Some(decided) = self.sealed_already(len) {
+            return decided;
         }
         if len > self.durable_len {
             // The sealer took `len` from entries every replica acked; a
@@ -415,15 +422,8 @@ impl Replica {
     /// the watermark (`SealBelowCommit`) is untouched: only the consensus
     /// store, which every reader follows anyway, may do it.
     pub fn learn_seal(&mut self, epoch: u64, len: u64) -> ControlDecision {
-        match self.durable.sealed_len {
-            Some(s) if s == len => return ControlDecision::Unchanged,
-            Some(s) => {
-                return ControlDecision::Refuse(Refusal::SealConflict {
-                    held: self.staged_len,
-                    sealed_len: Some(s),
-                })
-            }
-            None => {}
+        if let Some(decided) = self.sealed_already(len) {
+            return decided;
         }
         assert_eq!(
             self.staged_len, self.durable_len,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::prelude::{Engine, BASE64_STANDARD};
 use clap::{Parser, Subcommand};
 use trilog_client::{
     ClientError, ConnPool, Consumer, MetaAddr, MetaStore, Producer, ProducerOptions, TrimReport,
@@ -366,7 +367,9 @@ async fn append(
             Box::new(move || r.next_entry().map(|e| e.map_err(|e| e.to_string())))
         }
     };
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, String>>(1024);
+    // Entries read ahead of the producer: at most this many (16 MiB of the
+    // largest), as the producer's window holds back the rest.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, String>>(16);
     let reading = tokio::task::spawn_blocking(move || {
         let mut source = source;
         while let Some(entry) = source() {
@@ -486,7 +489,7 @@ async fn read(
             let written = if raw {
                 out.write_all(&r.payload)
             } else if format == OutputFormat::Json {
-                let line = serde_json::json!({"seq": r.seq, "payload": base64(&r.payload)});
+                let line = serde_json::json!({"seq": r.seq, "payload": BASE64_STANDARD.encode(&r.payload)});
                 writeln!(out, "{line}")
             } else {
                 writeln!(out, "{}\t{}", r.seq, show(&r.payload))
@@ -505,25 +508,6 @@ async fn read(
         });
     }
     Ok(())
-}
-
-/// Standard base64 with padding (RFC 4648).
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b1 = chunk.get(1).copied().unwrap_or(0);
-        let b2 = chunk.get(2).copied().unwrap_or(0);
-        let n = (u32::from(chunk[0]) << 16) | (u32::from(b1) << 8) | u32::from(b2);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 async fn decommission(pool: &ConnPool, id: u64, wait: Duration) -> Result<(), ClientError> {

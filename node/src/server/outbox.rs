@@ -73,6 +73,10 @@ impl Outbox {
     /// Waits until fewer than `limit` bytes are unsent, or the outbox is
     /// closed (then the caller stops anyway).
     pub async fn wait_unsent_below(&self, limit: usize) {
+        // The common case, on every request: no listener to register.
+        if self.unsent.get() < limit || self.closed.get() {
+            return;
+        }
         loop {
             let listener = self.written.listen();
             if self.unsent.get() < limit || self.closed.get() {

@@ -73,6 +73,22 @@ pub fn start_node() -> Node {
     }
 }
 
+/// Waits, at most `within`, until the node's log says `needle`.
+pub fn wait_for_log(node: &Node, needle: &str, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let text = std::fs::read_to_string(&node.log).unwrap_or_default();
+        if text.contains(needle) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "log never said {needle:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn connect(port: u16) -> TcpStream {
     let s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))

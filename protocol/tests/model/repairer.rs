@@ -85,28 +85,10 @@ impl Trilog {
     /// Losing a node for good, and the repair's steps.
     pub(crate) fn repair_steps(&self, s: &State, out: &mut Vec<Act>) {
         if s.budget.node_losses > 0 && s.lost.is_none() {
-            for n in all_nodes(&self.cfg) {
-                let holds_sealed = s
-                    .meta
-                    .segments
-                    .iter()
-                    .any(|g| g.sealed_len.is_some() && g.replicas.contains(&n));
-                if holds_sealed {
-                    out.push(Act::LoseNode(n));
-                }
-            }
+            out.extend(self.holding_sealed(s).map(Act::LoseNode));
         }
         if s.budget.decommissions > 0 && s.leaving.is_none() && s.lost.is_none() {
-            for n in all_nodes(&self.cfg) {
-                let holds_sealed = s
-                    .meta
-                    .segments
-                    .iter()
-                    .any(|g| g.sealed_len.is_some() && g.replicas.contains(&n));
-                if holds_sealed {
-                    out.push(Act::Decommission(n));
-                }
-            }
+            out.extend(self.holding_sealed(s).map(Act::Decommission));
         }
         self.damage_steps(s, out);
         let replacing = s.lost.or(s.leaving).is_some();
@@ -137,6 +119,17 @@ impl Trilog {
                 }
             }
         }
+    }
+
+    /// The nodes the record lists as a replica of some sealed segment: the
+    /// ones whose loss or decommission a repair must make up for.
+    fn holding_sealed<'a>(&self, s: &'a State) -> impl Iterator<Item = u64> + 'a {
+        all_nodes(&self.cfg).into_iter().filter(move |n| {
+            s.meta
+                .segments
+                .iter()
+                .any(|g| g.sealed_len.is_some() && g.replicas.contains(n))
+        })
     }
 
     /// Damage to a sealed replica the record lists, whole on disk, while
