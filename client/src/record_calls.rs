@@ -92,16 +92,15 @@ fn surely_not_applied(e: &MetaError) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
 
     use super::*;
     use crate::meta::Versioned;
 
     #[test]
     fn only_errors_that_cannot_have_applied_are_unavailable() {
-        let addr: SocketAddr = "127.0.0.1:1".parse().expect("address");
+        let addr: trilog_meta::HostPort = "127.0.0.1:1".parse().expect("address");
         let refused = MetaError::Io {
-            addr,
+            addr: addr.clone(),
             source: std::io::ErrorKind::ConnectionRefused.into(),
         };
         assert_eq!(cas_answer(Err(refused)), CasAnswer::Unavailable);

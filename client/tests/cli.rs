@@ -14,7 +14,7 @@ use trilog_node::server::{self, NodeHandle};
 
 fn start_node(id: u64, dir: &std::path::Path, meta: SocketAddr) -> NodeHandle {
     let config = NodeConfig {
-        meta: Some(MetaAddr::Embedded(meta)),
+        meta: Some(MetaAddr::Embedded(meta.into())),
         lease_ms: 2_000,
         ..NodeConfig::with_defaults(id, dir.join(format!("node-{id}")))
     };
@@ -434,5 +434,74 @@ async fn a_consumer_waits_at_an_open_segment_that_holds_no_entry_yet() {
     };
     assert_eq!((first.seq, first.payload), (0, b"first".to_vec()));
     producer.close().await.expect("close");
+    local.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_from_a_file_and_the_environment_and_completions() {
+    let local = Local::start().await;
+    let port = local.meta.port();
+    let config = local.dir.path().join("cli.toml");
+    std::fs::write(&config, format!("meta = \"localhost:{port}\"\n")).expect("write");
+    let status = |envs: &[(&str, &str)], args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_trilog"));
+        c.env_remove("TRILOG_META").env_remove("TRILOG_CONFIG");
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c.args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run trilog")
+    };
+    // The file's store, found by name.
+    let config_arg = config.to_string_lossy().into_owned();
+    let out = status(&[], &["--config", &config_arg, "status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
+    assert_eq!(json["nodes"].as_array().map(Vec::len), Some(3), "{json}");
+    // TRILOG_CONFIG names the file; TRILOG_META wins over it (a port
+    // nothing listens on: the call fails), and a flag wins over both.
+    let out = status(&[("TRILOG_CONFIG", &config_arg)], &["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dead = "127.0.0.1:1";
+    let out = status(
+        &[("TRILOG_CONFIG", &config_arg), ("TRILOG_META", dead)],
+        &["status"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(dead));
+    let own = local.meta.to_string();
+    let out = status(
+        &[("TRILOG_CONFIG", &config_arg), ("TRILOG_META", dead)],
+        &["--meta", &own, "status", "--json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A key the CLI does not have is refused, naming it, with status 2.
+    let bad = local.dir.path().join("bad.toml");
+    std::fs::write(&bad, "metta = \"x:1\"\n").expect("write");
+    let out = status(&[], &["--config", &bad.to_string_lossy(), "status"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key `metta`"));
+    // Completions need no store.
+    let out = status(&[("TRILOG_META", dead)], &["completions", "bash"]);
+    assert!(out.status.success());
+    let script = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        script.contains("_trilog()") && script.contains("decommission"),
+        "{script}"
+    );
     local.stop();
 }

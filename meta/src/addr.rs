@@ -20,7 +20,7 @@ const ETCD_SCHEME: &str = "etcd://";
 /// A metadata store's address (see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetaAddr {
-    Embedded(SocketAddr),
+    Embedded(HostPort),
     /// etcd endpoints, each `host:port`.
     Etcd(Vec<String>),
 }
@@ -45,7 +45,7 @@ impl FromStr for MetaAddr {
             return s
                 .parse()
                 .map(MetaAddr::Embedded)
-                .map_err(|_| err("not an ip:port"));
+                .map_err(|e: HostPortError| err(&e.why));
         };
         let endpoints: Vec<String> = list.split(',').map(str::to_string).collect();
         for e in &endpoints {
@@ -59,6 +59,108 @@ impl FromStr for MetaAddr {
             }
         }
         Ok(MetaAddr::Etcd(endpoints))
+    }
+}
+
+/// A `host:port` where host is a name or an address: what a user types
+/// for a server to dial. A name is resolved each time a connection is
+/// made, so a store that moves to another address is found again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    /// A name, an IPv4 address, or an IPv6 address without brackets.
+    pub host: String,
+    pub port: u16,
+}
+
+/// Why a `host:port` does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{given:?}: {why}")]
+pub struct HostPortError {
+    pub given: String,
+    pub why: String,
+}
+
+impl FromStr for HostPort {
+    type Err = HostPortError;
+
+    fn from_str(s: &str) -> Result<HostPort, HostPortError> {
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(addr.into());
+        }
+        let err = |why: &str| HostPortError {
+            given: s.to_string(),
+            why: why.to_string(),
+        };
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| err("not host:port"))?;
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| err("the port is not a number from 0 to 65535"))?;
+        // A name: letters, digits, '-', '.', '_' (no brackets, no spaces,
+        // no second colon: an IPv6 address needs its brackets).
+        let is_name = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+        if !is_name {
+            return Err(err(
+                "not host:port (an IPv6 address goes in brackets: [::1]:7300)",
+            ));
+        }
+        Ok(HostPort {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl From<SocketAddr> for HostPort {
+    fn from(addr: SocketAddr) -> HostPort {
+        HostPort {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
+    }
+}
+
+impl HostPort {
+    /// The addresses the host resolves to now (a name through the
+    /// system's resolver, on a blocking thread).
+    pub async fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
+        let found: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await?
+            .collect();
+        if found.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} resolves to no address", self.host),
+            ));
+        }
+        Ok(found)
+    }
+
+    /// As [`HostPort::resolve`], blocking: for start-up, before any
+    /// runtime runs.
+    pub fn resolve_now(&self) -> std::io::Result<Vec<SocketAddr>> {
+        use std::net::ToSocketAddrs;
+        let found: Vec<SocketAddr> = (self.host.as_str(), self.port).to_socket_addrs()?.collect();
+        if found.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} resolves to no address", self.host),
+            ));
+        }
+        Ok(found)
     }
 }
 
@@ -86,7 +188,7 @@ impl MetaAddr {
     ) -> Result<Arc<dyn MetaStore>, MetaError> {
         match self {
             MetaAddr::Embedded(addr) => Ok(Arc::new(EmbeddedMeta::with_call_timeout(
-                *addr,
+                addr.clone(),
                 call_timeout,
             ))),
             MetaAddr::Etcd(endpoints) => connect_etcd(endpoints, call_timeout).await,
@@ -124,8 +226,19 @@ mod tests {
     fn meta_addresses_parse_both_forms() {
         assert_eq!(
             "127.0.0.1:7300".parse(),
-            Ok(MetaAddr::Embedded(SocketAddr::from(([127, 0, 0, 1], 7300))))
+            Ok(MetaAddr::Embedded(
+                SocketAddr::from(([127, 0, 0, 1], 7300)).into()
+            ))
         );
+        assert_eq!(
+            "meta-1.example:7300".parse(),
+            Ok(MetaAddr::Embedded(HostPort {
+                host: "meta-1.example".into(),
+                port: 7300
+            }))
+        );
+        let v6: MetaAddr = "[::1]:7300".parse().expect("v6");
+        assert_eq!(v6.to_string(), "[::1]:7300");
         let etcd: MetaAddr = "etcd://a:2379,10.0.0.2:2379".parse().expect("etcd");
         assert_eq!(
             etcd,

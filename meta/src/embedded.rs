@@ -3,7 +3,8 @@
 //! answer per connection at a time, over pooled connections.
 
 use std::mem::MaybeUninit;
-use std::net::SocketAddr;
+
+use crate::addr::HostPort;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -28,7 +29,7 @@ use crate::store::{CasOutcome, MetaFuture, MetaStore, Versioned};
 /// own connection; a connection that saw an error is dropped, never reused.
 #[derive(Debug)]
 pub struct EmbeddedMeta {
-    addr: SocketAddr,
+    addr: HostPort,
     call_timeout: Duration,
     idle: Mutex<Vec<TcpStream>>,
     next_request_id: AtomicU64,
@@ -36,23 +37,23 @@ pub struct EmbeddedMeta {
 
 impl EmbeddedMeta {
     /// A client of the store at `addr`. Nothing is connected yet.
-    pub fn new(addr: SocketAddr) -> EmbeddedMeta {
+    pub fn new(addr: impl Into<HostPort>) -> EmbeddedMeta {
         EmbeddedMeta::with_call_timeout(addr, META_CALL_TIMEOUT)
     }
 
     /// As [`EmbeddedMeta::new`], with another deadline per call (a watch
     /// gets its wait on top).
-    pub fn with_call_timeout(addr: SocketAddr, call_timeout: Duration) -> EmbeddedMeta {
+    pub fn with_call_timeout(addr: impl Into<HostPort>, call_timeout: Duration) -> EmbeddedMeta {
         EmbeddedMeta {
-            addr,
+            addr: addr.into(),
             call_timeout,
             idle: Mutex::new(Vec::new()),
             next_request_id: AtomicU64::new(1),
         }
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    pub fn addr(&self) -> &HostPort {
+        &self.addr
     }
 
     /// One request, one answer, within the call timeout plus `wait`.
@@ -73,12 +74,19 @@ impl EmbeddedMeta {
     }
 
     async fn call_once(&self, request: Message) -> Result<Message, MetaError> {
-        let addr = self.addr;
-        let io = |source| MetaError::Io { addr, source };
+        let addr = &self.addr;
+        let io = |source| MetaError::Io {
+            addr: addr.clone(),
+            source,
+        };
         let mut conn = match self.take_idle() {
             Some(conn) => conn,
             None => {
-                let conn = TcpStream::connect(addr).await.map_err(io)?;
+                // A name is resolved at each connect (tokio tries each
+                // address it resolves to).
+                let conn = TcpStream::connect((addr.host.as_str(), addr.port))
+                    .await
+                    .map_err(io)?;
                 conn.set_nodelay(true).map_err(io)?;
                 conn
             }
@@ -88,13 +96,19 @@ impl EmbeddedMeta {
             .await
             .map_err(io)?;
         let (answer_id, answer) = read_message(&mut conn).await.map_err(|e| match e {
-            FrameError::Closed => MetaError::Closed { addr },
-            FrameError::Io(source) => MetaError::Io { addr, source },
-            FrameError::Wire(source) => MetaError::Wire { addr, source },
+            FrameError::Closed => MetaError::Closed { addr: addr.clone() },
+            FrameError::Io(source) => MetaError::Io {
+                addr: addr.clone(),
+                source,
+            },
+            FrameError::Wire(source) => MetaError::Wire {
+                addr: addr.clone(),
+                source,
+            },
         })?;
         if answer_id != request_id {
             return Err(MetaError::Protocol {
-                addr,
+                addr: addr.clone(),
                 reason: format!("answer to request {answer_id} where {request_id} was expected"),
             });
         }
@@ -150,7 +164,7 @@ impl EmbeddedMeta {
                 record: m.record,
             }),
             Message::MetaLog(m) => Err(MetaError::Protocol {
-                addr: self.addr,
+                addr: self.addr.clone(),
                 reason: format!("asked for log {log_id}, got log {}", m.log_id),
             }),
             other => Err(self.unexpected(other, Kind::MetaLog)),
@@ -159,7 +173,7 @@ impl EmbeddedMeta {
 
     fn unexpected(&self, got: Message, expected: Kind) -> MetaError {
         MetaError::Wire {
-            addr: self.addr,
+            addr: self.addr.clone(),
             source: WireError::UnexpectedKind {
                 found: got.kind(),
                 expected,
@@ -308,7 +322,7 @@ mod tests {
     use super::*;
 
     fn start(dir: &std::path::Path) -> MetaServerHandle {
-        let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        let listen: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
         spawn_meta_server(listen, dir.to_path_buf()).expect("server starts")
     }
 

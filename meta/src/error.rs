@@ -1,6 +1,6 @@
 //! Why a metadata call failed, whichever store answered it.
 
-use std::net::SocketAddr;
+use crate::addr::HostPort;
 
 use trilog_protocol::meta_record::RecordError;
 use trilog_wire::WireError;
@@ -38,13 +38,13 @@ impl NodeIdTaken {
 pub enum MetaError {
     #[error("metadata store {addr}: {source}")]
     Io {
-        addr: SocketAddr,
+        addr: HostPort,
         #[source]
         source: std::io::Error,
     },
     #[error("metadata store {addr}: bad frame: {source}")]
     Wire {
-        addr: SocketAddr,
+        addr: HostPort,
         #[source]
         source: WireError,
     },
@@ -55,9 +55,9 @@ pub enum MetaError {
     #[error("metadata store: {what} timed out after {after_ms} ms")]
     Timeout { what: &'static str, after_ms: u64 },
     #[error("metadata store {addr} closed the connection")]
-    Closed { addr: SocketAddr },
+    Closed { addr: HostPort },
     #[error("metadata store {addr}: {reason}")]
-    Protocol { addr: SocketAddr, reason: String },
+    Protocol { addr: HostPort, reason: String },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// A call to etcd failed (see `crate::etcd`): which operation, on which

@@ -70,7 +70,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 
-pub use addr::{MetaAddr, MetaAddrError};
+pub use addr::{HostPort, HostPortError, MetaAddr, MetaAddrError};
 pub use cluster_id::{format_cluster_id, new_cluster_id, parse_cluster_id};
 pub use embedded::EmbeddedMeta;
 pub use error::{MetaError, NodeIdTaken};

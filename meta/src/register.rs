@@ -149,7 +149,7 @@ impl Drop for RegistrationHandle {
 /// Starts registering `info` with the embedded metadata store at `meta`:
 /// [`spawn_registration_at`] with [`MetaAddr::Embedded`].
 pub fn spawn_registration(meta: SocketAddr, info: NodeInfo, lease: Duration) -> RegistrationHandle {
-    spawn_registration_at(MetaAddr::Embedded(meta), info, lease)
+    spawn_registration_at(MetaAddr::Embedded(meta.into()), info, lease)
 }
 
 /// Starts registering `info` with etcd at `endpoints` (`host:port` each):
@@ -461,7 +461,7 @@ mod tests {
         // A long lease: renewals every 20 s, so only the change can explain
         // a prompt update.
         let registration = spawn_registration_refreshed(
-            MetaAddr::Embedded(server.local_addr()),
+            MetaAddr::Embedded(server.local_addr().into()),
             node(3),
             Duration::from_secs(60),
             refresh,

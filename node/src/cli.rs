@@ -1,28 +1,45 @@
-//! The node's command line.
+//! The node's settings: flags, `TRILOG_` environment variables and a
+//! config file (`--config node.toml`, a key per flag: `node_id`,
+//! `data_dir`, ...), in that order of precedence (`trilog_settings`).
 
 use std::ffi::OsString;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
-use clap::Parser;
-use trilog_meta::MetaAddr;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use trilog_meta::{HostPort, MetaAddr};
 
-use crate::config::NodeConfig;
+use crate::config::{ConfigError, NodeConfig};
 use crate::limits::LEASE_MS_DEFAULT;
 
 /// A trilog log node.
+///
+/// Every setting is a flag, an environment variable (`TRILOG_` and the
+/// key in upper case) and a key of the --config file (the flag's name
+/// with `_` for `-`); a flag wins over the environment, which wins over
+/// the file.
 #[derive(Debug, Parser)]
 #[command(name = "trilog-node", version)]
 pub struct Args {
+    /// A TOML file of settings: `key = value` lines, a key per flag
+    /// (`node_id = 1`, `data_dir = "/var/lib/trilog"`, `cores = [0, 1]`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print the settings in effect (as a config file, each with where it
+    /// came from), check them, and exit.
+    #[arg(long)]
+    pub print_config: bool,
     /// This node's id (non-zero, unique in the cluster).
     #[arg(long)]
     pub node_id: u64,
     /// Where segments (and the embedded metadata, if served) live.
     #[arg(long)]
     pub data_dir: PathBuf,
-    /// The address to listen on and to register.
+    /// The address (or host name) to listen on, and to register unless
+    /// --advertise-host says otherwise; 0.0.0.0 or :: (every address)
+    /// needs --advertise-host.
     #[arg(long, default_value = "127.0.0.1")]
-    pub host: IpAddr,
+    pub host: String,
     /// Shard i listens on port + i (0: ports chosen by the kernel).
     #[arg(long, default_value_t = 7400)]
     pub port: u16,
@@ -36,9 +53,9 @@ pub struct Args {
     /// store, or etcd://host:port[,host:port...] for etcd.
     #[arg(long)]
     pub meta: Option<MetaAddr>,
-    /// Also serve the embedded metadata store on this address.
+    /// Also serve the embedded metadata store on this host:port.
     #[arg(long)]
-    pub serve_meta: Option<SocketAddr>,
+    pub serve_meta: Option<HostPort>,
     /// Registration lease in milliseconds.
     #[arg(long, default_value_t = LEASE_MS_DEFAULT)]
     pub lease_ms: u64,
@@ -58,9 +75,11 @@ pub struct Args {
     /// a copy found unlisted for good at two checks in a row is removed.
     #[arg(long, default_value_t = trilog_protocol::shard::ORPHAN_SWEEP_MS / 1000)]
     pub orphan_sweep_secs: u64,
-    /// Register this address instead of --host (behind NAT or a proxy).
+    /// Register this address (or host name, resolved at start) instead of
+    /// --host: what clients dial (behind NAT, a proxy, or with --host
+    /// 0.0.0.0).
     #[arg(long)]
-    pub advertise_host: Option<IpAddr>,
+    pub advertise_host: Option<String>,
     /// Register shard i at this port + i instead of its own port.
     #[arg(long)]
     pub advertise_port: Option<u16>,
@@ -88,38 +107,41 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .try_init();
     keep_large_buffers_in_the_heap();
-    let args = match Args::try_parse_from(args) {
+    let command = trilog_settings::with_env(Args::command(), "TRILOG_");
+    let settings = match trilog_settings::parse(command.clone(), args) {
+        Ok(s) => s,
+        Err(trilog_settings::SettingsError::Clap(e)) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+        Err(e) => {
+            eprintln!("trilog-node: bad configuration: {e}");
+            return e.exit_code();
+        }
+    };
+    let args = match Args::from_arg_matches(&settings.matches) {
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
+            return 2;
         }
     };
-    let meta = args.meta.or(args.serve_meta.map(MetaAddr::Embedded));
-    let config = NodeConfig {
-        node_id: args.node_id,
-        data_dir: args.data_dir,
-        host: args.host,
-        port: args.port,
-        shards: args.shards,
-        cores: args.cores,
-        meta,
-        serve_meta: args.serve_meta,
-        lease_ms: args.lease_ms,
-        zone: args.zone,
-        scrub_bytes_per_sec: args.scrub_bytes_per_sec,
-        scrub_pass_pause_ms: args.scrub_pass_pause_secs.saturating_mul(1000),
-        orphan_sweep_ms: args.orphan_sweep_secs.saturating_mul(1000),
-        advertise_host: args.advertise_host,
-        advertise_port: args.advertise_port,
-        replace: args.replace,
-        repair_grace_ms: args.repair_grace_secs.saturating_mul(1000),
-        repair_bytes_per_sec: args.repair_bytes_per_sec,
-        disk_reserve_bytes: args.disk_reserve_bytes,
+    if args.print_config {
+        print!("{}", settings.show(&command));
+    }
+    let config = match node_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("trilog-node: bad configuration: {e}");
+            return 2;
+        }
     };
     if let Err(e) = config.check() {
         eprintln!("trilog-node: bad configuration: {e}");
         return 2;
+    }
+    if settings.matches.get_flag("print_config") {
+        return 0;
     }
     match crate::server::start(config) {
         Ok(handle) => {
@@ -143,6 +165,69 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
             1
         }
     }
+}
+
+/// The node's configuration from its settings: host names resolved, the
+/// listening address and the advertised one told apart.
+pub fn node_config(args: Args) -> Result<NodeConfig, ConfigError> {
+    let host = resolve_ip("host", &args.host)?;
+    let advertise_host = match &args.advertise_host {
+        Some(h) => Some(resolve_ip("advertise_host", h)?),
+        None => None,
+    };
+    if host.is_unspecified() && advertise_host.is_none() {
+        return Err(ConfigError::Unspecified { host });
+    }
+    let serve_meta = match &args.serve_meta {
+        Some(hp) => Some(resolve_socket("serve_meta", hp)?),
+        None => None,
+    };
+    let meta = args
+        .meta
+        .or(serve_meta.map(|a| MetaAddr::Embedded(HostPort::from(a))));
+    Ok(NodeConfig {
+        node_id: args.node_id,
+        data_dir: args.data_dir,
+        host,
+        port: args.port,
+        shards: args.shards,
+        cores: args.cores,
+        meta,
+        serve_meta,
+        lease_ms: args.lease_ms,
+        zone: args.zone,
+        scrub_bytes_per_sec: args.scrub_bytes_per_sec,
+        scrub_pass_pause_ms: args.scrub_pass_pause_secs.saturating_mul(1000),
+        orphan_sweep_ms: args.orphan_sweep_secs.saturating_mul(1000),
+        advertise_host,
+        advertise_port: args.advertise_port,
+        replace: args.replace,
+        repair_grace_ms: args.repair_grace_secs.saturating_mul(1000),
+        repair_bytes_per_sec: args.repair_bytes_per_sec,
+        disk_reserve_bytes: args.disk_reserve_bytes,
+    })
+}
+
+/// An address, or the first address a host name resolves to now.
+fn resolve_ip(key: &'static str, host: &str) -> Result<IpAddr, ConfigError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    let bad = |why: String| ConfigError::Host {
+        key,
+        host: host.to_string(),
+        why,
+    };
+    let found = (host, 0u16)
+        .to_socket_addrs()
+        .map_err(|e| bad(e.to_string()))?
+        .next()
+        .ok_or_else(|| bad("resolves to no address".to_string()))?;
+    Ok(found.ip())
+}
+
+fn resolve_socket(key: &'static str, hp: &HostPort) -> Result<SocketAddr, ConfigError> {
+    Ok(SocketAddr::new(resolve_ip(key, &hp.host)?, hp.port))
 }
 
 /// Every request frame is read into a buffer of its own size (appends of

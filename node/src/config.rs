@@ -7,28 +7,36 @@ use trilog_meta::MetaAddr;
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("--shards must be between 1 and {max}, got {got}")]
+    #[error("shards (--shards) must be between 1 and {max}, got {got}")]
     Shards { got: usize, max: usize },
-    #[error("--cores lists {cores} cores for {shards} shards")]
+    #[error("cores (--cores) lists {cores} cores for {shards} shards")]
     Cores { cores: usize, shards: usize },
     #[error("core {core} does not exist (this machine has {available})")]
     NoSuchCore { core: usize, available: usize },
-    #[error("--port {port} + {shards} shards passes 65535")]
+    #[error("port (--port) {port} + {shards} shards passes 65535")]
     Ports { port: u16, shards: usize },
-    #[error("--node-id must not be 0")]
+    #[error("node_id (--node-id) must not be 0")]
     NodeId,
-    #[error("--repair-bytes-per-sec must not be 0")]
+    #[error("repair_bytes_per_sec (--repair-bytes-per-sec) must not be 0")]
     RepairRate,
-    #[error("--repair-grace-secs: {got_ms} ms is shorter than {min_ms} ms: a node restart would cost a full copy of its data")]
+    #[error("repair_grace_secs (--repair-grace-secs): {got_ms} ms is shorter than {min_ms} ms: a node restart would cost a full copy of its data")]
     RepairGrace { got_ms: u64, min_ms: u64 },
-    #[error("--orphan-sweep-secs must not be 0")]
+    #[error("orphan_sweep_secs (--orphan-sweep-secs) must not be 0")]
     OrphanSweep,
-    #[error("--scrub-bytes-per-sec must not be 0")]
+    #[error("scrub_bytes_per_sec (--scrub-bytes-per-sec) must not be 0")]
     ScrubRate,
-    #[error("--lease-ms must be between 300 and 600000, got {0}")]
+    #[error("lease_ms (--lease-ms) must be between 300 and 600000, got {0}")]
     Lease(u64),
-    #[error("--meta {0}: this node was built without etcd support (cargo feature `etcd`)")]
+    #[error("meta (--meta) {0}: this node was built without etcd support (cargo feature `etcd`)")]
     EtcdNotBuilt(String),
+    #[error("{key} {host:?}: {why}")]
+    Host {
+        key: &'static str,
+        host: String,
+        why: String,
+    },
+    #[error("host {host} listens on every address but is no address to dial: give advertise_host (--advertise-host), the address clients reach this node at")]
+    Unspecified { host: IpAddr },
     #[error("data directory {path}: {source}")]
     DataDir {
         path: PathBuf,

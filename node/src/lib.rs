@@ -33,6 +33,7 @@ pub mod config;
 pub mod framing;
 pub mod identity;
 pub mod limits;
+pub mod preflight;
 pub mod repair;
 pub mod repair_board;
 pub mod runtime;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::prelude::{Engine, BASE64_STANDARD};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use trilog_client::{
     ClientError, ConnPool, Consumer, MetaAddr, MetaStore, Producer, ProducerOptions, TrimReport,
 };
@@ -21,9 +21,14 @@ use trilog_wire::limits::ENTRY_BYTES_MAX;
     after_help = "Exit status: 0 done; 1 failed (the error is printed); 2 bad arguments; 3 `node decommission` still leaving at its timeout; 4 no such log, or a range past its end."
 )]
 struct Cli {
+    /// A TOML file of these settings (`meta = "10.0.0.1:7300"`), each a
+    /// key named as its flag with `_` for `-`; flags win over the
+    /// environment (`TRILOG_META`, ...), which wins over the file.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
     /// The metadata store: host:port for the embedded store, or
     /// etcd://host:port[,host:port...] for etcd.
-    #[arg(long, env = "TRILOG_META", default_value = "127.0.0.1:7300")]
+    #[arg(long, default_value = "127.0.0.1:7300")]
     meta: MetaAddr,
     #[command(subcommand)]
     cmd: Cmd,
@@ -36,6 +41,7 @@ enum Cmd {
     /// bytes of --file, or standard input cut by --format; bytes are kept
     /// exactly.
     Append {
+        /// The log id.
         #[arg(long, default_value_t = 1)]
         log: u64,
         /// Entries, one per argument (its UTF-8 bytes).
@@ -57,6 +63,7 @@ enum Cmd {
     /// included (what its replicas know committed): `seq<TAB>payload`
     /// lines, the bytes back to back (--raw), or JSON lines (--format json).
     Read {
+        /// The log id.
         #[arg(long, default_value_t = 1)]
         log: u64,
         /// The first seq.
@@ -76,8 +83,10 @@ enum Cmd {
     },
     /// Print entries from a seq on, and keep following the log.
     Tail {
+        /// The log id.
         #[arg(long, default_value_t = 1)]
         log: u64,
+        /// The first seq.
         #[arg(long, default_value_t = 0)]
         from: u64,
     },
@@ -85,6 +94,7 @@ enum Cmd {
     /// carry its tail into a new segment, then close cleanly so the next
     /// `append` starts at once.
     Takeover {
+        /// The log id.
         #[arg(long, default_value_t = 1)]
         log: u64,
     },
@@ -98,6 +108,7 @@ enum Cmd {
     /// segment below it from its replicas; prints what was deleted and the
     /// first readable seq.
     Trim {
+        /// The log id.
         #[arg(long, default_value_t = 1)]
         log: u64,
         /// The new trim point (at most the end of the sealed segments).
@@ -112,12 +123,14 @@ enum Cmd {
     /// dead node, and the node that will copy each (the nodes repair by
     /// themselves once a node has been dead for their grace period).
     Repair {
+        /// List what is under-replicated and who copies it.
         #[arg(long)]
         status: bool,
     },
     /// Delete a log: every segment from every replica. Its last segment
     /// must be sealed (close its producer, or `takeover` first).
     Delete {
+        /// The log id.
         #[arg(long)]
         log: u64,
     },
@@ -125,6 +138,13 @@ enum Cmd {
     Node {
         #[command(subcommand)]
         cmd: NodeCmd,
+    },
+    /// Prints a completion script for a shell: `trilog completions bash >
+    /// /etc/bash_completion.d/trilog` (or zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -183,7 +203,15 @@ fn main() -> ExitCode {
     }
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .try_init();
-    let cli = Cli::parse();
+    let cli = match parse_cli(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    if let Cmd::Completions { shell } = cli.cmd {
+        let mut command = trilog_settings::with_env(Cli::command(), "TRILOG_");
+        clap_complete::generate(shell, &mut command, "trilog", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -213,6 +241,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line over `TRILOG_` variables over the --config file;
+/// `Err` is the exit status after the error (or the help) was printed.
+fn parse_cli(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, ExitCode> {
+    let command = trilog_settings::with_env(Cli::command(), "TRILOG_");
+    let exit = |code: i32| ExitCode::from(u8::try_from(code).unwrap_or(1));
+    let settings = match trilog_settings::parse(command, args) {
+        Ok(s) => s,
+        Err(trilog_settings::SettingsError::Clap(e)) => {
+            let _ = e.print();
+            return Err(exit(e.exit_code()));
+        }
+        Err(e) => {
+            eprintln!("trilog: {e}");
+            return Err(exit(e.exit_code()));
+        }
+    };
+    Cli::from_arg_matches(&settings.matches).map_err(|e| {
+        let _ = e.print();
+        exit(e.exit_code())
+    })
 }
 
 fn show(payload: &[u8]) -> String {
@@ -308,6 +358,8 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             println!("the nodes repair lost replicas by themselves; `trilog repair --status` shows what is under-replicated");
             Ok(())
         }
+        // Answered in `main`, before any connection.
+        Cmd::Completions { .. } => Ok(()),
     }
 }
 
@@ -645,4 +697,28 @@ async fn status(meta: &dyn MetaStore) -> Result<(), ClientError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every argument of every command says what it is in `--help`.
+    #[test]
+    fn every_argument_has_a_help_line() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if !matches!(id, "help" | "version") && arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "trilog", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
 }

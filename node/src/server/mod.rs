@@ -66,6 +66,9 @@ pub enum StartError {
     Storage { shard: usize, source: StorageError },
     #[error("shard {shard}: executor: {why}")]
     Executor { shard: usize, why: String },
+    /// A failure of the shards as a whole (which one is not known).
+    #[error("shards: {0}")]
+    Shards(String),
     #[error("data directory {path}: {source}")]
     DataDir {
         path: std::path::PathBuf,
@@ -79,6 +82,8 @@ pub enum StartError {
     NodeIdTaken(NodeIdTaken),
     #[error("metadata store {meta}: no answer to the node's first registration in {waited_ms} ms")]
     NotRegistered { meta: String, waited_ms: u64 },
+    #[error(transparent)]
+    Preflight(#[from] crate::preflight::PreflightError),
     #[error("node id {node_id} was removed from the cluster (decommissioned); it cannot serve again: start this machine under a new node id, on an empty data directory")]
     Removed { node_id: u64 },
 }
@@ -147,6 +152,8 @@ fn bind(addr: SocketAddr) -> Result<StdListener, StartError> {
 /// configured. Returns once every shard has recovered its segments and
 /// listens, and the first registration was accepted.
 pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
+    crate::preflight::check_durable(&config.data_dir)?;
+    crate::preflight::check_locked_memory(config.shards)?;
     let meta_server = match config.serve_meta {
         Some(addr) => Some(
             spawn_meta_server(addr, config.meta_dir())
@@ -177,9 +184,10 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
             }
             let _ = joined.send(Ending::ShardsStopped);
         })
-        .map_err(|e| StartError::Executor {
-            shard: usize::MAX,
-            why: format!("cannot start the thread that waits for the shards: {e}"),
+        .map_err(|e| {
+            StartError::Shards(format!(
+                "cannot start the thread that waits for the shards: {e}"
+            ))
         })?;
     let registration = match config.meta.clone() {
         Some(meta) => Some(register(
@@ -305,10 +313,16 @@ fn spawn_shards(
             Ok((_, Ok(()))) => {}
             Ok((shard, Err(source))) => return Err(StartError::Storage { shard, source }),
             Err(_) => {
-                return Err(StartError::Executor {
-                    shard: usize::MAX,
-                    why: "a shard died while starting".into(),
-                })
+                // glommio gives no reason; the usual one is locked memory.
+                let limit = match crate::preflight::locked_memory_limit() {
+                    Some(bytes) => format!("{} KiB", bytes / 1024),
+                    None => "unlimited".to_string(),
+                };
+                return Err(StartError::Shards(format!(
+                    "a shard died while starting (glommio could not set up its \
+                     io_uring; the locked-memory limit is {limit}: try `ulimit -l \
+                     unlimited` or LimitMEMLOCK=infinity)"
+                )));
             }
         }
     }
