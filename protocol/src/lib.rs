@@ -13,6 +13,8 @@
 //!   segments: creation, appends and their acks after durability, fences
 //!   and seals one at a time, long-poll reads, failed segments.
 //! - [`refusal`]: a replica's refusals to and from the wire's error codes.
+//! - [`access`]: which requests each certificate role may send, when
+//!   connections carry certificates (mutual TLS).
 //! - [`acks`]: per-segment, per-replica acknowledged lengths and the commit
 //!   watermark they imply.
 //! - [`producer`]: the pipelined writer of one log.
@@ -37,6 +39,7 @@
 //! - [`mutant`]: deliberately broken variants for the model checker,
 //!   compiled in only with the `mutants` feature.
 
+pub mod access;
 pub mod acks;
 pub mod actions;
 pub mod consumer;
