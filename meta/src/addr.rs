@@ -10,6 +10,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use trilog_tls::TlsIdentity;
+
 use crate::embedded::EmbeddedMeta;
 use crate::error::MetaError;
 use crate::limits::META_CALL_TIMEOUT;
@@ -186,12 +188,23 @@ impl MetaAddr {
         &self,
         call_timeout: Duration,
     ) -> Result<Arc<dyn MetaStore>, MetaError> {
+        self.connect_tls(call_timeout, None).await
+    }
+
+    /// As [`MetaAddr::connect_with`], over mutual TLS with `tls` when
+    /// given (to the embedded store and to etcd alike).
+    pub async fn connect_tls(
+        &self,
+        call_timeout: Duration,
+        tls: Option<&Arc<TlsIdentity>>,
+    ) -> Result<Arc<dyn MetaStore>, MetaError> {
         match self {
-            MetaAddr::Embedded(addr) => Ok(Arc::new(EmbeddedMeta::with_call_timeout(
+            MetaAddr::Embedded(addr) => Ok(Arc::new(EmbeddedMeta::with_tls(
                 addr.clone(),
                 call_timeout,
+                tls.cloned(),
             ))),
-            MetaAddr::Etcd(endpoints) => connect_etcd(endpoints, call_timeout).await,
+            MetaAddr::Etcd(endpoints) => connect_etcd(endpoints, call_timeout, tls).await,
         }
     }
 }
@@ -200,11 +213,16 @@ impl MetaAddr {
 async fn connect_etcd(
     endpoints: &[String],
     call_timeout: Duration,
+    tls: Option<&Arc<TlsIdentity>>,
 ) -> Result<Arc<dyn MetaStore>, MetaError> {
     use crate::etcd::{EtcdMeta, ETCD_PREFIX_DEFAULT};
-    let urls: Vec<String> = endpoints.iter().map(|e| format!("http://{e}")).collect();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let urls: Vec<String> = endpoints
+        .iter()
+        .map(|e| format!("{scheme}://{e}"))
+        .collect();
     Ok(Arc::new(
-        EtcdMeta::connect_with(&urls, ETCD_PREFIX_DEFAULT, call_timeout).await?,
+        EtcdMeta::connect_tls(&urls, ETCD_PREFIX_DEFAULT, call_timeout, tls.map(|t| &**t)).await?,
     ))
 }
 
@@ -212,6 +230,7 @@ async fn connect_etcd(
 async fn connect_etcd(
     endpoints: &[String],
     _call_timeout: Duration,
+    _tls: Option<&Arc<TlsIdentity>>,
 ) -> Result<Arc<dyn MetaStore>, MetaError> {
     Err(MetaError::EtcdNotBuilt {
         addr: MetaAddr::Etcd(endpoints.to_vec()).to_string(),

@@ -5,12 +5,14 @@
 use std::mem::MaybeUninit;
 
 use crate::addr::HostPort;
+use crate::stream::MetaStream;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
+use trilog_tls::TlsIdentity;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use trilog_wire::limits::READ_WAIT_MS_MAX;
 use trilog_wire::meta::{
@@ -31,7 +33,8 @@ use crate::store::{CasOutcome, MetaFuture, MetaStore, Versioned};
 pub struct EmbeddedMeta {
     addr: HostPort,
     call_timeout: Duration,
-    idle: Mutex<Vec<TcpStream>>,
+    tls: Option<Arc<TlsIdentity>>,
+    idle: Mutex<Vec<MetaStream>>,
     next_request_id: AtomicU64,
 }
 
@@ -44,9 +47,20 @@ impl EmbeddedMeta {
     /// As [`EmbeddedMeta::new`], with another deadline per call (a watch
     /// gets its wait on top).
     pub fn with_call_timeout(addr: impl Into<HostPort>, call_timeout: Duration) -> EmbeddedMeta {
+        EmbeddedMeta::with_tls(addr, call_timeout, None)
+    }
+
+    /// As [`EmbeddedMeta::with_call_timeout`], over mutual TLS with `tls`
+    /// when given.
+    pub fn with_tls(
+        addr: impl Into<HostPort>,
+        call_timeout: Duration,
+        tls: Option<Arc<TlsIdentity>>,
+    ) -> EmbeddedMeta {
         EmbeddedMeta {
             addr: addr.into(),
             call_timeout,
+            tls,
             idle: Mutex::new(Vec::new()),
             next_request_id: AtomicU64::new(1),
         }
@@ -84,11 +98,9 @@ impl EmbeddedMeta {
             None => {
                 // A name is resolved at each connect (tokio tries each
                 // address it resolves to).
-                let conn = TcpStream::connect((addr.host.as_str(), addr.port))
+                MetaStream::dial(addr, self.tls.as_deref())
                     .await
-                    .map_err(io)?;
-                conn.set_nodelay(true).map_err(io)?;
-                conn
+                    .map_err(io)?
             }
         };
         let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
@@ -126,11 +138,11 @@ impl EmbeddedMeta {
     /// non-blocking `MSG_PEEK` (tokio's sockets are non-blocking), not
     /// tokio's `try_read`, which trusts a readiness the reactor may not have
     /// updated yet.
-    fn take_idle(&self) -> Option<TcpStream> {
+    fn take_idle(&self) -> Option<MetaStream> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(conn) = idle.pop() {
             let mut probe = [MaybeUninit::<u8>::uninit(); 1];
-            match socket2::SockRef::from(&conn).peek(&mut probe) {
+            match socket2::SockRef::from(conn.tcp()).peek(&mut probe) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(conn),
                 _ => continue,
             }
@@ -138,7 +150,7 @@ impl EmbeddedMeta {
         None
     }
 
-    fn put_idle(&self, conn: TcpStream) {
+    fn put_idle(&self, conn: MetaStream) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < META_IDLE_CONNECTIONS_MAX {
             idle.push(conn);

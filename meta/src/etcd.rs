@@ -96,6 +96,19 @@ impl EtcdMeta {
         prefix: &str,
         call_timeout: Duration,
     ) -> Result<EtcdMeta, MetaError> {
+        EtcdMeta::connect_tls(endpoints, prefix, call_timeout, None).await
+    }
+
+    /// As [`EtcdMeta::connect_with`], over mutual TLS with `tls` when
+    /// given (endpoints `https://host:port`): etcd's certificate must be
+    /// signed by the identity's CA and valid for the host, and this
+    /// identity's certificate is the client's.
+    pub async fn connect_tls(
+        endpoints: &[String],
+        prefix: &str,
+        call_timeout: Duration,
+        tls: Option<&trilog_tls::TlsIdentity>,
+    ) -> Result<EtcdMeta, MetaError> {
         if endpoints.is_empty() {
             return Err(MetaError::InvalidArgument("no etcd endpoint".into()));
         }
@@ -103,7 +116,17 @@ impl EtcdMeta {
         // Only the connect timeout goes to the channel: a channel-wide
         // request timeout would also cut long watches short. Calls get
         // their deadline from `EtcdMeta::call`.
-        let options = ConnectOptions::new().with_connect_timeout(call_timeout);
+        let mut options = ConnectOptions::new().with_connect_timeout(call_timeout);
+        if let Some(tls) = tls {
+            options = options.with_tls(
+                etcd_client::TlsOptions::new()
+                    .ca_certificate(etcd_client::Certificate::from_pem(tls.ca_pem()))
+                    .identity(etcd_client::Identity::from_pem(
+                        tls.cert_pem(),
+                        tls.key_pem(),
+                    )),
+            );
+        }
         let connecting = Client::connect(endpoints, Some(options));
         let client = match tokio::time::timeout(call_timeout, connecting).await {
             Ok(Ok(client)) => client,

@@ -69,6 +69,7 @@ pub mod register;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod stream;
 
 pub use addr::{HostPort, HostPortError, MetaAddr, MetaAddrError};
 pub use cluster_id::{format_cluster_id, new_cluster_id, parse_cluster_id};
@@ -86,6 +87,6 @@ pub use register::{
     spawn_etcd_registration, spawn_registration, spawn_registration_at,
     spawn_registration_refreshed, FirstRegistration, InfoRefresh, ModeReport, RegistrationHandle,
 };
-pub use server::{spawn_meta_server, MetaServerError, MetaServerHandle};
+pub use server::{spawn_meta_server, spawn_meta_server_tls, MetaServerError, MetaServerHandle};
 pub use state::{CasError, MetaState, ModeError, RecordError, RegisterError};
 pub use store::{CasOutcome, MetaFuture, MetaStore, Versioned};

@@ -13,7 +13,9 @@ use trilog_wire::meta::LogMeta;
 
 use crate::addr::MetaAddr;
 use crate::error::MetaError;
+use crate::limits::META_CALL_TIMEOUT;
 use crate::store::MetaStore;
+use trilog_tls::TlsIdentity;
 
 type Request = (u64, oneshot::Sender<Result<Option<LogMeta>, String>>);
 
@@ -43,8 +45,9 @@ impl RecordLookups {
     }
 }
 
-/// Starts the lookup thread for the store at `meta`.
-pub fn spawn_record_lookups(meta: MetaAddr) -> RecordLookups {
+/// Starts the lookup thread for the store at `meta` (over mutual TLS
+/// with `tls` when given).
+pub fn spawn_record_lookups(meta: MetaAddr, tls: Option<Arc<TlsIdentity>>) -> RecordLookups {
     let (tx, rx) = mpsc::unbounded_channel();
     let spawned = std::thread::Builder::new()
         .name("trilog-record-lookups".into())
@@ -53,7 +56,7 @@ pub fn spawn_record_lookups(meta: MetaAddr) -> RecordLookups {
                 .enable_all()
                 .build()
             {
-                Ok(rt) => rt.block_on(serve(meta, rx)),
+                Ok(rt) => rt.block_on(serve(meta, tls, rx)),
                 Err(e) => error!("cannot start the record lookup runtime: {e}"),
             }
         });
@@ -64,10 +67,14 @@ pub fn spawn_record_lookups(meta: MetaAddr) -> RecordLookups {
     RecordLookups { tx }
 }
 
-async fn serve(meta: MetaAddr, mut rx: mpsc::UnboundedReceiver<Request>) {
+async fn serve(
+    meta: MetaAddr,
+    tls: Option<Arc<TlsIdentity>>,
+    mut rx: mpsc::UnboundedReceiver<Request>,
+) {
     let mut store: Option<Arc<dyn MetaStore>> = None;
     while let Some((log_id, answer)) = rx.recv().await {
-        let result = lookup(&mut store, &meta, log_id).await;
+        let result = lookup(&mut store, &meta, tls.as_ref(), log_id).await;
         if let Err(e) = &result {
             warn!("record lookup of log {log_id} at {meta}: {e}");
             store = None;
@@ -79,12 +86,13 @@ async fn serve(meta: MetaAddr, mut rx: mpsc::UnboundedReceiver<Request>) {
 async fn lookup(
     store: &mut Option<Arc<dyn MetaStore>>,
     meta: &MetaAddr,
+    tls: Option<&Arc<TlsIdentity>>,
     log_id: u64,
 ) -> Result<Option<LogMeta>, MetaError> {
     let s = match store {
         Some(s) => s.clone(),
         None => {
-            let s = meta.connect().await?;
+            let s = meta.connect_tls(META_CALL_TIMEOUT, tls).await?;
             *store = Some(s.clone());
             s
         }

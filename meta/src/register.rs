@@ -55,6 +55,7 @@ use crate::limits::{
     REGISTER_CALL_TIMEOUT_MAX, REGISTER_CALL_TIMEOUT_MIN, REGISTER_REFRESH_POLL,
 };
 use crate::store::MetaStore;
+use trilog_tls::TlsIdentity;
 
 /// What became of a node's first registration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -184,6 +185,7 @@ pub fn spawn_registration_at(
         lease,
         Arc::new(|_: &mut NodeInfo| {}),
         Arc::new(|_: NodeMode| {}),
+        None,
     )
 }
 
@@ -196,6 +198,7 @@ pub fn spawn_registration_refreshed(
     lease: Duration,
     refresh: InfoRefresh,
     on_mode: ModeReport,
+    tls: Option<Arc<TlsIdentity>>,
 ) -> RegistrationHandle {
     let lease_ms = clamp_lease(&info, lease);
     let node_id = info.node_id;
@@ -205,7 +208,11 @@ pub fn spawn_registration_refreshed(
     let thread = std::thread::Builder::new()
         .name(format!("trilog-register-{node_id}"))
         .spawn(move || {
-            let hooks = Hooks { refresh, on_mode };
+            let hooks = Hooks {
+                refresh,
+                on_mode,
+                tls,
+            };
             run_thread(meta, info, &hooks, lease_ms, stop_rx, &thread_registered)
         });
     let thread = match thread {
@@ -242,6 +249,8 @@ fn renew_interval(lease_ms: u64) -> Duration {
 struct Hooks {
     refresh: InfoRefresh,
     on_mode: ModeReport,
+    /// The node's identity, to reach a store that serves mutual TLS.
+    tls: Option<Arc<TlsIdentity>>,
 }
 
 fn run_thread(
@@ -286,7 +295,7 @@ async fn renew_loop(
         refresh(&mut info);
         let outcome = tokio::select! {
             _ = &mut stop => return,
-            outcome = register_once(&mut store, meta, &info, lease, call_timeout) => outcome,
+            outcome = register_once(&mut store, meta, hooks.tls.as_ref(), &info, lease, call_timeout) => outcome,
         };
         let wait = match outcome {
             Ok(now) => {
@@ -379,13 +388,14 @@ async fn wait_or_change(
 async fn register_once(
     store: &mut Option<Arc<dyn MetaStore>>,
     meta: &MetaAddr,
+    tls: Option<&Arc<TlsIdentity>>,
     info: &NodeInfo,
     lease: Duration,
     call_timeout: Duration,
 ) -> Result<NodeMode, MetaError> {
     let client = match store {
         Some(client) => client,
-        None => store.insert(meta.connect_with(call_timeout).await?),
+        None => store.insert(meta.connect_tls(call_timeout, tls).await?),
     };
     client.register_node(info.clone(), lease).await
 }
@@ -466,6 +476,7 @@ mod tests {
             Duration::from_secs(60),
             refresh,
             Arc::new(|_: NodeMode| {}),
+            None,
         );
         assert!(registration.registered_once(TEST_TIMEOUT));
         let rt = runtime();

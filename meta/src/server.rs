@@ -18,14 +18,17 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
+use trilog_protocol::access::Role;
+use trilog_tls::TlsIdentity;
 use trilog_wire::codec::decode_payload;
 use trilog_wire::limits::ERROR_MESSAGE_BYTES_MAX;
 use trilog_wire::meta::{
@@ -107,11 +110,22 @@ pub fn spawn_meta_server(
     listen: SocketAddr,
     dir: PathBuf,
 ) -> Result<MetaServerHandle, MetaServerError> {
+    spawn_meta_server_tls(listen, dir, None)
+}
+
+/// [`spawn_meta_server`], serving only mutual TLS with `tls` when given:
+/// every client shows a certificate of its CA, and its role decides
+/// which requests are served ([`trilog_protocol::access`]).
+pub fn spawn_meta_server_tls(
+    listen: SocketAddr,
+    dir: PathBuf,
+    tls: Option<Arc<TlsIdentity>>,
+) -> Result<MetaServerHandle, MetaServerError> {
     let (stop, stop_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = mpsc::sync_channel(1);
     let thread = std::thread::Builder::new()
         .name("trilog-meta".into())
-        .spawn(move || run_thread(listen, dir, stop_rx, ready_tx))
+        .spawn(move || run_thread(listen, dir, tls, stop_rx, ready_tx))
         .map_err(|source| MetaServerError::Io {
             listen,
             what: "spawn thread",
@@ -137,7 +151,13 @@ pub fn spawn_meta_server(
 
 type Ready = mpsc::SyncSender<Result<SocketAddr, MetaServerError>>;
 
-fn run_thread(listen: SocketAddr, dir: PathBuf, stop: watch::Receiver<bool>, ready: Ready) {
+fn run_thread(
+    listen: SocketAddr,
+    dir: PathBuf,
+    tls: Option<Arc<TlsIdentity>>,
+    stop: watch::Receiver<bool>,
+    ready: Ready,
+) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build();
@@ -156,7 +176,7 @@ fn run_thread(listen: SocketAddr, dir: PathBuf, stop: watch::Receiver<bool>, rea
     // this thread alone.
     let tasks = tokio::task::LocalSet::new();
     tasks.block_on(&runtime, async move {
-        let (server, listener, local_addr) = match start(listen, &dir, stop) {
+        let (server, listener, local_addr) = match start(listen, &dir, tls, stop) {
             Ok(started) => started,
             Err(e) => {
                 let _ = ready.send(Err(e));
@@ -178,6 +198,7 @@ fn run_thread(listen: SocketAddr, dir: PathBuf, stop: watch::Receiver<bool>, rea
 fn start(
     listen: SocketAddr,
     dir: &Path,
+    tls: Option<Arc<TlsIdentity>>,
     stop: watch::Receiver<bool>,
 ) -> Result<(Rc<Server>, TcpListener, SocketAddr), MetaServerError> {
     let (file, mut state) = MetaFile::open(dir)?;
@@ -202,6 +223,7 @@ fn start(
         idle: RefCell::new(BTreeMap::new()),
         next_connection: Cell::new(0),
         stop,
+        tls,
     });
     Ok((server, listener, local_addr))
 }
@@ -264,6 +286,9 @@ struct Server {
     idle: RefCell<BTreeMap<u64, Idle>>,
     next_connection: Cell<u64>,
     stop: watch::Receiver<bool>,
+    /// With it, connections are mutual TLS only, and each request is
+    /// checked against the client certificate's role.
+    tls: Option<Arc<TlsIdentity>>,
 }
 
 /// Since when a connection waits for its next request (`None`: it is
@@ -366,8 +391,21 @@ async fn accept_loop(server: Rc<Server>, listener: TcpListener) {
             let mut stop = server.stop.clone();
             let mut stream = stream;
             let evict = guard.evict.clone();
+            let serving = async {
+                match server.tls.clone() {
+                    None => serve(&guard, &mut stream, peer, None).await,
+                    // The handshake counts as idle: a client stalled in it
+                    // is the first evicted, and it has a deadline.
+                    Some(tls) => match trilog_tls::tokio_io::accept(&tls, &mut stream).await {
+                        Ok((mut secured, role)) => {
+                            serve(&guard, &mut secured, peer, Some(role)).await
+                        }
+                        Err(e) => info!("metadata store: TLS handshake with {peer} refused: {e}"),
+                    },
+                }
+            };
             tokio::select! {
-                _ = serve(&guard, &mut stream, peer) => {}
+                _ = serving => {}
                 _ = stopped(&mut stop) => {}
                 _ = evict.notified() => {
                     info!("metadata store: closing the connection from {peer}, idle the longest, for a new one");
@@ -391,7 +429,12 @@ async fn accept_loop(server: Rc<Server>, listener: TcpListener) {
     }
 }
 
-async fn serve(guard: &ConnectionGuard, stream: &mut TcpStream, peer: SocketAddr) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    guard: &ConnectionGuard,
+    stream: &mut S,
+    peer: SocketAddr,
+    role: Option<Role>,
+) {
     let server = &guard.server;
     let idle = Duration::from_millis(CONNECTION_IDLE_MS);
     loop {
@@ -409,7 +452,22 @@ async fn serve(guard: &ConnectionGuard, stream: &mut TcpStream, peer: SocketAddr
             }
         };
         guard.set_idle(false);
-        let answer = server.handle(&frame, peer).await;
+        let answer = match role {
+            Some(role) if !role.may_send(frame.header.kind) => {
+                warn!(
+                    "metadata store: refused {:?} from {peer}: its certificate's role is {role}",
+                    frame.header.kind
+                );
+                error_frame(
+                    frame.header.request_id,
+                    format!(
+                        "forbidden: a certificate of role {role} may not send {:?}",
+                        frame.header.kind
+                    ),
+                )
+            }
+            _ => server.handle(&frame, peer).await,
+        };
         if let Err(e) = stream.write_all(&answer).await {
             warn!("metadata store: closing the connection from {peer}: write: {e}");
             return;

@@ -80,7 +80,9 @@ impl TlsIdentity {
         files: Option<&TlsFiles>,
     ) -> Result<Arc<TlsIdentity>, TlsError> {
         let path = |f: fn(&TlsFiles) -> &PathBuf| {
-            files.map(|x| f(x).clone()).unwrap_or_else(|| "<pem>".into())
+            files
+                .map(|x| f(x).clone())
+                .unwrap_or_else(|| "<pem>".into())
         };
         let pem_err = |what, p: PathBuf| move |why: String| TlsError::Pem { what, path: p, why };
         let mut roots = RootCertStore::empty();
@@ -88,7 +90,9 @@ impl TlsIdentity {
             .collect::<Result<_, _>>()
             .map_err(|e| pem_err("CA file", path(|f| &f.ca))(e.to_string()))?;
         if cas.is_empty() {
-            return Err(pem_err("CA file", path(|f| &f.ca))("no certificate in it".into()));
+            return Err(pem_err("CA file", path(|f| &f.ca))(
+                "no certificate in it".into(),
+            ));
         }
         for ca in cas {
             roots
@@ -110,16 +114,19 @@ impl TlsIdentity {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = |e: rustls::Error| TlsError::Config(e.to_string());
         let roots = Arc::new(roots);
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-                .build()
-                .map_err(|e| TlsError::Config(e.to_string()))?;
-        let server = ServerConfig::builder_with_provider(provider.clone())
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let mut server = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(config)?
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain.clone(), key.clone_key())
             .map_err(config)?;
+        // No session tickets: connections are long-lived and pooled, and a
+        // ticket arriving on an idle pooled connection would look like a
+        // server that closed it (the pools probe idle sockets for bytes).
+        server.send_tls13_tickets = 0;
         let client = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(config)?

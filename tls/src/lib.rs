@@ -14,12 +14,12 @@
 //! is refused during the handshake, before any request is read.
 
 mod error;
+#[cfg(feature = "futures")]
+pub mod futures_io;
 mod identity;
 mod role;
 #[cfg(feature = "test-ca")]
 pub mod test_ca;
-#[cfg(feature = "futures")]
-pub mod futures_io;
 #[cfg(feature = "tokio")]
 pub mod tokio_io;
 

@@ -9,12 +9,11 @@ use crate::error::TlsError;
 /// one OU naming a role. A certificate without one, or with two, is no
 /// member of the cluster.
 pub fn role_of(cert: &CertificateDer<'_>) -> Result<Role, TlsError> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| {
-        TlsError::Role {
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| TlsError::Role {
             subject: "?".into(),
             why: format!("does not parse: {e}"),
-        }
-    })?;
+        })?;
     let subject = parsed.subject().to_string();
     let mut roles = Vec::new();
     for ou in parsed.subject().iter_organizational_unit() {
@@ -37,6 +36,8 @@ pub fn role_of(cert: &CertificateDer<'_>) -> Result<Role, TlsError> {
 
 /// The role of a peer from the chain it presented (the leaf first).
 pub(crate) fn peer_role(chain: Option<&[CertificateDer<'_>]>) -> Result<Role, TlsError> {
-    let leaf = chain.and_then(|c| c.first()).ok_or(TlsError::NoCertificate)?;
+    let leaf = chain
+        .and_then(|c| c.first())
+        .ok_or(TlsError::NoCertificate)?;
     role_of(leaf)
 }

@@ -32,13 +32,8 @@ async fn serve(server: Arc<TlsIdentity>) -> u16 {
 
 async fn role_seen(client: &TlsIdentity, port: u16, name: &str) -> std::io::Result<String> {
     let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
-    let mut tls = tokio_io::connect(
-        client,
-        tcp,
-        server_name(name).expect("a name"),
-        Role::Node,
-    )
-    .await?;
+    let mut tls =
+        tokio_io::connect(client, tcp, server_name(name).expect("a name"), Role::Node).await?;
     let mut seen = String::new();
     tls.read_to_string(&mut seen).await?;
     Ok(seen)
@@ -47,14 +42,18 @@ async fn role_seen(client: &TlsIdentity, port: u16, name: &str) -> std::io::Resu
 #[tokio::test]
 async fn members_get_their_role_and_strangers_are_refused() {
     let ca = TestCa::new("trilog test CA").expect("CA");
-    let node = ca.identity("node", &["127.0.0.1", "localhost"]).expect("node");
+    let node = ca
+        .identity("node", &["127.0.0.1", "localhost"])
+        .expect("node");
     let port = serve(node.clone()).await;
     for ou in ["node", "producer", "reader"] {
         let client = ca.identity(ou, &[]).expect("client");
         assert_eq!(client.role(), Role::from_ou(ou).expect("a role"));
         let seen = role_seen(&client, port, "127.0.0.1").await.expect("let in");
         assert_eq!(seen, ou);
-        let seen = role_seen(&client, port, "localhost").await.expect("by name");
+        let seen = role_seen(&client, port, "localhost")
+            .await
+            .expect("by name");
         assert_eq!(seen, ou);
     }
     // The server's certificate does not name this host.
@@ -73,13 +72,22 @@ async fn members_get_their_role_and_strangers_are_refused() {
         None,
     )
     .expect_err("no role");
-    assert!(refused.to_string().contains("no OU names a role"), "{refused}");
+    assert!(
+        refused.to_string().contains("no OU names a role"),
+        "{refused}"
+    );
     // Plaintext gets no byte of an answer.
     let mut plain = TcpStream::connect(("127.0.0.1", port)).await.expect("tcp");
-    plain.write_all(b"hello in the clear\n").await.expect("write");
+    plain
+        .write_all(b"hello in the clear\n")
+        .await
+        .expect("write");
     let mut answer = Vec::new();
     let _ = plain.read_to_end(&mut answer).await;
-    assert!(!answer.windows(4).any(|w| w == b"node" || w == b"read"), "{answer:?}");
+    assert!(
+        !answer.windows(4).any(|w| w == b"node" || w == b"read"),
+        "{answer:?}"
+    );
 }
 
 #[tokio::test]
