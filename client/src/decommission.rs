@@ -80,6 +80,7 @@ pub async fn decommission(
     wait: Duration,
     mut progress: impl FnMut(&Drain),
 ) -> Result<Decommissioned, ClientError> {
+    pool.require(trilog_wire::Kind::MetaSetNodeMode, "decommission a node")?;
     let meta = pool.meta();
     let mode = meta
         .node_modes()
@@ -143,6 +144,10 @@ async fn finish_deletions(pool: &ConnPool, drain: &Drain) {
 /// Calls a decommission off: the node is active again (refused once it
 /// is removed). Copies moved already stay where they went.
 pub async fn cancel(pool: &ConnPool, node: u64) -> Result<(), ClientError> {
+    pool.require(
+        trilog_wire::Kind::MetaSetNodeMode,
+        "call a decommission off",
+    )?;
     pool.meta().set_node_mode(node, NodeMode::Active).await?;
     Ok(())
 }

@@ -61,6 +61,14 @@ pub enum ClientError {
     /// anything is opened).
     #[error("{0}")]
     Usage(String),
+    /// The pool's certificate names a role that may not do this (mutual
+    /// TLS; see `trilog_protocol::access`): give the client a certificate
+    /// of another role. Nothing was sent.
+    #[error("forbidden: a certificate of role {role} may not {what}")]
+    Forbidden {
+        role: trilog_protocol::access::Role,
+        what: &'static str,
+    },
     #[error("log {log_id}: seq {seq} is damaged or missing on every replica of its segment")]
     Damaged { log_id: u64, seq: u64 },
     #[error("log {log_id}: replica returned bad data: {why}")]

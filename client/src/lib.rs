@@ -45,4 +45,6 @@ pub use trilog_meta as meta;
 #[cfg(feature = "etcd")]
 pub use trilog_meta::EtcdMeta;
 pub use trilog_meta::{CasOutcome, EmbeddedMeta, MetaAddr, MetaError, MetaStore, Versioned};
+/// Mutual TLS identities (`TlsIdentity::load`, `TlsFiles`).
+pub use trilog_tls as tls;
 pub use trim::{delete_log, trim, TrimReport};

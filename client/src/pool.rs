@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use trilog_protocol::access::Role;
+
 use tokio::sync::Mutex;
 use trilog_wire::message::shard_of;
 use trilog_wire::meta::NodeStatus;
@@ -23,6 +25,8 @@ use crate::runtime::{Runtime, TokioRuntime};
 pub struct ConnPool {
     meta: Arc<dyn MetaStore>,
     rt: Arc<dyn Runtime>,
+    /// The role of the pool's certificate, under mutual TLS.
+    role: Option<Role>,
     state: Arc<Mutex<PoolState>>,
 }
 
@@ -38,11 +42,34 @@ impl ConnPool {
         ConnPool::with_runtime(meta, Arc::new(TokioRuntime::new()))
     }
 
+    /// A pool on tokio whose connections to nodes are mutual TLS with
+    /// `tls` (the store given is reached as the caller built it: see
+    /// `MetaAddr::connect_tls`).
+    pub fn with_tls(meta: Arc<dyn MetaStore>, tls: Arc<trilog_tls::TlsIdentity>) -> ConnPool {
+        let role = tls.role();
+        ConnPool {
+            role: Some(role),
+            ..ConnPool::with_runtime(meta, Arc::new(TokioRuntime::with_tls(Some(tls))))
+        }
+    }
+
+    /// Refuses at once, before anything is sent, what the pool's
+    /// certificate may not do: the servers would refuse it anyway, but a
+    /// refused metadata write reads to the machines like a store that is
+    /// down, and they would retry it until their deadline.
+    pub fn require(&self, kind: trilog_wire::Kind, what: &'static str) -> Result<(), ClientError> {
+        match self.role {
+            Some(role) if !role.may_send(kind) => Err(ClientError::Forbidden { role, what }),
+            _ => Ok(()),
+        }
+    }
+
     /// A pool on another runtime (the simulator's).
     pub fn with_runtime(meta: Arc<dyn MetaStore>, rt: Arc<dyn Runtime>) -> ConnPool {
         ConnPool {
             meta,
             rt,
+            role: None,
             state: Arc::new(Mutex::new(PoolState::default())),
         }
     }

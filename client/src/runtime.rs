@@ -13,7 +13,11 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncWrite};
+use trilog_protocol::access::Role;
+use trilog_tls::TlsIdentity;
 
 /// A boxed, sendable future: what the runtime's methods return.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -41,16 +45,26 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
     fn random(&self) -> u64;
 }
 
-/// tokio's clock, timers, tasks and TCP.
+/// tokio's clock, timers, tasks and TCP (mutual TLS over it, when the
+/// runtime has an identity).
 #[derive(Debug)]
 pub struct TokioRuntime {
     started: tokio::time::Instant,
+    tls: Option<Arc<TlsIdentity>>,
 }
 
 impl TokioRuntime {
     pub fn new() -> TokioRuntime {
+        TokioRuntime::with_tls(None)
+    }
+
+    /// Connections to nodes over mutual TLS with `tls` when given: each
+    /// node's certificate must be a node's and valid for the address
+    /// dialled.
+    pub fn with_tls(tls: Option<Arc<TlsIdentity>>) -> TokioRuntime {
         TokioRuntime {
             started: tokio::time::Instant::now(),
+            tls,
         }
     }
 }
@@ -75,10 +89,16 @@ impl Runtime for TokioRuntime {
     }
 
     fn connect(&self, addr: SocketAddr) -> BoxFuture<io::Result<Box<dyn Connection>>> {
+        let tls = self.tls.clone();
         Box::pin(async move {
             let stream = tokio::net::TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
-            Ok(Box::new(stream) as Box<dyn Connection>)
+            let Some(tls) = tls else {
+                return Ok(Box::new(stream) as Box<dyn Connection>);
+            };
+            let name = trilog_tls::ServerName::IpAddress(addr.ip().into());
+            let secured = trilog_tls::tokio_io::connect(&tls, stream, name, Role::Node).await?;
+            Ok(Box::new(secured) as Box<dyn Connection>)
         })
     }
 

@@ -74,6 +74,7 @@ impl Producer {
         log_id: u64,
         opts: ProducerOptions,
     ) -> Result<Producer, ClientError> {
+        pool.require(trilog_wire::Kind::Fence, "take a log over")?;
         let cfg = TakeoverConfig::new(opts.machine_config()?);
         cfg.validate()?;
         let clock = Clock::new(pool.runtime().clone());

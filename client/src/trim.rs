@@ -51,6 +51,7 @@ pub async fn trim(
     log_id: u64,
     before_seq: Option<u64>,
 ) -> Result<TrimReport, ClientError> {
+    pool.require(trilog_wire::Kind::DeleteSegment, "trim")?;
     mark(pool, log_id, |r| match before_seq {
         Some(seq) => trim_record(r, seq),
         None => Ok(r.clone()),
@@ -63,6 +64,7 @@ pub async fn trim(
 /// record stays as a tombstone marked deleted (no producer opens it again;
 /// its id is never reused with other data).
 pub async fn delete_log(pool: &ConnPool, log_id: u64) -> Result<TrimReport, ClientError> {
+    pool.require(trilog_wire::Kind::DeleteSegment, "delete a log")?;
     mark(pool, log_id, delete_record).await?;
     finish(pool, log_id).await
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use trilog_meta::{HostPort, MetaAddr};
+use trilog_tls::TlsFiles;
 
 use crate::config::{ConfigError, NodeConfig};
 use crate::limits::LEASE_MS_DEFAULT;
@@ -100,6 +101,21 @@ pub struct Args {
     /// new segment), and it turns writable again 16 MiB above them.
     #[arg(long, default_value_t = trilog_protocol::space::DISK_RESERVE_BYTES_DEFAULT)]
     pub disk_reserve_bytes: u64,
+    /// The CA certificate (PEM) every peer's certificate must be signed
+    /// by. With --tls-cert and --tls-key: every port of this node (shards,
+    /// the embedded metadata store) serves mutual TLS only, and the node
+    /// dials the store, etcd and other nodes with TLS.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<PathBuf>,
+    /// This node's certificate chain (PEM); its subject's OU must be
+    /// `node`, and it must name the address clients dial (--host or
+    /// --advertise-host).
+    #[arg(long, requires_all = ["tls_ca", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM; keep it readable by the node's
+    /// user only).
+    #[arg(long, requires_all = ["tls_ca", "tls_cert"])]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Runs a node until the process ends; returns the exit code.
@@ -205,6 +221,10 @@ pub fn node_config(args: Args) -> Result<NodeConfig, ConfigError> {
         repair_grace_ms: args.repair_grace_secs.saturating_mul(1000),
         repair_bytes_per_sec: args.repair_bytes_per_sec,
         disk_reserve_bytes: args.disk_reserve_bytes,
+        tls: match (args.tls_ca, args.tls_cert, args.tls_key) {
+            (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca, cert, key }),
+            _ => None,
+        },
     })
 }
 

@@ -88,6 +88,8 @@ pub struct NodeConfig {
     /// Free bytes kept on the data directory's file system: below them the
     /// node turns read-only (`trilog_protocol::space`).
     pub disk_reserve_bytes: u64,
+    /// Mutual TLS on every port and every connection the node makes.
+    pub tls: Option<trilog_tls::TlsFiles>,
 }
 
 impl NodeConfig {
@@ -115,6 +117,7 @@ impl NodeConfig {
             repair_grace_ms: trilog_protocol::repair::REPAIR_GRACE_MS_DEFAULT,
             repair_bytes_per_sec: trilog_protocol::repair::REPAIR_BYTES_PER_SEC_DEFAULT,
             disk_reserve_bytes: trilog_protocol::space::DISK_RESERVE_BYTES_DEFAULT,
+            tls: None,
         }
     }
 

@@ -47,7 +47,8 @@ pub fn from_wire(code: ErrorCode, value: u64) -> Option<Refusal> {
         | ErrorCode::BadRequest
         | ErrorCode::Internal
         | ErrorCode::Deleted
-        | ErrorCode::Full => None,
+        | ErrorCode::Full
+        | ErrorCode::Forbidden => None,
     }
 }
 

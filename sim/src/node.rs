@@ -155,7 +155,7 @@ pub fn start_node(
             rt.spawn(async move {
                 while let Ok(stream) = listener.accept().await {
                     let peer = stream.peer_addr().ok();
-                    accept_rt.spawn(conn::serve(shard.clone(), stream, peer));
+                    accept_rt.spawn(conn::serve(shard.clone(), stream, peer, None));
                 }
             });
         }

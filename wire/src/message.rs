@@ -188,6 +188,9 @@ pub enum ErrorCode {
     /// replica as failed and switches away; reads, seals and deletes are
     /// still served. `value` is 0.
     Full,
+    /// The connection's certificate names a role that may not send this
+    /// request (mutual TLS; `trilog_protocol::access`). `value` is 0.
+    Forbidden,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -30,6 +30,18 @@ struct Cli {
     /// etcd://host:port[,host:port...] for etcd.
     #[arg(long, default_value = "127.0.0.1:7300")]
     meta: MetaAddr,
+    /// The cluster's CA certificate (PEM). With --tls-cert and --tls-key,
+    /// every connection (the store, etcd, the nodes) is mutual TLS; the
+    /// certificate's OU decides what the commands may do (`producer`
+    /// for writes, `reader` for reads).
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<std::path::PathBuf>,
+    /// This client's certificate (PEM).
+    #[arg(long, requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires_all = ["tls_ca", "tls_cert"])]
+    tls_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -270,8 +282,28 @@ fn show(payload: &[u8]) -> String {
 }
 
 async fn run(cli: Cli) -> Result<(), ClientError> {
-    let meta: Arc<dyn MetaStore> = cli.meta.connect().await?;
-    let pool = ConnPool::new(meta.clone());
+    let tls = match (&cli.tls_ca, &cli.tls_cert, &cli.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => {
+            let files = trilog_client::tls::TlsFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            Some(
+                trilog_client::tls::TlsIdentity::load(&files)
+                    .map_err(|e| ClientError::Usage(format!("TLS: {e}")))?,
+            )
+        }
+        _ => None,
+    };
+    let meta: Arc<dyn MetaStore> = cli
+        .meta
+        .connect_tls(trilog_client::meta::META_CALL_TIMEOUT, tls.as_ref())
+        .await?;
+    let pool = match tls {
+        Some(tls) => ConnPool::with_tls(meta.clone(), tls),
+        None => ConnPool::new(meta.clone()),
+    };
     match cli.cmd {
         Cmd::Append {
             log,

@@ -120,6 +120,7 @@ impl Producer {
         log_id: u64,
         opts: ProducerOptions,
     ) -> Result<Producer, ClientError> {
+        pool.require(trilog_wire::Kind::Append, "append")?;
         let cfg = opts.machine_config()?;
         let clock = Clock::new(pool.runtime().clone());
         let (mut opener, first) = Opener::start(log_id, cfg, clock.now_ms());

@@ -64,7 +64,10 @@ pub enum IdentityError {
 /// Checks `config.data_dir` against the node's id, the store's cluster and
 /// its registrations (see the module doc), writes the identity file if it
 /// is new or changed, and returns it. Blocks the calling thread.
-pub fn establish(config: &NodeConfig) -> Result<NodeIdentity, IdentityError> {
+pub fn establish(
+    config: &NodeConfig,
+    tls: Option<&std::sync::Arc<trilog_tls::TlsIdentity>>,
+) -> Result<NodeIdentity, IdentityError> {
     let path = &config.data_dir;
     std::fs::create_dir_all(path).map_err(|source| IdentityError::DataDir {
         path: path.clone(),
@@ -93,7 +96,7 @@ pub fn establish(config: &NodeConfig) -> Result<NodeIdentity, IdentityError> {
                         .enable_all()
                         .build()
                         .map_err(IdentityError::Runtime)?;
-                    runtime.block_on(consult(meta, &dir, config.node_id))
+                    runtime.block_on(consult(meta, tls, &dir, config.node_id))
                 })
                 .join()
         });
@@ -121,10 +124,11 @@ fn new_incarnation() -> u64 {
 /// id, and, for an empty directory only, whether the id holds replicas.
 async fn consult(
     meta: &trilog_meta::MetaAddr,
+    tls: Option<&std::sync::Arc<trilog_tls::TlsIdentity>>,
     dir: &DirState,
     node_id: u64,
 ) -> Result<(u64, Option<ListedReplica>), IdentityError> {
-    let store = StartStore::connect(meta).await?;
+    let store = StartStore::connect(meta, tls).await?;
     let cluster_id = store.cluster_id().await?;
     let ours = dir.identity.map(|i| i.incarnation);
     store.check_not_held(node_id, ours).await?;

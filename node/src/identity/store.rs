@@ -24,11 +24,14 @@ pub struct StartStore {
 }
 
 impl StartStore {
-    pub async fn connect(addr: &MetaAddr) -> Result<StartStore, IdentityError> {
+    pub async fn connect(
+        addr: &MetaAddr,
+        tls: Option<&Arc<trilog_tls::TlsIdentity>>,
+    ) -> Result<StartStore, IdentityError> {
         let deadline = Instant::now() + Duration::from_millis(START_META_WAIT_MS);
         let call_timeout = Duration::from_millis(START_META_CALL_TIMEOUT_MS);
         let store = retry(addr, "connect", deadline, || {
-            addr.connect_with(call_timeout)
+            addr.connect_tls(call_timeout, tls)
         })
         .await?;
         Ok(StartStore {

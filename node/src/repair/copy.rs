@@ -67,6 +67,8 @@ pub struct Env<'a> {
     pub pacer: &'a mut Pacer,
     /// How many bytes one read asks for.
     pub chunk_bytes: u32,
+    /// Peers serve mutual TLS: dial them with this identity.
+    pub tls: Option<Arc<trilog_tls::TlsIdentity>>,
 }
 
 /// The address of the shard of `node` that owns the job's segment.
@@ -99,7 +101,7 @@ pub async fn run(
     let started = Instant::now();
     let task = job.task().clone();
     let (log_id, seg) = (task.log_id, task.segment.id);
-    let mut own = Peer::connect(shard_addr(env, env.me, log_id, seg)?).await?;
+    let mut own = Peer::connect(shard_addr(env, env.me, log_id, seg)?, env.tls.as_deref()).await?;
     let mut action = job.on_probed(probe(&mut own, &task).await?);
     let (mut entries, mut bytes) = (0u64, 0u64);
     let mut checked = Instant::now();
@@ -217,7 +219,7 @@ async fn read_chunk(
     let mut why = String::from("no source");
     for source in &task.sources {
         let addr = shard_addr(env, *source, task.log_id, task.segment.id)?;
-        match read_from(addr, task, from, limit, env.chunk_bytes).await {
+        match read_from(addr, env.tls.as_deref(), task, from, limit, env.chunk_bytes).await {
             Ok(entries) if !entries.is_empty() => return Ok(entries),
             Ok(_) => why = format!("{addr}: no entries at {from}"),
             Err(e) => why = e.to_string(),
@@ -233,12 +235,13 @@ async fn read_chunk(
 
 async fn read_from(
     addr: SocketAddr,
+    tls: Option<&trilog_tls::TlsIdentity>,
     task: &trilog_protocol::repair::RepairTask,
     from: u64,
     limit: u64,
     max_bytes: u32,
 ) -> Result<Vec<Entry>, CopyError> {
-    let mut peer = Peer::connect(addr).await?;
+    let mut peer = Peer::connect(addr, tls).await?;
     let read = Read {
         log_id: task.log_id,
         segment: task.segment.id,

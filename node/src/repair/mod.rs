@@ -48,6 +48,8 @@ pub struct RepairConfig {
     /// This node's copies that miss entries below their seal, as its
     /// shards report them: healed at every pass.
     pub board: Arc<RepairBoard>,
+    /// The node's identity: the store and other nodes serve mutual TLS.
+    pub tls: Option<Arc<trilog_tls::TlsIdentity>>,
 }
 
 /// Starts the repair thread; it runs for the life of the process.
@@ -85,7 +87,11 @@ async fn repair_loop(config: RepairConfig) {
         tokio::time::sleep(Duration::from_millis(REPAIR_SCAN_INTERVAL_MS)).await;
         let s = match &store {
             Some(s) => s.clone(),
-            None => match config.meta.connect().await {
+            None => match config
+                .meta
+                .connect_tls(trilog_meta::META_CALL_TIMEOUT, config.tls.as_ref())
+                .await
+            {
                 Ok(s) => {
                     store = Some(s.clone());
                     s
@@ -267,6 +273,7 @@ async fn run_task(
         addrs,
         pacer,
         chunk_bytes: trilog_protocol::repair::repair_chunk_bytes(config.bytes_per_sec),
+        tls: config.tls.clone(),
     };
     // A refill's or a heal's "lost node" is this one: never cancelled.
     let back = async || pass == Pass::Repair && lost_node_back(store, lost_node).await;

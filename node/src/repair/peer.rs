@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use trilog_meta::frame_io::read_message;
 use trilog_wire::message::{ErrorMsg, Hello};
@@ -36,20 +36,50 @@ pub enum PeerError {
     },
 }
 
+/// A connection's bytes: plain TCP or mutual TLS over it.
+trait PeerStream: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> PeerStream for T {}
+
 /// One greeted connection to a shard.
-#[derive(Debug)]
 pub struct Peer {
     addr: SocketAddr,
-    stream: TcpStream,
+    stream: Box<dyn PeerStream>,
     next_id: u64,
 }
 
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer").field("addr", &self.addr).finish()
+    }
+}
+
 impl Peer {
-    pub async fn connect(addr: SocketAddr) -> Result<Peer, PeerError> {
+    /// Connects and greets; over mutual TLS with `tls` when given (the
+    /// peer's certificate must be a node's, valid for its address).
+    pub async fn connect(
+        addr: SocketAddr,
+        tls: Option<&trilog_tls::TlsIdentity>,
+    ) -> Result<Peer, PeerError> {
         let ms = PEER_CONNECT_MS_MAX;
         let connect = async {
-            let stream = TcpStream::connect(addr).await.map_err(|e| io(addr, e))?;
-            let _ = stream.set_nodelay(true);
+            let tcp = TcpStream::connect(addr).await.map_err(|e| io(addr, e))?;
+            let _ = tcp.set_nodelay(true);
+            let stream: Box<dyn PeerStream> = match tls {
+                None => Box::new(tcp),
+                Some(tls) => {
+                    let name = trilog_tls::ServerName::IpAddress(addr.ip().into());
+                    let secured = trilog_tls::tokio_io::connect(
+                        tls,
+                        tcp,
+                        name,
+                        trilog_protocol::access::Role::Node,
+                    )
+                    .await
+                    .map_err(|e| io(addr, e))?;
+                    Box::new(secured)
+                }
+            };
             let mut peer = Peer {
                 addr,
                 stream,

@@ -20,7 +20,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, FutureExt};
-use trilog_protocol::shard::{bad_request, ConnId, SegmentKey};
+use trilog_protocol::access::Role;
+use trilog_protocol::shard::{bad_request, forbidden, ConnId, SegmentKey};
 use trilog_wire::limits::READ_BYTES_MAX;
 use trilog_wire::message::HelloOk;
 use trilog_wire::{decode_payload, Kind, Message};
@@ -48,13 +49,14 @@ pub async fn serve<R: ShardRuntime, S: AsyncRead + AsyncWrite + Unpin>(
     shard: Rc<Shard<R>>,
     stream: S,
     peer: Option<SocketAddr>,
+    role: Option<Role>,
 ) {
     let (mut reader, writer) = futures_lite::io::split(stream);
     let outbox = Rc::new(Outbox::default());
     let (conn, _) = shard.open_conn(outbox.clone());
     let reading = async {
         match handshake(&shard, &mut reader, &outbox).await {
-            Ok(()) => read_loop(&shard, &mut reader, conn, &outbox, peer).await,
+            Ok(()) => read_loop(&shard, &mut reader, conn, &outbox, peer, role).await,
             Err(why) => log::warn!("connection from {peer:?} closed in handshake: {why}"),
         }
         shard.close_conn(conn);
@@ -134,6 +136,7 @@ async fn read_loop<R: ShardRuntime, Rd: AsyncRead + Unpin>(
     conn: ConnId,
     outbox: &Outbox,
     peer: Option<SocketAddr>,
+    role: Option<Role>,
 ) {
     let in_flight = Budget::new(CONN_IN_FLIGHT_BYTES_MAX);
     let reads = Budget::new(CONN_READ_BYTES_IN_FLIGHT_MAX);
@@ -160,6 +163,14 @@ async fn read_loop<R: ShardRuntime, Rd: AsyncRead + Unpin>(
         };
         if outbox.is_closed() {
             return;
+        }
+        let kind = frame.header.kind;
+        if let Some(role) = role.filter(|r| !r.may_send(kind)) {
+            log::warn!(
+                "connection from {peer:?}: refused {kind:?}: its certificate's role is {role}"
+            );
+            outbox.push(forbidden(role, kind).encode(frame.header.request_id));
+            continue;
         }
         if let Err(why) = dispatch(shard, conn, &in_flight, &reads, frame).await {
             log::warn!("connection from {peer:?}: {why}; closing it");

@@ -49,9 +49,11 @@ use crate::storage::{self, StorageError};
 use records::RecordSource;
 use shard::{ctl_to_durable, machine_key, Shard};
 use trilog_meta::{
-    spawn_meta_server, spawn_registration_refreshed, FirstRegistration, InfoRefresh,
+    spawn_meta_server_tls, spawn_registration_refreshed, FirstRegistration, InfoRefresh,
     MetaServerHandle, ModeReport, NodeIdTaken, RegistrationHandle,
 };
+use trilog_protocol::access::Role;
+use trilog_tls::TlsIdentity;
 use trilog_wire::meta::NodeMode;
 
 /// Why a node could not start.
@@ -84,6 +86,13 @@ pub enum StartError {
     NotRegistered { meta: String, waited_ms: u64 },
     #[error(transparent)]
     Preflight(#[from] crate::preflight::PreflightError),
+    #[error("TLS: {0}")]
+    Tls(trilog_tls::TlsError),
+    #[error("TLS: certificate {cert} names the role {role}; a node needs a certificate whose OU is `node`")]
+    TlsRole {
+        cert: std::path::PathBuf,
+        role: Role,
+    },
     #[error("node id {node_id} was removed from the cluster (decommissioned); it cannot serve again: start this machine under a new node id, on an empty data directory")]
     Removed { node_id: u64 },
 }
@@ -154,14 +163,15 @@ fn bind(addr: SocketAddr) -> Result<StdListener, StartError> {
 pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
     crate::preflight::check_durable(&config.data_dir)?;
     crate::preflight::check_locked_memory(config.shards)?;
+    let tls = load_tls(&config)?;
     let meta_server = match config.serve_meta {
         Some(addr) => Some(
-            spawn_meta_server(addr, config.meta_dir())
+            spawn_meta_server_tls(addr, config.meta_dir(), tls.clone())
                 .map_err(|e| StartError::Meta(e.to_string()))?,
         ),
         None => None,
     };
-    let identity = identity::establish(&config)?;
+    let identity = identity::establish(&config, tls.as_ref())?;
     let space = crate::space::start_monitor(
         config.node_id,
         config.data_dir.clone(),
@@ -173,7 +183,14 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
     })?;
     let (listeners, shard_ports) = bind_shards(&config)?;
     let board = Arc::new(RepairBoard::new());
-    let executors = spawn_shards(&config, listeners, &shard_ports, &space.space, &board)?;
+    let executors = spawn_shards(
+        &config,
+        listeners,
+        &shard_ports,
+        &space.space,
+        &board,
+        tls.as_ref(),
+    )?;
     let (ended_tx, ended) = mpsc::channel();
     let joined = ended_tx.clone();
     std::thread::Builder::new()
@@ -197,6 +214,7 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
             identity.incarnation,
             space.space.clone(),
             ended_tx,
+            tls.clone(),
         )?),
         None => None,
     };
@@ -210,6 +228,7 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
             bytes_per_sec: config.repair_bytes_per_sec,
             refill: config.replace,
             board,
+            tls: tls.clone(),
         });
     }
     log::info!(
@@ -226,6 +245,24 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         space,
         ended,
     })
+}
+
+/// The node's TLS identity, if configured: its certificate must be a
+/// node's (a producer's or a reader's certificate would let the node
+/// register, but no peer would accept it as a node).
+fn load_tls(config: &NodeConfig) -> Result<Option<Arc<TlsIdentity>>, StartError> {
+    let Some(files) = &config.tls else {
+        return Ok(None);
+    };
+    let tls = TlsIdentity::load(files).map_err(StartError::Tls)?;
+    if tls.role() != Role::Node {
+        return Err(StartError::TlsRole {
+            cert: files.cert.clone(),
+            role: tls.role(),
+        });
+    }
+    log::info!("mutual TLS on every port, as {}", tls.subject());
+    Ok(Some(tls))
 }
 
 /// One listener per shard, on consecutive ports from `config.port` (or
@@ -259,6 +296,7 @@ fn spawn_shards(
     shard_ports: &[u16],
     space: &Arc<NodeSpace>,
     board: &Arc<RepairBoard>,
+    tls: Option<&Arc<TlsIdentity>>,
 ) -> Result<Vec<glommio::ExecutorJoinHandle<()>>, StartError> {
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), StorageError>)>();
     let mut executors = Vec::new();
@@ -274,12 +312,16 @@ fn spawn_shards(
         };
         let ports = shard_ports.to_vec();
         let node_id = config.node_id;
-        let lookups = config.meta.clone().map(trilog_meta::spawn_record_lookups);
+        let lookups = config
+            .meta
+            .clone()
+            .map(|meta| trilog_meta::spawn_record_lookups(meta, tls.cloned()));
         let scrub_rate = config.scrub_bytes_per_sec;
         let scrub_pause = config.scrub_pass_pause_ms;
         let orphan_sweep = config.orphan_sweep_ms;
         let shard_space = space.clone();
         let shard_board = board.clone();
+        let shard_tls = tls.cloned();
         let ready = ready_tx.clone();
         let fd = listener.into_raw_fd();
         let handle = LocalExecutorBuilder::new(placement)
@@ -298,6 +340,7 @@ fn spawn_shards(
                     orphan_sweep_ms: orphan_sweep,
                     space: shard_space,
                     board: shard_board,
+                    tls: shard_tls,
                 };
                 run_shard(place, listener, ready, records).await;
             })
@@ -340,6 +383,7 @@ fn register(
     incarnation: u64,
     space: Arc<NodeSpace>,
     ended: mpsc::Sender<Ending>,
+    tls: Option<Arc<TlsIdentity>>,
 ) -> Result<RegistrationHandle, StartError> {
     let advertised_ports = match config.advertise_port {
         Some(base) => (0..shard_ports.len())
@@ -375,7 +419,7 @@ fn register(
             let _ = tx.send(Ending::Removed);
         }
     });
-    let handle = spawn_registration_refreshed(meta, info, lease, refresh, on_mode);
+    let handle = spawn_registration_refreshed(meta, info, lease, refresh, on_mode, tls);
     match handle.wait_first(Duration::from_millis(START_META_WAIT_MS)) {
         FirstRegistration::Registered => Ok(handle),
         FirstRegistration::Refused(taken) => Err(StartError::NodeIdTaken(taken)),
@@ -430,6 +474,8 @@ struct ShardPlace {
     orphan_sweep_ms: u64,
     space: Arc<NodeSpace>,
     board: Arc<RepairBoard>,
+    /// Connections are mutual TLS only when set.
+    tls: Option<Arc<TlsIdentity>>,
 }
 
 async fn run_shard(
@@ -448,6 +494,7 @@ async fn run_shard(
         orphan_sweep_ms,
         space,
         board,
+        tls,
     } = place;
     let rt = GlommioRuntime::new();
     let shard = match start_shard(rt, node_id, index as u32, ports, dir, records).await {
@@ -482,8 +529,19 @@ async fn run_shard(
                 let s = shard.clone();
                 let peer = stream.peer_addr().ok();
                 let _ = stream.set_nodelay(true);
+                let tls = tls.clone();
                 glommio::spawn_local(async move {
-                    conn::serve(s.clone(), stream, peer).await;
+                    match tls {
+                        None => conn::serve(s.clone(), stream, peer, None).await,
+                        Some(tls) => match accept_tls(&s, &tls, stream).await {
+                            Ok((secured, role)) => {
+                                conn::serve(s.clone(), secured, peer, Some(role)).await
+                            }
+                            Err(e) => log::info!(
+                                "shard {index}: TLS handshake with {peer:?} refused: {e}"
+                            ),
+                        },
+                    }
                     s.connections.set(s.connections.get() - 1);
                 })
                 .detach();
@@ -491,6 +549,31 @@ async fn run_shard(
             Err(e) => log::warn!("shard {index}: accept: {e}"),
         }
     }
+}
+
+/// A TLS handshake on an accepted connection, within
+/// [`trilog_tls::HANDSHAKE_MS_MAX`] on the shard's clock.
+async fn accept_tls<R: ShardRuntime>(
+    shard: &Shard<R>,
+    tls: &TlsIdentity,
+    stream: glommio::net::TcpStream,
+) -> std::io::Result<(
+    trilog_tls::futures_io::ServerStream<glommio::net::TcpStream>,
+    Role,
+)> {
+    use futures_lite::FutureExt;
+    let limit = Duration::from_millis(trilog_tls::HANDSHAKE_MS_MAX);
+    let sleep = shard.rt.sleep(limit);
+    let timeout = async {
+        sleep.await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no TLS handshake in time",
+        ))
+    };
+    trilog_tls::futures_io::accept(tls, stream)
+        .or(timeout)
+        .await
 }
 
 async fn recover<R: ShardRuntime>(shard: &Rc<Shard<R>>, dir: &Path) -> Result<usize, StorageError> {

@@ -207,6 +207,22 @@ pub fn bad_request(key: SegmentKey, value: u64, message: String) -> Message {
     error(key, ErrorCode::BadRequest, value, message)
 }
 
+/// The answer to a request the connection's certificate role may not send
+/// ([`crate::access::Role::may_send`]). The connection stays open: the
+/// peer may still send what its role allows.
+pub fn forbidden(role: crate::access::Role, kind: trilog_wire::Kind) -> Message {
+    let key = SegmentKey {
+        log_id: 0,
+        segment: 0,
+    };
+    error(
+        key,
+        ErrorCode::Forbidden,
+        0,
+        format!("forbidden: a certificate of role {role} may not send {kind:?}"),
+    )
+}
+
 /// The segment was deleted here (a trim, or its log's deletion): its
 /// entries are gone from this node and it takes no more requests.
 pub(super) fn deleted(key: SegmentKey) -> Message {

@@ -115,7 +115,7 @@ pub const DELETED_UNKNOWN_MAX: usize = 4096;
 pub const DELETES_CHECKING_MAX: usize = 1024;
 
 pub use action::{
-    bad_request, Action, Actions, AppendRequest, AppendStep, ConnId, SegmentKey, Stage,
+    bad_request, forbidden, Action, Actions, AppendRequest, AppendStep, ConnId, SegmentKey, Stage,
 };
 
 use crate::NodeId;
