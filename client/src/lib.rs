@@ -19,6 +19,43 @@
 //!
 //! The metadata store it talks to (embedded or etcd) is `trilog_meta`,
 //! re-exported here as [`meta`].
+//!
+//! # A first program
+//!
+//! A client needs the address of the cluster's metadata store, nothing
+//! else: the nodes are found there. A [`ConnPool`] holds the connections
+//! of one client; producers and consumers are opened on it, each on one
+//! log, named by a number the application chooses.
+//!
+//! ```
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let cluster = trilog_testkit::in_process::InProcessCluster::start(3).await?;
+//! # let meta_addr = cluster.meta_addr();
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use trilog_client::{ConnPool, Consumer, EmbeddedMeta, Producer, ProducerOptions};
+//!
+//! // `meta_addr` is where the embedded metadata store listens (an
+//! // `EtcdMeta` serves as well).
+//! let pool = ConnPool::new(Arc::new(EmbeddedMeta::new(meta_addr)));
+//!
+//! // Creates log 1 and writes to it: `append` returns once the entry is
+//! // durable on all 3 replicas, with its seq (0, 1, 2, ... in the log).
+//! let producer = Producer::open(pool.clone(), 1, ProducerOptions::default()).await?;
+//! assert_eq!(producer.append(b"hello".to_vec()).await?, 0);
+//! assert_eq!(producer.append(b"world".to_vec()).await?, 1);
+//! producer.close().await?;
+//!
+//! // Reads it back from seq 0.
+//! let mut consumer = Consumer::open(pool, 1, 0).await?;
+//! let batch = consumer.next_batch(Duration::from_secs(5)).await?;
+//! let payloads: Vec<&[u8]> = batch.iter().map(|r| &r.payload[..]).collect();
+//! assert_eq!(payloads, [&b"hello"[..], &b"world"[..]]);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod clock;
 pub mod conn;
