@@ -20,7 +20,27 @@
 //! The metadata store it talks to (embedded or etcd) is `trilog_meta`,
 //! re-exported here as [`meta`].
 //!
-//! # A first program
+//! # Examples
+//!
+//! Each example is a doc test that runs: three log nodes and the embedded
+//! metadata store start inside the test process (in hidden lines, with
+//! `trilog_testkit::in_process`), and the example talks to them over real
+//! sockets, as a program of yours would to a cluster. Where to look:
+//!
+//! - produce: open a producer on a log, append, wait for the commit,
+//!   close ([`Producer`]);
+//! - consume a range of seqs ([`Consumer`]);
+//! - tail a log as it grows ([`Consumer::next_batch`]);
+//! - take a log over after its producer died, and learn which of its last
+//!   entries stayed ([`Producer::takeover`]);
+//! - what each error means for the caller: try again, take over, or give
+//!   up ([`error`]).
+//!
+//! `cargo test -p trilog-client --doc` runs them (glommio, under the
+//! nodes, needs `ulimit -l unlimited` where the locked-memory limit is
+//! small).
+//!
+//! ## A first program
 //!
 //! A client needs the address of the cluster's metadata store, nothing
 //! else: the nodes are found there. A [`ConnPool`] holds the connections
@@ -29,7 +49,7 @@
 //!
 //! ```
 //! # #[tokio::main]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! # let cluster = trilog_testkit::in_process::InProcessCluster::start(3).await?;
 //! # let meta_addr = cluster.meta_addr();
 //! use std::sync::Arc;
@@ -82,4 +102,7 @@ pub use trilog_meta as meta;
 #[cfg(feature = "etcd")]
 pub use trilog_meta::EtcdMeta;
 pub use trilog_meta::{CasOutcome, EmbeddedMeta, MetaAddr, MetaError, MetaStore, Versioned};
+/// Why a producer stopped ([`Producer::stop_reason`]): here so a caller
+/// can match on it without naming the protocol crate.
+pub use trilog_protocol::producer::StopReason;
 pub use trim::{delete_log, trim, TrimReport};
