@@ -26,7 +26,7 @@ use trilog_testkit::node_command::NodeCommand;
 
 use crate::load::{run, save_histogram, LoadConfig, LoadResult, Mode, Target};
 use crate::machine::machine;
-use crate::report::{ConfigValue, SystemResult};
+use crate::report::{LoadMode, ReportConfig, SystemResult};
 use crate::targets::{EtcdTarget, RaftTarget, TrilogTarget};
 
 /// Nodes of the trilog cluster: exactly the 3 replicas of each segment
@@ -272,49 +272,32 @@ pub async fn compare(
     Ok(out)
 }
 
-/// The `config` object of the JSON report.
-pub fn config_json(
-    rtt_us: Option<u64>,
-    load: &LoadConfig,
-    command: &str,
-) -> Vec<(&'static str, ConfigValue)> {
-    let (mode, concurrency, rate) = match load.mode {
-        Mode::Closed { writers } => ("closed", writers, 0.0),
+/// What the comparison runs with, for its JSON report.
+pub fn report_config(rtt_us: Option<u64>, load: &LoadConfig, command: &str) -> ReportConfig {
+    let (mode, concurrency, rate_per_s) = match load.mode {
+        Mode::Closed { writers } => (LoadMode::Closed, writers, 0.0),
         Mode::Open {
             rate_per_s,
             in_flight_max,
-        } => ("open", in_flight_max, rate_per_s),
+        } => (LoadMode::Open, in_flight_max, rate_per_s),
     };
-    vec![
-        ("command", ConfigValue::Str(command.to_string())),
-        ("machine", ConfigValue::Str(machine())),
-        (
-            "rtt_us",
-            ConfigValue::Num(rtt_us.map_or(0.0, |r| r as f64)),
-        ),
-        (
-            "network",
-            ConfigValue::Str(match rtt_us {
-                Some(_) => "loopback through userspace delay proxies (rtt/2 each way)".into(),
-                None => "loopback, no proxies".into(),
-            }),
-        ),
-        ("mode", ConfigValue::Str(mode.into())),
-        ("concurrency", ConfigValue::Num(concurrency as f64)),
-        ("rate_per_s", ConfigValue::Num(rate)),
-        ("payload_bytes", ConfigValue::Num(load.payload_bytes as f64)),
-        ("batch", ConfigValue::Num(load.batch as f64)),
-        (
-            "duration_s",
-            ConfigValue::Num(load.duration.as_secs_f64()),
-        ),
-        ("warmup_s", ConfigValue::Num(load.warmup.as_secs_f64())),
-        (
-            "durability",
-            ConfigValue::Str(
-                "every system fsyncs before it acks: trilog all 3 replicas, raft and etcd a majority"
-                    .into(),
-            ),
-        ),
-    ]
+    ReportConfig {
+        command: command.to_string(),
+        machine: machine(),
+        rtt_us: rtt_us.unwrap_or(0),
+        network: match rtt_us {
+            Some(_) => "loopback through userspace delay proxies (rtt/2 each way)".into(),
+            None => "loopback, no proxies".into(),
+        },
+        mode,
+        concurrency,
+        rate_per_s,
+        payload_bytes: load.payload_bytes,
+        batch: load.batch,
+        duration_s: load.duration.as_secs_f64(),
+        warmup_s: load.warmup.as_secs_f64(),
+        durability:
+            "every system fsyncs before it acks: trilog all 3 replicas, raft and etcd a majority"
+                .into(),
+    }
 }

@@ -1,8 +1,8 @@
 //! trilog-bench: trilog's own tools, run from the `trilog-bench` binary:
 //! the quickstart, the chaos run, the load generator and the comparison
 //! with the baselines (`trilog-baselines`: Raft, etcd), their reports
-//! (table, JSON, SVG), the throughput run against fio and the overhead
-//! probe.
+//! (table, JSON with serde, SVG with plotters), the throughput run against
+//! fio (whose JSON output is read with serde) and the overhead probe.
 //!
 //! Guarantees:
 //!
@@ -25,6 +25,7 @@
 
 pub mod chaos;
 pub mod compare;
+pub mod fio;
 pub mod latency;
 pub mod load;
 pub mod machine;

@@ -25,11 +25,55 @@ const READ_FAILURES_MAX: u32 = 100;
 /// One entry as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
+    /// The entry's place in the log: the seq its append returned.
     pub seq: u64,
+    /// The bytes appended, checked against the producer's crc32c.
     pub payload: Vec<u8>,
 }
 
 /// A reader of one log.
+///
+/// It reads from a position on, and every batch it returns continues the
+/// last: committed entries only, dense, in seq order, whatever replica
+/// served them. It never writes: any number of consumers read a log
+/// beside its producer. A consumer has no notion of the log's end: it
+/// reads what is committed and waits for more ([`next_batch`] below
+/// follows a log as it grows).
+///
+/// # Example: consume a range
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// # let cluster = trilog_testkit::in_process::InProcessCluster::start(3).await?;
+/// # let pool = cluster.pool();
+/// # let producer = trilog_client::Producer::open(pool.clone(), 2, Default::default()).await?;
+/// # for i in 0..10 {
+/// #     producer.append(format!("entry {i}").into_bytes()).await?;
+/// # }
+/// use std::time::Duration;
+///
+/// use trilog_client::Consumer;
+///
+/// // Log 2 holds entries 0..10; read seqs 3..7.
+/// let (from, to) = (3, 7);
+/// let mut consumer = Consumer::open(pool, 2, from).await?;
+/// let mut range = Vec::new();
+/// while consumer.position() < to {
+///     let batch = consumer.next_batch(Duration::from_secs(5)).await?;
+///     if batch.is_empty() {
+///         return Err(format!("nothing past seq {} within 5 s", consumer.position()).into());
+///     }
+///     range.extend(batch.into_iter().filter(|r| r.seq < to));
+/// }
+/// let seqs: Vec<u64> = range.iter().map(|r| r.seq).collect();
+/// assert_eq!(seqs, [3, 4, 5, 6]);
+/// assert_eq!(range[0].payload, b"entry 3");
+/// # Ok(())
+/// # }
+/// ```
+///
+/// [`next_batch`]: Consumer::next_batch
 #[derive(Debug)]
 pub struct Consumer {
     pool: ConnPool,
@@ -41,6 +85,11 @@ pub struct Consumer {
 
 impl Consumer {
     /// A consumer of `log_id` positioned at `seq`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Meta`] if the metadata store cannot be read. A log
+    /// that does not exist yet is no error: the consumer waits for it.
     pub async fn open(pool: ConnPool, log_id: u64, seq: u64) -> Result<Consumer, ClientError> {
         // Spreads readers over the replicas.
         let turn = pool.runtime().random() as usize;
@@ -85,6 +134,65 @@ impl Consumer {
 
     /// The next committed entries from the position on, in seq order;
     /// waits up to `wait` for some and returns an empty batch if none came.
+    ///
+    /// The wait is a long poll: a batch returns as soon as an entry past
+    /// the position commits, so a loop of calls follows a log as it grows.
+    /// An empty batch says nothing new committed within `wait`, not that
+    /// the log ended. A replica that fails or serves damaged data is left
+    /// for another replica of its segment, without an error.
+    ///
+    /// # Errors
+    ///
+    /// - [`ClientError::Trimmed`]: the position is below the log's trim
+    ///   point. Those entries are gone for good; reopen at
+    ///   `first_readable` if skipping them is acceptable.
+    /// - [`ClientError::LogDeleted`]: give up.
+    /// - [`ClientError::Damaged`]: no replica holds a good copy of the
+    ///   entry at the position. Retrying serves nothing until a repair
+    ///   restores a copy; an operator must look.
+    /// - [`ClientError::BadData`], [`ClientError::Conn`]: every replica
+    ///   failed, many reads in a row. [`ClientError::Meta`]: the metadata
+    ///   store could not be read. The consumer is still usable: call again
+    ///   later.
+    ///
+    /// # Example: tail a log
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// # let cluster = trilog_testkit::in_process::InProcessCluster::start(3).await?;
+    /// # let pool = cluster.pool();
+    /// use std::time::Duration;
+    ///
+    /// use trilog_client::{Consumer, Producer, ProducerOptions};
+    ///
+    /// // A writer appends 20 entries, one every 10 ms, in a task of its own.
+    /// let producer = Producer::open(pool.clone(), 4, ProducerOptions::default()).await?;
+    /// let writer = tokio::spawn(async move {
+    ///     for i in 0..20u32 {
+    ///         producer.append(i.to_be_bytes().to_vec()).await?;
+    ///         tokio::time::sleep(Duration::from_millis(10)).await;
+    ///     }
+    ///     producer.close().await?;
+    ///     Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    /// });
+    ///
+    /// // The reader follows the log from its start, as it grows.
+    /// let mut tail = Consumer::open(pool, 4, 0).await?;
+    /// let mut next = 0u32;
+    /// while next < 20 {
+    ///     // Returns as soon as something commits; empty after 1 s of
+    ///     // silence (then just ask again).
+    ///     for record in tail.next_batch(Duration::from_secs(1)).await? {
+    ///         assert_eq!(record.seq, u64::from(next));
+    ///         assert_eq!(record.payload, next.to_be_bytes());
+    ///         next += 1;
+    ///     }
+    /// }
+    /// writer.await??;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn next_batch(&mut self, wait: Duration) -> Result<Vec<Record>, ClientError> {
         let rt = self.pool.runtime().clone();
         let deadline = rt.now() + wait;

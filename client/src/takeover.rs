@@ -69,6 +69,81 @@ impl Producer {
     /// reported committed stays in the log with its seq, and its entries
     /// whose outcome it had not seen may or may not be kept. A log whose
     /// last segment is sealed (or that does not exist) is simply opened.
+    ///
+    /// It is how a log goes on after its producer's process died (or was
+    /// cut off): [`Producer::open`] refuses a log whose last segment is
+    /// open, since its producer may still be alive. A producer that was
+    /// only slow learns of the takeover at its next append, which fails
+    /// with [`AppendError`](crate::AppendError)`::Indeterminate`.
+    ///
+    /// Which of the old producer's unacknowledged entries were kept is
+    /// settled once the takeover returns: read the log to learn it, after
+    /// a [`close`](Producer::close) if the reader must see the end (the
+    /// example below), and write again only what is missing.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Log`] if the takeover gave up: a newer takeover owns
+    /// the log (leave it to that one), no replica of the open segment
+    /// answered its fence in time (the log waits: try again later), or the
+    /// record changed under it (try again).
+    ///
+    /// # Example: take a log over after its producer died
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// # let cluster = trilog_testkit::in_process::InProcessCluster::start(3).await?;
+    /// use std::time::Duration;
+    ///
+    /// use trilog_client::{Consumer, Producer, ProducerOptions};
+    ///
+    /// // A writer appends three entries and has a fourth in flight when its
+    /// // process dies: no close, the log's segment stays open.
+    /// let old = Producer::open(cluster.pool(), 9, ProducerOptions::default()).await?;
+    /// for i in 0..3 {
+    ///     old.append(format!("txn {i}").into_bytes()).await?;
+    /// }
+    /// let unheard = old.submit(b"txn 3".to_vec()).await?;
+    /// let old_epoch = old.epoch();
+    /// drop((old, unheard));
+    ///
+    /// // Its successor (another process: another pool) may not simply
+    /// // open the log: the old producer might be alive.
+    /// let pool = cluster.pool();
+    /// let opts = ProducerOptions::default();
+    /// assert!(Producer::open(pool.clone(), 9, opts.clone()).await.is_err());
+    ///
+    /// // It takes the log over. `txn 0..=2` were acknowledged: they stay,
+    /// // at seqs 0..=2. Whether `txn 3` stays is decided now.
+    /// let new = Producer::takeover(pool.clone(), 9, opts.clone()).await?;
+    /// assert!(new.epoch() > old_epoch);
+    /// // Closing seals the log, so a reader sees where it ends.
+    /// new.close().await?;
+    ///
+    /// let mut reader = Consumer::open(pool.clone(), 9, 0).await?;
+    /// let mut kept = Vec::new();
+    /// loop {
+    ///     // Every segment is sealed: an empty batch is the end of the log.
+    ///     let batch = reader.next_batch(Duration::from_millis(500)).await?;
+    ///     if batch.is_empty() {
+    ///         break;
+    ///     }
+    ///     kept.extend(batch.into_iter().map(|r| r.payload));
+    /// }
+    /// assert_eq!(kept[..3], [b"txn 0".to_vec(), b"txn 1".to_vec(), b"txn 2".to_vec()]);
+    ///
+    /// // Writes again what the takeover did not keep. The log's last
+    /// // segment is sealed: a plain open continues it.
+    /// let producer = Producer::open(pool, 9, opts).await?;
+    /// if !kept.contains(&b"txn 3".to_vec()) {
+    ///     assert_eq!(producer.append(b"txn 3".to_vec()).await?, 3);
+    /// }
+    /// producer.append(b"txn 4".to_vec()).await?;
+    /// producer.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn takeover(
         pool: ConnPool,
         log_id: u64,

@@ -9,6 +9,11 @@
 //! TCP proxies in front of nodes that cut them off the network (a
 //! partition) and heal them; delay proxies that add a round trip.
 //!
+//! **In process** (`in_process`, with the feature `in-process`): the
+//! embedded metadata store and log nodes as threads of the calling
+//! process, for examples and tests that need a real cluster but no node
+//! binary.
+//!
 //! **Load and checks** ([`payload`], [`writers`], [`ledger`], [`reader`],
 //! [`verify`], [`producer_proc`]): payloads that name themselves, workers
 //! that append them through a replaceable producer and file every outcome,
@@ -41,6 +46,8 @@
 pub mod cluster;
 pub mod delay;
 pub mod disk_faults;
+#[cfg(feature = "in-process")]
+pub mod in_process;
 pub mod ledger;
 pub mod loop_disk;
 pub mod node_command;

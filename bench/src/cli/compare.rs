@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use trilog_bench::compare::{self, System};
 use trilog_bench::load::{LoadConfig, Mode};
-use trilog_bench::report::{self, SystemResult};
+use trilog_bench::report::{self, Report, ReportError, SystemResult};
 
 use super::values::{at_least_one, parse_duration};
 use super::{command_line, commands, print_header};
@@ -114,8 +114,8 @@ pub async fn run(args: CompareArgs) -> ExitCode {
 fn write_outputs(args: &CompareArgs, load: &LoadConfig, results: &[SystemResult]) -> bool {
     let mut ok = true;
     if let Some(path) = &args.json {
-        let config = compare::config_json(args.rtt_us, load, &command_line());
-        ok &= write_file(path, &report::json(&config, results));
+        let config = compare::report_config(args.rtt_us, load, &command_line());
+        ok &= write_file(path, Report::new(config, results).to_json());
     }
     if let Some(path) = &args.plot {
         let title = format!(
@@ -127,12 +127,21 @@ fn write_outputs(args: &CompareArgs, load: &LoadConfig, results: &[SystemResult]
                 None => "loopback".into(),
             }
         );
-        ok &= write_file(path, &report::svg(&title, results));
+        ok &= write_file(path, report::svg(&title, results));
     }
     ok
 }
 
-fn write_file(path: &Path, text: &str) -> bool {
+/// Writes `text` to `path`; false (said on stderr) if it could not be
+/// made or written.
+fn write_file(path: &Path, text: Result<String, ReportError>) -> bool {
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cannot make {}: {e}", path.display());
+            return false;
+        }
+    };
     match std::fs::write(path, text) {
         Ok(()) => {
             println!("wrote {}", path.display());

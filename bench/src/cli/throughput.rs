@@ -4,8 +4,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use trilog_bench::fio::fio_seq_write;
 use trilog_bench::machine::machine;
-use trilog_bench::throughput::{fio_seq_write, trilog_throughput};
+use trilog_bench::throughput::trilog_throughput;
 use trilog_testkit::cluster::default_root;
 
 use super::values::{at_least_one, parse_duration};

@@ -78,7 +78,11 @@ enum Cmd {
 }
 
 /// An append in flight: resolves to the entry's seq once it is committed
-/// on every replica.
+/// on every replica, or to [`AppendError::Indeterminate`] if the producer
+/// stopped first (the entry may or may not be in the log).
+///
+/// Dropping it does not withdraw the entry: it is written all the same,
+/// and only its outcome goes unheard.
 #[derive(Debug)]
 pub struct AppendFuture(oneshot::Receiver<Result<u64, AppendError>>);
 
@@ -98,6 +102,53 @@ impl std::future::Future for AppendFuture {
 }
 
 /// The writer of one log.
+///
+/// A log has one producer at a time, at an epoch of its own: a producer
+/// opened later on the same log ([`Producer::open`] of a log left sealed,
+/// or [`Producer::takeover`]) fences every earlier one off. Entries are
+/// pipelined: [`submit`](Producer::submit) takes an entry and returns at
+/// once with a future of its outcome, so many appends are in flight
+/// (batched onto the replicas, in order); [`append`](Producer::append) is
+/// `submit` and the wait in one call. Seqs are dense and given in the
+/// order entries were taken.
+///
+/// Share it between tasks behind an `Arc`: every method but
+/// [`close`](Producer::close) takes `&self`.
+///
+/// # Example: produce
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// # let cluster = trilog_testkit::in_process::InProcessCluster::start(3).await?;
+/// # let pool = cluster.pool();
+/// use trilog_client::{Producer, ProducerOptions};
+///
+/// // Creates log 7 on 3 of the cluster's nodes (or continues it at a new
+/// // epoch, had an earlier producer closed it).
+/// let producer = Producer::open(pool, 7, ProducerOptions::default()).await?;
+///
+/// // One entry, waiting for its commit: durable on every replica.
+/// let seq = producer.append(b"row 0".to_vec()).await?;
+/// assert_eq!(seq, 0);
+///
+/// // Many in flight: `submit` waits only while too many bytes are
+/// // uncommitted (`ProducerOptions::in_flight_bytes_max`), and each
+/// // future resolves once its entry is committed.
+/// let mut pending = Vec::new();
+/// for i in 1..=100 {
+///     pending.push(producer.submit(format!("row {i}").into_bytes()).await?);
+/// }
+/// for (i, committed) in (1..).zip(pending) {
+///     assert_eq!(committed.await?, i, "seqs follow the order of submit");
+/// }
+///
+/// // Seals the log's open segment once everything is committed, so the
+/// // next producer opens it without a takeover.
+/// producer.close().await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Producer {
     log_id: u64,
@@ -115,6 +166,20 @@ pub struct Producer {
 impl Producer {
     /// Opens `log_id` for writing: creates it, or continues it with a new
     /// epoch and a new segment if its last segment is sealed.
+    ///
+    /// # Errors
+    ///
+    /// - [`ClientError::Log`], with the reason in its message:
+    ///   - the log's last segment is open: its producer did not close it,
+    ///     and may be alive. If it is known dead (or must be stopped),
+    ///     [`Producer::takeover`] is the way on; the same if the open's
+    ///     own outcome became unknown;
+    ///   - the open did not go through within the producer's patience
+    ///     (`ProducerConfig::meta_patience_ms`): the metadata store did
+    ///     not answer, or fewer writable nodes than replicas were alive.
+    ///     Worth another try later;
+    ///   - the log was deleted: it is never written again.
+    /// - [`ClientError::Config`] if `opts` are invalid; nothing was sent.
     pub async fn open(
         pool: ConnPool,
         log_id: u64,
@@ -221,16 +286,26 @@ impl Producer {
         self.stopped.get().cloned()
     }
 
+    /// The log this producer writes.
     pub fn log_id(&self) -> u64 {
         self.log_id
     }
 
+    /// This producer's epoch: higher than that of every producer the log
+    /// had before it.
     pub fn epoch(&self) -> u64 {
         self.epoch
     }
 
     /// Takes an entry, waiting while too many bytes are in flight
     /// (back-pressure). The returned future resolves once it is committed.
+    ///
+    /// # Errors
+    ///
+    /// [`AppendError::TooLarge`] for an entry over the wire's limit
+    /// (nothing sent; the producer goes on), and the producer's end:
+    /// [`AppendError::Indeterminate`] once it stopped (see
+    /// [`stop_reason`](Producer::stop_reason)).
     pub async fn submit(&self, payload: Vec<u8>) -> Result<AppendFuture, AppendError> {
         let len = payload.len();
         if len > ENTRY_BYTES_MAX as usize {
@@ -256,12 +331,25 @@ impl Producer {
     }
 
     /// Appends one entry and waits until it is committed; returns its seq.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Producer::submit), and
+    /// [`AppendError::Indeterminate`] if the producer stopped while the
+    /// entry was in flight.
     pub async fn append(&self, payload: Vec<u8>) -> Result<u64, AppendError> {
         self.submit(payload).await?.await
     }
 
     /// Waits for every entry to commit, then seals the segment so the next
     /// producer starts cleanly.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Log`] if the producer stopped before or while
+    /// closing (taken over, or the seal did not go through within its
+    /// patience): the log's last segment may still be open, and the next
+    /// writer must take it over.
     pub async fn close(self) -> Result<(), ClientError> {
         let (tx, rx) = oneshot::channel();
         if self.cmds.send(Cmd::Close(tx)).await.is_err() {
