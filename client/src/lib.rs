@@ -102,9 +102,9 @@ pub use trilog_meta as meta;
 #[cfg(feature = "etcd")]
 pub use trilog_meta::EtcdMeta;
 pub use trilog_meta::{CasOutcome, EmbeddedMeta, MetaAddr, MetaError, MetaStore, Versioned};
-/// Mutual TLS identities (`TlsIdentity::load`, `TlsFiles`).
-pub use trilog_tls as tls;
 /// Why a producer stopped ([`Producer::stop_reason`]): here so a caller
 /// can match on it without naming the protocol crate.
 pub use trilog_protocol::producer::StopReason;
+/// Mutual TLS identities (`TlsIdentity::load`, `TlsFiles`).
+pub use trilog_tls as tls;
 pub use trim::{delete_log, trim, TrimReport};

@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use clap::builder::Resettable;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Command};
 
@@ -173,7 +174,7 @@ fn file_tokens(
         // flag the user never typed.
         let alone = Command::new("settings")
             .no_binary_name(true)
-            .arg(arg.clone().required(false).env(None::<&str>));
+            .arg(alone(arg));
         if let Err(e) = alone.try_get_matches_from(&these) {
             return Err(bad(clap_reason(&e)));
         }
@@ -181,6 +182,19 @@ fn file_tokens(
         from_file.insert(key.clone());
     }
     Ok((tokens, from_file))
+}
+
+/// `arg` on its own: its parser and its action, without its relations to
+/// other arguments (which a command of one argument cannot resolve).
+fn alone(arg: &clap::Arg) -> clap::Arg {
+    arg.clone()
+        .required(false)
+        .env(None::<&str>)
+        .requires(Resettable::Reset)
+        .conflicts_with(Resettable::Reset)
+        .overrides_with(Resettable::Reset)
+        .required_unless_present(Resettable::Reset)
+        .group(Resettable::Reset)
 }
 
 /// The settings' keys, as a file writes them.
