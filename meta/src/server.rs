@@ -442,6 +442,12 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let frame = match tokio::time::timeout(idle, read_frame(stream)).await {
             Ok(Ok(frame)) => frame,
             Ok(Err(FrameError::Closed)) => return,
+            // A TLS client that ends without close_notify (every process
+            // that exits): closed between frames, as far as it matters.
+            Ok(Err(FrameError::Io(e))) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                info!("metadata store: the connection from {peer} ended: {e}");
+                return;
+            }
             Ok(Err(e)) => {
                 warn!("metadata store: closing the connection from {peer}: {e}");
                 return;
