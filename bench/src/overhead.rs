@@ -5,12 +5,15 @@
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use trilog_client::conn::NodeConn;
+use trilog_client::runtime::{Runtime, TokioRuntime};
 use trilog_testkit::cluster::{Cluster, ClusterError};
 use trilog_testkit::node_command::NodeCommand;
+use trilog_tls::test_ca::TestCa;
 use trilog_wire::message::{Append, Entry};
 use trilog_wire::Message;
 
@@ -84,6 +87,92 @@ pub async fn node_append(
     let conn = NodeConn::connect_tokio(addr)
         .await
         .map_err(trilog_client::ClientError::from)?;
+    let latency = time_requests(&conn, n, payload_bytes).await?;
+    Ok((latency, cluster))
+}
+
+/// A node process started with mutual TLS on its port (a throwaway CA),
+/// killed when dropped.
+pub struct TlsNode {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TlsNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// [`node_append`] over mutual TLS: one node of this executable's `node`
+/// subcommand serving TLS only, a client with a producer's certificate of
+/// the same CA, on the same disk (under `root`).
+pub async fn node_append_tls(
+    n: usize,
+    payload_bytes: usize,
+    root: &Path,
+) -> Result<(NodeLatency, TlsNode), ClusterError> {
+    use std::io::BufRead;
+    let fail = |why: String| ClusterError::Node { node: 1, why };
+    std::fs::create_dir_all(root)?;
+    let dir = tempfile::tempdir_in(root)?;
+    let ca = TestCa::new("trilog bench CA").map_err(|e| fail(e.to_string()))?;
+    let node_files = ca
+        .write_files(dir.path(), "node", "node", &["127.0.0.1"])
+        .map_err(|e| fail(e.to_string()))?;
+    let producer = ca
+        .identity("producer", &[])
+        .map_err(|e| fail(e.to_string()))?;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "node",
+            "--node-id",
+            "1",
+            "--port",
+            "0",
+            "--host",
+            "127.0.0.1",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--tls-ca")
+        .arg(&node_files.ca)
+        .arg("--tls-cert")
+        .arg(&node_files.cert)
+        .arg("--tls-key")
+        .arg(&node_files.key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        std::io::BufReader::new(out).read_line(&mut line)?;
+    }
+    let node = TlsNode { child, _dir: dir };
+    // "trilog-node ready ports=[N]"
+    let port: u16 = line
+        .trim()
+        .rsplit('[')
+        .next()
+        .and_then(|p| p.trim_end_matches(']').parse().ok())
+        .ok_or_else(|| fail(format!("no ready line: {line:?}")))?;
+    let rt: Arc<dyn Runtime> = Arc::new(TokioRuntime::with_tls(Some(producer)));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let conn = NodeConn::connect(&rt, addr)
+        .await
+        .map_err(trilog_client::ClientError::from)?;
+    let latency = time_requests(&conn, n, payload_bytes).await?;
+    Ok((latency, node))
+}
+
+/// `n` appends of one entry, then `n` disk-free round trips, each waited
+/// for before the next.
+async fn time_requests(
+    conn: &NodeConn,
+    n: usize,
+    payload_bytes: usize,
+) -> Result<NodeLatency, ClusterError> {
     let mut h = new_histogram();
     let payload = vec![0x5au8; payload_bytes];
     for i in 0..n as u64 {
@@ -128,11 +217,8 @@ pub async fn node_append(
         }
         record(&mut rt, t0.elapsed().as_micros() as u64);
     }
-    Ok((
-        NodeLatency {
-            append: h,
-            round_trip: rt,
-        },
-        cluster,
-    ))
+    Ok(NodeLatency {
+        append: h,
+        round_trip: rt,
+    })
 }
