@@ -118,10 +118,19 @@ async fn append_read_takeover_and_status_from_the_command_line() {
     );
     assert_eq!(some, "1\tbeta\n2\tgamma\n");
 
-    // A takeover of a cleanly closed log just opens and closes it; the
-    // next append continues after it.
+    // A takeover of a cleanly closed log has nothing to fence: it adds no
+    // (empty) segment, and the next append continues after it.
+    let segments = |local: &Local| {
+        let store = local.store.clone();
+        async move {
+            let record = store.get_log(4).await.expect("record").record;
+            record.expect("log 4").segments.len()
+        }
+    };
+    let before = segments(&local).await;
     let said = trilog(meta, &["takeover", "--log", "4"], None);
-    assert!(said.starts_with("log 4: taken over at epoch"), "{said}");
+    assert!(said.starts_with("log 4: closed already"), "{said}");
+    assert_eq!(segments(&local).await, before);
     assert_eq!(
         trilog(meta, &["append", "--log", "4", "epsilon"], None),
         "4\n"
@@ -186,6 +195,23 @@ async fn append_read_takeover_and_status_from_the_command_line() {
             "{seg}"
         );
     }
+
+    // A log left open by a producer that went away is taken over.
+    let gone = trilog_client::Producer::open(
+        trilog_client::ConnPool::new(local.store.clone()),
+        7,
+        trilog_client::ProducerOptions::default(),
+    )
+    .await
+    .expect("open log 7");
+    assert_eq!(gone.append(b"left open".to_vec()).await.expect("append"), 0);
+    drop(gone);
+    let said = trilog(meta, &["takeover", "--log", "7"], None);
+    assert!(said.starts_with("log 7: taken over at epoch"), "{said}");
+    assert_eq!(
+        trilog(meta, &["read", "--log", "7"], None),
+        "0\tleft open\n"
+    );
 
     // A closed output pipe ends the command quietly (no panic message):
     // `trilog status | head -0`, with a status long enough to fill the pipe.

@@ -332,10 +332,22 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Cmd::Takeover { log } => {
             // A takeover of a log nobody created would create it.
-            if meta.get_log(log).await?.record.is_none() {
+            let Some(record) = meta.get_log(log).await?.record else {
                 return Err(ClientError::NotFound {
                     what: format!("log {log}: no such log"),
                 });
+            };
+            // A closed log has no open segment to fence: a takeover would
+            // only add an empty segment. The next append opens it at once.
+            if record
+                .segments
+                .last()
+                .is_none_or(|s| s.sealed_len.is_some())
+            {
+                println!(
+                    "log {log}: closed already (its last segment is sealed): nothing to take over; the next append starts at once"
+                );
+                return Ok(());
             }
             let producer = Producer::takeover(pool, log, ProducerOptions::default()).await?;
             let epoch = producer.epoch();
