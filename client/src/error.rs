@@ -214,3 +214,32 @@ pub enum ClientError {
     #[error("producer configuration: {0}")]
     Config(#[from] trilog_protocol::producer::ConfigError),
 }
+
+impl ClientError {
+    /// Whether the same call may succeed later without anyone changing
+    /// anything: the store or a node was unreachable, slow or restarting,
+    /// or every replica failed for now. A reader that follows a log (a
+    /// tail) waits through these and gives up on the others.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Meta(e) => !matches!(
+                e,
+                MetaError::InvalidArgument(_) | MetaError::InvalidRecord { .. }
+            ),
+            ClientError::Conn(_)
+            | ClientError::UnknownNode { .. }
+            | ClientError::Placement(_)
+            | ClientError::BadData { .. } => true,
+            ClientError::Log { .. }
+            | ClientError::Trimmed { .. }
+            | ClientError::LogDeleted { .. }
+            | ClientError::Trim { .. }
+            | ClientError::Decommission { .. }
+            | ClientError::NotFound { .. }
+            | ClientError::Usage(_)
+            | ClientError::Forbidden { .. }
+            | ClientError::Damaged { .. }
+            | ClientError::Config(_) => false,
+        }
+    }
+}

@@ -531,3 +531,92 @@ async fn settings_from_a_file_and_the_environment_and_completions() {
     );
     local.stop();
 }
+
+/// Lines of a child's pipe, read on a thread of their own, so a test can
+/// wait for one with a deadline.
+fn lines_of(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits, at most `within`, for a line of `rx` that contains `needle`.
+fn wait_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str, within: Duration) -> String {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => continue,
+            Err(e) => panic!("no line with {needle:?} within {within:?}: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_waits_through_a_metadata_store_restart() {
+    let mut local = Local::start().await;
+    let meta = local.meta;
+    assert_eq!(
+        trilog(meta, &["append", "--log", "9", "one", "two"], None),
+        "0\n1\n"
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trilog"))
+        .args(["--meta", &meta.to_string(), "tail", "--log", "9"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tail");
+    let out = lines_of(child.stdout.take().expect("stdout"));
+    let err = lines_of(child.stderr.take().expect("stderr"));
+    wait_line(&out, "1\ttwo", Duration::from_secs(20));
+
+    // The store goes away: the tail, at the end of a sealed segment, asks
+    // it for the next one, fails, says so and keeps trying.
+    let store_dir = local.dir.path().join("meta");
+    let server = std::mem::replace(
+        &mut local.meta_server,
+        spawn_meta_server(
+            "127.0.0.1:0".parse().expect("address"),
+            local.dir.path().join("spare"),
+        )
+        .expect("a spare server"),
+    );
+    server.stop().expect("the store stops");
+    wait_line(&err, "trying again", Duration::from_secs(30));
+    // It comes back on the same port, with the same file.
+    local.meta_server = spawn_meta_server(meta, store_dir).expect("the store restarts");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while local
+        .store
+        .list_nodes(false)
+        .await
+        .map(|n| n.len())
+        .unwrap_or(0)
+        < 3
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nodes did not register again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        trilog(meta, &["append", "--log", "9", "three"], None),
+        "2\n"
+    );
+    wait_line(&out, "2\tthree", Duration::from_secs(30));
+    assert!(child.try_wait().expect("status").is_none(), "tail gave up");
+    let _ = child.kill();
+    let _ = child.wait();
+    local.stop();
+}

@@ -93,7 +93,9 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
-    /// Print entries from a seq on, and keep following the log.
+    /// Print entries from a seq on, and keep following the log: through
+    /// open segments that hold nothing yet, restarts of the metadata store
+    /// and failed nodes (it waits and picks up where it was).
     Tail {
         /// The log id.
         #[arg(long, default_value_t = 1)]
@@ -101,6 +103,10 @@ enum Cmd {
         /// The first seq.
         #[arg(long, default_value_t = 0)]
         from: u64,
+        /// Give up after failing this long without reading anything
+        /// (default: never; the error is printed and the exit status is 1).
+        #[arg(long)]
+        give_up_secs: Option<u64>,
     },
     /// Take a log over from its producer, live or dead: fence it off,
     /// carry its tail into a new segment, then close cleanly so the next
@@ -319,17 +325,11 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             raw,
             format,
         } => read(pool, &*meta, log, from, count, raw, format).await,
-        Cmd::Tail { log, from } => {
-            let mut c = Consumer::open(pool, log, from).await?;
-            loop {
-                let batch = c.next_batch(Duration::from_secs(5)).await?;
-                let mut out = std::io::stdout().lock();
-                for r in batch {
-                    let _ = writeln!(out, "{}\t{}", r.seq, show(&r.payload));
-                }
-                let _ = out.flush();
-            }
-        }
+        Cmd::Tail {
+            log,
+            from,
+            give_up_secs,
+        } => tail(pool, log, from, give_up_secs.map(Duration::from_secs)).await,
         Cmd::Takeover { log } => {
             // A takeover of a log nobody created would create it.
             let Some(record) = meta.get_log(log).await?.record else {
@@ -408,6 +408,60 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
 }
 
 const STILL_LEAVING: &str = "still leaving";
+
+/// The first and the longest wait of `tail` between two tries after a
+/// failure.
+const TAIL_RETRY_MS_MIN: u64 = 100;
+const TAIL_RETRY_MS_MAX: u64 = 5_000;
+
+/// `trilog tail`: prints every entry from `from` on as it is committed.
+/// A transient failure (the store restarting, every replica of a segment
+/// unreachable for now) is reported on stderr and tried again, from the
+/// next seq not yet printed, with a backoff; with `give_up`, only for
+/// that long without progress.
+async fn tail(
+    pool: ConnPool,
+    log: u64,
+    from: u64,
+    give_up: Option<Duration>,
+) -> Result<(), ClientError> {
+    let mut next = from;
+    let mut failing_since: Option<tokio::time::Instant> = None;
+    let mut backoff = Duration::from_millis(TAIL_RETRY_MS_MIN);
+    loop {
+        let failed = match Consumer::open(pool.clone(), log, next).await {
+            Ok(mut c) => loop {
+                match c.next_batch(Duration::from_secs(5)).await {
+                    Ok(batch) => {
+                        let mut out = std::io::stdout().lock();
+                        for r in batch {
+                            let _ = writeln!(out, "{}\t{}", r.seq, show(&r.payload));
+                        }
+                        let _ = out.flush();
+                        next = c.position();
+                        failing_since = None;
+                        backoff = Duration::from_millis(TAIL_RETRY_MS_MIN);
+                    }
+                    Err(e) => break e,
+                }
+            },
+            Err(e) => e,
+        };
+        if !failed.is_transient() {
+            return Err(failed);
+        }
+        let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+        if give_up.is_some_and(|limit| since.elapsed() >= limit) {
+            return Err(failed);
+        }
+        eprintln!(
+            "trilog: tail of log {log} at seq {next}: {failed}; trying again in {} ms",
+            backoff.as_millis()
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(TAIL_RETRY_MS_MAX));
+    }
+}
 
 type EntrySource = Box<dyn FnMut() -> Option<Result<Vec<u8>, String>> + Send>;
 
