@@ -101,6 +101,10 @@ pub struct Args {
     /// new segment), and it turns writable again 16 MiB above them.
     #[arg(long, default_value_t = trilog_protocol::space::DISK_RESERVE_BYTES_DEFAULT)]
     pub disk_reserve_bytes: u64,
+    /// Seconds a connection that sends nothing and is owed no answer stays
+    /// open (clients reconnect when they need to).
+    #[arg(long, default_value_t = crate::limits::CONN_IDLE_MS_DEFAULT / 1000)]
+    pub idle_connection_secs: u64,
     /// The CA certificate (PEM) every peer's certificate must be signed
     /// by. With --tls-cert and --tls-key: every port of this node (shards,
     /// the embedded metadata store) serves mutual TLS only, and the node
@@ -221,6 +225,7 @@ pub fn node_config(args: Args) -> Result<NodeConfig, ConfigError> {
         repair_grace_ms: args.repair_grace_secs.saturating_mul(1000),
         repair_bytes_per_sec: args.repair_bytes_per_sec,
         disk_reserve_bytes: args.disk_reserve_bytes,
+        conn_idle_ms: args.idle_connection_secs.saturating_mul(1000),
         tls: match (args.tls_ca, args.tls_cert, args.tls_key) {
             (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca, cert, key }),
             _ => None,

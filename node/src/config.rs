@@ -21,6 +21,8 @@ pub enum ConfigError {
     RepairRate,
     #[error("repair_grace_secs (--repair-grace-secs): {got_ms} ms is shorter than {min_ms} ms: a node restart would cost a full copy of its data")]
     RepairGrace { got_ms: u64, min_ms: u64 },
+    #[error("idle_connection_secs (--idle-connection-secs) must be at least 1")]
+    IdleConnection,
     #[error("orphan_sweep_secs (--orphan-sweep-secs) must not be 0")]
     OrphanSweep,
     #[error("scrub_bytes_per_sec (--scrub-bytes-per-sec) must not be 0")]
@@ -88,6 +90,8 @@ pub struct NodeConfig {
     /// Free bytes kept on the data directory's file system: below them the
     /// node turns read-only (`trilog_protocol::space`).
     pub disk_reserve_bytes: u64,
+    /// How long an idle connection (nothing sent, nothing owed) stays open.
+    pub conn_idle_ms: u64,
     /// Mutual TLS on every port and every connection the node makes.
     pub tls: Option<trilog_tls::TlsFiles>,
 }
@@ -117,6 +121,7 @@ impl NodeConfig {
             repair_grace_ms: trilog_protocol::repair::REPAIR_GRACE_MS_DEFAULT,
             repair_bytes_per_sec: trilog_protocol::repair::REPAIR_BYTES_PER_SEC_DEFAULT,
             disk_reserve_bytes: trilog_protocol::space::DISK_RESERVE_BYTES_DEFAULT,
+            conn_idle_ms: crate::limits::CONN_IDLE_MS_DEFAULT,
             tls: None,
         }
     }
@@ -127,6 +132,9 @@ impl NodeConfig {
         }
         if self.scrub_bytes_per_sec == 0 {
             return Err(ConfigError::ScrubRate);
+        }
+        if self.conn_idle_ms < 1000 {
+            return Err(ConfigError::IdleConnection);
         }
         if self.orphan_sweep_ms == 0 {
             return Err(ConfigError::OrphanSweep);

@@ -21,6 +21,10 @@ pub enum FrameReadError {
     Io(#[from] std::io::Error),
     #[error("bad frame: {0}")]
     Wire(#[from] WireError),
+    /// No frame began before the idle future of
+    /// [`read_frame_within_idle`] completed.
+    #[error("idle")]
+    Idle,
 }
 
 /// Reads one frame. Reads never go past its end, so the stream is left at
@@ -40,8 +44,33 @@ where
     T: std::future::Future<Output = ()>,
     F: FnOnce() -> T,
 {
+    read_frame_within_idle(stream, rest, std::future::pending()).await
+}
+
+/// [`read_frame_within`], giving up with [`FrameReadError::Idle`] if `idle`
+/// completes before the frame's first bytes arrive (never after: a frame
+/// begun is read whole or fails on its own timer, so the stream is never
+/// left in the middle of one).
+pub async fn read_frame_within_idle<R, T, F, I>(
+    stream: &mut R,
+    rest: F,
+    idle: I,
+) -> Result<Frame, FrameReadError>
+where
+    R: AsyncRead + Unpin,
+    T: std::future::Future<Output = ()>,
+    F: FnOnce() -> T,
+    I: std::future::Future<Output = ()>,
+{
     let mut decoder = FrameDecoder::new();
-    let first = stream.read(decoder.read_buf()).await;
+    let started = async { Some(stream.read(decoder.read_buf()).await) };
+    let idled = async {
+        idle.await;
+        None
+    };
+    let Some(first) = futures_lite::future::or(started, idled).await else {
+        return Err(FrameReadError::Idle);
+    };
     let mut first = Some(first);
     // Started now, with the frame's first bytes (or its first error).
     let mut rest = std::pin::pin!(rest());

@@ -35,6 +35,12 @@ pub const CONN_WRITE_STALL_MS: u64 = 30_000;
 /// How long a connection may stay silent before its first frame.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 
+/// How long a connection that sends nothing and is owed no answer stays
+/// open, by default (`--idle-connection-secs`): clients pool connections
+/// and reconnect on demand, so an idle one only holds a slot of
+/// `SHARD_CONNECTIONS_MAX`.
+pub const CONN_IDLE_MS_DEFAULT: u64 = 300_000;
+
 /// How long a frame may take to arrive whole once its first bytes came.
 /// A connection may wait any time for its next frame to begin (a producer
 /// between appends, a consumer between reads), but a frame announced and

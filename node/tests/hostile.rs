@@ -9,7 +9,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{connect, handshake, read_frame, send, start_node, wait_for_log};
+use common::{connect, handshake, read_frame, send, start_node, start_node_with, wait_for_log};
 use trilog_wire::limits::FRAME_PAYLOAD_BYTES_MAX;
 use trilog_wire::message::{Append, Entry, ErrorCode, ErrorMsg, Read};
 use trilog_wire::{FrameHeader, Kind, Message};
@@ -182,4 +182,48 @@ fn a_request_id_reused_while_unanswered_closes_the_connection() {
     let mut other = client(node.port);
     send(&mut other, 1, read_msg(0, 4096, 0));
     assert!(read_frame(&mut other).is_some());
+}
+
+/// A connection that sends nothing and is owed nothing is closed after the
+/// node's idle period; one that keeps asking, or waits on a long-poll
+/// read, is not.
+#[test]
+fn idle_connections_are_reaped_and_busy_ones_are_not() {
+    let node = start_node_with(&["--idle-connection-secs", "1"]);
+    let mut silent = client(node.port);
+    let mut busy = client(node.port);
+    let mut waiting = client(node.port);
+    fill(&mut busy);
+    // A long poll past the end of the segment: parked, owed an answer.
+    let end = ENTRIES;
+    send(&mut waiting, 1, read_msg(end, 4096, 4_000));
+
+    let started = std::time::Instant::now();
+    // The busy connection asks for something every 300 ms for 2.5 s.
+    let mut id = 10_000;
+    while started.elapsed() < Duration::from_millis(2_500) {
+        id += 1;
+        send(&mut busy, id, read_msg(0, 4096, 0));
+        assert!(
+            matches!(read_frame(&mut busy), Some(Message::ReadResponse(_))),
+            "the busy connection was cut"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // The silent one was closed (end of stream).
+    assert!(
+        read_frame(&mut silent).is_none(),
+        "the silent connection is open"
+    );
+    // The waiting one got its long poll's answer (empty, at the end of its
+    // wait) rather than a close.
+    assert!(
+        matches!(read_frame(&mut waiting), Some(Message::ReadResponse(_))),
+        "the long poll was cut off"
+    );
+    wait_for_log(
+        &node,
+        "idle for 1000 ms; closing it",
+        Duration::from_secs(5),
+    );
 }

@@ -13,7 +13,8 @@
 //! be whole `FRAME_WHOLE_MS` after its first bytes). A peer that stops
 //! reading is cut off once a write makes no progress for
 //! `CONN_WRITE_STALL_MS`; one that never says Hello, after
-//! `HANDSHAKE_TIMEOUT_MS`.
+//! `HANDSHAKE_TIMEOUT_MS`; one that sends nothing and is owed nothing,
+//! after the node's idle period (`idle_connection_secs`).
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -26,7 +27,7 @@ use trilog_wire::limits::READ_BYTES_MAX;
 use trilog_wire::message::HelloOk;
 use trilog_wire::{decode_payload, Kind, Message};
 
-use crate::framing::{read_frame, read_frame_within, Frame, FrameReadError};
+use crate::framing::{read_frame, read_frame_within_idle, Frame, FrameReadError};
 use crate::limits::{
     CONN_IN_FLIGHT_BYTES_MAX, CONN_OUTBOX_BYTES_MAX, CONN_READ_BYTES_IN_FLIGHT_MAX,
     CONN_WRITE_STALL_MS, FRAME_WHOLE_MS, HANDSHAKE_TIMEOUT_MS,
@@ -148,9 +149,30 @@ async fn read_loop<R: ShardRuntime, Rd: AsyncRead + Unpin>(
             Err(FrameReadError::Closed)
         };
         let whole = || shard.rt.sleep(Duration::from_millis(FRAME_WHOLE_MS));
-        let frame = match read_frame_within(reader, whole).or(closed).await {
+        // Idle: nothing asked for a whole period and nothing owed to the
+        // peer (no answer unsent, no request unanswered, such as a parked
+        // long-poll read). Such a connection holds a slot of the shard
+        // for nothing; the client makes a new one when it needs one.
+        let idle = async {
+            let period = Duration::from_millis(shard.conn_idle_ms.get());
+            loop {
+                shard.rt.sleep(period).await;
+                let owed = shard.conn(conn).is_some_and(|c| c.owes_answers());
+                if !owed && outbox.unsent_bytes() == 0 {
+                    return;
+                }
+            }
+        };
+        let frame = match read_frame_within_idle(reader, whole, idle).or(closed).await {
             Ok(f) => f,
             Err(FrameReadError::Closed) => return,
+            Err(FrameReadError::Idle) => {
+                log::info!(
+                    "connection from {peer:?}: idle for {} ms; closing it",
+                    shard.conn_idle_ms.get()
+                );
+                return;
+            }
             Err(FrameReadError::Wire(e)) => {
                 log::warn!("connection from {peer:?}: malformed frame ({e}); closing it");
                 outbox.push(bad_request(NO_SEGMENT, 0, format!("malformed frame: {e}")).encode(0));

@@ -55,6 +55,12 @@ impl Conn {
         self.parked.borrow_mut().remove(&request_id)
     }
 
+    /// Whether a request of this connection is still unanswered (an
+    /// append or a read in flight, an append parked).
+    pub fn owes_answers(&self) -> bool {
+        !self.permits.borrow().is_empty() || !self.parked.borrow().is_empty()
+    }
+
     /// The request is answered: what was held for it goes.
     pub fn finish(&self, request_id: u64) {
         self.permits.borrow_mut().remove(&request_id);

@@ -319,6 +319,7 @@ fn spawn_shards(
         let scrub_rate = config.scrub_bytes_per_sec;
         let scrub_pause = config.scrub_pass_pause_ms;
         let orphan_sweep = config.orphan_sweep_ms;
+        let conn_idle_ms = config.conn_idle_ms;
         let shard_space = space.clone();
         let shard_board = board.clone();
         let shard_tls = tls.cloned();
@@ -338,6 +339,7 @@ fn spawn_shards(
                     scrub_bytes_per_sec: scrub_rate,
                     scrub_pass_pause_ms: scrub_pause,
                     orphan_sweep_ms: orphan_sweep,
+                    conn_idle_ms,
                     space: shard_space,
                     board: shard_board,
                     tls: shard_tls,
@@ -472,6 +474,7 @@ struct ShardPlace {
     scrub_bytes_per_sec: u64,
     scrub_pass_pause_ms: u64,
     orphan_sweep_ms: u64,
+    conn_idle_ms: u64,
     space: Arc<NodeSpace>,
     board: Arc<RepairBoard>,
     /// Connections are mutual TLS only when set.
@@ -492,6 +495,7 @@ async fn run_shard(
         scrub_bytes_per_sec,
         scrub_pass_pause_ms,
         orphan_sweep_ms,
+        conn_idle_ms,
         space,
         board,
         tls,
@@ -501,6 +505,7 @@ async fn run_shard(
         Ok(shard) => {
             shard.scrub_bytes_per_sec.set(scrub_bytes_per_sec);
             shard.scrub_pass_pause_ms.set(scrub_pass_pause_ms);
+            shard.conn_idle_ms.set(conn_idle_ms);
             shard
                 .machine
                 .borrow_mut()

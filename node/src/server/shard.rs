@@ -55,6 +55,9 @@ pub struct Shard<R: ShardRuntime> {
     pub scrub_bytes_per_sec: Cell<u64>,
     /// The scrub's pause between passes, read the same way.
     pub scrub_pass_pause_ms: Cell<u64>,
+    /// How long a connection that sends nothing and is owed nothing stays
+    /// open (`crate::limits::CONN_IDLE_MS_DEFAULT` until set).
+    pub conn_idle_ms: Cell<u64>,
     /// The node's disk space and read-only mode (`crate::space`), set
     /// before the shard serves; none (the simulator): never read-only.
     pub space: RefCell<Option<Arc<NodeSpace>>>,
@@ -89,6 +92,7 @@ impl<R: ShardRuntime> Shard<R> {
             connections: Cell::new(0),
             records,
             scrub_bytes_per_sec: Cell::new(crate::scrub::SCRUB_BYTES_PER_SEC_DEFAULT),
+            conn_idle_ms: Cell::new(crate::limits::CONN_IDLE_MS_DEFAULT),
             scrub_pass_pause_ms: Cell::new(crate::scrub::SCRUB_PASS_PAUSE_MS),
             space: RefCell::new(None),
             board: RefCell::new(None),

@@ -40,6 +40,11 @@ impl Node {
 }
 
 pub fn start_node() -> Node {
+    start_node_with(&[])
+}
+
+/// A node with `extra` flags on top of the usual ones.
+pub fn start_node_with(extra: &[&str]) -> Node {
     let dir = tempfile::Builder::new()
         .prefix("trilog-node-test-")
         .tempdir_in(std::env::temp_dir())
@@ -49,6 +54,7 @@ pub fn start_node() -> Node {
     let mut child = Command::new(env!("CARGO_BIN_EXE_trilog-node"))
         .args(["--node-id", "1", "--port", "0", "--data-dir"])
         .arg(dir.path().join("data"))
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
