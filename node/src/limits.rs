@@ -10,6 +10,15 @@ pub const CONN_IN_FLIGHT_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// Connections one shard serves at once; more are refused with a log line.
 pub const SHARD_CONNECTIONS_MAX: usize = 4096;
 
+/// The bytes of requests in flight one shard holds for all its
+/// connections together (appends and reads not yet answered): each
+/// connection is bounded on its own too, but 4096 connections at their
+/// bounds would be hundreds of GiB. Past it, every connection waits (in
+/// TCP) for answers to give bytes back: memory stays bounded, at the cost
+/// of slowing everyone while a few peers hold the budget (hostile ones
+/// are cut off after `CONN_WRITE_STALL_MS`, giving theirs back).
+pub const SHARD_REQUEST_BYTES_MAX: u64 = 2 * 1024 * 1024 * 1024;
+
 /// Outgoing frames queued for one connection before it is cut off as too
 /// slow a reader.
 pub const CONN_OUTBOX_FRAMES_MAX: usize = 65_536;
@@ -69,3 +78,6 @@ const _: () = assert!(START_META_BACKOFF_MS_MAX <= START_META_WAIT_MS);
 const _: () = assert!(FRAME_PAYLOAD_BYTES_MAX as u64 <= CONN_IN_FLIGHT_BYTES_MAX);
 const _: () = assert!(READ_BYTES_MAX as u64 <= CONN_READ_BYTES_IN_FLIGHT_MAX);
 const _: () = assert!(FRAME_PAYLOAD_BYTES_MAX as usize <= CONN_OUTBOX_BYTES_MAX);
+
+const _: () = assert!(SHARD_REQUEST_BYTES_MAX >= CONN_IN_FLIGHT_BYTES_MAX);
+const _: () = assert!(SHARD_REQUEST_BYTES_MAX >= CONN_READ_BYTES_IN_FLIGHT_MAX);

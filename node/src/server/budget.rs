@@ -20,6 +20,9 @@ pub struct Budget {
 pub struct Permit {
     budget: Rc<Budget>,
     bytes: u64,
+    /// A permit of another budget held and given back with this one (a
+    /// connection's bytes are also the shard's).
+    also: Option<Box<Permit>>,
 }
 
 impl Budget {
@@ -48,6 +51,7 @@ impl Budget {
                 return Permit {
                     budget: self.clone(),
                     bytes,
+                    also: None,
                 };
             }
             listener.await;
@@ -56,6 +60,15 @@ impl Budget {
 
     pub fn available(&self) -> u64 {
         self.available.get()
+    }
+}
+
+impl Permit {
+    /// This permit holding `other` too, until it drops.
+    pub fn with(mut self, other: Permit) -> Permit {
+        assert!(self.also.is_none(), "a permit holds one other");
+        self.also = Some(Box::new(other));
+        self
     }
 }
 
@@ -87,6 +100,12 @@ mod tests {
             assert_eq!(b.available(), 1);
             drop(p3);
             assert_eq!(b.available(), 6);
+            // A joined permit gives both budgets back at once.
+            let shard = Budget::new(100);
+            let joined = b.acquire(6).await.with(shard.acquire(6).await);
+            assert_eq!((b.available(), shard.available()), (0, 94));
+            drop(joined);
+            assert_eq!((b.available(), shard.available()), (6, 100));
         });
     }
 }

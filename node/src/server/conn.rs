@@ -216,7 +216,11 @@ async fn dispatch<R: ShardRuntime>(
     match frame.header.kind {
         Kind::Append => {
             // Back-pressure: wait for bytes to be acked before reading on.
-            let permit = in_flight.acquire(u64::from(frame.header.payload_len)).await;
+            let bytes = u64::from(frame.header.payload_len);
+            let permit = in_flight
+                .acquire(bytes)
+                .await
+                .with(shard.requests.acquire(bytes).await);
             handlers::append(shard, conn, rid, frame, permit)?;
         }
         kind => match decode_payload(kind, &frame.payload).map_err(|e| e.to_string())? {
@@ -225,7 +229,10 @@ async fn dispatch<R: ShardRuntime>(
                 // Held before the machine sees it: an answer at once
                 // (`deliver`) gives it back at once.
                 let bytes = u64::from(r.max_bytes.min(READ_BYTES_MAX));
-                let permit = reads.acquire(bytes).await;
+                let permit = reads
+                    .acquire(bytes)
+                    .await
+                    .with(shard.requests.acquire(bytes).await);
                 if let Some(c) = shard.conn(conn) {
                     c.hold_permit(rid, permit)?;
                 }

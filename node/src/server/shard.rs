@@ -55,6 +55,9 @@ pub struct Shard<R: ShardRuntime> {
     pub scrub_bytes_per_sec: Cell<u64>,
     /// The scrub's pause between passes, read the same way.
     pub scrub_pass_pause_ms: Cell<u64>,
+    /// The bytes of requests in flight on all connections together
+    /// (`crate::limits::SHARD_REQUEST_BYTES_MAX`).
+    pub requests: Rc<crate::server::budget::Budget>,
     /// How long a connection that sends nothing and is owed nothing stays
     /// open (`crate::limits::CONN_IDLE_MS_DEFAULT` until set).
     pub conn_idle_ms: Cell<u64>,
@@ -93,6 +96,7 @@ impl<R: ShardRuntime> Shard<R> {
             records,
             scrub_bytes_per_sec: Cell::new(crate::scrub::SCRUB_BYTES_PER_SEC_DEFAULT),
             conn_idle_ms: Cell::new(crate::limits::CONN_IDLE_MS_DEFAULT),
+            requests: crate::server::budget::Budget::new(crate::limits::SHARD_REQUEST_BYTES_MAX),
             scrub_pass_pause_ms: Cell::new(crate::scrub::SCRUB_PASS_PAUSE_MS),
             space: RefCell::new(None),
             board: RefCell::new(None),
