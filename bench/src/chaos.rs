@@ -152,7 +152,7 @@ pub enum Fault {
     Trim,
     /// `node` killed and its data directory deleted: lost for good.
     Lose { node: u64 },
-    /// `node`'s disk filled (all but [`FULL_LEAVE_FREE_BYTES`]), the
+    /// `node`'s disk filled (all but `FULL_LEAVE_FREE_BYTES`), the
     /// filler deleted `down_ms` later.
     Fill { node: u64, down_ms: u64 },
 }

@@ -10,7 +10,7 @@
 //! [`Consumer::next_batch`] returns only committed entries, dense and in
 //! seq order, each checked against the producer's crc32c.
 //!
-//! [`trim`] and [`delete_log`] delete whole sealed segments in three steps
+//! [`trim()`] and [`delete_log`] delete whole sealed segments in three steps
 //! (mark, unlink on every replica, drop) so that no crash leaves the record
 //! naming a missing file or a file the record no longer names.
 //!

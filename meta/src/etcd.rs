@@ -14,14 +14,14 @@
 //!   lease runs out etcd deletes the key: the node is dead.
 //! - `nodes/owner/<node_id>`: on the same lease as `nodes/alive`, the
 //!   incarnation that holds the id; a registration by another incarnation
-//!   is refused while it lives (see [`claim`]).
-//! - `cluster`: the cluster id, 16 hex digits, created once (see [`claim`]).
+//!   is refused while it lives (see `etcd/claim.rs`).
+//! - `cluster`: the cluster id, 16 hex digits, created once (see `etcd/claim.rs`).
 //! - `nodes/info/<node_id>`: the same registration without a lease, so that
 //!   `list_nodes(true)` still reports a node whose lease ran out (dead, 0 ms
 //!   left). The embedded store forgets dead nodes when it needs room or
 //!   restarts; here they stay until the node registers again.
 //! - `nodes/leaving/<node_id>`, `nodes/removed/<node_id>`: the node modes
-//!   (see [`modes`]).
+//!   (see `etcd/modes.rs`).
 //!
 //! A CAS is one transaction comparing the key's `mod_revision` (or its
 //! `create_revision` with 0 for "absent"), putting on success and reading
@@ -448,7 +448,7 @@ impl MetaStore for EtcdMeta {
 
     /// Grants a lease of the lease rounded up to whole seconds, puts the
     /// node's keys (see the module doc) in one transaction guarded by the
-    /// owner key (see [`claim`]), then revokes the lease of the previous
+    /// owner key (see `etcd/claim.rs`), then revokes the lease of the previous
     /// registration, if any, so that renewals do not pile up leases in
     /// etcd. A refused registration revokes the lease it granted.
     fn register_node(&self, node: NodeInfo, lease: Duration) -> MetaFuture<'_, NodeMode> {

@@ -21,7 +21,7 @@
 //! version 4 at the next change:
 //! - version 3 is the same without node modes (every node active);
 //! - version 2 is the same with log records of the layout before trim
-//!   (no `deleting`, no `deleted`; [`LogMetaV2`] keeps that layout, frozen:
+//!   (no `deleting`, no `deleted`; `LogMetaV2` keeps that layout, frozen:
 //!   an rkyv archive is only readable with the exact types that wrote it);
 //! - version 1, written before the store had a cluster id, is version 2
 //!   without the cluster id; it is read as a state with no cluster id, and

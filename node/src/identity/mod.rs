@@ -1,5 +1,5 @@
 //! A node's identity: which node a data directory belongs to, in which
-//! cluster, and which incarnation of the node it is ([`file`]), checked at
+//! cluster, and which incarnation of the node it is ([`mod@file`]), checked at
 //! every start before anything else touches the directory:
 //!
 //! - a directory created as another node id, or in another cluster, is
@@ -18,7 +18,7 @@
 //! - a directory with segments but no identity file (from before identity
 //!   files) adopts the given id once, logged.
 //!
-//! The decision is pure ([`decide`]); this module reads the directory,
+//! The decision is pure ([`mod@decide`]); this module reads the directory,
 //! asks the store ([`store`]) and writes the file.
 
 pub mod decide;

@@ -2,7 +2,7 @@
 //! every [`HEAL_CHECK_MS`] it drops the damaged entries of its sealed
 //! replicas, from the machine and the index together, then reports the
 //! replicas that miss entries below their seal to the node's
-//! [`RepairBoard`], where the repair thread finds them and sends the heal
+//! [`RepairBoard`](crate::repair_board::RepairBoard), where the repair thread finds them and sends the heal
 //! appends.
 
 use std::rc::Rc;

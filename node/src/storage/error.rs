@@ -82,7 +82,7 @@ pub enum StorageError {
     #[error("{segment}: control file {} is missing", file.display())]
     MissingCtl { segment: SegmentKey, file: PathBuf },
     /// A durable record that does not check out: damage (see
-    /// [`super::damage`]) from entry `offset` on.
+    /// `storage/damage.rs`) from entry `offset` on.
     #[error("{segment}: {} at file position {pos} (entry {offset}): {source}", file.display())]
     CorruptRecord {
         segment: SegmentKey,
