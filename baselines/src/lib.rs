@@ -15,5 +15,6 @@
 //! started belongs to a cluster handle that kills and reaps it when
 //! dropped.
 
+#[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod raft;

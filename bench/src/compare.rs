@@ -12,11 +12,16 @@
 //! 3 replicas in parallel, so an append costs one round trip (plus the
 //! slowest of three fsyncs); a Raft or etcd append costs the client's round
 //! trip to the leader plus the leader's to a majority.
+//!
+//! `etcd3` needs this crate's `etcd` feature (etcd's client library needs
+//! protoc to build); without it [`compare`] refuses before it starts
+//! anything, with [`CompareError::EtcdNotBuilt`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "etcd")]
 use trilog_baselines::etcd::{EtcdCluster, EtcdError, EtcdLog};
 use trilog_baselines::raft::{RaftCluster, RaftClusterError, RaftNodeCommand, RaftNodeOptions};
 use trilog_client::{Producer, ProducerOptions};
@@ -27,7 +32,9 @@ use trilog_testkit::node_command::NodeCommand;
 use crate::load::{run, save_histogram, LoadConfig, LoadResult, Mode, Target};
 use crate::machine::machine;
 use crate::report::{LoadMode, ReportConfig, SystemResult};
-use crate::targets::{EtcdTarget, RaftTarget, TrilogTarget};
+#[cfg(feature = "etcd")]
+use crate::targets::EtcdTarget;
+use crate::targets::{RaftTarget, TrilogTarget};
 
 /// Nodes of the trilog cluster: exactly the 3 replicas of each segment
 /// (node 1 also serves the metadata store), so each system's nodes all
@@ -104,11 +111,17 @@ pub enum CompareError {
         system: &'static str,
         source: RaftClusterError,
     },
+    #[cfg(feature = "etcd")]
     #[error("{system}: {source}")]
     Etcd {
         system: &'static str,
         source: EtcdError,
     },
+    #[error(
+        "{system}: this trilog-bench was built without etcd; build it with `--features etcd` \
+         (which needs protoc; scripts/setup-debian.sh installs it and etcd)"
+    )]
+    EtcdNotBuilt { system: &'static str },
     #[error("saving the histogram to {path}: {source}")]
     Histogram {
         path: PathBuf,
@@ -127,7 +140,7 @@ pub struct Running {
 }
 
 /// What keeps a started system's processes alive: [`Cluster`],
-/// [`RaftCluster`] or [`EtcdCluster`], held only to be dropped.
+/// [`RaftCluster`] or `EtcdCluster`, held only to be dropped.
 type Keepalive = Box<dyn std::any::Any + Send>;
 
 /// Starts `system` on this machine (behind delay proxies adding `rtt_us / 2`
@@ -192,6 +205,26 @@ async fn start_raft(
     Ok((Arc::new(RaftTarget::new(name, client)), Box::new(cluster)))
 }
 
+/// Whether this binary can run every system of `systems`: `etcd3` only
+/// with the `etcd` feature.
+pub fn check_built(systems: &[System]) -> Result<(), CompareError> {
+    match systems.iter().find(|s| **s == System::Etcd3) {
+        Some(s) if !cfg!(feature = "etcd") => Err(CompareError::EtcdNotBuilt { system: s.name() }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn start_etcd(
+    system: System,
+    _one_way: Option<Duration>,
+) -> Result<(Arc<dyn Target>, Keepalive), CompareError> {
+    Err(CompareError::EtcdNotBuilt {
+        system: system.name(),
+    })
+}
+
+#[cfg(feature = "etcd")]
 async fn start_etcd(
     system: System,
     one_way: Option<Duration>,
@@ -257,7 +290,8 @@ pub async fn run_system(
     })
 }
 
-/// Runs every system of `systems` one after another.
+/// Runs every system of `systems` one after another (none if this binary
+/// cannot run them all: [`check_built`]).
 pub async fn compare(
     systems: &[System],
     cmds: &Commands,
@@ -265,6 +299,7 @@ pub async fn compare(
     load: &LoadConfig,
     histogram_dir: Option<&std::path::Path>,
 ) -> Result<Vec<Outcome>, CompareError> {
+    check_built(systems)?;
     let mut out = Vec::with_capacity(systems.len());
     for &s in systems {
         out.push(run_system(s, cmds, rtt_us, load, histogram_dir).await?);

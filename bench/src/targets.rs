@@ -3,6 +3,7 @@
 //! resolves an append call once the whole batch is durable on the replicas
 //! the system waits for.
 
+#[cfg(feature = "etcd")]
 use trilog_baselines::etcd::EtcdLog;
 use trilog_baselines::raft::RaftClient;
 use trilog_client::Producer;
@@ -72,17 +73,21 @@ impl Target for RaftTarget {
     }
 }
 
-/// etcd (`etcd3`): an entry is one put, a batch one transaction.
+/// etcd (`etcd3`): an entry is one put, a batch one transaction. Only
+/// with the `etcd` feature.
+#[cfg(feature = "etcd")]
 pub struct EtcdTarget {
     log: EtcdLog,
 }
 
+#[cfg(feature = "etcd")]
 impl EtcdTarget {
     pub fn new(log: EtcdLog) -> EtcdTarget {
         EtcdTarget { log }
     }
 }
 
+#[cfg(feature = "etcd")]
 impl Target for EtcdTarget {
     fn name(&self) -> &str {
         "etcd3"

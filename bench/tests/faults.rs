@@ -262,7 +262,7 @@ impl MetaStore for Forgetful {
     }
 }
 
-/// The bug of issue 8: the driver once turned a switch CAS whose outcome
+/// A bug the client had: the driver once turned a switch CAS whose outcome
 /// was unknown into a fence it made up, and the producer, which still
 /// owned its log, reported itself taken over and stopped. The machine now
 /// reads the record back (again, after the failed read) and carries on.

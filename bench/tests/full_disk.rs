@@ -1,4 +1,4 @@
-//! A full disk with real processes (issue 9 part 5): node 4 of a 4-node
+//! A full disk with real processes: node 4 of a 4-node
 //! cluster runs on a 64 MiB ext4 image mounted on a loop device. Once it
 //! holds sealed segments, a filler file takes nearly all the room left.
 //! Then: its registration says full (read by `trilog status --json`, run

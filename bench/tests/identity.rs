@@ -1,4 +1,4 @@
-//! Node identity with real processes (issue 9 part 6): a cluster of 3
+//! Node identity with real processes: a cluster of 3
 //! `trilog-bench node` processes (node 1 serves the embedded store), and
 //! node processes started as a careless operator would: another process
 //! with a live node's id, a node's directory under another id, a node

@@ -1,4 +1,4 @@
-//! Copies no record lists, with real node processes (issue 9, part 4): a
+//! Copies no record lists, with real node processes: a
 //! raw client fences made-up segments of a log that does not exist onto
 //! one node. The node creates at most `UNCONFIRMED_SEGMENTS_MAX` per shard
 //! and refuses the rest; its orphan sweep (every 5 s here) removes the

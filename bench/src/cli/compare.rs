@@ -162,7 +162,8 @@ fn ratio(value: u64, base: Option<u64>) -> String {
     }
 }
 
-/// trilog's percentiles against raft3's, and the goals.
+/// trilog's percentiles against raft3's, and the goals of
+/// docs/benchmarks.md ("Goals").
 fn print_goals(results: &[SystemResult], rtt_us: Option<u64>) {
     let find = |n: &str| results.iter().find(|r| r.name == n);
     let (Some(t), Some(r)) = (find("trilog"), find("raft3")) else {

@@ -11,9 +11,10 @@
 //!   metadata lists as a replica is refused: the node lost its data, and
 //!   answering as if it never held anything could lose acknowledged
 //!   entries. `--replace` says the operator knows: the node starts empty
-//!   with a fresh identity, and its replicas are to be refilled by repair
-//!   (issue 9 part 2, not built yet; until then they stay short, and
-//!   readers go to the other replicas);
+//!   with a fresh identity, and the repair thread's first scan refills
+//!   every sealed segment the records list it for from the other replicas
+//!   (docs/protocol.md, "Repair"; until a copy is sealed, readers go to the
+//!   other replicas);
 //! - a directory with segments but no identity file (from before identity
 //!   files) adopts the given id once, logged.
 //!

@@ -125,7 +125,7 @@ pub const SEGMENT_HEADER_BYTES: u64 = 4096;
 pub const PREALLOC_CHUNK_BYTES: u64 = 16 * 1024 * 1024;
 
 /// What a new data file preallocates: an empty or tiny segment costs at most
-/// this much per replica (issue 9: short logs took 16 MiB per segment).
+/// this much per replica (short logs used to take 16 MiB per segment).
 pub const PREALLOC_FIRST_BYTES: u64 = 1024 * 1024;
 
 /// Size of each read while recovery scans a data file.
