@@ -86,6 +86,7 @@ pub use persist::{MetaFile, PersistError};
 pub use register::{
     spawn_etcd_registration, spawn_registration, spawn_registration_at,
     spawn_registration_refreshed, FirstRegistration, InfoRefresh, ModeReport, RegistrationHandle,
+    RegistrationWatch,
 };
 pub use server::{spawn_meta_server, spawn_meta_server_tls, MetaServerError, MetaServerHandle};
 pub use state::{CasError, MetaState, ModeError, RecordError, RegisterError};

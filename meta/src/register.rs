@@ -42,7 +42,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
 use tokio::sync::oneshot;
@@ -76,6 +76,8 @@ pub enum FirstRegistration {
 struct Registered {
     first: Mutex<FirstRegistration>,
     cond: Condvar,
+    /// When the store last accepted a registration or renewal.
+    last_ok: Mutex<Option<Instant>>,
 }
 
 impl Registered {
@@ -88,6 +90,10 @@ impl Registered {
         self.cond.notify_all();
     }
 
+    fn renewed(&self) {
+        *self.last_ok.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
     fn is_pending(&self) -> bool {
         *self.first.lock().unwrap_or_else(|e| e.into_inner()) == FirstRegistration::Pending
     }
@@ -98,10 +104,41 @@ impl Registered {
 pub struct RegistrationHandle {
     stop: Option<oneshot::Sender<()>>,
     registered: Arc<Registered>,
+    /// The lease the store grants (as clamped).
+    lease: Duration,
     thread: Option<JoinHandle<()>>,
 }
 
+/// Where a node's registration stands, for its readiness and metrics;
+/// cheap to clone, readable from any thread.
+#[derive(Debug, Clone)]
+pub struct RegistrationWatch {
+    registered: Arc<Registered>,
+    lease: Duration,
+}
+
+impl RegistrationWatch {
+    /// Whether the store accepted a registration or renewal within the
+    /// lease: the node counts as alive there now.
+    pub fn is_current(&self) -> bool {
+        let last = *self
+            .registered
+            .last_ok
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        last.is_some_and(|at| at.elapsed() < self.lease)
+    }
+}
+
 impl RegistrationHandle {
+    /// A watch on this registration ([`RegistrationWatch`]).
+    pub fn watch(&self) -> RegistrationWatch {
+        RegistrationWatch {
+            registered: self.registered.clone(),
+            lease: self.lease,
+        }
+    }
+
     /// Waits up to `timeout` for the first successful registration; true if
     /// it happened (then or before). Blocks the calling thread.
     pub fn registered_once(&self, timeout: Duration) -> bool {
@@ -225,6 +262,7 @@ pub fn spawn_registration_refreshed(
     RegistrationHandle {
         stop: Some(stop_tx),
         registered,
+        lease: Duration::from_millis(lease_ms),
         thread,
     }
 }
@@ -314,6 +352,7 @@ async fn renew_loop(
                 failing = false;
                 backoff = REGISTER_BACKOFF_MIN;
                 registered.set(FirstRegistration::Registered);
+                registered.renewed();
                 renew
             }
             Err(MetaError::NodeRemoved { node_id }) => {

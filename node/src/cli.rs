@@ -12,6 +12,7 @@ use trilog_tls::TlsFiles;
 
 use crate::config::{ConfigError, NodeConfig};
 use crate::limits::LEASE_MS_DEFAULT;
+use crate::logging::LogFormat;
 
 /// A trilog log node.
 ///
@@ -120,13 +121,22 @@ pub struct Args {
     /// user only).
     #[arg(long, requires_all = ["tls_ca", "tls_cert"])]
     pub tls_key: Option<PathBuf>,
+    /// Serve /metrics (Prometheus), /healthz and /readyz over plain HTTP
+    /// on this host:port (a management address: it shows counts, never
+    /// data). Off unless given.
+    #[arg(long)]
+    pub admin_addr: Option<HostPort>,
+    /// Log lines as text or as JSON objects (one per line), on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Which log lines: a level (error, warn, info, debug, trace) or
+    /// per-module directives (`warn,trilog_node=debug`).
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
 }
 
 /// Runs a node until the process ends; returns the exit code.
 pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .try_init();
-    keep_large_buffers_in_the_heap();
     let command = trilog_settings::with_env(Args::command(), "TRILOG_");
     let settings = match trilog_settings::parse(command.clone(), args) {
         Ok(s) => s,
@@ -149,6 +159,14 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
     if args.print_config {
         print!("{}", settings.show(&command));
     }
+    let log_format = args.log_format;
+    let log_filter = match crate::logging::filter(&args.log_level) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("trilog-node: bad configuration: {e}");
+            return 2;
+        }
+    };
     let config = match node_config(args) {
         Ok(c) => c,
         Err(e) => {
@@ -163,6 +181,8 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
     if settings.matches.get_flag("print_config") {
         return 0;
     }
+    crate::logging::init(log_format, log_filter);
+    keep_large_buffers_in_the_heap();
     match crate::server::start(config) {
         Ok(handle) => {
             // The line tests and scripts wait for.
@@ -171,17 +191,17 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
                 crate::server::Ending::Removed => {
                     // Not on stdout: whoever read the ready line may have
                     // closed it.
-                    log::info!("node removed from the cluster; exiting");
+                    tracing::info!("node removed from the cluster; exiting");
                     0
                 }
                 crate::server::Ending::ShardsStopped => {
-                    eprintln!("trilog-node: every shard stopped");
+                    tracing::error!("trilog-node: every shard stopped");
                     1
                 }
             }
         }
         Err(e) => {
-            eprintln!("trilog-node: cannot start: {e}");
+            tracing::error!("trilog-node: cannot start: {e}");
             1
         }
     }
@@ -226,6 +246,10 @@ pub fn node_config(args: Args) -> Result<NodeConfig, ConfigError> {
         repair_bytes_per_sec: args.repair_bytes_per_sec,
         disk_reserve_bytes: args.disk_reserve_bytes,
         conn_idle_ms: args.idle_connection_secs.saturating_mul(1000),
+        admin_addr: match &args.admin_addr {
+            Some(hp) => Some(resolve_socket("admin_addr", hp)?),
+            None => None,
+        },
         tls: match (args.tls_ca, args.tls_cert, args.tls_key) {
             (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca, cert, key }),
             _ => None,
@@ -270,7 +294,7 @@ fn keep_large_buffers_in_the_heap() {
     // which is correct, only slower.
     let set = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, threshold) };
     if set == 0 {
-        log::warn!("mallopt(M_MMAP_THRESHOLD, {threshold}) refused; large buffers stay mmapped");
+        tracing::warn!("mallopt(M_MMAP_THRESHOLD, {threshold}) refused; large buffers stay mmapped");
     }
 }
 

@@ -94,6 +94,8 @@ pub struct NodeConfig {
     pub conn_idle_ms: u64,
     /// Mutual TLS on every port and every connection the node makes.
     pub tls: Option<trilog_tls::TlsFiles>,
+    /// Serve `/metrics`, `/healthz` and `/readyz` over HTTP here.
+    pub admin_addr: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -123,6 +125,7 @@ impl NodeConfig {
             disk_reserve_bytes: trilog_protocol::space::DISK_RESERVE_BYTES_DEFAULT,
             conn_idle_ms: crate::limits::CONN_IDLE_MS_DEFAULT,
             tls: None,
+            admin_addr: None,
         }
     }
 

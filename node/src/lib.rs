@@ -28,11 +28,14 @@
 //! starts read-only on a full disk, and turns writable again once space
 //! is freed. A segment creation that fails leaves no file behind.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod framing;
 pub mod identity;
 pub mod limits;
+pub mod logging;
+pub mod metrics;
 pub mod preflight;
 pub mod repair;
 pub mod repair_board;

@@ -81,3 +81,16 @@ const _: () = assert!(FRAME_PAYLOAD_BYTES_MAX as usize <= CONN_OUTBOX_BYTES_MAX)
 
 const _: () = assert!(SHARD_REQUEST_BYTES_MAX >= CONN_IN_FLIGHT_BYTES_MAX);
 const _: () = assert!(SHARD_REQUEST_BYTES_MAX >= CONN_READ_BYTES_IN_FLIGHT_MAX);
+
+/// The largest request head the admin port reads: a scraper's or a health
+/// check's is a few hundred bytes.
+pub const ADMIN_HEAD_BYTES_MAX: usize = 8 * 1024;
+
+/// Connections the admin port serves at once; more are closed at accept.
+/// A scraper and a health checker or two need a handful; the bound keeps
+/// a flood of connections from growing the node.
+pub const ADMIN_CONNECTIONS_MAX: usize = 16;
+
+/// How long an admin connection may take to send its request head and to
+/// take the answer, each.
+pub const ADMIN_IO_MS: u64 = 5_000;

@@ -102,6 +102,15 @@ impl NodeSpace {
         self.full.store(true, Ordering::Release);
     }
 
+    /// Bytes used and free on the data directory's file system, as last
+    /// measured.
+    pub fn usage(&self) -> (u64, u64) {
+        (
+            self.bytes_used.load(Ordering::Acquire),
+            self.bytes_free.load(Ordering::Acquire),
+        )
+    }
+
     /// Sets the registration's space fields to what was last measured.
     pub fn refresh(&self, info: &mut NodeInfo) {
         info.bytes_used = self.bytes_used.load(Ordering::Acquire);
@@ -143,7 +152,7 @@ pub fn start_monitor(node_id: u64, dir: PathBuf, reserve_bytes: u64) -> io::Resu
     let mode = gauge.observe(usage.bytes_free);
     space.publish(usage, mode);
     if mode == SpaceMode::ReadOnly {
-        log::warn!(
+        tracing::warn!(
             "node {node_id}: {} has {} bytes free, below the reserve of {reserve_bytes}: \
              starting read-only (reads, seals and deletes only)",
             dir.display(),
@@ -175,7 +184,7 @@ fn run(node_id: u64, dir: &Path, mut gauge: SpaceGauge, space: &NodeSpace, stop:
             Ok(u) => u,
             Err(e) => {
                 if !failing {
-                    log::error!("node {node_id}: statvfs {}: {e}", dir.display());
+                    tracing::error!("node {node_id}: statvfs {}: {e}", dir.display());
                 }
                 failing = true;
                 continue;
@@ -186,13 +195,13 @@ fn run(node_id: u64, dir: &Path, mut gauge: SpaceGauge, space: &NodeSpace, stop:
         space.publish(usage, now);
         if now != mode {
             match now {
-                SpaceMode::ReadOnly => log::warn!(
+                SpaceMode::ReadOnly => tracing::warn!(
                     "node {node_id}: disk full ({} bytes free, reserve {}): read-only; \
                      reads, seals and deletes go on",
                     usage.bytes_free,
                     gauge.reserve_bytes()
                 ),
-                SpaceMode::Writable => log::info!(
+                SpaceMode::Writable => tracing::info!(
                     "node {node_id}: {} bytes free again: writable",
                     usage.bytes_free
                 ),

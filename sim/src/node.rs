@@ -135,6 +135,7 @@ pub fn start_node(
                 ports.clone(),
                 dir,
                 Some(records),
+                trilog_node::metrics::ShardMetrics::new(),
             );
             let shard = match started.await {
                 Ok(shard) => shard,

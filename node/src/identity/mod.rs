@@ -150,15 +150,15 @@ fn log_written(path: &Path, identity: &NodeIdentity, why: Written) {
         identity.node_id, identity.incarnation
     );
     match why {
-        Written::FirstStart => log::info!("{}: new data directory: {what}", path.display()),
-        Written::Adopted => log::warn!(
+        Written::FirstStart => tracing::info!("{}: new data directory: {what}", path.display()),
+        Written::Adopted => tracing::warn!(
             "{}: segments but no identity file (a directory from before identity files): adopted as {what}",
             path.display()
         ),
         Written::ClusterLearned => {
-            log::info!("{}: learned its cluster: {what}", path.display())
+            tracing::info!("{}: learned its cluster: {what}", path.display())
         }
-        Written::Replaces(listed) => log::warn!(
+        Written::Replaces(listed) => tracing::warn!(
             "{}: --replace: this node replaces a lost node {} that held {} segments (log {}, \
              segment {} among them); they stay short here until repaired: {what}",
             path.display(),

@@ -128,7 +128,7 @@ where
                 })
             }
             Err(e) => {
-                log::warn!("metadata store {addr}: {what}: {e}; retrying in {backoff:?}");
+                tracing::warn!("metadata store {addr}: {what}: {e}; retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_millis(START_META_BACKOFF_MS_MAX));
             }

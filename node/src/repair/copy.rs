@@ -224,7 +224,7 @@ async fn read_chunk(
             Ok(_) => why = format!("{addr}: no entries at {from}"),
             Err(e) => why = e.to_string(),
         }
-        log::warn!(
+        tracing::warn!(
             "repair of log {} segment {}: source node {source}: {why}",
             task.log_id,
             task.segment.id

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{error, info, warn};
+use tracing::{error, info, warn};
 use trilog_meta::{MetaAddr, MetaStore};
 use trilog_protocol::repair::{
     heal_task, plan, refills, LostNodes, NodeView, RepairJob, RepairTask, ScanSchedule,
@@ -28,6 +28,7 @@ use trilog_protocol::repair::{
 use trilog_protocol::NodeId;
 use trilog_wire::meta::NodeStatus;
 
+use crate::metrics::{RepairMetrics, RepairOutcome};
 use crate::repair_board::RepairBoard;
 use copy::{Env, Outcome};
 use pace::Pacer;
@@ -50,6 +51,8 @@ pub struct RepairConfig {
     pub board: Arc<RepairBoard>,
     /// The node's identity: the store and other nodes serve mutual TLS.
     pub tls: Option<Arc<trilog_tls::TlsIdentity>>,
+    /// What repairs copied and how they ended.
+    pub metrics: RepairMetrics,
 }
 
 /// Starts the repair thread; it runs for the life of the process.
@@ -287,6 +290,19 @@ async fn run_task(
     if pass == Pass::Repair {
         config.board.repair_ended(key);
     }
+    let counted = match &outcome {
+        Ok(Outcome::Published { entries, bytes, .. }) => {
+            config.metrics.copied(*entries, *bytes);
+            RepairOutcome::Published
+        }
+        Ok(Outcome::Refilled { entries, bytes, .. }) => {
+            config.metrics.copied(*entries, *bytes);
+            RepairOutcome::Refilled
+        }
+        Ok(Outcome::Abandoned { .. }) => RepairOutcome::Abandoned,
+        Err(_) => RepairOutcome::Failed,
+    };
+    config.metrics.job_ended(counted);
     match outcome {
         Ok(Outcome::Published {
             entries,

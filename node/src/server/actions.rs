@@ -12,6 +12,7 @@ use trilog_protocol::shard::{Action, Actions, ConnId, SegmentKey};
 use trilog_wire::message::ReadResponse;
 use trilog_wire::Message;
 
+use crate::metrics::DiskOp;
 use crate::runtime::ShardRuntime;
 use crate::server::handlers;
 use crate::server::shard::{durable_to_ctl, SegmentFile, Shard};
@@ -44,7 +45,7 @@ pub fn carry_out<R: ShardRuntime>(shard: &Rc<Shard<R>>, actions: Actions) {
             Action::PersistControl { key, state } => persist(shard, key, state),
             Action::ApplySeal { key, len } => shard.file(key).borrow_mut().seal_truncate(len),
             Action::LookupLog { log_id } => lookup_log(shard, log_id),
-            Action::LearntSealRefused { key, len, refusal } => log::error!(
+            Action::LearntSealRefused { key, len, refusal } => tracing::error!(
                 "node {} {key:?}: the record seals it at {len}, and this replica, sealed \
                  at another length, refuses that seal ({refusal:?}); left as it is",
                 shard.node_id
@@ -104,6 +105,9 @@ pub fn deliver<R: ShardRuntime>(
         return;
     };
     conn.finish(request_id);
+    if let Message::ErrorMsg(e) = message {
+        shard.metrics.error_answered(e.code);
+    }
     conn.outbox.push(message.encode(request_id));
 }
 
@@ -123,7 +127,8 @@ fn create<R: ShardRuntime>(shard: &Rc<Shard<R>>, key: SegmentKey, first_seq: u64
                 Ok(())
             }
             Err(e) => {
-                log::error!("creating {key:?}: {e}");
+                tracing::error!("creating {key:?}: {e}");
+                shard.metrics.disk_error(DiskOp::Create);
                 if e.is_no_space() {
                     shard.report_no_space();
                 }
@@ -148,11 +153,13 @@ fn delete_files<R: ShardRuntime>(shard: &Rc<Shard<R>>, key: SegmentKey) {
         let result =
             match storage::remove_segment_files(shard.rt.disk(), &shard.dir, storage_key).await {
                 Ok(removed) => {
-                    log::info!("{key:?} deleted ({removed} files unlinked)");
+                    tracing::info!("{key:?} deleted ({removed} files unlinked)");
+                    shard.metrics.segments_deleted.inc();
                     Ok(())
                 }
                 Err(e) => {
-                    log::error!("deleting {key:?}: {e}");
+                    tracing::error!("deleting {key:?}: {e}");
+                    shard.metrics.disk_error(DiskOp::Delete);
                     Err(e.remote_summary())
                 }
             };
@@ -176,7 +183,8 @@ fn persist<R: ShardRuntime>(shard: &Rc<Shard<R>>, key: SegmentKey, state: Durabl
                 shard.machine.borrow_mut().handle_control_durable(key)
             }
             Err(e) => {
-                log::error!("segment {key:?} failed: control write: {e}");
+                tracing::error!("segment {key:?} failed: control write: {e}");
+                shard.metrics.disk_error(DiskOp::Control);
                 if e.is_no_space() {
                     shard.report_no_space();
                 }
@@ -211,12 +219,16 @@ fn serve_read<R: ShardRuntime>(
         let shard = task_shard;
         match plan.run().await {
             Ok((count, records)) => {
+                shard.metrics.reads.inc();
+                shard.metrics.read_entries.inc_by(u64::from(count));
+                shard.metrics.read_bytes.inc_by(records.len() as u64);
                 response.count = count;
                 response.records = records;
                 deliver(&shard, conn, request_id, &Message::ReadResponse(response));
             }
             Err(StorageError::CorruptRecord { offset, source, .. }) => {
-                log::error!(
+                shard.metrics.damage_found.inc();
+                tracing::error!(
                     "{key:?}: DAMAGE found by a read at {}: {source}: entries from offset {offset} on are not served; they are dropped and healed from another replica if sealed",
                     response.from_offset
                 );
@@ -227,7 +239,8 @@ fn serve_read<R: ShardRuntime>(
                 carry_out(&shard, actions);
             }
             Err(e) => {
-                log::error!("read of {key:?} at {}: {e}", response.from_offset);
+                tracing::error!("read of {key:?} at {}: {e}", response.from_offset);
+                shard.metrics.disk_error(DiskOp::Read);
                 let actions = shard.machine.borrow_mut().handle_read_failed(
                     conn,
                     request_id,

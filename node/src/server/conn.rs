@@ -32,6 +32,7 @@ use crate::limits::{
     CONN_IN_FLIGHT_BYTES_MAX, CONN_OUTBOX_BYTES_MAX, CONN_READ_BYTES_IN_FLIGHT_MAX,
     CONN_WRITE_STALL_MS, FRAME_WHOLE_MS, HANDSHAKE_TIMEOUT_MS,
 };
+use crate::metrics::CloseReason;
 use crate::runtime::ShardRuntime;
 use crate::server::budget::Budget;
 use crate::server::handlers;
@@ -56,16 +57,22 @@ pub async fn serve<R: ShardRuntime, S: AsyncRead + AsyncWrite + Unpin>(
     let outbox = Rc::new(Outbox::default());
     let (conn, _) = shard.open_conn(outbox.clone());
     let reading = async {
-        match handshake(&shard, &mut reader, &outbox).await {
+        let why = match handshake(&shard, &mut reader, &outbox).await {
             Ok(()) => read_loop(&shard, &mut reader, conn, &outbox, peer, role).await,
-            Err(why) => log::warn!("connection from {peer:?} closed in handshake: {why}"),
-        }
+            Err(why) => {
+                tracing::warn!("connection from {peer:?} closed in handshake: {why}");
+                CloseReason::Handshake
+            }
+        };
         shard.close_conn(conn);
         outbox.close();
+        why
     };
     let stall = Duration::from_millis(CONN_WRITE_STALL_MS);
     let writing = write_loop(writer, outbox.clone(), || shard.rt.sleep(stall), peer);
-    futures_lite::future::zip(reading, writing).await;
+    let (why, stalled) = futures_lite::future::zip(reading, writing).await;
+    // A stalled writer closes the outbox, which the reader sees as a close.
+    shard.metrics.connection_closed(if stalled { CloseReason::Stalled } else { why });
 }
 
 async fn handshake<R: ShardRuntime, Rd: AsyncRead + Unpin>(
@@ -99,25 +106,41 @@ async fn handshake<R: ShardRuntime, Rd: AsyncRead + Unpin>(
 
 /// Writes what the outbox holds, batch by batch. A write that fails, or
 /// that makes no progress for as long as `stall()` sleeps (the peer stopped
-/// reading), closes the outbox, which ends the reading side too.
-async fn write_loop<W, F, S>(mut writer: W, outbox: Rc<Outbox>, stall: S, peer: Option<SocketAddr>)
+/// reading), closes the outbox, which ends the reading side too. True if
+/// it ended for a stall.
+async fn write_loop<W, F, S>(
+    mut writer: W,
+    outbox: Rc<Outbox>,
+    stall: S,
+    peer: Option<SocketAddr>,
+) -> bool
 where
     W: AsyncWrite + Unpin,
     F: std::future::Future<Output = ()>,
     S: Fn() -> F,
 {
+    let mut stalled = false;
     'batches: while let Some(frames) = outbox.take().await {
         for f in &frames {
-            let write = async { writer.write_all(f).await.map_err(|e| e.to_string()) };
+            let write = async {
+                writer
+                    .write_all(f)
+                    .await
+                    .map_err(|e| (false, e.to_string()))
+            };
             let timeout = async {
                 stall().await;
-                Err(format!(
-                    "a write of {} bytes made no progress in {CONN_WRITE_STALL_MS} ms",
-                    f.len()
+                Err((
+                    true,
+                    format!(
+                        "a write of {} bytes made no progress in {CONN_WRITE_STALL_MS} ms",
+                        f.len()
+                    ),
                 ))
             };
-            if let Err(why) = write.or(timeout).await {
-                log::info!("connection from {peer:?}: {why}; closing it");
+            if let Err((stall, why)) = write.or(timeout).await {
+                tracing::info!("connection from {peer:?}: {why}; closing it");
+                stalled = stall;
                 outbox.close();
                 break 'batches;
             }
@@ -129,6 +152,7 @@ where
         }
     }
     let _ = writer.close().await;
+    stalled
 }
 
 async fn read_loop<R: ShardRuntime, Rd: AsyncRead + Unpin>(
@@ -138,7 +162,7 @@ async fn read_loop<R: ShardRuntime, Rd: AsyncRead + Unpin>(
     outbox: &Outbox,
     peer: Option<SocketAddr>,
     role: Option<Role>,
-) {
+) -> CloseReason {
     let in_flight = Budget::new(CONN_IN_FLIGHT_BYTES_MAX);
     let reads = Budget::new(CONN_READ_BYTES_IN_FLIGHT_MAX);
     loop {
@@ -165,39 +189,43 @@ async fn read_loop<R: ShardRuntime, Rd: AsyncRead + Unpin>(
         };
         let frame = match read_frame_within_idle(reader, whole, idle).or(closed).await {
             Ok(f) => f,
-            Err(FrameReadError::Closed) => return,
+            Err(FrameReadError::Closed) => return CloseReason::Peer,
             Err(FrameReadError::Idle) => {
-                log::info!(
+                tracing::info!(
                     "connection from {peer:?}: idle for {} ms; closing it",
                     shard.conn_idle_ms.get()
                 );
-                return;
+                return CloseReason::Idle;
             }
             Err(FrameReadError::Wire(e)) => {
-                log::warn!("connection from {peer:?}: malformed frame ({e}); closing it");
+                tracing::warn!("connection from {peer:?}: malformed frame ({e}); closing it");
                 outbox.push(bad_request(NO_SEGMENT, 0, format!("malformed frame: {e}")).encode(0));
-                return;
+                return CloseReason::BadFrame;
             }
             Err(FrameReadError::Io(e)) => {
-                log::info!("connection from {peer:?}: {e}");
-                return;
+                tracing::info!("connection from {peer:?}: {e}");
+                return if e.kind() == std::io::ErrorKind::TimedOut {
+                    CloseReason::Slow
+                } else {
+                    CloseReason::Peer
+                };
             }
         };
         if outbox.is_closed() {
-            return;
+            return CloseReason::Peer;
         }
         let kind = frame.header.kind;
         if let Some(role) = role.filter(|r| !r.may_send(kind)) {
-            log::warn!(
+            tracing::warn!(
                 "connection from {peer:?}: refused {kind:?}: its certificate's role is {role}"
             );
             outbox.push(forbidden(role, kind).encode(frame.header.request_id));
             continue;
         }
         if let Err(why) = dispatch(shard, conn, &in_flight, &reads, frame).await {
-            log::warn!("connection from {peer:?}: {why}; closing it");
+            tracing::warn!("connection from {peer:?}: {why}; closing it");
             outbox.push(bad_request(NO_SEGMENT, 0, why).encode(0));
-            return;
+            return CloseReason::BadFrame;
         }
     }
 }

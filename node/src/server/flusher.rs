@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
+use crate::metrics::DiskOp;
 use crate::runtime::ShardRuntime;
 use crate::server::actions::carry_out;
 use crate::server::shard::Shard;
@@ -21,6 +22,7 @@ pub async fn run_flusher<R: ShardRuntime>(shard: Rc<Shard<R>>) {
             continue;
         }
         let keys = std::mem::take(&mut *shard.dirty.borrow_mut());
+        let (appends, bytes) = shard.take_round();
         // Every touched file's write and fdatasync run at once; each is
         // reported to the machine as soon as it ends.
         let mut jobs = FuturesUnordered::new();
@@ -35,11 +37,13 @@ pub async fn run_flusher<R: ShardRuntime>(shard: Rc<Shard<R>>) {
         while let Some((key, file, outcome)) = jobs.next().await {
             let actions = match outcome {
                 Ok(done) => {
+                    shard.metrics.fsynced(done.sync_time());
                     let len = file.borrow_mut().complete_flush(done);
                     shard.machine.borrow_mut().handle_durable(key, len)
                 }
                 Err(e) => {
-                    log::error!("segment {key:?} failed: flush: {e}");
+                    tracing::error!("segment {key:?} failed: flush: {e}");
+                    shard.metrics.disk_error(DiskOp::Flush);
                     if e.is_no_space() {
                         shard.report_no_space();
                     }
@@ -49,5 +53,6 @@ pub async fn run_flusher<R: ShardRuntime>(shard: Rc<Shard<R>>) {
             };
             carry_out(&shard, actions);
         }
+        shard.metrics.group_commit(appends, bytes);
     }
 }

@@ -25,10 +25,11 @@ pub fn append<R: ShardRuntime>(
     frame: Frame,
     permit: Permit,
 ) -> Result<(), String> {
+    shard.metrics.appends.inc();
     let a = access::<Append>(&frame.payload).map_err(|e| e.to_string())?;
     if let Err((index, why)) = check_entries(a) {
         let key = key_of(a);
-        log::warn!("append to {key:?}: entry {index} {why}; closing the connection");
+        tracing::warn!("append to {key:?}: entry {index} {why}; closing the connection");
         let answer = shard::bad_request(key, index, format!("entry {index} {why}"));
         deliver(shard, conn, request_id, &answer);
         return Err("bad append".into());
@@ -91,7 +92,7 @@ fn offer<R: ShardRuntime>(
         Stage::Nothing => {}
         Stage::Park => match shard.conn(conn) {
             Some(c) => c.park(request_id, frame),
-            None => log::warn!("append {request_id} parked for a closed connection"),
+            None => tracing::warn!("append {request_id} parked for a closed connection"),
         },
     }
     step.actions
@@ -102,7 +103,7 @@ pub fn reoffer<R: ShardRuntime>(shard: &Rc<Shard<R>>, conn: ConnId, request_id: 
     match shard.conn(conn).and_then(|c| c.unpark(request_id)) {
         Some(frame) => offer(shard, conn, request_id, frame),
         None => {
-            log::warn!("append {request_id} to re-offer is gone (request id reused?)");
+            tracing::warn!("append {request_id} to re-offer is gone (request id reused?)");
             Actions::new()
         }
     }
@@ -121,7 +122,9 @@ fn stage<R: ShardRuntime>(
     let mut file = file.borrow_mut();
     let first_offset = a.first_offset.to_native();
     let commit = a.commit.to_native();
+    let mut bytes = 0u64;
     for (i, e) in a.entries.iter().enumerate().skip(skip as usize) {
+        bytes += e.payload.len() as u64;
         file.stage(
             first_offset + i as u64,
             commit,
@@ -129,6 +132,9 @@ fn stage<R: ShardRuntime>(
             e.payload.as_slice(),
         );
     }
+    shard.metrics.append_entries.inc_by(end.saturating_sub(skip));
+    shard.metrics.append_bytes.inc_by(bytes);
+    shard.staged_append(bytes);
     // A flush that failed makes staging a no-op until the machine hears
     // of it and fails the segment, acks and all.
     assert!(

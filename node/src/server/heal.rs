@@ -48,7 +48,7 @@ async fn rewind<R: ShardRuntime>(shard: &Rc<Shard<R>>, key: SegmentKey, from: u6
         Err(e) => {
             // An IO error is not a reason to drop more; the next check
             // tries again.
-            log::warn!("{key:?}: cannot read the block before the damage at {from}: {e}");
+            tracing::warn!("{key:?}: cannot read the block before the damage at {from}: {e}");
             return;
         }
     };
@@ -58,7 +58,7 @@ async fn rewind<R: ShardRuntime>(shard: &Rc<Shard<R>>, key: SegmentKey, from: u6
         return;
     };
     shard.file(key).borrow_mut().rewind(rewind);
-    log::warn!(
+    tracing::warn!(
         "{key:?}: dropped the damaged entries from offset {from} on; the copy is healed from another replica"
     );
     carry_out(shard, actions);

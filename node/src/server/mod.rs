@@ -29,6 +29,7 @@ use std::net::{SocketAddr, TcpListener as StdListener};
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
@@ -36,7 +37,9 @@ use glommio::{LocalExecutorBuilder, Placement};
 use socket2::{Domain, Socket, Type};
 use trilog_wire::meta::NodeInfo;
 
+use crate::admin::{AdminHandle, AdminSources};
 use crate::config::NodeConfig;
+use crate::metrics::{CloseReason, NodeMetrics, ShardMetrics};
 use crate::identity::{self, IdentityError};
 use crate::limits::{SHARD_CONNECTIONS_MAX, START_META_WAIT_MS};
 use crate::repair_board::RepairBoard;
@@ -78,6 +81,11 @@ pub enum StartError {
     },
     #[error("metadata server: {0}")]
     Meta(String),
+    #[error("admin port (admin_addr) {addr}: {source}")]
+    Admin {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Identity(#[from] IdentityError),
     #[error(transparent)]
@@ -115,6 +123,10 @@ pub struct NodeHandle {
     pub registration: Option<RegistrationHandle>,
     /// Measures the disk; the node's read-only mode.
     pub space: SpaceMonitor,
+    /// Everything the node counts (`crate::metrics`).
+    pub metrics: Arc<NodeMetrics>,
+    /// The admin port, if configured (`--admin-addr`).
+    pub admin: Option<AdminHandle>,
     ended: mpsc::Receiver<Ending>,
 }
 
@@ -148,7 +160,7 @@ fn bind(addr: SocketAddr) -> Result<StdListener, StartError> {
                 if e.kind() == std::io::ErrorKind::AddrInUse
                     && std::time::Instant::now() < deadline =>
             {
-                log::info!("{addr} still in use; retrying");
+                tracing::info!("{addr} still in use; retrying");
                 std::thread::sleep(Duration::from_millis(50));
             }
             Err(e) => return Err(err(e)),
@@ -183,13 +195,19 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
     })?;
     let (listeners, shard_ports) = bind_shards(&config)?;
     let board = Arc::new(RepairBoard::new());
+    let metrics = Arc::new(NodeMetrics::new(config.node_id, &config.zone));
+    let shards_running = Arc::new(AtomicUsize::new(0));
     let executors = spawn_shards(
         &config,
         listeners,
         &shard_ports,
-        &space.space,
-        &board,
-        tls.as_ref(),
+        ShardShared {
+            space: &space.space,
+            board: &board,
+            tls: tls.as_ref(),
+            metrics: &metrics,
+            running: &shards_running,
+        },
     )?;
     let (ended_tx, ended) = mpsc::channel();
     let joined = ended_tx.clone();
@@ -227,11 +245,29 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
             grace_ms: config.repair_grace_ms,
             bytes_per_sec: config.repair_bytes_per_sec,
             refill: config.replace,
-            board,
+            board: board.clone(),
             tls: tls.clone(),
+            metrics: metrics.repair.clone(),
         });
     }
-    log::info!(
+    let admin = match config.admin_addr {
+        Some(addr) => Some(
+            crate::admin::spawn_admin(
+                addr,
+                AdminSources {
+                    metrics: metrics.clone(),
+                    space: space.space.clone(),
+                    board,
+                    registration: registration.as_ref().map(RegistrationHandle::watch),
+                    shards_running,
+                    shards: config.shards,
+                },
+            )
+            .map_err(|source| StartError::Admin { addr, source })?,
+        ),
+        None => None,
+    };
+    tracing::info!(
         "node {} serving shards on {}:{:?} (data in {})",
         config.node_id,
         config.host,
@@ -243,6 +279,8 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         meta_server,
         registration,
         space,
+        metrics,
+        admin,
         ended,
     })
 }
@@ -261,7 +299,7 @@ fn load_tls(config: &NodeConfig) -> Result<Option<Arc<TlsIdentity>>, StartError>
             role: tls.role(),
         });
     }
-    log::info!("mutual TLS on every port, as {}", tls.subject());
+    tracing::info!("mutual TLS on every port, as {}", tls.subject());
     Ok(Some(tls))
 }
 
@@ -288,16 +326,48 @@ fn bind_shards(config: &NodeConfig) -> Result<(Vec<StdListener>, Vec<u16>), Star
     Ok((listeners, shard_ports))
 }
 
+/// What every shard of a node shares.
+struct ShardShared<'a> {
+    space: &'a Arc<NodeSpace>,
+    board: &'a Arc<RepairBoard>,
+    tls: Option<&'a Arc<TlsIdentity>>,
+    metrics: &'a Arc<NodeMetrics>,
+    /// Shards serving now (for readiness).
+    running: &'a Arc<AtomicUsize>,
+}
+
+/// Counts a shard as running for as long as it lives, however its thread
+/// ends (a panic included).
+struct RunningShard(Arc<AtomicUsize>);
+
+impl RunningShard {
+    fn new(running: Arc<AtomicUsize>) -> RunningShard {
+        running.fetch_add(1, Ordering::AcqRel);
+        RunningShard(running)
+    }
+}
+
+impl Drop for RunningShard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Starts one glommio executor per shard on its listener, and waits until
 /// every shard recovered its segments (or one failed to).
 fn spawn_shards(
     config: &NodeConfig,
     listeners: Vec<StdListener>,
     shard_ports: &[u16],
-    space: &Arc<NodeSpace>,
-    board: &Arc<RepairBoard>,
-    tls: Option<&Arc<TlsIdentity>>,
+    shared: ShardShared<'_>,
 ) -> Result<Vec<glommio::ExecutorJoinHandle<()>>, StartError> {
+    let ShardShared {
+        space,
+        board,
+        tls,
+        metrics,
+        running,
+    } = shared;
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), StorageError>)>();
     let mut executors = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
@@ -323,6 +393,9 @@ fn spawn_shards(
         let shard_space = space.clone();
         let shard_board = board.clone();
         let shard_tls = tls.cloned();
+        let shard_metrics = ShardMetrics::new();
+        metrics.add_shard(i as u32, &shard_metrics);
+        let shard_running = running.clone();
         let ready = ready_tx.clone();
         let fd = listener.into_raw_fd();
         let handle = LocalExecutorBuilder::new(placement)
@@ -343,6 +416,8 @@ fn spawn_shards(
                     space: shard_space,
                     board: shard_board,
                     tls: shard_tls,
+                    metrics: shard_metrics,
+                    running: shard_running,
                 };
                 run_shard(place, listener, ready, records).await;
             })
@@ -415,7 +490,7 @@ fn register(
         NodeMode::Leaving => space.set_leaving(true),
         NodeMode::Removed => {
             space.set_leaving(true);
-            log::warn!("node {node_id}: removed from the cluster: stopping");
+            tracing::warn!("node {node_id}: removed from the cluster: stopping");
             let tx = ended.lock().unwrap_or_else(|e| e.into_inner());
             // The receiver is gone only if the node is ending already.
             let _ = tx.send(Ending::Removed);
@@ -446,11 +521,20 @@ pub async fn start_shard<R: ShardRuntime>(
     ports: Vec<u16>,
     dir: PathBuf,
     records: Option<Rc<dyn RecordSource>>,
+    metrics: ShardMetrics,
 ) -> Result<Rc<Shard<R>>, StorageError> {
     let learning = records.is_some();
-    let shard = Shard::new(rt.clone(), node_id, index, ports, dir.clone(), records);
+    let shard = Shard::new(
+        rt.clone(),
+        node_id,
+        index,
+        ports,
+        dir.clone(),
+        records,
+        metrics,
+    );
     let n = recover(&shard, &dir).await?;
-    log::info!("shard {index}: recovered {n} segments");
+    tracing::info!("shard {index}: recovered {n} segments");
     if learning {
         let now_ms = shard.now_ms();
         shard
@@ -479,6 +563,8 @@ struct ShardPlace {
     board: Arc<RepairBoard>,
     /// Connections are mutual TLS only when set.
     tls: Option<Arc<TlsIdentity>>,
+    metrics: ShardMetrics,
+    running: Arc<AtomicUsize>,
 }
 
 async fn run_shard(
@@ -499,9 +585,11 @@ async fn run_shard(
         space,
         board,
         tls,
+        metrics,
+        running,
     } = place;
     let rt = GlommioRuntime::new();
-    let shard = match start_shard(rt, node_id, index as u32, ports, dir, records).await {
+    let shard = match start_shard(rt, node_id, index as u32, ports, dir, records, metrics).await {
         Ok(shard) => {
             shard.scrub_bytes_per_sec.set(scrub_bytes_per_sec);
             shard.scrub_pass_pause_ms.set(scrub_pass_pause_ms);
@@ -521,16 +609,19 @@ async fn run_shard(
             return;
         }
     };
+    let _running = RunningShard::new(running);
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 if shard.connections.get() >= SHARD_CONNECTIONS_MAX {
-                    log::warn!(
+                    tracing::warn!(
                         "shard {index}: {SHARD_CONNECTIONS_MAX} connections open; refusing one"
                     );
+                    shard.metrics.connections_refused.inc();
                     continue;
                 }
                 shard.connections.set(shard.connections.get() + 1);
+                shard.metrics.connections.inc();
                 let s = shard.clone();
                 let peer = stream.peer_addr().ok();
                 let _ = stream.set_nodelay(true);
@@ -542,16 +633,20 @@ async fn run_shard(
                             Ok((secured, role)) => {
                                 conn::serve(s.clone(), secured, peer, Some(role)).await
                             }
-                            Err(e) => log::info!(
-                                "shard {index}: TLS handshake with {peer:?} refused: {e}"
-                            ),
+                            Err(e) => {
+                                tracing::info!(
+                                    "shard {index}: TLS handshake with {peer:?} refused: {e}"
+                                );
+                                s.metrics.connection_closed(CloseReason::Handshake);
+                            }
                         },
                     }
                     s.connections.set(s.connections.get() - 1);
+                    s.metrics.connections.dec();
                 })
                 .detach();
             }
-            Err(e) => log::warn!("shard {index}: accept: {e}"),
+            Err(e) => tracing::warn!("shard {index}: accept: {e}"),
         }
     }
 }

@@ -38,7 +38,7 @@ impl Outbox {
         let mut frames = self.frames.borrow_mut();
         if frames.len() >= CONN_OUTBOX_FRAMES_MAX {
             drop(frames);
-            log::warn!(
+            tracing::warn!(
                 "connection outbox full ({CONN_OUTBOX_FRAMES_MAX} frames): closing a slow reader"
             );
             self.close();

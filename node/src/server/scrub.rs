@@ -67,7 +67,8 @@ async fn scrub_segment<R: ShardRuntime>(
             Ok(read) => read,
             // The read checks every record (magic, offset, both crcs).
             Err(StorageError::CorruptRecord { offset, source, .. }) => {
-                log::error!(
+                shard.metrics.damage_found.inc();
+                tracing::error!(
                     "{key:?}: DAMAGE found by the scrub: {source}: entries from offset {offset} on are not served (the segment should hold {len}); they are dropped and healed from another replica"
                 );
                 let actions = shard.machine.borrow_mut().mark_damaged(key, offset);
@@ -77,11 +78,12 @@ async fn scrub_segment<R: ShardRuntime>(
             Err(e) => {
                 // An IO error is not proof of bad data; the next pass
                 // tries again.
-                log::warn!("{key:?}: scrub read at offset {from}: {e}");
+                tracing::warn!("{key:?}: scrub read at offset {from}: {e}");
                 return;
             }
         };
         from += u64::from(count);
+        shard.metrics.scrub_bytes.inc_by(bytes.len() as u64);
         let until_ms = pacer.on_read(shard.now_ms(), bytes.len() as u64);
         sleep_until(shard, until_ms).await;
     }

@@ -14,6 +14,7 @@ use event_listener::Event;
 use trilog_protocol::replica::Durable;
 use trilog_protocol::shard::{ConnId, SegmentKey, ShardMachine};
 
+use crate::metrics::ShardMetrics;
 use crate::repair_board::RepairBoard;
 use crate::runtime::ShardRuntime;
 use crate::server::conns::Conn;
@@ -67,6 +68,12 @@ pub struct Shard<R: ShardRuntime> {
     /// Where the shard reports its copies to heal (`crate::repair_board`), set
     /// before the shard serves; none (the simulator): healed by no one.
     pub board: RefCell<Option<Arc<RepairBoard>>>,
+    /// What the shard counts (`crate::metrics`).
+    pub metrics: ShardMetrics,
+    /// Appends and payload bytes staged since the group commit last took
+    /// its round: the size of the next round, for the metrics.
+    round_appends: Cell<u64>,
+    round_bytes: Cell<u64>,
 }
 
 impl<R: ShardRuntime> Shard<R> {
@@ -77,6 +84,7 @@ impl<R: ShardRuntime> Shard<R> {
         shard_ports: Vec<u16>,
         dir: PathBuf,
         records: Option<Rc<dyn RecordSource>>,
+        metrics: ShardMetrics,
     ) -> Rc<Shard<R>> {
         let shard_count = shard_ports.len() as u32;
         Rc::new(Shard {
@@ -100,6 +108,9 @@ impl<R: ShardRuntime> Shard<R> {
             scrub_pass_pause_ms: Cell::new(crate::scrub::SCRUB_PASS_PAUSE_MS),
             space: RefCell::new(None),
             board: RefCell::new(None),
+            metrics,
+            round_appends: Cell::new(0),
+            round_bytes: Cell::new(0),
         })
     }
 
@@ -119,6 +130,7 @@ impl<R: ShardRuntime> Shard<R> {
             .borrow_mut()
             .insert(key, Rc::new(RefCell::new(file)));
         assert!(old.is_none(), "{key:?}: files opened twice");
+        self.metrics.segments.inc();
     }
 
     /// The files of a segment the machine named. The machine names only
@@ -134,7 +146,22 @@ impl<R: ShardRuntime> Shard<R> {
     /// keep their handles) and out of the next group commit.
     pub fn take_file(&self, key: SegmentKey) -> Option<File<R>> {
         self.dirty.borrow_mut().remove(&key);
-        self.files.borrow_mut().remove(&key)
+        let file = self.files.borrow_mut().remove(&key);
+        if file.is_some() {
+            self.metrics.segments.dec();
+        }
+        file
+    }
+
+    /// Counts an append staged for the next group commit round.
+    pub fn staged_append(&self, bytes: u64) {
+        self.round_appends.set(self.round_appends.get() + 1);
+        self.round_bytes.set(self.round_bytes.get() + bytes);
+    }
+
+    /// The appends and bytes staged since the last call: a round's size.
+    pub fn take_round(&self) -> (u64, u64) {
+        (self.round_appends.replace(0), self.round_bytes.replace(0))
     }
 
     /// Tells the machine whether the node's disk is read-only now, and
@@ -152,7 +179,7 @@ impl<R: ShardRuntime> Shard<R> {
     pub fn report_no_space(&self) {
         if let Some(space) = self.space.borrow().as_ref() {
             if !space.is_full() {
-                log::warn!(
+                tracing::warn!(
                     "node {} shard {}: an allocation failed for space: read-only",
                     self.node_id,
                     self.shard

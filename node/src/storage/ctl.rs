@@ -307,7 +307,7 @@ impl<D: Disk> CtlFile<D> {
         let a = decode_slot(key, 0, &bytes[..slot_bytes]).map_err(bad)?;
         let b = decode_slot(key, 1, &bytes[slot_bytes..2 * slot_bytes]).map_err(bad)?;
         if a == Slot::Torn || b == Slot::Torn {
-            log::warn!(
+            tracing::warn!(
                 "{key}: control file {}: one slot is torn, using the other",
                 path.display()
             );

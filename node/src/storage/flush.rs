@@ -38,6 +38,7 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use super::direct_file::write_all_at;
 use super::disk::{BufferOf, Disk, DiskFile, FileOf};
@@ -75,7 +76,7 @@ struct FailureGuard {
 
 impl FailureGuard {
     fn fail(&mut self, err: &StorageError) {
-        log::error!("flush failed, the segment takes no more entries: {err}");
+        tracing::error!("flush failed, the segment takes no more entries: {err}");
         self.failed
             .borrow_mut()
             .get_or_insert_with(|| err.to_string());
@@ -90,7 +91,7 @@ impl FailureGuard {
 impl Drop for FailureGuard {
     fn drop(&mut self) {
         if self.armed {
-            log::error!("flush job dropped before it finished, the segment takes no more entries");
+            tracing::error!("flush job dropped before it finished, the segment takes no more entries");
             self.failed
                 .borrow_mut()
                 .get_or_insert_with(|| "flush job dropped before it finished".to_string());
@@ -104,6 +105,14 @@ impl Drop for FailureGuard {
 pub struct FlushDone {
     key: SegmentKey,
     len_after: u64,
+    sync_time: Duration,
+}
+
+impl FlushDone {
+    /// How long the fdatasync took (the write before it not counted).
+    pub fn sync_time(&self) -> Duration {
+        self.sync_time
+    }
 }
 
 impl<D: Disk> FlushJob<D> {
@@ -131,9 +140,13 @@ impl<D: Disk> FlushJob<D> {
             mut failure,
         } = self;
         match write_and_sync(&*file, &path, key, buf, pos, prealloc_to).await {
-            Ok(()) => {
+            Ok(sync_time) => {
                 failure.succeed();
-                Ok(FlushDone { key, len_after })
+                Ok(FlushDone {
+                    key,
+                    len_after,
+                    sync_time,
+                })
             }
             Err(err) => {
                 failure.fail(&err);
@@ -157,16 +170,19 @@ async fn write_and_sync<F: DiskFile>(
     buf: F::Buffer,
     pos: u64,
     prealloc_to: Option<u64>,
-) -> Result<(), StorageError> {
+) -> Result<Duration, StorageError> {
     if let Some(size) = prealloc_to {
         file.pre_allocate(size)
             .await
             .map_err(|e| io_error(key, path, "preallocate", e))?;
     }
     write_all_at(file, key, path, "write", buf, pos).await?;
+    // Wall time even in the simulator: it is only reported, never decides.
+    let started = Instant::now();
     file.fdatasync()
         .await
-        .map_err(|e| io_error(key, path, "fdatasync", e))
+        .map_err(|e| io_error(key, path, "fdatasync", e))?;
+    Ok(started.elapsed())
 }
 
 impl<D: Disk> SegmentFile<D> {

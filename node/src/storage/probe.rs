@@ -124,7 +124,7 @@ async fn probe_with_existing_file(
         op: "read a file to probe with",
         source,
     })?;
-    log::info!(
+    tracing::info!(
         "{}: no room for a probe file; probed with {}",
         dir.display(),
         path.display()

@@ -76,7 +76,7 @@ pub async fn recover_dir<D: Disk>(disk: &D, dir: &Path) -> Result<Vec<Recovered<
             keys.push(key);
         } else if SegmentKey::parse_file_name(name, CREATING_SUFFIX).is_some() {
             let path = dir.join(name);
-            log::info!(
+            tracing::info!(
                 "{}: removing a segment file whose creation did not finish",
                 path.display()
             );
@@ -93,7 +93,7 @@ pub async fn recover_dir<D: Disk>(disk: &D, dir: &Path) -> Result<Vec<Recovered<
     let mut recovered = Vec::with_capacity(keys.len());
     for key in keys {
         let segment = recover_segment(disk, dir, key).await?;
-        log::info!(
+        tracing::info!(
             "{key}: recovered {} entries, max commit {}, {:?}, stop {:?}",
             segment.len,
             segment.max_commit,
@@ -132,7 +132,7 @@ async fn recover_segment<D: Disk>(
     let finding = classify(len, &scanned.stop, state.sealed_len, durable_point);
     let damage = match finding {
         Finding::Damaged(damage) => {
-            log::error!(
+            tracing::error!(
                 "{key}: {}: DAMAGE: {} (scan stopped with {:?}; {} valid records after it, known durable up to {durable_point}): entries from offset {} on are not served (the segment should hold {:?}); the file is left as it is",
                 data_path.display(),
                 damage.why,

@@ -101,13 +101,13 @@ pub(super) async fn scan_records<F: DiskFile>(
     match &stop {
         ScanStop::CleanEnd => {}
         ScanStop::Corrupt { reason, .. } => {
-            log::warn!(
+            tracing::warn!(
                 "{key}: {}: recovery stops at offset {offset}, file position {pos}: {reason}",
                 path.display()
             );
         }
         ScanStop::Truncated { .. } => {
-            log::warn!(
+            tracing::warn!(
                 "{key}: {}: recovery stops at offset {offset}, file position {pos}: record runs past the end of the file",
                 path.display()
             );

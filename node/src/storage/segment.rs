@@ -107,8 +107,8 @@ impl<D: Disk> SegmentFile<D> {
                 // recovery already skips (a `.ctl` without its `.seg`, a
                 // `.seg.creating`) and a later delete removes.
                 match remove_segment_files(disk, dir, key).await {
-                    Ok(n) => log::info!("{key}: creation failed; removed the {n} files it made"),
-                    Err(cleanup) => log::warn!(
+                    Ok(n) => tracing::info!("{key}: creation failed; removed the {n} files it made"),
+                    Err(cleanup) => tracing::warn!(
                         "{key}: creation failed, and so did removing what it made: {cleanup}"
                     ),
                 }
@@ -244,7 +244,7 @@ impl<D: Disk> SegmentFile<D> {
         self.absorb_failure();
         let key = self.key();
         if self.is_failed() {
-            log::debug!("{key}: entry {offset} not staged: a flush failed");
+            tracing::debug!("{key}: entry {offset} not staged: a flush failed");
             return;
         }
         // A sealed segment takes entries only below its seal: a heal of
