@@ -122,8 +122,9 @@ fn stage<R: ShardRuntime>(
     let mut file = file.borrow_mut();
     let first_offset = a.first_offset.to_native();
     let commit = a.commit.to_native();
-    let mut bytes = 0u64;
+    let (mut entries, mut bytes) = (0u64, 0u64);
     for (i, e) in a.entries.iter().enumerate().skip(skip as usize) {
+        entries += 1;
         bytes += e.payload.len() as u64;
         file.stage(
             first_offset + i as u64,
@@ -132,7 +133,7 @@ fn stage<R: ShardRuntime>(
             e.payload.as_slice(),
         );
     }
-    shard.metrics.append_entries.inc_by(end.saturating_sub(skip));
+    shard.metrics.append_entries.inc_by(entries);
     shard.metrics.append_bytes.inc_by(bytes);
     shard.staged_append(bytes);
     // A flush that failed makes staging a no-op until the machine hears
