@@ -23,6 +23,7 @@ use trilog_client::{ClientError, ConnPool, Consumer, MetaAddr, Producer, Produce
 const ZONES: [&str; 3] = ["a", "b", "c"];
 const NODE_PORT: u16 = 7400;
 const ETCD_PORT: u16 = 2379;
+const ADMIN_PORT: u16 = 7480;
 const ENTRIES: u64 = 300;
 
 /// Runs a command, failing the test with its output if it fails.
@@ -165,7 +166,9 @@ fn node_config(dir: &Path, id: u8, hosts: &Hosts, tls: &TlsFiles) -> PathBuf {
          lease_ms = 3000\n\
          tls_ca = \"{ca}\"\n\
          tls_cert = \"{cert}\"\n\
-         tls_key = \"{key}\"\n",
+         tls_key = \"{key}\"\n\
+         admin_addr = \"{host}:{ADMIN_PORT}\"\n\
+         log_format = \"json\"\n",
         data = dir.join(format!("data-{id}")).display(),
         host = hosts.ip(id),
         zone = ZONES[usize::from(id) - 1],
@@ -343,5 +346,71 @@ async fn a_three_zone_cluster_on_three_hosts_over_mutual_tls() {
     // A node's port refuses plaintext.
     let node_addr = SocketAddr::new(hosts.ip(1).into(), NODE_PORT);
     assert!(NodeConn::connect_tokio(node_addr).await.is_err());
+
+    // Each node's admin port, as a scraper reaches it: ready, and every
+    // entry counted on every replica.
+    for id in 1..=3u8 {
+        let admin = SocketAddr::new(hosts.ip(id).into(), ADMIN_PORT);
+        let (status, body) = http_get(admin, "/readyz").await;
+        assert_eq!((status, body.as_str()), (200, "ready\n"), "node {id}");
+        let (status, metrics) = http_get(admin, "/metrics").await;
+        assert_eq!(status, 200);
+        let line = "trilog_append_entries_total{shard=\"0\"} ";
+        let counted = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line))
+            .unwrap_or_else(|| panic!("node {id}: no {line} in\n{metrics}"));
+        assert_eq!(counted, ENTRIES.to_string(), "node {id}");
+        // Logs as JSON, one object per line.
+        let log = std::fs::read_to_string(dir.path().join(format!("host-{id}/node.log")))
+            .expect("node log");
+        for l in log.lines().filter(|l| !l.is_empty()) {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("node {id}: {e}: {l}"));
+            assert!(v.get("message").is_some(), "{l}");
+        }
+    }
+
+    // Without its metadata store a node cannot stay registered: once its
+    // lease is over, it says it is not ready, and why.
+    let etcd = procs.0.remove(0);
+    drop(Procs(vec![etcd]));
+    let admin = SocketAddr::new(hosts.ip(1).into(), ADMIN_PORT);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = http_get(admin, "/readyz").await;
+        if status == 503 {
+            assert!(body.contains("not registered"), "{body}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still ready without etcd: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     drop(procs);
+}
+
+/// One plain HTTP GET: its status and body.
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{addr}: {e}"));
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .expect("request");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.expect("answer");
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
