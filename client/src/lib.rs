@@ -83,6 +83,7 @@ pub mod consumer;
 pub mod decommission;
 pub mod entries;
 pub mod error;
+pub mod metrics;
 pub mod pool;
 pub mod producer;
 pub mod record_calls;

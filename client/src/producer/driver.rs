@@ -70,6 +70,16 @@ async fn meta_answer(meta: &mut Option<MetaCallFuture>) -> MetaAnswer {
 /// count, commit), the payload, and the payload's crc32c.
 pub(super) type EncodedAppend = ((u64, u64, u32, u64), Arc<rkyv::util::AlignedVec>, u32);
 
+/// A caller waiting for its entry.
+pub(super) struct Waiter {
+    seq: u64,
+    done: Completion,
+    /// Released once the entry is resolved.
+    _permit: OwnedSemaphorePermit,
+    submitted: std::time::Instant,
+    bytes: u64,
+}
+
 pub(super) struct Driver {
     pub(super) m: Machine,
     pub(super) pool: ConnPool,
@@ -83,7 +93,10 @@ pub(super) struct Driver {
     pub(super) conns_segment: Option<u64>,
     pub(super) replies_tx: mpsc::Sender<(u64, Reply)>,
     /// Callers waiting for their entry, in seq order.
-    pub(super) waiters: VecDeque<(u64, Completion, OwnedSemaphorePermit)>,
+    pub(super) waiters: VecDeque<Waiter>,
+    /// Whether the producer connected to a segment yet: each later
+    /// connection is a switch.
+    pub(super) connected_once: bool,
     pub(super) closer: Option<oneshot::Sender<Result<(), ClientError>>>,
     /// The last append payload serialized, reused for the other replicas.
     pub(super) last_append: Option<EncodedAppend>,
@@ -147,9 +160,16 @@ impl Driver {
 
     fn take(&mut self, cmd: Cmd) -> Actions<Action> {
         match cmd {
-            Cmd::Append(entry, done, permit) => {
+            Cmd::Append(entry, done, permit, submitted) => {
+                let bytes = entry.payload.len() as u64;
                 match self.m.append(entry) {
-                    Ok(seq) => self.waiters.push_back((seq, done, permit)),
+                    Ok(seq) => self.waiters.push_back(Waiter {
+                        seq,
+                        done,
+                        _permit: permit,
+                        submitted,
+                        bytes,
+                    }),
                     Err(AppendRefused::Closed) => {
                         let _ = done.send(Err(AppendError::Closed));
                     }
@@ -188,7 +208,7 @@ impl Driver {
                     log::warn!(
                         "log {log_id} segment {segment} replica {replica}: {code:?} {message}"
                     );
-                    self.m.handle_replica_failure(replica, segment, now)
+                    self.replica_failed(replica, segment, now)
                 }
             },
             Reply::Msg(other) => {
@@ -196,7 +216,7 @@ impl Driver {
                     "log {log_id}: unexpected answer to an append: {:?}",
                     other.kind()
                 );
-                self.m.handle_replica_failure(replica, segment, now)
+                self.replica_failed(replica, segment, now)
             }
             Reply::Lost(e) => {
                 if self.generations.get(replica) != Some(&generation) {
@@ -294,13 +314,10 @@ impl Driver {
     async fn apply_one(&mut self, action: Action) -> Actions<Action> {
         match action {
             Action::Committed { through } => {
-                while self
-                    .waiters
-                    .front()
-                    .is_some_and(|(seq, _, _)| *seq < through)
-                {
-                    if let Some((seq, done, _permit)) = self.waiters.pop_front() {
-                        let _ = done.send(Ok(seq));
+                while self.waiters.front().is_some_and(|w| w.seq < through) {
+                    if let Some(w) = self.waiters.pop_front() {
+                        crate::metrics::committed(w.submitted.elapsed(), w.bytes);
+                        let _ = w.done.send(Ok(w.seq));
                     }
                 }
                 Actions::new()
@@ -323,7 +340,13 @@ impl Driver {
                 commit,
                 ..
             } => self.send_watermark(replica, segment, commit),
-            Action::Connect { segment, replicas } => self.connect(segment, &replicas).await,
+            Action::Connect { segment, replicas } => {
+                if self.connected_once {
+                    crate::metrics::switched();
+                }
+                self.connected_once = true;
+                self.connect(segment, &replicas).await
+            }
             Action::Reconnect {
                 replica,
                 node,
@@ -357,13 +380,18 @@ impl Driver {
                 Ok(c) => self.conns[i] = Some(c),
                 Err(e) => {
                     log::warn!("log {log_id} segment {segment}: replica {node} unreachable: {e}");
-                    return self
-                        .m
-                        .handle_replica_failure(i, segment, self.clock.now_ms());
+                    let now = self.clock.now_ms();
+                    return self.replica_failed(i, segment, now);
                 }
             }
         }
         Actions::new()
+    }
+
+    /// Tells the machine a replica failed, and counts it.
+    fn replica_failed(&mut self, replica: usize, segment: u64, now_ms: u64) -> Actions<Action> {
+        crate::metrics::replica_failed();
+        self.m.handle_replica_failure(replica, segment, now_ms)
     }
 
     /// Sends append `key` (segment, first offset, count, commit) to one
@@ -491,10 +519,11 @@ impl Driver {
                 log::warn!("log {log_id}: {reason}");
                 let _ = self.stopped.set(reason);
                 let why = reason.to_string();
-                for (seq, done, _) in self.waiters.drain(..) {
-                    assert!(seq >= committed, "committed entries were resolved already");
+                crate::metrics::failed(self.waiters.len() as u64);
+                for w in self.waiters.drain(..) {
+                    assert!(w.seq >= committed, "committed entries were resolved already");
                     let why = why.clone();
-                    let _ = done.send(Err(AppendError::Indeterminate { why }));
+                    let _ = w.done.send(Err(AppendError::Indeterminate { why }));
                 }
                 Err(ClientError::Log { log_id, why })
             }

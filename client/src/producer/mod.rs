@@ -73,7 +73,9 @@ impl ProducerOptions {
 type Completion = oneshot::Sender<Result<u64, AppendError>>;
 
 enum Cmd {
-    Append(Entry, Completion, OwnedSemaphorePermit),
+    /// An entry, who waits for it, its share of the budget, and when it
+    /// was submitted (for the append latency, `crate::metrics`).
+    Append(Entry, Completion, OwnedSemaphorePermit, std::time::Instant),
     Close(oneshot::Sender<Result<(), ClientError>>),
 }
 
@@ -186,6 +188,7 @@ impl Producer {
         opts: ProducerOptions,
     ) -> Result<Producer, ClientError> {
         pool.require(trilog_wire::Kind::Append, "append")?;
+        crate::metrics::describe();
         let cfg = opts.machine_config()?;
         let clock = Clock::new(pool.runtime().clone());
         let (mut opener, first) = Opener::start(log_id, cfg, clock.now_ms());
@@ -249,6 +252,7 @@ impl Producer {
             conns_segment: None,
             replies_tx,
             waiters: VecDeque::new(),
+            connected_once: false,
             closer: None,
             last_append: None,
             stopped: stopped.clone(),
@@ -324,7 +328,12 @@ impl Producer {
             .map_err(|_| self.gone())?;
         let (tx, rx) = oneshot::channel();
         self.cmds
-            .send(Cmd::Append(Entry::new(payload), tx, permit))
+            .send(Cmd::Append(
+                Entry::new(payload),
+                tx,
+                permit,
+                std::time::Instant::now(),
+            ))
             .await
             .map_err(|_| self.gone())?;
         Ok(AppendFuture(rx))
