@@ -211,7 +211,7 @@ impl SegmentKey {
 
 impl fmt::Display for SegmentKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "log {:016x} segment {}", self.log_id, self.segment)
+        write!(f, "log {} segment {}", self.log_id, self.segment)
     }
 }
 
