@@ -51,7 +51,10 @@ async fn a_producer_records_its_latency_its_entries_and_its_switches() {
     let store: Arc<dyn MetaStore> = Arc::new(EmbeddedMeta::new(meta));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while store.list_nodes(false).await.map(|n| n.len()).unwrap_or(0) < 4 {
-        assert!(tokio::time::Instant::now() < deadline, "nodes never registered");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nodes never registered"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let producer = Producer::open(ConnPool::new(store.clone()), 1, ProducerOptions::default())
@@ -62,7 +65,11 @@ async fn a_producer_records_its_latency_its_entries_and_its_switches() {
         producer.append(vec![1u8; 100]).await.expect("committed");
     }
     let text = exported.render();
-    assert_eq!(sample(&text, "trilog_client_appends_total"), FIRST as f64, "{text}");
+    assert_eq!(
+        sample(&text, "trilog_client_appends_total"),
+        FIRST as f64,
+        "{text}"
+    );
     assert_eq!(
         sample(&text, "trilog_client_append_bytes_total"),
         (FIRST * 100) as f64
@@ -78,7 +85,12 @@ async fn a_producer_records_its_latency_its_entries_and_its_switches() {
     // A replica of the open segment turns read-only (as after ENOSPC):
     // its next append is refused, and the producer goes on in a new
     // segment on the other three nodes.
-    let record = store.get_log(1).await.expect("record").record.expect("log 1");
+    let record = store
+        .get_log(1)
+        .await
+        .expect("record")
+        .record
+        .expect("log 1");
     let replica = record.segments.last().expect("a segment").replicas[0];
     let node = &nodes[usize::try_from(replica - 1).expect("a small id")];
     node.space.space.no_space();
@@ -86,7 +98,14 @@ async fn a_producer_records_its_latency_its_entries_and_its_switches() {
         producer.append(vec![2u8; 100]).await.expect("committed");
     }
     let text = exported.render();
-    assert_eq!(sample(&text, "trilog_client_appends_total"), (2 * FIRST) as f64);
-    assert_eq!(sample(&text, "trilog_client_segment_switches_total"), 1.0, "{text}");
+    assert_eq!(
+        sample(&text, "trilog_client_appends_total"),
+        (2 * FIRST) as f64
+    );
+    assert_eq!(
+        sample(&text, "trilog_client_segment_switches_total"),
+        1.0,
+        "{text}"
+    );
     producer.close().await.expect("close");
 }

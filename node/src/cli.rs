@@ -294,7 +294,9 @@ fn keep_large_buffers_in_the_heap() {
     // which is correct, only slower.
     let set = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, threshold) };
     if set == 0 {
-        tracing::warn!("mallopt(M_MMAP_THRESHOLD, {threshold}) refused; large buffers stay mmapped");
+        tracing::warn!(
+            "mallopt(M_MMAP_THRESHOLD, {threshold}) refused; large buffers stay mmapped"
+        );
     }
 }
 

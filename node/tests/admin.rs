@@ -137,13 +137,21 @@ fn metrics_count_what_the_node_did() {
     assert_eq!(shard("trilog_fsync_duration_seconds_count"), fsyncs);
     assert!(shard("trilog_fsync_duration_seconds_sum") > 0.0);
     assert_eq!(shard("trilog_group_commit_appends_sum"), APPENDS as f64);
-    assert_eq!(shard("trilog_group_commit_bytes_sum"), (APPENDS * 100) as f64);
+    assert_eq!(
+        shard("trilog_group_commit_bytes_sum"),
+        (APPENDS * 100) as f64
+    );
     assert_eq!(shard("trilog_reads_total"), 1.0);
     assert_eq!(shard("trilog_read_entries_total"), APPENDS as f64);
     assert_eq!(shard("trilog_read_bytes_total"), read.records.len() as f64);
     assert_eq!(shard("trilog_segments"), 1.0);
     assert_eq!(shard("trilog_connections"), 1.0);
-    let code = |c: &str| sample(&text, &format!("trilog_error_answers_total{{shard=\"0\",code=\"{c}\"}}"));
+    let code = |c: &str| {
+        sample(
+            &text,
+            &format!("trilog_error_answers_total{{shard=\"0\",code=\"{c}\"}}"),
+        )
+    };
     assert_eq!(code("gap"), 1.0);
     assert_eq!(code("fenced"), 0.0);
     assert!(sample(&text, "trilog_disk_free_bytes") > 0.0);
@@ -160,7 +168,10 @@ fn metrics_count_what_the_node_did() {
         if sample(&text, peer) == 1.0 && sample(&text, "trilog_connections{shard=\"0\"}") == 0.0 {
             break;
         }
-        assert!(Instant::now() < deadline, "the close was never counted:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "the close was never counted:\n{text}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 
@@ -219,7 +230,10 @@ fn a_flood_of_silent_connections_neither_grows_the_node_nor_outlasts_its_timeout
         if answered.is_some_and(|a| a.starts_with("HTTP/1.1 200")) {
             break;
         }
-        assert!(Instant::now() < deadline, "the admin port never answered again");
+        assert!(
+            Instant::now() < deadline,
+            "the admin port never answered again"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(silent);

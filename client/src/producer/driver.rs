@@ -521,7 +521,10 @@ impl Driver {
                 let why = reason.to_string();
                 crate::metrics::failed(self.waiters.len() as u64);
                 for w in self.waiters.drain(..) {
-                    assert!(w.seq >= committed, "committed entries were resolved already");
+                    assert!(
+                        w.seq >= committed,
+                        "committed entries were resolved already"
+                    );
                     let why = why.clone();
                     let _ = w.done.send(Err(AppendError::Indeterminate { why }));
                 }

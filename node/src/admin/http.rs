@@ -108,7 +108,8 @@ mod tests {
 
     #[test]
     fn routes_and_refusals() {
-        let get = |path: &str| parse_head(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        let get =
+            |path: &str| parse_head(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
         assert_eq!(
             get("/metrics"),
             Ok(Some(Request {
@@ -116,8 +117,14 @@ mod tests {
                 head_only: false
             }))
         );
-        assert_eq!(get("/readyz?verbose=1").map(|r| r.map(|r| r.route)), Ok(Some(Route::Readyz)));
-        assert_eq!(get("/nope").map(|r| r.map(|r| r.route)), Ok(Some(Route::NotFound)));
+        assert_eq!(
+            get("/readyz?verbose=1").map(|r| r.map(|r| r.route)),
+            Ok(Some(Route::Readyz))
+        );
+        assert_eq!(
+            get("/nope").map(|r| r.map(|r| r.route)),
+            Ok(Some(Route::NotFound))
+        );
         assert_eq!(
             parse_head(b"HEAD /healthz HTTP/1.1\r\n\r\n"),
             Ok(Some(Request {
@@ -126,9 +133,18 @@ mod tests {
             }))
         );
         assert_eq!(parse_head(b"GET /metrics HTTP/1.1\r\nHost"), Ok(None));
-        assert_eq!(parse_head(b"POST /metrics HTTP/1.1\r\n\r\n"), Err(HeadError::Method));
-        assert_eq!(parse_head(b"\x00\x01 garbage\r\n\r\n"), Err(HeadError::Malformed));
-        let long = format!("GET /metrics HTTP/1.1\r\nX: {}", "a".repeat(ADMIN_HEAD_BYTES_MAX));
+        assert_eq!(
+            parse_head(b"POST /metrics HTTP/1.1\r\n\r\n"),
+            Err(HeadError::Method)
+        );
+        assert_eq!(
+            parse_head(b"\x00\x01 garbage\r\n\r\n"),
+            Err(HeadError::Malformed)
+        );
+        let long = format!(
+            "GET /metrics HTTP/1.1\r\nX: {}",
+            "a".repeat(ADMIN_HEAD_BYTES_MAX)
+        );
         assert_eq!(parse_head(long.as_bytes()), Err(HeadError::TooLarge));
     }
 

@@ -44,7 +44,9 @@ pub struct AdminSources {
 
 impl AdminSources {
     fn registered(&self) -> Option<bool> {
-        self.registration.as_ref().map(RegistrationWatch::is_current)
+        self.registration
+            .as_ref()
+            .map(RegistrationWatch::is_current)
     }
 
     fn sample(&self) -> NodeSample {
@@ -157,7 +159,12 @@ async fn serve(mut stream: TcpStream, sources: &AdminSources) {
     };
     let answer = match request {
         Ok(r) => answer(r, sources),
-        Err(e) => http::response(e.status(), http::TEXT_CONTENT_TYPE, &format!("{e}\n"), false),
+        Err(e) => http::response(
+            e.status(),
+            http::TEXT_CONTENT_TYPE,
+            &format!("{e}\n"),
+            false,
+        ),
     };
     let _ = tokio::time::timeout(limit, async {
         stream.write_all(&answer).await?;

@@ -170,11 +170,7 @@ impl NodeMetrics {
             "1 while the node's registration with the metadata store is current",
             m.registered.clone(),
         );
-        registry.register(
-            "shards_running",
-            "Shards serving",
-            m.shards_running.clone(),
-        );
+        registry.register("shards_running", "Shards serving", m.shards_running.clone());
         registry.register(
             "repairs_running",
             "Repair copies in progress on this node",
@@ -209,10 +205,9 @@ impl NodeMetrics {
     pub fn add_shard(&self, shard: u32, metrics: &ShardMetrics) {
         let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         let label = ShardLabel { shard };
-        metrics.register(registry.sub_registry_with_label((
-            "shard".into(),
-            label.shard.to_string().into(),
-        )));
+        metrics.register(
+            registry.sub_registry_with_label(("shard".into(), label.shard.to_string().into())),
+        );
     }
 
     /// The text exposition of every metric, the sampled ones as `now`.
@@ -222,9 +217,12 @@ impl NodeMetrics {
         self.read_only.set(flag(now.read_only));
         self.leaving.set(flag(now.leaving));
         self.registered.set(flag(now.registered));
-        self.shards_running.set(saturating_i64(now.shards_running as u64));
-        self.repairs_running.set(saturating_i64(now.repairs_running as u64));
-        self.copies_to_heal.set(saturating_i64(now.copies_to_heal as u64));
+        self.shards_running
+            .set(saturating_i64(now.shards_running as u64));
+        self.repairs_running
+            .set(saturating_i64(now.repairs_running as u64));
+        self.copies_to_heal
+            .set(saturating_i64(now.copies_to_heal as u64));
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = String::with_capacity(16 * 1024);
         // Writing into a String cannot fail.

@@ -127,17 +127,34 @@ impl ShardMetrics {
         let closed = Family::<ReasonLabel, Counter>::default();
         let closed_by = CloseReason::ALL
             .iter()
-            .map(|r| (*r, closed.get_or_create_owned(&ReasonLabel { reason: r.name() })))
+            .map(|r| {
+                (
+                    *r,
+                    closed.get_or_create_owned(&ReasonLabel { reason: r.name() }),
+                )
+            })
             .collect();
         let errors = Family::<CodeLabel, Counter>::default();
         let errors_by = ERROR_CODES
             .iter()
-            .map(|c| (*c, errors.get_or_create_owned(&CodeLabel { code: code_name(*c) })))
+            .map(|c| {
+                (
+                    *c,
+                    errors.get_or_create_owned(&CodeLabel {
+                        code: code_name(*c),
+                    }),
+                )
+            })
             .collect();
         let disk_errors = Family::<OpLabel, Counter>::default();
         let disk_errors_by = DiskOp::ALL
             .iter()
-            .map(|o| (*o, disk_errors.get_or_create_owned(&OpLabel { op: o.name() })))
+            .map(|o| {
+                (
+                    *o,
+                    disk_errors.get_or_create_owned(&OpLabel { op: o.name() }),
+                )
+            })
             .collect();
         ShardMetrics {
             appends: Counter::default(),
@@ -217,7 +234,11 @@ impl ShardMetrics {
             m.append_bytes,
         );
         registry.register("reads", "Read answers with entries sent", m.reads);
-        registry.register("read_entries", "Entries sent in read answers", m.read_entries);
+        registry.register(
+            "read_entries",
+            "Entries sent in read answers",
+            m.read_entries,
+        );
         registry.register_with_unit(
             "read",
             "Entry bytes sent in read answers (records with their headers)",
@@ -252,7 +273,11 @@ impl ShardMetrics {
             "Segment replicas held (open and sealed)",
             m.segments,
         );
-        registry.register("connections", "Client and peer connections open", m.connections);
+        registry.register(
+            "connections",
+            "Client and peer connections open",
+            m.connections,
+        );
         registry.register(
             "connections_refused",
             "Connections refused because the shard had its maximum open",

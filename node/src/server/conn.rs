@@ -72,7 +72,9 @@ pub async fn serve<R: ShardRuntime, S: AsyncRead + AsyncWrite + Unpin>(
     let writing = write_loop(writer, outbox.clone(), || shard.rt.sleep(stall), peer);
     let (why, stalled) = futures_lite::future::zip(reading, writing).await;
     // A stalled writer closes the outbox, which the reader sees as a close.
-    shard.metrics.connection_closed(if stalled { CloseReason::Stalled } else { why });
+    shard
+        .metrics
+        .connection_closed(if stalled { CloseReason::Stalled } else { why });
 }
 
 async fn handshake<R: ShardRuntime, Rd: AsyncRead + Unpin>(

@@ -39,9 +39,9 @@ use trilog_wire::meta::NodeInfo;
 
 use crate::admin::{AdminHandle, AdminSources};
 use crate::config::NodeConfig;
-use crate::metrics::{CloseReason, NodeMetrics, ShardMetrics};
 use crate::identity::{self, IdentityError};
 use crate::limits::{SHARD_CONNECTIONS_MAX, START_META_WAIT_MS};
+use crate::metrics::{CloseReason, NodeMetrics, ShardMetrics};
 use crate::repair_board::RepairBoard;
 use crate::runtime::{GlommioRuntime, ShardRuntime};
 use crate::space::{NodeSpace, SpaceMonitor};

@@ -91,7 +91,9 @@ impl FailureGuard {
 impl Drop for FailureGuard {
     fn drop(&mut self) {
         if self.armed {
-            tracing::error!("flush job dropped before it finished, the segment takes no more entries");
+            tracing::error!(
+                "flush job dropped before it finished, the segment takes no more entries"
+            );
             self.failed
                 .borrow_mut()
                 .get_or_insert_with(|| "flush job dropped before it finished".to_string());

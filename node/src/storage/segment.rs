@@ -107,7 +107,9 @@ impl<D: Disk> SegmentFile<D> {
                 // recovery already skips (a `.ctl` without its `.seg`, a
                 // `.seg.creating`) and a later delete removes.
                 match remove_segment_files(disk, dir, key).await {
-                    Ok(n) => tracing::info!("{key}: creation failed; removed the {n} files it made"),
+                    Ok(n) => {
+                        tracing::info!("{key}: creation failed; removed the {n} files it made")
+                    }
                     Err(cleanup) => tracing::warn!(
                         "{key}: creation failed, and so did removing what it made: {cleanup}"
                     ),
