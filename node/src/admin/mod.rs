@@ -6,7 +6,7 @@
 //! It serves counts and states only, never data, and changes nothing;
 //! still, bind it to a management address. A client cannot make it hold
 //! much: at most [`ADMIN_CONNECTIONS_MAX`] connections, a request head of
-//! at most [`ADMIN_HEAD_BYTES_MAX`] bytes arriving within [`ADMIN_IO_MS`],
+//! at most [`crate::limits::ADMIN_HEAD_BYTES_MAX`] bytes arriving within [`ADMIN_IO_MS`],
 //! one request per connection.
 
 pub mod http;
