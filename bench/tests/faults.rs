@@ -245,6 +245,10 @@ impl MetaStore for Forgetful {
         self.inner.register_node(node, lease)
     }
 
+    fn deregister_node(&self, node_id: u64, incarnation: u64) -> MetaFuture<'_, bool> {
+        self.inner.deregister_node(node_id, incarnation)
+    }
+
     fn set_node_mode(&self, node_id: u64, mode: NodeMode) -> MetaFuture<'_, Vec<NodeModeEntry>> {
         self.inner.set_node_mode(node_id, mode)
     }

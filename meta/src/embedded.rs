@@ -16,8 +16,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use trilog_wire::limits::READ_WAIT_MS_MAX;
 use trilog_wire::meta::{
-    LogMeta, MetaCasLog, MetaGetCluster, MetaGetLog, MetaGetNodeModes, MetaListLogs, MetaListNodes,
-    MetaRegister, MetaSetNodeMode, NodeInfo, NodeMode, NodeModeEntry, NodeStatus,
+    LogMeta, MetaCasLog, MetaDeregister, MetaGetCluster, MetaGetLog, MetaGetNodeModes,
+    MetaListLogs, MetaListNodes, MetaRegister, MetaSetNodeMode, NodeInfo, NodeMode, NodeModeEntry,
+    NodeStatus,
 };
 use trilog_wire::{Kind, Message, WireError};
 
@@ -280,6 +281,22 @@ impl MetaStore for EmbeddedMeta {
                     NodeIdTaken::held_by(&r.holder, r.lease_remaining_ms),
                 )),
                 other => Err(self.unexpected(other, Kind::MetaRegistered)),
+            }
+        })
+    }
+
+    fn deregister_node(&self, node_id: u64, incarnation: u64) -> MetaFuture<'_, bool> {
+        Box::pin(async move {
+            let request = Message::MetaDeregister(MetaDeregister {
+                node_id,
+                incarnation,
+            });
+            match self
+                .call("deregister_node", request, Duration::ZERO)
+                .await?
+            {
+                Message::MetaDeregistered(d) => Ok(d.removed),
+                other => Err(self.unexpected(other, Kind::MetaDeregistered)),
             }
         })
     }

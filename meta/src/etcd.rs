@@ -521,6 +521,10 @@ impl MetaStore for EtcdMeta {
         })
     }
 
+    fn deregister_node(&self, node_id: u64, incarnation: u64) -> MetaFuture<'_, bool> {
+        Box::pin(self.release(node_id, incarnation))
+    }
+
     fn set_node_mode(&self, node_id: u64, mode: NodeMode) -> MetaFuture<'_, Vec<NodeModeEntry>> {
         Box::pin(self.write_mode(node_id, mode))
     }

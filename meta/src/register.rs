@@ -30,6 +30,11 @@
 //! never be accepted again, so retrying is pointless; before the first
 //! success it is [`FirstRegistration::Removed`].
 //!
+//! A node that stops on purpose gives its registration up
+//! ([`RegistrationHandle::give_up`]): the thread stops renewing and asks
+//! the store to end the lease now (`deregister_node`), so placement and
+//! repair see the node gone at once instead of a lease later.
+//!
 //! A refusal because another incarnation holds the node id
 //! ([`NodeIdTaken`]) before the first success ends the thread: the node
 //! must not start under an id another live process holds, and
@@ -99,10 +104,19 @@ impl Registered {
     }
 }
 
+/// How the renewal thread is told to end; dropping the sender is a
+/// plain stop.
+#[derive(Debug)]
+struct GiveUp {
+    /// How long the deregistration may take, connecting included.
+    within: Duration,
+    answer: std::sync::mpsc::Sender<Result<bool, MetaError>>,
+}
+
 /// The renewal thread. Dropping the handle stops it too.
 #[derive(Debug)]
 pub struct RegistrationHandle {
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<oneshot::Sender<GiveUp>>,
     registered: Arc<Registered>,
     /// The lease the store grants (as clamped).
     lease: Duration,
@@ -165,6 +179,26 @@ impl RegistrationHandle {
     /// Stops renewing (the lease then runs out in the store) and joins.
     pub fn stop(mut self) {
         self.shutdown();
+    }
+
+    /// Stops renewing and ends the lease in the store now
+    /// (`deregister_node` for this incarnation), within `within`; joins
+    /// the thread. `Ok(true)`: the store ended the lease; `Ok(false)`: it
+    /// held none of ours (it ran out, or the thread had ended); an error:
+    /// the store did not answer in time, and the lease runs out by itself.
+    pub fn give_up(mut self, within: Duration) -> Result<bool, MetaError> {
+        let (answer, answered) = std::sync::mpsc::channel();
+        let told = match self.stop.take() {
+            Some(stop) => stop.send(GiveUp { within, answer }).is_ok(),
+            None => false,
+        };
+        self.shutdown();
+        if !told {
+            return Ok(false);
+        }
+        // The thread answers before it ends (joined above) unless it
+        // ended on its own first.
+        answered.try_recv().unwrap_or(Ok(false))
     }
 
     fn shutdown(&mut self) {
@@ -296,7 +330,7 @@ fn run_thread(
     info: NodeInfo,
     hooks: &Hooks,
     lease_ms: u64,
-    stop: oneshot::Receiver<()>,
+    stop: oneshot::Receiver<GiveUp>,
     registered: &Registered,
 ) {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -316,7 +350,7 @@ async fn renew_loop(
     mut info: NodeInfo,
     hooks: &Hooks,
     lease_ms: u64,
-    mut stop: oneshot::Receiver<()>,
+    mut stop: oneshot::Receiver<GiveUp>,
     registered: &Registered,
 ) {
     assert!((LEASE_MS_MIN..=LEASE_MS_MAX).contains(&lease_ms));
@@ -332,7 +366,7 @@ async fn renew_loop(
     loop {
         refresh(&mut info);
         let outcome = tokio::select! {
-            _ = &mut stop => return,
+            told = &mut stop => return deregister(told, &mut store, meta, hooks, &info).await,
             outcome = register_once(&mut store, meta, hooks.tls.as_ref(), &info, lease, call_timeout) => outcome,
         };
         let wait = match outcome {
@@ -382,30 +416,69 @@ async fn renew_loop(
                 wait
             }
         };
-        if !wait_or_change(&mut stop, wait, &mut info, refresh).await {
-            return;
+        if let Err(told) = wait_or_change(&mut stop, wait, &mut info, refresh).await {
+            return deregister(told, &mut store, meta, hooks, &info).await;
         }
     }
 }
 
+/// Ends the registration the way the thread was told: if given up, ends
+/// the lease in the store now (see [`RegistrationHandle::give_up`]) and
+/// answers how that went.
+async fn deregister(
+    told: Result<GiveUp, oneshot::error::RecvError>,
+    store: &mut Option<Arc<dyn MetaStore>>,
+    meta: &MetaAddr,
+    hooks: &Hooks,
+    info: &NodeInfo,
+) {
+    // A dropped sender: a plain stop.
+    let Ok(GiveUp { within, answer }) = told else {
+        return;
+    };
+    let (node_id, incarnation) = (info.node_id, info.incarnation);
+    let call = async {
+        let client = match store {
+            Some(client) => client,
+            None => store.insert(meta.connect_tls(within, hooks.tls.as_ref()).await?),
+        };
+        client.deregister_node(node_id, incarnation).await
+    };
+    let outcome = match tokio::time::timeout(within, call).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(MetaError::Timeout {
+            what: "deregister_node",
+            after_ms: u64::try_from(within.as_millis()).unwrap_or(u64::MAX),
+        }),
+    };
+    match &outcome {
+        Ok(true) => info!("node {node_id}: registration given up: the store lists it dead now"),
+        Ok(false) => info!("node {node_id}: registration given up; the store held no lease of this incarnation"),
+        Err(e) => warn!("node {node_id}: could not give the registration up ({e}); its lease runs out by itself"),
+    }
+    // The caller may have stopped waiting.
+    let _ = answer.send(outcome);
+}
+
 /// Waits `wait`, or less if `refresh` turns `info`'s `full` flag: a change
-/// that must reach the store before the next renewal. False if stopped.
+/// that must reach the store before the next renewal. Stopped: what the
+/// thread was told.
 async fn wait_or_change(
-    stop: &mut oneshot::Receiver<()>,
+    stop: &mut oneshot::Receiver<GiveUp>,
     wait: Duration,
     info: &mut NodeInfo,
     refresh: &InfoRefresh,
-) -> bool {
+) -> Result<(), Result<GiveUp, oneshot::error::RecvError>> {
     let deadline = tokio::time::Instant::now() + wait;
     let full = info.full;
     loop {
         let now = tokio::time::Instant::now();
         if now >= deadline {
-            return true;
+            return Ok(());
         }
         let step = (deadline - now).min(REGISTER_REFRESH_POLL);
         tokio::select! {
-            _ = &mut *stop => return false,
+            told = &mut *stop => return Err(told),
             _ = tokio::time::sleep(step) => {}
         }
         refresh(info);
@@ -419,7 +492,7 @@ async fn wait_or_change(
                     "writable again"
                 }
             );
-            return true;
+            return Ok(());
         }
     }
 }
@@ -541,6 +614,44 @@ mod tests {
         }
         registration.stop();
         server.stop().expect("stops");
+    }
+
+    #[test]
+    fn giving_up_ends_the_lease_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        let server = spawn_meta_server(listen, dir.path().to_path_buf()).expect("starts");
+        let registration =
+            spawn_registration(server.local_addr(), node(8), Duration::from_secs(120));
+        assert!(registration.registered_once(TEST_TIMEOUT));
+        assert!(matches!(registration.give_up(TEST_TIMEOUT), Ok(true)));
+        let rt = runtime();
+        let meta = EmbeddedMeta::new(server.local_addr());
+        let nodes = rt.block_on(meta.list_nodes(true)).expect("listed");
+        assert_eq!(nodes.len(), 1);
+        assert!(
+            !nodes[0].alive,
+            "still alive with two minutes of lease: {nodes:?}"
+        );
+        server.stop().expect("stops");
+    }
+
+    #[test]
+    fn giving_up_without_a_store_ends_within_its_limit() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = silent.local_addr().expect("addr");
+        let registration = spawn_registration(addr, node(6), Duration::from_secs(300));
+        let started = Instant::now();
+        let outcome = registration.give_up(Duration::from_millis(200));
+        assert!(
+            matches!(outcome, Err(MetaError::Timeout { .. })),
+            "{outcome:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

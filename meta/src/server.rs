@@ -32,9 +32,9 @@ use trilog_tls::TlsIdentity;
 use trilog_wire::codec::decode_payload;
 use trilog_wire::limits::ERROR_MESSAGE_BYTES_MAX;
 use trilog_wire::meta::{
-    MetaCasLog, MetaCasResult, MetaCluster, MetaError, MetaGetLog, MetaLog, MetaLogs,
-    MetaNodeModes, MetaNodes, MetaRegister, MetaRegisterRefused, MetaRegistered, MetaSetNodeMode,
-    NodeMode,
+    MetaCasLog, MetaCasResult, MetaCluster, MetaDeregistered, MetaError, MetaGetLog, MetaLog,
+    MetaLogs, MetaNodeModes, MetaNodes, MetaRegister, MetaRegisterRefused, MetaRegistered,
+    MetaSetNodeMode, NodeMode,
 };
 use trilog_wire::{encode, Frame, Message};
 
@@ -503,6 +503,16 @@ impl Server {
                 encode(request_id, &MetaLogs { logs })
             }
             Message::MetaRegister(r) => self.register(request_id, r),
+            Message::MetaDeregister(r) => {
+                let removed =
+                    self.state
+                        .borrow_mut()
+                        .deregister(r.node_id, r.incarnation, self.now_ms());
+                if removed {
+                    info!("metadata store: node {} deregistered (stopping)", r.node_id);
+                }
+                encode(request_id, &MetaDeregistered { removed })
+            }
             Message::MetaListNodes(r) => {
                 let nodes = self.state.borrow().nodes(self.now_ms(), r.include_dead);
                 encode(request_id, &MetaNodes { nodes })

@@ -357,6 +357,21 @@ impl MetaState {
         Ok(expiry_ms)
     }
 
+    /// Ends `node_id`'s lease at `now_ms` if `incarnation` holds it (a node
+    /// that stops on purpose): it is dead from now on, listed among the
+    /// dead as a lease that ran out would be. True if a live lease of that
+    /// incarnation ended; another incarnation's lease is left alone (the
+    /// id's new holder must not lose it to an old process).
+    pub fn deregister(&mut self, node_id: u64, incarnation: u64, now_ms: u64) -> bool {
+        match self.leases.get_mut(&node_id) {
+            Some(held) if held.info.incarnation == incarnation && now_ms < held.expiry_ms => {
+                held.expiry_ms = now_ms;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The registered nodes by node id: those alive at `now_ms`, and the
     /// dead ones too if `include_dead`.
     pub fn nodes(&self, now_ms: u64, include_dead: bool) -> Vec<NodeStatus> {
@@ -573,6 +588,28 @@ mod tests {
         assert_eq!(nodes.len(), 2);
         assert_eq!(nodes[1].info, moved);
         assert_eq!(nodes[1].lease_remaining_ms, 50);
+    }
+
+    #[test]
+    fn deregistration_ends_only_its_own_incarnations_lease() {
+        let mut s = MetaState::default();
+        assert_eq!(s.register(node(1), 1000, 0), Ok(1000));
+        assert!(
+            !s.deregister(1, node(1).incarnation + 1, 10),
+            "another incarnation"
+        );
+        assert!(!s.deregister(7, node(7).incarnation, 10), "no such node");
+        assert!(s.nodes(10, false).iter().any(|n| n.info.node_id == 1));
+        assert!(s.deregister(1, node(1).incarnation, 10));
+        assert!(s.nodes(10, false).is_empty());
+        let dead = s.nodes(10, true);
+        assert_eq!(dead.len(), 1);
+        assert!(!dead[0].alive);
+        // Once dead, nothing more to end; and the id is free at once.
+        assert!(!s.deregister(1, node(1).incarnation, 11));
+        let mut next = node(1);
+        next.incarnation += 1;
+        assert_eq!(s.register(next, 1000, 12), Ok(1012));
     }
 
     #[test]

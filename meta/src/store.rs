@@ -21,7 +21,9 @@
 //!   is leaving at its next renewal) and fails with
 //!   [`MetaError::NodeRemoved`] for a removed id; `list_nodes` carries it;
 //!   removed is final (`set_node_mode` of a removed id to anything else
-//!   fails).
+//!   fails);
+//! - `deregister_node` ends a live lease of that incarnation only, at
+//!   once: the node is listed dead, and its id is free for anyone.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -70,6 +72,11 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     /// refused with [`MetaError::NodeIdTaken`] while another incarnation
     /// holds the id, and with [`MetaError::NodeRemoved`] for a removed id.
     fn register_node(&self, node: NodeInfo, lease: Duration) -> MetaFuture<'_, NodeMode>;
+    /// Ends the lease of `node_id` now if `incarnation` holds it (a node
+    /// stopping on purpose, so placement and repair see it gone at once
+    /// rather than a lease later); true if it did. Another incarnation's
+    /// lease, a dead one, or none: false, nothing changed.
+    fn deregister_node(&self, node_id: u64, incarnation: u64) -> MetaFuture<'_, bool>;
     fn list_nodes(&self, include_dead: bool) -> MetaFuture<'_, Vec<NodeStatus>>;
     /// Sets the mode of `node_id` (durably, before it answers) and answers
     /// every mode that is not `Active`, by id. A removed id stays removed.

@@ -41,6 +41,10 @@ embedded_test!(
     meta_suite::register_and_list_nodes
 );
 embedded_test!(
+    embedded_deregistration_ends_the_lease_at_once,
+    meta_suite::deregistration_ends_the_lease_at_once
+);
+embedded_test!(
     embedded_cluster_id_is_created_once,
     meta_suite::cluster_id_is_created_once
 );

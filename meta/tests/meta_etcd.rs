@@ -39,6 +39,10 @@ etcd_test!(
     etcd_register_and_list_nodes,
     meta_suite::register_and_list_nodes
 );
+etcd_test!(
+    etcd_deregistration_ends_the_lease_at_once,
+    meta_suite::deregistration_ends_the_lease_at_once
+);
 
 etcd_test!(
     etcd_cluster_id_is_created_once,

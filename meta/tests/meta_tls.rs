@@ -47,7 +47,18 @@ async fn the_embedded_store_serves_each_role_what_it_may() {
             .await
             .expect_err("only nodes register");
         assert!(e.to_string().contains("forbidden"), "{who}: {e}");
+        // Nor end a node's lease, knowing its incarnation.
+        let e = c
+            .deregister_node(1, node(1).incarnation)
+            .await
+            .expect_err("only nodes deregister");
+        assert!(e.to_string().contains("forbidden"), "{who}: {e}");
     }
+    let alive = reader
+        .list_nodes(false)
+        .await
+        .expect("a reader lists nodes");
+    assert!(alive.iter().any(|n| n.info.node_id == 1), "{alive:?}");
     // A producer writes a log's record; a reader may not, but reads it.
     let r = record(7, 1, vec![segment(0, 0, None)]);
     let applied = producer.cas_log(7, 0, r.clone()).await.expect("cas");

@@ -58,12 +58,14 @@ impl Role {
             }
             // A log's record: producers, and nodes publishing a repair.
             MetaCasLog => matches!(self, Role::Producer | Role::Node),
-            MetaRegister => self == Role::Node,
+            // A node's lease: only nodes register and deregister.
+            MetaRegister | MetaDeregister => self == Role::Node,
             MetaSetNodeMode => self == Role::Producer,
             // What only a server sends.
             HelloOk | AppendAck | ReadResponse | SealAck | FenceAck | ErrorMsg
             | DeleteSegmentAck | MetaLog | MetaCasResult | MetaLogs | MetaRegistered
-            | MetaNodes | MetaError | MetaCluster | MetaRegisterRefused | MetaNodeModes => false,
+            | MetaNodes | MetaError | MetaCluster | MetaRegisterRefused | MetaNodeModes
+            | MetaDeregistered => false,
         }
     }
 }
@@ -106,6 +108,11 @@ mod tests {
             .filter(|r| r.may_send(Kind::MetaRegister))
             .collect();
         assert_eq!(registrants, [Role::Node]);
+        let deregistrants: Vec<Role> = Role::ALL
+            .into_iter()
+            .filter(|r| r.may_send(Kind::MetaDeregister))
+            .collect();
+        assert_eq!(deregistrants, [Role::Node]);
         assert!(!Role::Node.may_send(Kind::MetaSetNodeMode));
         assert!(Role::Producer.may_send(Kind::MetaSetNodeMode));
         assert!(!Role::Producer.may_send(Kind::MetaRegister));

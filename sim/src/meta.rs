@@ -327,6 +327,12 @@ impl MetaStore for SimMeta {
         })
     }
 
+    fn deregister_node(&self, node_id: u64, incarnation: u64) -> MetaFuture<'_, bool> {
+        Box::pin(self.call("deregister_node", move |st, now_ms| {
+            st.store.deregister(node_id, incarnation, now_ms)
+        }))
+    }
+
     fn set_node_mode(&self, node_id: u64, mode: NodeMode) -> MetaFuture<'_, Vec<NodeModeEntry>> {
         Box::pin(async move {
             self.call("set_node_mode", move |st, _| {

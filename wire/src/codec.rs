@@ -143,7 +143,7 @@ messages! {
     Fence, FenceAck, ErrorMsg, MetaGetLog, MetaLog, MetaCasLog, MetaCasResult, MetaListLogs,
     MetaLogs, MetaRegister, MetaRegistered, MetaListNodes, MetaNodes, MetaError, MetaGetCluster,
     MetaCluster, MetaRegisterRefused, DeleteSegment, DeleteSegmentAck, MetaSetNodeMode,
-    MetaGetNodeModes, MetaNodeModes,
+    MetaGetNodeModes, MetaNodeModes, MetaDeregister, MetaDeregistered,
 }
 
 /// Decodes one whole frame from the front of `bytes`: header, crc, payload.
@@ -340,6 +340,12 @@ mod checks {
         ensure(a.modes.len() <= NODE_MODES_MAX, || {
             format!("{} node modes, over {NODE_MODES_MAX}", a.modes.len())
         })
+    }
+    pub fn MetaDeregister(_: &ArchivedMetaDeregister) -> Result<(), String> {
+        Ok(())
+    }
+    pub fn MetaDeregistered(_: &ArchivedMetaDeregistered) -> Result<(), String> {
+        Ok(())
     }
     pub fn DeleteSegment(_: &ArchivedDeleteSegment) -> Result<(), String> {
         Ok(())
@@ -550,6 +556,11 @@ mod tests {
                 mode: NodeMode::Leaving,
             }),
             Message::MetaGetNodeModes(MetaGetNodeModes { reserved: 0 }),
+            Message::MetaDeregister(MetaDeregister {
+                node_id: 4,
+                incarnation: 77,
+            }),
+            Message::MetaDeregistered(MetaDeregistered { removed: true }),
             Message::MetaNodeModes(MetaNodeModes {
                 modes: vec![
                     NodeModeEntry {

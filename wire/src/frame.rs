@@ -73,6 +73,8 @@ kinds! {
     MetaSetNodeMode = 46,
     MetaGetNodeModes = 47,
     MetaNodeModes = 48,
+    MetaDeregister = 49,
+    MetaDeregistered = 50,
 }
 
 /// A decoded, checked frame header.

@@ -215,6 +215,22 @@ pub struct MetaNodeModes {
     pub modes: Vec<NodeModeEntry>,
 }
 
+/// A node that stops on purpose ends its lease at once: `node_id`'s
+/// registration goes if `incarnation` holds it (a later process under the
+/// same id is left alone).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaDeregister {
+    pub node_id: u64,
+    pub incarnation: u64,
+}
+
+/// The answer to a deregistration: `removed`, whether a lease of that
+/// incarnation was there and is gone (false: nothing to do).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaDeregistered {
+    pub removed: bool,
+}
+
 /// A registration refused: `node_id` has a live lease held by another
 /// incarnation, `holder`, for `lease_remaining_ms` more.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -19,12 +19,18 @@
 //! id is refused with [`MetaError::NodeRemoved`], and a registration
 //! answers the id's mode.
 //!
+//! A node stopping on purpose deletes its owner and alive keys in one
+//! transaction guarded by the owner key holding its incarnation (see
+//! `release`): only its own registration goes.
+//!
 //! The cluster id is the key `cluster`, 16 hex digits, put by a
 //! create-if-absent transaction that reads the key when it exists.
 
 use std::time::Duration;
 
-use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{
+    Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+};
 use trilog_wire::meta::{NodeInfo, NodeMode};
 
 use super::{decode_node, EtcdMeta};
@@ -136,6 +142,56 @@ impl EtcdMeta {
             "registration of node {}: {owner_key} kept changing over {CLAIM_ATTEMPTS_MAX} attempts",
             node.node_id
         )))
+    }
+
+    /// Ends the registration of `node_id` if `incarnation` owns it: one
+    /// transaction guarded by the owner key's value deletes the owner and
+    /// alive keys (the info key stays, so the node is listed dead), then
+    /// the lease they were on is revoked, best effort (it holds nothing
+    /// more; left alone it ends with its TTL). True if the keys went.
+    pub(super) async fn release(&self, node_id: u64, incarnation: u64) -> Result<bool, MetaError> {
+        let owner_key = self.owner_key(node_id);
+        let alive_key = self.alive_key(node_id);
+        let mine = incarnation.to_string();
+        let txn = Txn::new()
+            .when([Compare::value(
+                owner_key.as_str(),
+                CompareOp::Equal,
+                mine.as_str(),
+            )])
+            .and_then([
+                TxnOp::delete(
+                    owner_key.as_str(),
+                    Some(DeleteOptions::new().with_prev_key()),
+                ),
+                TxnOp::delete(alive_key.as_str(), None),
+            ]);
+        let mut kv = self.client.kv_client();
+        let answer = self
+            .call("deregister_node", &owner_key, Duration::ZERO, kv.txn(txn))
+            .await?;
+        if !answer.succeeded() {
+            return Ok(false);
+        }
+        let lease = answer.op_responses().iter().find_map(|r| match r {
+            TxnOpResponse::Delete(deleted) => deleted.prev_kvs().first().map(|kv| kv.lease()),
+            _ => None,
+        });
+        if let Some(lease) = lease.filter(|&l| l != 0) {
+            let mut leases = self.client.lease_client();
+            if let Err(e) = self
+                .call(
+                    "deregister_node (lease revoke)",
+                    &owner_key,
+                    Duration::ZERO,
+                    leases.revoke(lease),
+                )
+                .await
+            {
+                log::warn!("{e}");
+            }
+        }
+        Ok(true)
     }
 
     /// Reads what a failed guard found: the owner key and the alive key.

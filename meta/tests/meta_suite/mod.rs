@@ -213,6 +213,49 @@ pub async fn lease_expires(meta: &dyn MetaStore, lease: Duration) {
     assert!(all.iter().any(|n| n.info.node_id == 21 && n.alive));
 }
 
+/// A node that stops on purpose ends its lease at once: listed dead right
+/// after, with a minute of lease unused; only its own incarnation can do
+/// it, and the id is free for a new process at once.
+pub async fn deregistration_ends_the_lease_at_once(meta: &dyn MetaStore) {
+    let lease = Duration::from_secs(60);
+    let (n51, n52) = (node(51), node(52));
+    meta.register_node(n51.clone(), lease)
+        .await
+        .expect("register");
+    meta.register_node(n52.clone(), lease)
+        .await
+        .expect("register");
+    let stranger = meta
+        .deregister_node(51, n51.incarnation + 1)
+        .await
+        .expect("deregister");
+    assert!(!stranger, "another incarnation ended node 51's lease");
+    assert!(!meta.deregister_node(59, 1).await.expect("deregister"));
+    let alive = meta.list_nodes(false).await.expect("list");
+    assert!(alive.iter().any(|n| n.info.node_id == 51), "{alive:?}");
+    assert!(meta
+        .deregister_node(51, n51.incarnation)
+        .await
+        .expect("deregister"));
+    // No waiting: the very next read has it dead.
+    let all = meta.list_nodes(true).await.expect("list");
+    let of = |id: u64| all.iter().find(|n| n.info.node_id == id);
+    let dead = of(51).expect("node 51 listed among the dead");
+    assert!(!dead.alive, "{dead:?}");
+    assert_eq!(dead.lease_remaining_ms, 0);
+    assert!(of(52).is_some_and(|n| n.alive), "{all:?}");
+    // Nothing left to end; the id takes a new incarnation at once.
+    assert!(!meta
+        .deregister_node(51, n51.incarnation)
+        .await
+        .expect("deregister"));
+    let mut next = node(51);
+    next.incarnation += 7;
+    meta.register_node(next, lease)
+        .await
+        .expect("the id is free for a new process");
+}
+
 /// The cluster id is created once: every call returns the same non-zero id.
 pub async fn cluster_id_is_created_once(meta: &dyn MetaStore) {
     let first = meta.cluster_id().await.expect("cluster id");
