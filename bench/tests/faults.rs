@@ -2,7 +2,8 @@
 //! with SIGKILL under load, a switch whose metadata CAS has an unknown
 //! outcome, a producer process killed and its log taken over, a takeover
 //! racing a live producer, a node cut off by a network partition, a node
-//! restarted under load. Each checks that every
+//! restarted under load, a replica stopped with SIGTERM under load (a
+//! drain) and an idle one. Each checks that every
 //! acknowledged entry is read back once and in order, that entries of
 //! unknown outcome appear at most once, and that nothing else appears.
 //!
@@ -184,6 +185,120 @@ async fn a_replica_killed_under_load_makes_the_producer_switch() {
         "the dead node is not chosen again: {r:?}"
     );
     check_log(&cluster, LOG, &ledger, &ledger.maybe, tail, len).await;
+}
+
+/// Waits (off the runtime's threads) for node `id`'s process to exit by
+/// itself, with a deadline; its exit status.
+async fn wait_exit(cluster: &mut Cluster, id: u64, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = cluster.exited(id).expect("try_wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {id} did not exit within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Whether the store lists node `id` alive now.
+async fn listed_alive(cluster: &Cluster, id: u64) -> bool {
+    let nodes = cluster.meta().list_nodes(false).await.expect("list nodes");
+    nodes.iter().any(|n| n.info.node_id == id)
+}
+
+/// A lease far longer than any of these tests' steps: a node seen dead
+/// soon after it stopped was deregistered, not timed out.
+const LONG_LEASE_MS: u64 = 20_000;
+
+/// SIGTERM to a replica of the open segment under load: the node drains
+/// (answers what it made durable, closes its connections), gives its
+/// registration up and exits 0; the producer switches away from it at
+/// once, without waiting for an ack timeout or a lease; the store lists it
+/// dead right after it exits though its lease had most of 20 s left; and
+/// every acknowledged entry is read back once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_drained_by_sigterm_exits_0_and_leaves_at_once() {
+    let _one = serial().await;
+    const LOG: u64 = 61;
+    let opts = ClusterOptions {
+        lease_ms: Some(LONG_LEASE_MS),
+        ..ClusterOptions::default()
+    };
+    let mut cluster = Cluster::start_with(5, node_command(), None, opts)
+        .await
+        .expect("cluster");
+    let pool = cluster.pool();
+    let producer = Producer::open(pool.clone(), LOG, ProducerOptions::default())
+        .await
+        .expect("open");
+    let tail = Reader::start(pool.clone(), LOG, 0).await.expect("consumer");
+    let writers = Writers::start(producer, CONCURRENCY, PAYLOAD_BYTES, 0, None);
+    writers.wait_acked(10_000, STEP).await.expect("load");
+    let (victim, segment) = open_replica(&cluster, LOG).await;
+    assert!(listed_alive(&cluster, victim).await);
+    let at_term = writers.acked();
+    let asked = Instant::now();
+    cluster.signal(victim, libc::SIGTERM).expect("SIGTERM");
+    let status = wait_exit(&mut cluster, victim, STEP).await;
+    let took = asked.elapsed();
+    assert!(status.success(), "node {victim} exited with {status}");
+    assert!(
+        !listed_alive(&cluster, victim).await,
+        "node {victim} still listed alive {took:?} after SIGTERM: it did not give up its lease"
+    );
+    let log = std::fs::read_to_string(cluster.dir.join(format!("node-{victim}.log")))
+        .expect("the node's log");
+    assert!(log.contains("SIGTERM: drained in"), "{log}");
+    wait_sealed(&cluster, LOG, segment).await;
+    writers
+        .wait_acked(at_term + 10_000, STEP)
+        .await
+        .expect("appends commit in the next segment");
+    let (ledger, len) = finish_writing(&cluster, LOG, writers).await;
+    let r = record(&cluster, LOG).await;
+    let after: Vec<_> = r
+        .segments
+        .iter()
+        .skip_while(|s| s.id != segment)
+        .skip(1)
+        .collect();
+    assert!(!after.is_empty(), "switched: {r:?}");
+    assert!(
+        after.iter().all(|s| !s.replicas.contains(&victim)),
+        "the stopped node is not chosen again: {r:?}"
+    );
+    check_log(&cluster, LOG, &ledger, &ledger.maybe, tail, len).await;
+    eprintln!("node {victim} drained and exited {took:?} after SIGTERM");
+}
+
+/// SIGTERM to an idle node: it exits 0 at once and is listed dead at
+/// once; a second node stopped the same way too, while the rest stay
+/// alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_node_drains_and_exits_0() {
+    let _one = serial().await;
+    let opts = ClusterOptions {
+        lease_ms: Some(LONG_LEASE_MS),
+        ..ClusterOptions::default()
+    };
+    let mut cluster = Cluster::start_with(3, node_command(), None, opts)
+        .await
+        .expect("cluster");
+    for victim in [3, 2] {
+        let asked = Instant::now();
+        cluster.signal(victim, libc::SIGTERM).expect("SIGTERM");
+        let status = wait_exit(&mut cluster, victim, STEP).await;
+        assert!(status.success(), "node {victim} exited with {status}");
+        assert!(!listed_alive(&cluster, victim).await, "node {victim}");
+        eprintln!(
+            "idle node {victim} exited {:?} after SIGTERM",
+            asked.elapsed()
+        );
+    }
+    assert!(listed_alive(&cluster, 1).await);
 }
 
 /// A metadata store whose next CAS, once armed, is applied and then

@@ -183,11 +183,49 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
     }
     crate::logging::init(log_format, log_filter);
     keep_large_buffers_in_the_heap();
+    let signals = match crate::signals::StopSignals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("trilog-node: cannot catch SIGTERM: {e}");
+            return 1;
+        }
+    };
     match crate::server::start(config) {
-        Ok(handle) => {
+        Ok(mut handle) => {
+            if let Err(e) = signals.deliver_to(handle.stopper()) {
+                tracing::error!("trilog-node: cannot start the signal thread: {e}");
+                return 1;
+            }
             // The line tests and scripts wait for.
             println!("trilog-node ready ports={:?}", handle.shard_ports);
             match handle.wait() {
+                crate::server::Ending::Stop { signal } => {
+                    let drained = handle.drain();
+                    let registration = match &drained.deregistered {
+                        None => "registered nowhere".to_string(),
+                        Some(Ok(true)) => "registration given up".to_string(),
+                        Some(Ok(false)) => "no live registration to give up".to_string(),
+                        Some(Err(e)) => {
+                            format!("registration not given up ({e}): its lease runs out by itself")
+                        }
+                    };
+                    if drained.shards_left == 0 {
+                        tracing::info!(
+                            "{}: drained in {} ms ({registration}); exiting",
+                            crate::signals::name(signal),
+                            drained.took.as_millis()
+                        );
+                    } else {
+                        tracing::warn!(
+                            "{}: {} shards still busy after {} ms ({registration}); exiting \
+                             anyway: whatever they acknowledged is durable",
+                            crate::signals::name(signal),
+                            drained.shards_left,
+                            drained.took.as_millis()
+                        );
+                    }
+                    0
+                }
                 crate::server::Ending::Removed => {
                     // Not on stdout: whoever read the ready line may have
                     // closed it.

@@ -42,5 +42,6 @@ pub mod repair_board;
 pub mod runtime;
 pub mod scrub;
 pub mod server;
+pub mod signals;
 pub mod space;
 pub mod storage;

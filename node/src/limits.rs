@@ -94,3 +94,14 @@ pub const ADMIN_CONNECTIONS_MAX: usize = 16;
 /// How long an admin connection may take to send its request head and to
 /// take the answer, each.
 pub const ADMIN_IO_MS: u64 = 5_000;
+
+/// The longest a drain (SIGTERM) takes before the node exits anyway: long
+/// enough for a group commit or two on a slow disk, short enough for a
+/// service manager's stop timeout (systemd's default is 90 s).
+pub const DRAIN_MS_MAX: u64 = 5_000;
+
+/// How often a shard looks whether the node drains (see
+/// `crate::server::drain`): the drain's delay before shards react.
+pub const DRAIN_POLL_MS: u64 = 10;
+
+const _: () = assert!(DRAIN_POLL_MS * 10 <= DRAIN_MS_MAX);

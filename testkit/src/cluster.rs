@@ -78,6 +78,8 @@ pub struct ClusterOptions {
     pub zones: Vec<String>,
     /// More arguments for every node, at every start.
     pub node_args: Vec<String>,
+    /// Every node's lease (`--lease-ms`); none: 1 s.
+    pub lease_ms: Option<u64>,
 }
 
 /// The two proxies of a node that can be cut off: clients reach its port
@@ -146,7 +148,7 @@ impl Cluster {
             meta_addr,
             nodes: Vec::new(),
             cmd,
-            lease_ms: 1_000,
+            lease_ms: opts.lease_ms.unwrap_or(1_000),
             proxies: HashMap::new(),
             delays: HashMap::new(),
             zones: opts.zones.clone(),

@@ -26,6 +26,7 @@ use trilog_meta::RegistrationWatch;
 use crate::limits::{ADMIN_CONNECTIONS_MAX, ADMIN_IO_MS};
 use crate::metrics::{NodeMetrics, NodeSample};
 use crate::repair_board::RepairBoard;
+use crate::server::drain::DrainState;
 use crate::space::NodeSpace;
 use http::{HeadError, Request, Route};
 use ready::Readiness;
@@ -40,6 +41,8 @@ pub struct AdminSources {
     pub registration: Option<RegistrationWatch>,
     pub shards_running: Arc<AtomicUsize>,
     pub shards: usize,
+    /// Whether the node is stopping (a drain).
+    pub drain: Arc<DrainState>,
 }
 
 impl AdminSources {
@@ -70,6 +73,7 @@ impl AdminSources {
             leaving: self.space.is_leaving(),
             shards_running: self.shards_running.load(Ordering::Acquire).min(self.shards),
             shards: self.shards,
+            stopping: self.drain.is_stopping(),
         }
     }
 }

@@ -13,6 +13,8 @@ pub struct Readiness {
     pub leaving: bool,
     pub shards_running: usize,
     pub shards: usize,
+    /// Draining: the node is about to exit.
+    pub stopping: bool,
 }
 
 /// Why the node is not ready; empty when it is: registered (placement can
@@ -32,6 +34,9 @@ pub fn not_ready(r: &Readiness) -> Vec<&'static str> {
     if r.shards_running < r.shards {
         why.push("a shard stopped");
     }
+    if r.stopping {
+        why.push("stopping: draining before exit");
+    }
     why
 }
 
@@ -47,6 +52,7 @@ mod tests {
             leaving: false,
             shards_running: 2,
             shards: 2,
+            stopping: false,
         };
         assert!(not_ready(&ready).is_empty());
         assert!(not_ready(&Readiness {
@@ -69,6 +75,10 @@ mod tests {
             },
             Readiness {
                 shards_running: 1,
+                ..ready
+            },
+            Readiness {
+                stopping: true,
                 ..ready
             },
         ] {

@@ -31,16 +31,20 @@ pub enum CloseReason {
     Stalled,
     /// Nothing sent and nothing owed for the idle period.
     Idle,
+    /// The node stopped on purpose (a drain), after answering the
+    /// connection's appends.
+    Drain,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 6] = [
+    pub const ALL: [CloseReason; 7] = [
         CloseReason::Peer,
         CloseReason::Handshake,
         CloseReason::BadFrame,
         CloseReason::Slow,
         CloseReason::Stalled,
         CloseReason::Idle,
+        CloseReason::Drain,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +55,7 @@ impl CloseReason {
             CloseReason::Slow => "slow",
             CloseReason::Stalled => "stalled",
             CloseReason::Idle => "idle",
+            CloseReason::Drain => "drain",
         }
     }
 }

@@ -15,6 +15,12 @@
 //! `CONN_WRITE_STALL_MS`; one that never says Hello, after
 //! `HANDSHAKE_TIMEOUT_MS`; one that sends nothing and is owed nothing,
 //! after the node's idle period (`idle_connection_secs`).
+//!
+//! When the node drains (`crate::server::drain`), a connection stops
+//! reading requests wherever it is (a frame half read is dropped: nothing
+//! of it was staged), waits until every append it handed the shard is
+//! answered (made durable, or refused), and closes once those answers are
+//! sent.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -35,6 +41,7 @@ use crate::limits::{
 use crate::metrics::CloseReason;
 use crate::runtime::ShardRuntime;
 use crate::server::budget::Budget;
+use crate::server::conns::Held;
 use crate::server::handlers;
 use crate::server::outbox::Outbox;
 use crate::server::shard::Shard;
@@ -57,13 +64,25 @@ pub async fn serve<R: ShardRuntime, S: AsyncRead + AsyncWrite + Unpin>(
     let outbox = Rc::new(Outbox::default());
     let (conn, _) = shard.open_conn(outbox.clone());
     let reading = async {
-        let why = match handshake(&shard, &mut reader, &outbox).await {
-            Ok(()) => read_loop(&shard, &mut reader, conn, &outbox, peer, role).await,
-            Err(why) => {
-                tracing::warn!("connection from {peer:?} closed in handshake: {why}");
-                CloseReason::Handshake
+        let serving = async {
+            match handshake(&shard, &mut reader, &outbox).await {
+                Ok(()) => read_loop(&shard, &mut reader, conn, &outbox, peer, role).await,
+                Err(why) => {
+                    tracing::warn!("connection from {peer:?} closed in handshake: {why}");
+                    CloseReason::Handshake
+                }
             }
         };
+        let draining = async {
+            shard.drained().await;
+            CloseReason::Drain
+        };
+        let why = serving.or(draining).await;
+        if why == CloseReason::Drain {
+            if let Some(c) = shard.conn(conn) {
+                c.appends_answered().await;
+            }
+        }
         shard.close_conn(conn);
         outbox.close();
         why
@@ -264,7 +283,7 @@ async fn dispatch<R: ShardRuntime>(
                     .await
                     .with(shard.requests.acquire(bytes).await);
                 if let Some(c) = shard.conn(conn) {
-                    c.hold_permit(rid, permit)?;
+                    c.hold_permit(rid, Held::Read, permit)?;
                 }
                 handlers::read(shard, conn, rid, &r)
             }

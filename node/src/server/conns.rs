@@ -8,15 +8,26 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use event_listener::Event;
+
 use crate::framing::Frame;
 use crate::server::budget::Permit;
 use crate::server::outbox::Outbox;
 
+/// What a request in flight is, for what a drain waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    Append,
+    Read,
+}
+
 pub struct Conn {
     pub outbox: Rc<Outbox>,
-    /// By request id: the bytes of an append, given back to the
-    /// connection's allowance when the append is answered.
-    permits: RefCell<BTreeMap<u64, Permit>>,
+    /// By request id: the bytes of an append or a read, given back to the
+    /// connection's allowance when the request is answered.
+    permits: RefCell<BTreeMap<u64, (Held, Permit)>>,
+    /// Notified whenever a request is answered.
+    answered: Event,
     /// By request id: appends the machine parked (their segment is being
     /// created), until it asks for them again.
     parked: RefCell<BTreeMap<u64, Frame>>,
@@ -27,6 +38,7 @@ impl Conn {
         Conn {
             outbox,
             permits: RefCell::new(BTreeMap::new()),
+            answered: Event::new(),
             parked: RefCell::new(BTreeMap::new()),
         }
     }
@@ -36,14 +48,14 @@ impl Conn {
     /// reuse would give the earlier request's bytes back while it still
     /// holds them, and a client reusing one id could then have any number
     /// of requests in flight.
-    pub fn hold_permit(&self, request_id: u64, permit: Permit) -> Result<(), String> {
+    pub fn hold_permit(&self, request_id: u64, held: Held, permit: Permit) -> Result<(), String> {
         let mut permits = self.permits.borrow_mut();
         if permits.contains_key(&request_id) {
             return Err(format!(
                 "request id {request_id} reused while that request is unanswered"
             ));
         }
-        permits.insert(request_id, permit);
+        permits.insert(request_id, (held, permit));
         Ok(())
     }
 
@@ -61,9 +73,35 @@ impl Conn {
         !self.permits.borrow().is_empty() || !self.parked.borrow().is_empty()
     }
 
+    /// Whether an append of this connection is still unanswered (in
+    /// flight or parked): what a drain waits for.
+    pub fn owes_appends(&self) -> bool {
+        !self.parked.borrow().is_empty()
+            || self
+                .permits
+                .borrow()
+                .values()
+                .any(|(held, _)| *held == Held::Append)
+    }
+
+    /// Resolves once no append of this connection is unanswered.
+    pub async fn appends_answered(&self) {
+        loop {
+            if !self.owes_appends() {
+                return;
+            }
+            let listener = self.answered.listen();
+            if !self.owes_appends() {
+                return;
+            }
+            listener.await;
+        }
+    }
+
     /// The request is answered: what was held for it goes.
     pub fn finish(&self, request_id: u64) {
         self.permits.borrow_mut().remove(&request_id);
         self.parked.borrow_mut().remove(&request_id);
+        self.answered.notify(usize::MAX);
     }
 }

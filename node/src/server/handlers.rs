@@ -14,6 +14,7 @@ use crate::framing::Frame;
 use crate::runtime::ShardRuntime;
 use crate::server::actions::{carry_out, deliver};
 use crate::server::budget::Permit;
+use crate::server::conns::Held;
 use crate::server::shard::Shard;
 
 /// An append, read in place from the receive buffer. An error closes the
@@ -35,7 +36,7 @@ pub fn append<R: ShardRuntime>(
         return Err("bad append".into());
     }
     if let Some(c) = shard.conn(conn) {
-        c.hold_permit(request_id, permit)?;
+        c.hold_permit(request_id, Held::Append, permit)?;
     }
     let actions = offer(shard, conn, request_id, frame);
     carry_out(shard, actions);

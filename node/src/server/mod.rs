@@ -16,6 +16,7 @@ pub mod actions;
 pub mod budget;
 pub mod conn;
 pub mod conns;
+pub mod drain;
 pub mod flusher;
 pub mod handlers;
 pub mod heal;
@@ -31,8 +32,9 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures_lite::FutureExt;
 use glommio::{LocalExecutorBuilder, Placement};
 use socket2::{Domain, Socket, Type};
 use trilog_wire::meta::NodeInfo;
@@ -40,7 +42,7 @@ use trilog_wire::meta::NodeInfo;
 use crate::admin::{AdminHandle, AdminSources};
 use crate::config::NodeConfig;
 use crate::identity::{self, IdentityError};
-use crate::limits::{SHARD_CONNECTIONS_MAX, START_META_WAIT_MS};
+use crate::limits::{DRAIN_MS_MAX, SHARD_CONNECTIONS_MAX, START_META_WAIT_MS};
 use crate::metrics::{CloseReason, NodeMetrics, ShardMetrics};
 use crate::repair_board::RepairBoard;
 use crate::runtime::{GlommioRuntime, ShardRuntime};
@@ -49,6 +51,7 @@ use std::sync::Arc;
 use trilog_meta::MetaAddr;
 
 use crate::storage::{self, StorageError};
+use drain::{DrainState, Drained};
 use records::RecordSource;
 use shard::{ctl_to_durable, machine_key, Shard};
 use trilog_meta::{
@@ -114,6 +117,21 @@ pub enum Ending {
     /// An operator decommissioned the node and the store removed it: it
     /// holds nothing any record lists, and its id never registers again.
     Removed,
+    /// Asked to stop (a signal, by its number): the caller drains
+    /// ([`NodeHandle::drain`]).
+    Stop { signal: i32 },
+}
+
+/// Tells a running node to stop, from any thread ([`NodeHandle::stopper`]).
+#[derive(Debug, Clone)]
+pub struct Stopper(mpsc::Sender<Ending>);
+
+impl Stopper {
+    /// [`NodeHandle::wait`] returns [`Ending::Stop`].
+    pub fn stop(&self, signal: i32) {
+        // The receiver is gone only if the node is ending already.
+        let _ = self.0.send(Ending::Stop { signal });
+    }
 }
 
 /// A running node.
@@ -127,15 +145,48 @@ pub struct NodeHandle {
     pub metrics: Arc<NodeMetrics>,
     /// The admin port, if configured (`--admin-addr`).
     pub admin: Option<AdminHandle>,
+    pub node_id: u64,
+    drain: Arc<DrainState>,
     ended: mpsc::Receiver<Ending>,
+    ending: mpsc::Sender<Ending>,
 }
 
 impl NodeHandle {
-    /// Blocks until the node ends: every shard stopped, or the node was
-    /// removed from the cluster (then the shards are left to the process's
-    /// exit: everything they acknowledged is durable already).
-    pub fn wait(self) -> Ending {
+    /// Blocks until the node ends, or is asked to: every shard stopped,
+    /// the node was removed from the cluster (then the shards are left to
+    /// the process's exit: everything they acknowledged is durable
+    /// already), or a [`Stopper`] asked it to stop.
+    pub fn wait(&self) -> Ending {
         self.ended.recv().unwrap_or(Ending::ShardsStopped)
+    }
+
+    /// A handle that makes [`NodeHandle::wait`] return, from any thread.
+    pub fn stopper(&self) -> Stopper {
+        Stopper(self.ending.clone())
+    }
+
+    /// Stops the node on purpose (see [`drain`]): readiness turns false,
+    /// the registration is given up (at most [`drain::DEREGISTER_MS_MAX`]),
+    /// then every shard stops accepting, answers the appends it holds and
+    /// closes its connections, within [`DRAIN_MS_MAX`] in all. The
+    /// process may exit after it: nothing acknowledged depends on it.
+    pub fn drain(&mut self) -> Drained {
+        let started = Instant::now();
+        if !self.drain.stop() {
+            tracing::warn!("node {}: drain asked twice", self.node_id);
+        }
+        let deregistered = self
+            .registration
+            .take()
+            .map(|r| r.give_up(Duration::from_millis(drain::DEREGISTER_MS_MAX)));
+        self.drain.ask();
+        let left = Duration::from_millis(DRAIN_MS_MAX).saturating_sub(started.elapsed());
+        let shards_left = self.drain.wait_finished(left);
+        Drained {
+            took: started.elapsed(),
+            shards_left,
+            deregistered,
+        }
     }
 }
 
@@ -197,6 +248,7 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
     let board = Arc::new(RepairBoard::new());
     let metrics = Arc::new(NodeMetrics::new(config.node_id, &config.zone));
     let shards_running = Arc::new(AtomicUsize::new(0));
+    let drain = DrainState::new(config.shards);
     let executors = spawn_shards(
         &config,
         listeners,
@@ -207,6 +259,7 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
             tls: tls.as_ref(),
             metrics: &metrics,
             running: &shards_running,
+            drain: &drain,
         },
     )?;
     let (ended_tx, ended) = mpsc::channel();
@@ -231,7 +284,7 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
             &shard_ports,
             identity.incarnation,
             space.space.clone(),
-            ended_tx,
+            ended_tx.clone(),
             tls.clone(),
         )?),
         None => None,
@@ -261,6 +314,7 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
                     registration: registration.as_ref().map(RegistrationHandle::watch),
                     shards_running,
                     shards: config.shards,
+                    drain: drain.clone(),
                 },
             )
             .map_err(|source| StartError::Admin { addr, source })?,
@@ -281,7 +335,10 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         space,
         metrics,
         admin,
+        node_id: config.node_id,
+        drain,
         ended,
+        ending: ended_tx,
     })
 }
 
@@ -334,6 +391,7 @@ struct ShardShared<'a> {
     metrics: &'a Arc<NodeMetrics>,
     /// Shards serving now (for readiness).
     running: &'a Arc<AtomicUsize>,
+    drain: &'a Arc<DrainState>,
 }
 
 /// Counts a shard as running for as long as it lives, however its thread
@@ -367,6 +425,7 @@ fn spawn_shards(
         tls,
         metrics,
         running,
+        drain,
     } = shared;
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), StorageError>)>();
     let mut executors = Vec::new();
@@ -396,6 +455,7 @@ fn spawn_shards(
         let shard_metrics = ShardMetrics::new();
         metrics.add_shard(i as u32, &shard_metrics);
         let shard_running = running.clone();
+        let shard_drain = drain.clone();
         let ready = ready_tx.clone();
         let fd = listener.into_raw_fd();
         let handle = LocalExecutorBuilder::new(placement)
@@ -418,6 +478,7 @@ fn spawn_shards(
                     tls: shard_tls,
                     metrics: shard_metrics,
                     running: shard_running,
+                    drain: shard_drain,
                 };
                 run_shard(place, listener, ready, records).await;
             })
@@ -565,6 +626,7 @@ struct ShardPlace {
     tls: Option<Arc<TlsIdentity>>,
     metrics: ShardMetrics,
     running: Arc<AtomicUsize>,
+    drain: Arc<DrainState>,
 }
 
 async fn run_shard(
@@ -587,6 +649,7 @@ async fn run_shard(
         tls,
         metrics,
         running,
+        drain,
     } = place;
     let rt = GlommioRuntime::new();
     let shard = match start_shard(rt, node_id, index as u32, ports, dir, records, metrics).await {
@@ -605,13 +668,24 @@ async fn run_shard(
             shard
         }
         Err(e) => {
+            // A shard that never served has nothing to drain.
+            drain.shard_finished();
             let _ = ready.send((index, Err(e)));
             return;
         }
     };
     let _running = RunningShard::new(running);
+    glommio::spawn_local(drain::watch(shard.clone(), drain.clone())).detach();
     loop {
-        match listener.accept().await {
+        let accepted = async { Some(listener.accept().await) };
+        let draining = async {
+            shard.drained().await;
+            None
+        };
+        let Some(accepted) = accepted.or(draining).await else {
+            break;
+        };
+        match accepted {
             Ok(stream) => {
                 if shard.connections.get() >= SHARD_CONNECTIONS_MAX {
                     tracing::warn!(
@@ -620,8 +694,7 @@ async fn run_shard(
                     shard.metrics.connections_refused.inc();
                     continue;
                 }
-                shard.connections.set(shard.connections.get() + 1);
-                shard.metrics.connections.inc();
+                shard.conn_began();
                 let s = shard.clone();
                 let peer = stream.peer_addr().ok();
                 let _ = stream.set_nodelay(true);
@@ -641,14 +714,16 @@ async fn run_shard(
                             }
                         },
                     }
-                    s.connections.set(s.connections.get() - 1);
-                    s.metrics.connections.dec();
+                    s.conn_done();
                 })
                 .detach();
             }
             Err(e) => tracing::warn!("shard {index}: accept: {e}"),
         }
     }
+    // Closing the listener: the kernel refuses new dials from here on.
+    drop(listener);
+    drain::finish(shard, drain).await;
 }
 
 /// A TLS handshake on an accepted connection, within
@@ -661,7 +736,6 @@ async fn accept_tls<R: ShardRuntime>(
     trilog_tls::futures_io::ServerStream<glommio::net::TcpStream>,
     Role,
 )> {
-    use futures_lite::FutureExt;
     let limit = Duration::from_millis(trilog_tls::HANDSHAKE_MS_MAX);
     let sleep = shard.rt.sleep(limit);
     let timeout = async {

@@ -49,6 +49,11 @@ pub struct Shard<R: ShardRuntime> {
     /// forward, so the timer task sleeps again.
     pub timer_event: Event,
     pub connections: Cell<usize>,
+    /// Notified when a connection ends (`connections` went down).
+    conn_ended: Event,
+    /// The node is stopping: set once, never cleared (`crate::server::drain`).
+    draining: Cell<bool>,
+    drain_event: Event,
     /// Where the machine's record lookups go (none: it never asks).
     pub records: Option<Rc<dyn RecordSource>>,
     /// The scrub's rate; read before each step, so it may be set after
@@ -101,6 +106,9 @@ impl<R: ShardRuntime> Shard<R> {
             dirty_event: Event::new(),
             timer_event: Event::new(),
             connections: Cell::new(0),
+            conn_ended: Event::new(),
+            draining: Cell::new(false),
+            drain_event: Event::new(),
             records,
             scrub_bytes_per_sec: Cell::new(crate::scrub::SCRUB_BYTES_PER_SEC_DEFAULT),
             conn_idle_ms: Cell::new(crate::limits::CONN_IDLE_MS_DEFAULT),
@@ -112,6 +120,60 @@ impl<R: ShardRuntime> Shard<R> {
             round_appends: Cell::new(0),
             round_bytes: Cell::new(0),
         })
+    }
+
+    /// The node is stopping: every task waiting in [`Shard::drained`]
+    /// wakes.
+    pub fn start_draining(&self) {
+        self.draining.set(true);
+        self.drain_event.notify(usize::MAX);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// Resolves once the node is stopping (at once if it is already).
+    pub async fn drained(&self) {
+        loop {
+            if self.draining.get() {
+                return;
+            }
+            let listener = self.drain_event.listen();
+            if self.draining.get() {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// A connection began (the accept loop counts it).
+    pub fn conn_began(&self) {
+        self.connections.set(self.connections.get() + 1);
+        self.metrics.connections.inc();
+    }
+
+    /// A connection ended, however.
+    pub fn conn_done(&self) {
+        let open = self.connections.get();
+        assert!(open > 0, "shard {}: a connection ended twice", self.shard);
+        self.connections.set(open - 1);
+        self.metrics.connections.dec();
+        self.conn_ended.notify(usize::MAX);
+    }
+
+    /// Resolves once no connection is open.
+    pub async fn all_closed(&self) {
+        loop {
+            if self.connections.get() == 0 {
+                return;
+            }
+            let listener = self.conn_ended.listen();
+            if self.connections.get() == 0 {
+                return;
+            }
+            listener.await;
+        }
     }
 
     pub fn shard_count(&self) -> u32 {
