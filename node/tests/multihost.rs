@@ -3,7 +3,8 @@
 //! mutual TLS everywhere; each node started from a config file the way
 //! the systemd unit starts it (`trilog-node --config node.toml`). A
 //! producer and a reader in the root namespace write and read over TLS
-//! with their own certificates.
+//! with their own certificates. A node is then stopped as systemd stops
+//! it (SIGTERM): it drains, leaves etcd at once and exits 0.
 //!
 //! Needs root (namespaces, veth, a bridge) and etcd (/usr/bin/etcd or
 //! ETCD_BIN); without them it says so and passes, as CI runs as root
@@ -370,6 +371,37 @@ async fn a_three_zone_cluster_on_three_hosts_over_mutual_tls() {
             assert!(v.get("message").is_some(), "{l}");
         }
     }
+
+    // SIGTERM, as systemd stops the unit: node 3 drains, gives its
+    // registration up in etcd (listed dead at once, not 3 s later) and
+    // exits 0.
+    let node3 = &mut procs.0[3];
+    let asked = std::time::Instant::now();
+    // SAFETY: kill(2) on a child this test spawned and has not reaped
+    // (`ip netns exec` execs the node in its own process).
+    let rc = unsafe { libc::kill(node3.id() as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = node3.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "node 3 still runs");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let took = asked.elapsed();
+    assert!(status.success(), "node 3 exited with {status}");
+    let alive = meta.list_nodes(false).await.expect("list nodes");
+    assert!(
+        alive.iter().all(|n| n.info.node_id != 3),
+        "node 3 still alive in etcd {took:?} after SIGTERM: {alive:?}"
+    );
+    let log = std::fs::read_to_string(dir.path().join("host-3/node.log")).expect("node log");
+    assert!(
+        log.contains("SIGTERM: drained in") && log.contains("registration given up"),
+        "{log}"
+    );
+    eprintln!("node 3 drained and exited {took:?} after SIGTERM");
 
     // Without its metadata store a node cannot stay registered: once its
     // lease is over, it says it is not ready, and why.
