@@ -25,6 +25,7 @@
 
 pub mod chaos;
 pub mod compare;
+pub mod cpu;
 pub mod fio;
 pub mod latency;
 pub mod load;

@@ -80,5 +80,16 @@ pub async fn run(args: ThroughputArgs) -> ExitCode {
         "trilog replicated / fio: {:.0}% (goal >= 70%)",
         100.0 * replicated / fio.bytes_per_s.max(1.0)
     );
+    let per_gib = |s: Option<f64>| match s {
+        Some(s) => format!("{s:.2}"),
+        None => "unknown (no /proc)".into(),
+    };
+    println!(
+        "cpu: nodes {} s in all, {} CPU-s per GiB a node wrote (goal < 1); client {} s, {} CPU-s per GiB appended",
+        per_gib(t.node_cpu_s),
+        per_gib(t.node_cpu_s_per_gib()),
+        per_gib(t.client_cpu_s),
+        per_gib(t.client_cpu_s_per_gib()),
+    );
     ExitCode::SUCCESS
 }
