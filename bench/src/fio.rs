@@ -1,6 +1,8 @@
 //! fio, the disk's own figure beside trilog's: a direct sequential write
 //! run by fio, and its JSON output (`--output-format=json`) read into the
-//! few typed fields the throughput run uses.
+//! few typed fields the throughput run uses; and the latency of one
+//! durable 4 KiB write (a direct write, then fdatasync), the disk's share
+//! of the latency floor (`crate::floor`).
 
 use std::path::Path;
 use std::process::Command;
@@ -22,6 +24,8 @@ pub enum FioError {
     Job { job: String, error: i64 },
     #[error("fio's output has no job")]
     NoJob,
+    #[error("fio's output has no {what} latency percentiles")]
+    NoLatency { what: &'static str },
 }
 
 /// fio's JSON document: only the fields read here (serde skips the rest).
@@ -39,6 +43,29 @@ pub struct FioJob {
     /// The job's errno; 0 if it ran through.
     pub error: i64,
     pub write: FioDirection,
+    /// The fsyncs or fdatasyncs of a job that asked for them.
+    #[serde(default)]
+    pub sync: Option<FioSync>,
+}
+
+/// The syncs of a job (`--fdatasync=1`: one after every write).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FioSync {
+    pub lat_ns: FioLatency,
+}
+
+/// A latency distribution: percentiles by fio's key (`"50.000000"`), in
+/// nanoseconds.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FioLatency {
+    #[serde(default)]
+    pub percentile: std::collections::BTreeMap<String, u64>,
+}
+
+impl FioLatency {
+    fn p50_ns(&self) -> Option<u64> {
+        self.percentile.get("50.000000").copied()
+    }
 }
 
 /// A job's figures in one direction (fio reports read, write and trim
@@ -51,6 +78,9 @@ pub struct FioDirection {
     pub iops: f64,
     /// Milliseconds.
     pub runtime: u64,
+    /// Completion latency (submission to completion) of each IO.
+    #[serde(default)]
+    pub clat_ns: Option<FioLatency>,
 }
 
 impl FioOutput {
@@ -81,6 +111,78 @@ impl FioOutput {
         }
         Ok(self.jobs.iter().map(|j| j.write.bw_bytes as f64).sum())
     }
+
+    /// The medians of the first job's writes and syncs.
+    pub fn durable_write(&self) -> Result<DurableWrite, FioError> {
+        let job = self.jobs.first().ok_or(FioError::NoJob)?;
+        if job.error != 0 {
+            return Err(FioError::Job {
+                job: job.jobname.clone(),
+                error: job.error,
+            });
+        }
+        let write_p50_ns = job
+            .write
+            .clat_ns
+            .as_ref()
+            .and_then(FioLatency::p50_ns)
+            .ok_or(FioError::NoLatency { what: "write" })?;
+        let sync_p50_ns = job
+            .sync
+            .as_ref()
+            .and_then(|s| s.lat_ns.p50_ns())
+            .ok_or(FioError::NoLatency { what: "fdatasync" })?;
+        Ok(DurableWrite {
+            write_p50_us: write_p50_ns / 1000,
+            sync_p50_us: sync_p50_ns / 1000,
+        })
+    }
+}
+
+/// One durable write's median cost: its direct write, then its fdatasync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurableWrite {
+    pub write_p50_us: u64,
+    pub sync_p50_us: u64,
+}
+
+impl DurableWrite {
+    /// The median of a durable write, taken as the sum of the two medians
+    /// (fio reports them apart; the two are nearly independent).
+    pub fn p50_us(&self) -> u64 {
+        self.write_p50_us + self.sync_p50_us
+    }
+}
+
+/// Runs fio: 4 KiB direct writes, each followed by fdatasync, one at a
+/// time (`psync`), for `seconds` into a file under `dir` (removed after):
+/// what one append costs the disk at queue depth 1.
+pub fn fio_durable_write(dir: &Path, seconds: u64) -> Result<DurableWrite, FioError> {
+    let file = dir.join("fio-durable-write.dat");
+    let out = Command::new("fio")
+        .args([
+            "--name=durable",
+            "--rw=write",
+            "--bs=4k",
+            "--direct=1",
+            "--ioengine=psync",
+            "--fdatasync=1",
+            "--size=64m",
+            "--time_based",
+        ])
+        .arg(format!("--filename={}", file.display()))
+        .arg(format!("--runtime={seconds}"))
+        .arg("--output-format=json")
+        .output()
+        .map_err(FioError::Spawn)?;
+    let _ = std::fs::remove_file(&file);
+    if !out.status.success() {
+        return Err(FioError::Failed {
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    FioOutput::parse(&String::from_utf8_lossy(&out.stdout))?.durable_write()
 }
 
 /// What fio reached.
@@ -147,6 +249,31 @@ mod tests {
         assert_eq!(job.write.io_bytes, 1_499_463_680);
         assert_eq!(job.write.runtime, 1005);
         assert_eq!(out.write_bytes_per_s().expect("no error"), 1_492_003_661.0);
+    }
+
+    /// `fio --name=durable --rw=write --bs=4k --direct=1 --ioengine=psync
+    /// --fdatasync=1 --size=64m --runtime=2 --time_based
+    /// --output-format=json`, as fio 3.33 printed it.
+    const DURABLE: &str = include_str!("../testdata/fio-3.33-durable-write.json");
+
+    #[test]
+    fn reads_the_medians_of_a_captured_durable_write_run() {
+        let out = FioOutput::parse(DURABLE).expect("fio's document");
+        let d = out.durable_write().expect("both medians");
+        assert_eq!(
+            d,
+            DurableWrite {
+                write_p50_us: 83,
+                sync_p50_us: 160
+            }
+        );
+        assert_eq!(d.p50_us(), 243);
+        // A sequential-write run asked for no syncs: no durable figure.
+        let seq = FioOutput::parse(CAPTURED).expect("fio's document");
+        assert!(matches!(
+            seq.durable_write(),
+            Err(FioError::NoLatency { what: "fdatasync" })
+        ));
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod chaos;
 pub mod compare;
 pub mod cpu;
 pub mod fio;
+pub mod floor;
 pub mod latency;
 pub mod load;
 pub mod machine;

@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use trilog_bench::compare::{self, System};
+use trilog_bench::floor::{self, Floor};
 use trilog_bench::load::{LoadConfig, Mode};
 use trilog_bench::report::{self, Report, ReportError, SystemResult};
+use trilog_testkit::cluster::default_root;
 
 use super::values::{at_least_one, parse_duration};
 use super::{command_line, commands, print_header};
@@ -47,6 +49,9 @@ pub struct CompareArgs {
     histogram_dir: Option<PathBuf>,
 }
 
+/// How long fio measures the durable write of the floor.
+const FLOOR_FIO_SECONDS: u64 = 5;
+
 /// Measured time and warmup per system of a `--quick` run, and of a full
 /// one.
 const QUICK_DURATION_WARMUP: (Duration, Duration) =
@@ -78,6 +83,28 @@ pub async fn run(args: CompareArgs) -> ExitCode {
     let rtt_us = args.rtt_us;
     print_header(&load, rtt_us);
     let t0 = Instant::now();
+    // At one writer an append's latency has a floor: measure it in the
+    // same run, on the same disk and through the same kind of proxy.
+    let floor = if args.concurrency == 1 {
+        match floor::measure(rtt_us, &default_root(), FLOOR_FIO_SECONDS).await {
+            Ok(f) => {
+                println!(
+                    "floor: round trip p50 {} us + durable 4 KiB write p50 {} us (fio: direct write + fdatasync, in {}) = {} us",
+                    f.rtt_us,
+                    f.durable_write_p50_us,
+                    default_root().display(),
+                    f.p50_us
+                );
+                Some(f)
+            }
+            Err(e) => {
+                eprintln!("compare: the latency floor: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     let histogram_dir = args.histogram_dir.as_deref();
     let outcomes = match compare::compare(&args.systems, &cmds, rtt_us, &load, histogram_dir).await
     {
@@ -100,7 +127,13 @@ pub async fn run(args: CompareArgs) -> ExitCode {
         }
     }
     print_goals(&results, rtt_us);
-    let written = write_outputs(&args, &load, &results);
+    if let (Some(f), Some(t)) = (floor, results.iter().find(|r| r.name == "trilog")) {
+        println!(
+            "trilog p50 / floor: {:.2}x (goal <= 1.2x)",
+            t.p50_us as f64 / f.p50_us.max(1) as f64
+        );
+    }
+    let written = write_outputs(&args, &load, &results, floor);
     println!("wall time: {:.1} s", t0.elapsed().as_secs_f64());
     if written {
         ExitCode::SUCCESS
@@ -111,11 +144,17 @@ pub async fn run(args: CompareArgs) -> ExitCode {
 
 /// Writes the JSON report and the plot where asked; false if one could
 /// not be written.
-fn write_outputs(args: &CompareArgs, load: &LoadConfig, results: &[SystemResult]) -> bool {
+fn write_outputs(
+    args: &CompareArgs,
+    load: &LoadConfig,
+    results: &[SystemResult],
+    floor: Option<Floor>,
+) -> bool {
     let mut ok = true;
     if let Some(path) = &args.json {
         let config = compare::report_config(args.rtt_us, load, &command_line());
-        ok &= write_file(path, Report::new(config, results).to_json());
+        let report = Report::new(config, results).with_floor(floor);
+        ok &= write_file(path, report.to_json());
     }
     if let Some(path) = &args.plot {
         let title = format!(

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ReportError, SystemResult};
+use crate::floor::Floor;
 
 /// How the load was offered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +84,10 @@ impl From<&SystemResult> for SystemSummary {
 pub struct Report {
     pub config: ReportConfig,
     pub systems: Vec<SystemSummary>,
+    /// The latency floor measured in the same run (`compare --concurrency
+    /// 1`), if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<Floor>,
 }
 
 impl Report {
@@ -90,7 +95,14 @@ impl Report {
         Report {
             config,
             systems: results.iter().map(SystemSummary::from).collect(),
+            floor: None,
         }
+    }
+
+    /// The report with the run's latency floor.
+    pub fn with_floor(mut self, floor: Option<Floor>) -> Report {
+        self.floor = floor;
+        self
     }
 
     /// The document, indented, with a final newline.
