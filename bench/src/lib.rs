@@ -34,5 +34,6 @@ pub mod machine;
 pub mod overhead;
 pub mod quickstart;
 pub mod report;
+pub mod scale;
 pub mod targets;
 pub mod throughput;

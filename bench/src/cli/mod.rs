@@ -8,6 +8,7 @@ mod load;
 mod overhead;
 mod produce;
 mod quickstart;
+mod scale;
 mod throughput;
 mod values;
 
@@ -52,6 +53,10 @@ pub enum Cmd {
     /// trilog's replicated write rate (payload x 3 replicas, all on this
     /// disk) next to fio's direct sequential writes, in the same run.
     Throughput(throughput::ThroughputArgs),
+    /// Many logs at once, one producer each, on a 5-node cluster: the same
+    /// total load spread over 1, 100, 1,000 logs; rate, latency and node
+    /// memory per run.
+    Scale(scale::ScaleArgs),
     /// Run a log node in this process (used by the local clusters).
     #[command(hide = true)]
     Node {
@@ -77,6 +82,7 @@ pub async fn run(cmd: Cmd) -> ExitCode {
         Cmd::Load(args) => load::run(args).await,
         Cmd::Compare(args) => compare::run(args).await,
         Cmd::Throughput(args) => throughput::run(args).await,
+        Cmd::Scale(args) => scale::run(args).await,
         // `main` runs the nodes before it builds a runtime.
         Cmd::Node { .. } | Cmd::RaftNode { .. } => ExitCode::FAILURE,
     }
