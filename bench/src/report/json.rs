@@ -184,6 +184,26 @@ mod tests {
     }
 
     #[test]
+    fn the_floor_is_written_only_when_measured() {
+        let without = Report::new(config(), &[result("trilog", 100)]);
+        let text = without.to_json().expect("serializable");
+        assert!(!text.contains("floor"), "{text}");
+        assert_eq!(Report::from_json(&text).expect("reads").floor, None);
+        let floor = Floor {
+            rtt_us: 703,
+            durable_write_p50_us: 194,
+            p50_us: 897,
+        };
+        let with = without.with_floor(Some(floor));
+        let text = with.to_json().expect("serializable");
+        let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(value["floor"]["rtt_us"], 703, "{text}");
+        assert_eq!(value["floor"]["durable_write_p50_us"], 194, "{text}");
+        assert_eq!(value["floor"]["p50_us"], 897, "{text}");
+        assert_eq!(Report::from_json(&text).expect("reads").floor, Some(floor));
+    }
+
+    #[test]
     fn the_rate_is_kept_to_a_tenth() {
         let mut r = result("trilog", 100);
         r.ops_per_s = 6816.6349;
