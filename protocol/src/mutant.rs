@@ -72,6 +72,11 @@ pub enum Mutant {
     /// record's last one is taken for an orphan, though a takeover writes
     /// the next segment's tail before the CAS that publishes it.
     SweepPastLast = 16,
+    /// `producer/slow.rs`: a replica left for being slow is taken to hold
+    /// what the other replicas acknowledged ("it is being left anyway"),
+    /// so that much is reported committed and sealed, though it is on the
+    /// other replicas only.
+    SlowReplicaCountedAsAcked = 17,
 }
 
 impl Mutant {
@@ -93,6 +98,7 @@ impl Mutant {
         Mutant::RepairPublishedBeforeDurable,
         Mutant::HealTakesShortCopyAsWhole,
         Mutant::SweepPastLast,
+        Mutant::SlowReplicaCountedAsAcked,
     ];
 }
 

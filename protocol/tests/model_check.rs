@@ -59,9 +59,11 @@
 //! | rogue-seal      | 2 entries  | no       | 1 rogue `Seal{len: 0}`, 1 replica failure, 1 loss   |
 //! | trim            | 2 entries  | no       | 2 replica failures, 2 trims (unlinks, drop); no consumer |
 //! | trim-read       | 2 entries  | no       | 1 replica failure, 2 trims (unlinks, drop)          |
+//! | slow            | 3 entries  | no       | slow replicas left (lag timer), 1 trim, 1 loss, 1 failover |
 //! | liveness-switch | 3 entries  | no       | 1 replica failure, 1 failover (FIFO, no loss)       |
 //! | liveness-unknown | 2 entries | no       | 1 replica failure, 1 unknown CAS outcome, 1 failover |
 //! | liveness-race   | 2 entries  | + 1      | none                                                |
+//! | liveness-slow   | 2 entries  | no       | slow replicas left, 1 failover                      |
 //!
 //! Appends are flushed as they arrive unless the checker spends a "delayed
 //! flush"; segments opened by a switch or a takeover run on a synchronous
@@ -70,7 +72,7 @@
 //! CAS is asynchronous too. See
 //! `docs/verification.md` for these reductions and what they leave out.
 //!
-//! Progress is judged only in the three liveness configurations, which
+//! Progress is judged only in the four liveness configurations, which
 //! have no loss, duplicate or crash; stateright judges `eventually` only at
 //! terminal states, so each first checks that its state graph is acyclic
 //! (`model/acyclic.rs`).
@@ -224,6 +226,21 @@ fn refute(m: Mutant) {
     let depth = found.unwrap_or_else(|| panic!("mutant {m:?} is not refuted by {name}"));
     println!("mutant: {m:?} refuted by {name} depth={depth}");
     eprintln!("  [{:.1} s]", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn scenario_slow() {
+    check_scenario(slow());
+}
+
+#[test]
+fn liveness_slow() {
+    check_progress("liveness-slow", liveness_slow_config());
+}
+
+#[test]
+fn mutant_slow_replica_counted_as_acked() {
+    refute(Mutant::SlowReplicaCountedAsAcked);
 }
 
 #[test]

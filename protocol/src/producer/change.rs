@@ -33,18 +33,42 @@ enum Verdict {
 }
 
 impl Producer {
-    /// Starts a switch or a seal (the phase says which) with a read.
-    pub(super) fn start_change(&mut self, exclude: Vec<NodeId>, now_ms: u64) -> Actions<Action> {
+    /// Starts a switch or a seal (the phase says which) with a read; a
+    /// read for the view that is out already is taken as this one.
+    pub(super) fn start_change(
+        &mut self,
+        exclude: Vec<NodeId>,
+        avoid: Vec<NodeId>,
+        now_ms: u64,
+    ) -> Actions<Action> {
         assert!(self.change.is_none(), "one metadata change at a time");
         let (retry, call) =
             MetaRetry::start(now_ms, self.cfg.meta_pause_ms, self.cfg.meta_patience_ms);
-        self.change = Some(Change { retry, exclude });
+        self.change = Some(Change {
+            retry,
+            exclude,
+            avoid,
+            from_view: false,
+        });
+        if std::mem::take(&mut self.view_reading) {
+            return Actions::new();
+        }
         vec![Action::Meta(call)].into()
     }
 
     /// The answer to an [`Action::Meta`] read.
     pub fn handle_record(&mut self, answer: RecordAnswer, now_ms: u64) -> Actions<Action> {
-        // Stopped meanwhile (a replica's refusal showed a newer epoch).
+        if let RecordAnswer::Read {
+            version,
+            record,
+            alive,
+        } = &answer
+        {
+            self.viewed(*version, record.as_ref(), alive, now_ms);
+        }
+        // A read for the view only; or stopped meanwhile (a replica's
+        // refusal showed a newer epoch).
+        self.view_reading = false;
         let Some(change) = &self.change else {
             return Actions::new();
         };
@@ -78,13 +102,23 @@ impl Producer {
             panic!("a CAS answer without a CAS out");
         };
         let proposed_next = proposed.segments.last().cloned();
+        let proposed = proposed.clone();
+        let from_view = std::mem::take(&mut self.retry_change().from_view);
         match answer {
-            CasAnswer::Applied { .. } => self.done(proposed_next, now_ms),
-            CasAnswer::Conflict { record, .. } => match self.verdict(record.as_ref()) {
-                Verdict::Stop(reason) => self.stop(reason),
-                Verdict::Done(next) => self.done(next, now_ms),
-                Verdict::Open => self.pause(now_ms, Setback::Conflict),
-            },
+            CasAnswer::Applied { version } => {
+                self.record_seen(version, Some(&proposed));
+                self.done(proposed_next, now_ms)
+            }
+            CasAnswer::Conflict { version, record } => {
+                self.record_seen(version, record.as_ref());
+                match self.verdict(record.as_ref()) {
+                    Verdict::Stop(reason) => self.stop(reason),
+                    Verdict::Done(next) => self.done(next, now_ms),
+                    // An old view, not contention: read it now.
+                    Verdict::Open if from_view => vec![Action::Meta(self.retry().read())].into(),
+                    Verdict::Open => self.pause(now_ms, Setback::Conflict),
+                }
+            }
             // MUTANT UnknownCasIsFence: the old driver's made-up fence.
             CasAnswer::Unknown if mutant::active(Mutant::UnknownCasIsFence) => {
                 let by_epoch = self.epoch + 1;
@@ -97,8 +131,12 @@ impl Producer {
     }
 
     fn retry(&mut self) -> &mut MetaRetry {
+        &mut self.retry_change().retry
+    }
+
+    fn retry_change(&mut self) -> &mut Change {
         match &mut self.change {
-            Some(change) => &mut change.retry,
+            Some(change) => change,
             None => unreachable!("no metadata change under way"),
         }
     }
@@ -163,7 +201,12 @@ impl Producer {
         let proposed = match self.phase {
             Phase::Switching { segment, seal_len } => {
                 self.placements += 1;
-                match choose_replicas(alive, &change.exclude, self.cfg.replicas, seed) {
+                // Avoid the slow and benched nodes while enough others are
+                // alive; never stop for want of them.
+                let both: Vec<NodeId> = change.exclude.iter().chain(&change.avoid).copied().collect();
+                let placed = choose_replicas(alive, &both, self.cfg.replicas, seed)
+                    .or_else(|_| choose_replicas(alive, &change.exclude, self.cfg.replicas, seed));
+                match placed {
                     Ok(replicas) => {
                         switch_segment(record, self.epoch, segment, seal_len, &replicas)
                     }

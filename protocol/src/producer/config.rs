@@ -26,6 +26,18 @@ pub const META_PATIENCE_MS_DEFAULT: u64 = 30_000;
 /// producer is idle. The refresh also finds a dead connection (the send
 /// fails, and the segment is switched away from it).
 pub const WATERMARK_REFRESH_MS_DEFAULT: u64 = 1_000;
+/// The least time one replica may hold the commit back alone (every other
+/// replica acknowledged past it) before the producer switches the segment
+/// away from it. A healthy replica's ack trails the others' by less than
+/// a millisecond to a few; see the `slow` module for the adaptive part.
+pub const SLOW_LAG_FLOOR_MS_DEFAULT: u64 = 4;
+/// How long a node the producer switched away from for being slow is kept
+/// out of its placements (when there are enough other nodes).
+pub const SLOW_BENCH_MS_DEFAULT: u64 = 60_000;
+/// How old the producer's view of its record and of the alive nodes may
+/// grow before it reads them again, so that a switch for a slow replica
+/// finds its placement ready and goes straight to the CAS.
+pub const VIEW_REFRESH_MS_DEFAULT: u64 = 10_000;
 
 const _: () = assert!(WINDOW_APPENDS_DEFAULT <= WINDOW_APPENDS_MAX);
 const _: () = assert!(BATCH_ENTRIES_DEFAULT <= APPEND_ENTRIES_MAX);
@@ -60,6 +72,17 @@ pub struct ProducerConfig {
     /// a word. `u64::MAX`: never (the model check, whose network loses no
     /// watermark where liveness is judged).
     pub watermark_refresh_ms: u64,
+    /// The least time a replica may hold the commit back alone before the
+    /// segment is switched away from it (the limit also grows with the
+    /// replicas' typical ack latency). `u64::MAX`: never; only a failure
+    /// or the ack timeout switches.
+    pub slow_lag_floor_ms: u64,
+    /// How long a node left for being slow stays out of placements.
+    pub slow_bench_ms: u64,
+    /// How often the view a slow switch places from is read again.
+    /// `u64::MAX`: only when a metadata change reads the record anyway
+    /// (the model check, which answers reads at once).
+    pub view_refresh_ms: u64,
 }
 
 impl Default for ProducerConfig {
@@ -74,6 +97,9 @@ impl Default for ProducerConfig {
             meta_pause_ms: META_PAUSE_MS_DEFAULT,
             meta_patience_ms: META_PATIENCE_MS_DEFAULT,
             watermark_refresh_ms: WATERMARK_REFRESH_MS_DEFAULT,
+            slow_lag_floor_ms: SLOW_LAG_FLOOR_MS_DEFAULT,
+            slow_bench_ms: SLOW_BENCH_MS_DEFAULT,
+            view_refresh_ms: VIEW_REFRESH_MS_DEFAULT,
         }
     }
 }
@@ -125,6 +151,9 @@ impl ProducerConfig {
             ("a metadata pause", self.meta_pause_ms),
             ("a metadata patience", self.meta_patience_ms),
             ("a watermark refresh", self.watermark_refresh_ms),
+            ("a slow replica's lag floor", self.slow_lag_floor_ms),
+            ("a slow node's bench time", self.slow_bench_ms),
+            ("a view refresh", self.view_refresh_ms),
         ];
         match times.iter().find(|(_, ms)| *ms == 0) {
             Some((what, _)) => Err(ConfigError::ZeroTime { what }),

@@ -27,6 +27,9 @@
 mod change;
 mod config;
 mod link;
+mod slow;
+#[cfg(test)]
+mod slow_tests;
 #[cfg(test)]
 mod tests;
 
@@ -43,6 +46,7 @@ use crate::NodeId;
 
 pub use config::{ConfigError, ProducerConfig};
 pub use link::{Link, RECONNECT_PAUSE_MS};
+pub use slow::{View, SLOW_LAG_FACTOR};
 
 /// The segment a producer writes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -195,6 +199,16 @@ pub struct Producer {
     change: Option<Change>,
     /// Placements drawn so far; the next draws from `cfg.seed + placements`.
     placements: u64,
+    /// The record and nodes a switch for a slow replica places from (see
+    /// the `slow` module).
+    view: Option<View>,
+    /// A read for the view is out (no change is under way).
+    view_reading: bool,
+    /// When the view was last read, or asked for.
+    view_read_at_ms: Option<u64>,
+    /// Nodes left for being slow, and until when they stay out of
+    /// placements; at most one entry per node.
+    benched: Vec<(NodeId, u64)>,
 }
 
 /// A switch or a seal under way.
@@ -203,6 +217,12 @@ struct Change {
     retry: MetaRetry,
     /// Nodes the next segment must not be placed on (the failed replica).
     exclude: Vec<NodeId>,
+    /// Nodes it should not be placed on while others are alive (a slow
+    /// replica, the benched nodes).
+    avoid: Vec<NodeId>,
+    /// The CAS out was proposed from the view, without a read: a conflict
+    /// only means the view was old, so it is read again at once.
+    from_view: bool,
 }
 
 impl Producer {
@@ -241,6 +261,10 @@ impl Producer {
             closing: false,
             change: None,
             placements: 0,
+            view: None,
+            view_reading: false,
+            view_read_at_ms: None,
+            benched: Vec::new(),
         }
     }
 
@@ -324,6 +348,7 @@ impl Producer {
         }]
         .into();
         self.fill_windows(now_ms, &mut out);
+        self.refresh_view(now_ms, &mut out);
         out
     }
 
@@ -414,7 +439,7 @@ impl Producer {
         if segment != self.segment.id || !self.sending() {
             return out;
         }
-        if let Some(commit) = self.acks.on_ack(replica, durable_len) {
+        if let Some(commit) = self.acks.on_ack(replica, durable_len, now_ms) {
             self.advance_commit(commit, &mut out);
         }
         self.fill_windows(now_ms, &mut out);
@@ -508,13 +533,15 @@ impl Producer {
             seal_len,
         };
         let exclude = vec![self.segment.replicas[replica]];
-        self.start_change(exclude, now_ms)
+        let avoid = self.benched(now_ms);
+        self.start_change(exclude, avoid, now_ms)
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) has something to do:
-    /// the oldest append's ack deadline or an idle replica's watermark
-    /// refresh while writing, the next round of a metadata change after a
-    /// pause while switching or sealing.
+    /// the oldest append's ack deadline, a laggard turning slow, an idle
+    /// replica's watermark refresh or the view's while writing, the next
+    /// round of a metadata change after a pause while switching or
+    /// sealing.
     pub fn poll_timeout(&self) -> Option<u64> {
         match &self.change {
             Some(change) => change.retry.poll_timeout(),
@@ -526,6 +553,8 @@ impl Producer {
                     (0..self.segment.replicas.len()).filter_map(|i| self.refresh_at_ms(i));
                 acks.chain(refresh)
                     .chain(self.link_timeout())
+                    .chain(self.slow_at_ms_any())
+                    .chain(self.view_refresh_at_ms())
                     .filter(|at| *at != u64::MAX)
                     .min()
             }
@@ -587,10 +616,15 @@ impl Producer {
                 .oldest_in_flight_ms(*i)
                 .is_some_and(|sent| now_ms.saturating_sub(sent) >= self.cfg.ack_timeout_ms)
         });
-        match overdue {
-            Some(replica) => self.fail_replica(replica, now_ms),
-            None => self.refresh_watermarks(now_ms),
+        if let Some(replica) = overdue {
+            return self.fail_replica(replica, now_ms);
         }
+        if let Some(out) = self.leave_slow_replica(now_ms) {
+            return out;
+        }
+        let mut out = self.refresh_watermarks(now_ms);
+        self.refresh_view(now_ms, &mut out);
+        out
     }
 
     /// Stop taking entries; seal the segment once every entry is committed.
@@ -611,7 +645,7 @@ impl Producer {
                 segment: self.segment.id,
                 len: self.acks.commit(),
             };
-            out.extend(self.start_change(Vec::new(), now_ms));
+            out.extend(self.start_change(Vec::new(), Vec::new(), now_ms));
         }
     }
 

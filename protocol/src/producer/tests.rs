@@ -14,6 +14,10 @@ fn cfg(window: usize, batch: u32) -> ProducerConfig {
         meta_pause_ms: 10,
         meta_patience_ms: 1_000,
         watermark_refresh_ms: 10_000,
+        // Off here: the `slow` tests turn it on.
+        slow_lag_floor_ms: u64::MAX,
+        slow_bench_ms: 60_000,
+        view_refresh_ms: u64::MAX,
     }
 }
 

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use stateright::{Model, Property};
 use trilog_protocol::consumer::Cursor;
 use trilog_protocol::metadata::{open_for_write, LogMeta};
+use trilog_protocol::placement::Candidate;
 use trilog_protocol::producer::{OpenSegment, Phase, Producer, ProducerConfig, StopReason};
 use trilog_wire::meta::SegmentMeta;
 
@@ -110,6 +111,10 @@ pub struct Config {
     /// Seals replicas may learn from the record per run
     /// (`Replica::learn_seal`, what a shard does for an idle segment).
     pub learnt_seals: u8,
+    /// Producer 1 leaves a replica that alone holds the commit back
+    /// (`producer/slow.rs`): its lag timer fires whenever one does, and
+    /// it places from its view of the record without reading first.
+    pub slow: bool,
 }
 
 impl Config {
@@ -127,6 +132,12 @@ impl Config {
             // No watermark is lost where liveness is judged; elsewhere a
             // refresh is a duplicate the properties already allow.
             watermark_refresh_ms: u64::MAX,
+            slow_lag_floor_ms: if self.slow { 5 } else { u64::MAX },
+            slow_bench_ms: 60_000,
+            // The view comes from the start and from the producer's own
+            // reads and CASes; stale when a trim or a takeover moved the
+            // record (the CAS then conflicts and the record is read).
+            view_refresh_ms: u64::MAX,
         }
     }
 }
@@ -208,6 +219,8 @@ pub struct Ghost {
     pub healed: bool,
     /// A node swept a copy as an orphan.
     pub swept: bool,
+    /// A producer left a replica for being slow.
+    pub slow_left: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -377,6 +390,10 @@ impl Trilog {
             replicas: seg0,
         };
         let mut m = Producer::new(LOG_ID, meta.epoch, open, 0, cfg.producer_config());
+        if cfg.slow {
+            let alive = Candidate::all_in_one_zone(&all_nodes(cfg));
+            m.set_view(1, meta.clone(), alive, 0);
+        }
         let mut tags = Vec::new();
         for i in 0..cfg.p1_entries {
             let seq = m

@@ -170,6 +170,15 @@ pub fn copy_swept(_: &Trilog, s: &State) -> bool {
     s.ghost.swept
 }
 
+/// A producer left a replica for being slow, and carries on writing on
+/// the next segment.
+pub fn slow_replica_left(_: &Trilog, s: &State) -> bool {
+    s.ghost.slow_left
+        && s.p1
+            .as_ref()
+            .is_some_and(|w| w.m.segment().id > 0 && *w.m.phase() == Phase::Writing)
+}
+
 /// A damaged copy was healed by its node.
 pub fn copy_healed(_: &Trilog, s: &State) -> bool {
     s.ghost.healed
@@ -350,6 +359,7 @@ pub const CONSUMER_MET_TRIM: &str = "ConsumerMetTrim";
 pub const COPY_HEALED: &str = "CopyHealed";
 pub const COPY_SWEPT: &str = "CopySwept";
 pub const LEARNT_BELOW_WATERMARK: &str = "LearntBelowWatermark";
+pub const SLOW_REPLICA_LEFT: &str = "SlowReplicaLeft";
 
 /// The discovery called `name`: a state the model must reach.
 pub fn discovery(name: &'static str) -> Property<Trilog> {
@@ -370,6 +380,7 @@ pub fn discovery(name: &'static str) -> Property<Trilog> {
         COPY_HEALED => copy_healed,
         COPY_SWEPT => copy_swept,
         LEARNT_BELOW_WATERMARK => learnt_below_watermark,
+        SLOW_REPLICA_LEFT => slow_replica_left,
         _ => panic!("no discovery {name}"),
     };
     Property::sometimes(name, f)

@@ -51,6 +51,7 @@ fn base(p1_entries: u8) -> Config {
         damages: 0,
         sweeps: 0,
         learnt_seals: 0,
+        slow: false,
     }
 }
 
@@ -446,6 +447,38 @@ pub fn trim_read() -> Scenario {
     }
 }
 
+/// A replica left for being slow: producer 1's lag timer fires whenever
+/// one replica alone holds its commit back, and it switches straight by
+/// a CAS from its view; a trim moves the record under that view (the CAS
+/// conflicts, the record is read). A consumer failover, and in the full
+/// profile a lost message.
+pub fn slow() -> Scenario {
+    let full = full();
+    let (alone, _) = entries();
+    Scenario {
+        name: "slow",
+        cfg: Config {
+            slow: true,
+            trims: 1,
+            losses: u8::from(full),
+            consumer_failovers: 1,
+            ..base(alone)
+        },
+        discoveries: &[props::SLOW_REPLICA_LEFT, props::SEGMENT_SEALED],
+    }
+}
+
+/// Progress when a slow replica is left: every entry is committed and
+/// read. FIFO, no loss; acyclic (time only moves forward).
+pub fn liveness_slow_config() -> Config {
+    Config {
+        slow: true,
+        consumer_failovers: 1,
+        prune_noops: true,
+        ..base(2)
+    }
+}
+
 /// Progress with a segment switch: no loss, duplicate or crash, one
 /// replica failure declared at any moment, a consumer failover. Acyclic
 /// (checked), so stateright judges `eventually` at real terminal states.
@@ -580,6 +613,15 @@ pub fn mutant_case(m: Mutant) -> (Property<Trilog>, Config) {
         // A trim inside segment 0, sealed by a switch with both entries:
         // the mutant deletes all of it, and the committed entry at the
         // trim point with it.
+        // Leaving a slow replica while counting it as holding what the
+        // others acknowledged: committed entries it never got.
+        Mutant::SlowReplicaCountedAsAcked => (
+            invariant(props::COMMIT_DURABILITY),
+            Config {
+                slow: true,
+                ..quiet
+            },
+        ),
         Mutant::TrimPastPoint => (
             invariant(props::COMMIT_DURABILITY),
             Config {

@@ -380,6 +380,9 @@ impl Trilog {
             let at = w.m.poll_timeout().expect("a timer is set");
             w.now = w.now.max(at);
             s.drive(&self.cfg, pid, |m, now| m.handle_timeout(now));
+            if let Some(w) = s.writer(pid) {
+                s.ghost.slow_left |= !w.m.benched(w.now).is_empty();
+            }
             return;
         }
         let Taker::Taking { t, now, .. } = &mut s.p2 else {
