@@ -88,6 +88,15 @@ fn options(seed: u64) -> ProducerOptions {
             batch_entries_max: 8,
             batch_bytes_max: 64 << 10,
             ack_timeout_ms: 2_000,
+            // Every other seed leaves slow replicas (the default); the
+            // others wait for the ack timeout, as producers did before, so
+            // both the slow switch and the long waits it cuts short (a
+            // resend to a restarted replica, say) stay covered.
+            slow_lag_floor_ms: if seed % 2 == 0 {
+                ProducerConfig::default().slow_lag_floor_ms
+            } else {
+                u64::MAX
+            },
             ..ProducerConfig::default()
         },
         replicas: 3,
