@@ -39,6 +39,8 @@ pub enum EtcdError {
     Connect(#[source] etcd_client::Error),
     #[error(transparent)]
     Timeout(#[from] TimedOut),
+    #[error("no member of {members} follows a leader behind a delay proxy")]
+    NoFollower { members: usize },
 }
 
 /// A running etcd cluster. Dropping it kills every member.
@@ -48,9 +50,12 @@ pub struct EtcdCluster {
     _temp: tempfile::TempDir,
     pub client_addrs: Vec<SocketAddr>,
     children: Vec<Child>,
+    /// Each member's client port itself, not through its proxy.
+    direct_client_ports: Vec<u16>,
     /// With a simulated round trip: the proxies every peer and client
-    /// connection goes through.
-    _proxies: Vec<DelayProxy>,
+    /// connection goes through, member by member (its peer port's, then
+    /// its client port's).
+    proxies: Vec<DelayProxy>,
 }
 
 impl Drop for EtcdCluster {
@@ -196,7 +201,8 @@ impl EtcdCluster {
                 .filter_map(|u| u.trim_start_matches("http://").parse().ok())
                 .collect(),
             children: Vec::with_capacity(n),
-            _proxies: Vec::new(),
+            direct_client_ports: members.client_ports.clone(),
+            proxies: Vec::new(),
         };
         assert_eq!(cluster.client_addrs.len(), n, "every member is reachable");
         for i in 0..n {
@@ -205,7 +211,7 @@ impl EtcdCluster {
             let child = members.spawn(i, &cluster.dir, &initial)?;
             cluster.children.push(child);
         }
-        cluster._proxies = members.proxies;
+        cluster.proxies = members.proxies;
         cluster.wait_ready(START_TIMEOUT).await?;
         Ok(cluster)
     }
@@ -215,6 +221,37 @@ impl EtcdCluster {
             .iter()
             .map(|a| format!("http://{a}"))
             .collect()
+    }
+
+    /// Slows a member that does not lead by `extra` more each way, on its
+    /// peer and client ports (zero: back to the base delay); returns its
+    /// index. Only with a simulated round trip.
+    pub async fn slow_follower(&self, extra: Duration) -> Result<usize, EtcdError> {
+        let mut leader = None;
+        let mut ids = Vec::with_capacity(self.direct_client_ports.len());
+        for port in &self.direct_client_ports {
+            let url = format!("http://127.0.0.1:{port}");
+            let mut c = Client::connect([url], None)
+                .await
+                .map_err(EtcdError::Connect)?;
+            let status = c.status().await.map_err(EtcdError::Connect)?;
+            leader = Some(status.leader());
+            ids.push(status.header().map(|h| h.member_id()));
+        }
+        let follower = ids
+            .iter()
+            .position(|id| id.is_some() && *id != leader)
+            .ok_or_else(|| EtcdError::NoFollower { members: ids.len() })?;
+        let (peer, client) = (
+            self.proxies.get(2 * follower),
+            self.proxies.get(2 * follower + 1),
+        );
+        let (Some(peer), Some(client)) = (peer, client) else {
+            return Err(EtcdError::NoFollower { members: ids.len() });
+        };
+        peer.set_extra(extra);
+        client.set_extra(extra);
+        Ok(follower)
     }
 
     pub async fn client(&self) -> Result<Client, EtcdError> {

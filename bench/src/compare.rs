@@ -13,6 +13,14 @@
 //! slowest of three fsyncs); a Raft or etcd append costs the client's round
 //! trip to the leader plus the leader's to a majority.
 //!
+//! With a slow node (`slow`), each system runs again with one node slowed
+//! by that much more each way from the end of the warmup on, so the
+//! measured time holds the moment it turns slow: a replica of trilog's
+//! open segment (trilog runs on [`TRILOG_SLOW_NODES`] nodes then, one to
+//! spare, since leaving a slow replica needs somewhere to go), a follower
+//! of Raft and etcd (not the leader: a slow leader makes every
+//! consensus system slow). Those runs are named `<system>-slow`.
+//!
 //! `etcd3` needs this crate's `etcd` feature (etcd's client library needs
 //! protoc to build); without it [`compare`] refuses before it starts
 //! anything, with [`CompareError::EtcdNotBuilt`].
@@ -40,6 +48,9 @@ use crate::targets::{RaftTarget, TrilogTarget};
 /// (node 1 also serves the metadata store), so each system's nodes all
 /// take part in every append.
 pub const TRILOG_NODES: usize = 3;
+/// Nodes of the trilog cluster when a node is slowed: one to spare, where
+/// the producer moves the segment away from the slow one.
+pub const TRILOG_SLOW_NODES: usize = 4;
 
 /// A system the comparison can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +78,22 @@ impl System {
             System::Trilog => TRILOG_NODES,
             System::Raft3 | System::Etcd3 => 3,
             System::Raft5 => 5,
+        }
+    }
+
+    /// Nodes of a run, with a node slowed or not.
+    pub fn nodes_when(self, slowed: bool) -> usize {
+        match self {
+            System::Trilog if slowed => TRILOG_SLOW_NODES,
+            _ => self.nodes(),
+        }
+    }
+
+    /// A run's name: `raft3`, or `raft3-slow` with a node slowed.
+    pub fn run_name(self, slowed: bool) -> String {
+        match slowed {
+            true => format!("{}-slow", self.name()),
+            false => self.name().to_string(),
         }
     }
 }
@@ -128,44 +155,132 @@ pub enum CompareError {
         source: std::io::Error,
     },
     #[error("{system}: {errors} of the appends failed")]
-    Failed { system: &'static str, errors: u64 },
+    Failed { system: String, errors: u64 },
+    #[error("{system}: slowing a node needs a simulated round trip (--rtt-us)")]
+    SlowWithoutDelay { system: &'static str },
 }
 
-/// A started system: its target and what keeps its processes alive.
+/// A started system: its target and its cluster (dropping it stops the
+/// system's processes).
 pub struct Running {
     pub system: System,
     pub target: Arc<dyn Target>,
-    /// Held only so that dropping this stops the system's processes.
-    _cluster: Keepalive,
+    cluster: Arc<Keepalive>,
 }
 
-/// What keeps a started system's processes alive: [`Cluster`],
-/// [`RaftCluster`] or `EtcdCluster`, held only to be dropped.
-type Keepalive = Box<dyn std::any::Any + Send>;
+/// A started system's cluster: what keeps its processes alive, and what
+/// can slow one of its nodes.
+pub enum Keepalive {
+    Trilog(Cluster),
+    Raft(RaftCluster),
+    #[cfg(feature = "etcd")]
+    Etcd(EtcdCluster),
+}
+
+/// The log the comparison writes to on trilog.
+const TRILOG_LOG: u64 = 1;
+
+impl Keepalive {
+    /// Slows one node by `extra` more each way: a replica of trilog's
+    /// open segment, a follower of Raft or etcd. Says which.
+    pub async fn slow_one(&self, extra: Duration) -> Result<String, String> {
+        match self {
+            Keepalive::Trilog(c) => {
+                let v = c
+                    .meta()
+                    .get_log(TRILOG_LOG)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let open = v
+                    .record
+                    .as_ref()
+                    .and_then(|m| m.segments.last().cloned())
+                    .ok_or("the log has no segment")?;
+                let node = *open.replicas.last().ok_or("a segment without replicas")?;
+                if !c.slow_node(node, extra) {
+                    return Err(format!("node {node} has no delay proxy"));
+                }
+                let slowed_at = std::time::Instant::now();
+                let left = left_node(c, node, Duration::from_secs(10)).await;
+                Ok(match left {
+                    Some(seg) => format!(
+                        "node {node}, a replica of segment {}; segment {seg} left it {:.1} ms later",
+                        open.id,
+                        slowed_at.elapsed().as_secs_f64() * 1e3
+                    ),
+                    None => format!(
+                        "node {node}, a replica of segment {}; the log did not leave it in 10 s",
+                        open.id
+                    ),
+                })
+            }
+            Keepalive::Raft(c) => {
+                let leader = c
+                    .wait_leader(Duration::from_secs(10), None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let follower = c
+                    .nodes
+                    .iter()
+                    .map(|n| n.id)
+                    .find(|id| *id != leader)
+                    .ok_or("a cluster of one has no follower")?;
+                match c.slow_node(follower, extra) {
+                    true => Ok(format!("node {follower}, a follower of leader {leader}")),
+                    false => Err(format!("node {follower} has no delay proxy")),
+                }
+            }
+            #[cfg(feature = "etcd")]
+            Keepalive::Etcd(c) => {
+                let i = c.slow_follower(extra).await.map_err(|e| e.to_string())?;
+                Ok(format!("member e{i}, a follower"))
+            }
+        }
+    }
+}
+
+/// Waits (polling the record every millisecond, up to `within`) until the
+/// log's open segment is not on `node`; returns that segment.
+async fn left_node(c: &Cluster, node: u64, within: Duration) -> Option<u64> {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(v) = c.meta().get_log(TRILOG_LOG).await {
+            let open = v.record.as_ref().and_then(|m| m.segments.last());
+            if let Some(seg) = open.filter(|s| !s.replicas.contains(&node)) {
+                return Some(seg.id);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    None
+}
 
 /// Starts `system` on this machine (behind delay proxies adding `rtt_us / 2`
-/// each way if given) and returns it ready for appends.
+/// each way if given; with a node to slow later if `slowed`) and returns it
+/// ready for appends.
 pub async fn start(
     system: System,
     cmds: &Commands,
     rtt_us: Option<u64>,
+    slowed: bool,
 ) -> Result<Running, CompareError> {
     let one_way = rtt_us.map(|us| Duration::from_micros(us) / 2);
     let (target, cluster) = match system {
-        System::Trilog => start_trilog(&cmds.node, one_way).await,
+        System::Trilog => start_trilog(&cmds.node, one_way, system.nodes_when(slowed)).await,
         System::Raft3 | System::Raft5 => start_raft(system, &cmds.raft, one_way).await,
         System::Etcd3 => start_etcd(system, one_way).await,
     }?;
     Ok(Running {
         system,
         target,
-        _cluster: cluster,
+        cluster: Arc::new(cluster),
     })
 }
 
 async fn start_trilog(
     node: &NodeCommand,
     one_way: Option<Duration>,
+    nodes: usize,
 ) -> Result<(Arc<dyn Target>, Keepalive), CompareError> {
     let failed = |source| CompareError::Cluster {
         system: System::Trilog.name(),
@@ -175,13 +290,16 @@ async fn start_trilog(
         delay_one_way: one_way,
         ..ClusterOptions::default()
     };
-    let cluster = Cluster::start_with(TRILOG_NODES, node.clone(), None, opts)
+    let cluster = Cluster::start_with(nodes, node.clone(), None, opts)
         .await
         .map_err(failed)?;
-    let producer = Producer::open(cluster.pool(), 1, ProducerOptions::default())
+    let producer = Producer::open(cluster.pool(), TRILOG_LOG, ProducerOptions::default())
         .await
         .map_err(|e| failed(e.into()))?;
-    Ok((Arc::new(TrilogTarget { producer }), Box::new(cluster)))
+    Ok((
+        Arc::new(TrilogTarget { producer }),
+        Keepalive::Trilog(cluster),
+    ))
 }
 
 async fn start_raft(
@@ -202,7 +320,10 @@ async fn start_raft(
         .await
         .map_err(failed)?;
     let client = cluster.client().await.map_err(|e| failed(e.into()))?;
-    Ok((Arc::new(RaftTarget::new(name, client)), Box::new(cluster)))
+    Ok((
+        Arc::new(RaftTarget::new(name, client)),
+        Keepalive::Raft(cluster),
+    ))
 }
 
 /// Whether this binary can run every system of `systems`: `etcd3` only
@@ -238,7 +359,7 @@ async fn start_etcd(
         .map_err(failed)?;
     let client = cluster.client().await.map_err(failed)?;
     let target = EtcdTarget::new(EtcdLog::new(client));
-    Ok((Arc::new(target), Box::new(cluster)))
+    Ok((Arc::new(target), Keepalive::Etcd(cluster)))
 }
 
 /// What one system's run gave.
@@ -252,35 +373,59 @@ pub struct Outcome {
 }
 
 /// Starts `system`, runs `load` on it, stops it; saves the raw histogram
-/// as `<dir>/<system>.hdr` if `histogram_dir` is given.
+/// as `<dir>/<run name>.hdr` if `histogram_dir` is given. With `slow`,
+/// one node is slowed by that much more each way once the warmup ends
+/// ([`Keepalive::slow_one`]), and the run is `<system>-slow`.
 pub async fn run_system(
     system: System,
     cmds: &Commands,
     rtt_us: Option<u64>,
+    slow: Option<Duration>,
     load: &LoadConfig,
     histogram_dir: Option<&std::path::Path>,
 ) -> Result<Outcome, CompareError> {
-    let running = start(system, cmds, rtt_us).await?;
+    if slow.is_some() && rtt_us.is_none() {
+        return Err(CompareError::SlowWithoutDelay {
+            system: system.name(),
+        });
+    }
+    let name = system.run_name(slow.is_some());
+    let running = start(system, cmds, rtt_us, slow.is_some()).await?;
     delay::reset_observed();
+    let slowing = slow.map(|extra| {
+        let cluster = running.cluster.clone();
+        let warmup = load.warmup;
+        let name = name.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(warmup).await;
+            match cluster.slow_one(extra).await {
+                Ok(which) => eprintln!("{name}: slowed {which} by {extra:?} each way"),
+                Err(why) => eprintln!("{name}: could not slow a node: {why}"),
+            }
+        })
+    });
     let result = run(running.target.clone(), load.clone()).await;
+    if let Some(s) = slowing {
+        let _ = s.await;
+    }
     let proxied = rtt_us.map(|_| delay::observed());
     drop(running);
     if let Some(dir) = histogram_dir {
-        let path = dir.join(format!("{}.hdr", system.name()));
+        let path = dir.join(format!("{name}.hdr"));
         std::fs::create_dir_all(dir)
             .and_then(|()| save_histogram(&result.histogram, &path))
             .map_err(|source| CompareError::Histogram { path, source })?;
     }
     if result.ops == 0 {
         return Err(CompareError::Failed {
-            system: system.name(),
+            system: name,
             errors: result.errors,
         });
     }
     Ok(Outcome {
         result: SystemResult::new(
-            system.name(),
-            system.nodes(),
+            &name,
+            system.nodes_when(slow.is_some()),
             result.histogram.clone(),
             result.ops_per_s(),
             result.errors,
@@ -291,18 +436,23 @@ pub async fn run_system(
 }
 
 /// Runs every system of `systems` one after another (none if this binary
-/// cannot run them all: [`check_built`]).
+/// cannot run them all: [`check_built`]); with `slow`, each one twice,
+/// healthy and then with a node slowed.
 pub async fn compare(
     systems: &[System],
     cmds: &Commands,
     rtt_us: Option<u64>,
+    slow: Option<Duration>,
     load: &LoadConfig,
     histogram_dir: Option<&std::path::Path>,
 ) -> Result<Vec<Outcome>, CompareError> {
     check_built(systems)?;
-    let mut out = Vec::with_capacity(systems.len());
+    let mut out = Vec::with_capacity(systems.len() * 2);
     for &s in systems {
-        out.push(run_system(s, cmds, rtt_us, load, histogram_dir).await?);
+        out.push(run_system(s, cmds, rtt_us, None, load, histogram_dir).await?);
+        if slow.is_some() {
+            out.push(run_system(s, cmds, rtt_us, slow, load, histogram_dir).await?);
+        }
     }
     Ok(out)
 }

@@ -119,7 +119,11 @@ impl AckTracker {
         if min > self.commit {
             self.commit = min;
             for r in &mut self.replicas {
-                while r.acks_past_commit.front().is_some_and(|(len, _)| *len <= min) {
+                while r
+                    .acks_past_commit
+                    .front()
+                    .is_some_and(|(len, _)| *len <= min)
+                {
                     r.acks_past_commit.pop_front();
                 }
             }

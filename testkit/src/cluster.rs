@@ -371,6 +371,19 @@ impl Cluster {
         ConnPool::new(self.meta())
     }
 
+    /// Slows node `id`'s data port by `extra` more each way (zero: back to
+    /// the base delay): a slow node. Only with
+    /// [`ClusterOptions::delay_one_way`]; `false` without a delay proxy.
+    pub fn slow_node(&self, id: u64, extra: Duration) -> bool {
+        match self.delays.get(&id) {
+            Some(d) => {
+                d.set_extra(extra);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Waits until `n` nodes hold live registrations.
     pub async fn wait_alive(&self, n: usize, timeout: Duration) -> Result<(), ClusterError> {
         let meta = &self.meta();

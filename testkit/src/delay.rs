@@ -23,6 +23,11 @@
 //! process measures once how late a sleep wakes ([`sleep_lateness`]) and
 //! sleeps that much less; [`observed`] reports the one-way delay chunks
 //! really got, from arrival at the proxy to their write onward.
+//!
+//! [`DelayProxy::set_extra`] slows one proxy down further, in both
+//! directions, from the next chunk on: a slow node (a congested link, a
+//! busy host) for the benchmarks that run with one. Chunks delayed by it
+//! are left out of [`observed`], which stays the base delay.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -87,6 +92,8 @@ pub struct DelayProxy {
     pub listen: SocketAddr,
     pub target: SocketAddr,
     stop: Arc<AtomicBool>,
+    /// Extra delay each way, in ns, shared by every connection.
+    extra_ns: Arc<AtomicU64>,
 }
 
 impl Drop for DelayProxy {
@@ -115,23 +122,44 @@ impl DelayProxy {
         let listen = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
+        let extra_ns = Arc::new(AtomicU64::new(0));
+        let delays = Delays {
+            base: one_way,
+            extra_ns: extra_ns.clone(),
+        };
         std::thread::Builder::new()
             .name(format!("delay-{}", listen.port()))
-            .spawn(move || accept_loop(listener, target, one_way, s))?;
+            .spawn(move || accept_loop(listener, target, delays, s))?;
         Ok(DelayProxy {
             listen,
             target,
             stop,
+            extra_ns,
         })
+    }
+
+    /// Adds `extra` to the delay each way, from the next chunk read on, on
+    /// every connection through this proxy (zero: back to the base).
+    pub fn set_extra(&self, extra: Duration) {
+        let ns = u64::try_from(extra.as_nanos()).unwrap_or(u64::MAX);
+        self.extra_ns.store(ns, Ordering::SeqCst);
     }
 }
 
-fn accept_loop(
-    listener: TcpListener,
-    target: SocketAddr,
-    one_way: Duration,
-    stop: Arc<AtomicBool>,
-) {
+/// The base delay of a proxy and its adjustable extra.
+#[derive(Clone)]
+struct Delays {
+    base: Duration,
+    extra_ns: Arc<AtomicU64>,
+}
+
+impl Delays {
+    fn extra(&self) -> Duration {
+        Duration::from_nanos(self.extra_ns.load(Ordering::Relaxed))
+    }
+}
+
+fn accept_loop(listener: TcpListener, target: SocketAddr, delays: Delays, stop: Arc<AtomicBool>) {
     for inbound in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
@@ -147,27 +175,32 @@ fn accept_loop(
         let (Ok(i2), Ok(o2)) = (inbound.try_clone(), outbound.try_clone()) else {
             continue;
         };
-        let _ = spawn_direction(inbound, o2, one_way);
-        let _ = spawn_direction(outbound, i2, one_way);
+        let _ = spawn_direction(inbound, o2, delays.clone());
+        let _ = spawn_direction(outbound, i2, delays.clone());
     }
 }
 
 /// Copies `from` to `to`, each chunk leaving `delay` after it arrived: a
 /// reader thread and a writer thread joined by a queue of due chunks.
-fn spawn_direction(mut from: TcpStream, mut to: TcpStream, delay: Duration) -> std::io::Result<()> {
-    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+fn spawn_direction(mut from: TcpStream, mut to: TcpStream, delays: Delays) -> std::io::Result<()> {
+    // (due, extra delay it got, bytes)
+    let (tx, rx) = mpsc::channel::<(Instant, Duration, Vec<u8>)>();
+    let delay = delays.base;
     let lateness = sleep_lateness();
     std::thread::Builder::new()
         .name("delay-write".into())
         .spawn(move || {
             precise_timers();
-            while let Ok((due, chunk)) = rx.recv() {
+            while let Ok((due, extra, chunk)) = rx.recv() {
                 let wait = due.saturating_duration_since(Instant::now());
                 if wait > lateness {
                     std::thread::sleep(wait - lateness);
                 }
                 if to.write_all(&chunk).is_err() {
                     break;
+                }
+                if !extra.is_zero() {
+                    continue;
                 }
                 let arrived = due - delay;
                 FORWARDED_CHUNKS.fetch_add(1, Ordering::Relaxed);
@@ -184,8 +217,9 @@ fn spawn_direction(mut from: TcpStream, mut to: TcpStream, delay: Duration) -> s
                 match from.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
+                        let extra = delays.extra();
                         if tx
-                            .send((Instant::now() + delay, buf[..n].to_vec()))
+                            .send((Instant::now() + delay + extra, extra, buf[..n].to_vec()))
                             .is_err()
                         {
                             break;
@@ -249,5 +283,16 @@ mod tests {
         assert_eq!(got, (0..50u8).collect::<Vec<_>>());
         let floor = one_way.saturating_sub(sleep_lateness()) * 2;
         assert!(t0.elapsed() >= floor, "{:?}", t0.elapsed());
+
+        // Slowed: a round trip now takes the extra twice more.
+        let extra = Duration::from_millis(30);
+        proxy.set_extra(extra);
+        let t1 = std::time::Instant::now();
+        c.write_all(&[7]).expect("write");
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).expect("read");
+        assert_eq!(b, [7]);
+        let slowed = (one_way + extra).saturating_sub(sleep_lateness()) * 2;
+        assert!(t1.elapsed() >= slowed, "{:?}", t1.elapsed());
     }
 }

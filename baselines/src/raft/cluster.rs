@@ -116,7 +116,7 @@ pub struct RaftCluster {
     options: RaftNodeOptions,
     /// For status queries (straight to each node, not delayed).
     probe: RaftClient,
-    _proxies: Vec<DelayProxy>,
+    proxies: Vec<DelayProxy>,
 }
 
 impl Drop for RaftCluster {
@@ -184,7 +184,7 @@ impl RaftCluster {
             cmd,
             options,
             probe,
-            _proxies: proxies,
+            proxies: proxies,
         };
         for id in 1..=n as NodeId {
             cluster.spawn(id)?;
@@ -298,6 +298,20 @@ impl RaftCluster {
             }
         }
         out
+    }
+
+    /// Slows node `id` by `extra` more each way, for its peers and its
+    /// clients alike (zero: back to the base delay). Only with
+    /// [`RaftNodeOptions::delay_one_way`]; `false` without a proxy.
+    pub fn slow_node(&self, id: NodeId, extra: Duration) -> bool {
+        let i = self.nodes.iter().position(|n| n.id == id);
+        match i.and_then(|i| self.proxies.get(i)) {
+            Some(p) => {
+                p.set_extra(extra);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Waits until a node other than `not` leads, acknowledged by a

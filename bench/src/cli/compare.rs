@@ -23,6 +23,12 @@ pub struct CompareArgs {
     /// Simulated round trip to every node, through delay proxies.
     #[arg(long)]
     rtt_us: Option<u64>,
+    /// Run every system twice: healthy, and with one node (a replica of
+    /// trilog's open segment, a Raft or etcd follower) slowed by this much
+    /// more each way from the end of the warmup on (`<system>-slow`).
+    /// Needs --rtt-us.
+    #[arg(long)]
+    slow_node_us: Option<u64>,
     #[arg(long)]
     json: Option<PathBuf>,
     #[arg(long)]
@@ -106,14 +112,19 @@ pub async fn run(args: CompareArgs) -> ExitCode {
         None
     };
     let histogram_dir = args.histogram_dir.as_deref();
-    let outcomes = match compare::compare(&args.systems, &cmds, rtt_us, &load, histogram_dir).await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("compare: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let slow = args.slow_node_us.map(Duration::from_micros);
+    if slow.is_some() && rtt_us.is_none() {
+        eprintln!("compare: --slow-node-us slows a node's delay proxy: it needs --rtt-us");
+        return ExitCode::FAILURE;
+    }
+    let outcomes =
+        match compare::compare(&args.systems, &cmds, rtt_us, slow, &load, histogram_dir).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("compare: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let results: Vec<SystemResult> = outcomes.iter().map(|o| o.result.clone()).collect();
     print!("{}", report::table(&results));
     for o in &outcomes {
@@ -127,6 +138,7 @@ pub async fn run(args: CompareArgs) -> ExitCode {
         }
     }
     print_goals(&results, rtt_us);
+    print_slow_goals(&results);
     if let (Some(f), Some(t)) = (floor, results.iter().find(|r| r.name == "trilog")) {
         println!(
             "trilog p50 / floor: {:.2}x (goal <= 1.2x)",
@@ -198,6 +210,30 @@ fn ratio(value: u64, base: Option<u64>) -> String {
     match base {
         Some(b) if b > 0 => format!("{:.2}x", value as f64 / b as f64),
         _ => "-".into(),
+    }
+}
+
+/// With slowed runs: trilog's slowed p99 against its healthy one and
+/// against raft3's slowed one.
+fn print_slow_goals(results: &[SystemResult]) {
+    let find = |n: &str| results.iter().find(|r| r.name == n);
+    let Some(slow) = find("trilog-slow") else {
+        return;
+    };
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    if let Some(t) = find("trilog") {
+        let x = slow.p99_us as f64 / t.p99_us.max(1) as f64;
+        println!(
+            "trilog-slow p99 / trilog p99: {x:.2}x (goal <= 1.5x: {})",
+            verdict(x <= 1.5)
+        );
+    }
+    if let Some(r) = find("raft3-slow") {
+        let x = slow.p99_us as f64 / r.p99_us.max(1) as f64;
+        println!(
+            "trilog-slow p99 / raft3-slow p99: {x:.2}x (goal <= 1x: {})",
+            verdict(x <= 1.0)
+        );
     }
 }
 

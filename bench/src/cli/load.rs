@@ -64,7 +64,7 @@ pub async fn run(args: LoadArgs) -> ExitCode {
     };
     print_header(&load, args.rtt_us);
     let histogram_dir = args.histogram_dir.as_deref();
-    match compare::run_system(args.system, &cmds, args.rtt_us, &load, histogram_dir).await {
+    match compare::run_system(args.system, &cmds, args.rtt_us, None, &load, histogram_dir).await {
         Ok(o) => {
             print_outcome(&o, &load, args.rtt_us);
             if let Some(d) = histogram_dir {

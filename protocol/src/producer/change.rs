@@ -203,7 +203,12 @@ impl Producer {
                 self.placements += 1;
                 // Avoid the slow and benched nodes while enough others are
                 // alive; never stop for want of them.
-                let both: Vec<NodeId> = change.exclude.iter().chain(&change.avoid).copied().collect();
+                let both: Vec<NodeId> = change
+                    .exclude
+                    .iter()
+                    .chain(&change.avoid)
+                    .copied()
+                    .collect();
                 let placed = choose_replicas(alive, &both, self.cfg.replicas, seed)
                     .or_else(|_| choose_replicas(alive, &change.exclude, self.cfg.replicas, seed));
                 match placed {

@@ -17,7 +17,10 @@
 //! ```
 //!
 //! where the typical latency is the median of the replicas' smoothed ack
-//! latencies (a single slow replica does not move the median). So on a
+//! latencies (a single slow replica does not move the median). A replica
+//! is judged only once it answered an append of the segment: the first
+//! one creates the segment on its node, which is slower on one node than
+//! another for reasons that say nothing of the appends after it. So on a
 //! quiet cluster with 1.5 ms appends a replica 10 ms behind is left after
 //! about 6 ms, while under a load that makes every ack take 30 ms a
 //! replica must trail by 120 ms first: what is normal for the load is
@@ -123,7 +126,12 @@ impl Producer {
             return None;
         }
         let (i, since) = self.acks.laggard()?;
-        if !self.links[i].is_up() || self.slow_placement(i, now_ms).is_none() {
+        // A replica that has not answered in this segment yet is not
+        // judged: the first append of a segment creates it on the node
+        // (a file, its control record, their syncs), which takes longer
+        // on one node than another without saying anything of later ones.
+        let answered = self.acks.replica(i).latency_x16.is_some();
+        if !answered || !self.links[i].is_up() || self.slow_placement(i, now_ms).is_none() {
             return None;
         }
         Some(since.saturating_add(self.lag_limit_ms()))
@@ -237,7 +245,8 @@ impl Producer {
             self.committed,
             "seal exactly at the commit"
         );
-        self.benched.retain(|(n, until)| *n != node && *until > now_ms);
+        self.benched
+            .retain(|(n, until)| *n != node && *until > now_ms);
         self.benched
             .push((node, now_ms.saturating_add(self.cfg.slow_bench_ms)));
         self.benched.sort_unstable();
@@ -252,16 +261,18 @@ impl Producer {
         let Some(view) = self.view.clone() else {
             unreachable!("a fresh view is there");
         };
-        let proposed = self.slow_placement_from(&view, node, now_ms).and_then(|replicas| {
-            switch_segment(
-                &view.record,
-                self.epoch,
-                self.segment.id,
-                seal_len,
-                &replicas,
-            )
-            .ok()
-        });
+        let proposed = self
+            .slow_placement_from(&view, node, now_ms)
+            .and_then(|replicas| {
+                switch_segment(
+                    &view.record,
+                    self.epoch,
+                    self.segment.id,
+                    seal_len,
+                    &replicas,
+                )
+                .ok()
+            });
         let Some(proposed) = proposed else {
             // The view does not show the segment open at this epoch: the
             // read decides (and stops the producer if it was taken over).

@@ -50,13 +50,19 @@ fn producer(nodes: &[NodeId]) -> Producer {
     p
 }
 
-/// Entry 0 sent at `at`, acked by replicas 0 and 2 `ms` later; replica 1
-/// silent.
+/// Entry 0 sent at `at - 100` and acked by every replica `ms` later (the
+/// segment is created on each); entry 1 sent at `at`, acked by replicas 0
+/// and 2 `ms` later; replica 1 silent.
 fn lagging(p: &mut Producer, at: u64, ms: u64) {
     let _ = p.append(Entry::new(vec![0]));
+    let _ = p.poll(at - 100);
+    for r in 0..3 {
+        let _ = p.handle_ack(r, 0, 1, at - 100 + ms);
+    }
+    let _ = p.append(Entry::new(vec![1]));
     let _ = p.poll(at);
-    let _ = p.handle_ack(0, 0, 1, at + ms);
-    let _ = p.handle_ack(2, 0, 1, at + ms);
+    let _ = p.handle_ack(0, 0, 2, at + ms);
+    let _ = p.handle_ack(2, 0, 2, at + ms);
 }
 
 #[test]
@@ -79,7 +85,7 @@ fn a_replica_holding_the_commit_back_is_left_after_the_limit_straight_by_cas() {
         p.phase(),
         &Phase::Switching {
             segment: 0,
-            seal_len: 0
+            seal_len: 1
         },
         "sealed at the commit, which the slow replica holds too"
     );
@@ -97,6 +103,19 @@ fn a_replica_holding_the_commit_back_is_left_after_the_limit_straight_by_cas() {
 }
 
 #[test]
+fn a_replica_is_not_judged_before_its_first_answer_in_the_segment() {
+    let mut p = producer(&[10, 11, 12, 13]);
+    let _ = p.append(Entry::new(vec![0]));
+    let _ = p.poll(100);
+    let _ = p.handle_ack(0, 0, 1, 101);
+    let _ = p.handle_ack(2, 0, 1, 101);
+    // Replica 1 is creating the segment: only the ack timeout is set.
+    assert_eq!(p.poll_timeout(), Some(2_100));
+    assert!(p.handle_timeout(150).is_empty());
+    assert_eq!(p.phase(), &Phase::Writing);
+}
+
+#[test]
 fn the_limit_grows_with_the_typical_latency() {
     let mut p = producer(&[10, 11, 12, 13]);
     lagging(&mut p, 100, 30);
@@ -110,12 +129,15 @@ fn the_limit_grows_with_the_typical_latency() {
 #[test]
 fn a_slow_replica_with_nowhere_else_to_go_is_kept_and_the_ack_timeout_remains() {
     let mut p = producer(&[10, 11, 12]);
-    lagging(&mut p, 100, 1);
-    // Only the ack timeout (and the view's refresh) are set.
-    assert_eq!(p.poll_timeout(), Some(2_100));
-    let _ = p.handle_timeout(105);
+    lagging(&mut p, 200, 1);
+    // No lag timer: the watermark refresh of the idle replicas (at 1,200)
+    // and the ack timeout are what is set.
+    assert_eq!(p.poll_timeout(), Some(1_200));
+    let _ = p.handle_timeout(205);
     assert_eq!(p.phase(), &Phase::Writing, "slow, not failed");
-    let out = p.handle_timeout(2_100);
+    let _ = p.handle_timeout(1_200);
+    assert_eq!(p.poll_timeout(), Some(2_200));
+    let out = p.handle_timeout(2_200);
     assert_eq!(&out[..], &[Action::Meta(MetaCall::ReadRecord)]);
 }
 
