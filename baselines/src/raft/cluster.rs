@@ -184,7 +184,7 @@ impl RaftCluster {
             cmd,
             options,
             probe,
-            proxies: proxies,
+            proxies,
         };
         for id in 1..=n as NodeId {
             cluster.spawn(id)?;
