@@ -92,7 +92,7 @@ fn options(seed: u64) -> ProducerOptions {
             // others wait for the ack timeout, as producers did before, so
             // both the slow switch and the long waits it cuts short (a
             // resend to a restarted replica, say) stay covered.
-            slow_lag_floor_ms: if seed % 2 == 0 {
+            slow_lag_floor_ms: if seed.is_multiple_of(2) {
                 ProducerConfig::default().slow_lag_floor_ms
             } else {
                 u64::MAX
