@@ -182,8 +182,9 @@ const TRILOG_LOG: u64 = 1;
 
 impl Keepalive {
     /// Slows one node by `extra` more each way: a replica of trilog's
-    /// open segment, a follower of Raft or etcd. Says which.
-    pub async fn slow_one(&self, extra: Duration) -> Result<String, String> {
+    /// open segment, a follower of Raft or etcd. Says which, and for
+    /// trilog when the log left it.
+    pub async fn slow_one(&self, extra: Duration) -> Result<Slowed, String> {
         match self {
             Keepalive::Trilog(c) => {
                 let v = c
@@ -202,16 +203,10 @@ impl Keepalive {
                 }
                 let slowed_at = std::time::Instant::now();
                 let left = left_node(c, node, Duration::from_secs(10)).await;
-                Ok(match left {
-                    Some(seg) => format!(
-                        "node {node}, a replica of segment {}; segment {seg} left it {:.1} ms later",
-                        open.id,
-                        slowed_at.elapsed().as_secs_f64() * 1e3
-                    ),
-                    None => format!(
-                        "node {node}, a replica of segment {}; the log did not leave it in 10 s",
-                        open.id
-                    ),
+                let which = format!("node {node}, a replica of segment {}", open.id);
+                Ok(Slowed {
+                    which,
+                    left_after: left.map(|_| slowed_at.elapsed()),
                 })
             }
             Keepalive::Raft(c) => {
@@ -226,17 +221,33 @@ impl Keepalive {
                     .find(|id| *id != leader)
                     .ok_or("a cluster of one has no follower")?;
                 match c.slow_node(follower, extra) {
-                    true => Ok(format!("node {follower}, a follower of leader {leader}")),
+                    true => Ok(Slowed {
+                        which: format!("node {follower}, a follower of leader {leader}"),
+                        left_after: None,
+                    }),
                     false => Err(format!("node {follower} has no delay proxy")),
                 }
             }
             #[cfg(feature = "etcd")]
             Keepalive::Etcd(c) => {
                 let i = c.slow_follower(extra).await.map_err(|e| e.to_string())?;
-                Ok(format!("member e{i}, a follower"))
+                Ok(Slowed {
+                    which: format!("member e{i}, a follower"),
+                    left_after: None,
+                })
             }
         }
     }
+}
+
+/// The node a run slowed.
+#[derive(Debug, Clone)]
+pub struct Slowed {
+    /// Which node, and its part.
+    pub which: String,
+    /// trilog: how long after the slowdown the log's open segment was no
+    /// longer on it (`None`: not within 10 s, or another system).
+    pub left_after: Option<Duration>,
 }
 
 /// Waits (polling the record every millisecond, up to `within`) until the
@@ -370,6 +381,8 @@ pub struct Outcome {
     /// With a simulated round trip: chunks the delay proxies forwarded
     /// during the run and their mean one-way delay.
     pub proxied: Option<(u64, Duration)>,
+    /// With a node slowed: which, or why it could not be.
+    pub slowed: Option<Result<Slowed, String>>,
 }
 
 /// Starts `system`, runs `load` on it, stops it; saves the raw histogram
@@ -398,16 +411,26 @@ pub async fn run_system(
         let name = name.clone();
         tokio::spawn(async move {
             tokio::time::sleep(warmup).await;
-            match cluster.slow_one(extra).await {
-                Ok(which) => eprintln!("{name}: slowed {which} by {extra:?} each way"),
+            let slowed = cluster.slow_one(extra).await;
+            match &slowed {
+                Ok(s) => match s.left_after {
+                    Some(t) => eprintln!(
+                        "{name}: slowed {} by {extra:?} each way; the log left it {:.1} ms later",
+                        s.which,
+                        t.as_secs_f64() * 1e3
+                    ),
+                    None => eprintln!("{name}: slowed {} by {extra:?} each way", s.which),
+                },
                 Err(why) => eprintln!("{name}: could not slow a node: {why}"),
             }
+            slowed
         })
     });
     let result = run(running.target.clone(), load.clone()).await;
-    if let Some(s) = slowing {
-        let _ = s.await;
-    }
+    let slowed = match slowing {
+        Some(s) => Some(s.await.unwrap_or_else(|e| Err(e.to_string()))),
+        None => None,
+    };
     let proxied = rtt_us.map(|_| delay::observed());
     drop(running);
     if let Some(dir) = histogram_dir {
@@ -432,6 +455,7 @@ pub async fn run_system(
         ),
         load: result,
         proxied,
+        slowed,
     })
 }
 
