@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use trilog_bench::machine::machine;
+use trilog_bench::report::scale_plot::scale_svg;
 use trilog_bench::scale::{scale_run, ScaleLoad, ScaleReport};
 use trilog_testkit::cluster::Cluster;
 
@@ -34,6 +35,9 @@ pub struct ScaleArgs {
     /// Write `{"runs": [{"logs", "ops_per_s", "p50_us", "p99_us", "node_rss_bytes", ...}]}` here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Draw throughput and latency against the number of logs here (SVG).
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 /// One 5-node cluster; a run per number of logs, on logs of its own.
@@ -100,6 +104,24 @@ pub async fn run(args: ScaleArgs) -> ExitCode {
             100.0 * most.ops_per_s / one.ops_per_s.max(1e-9),
             most.p99_us as f64 / one.p99_us.max(1) as f64
         );
+    }
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "{} appends/s of {} B spread over N logs, 5 nodes",
+            args.rate, args.payload_bytes
+        );
+        let svg = match scale_svg(&title, &runs) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("scale: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(e) = std::fs::write(path, svg) {
+            eprintln!("scale: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        println!("wrote {}", path.display());
     }
     if let Some(path) = &args.json {
         let text = match serde_json::to_string_pretty(&ScaleReport { runs }) {

@@ -4,6 +4,7 @@
 
 pub mod json;
 pub mod plot;
+pub mod scale_plot;
 
 use std::fmt::Write as _;
 

@@ -6,6 +6,7 @@
 //! axis is logarithmic in microseconds, so systems an order of magnitude
 //! apart share one plot.
 
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -140,14 +141,42 @@ fn draw(
     let label_style = ("sans-serif", LABEL_FONT)
         .into_text_style(&legend)
         .pos(Pos::new(HPos::Left, VPos::Center));
+    // A slowed run (`raft3-slow`) takes its system's colour, dashed.
+    let mut systems: Vec<&str> = Vec::new();
     for (i, (r, points)) in results.iter().zip(values).enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        chart.draw_series(LineSeries::new(
-            points.iter().copied(),
-            color.stroke_width(2),
-        ))?;
+        let (system, slowed) = match r.name.strip_suffix("-slow") {
+            Some(base) => (base, true),
+            None => (r.name.as_str(), false),
+        };
+        let k = match systems.iter().position(|s| *s == system) {
+            Some(k) => k,
+            None => {
+                systems.push(system);
+                systems.len() - 1
+            }
+        };
+        let color = PALETTE[k % PALETTE.len()];
         let y = LEGEND_TOP_PX + LEGEND_STEP_PX * i as i32;
-        legend.draw(&PathElement::new([(5, y), (30, y)], color.stroke_width(3)))?;
+        if slowed {
+            chart.draw_series(DashedLineSeries::new(
+                points.iter().copied(),
+                6,
+                4,
+                color.stroke_width(2),
+            ))?;
+            legend.draw(&DashedPathElement::new(
+                [(5, y), (30, y)],
+                6,
+                4,
+                color.stroke_width(3),
+            ))?;
+        } else {
+            chart.draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))?;
+            legend.draw(&PathElement::new([(5, y), (30, y)], color.stroke_width(3)))?;
+        }
         legend.draw(&Text::new(
             format!("{} ({} nodes)", r.name, r.nodes),
             (36, y),
@@ -196,6 +225,26 @@ mod tests {
                 Some((x.parse().ok()?, y.parse().ok()?))
             })
             .collect()
+    }
+
+    #[test]
+    fn a_slowed_run_takes_its_systems_colour_dashed() {
+        let results = [
+            result("trilog", 100),
+            result("trilog-slow", 200),
+            result("raft3", 2000),
+        ];
+        let s = svg("slow", &results).expect("drawn");
+        assert!(s.contains("trilog-slow (3 nodes)"), "in the legend");
+        // raft3 is the second system: the second colour, not the third.
+        assert!(curve_points(&s, PALETTE[1]).len() > 100, "raft3's curve");
+        assert!(curve_points(&s, PALETTE[2]).is_empty(), "no third colour");
+        // trilog's one solid curve, and many dashes of its colour.
+        let RGBColor(r, g, b) = PALETTE[0];
+        let dashes = s
+            .matches(&format!("stroke=\"#{r:02X}{g:02X}{b:02X}\""))
+            .count();
+        assert!(dashes > 10, "{dashes} strokes of trilog's colour");
     }
 
     #[test]
