@@ -16,6 +16,7 @@
 //! No IO lives here: the node and the client own their sockets and files.
 //! The byte layouts are described in `docs/wire.md`.
 
+pub mod borrowed;
 pub mod codec;
 pub mod decoder;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod message;
 pub mod meta;
 pub mod record;
 
+pub use borrowed::{encode_append, encode_read_response, AppendHead, ReadResponseHead};
 pub use codec::{
     access, decode, decode_payload, encode, encode_payload, frame, Message, WireMessage,
 };

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use trilog_protocol::actions::Actions;
 use trilog_protocol::producer::{Action, AppendRefused, Phase, Producer as Machine, StopReason};
 use trilog_wire::message::{Append, AppendAck, ErrorMsg, Seal, Watermark};
-use trilog_wire::{Message, WireMessage};
+use trilog_wire::{encode_append, AppendHead, Message, WireMessage};
 
 use super::{Cmd, Completion};
 use crate::clock::Clock;
@@ -405,16 +405,18 @@ impl Driver {
         let (segment, first_offset, count, commit) = key;
         let reuse = matches!(&self.last_append, Some((k, _, _)) if *k == key);
         if !reuse {
-            let append = Append {
+            // Serialized from the entries the machine holds, without
+            // cloning them first: the payload bytes are copied once, into
+            // the buffer the three replicas are sent.
+            let head = AppendHead {
                 log_id: self.m.log_id(),
                 segment,
                 epoch: self.m.epoch(),
                 first_seq,
                 first_offset,
                 commit,
-                entries: self.m.entries(first_offset, count).cloned().collect(),
             };
-            let payload = trilog_wire::encode_payload(&append);
+            let payload = encode_append(head, self.m.entries(first_offset, count));
             let crc = crc32c::crc32c(&payload);
             self.last_append = Some((key, Arc::new(payload), crc));
         }

@@ -121,3 +121,5 @@ pub trait DiskBuffer: Deref<Target = [u8]> + DerefMut + Debug {
 pub type FileOf<D> = <D as Disk>::File;
 /// The write buffer type of a disk.
 pub type BufferOf<D> = <<D as Disk>::File as DiskFile>::Buffer;
+/// The buffer a read of a disk's file fills.
+pub type ReadBufOf<D> = <<D as Disk>::File as DiskFile>::ReadBuf;

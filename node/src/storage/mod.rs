@@ -100,7 +100,7 @@ pub use flush::{FlushDone, FlushJob};
 pub use glommio_disk::{GlommioBuffer, GlommioDisk, GlommioFile};
 pub use header::{HeaderError, SegmentHeader, SEGMENT_MAGIC, SEGMENT_VERSION};
 pub use probe::avoid_poll_probe_trap;
-pub use read::ReadPlan;
+pub use read::{ReadPlan, ReadRecords};
 pub use recover::{recover_dir, Recovered};
 pub use remove::remove_segment_files;
 pub use rewind::{Rewind, RewindPlan};

@@ -3,10 +3,12 @@
 //! [`SegmentFile::read_plan`] uses the in-memory index to pick the records
 //! and their byte range; [`ReadPlan::run`] reads the aligned cover of that
 //! range with one direct read and returns exactly the bytes of the records,
-//! ready to be sent as they are. Every record is checked (crcs, offsets)
+//! ready to be sent as they are, in the buffer the disk filled
+//! ([`ReadRecords`]: no copy out of it). Every record is checked (crcs, offsets)
 //! before it is returned: a disk that corrupted data yields an error, never
 //! garbage handed to a consumer.
 
+use std::ops::{Deref, Range};
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -14,7 +16,7 @@ use trilog_wire::limits::READ_BYTES_MAX;
 use trilog_wire::record::{parse_record, Parsed};
 use trilog_wire::WireError;
 
-use super::disk::{Disk, DiskFile, FileOf};
+use super::disk::{Disk, DiskFile, FileOf, ReadBufOf};
 use super::error::io_error;
 use super::{align_down, align_up, SegmentFile, SegmentKey, StorageError};
 
@@ -70,6 +72,22 @@ impl<D: Disk> SegmentFile<D> {
     }
 }
 
+/// The records a [`ReadPlan`] read: a range of the buffer the disk filled
+/// (the aligned cover of the records), read as exactly their bytes.
+#[derive(Debug)]
+pub struct ReadRecords<B> {
+    buf: B,
+    range: Range<usize>,
+}
+
+impl<B: Deref<Target = [u8]>> Deref for ReadRecords<B> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.range.clone()]
+    }
+}
+
 impl<D: Disk> ReadPlan<D> {
     pub fn first_offset(&self) -> u64 {
         self.first_offset
@@ -85,8 +103,8 @@ impl<D: Disk> ReadPlan<D> {
     }
 
     /// Reads and checks the records. Returns their count and exactly their
-    /// bytes, in the record layout.
-    pub async fn run(self) -> Result<(u32, Vec<u8>), StorageError> {
+    /// bytes, in the record layout, where the disk put them.
+    pub async fn run(self) -> Result<(u32, ReadRecords<ReadBufOf<D>>), StorageError> {
         let cover_start = align_down(self.start_pos);
         let cover_len = (align_up(self.end_pos) - cover_start) as usize;
         let lo = (self.start_pos - cover_start) as usize;
@@ -107,7 +125,10 @@ impl<D: Disk> ReadPlan<D> {
                 expected: hi,
             });
         }
-        let records = read[lo..hi].to_vec();
+        let records = ReadRecords {
+            buf: read,
+            range: lo..hi,
+        };
         self.check(&records)?;
         Ok((self.count, records))
     }

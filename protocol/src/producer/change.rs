@@ -289,6 +289,7 @@ impl Producer {
             replicas: next.replicas,
         };
         self.acks = AckTracker::new(n, 0);
+        self.struck = None;
         self.commit_told = vec![0; n];
         self.told_at_ms = vec![0; n];
         self.links = vec![super::Link::NEW; n];

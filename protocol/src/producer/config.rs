@@ -34,6 +34,13 @@ pub const SLOW_LAG_FLOOR_MS_DEFAULT: u64 = 4;
 /// How long a node the producer switched away from for being slow is kept
 /// out of its placements (when there are enough other nodes).
 pub const SLOW_BENCH_MS_DEFAULT: u64 = 60_000;
+/// How many times a replica must be found past the lag limit, each time
+/// within [`SLOW_STRIKE_WINDOW_MS`] of the last, before it is left: one
+/// stall of a healthy disk (cloud disks have them) is one strike, a slow
+/// replica strikes again at its next append.
+pub const SLOW_STRIKES_DEFAULT: u8 = 2;
+/// Strikes further apart than this start the count again.
+pub const SLOW_STRIKE_WINDOW_MS: u64 = 1_000;
 /// How old the producer's view of its record and of the alive nodes may
 /// grow before it reads them again, so that a switch for a slow replica
 /// finds its placement ready and goes straight to the CAS.
@@ -79,6 +86,9 @@ pub struct ProducerConfig {
     pub slow_lag_floor_ms: u64,
     /// How long a node left for being slow stays out of placements.
     pub slow_bench_ms: u64,
+    /// Times a replica is found past the lag limit (each within
+    /// [`SLOW_STRIKE_WINDOW_MS`] of the last) before it is left.
+    pub slow_strikes: u8,
     /// How often the view a slow switch places from is read again.
     /// `u64::MAX`: only when a metadata change reads the record anyway
     /// (the model check, which answers reads at once).
@@ -99,6 +109,7 @@ impl Default for ProducerConfig {
             watermark_refresh_ms: WATERMARK_REFRESH_MS_DEFAULT,
             slow_lag_floor_ms: SLOW_LAG_FLOOR_MS_DEFAULT,
             slow_bench_ms: SLOW_BENCH_MS_DEFAULT,
+            slow_strikes: SLOW_STRIKES_DEFAULT,
             view_refresh_ms: VIEW_REFRESH_MS_DEFAULT,
         }
     }
@@ -117,6 +128,8 @@ pub enum ConfigError {
     Replicas { replicas: usize, max: usize },
     #[error("{what} of 0 ms")]
     ZeroTime { what: &'static str },
+    #[error("a slow replica left after 0 strikes: at least 1")]
+    NoStrikes,
 }
 
 impl ProducerConfig {
@@ -155,6 +168,9 @@ impl ProducerConfig {
             ("a slow node's bench time", self.slow_bench_ms),
             ("a view refresh", self.view_refresh_ms),
         ];
+        if self.slow_strikes == 0 {
+            return Err(ConfigError::NoStrikes);
+        }
         match times.iter().find(|(_, ms)| *ms == 0) {
             Some((what, _)) => Err(ConfigError::ZeroTime { what }),
             None => Ok(()),

@@ -44,7 +44,7 @@ use crate::mutant::{self, Mutant};
 use crate::replica::Refusal;
 use crate::NodeId;
 
-pub use config::{ConfigError, ProducerConfig};
+pub use config::{ConfigError, ProducerConfig, SLOW_STRIKE_WINDOW_MS};
 pub use link::{Link, RECONNECT_PAUSE_MS};
 pub use slow::{View, SLOW_LAG_FACTOR};
 
@@ -209,6 +209,12 @@ pub struct Producer {
     /// Nodes left for being slow, and until when they stay out of
     /// placements; at most one entry per node.
     benched: Vec<(NodeId, u64)>,
+    /// The last node found past the lag limit: (node, when, how many
+    /// times in a row, each within the strike window of the last).
+    strike: Option<(NodeId, u64, u8)>,
+    /// The lag episode that strike was for, (replica, its acked length):
+    /// its timer does not fire again.
+    struck: Option<(usize, u64)>,
 }
 
 /// A switch or a seal under way.
@@ -265,6 +271,8 @@ impl Producer {
             view_reading: false,
             view_read_at_ms: None,
             benched: Vec::new(),
+            strike: None,
+            struck: None,
         }
     }
 
@@ -322,7 +330,11 @@ impl Producer {
 
     /// The entries `[first_offset, first_offset + count)` of the open
     /// segment, for an `Append` action.
-    pub fn entries(&self, first_offset: u64, count: u32) -> impl Iterator<Item = &Entry> {
+    pub fn entries(
+        &self,
+        first_offset: u64,
+        count: u32,
+    ) -> impl ExactSizeIterator<Item = &Entry> + Clone {
         let first_seq = self.segment.first_seq + first_offset;
         assert!(first_seq >= self.committed, "committed entries are gone");
         let start = (first_seq - self.committed) as usize;

@@ -17,7 +17,11 @@
 //! ```
 //!
 //! where the typical latency is the median of the replicas' smoothed ack
-//! latencies (a single slow replica does not move the median). A replica
+//! latencies (a single slow replica does not move the median). Being past
+//! the limit once is a *strike*; the replica is left at its
+//! `slow_strikes`-th strike (2 by default) in a row, each within
+//! [`SLOW_STRIKE_WINDOW_MS`] of the last: one stall of a healthy disk is
+//! one strike, a slow replica strikes again at its next append. A replica
 //! is judged only once it answered an append of the segment: the first
 //! one creates the segment on its node, which is slower on one node than
 //! another for reasons that say nothing of the appends after it. So on a
@@ -52,7 +56,7 @@
 
 use trilog_wire::meta::LogMeta;
 
-use super::{Action, Change, Phase, Producer};
+use super::{Action, Change, Phase, Producer, SLOW_STRIKE_WINDOW_MS};
 use crate::actions::Actions;
 use crate::meta_call::{MetaCall, MetaRetry};
 use crate::metadata::switch_segment;
@@ -126,6 +130,9 @@ impl Producer {
             return None;
         }
         let (i, since) = self.acks.laggard()?;
+        if self.struck == Some((i, self.acks.replica(i).acked)) {
+            return None;
+        }
         // A replica that has not answered in this segment yet is not
         // judged: the first append of a segment creates it on the node
         // (a file, its control record, their syncs), which takes longer
@@ -209,14 +216,29 @@ impl Producer {
         }
     }
 
-    /// Time passed: leaves the laggard if it is slow now. `None` if it is
-    /// not.
+    /// Time passed: the laggard, if past its limit now, strikes; on its
+    /// last strike it is left (the actions of the switch). `None` if it is
+    /// not left.
     pub(super) fn leave_slow_replica(&mut self, now_ms: u64) -> Option<Actions<Action>> {
         if self.slow_at_ms(now_ms).is_none_or(|at| at > now_ms) {
             return None;
         }
         let (i, _) = self.acks.laggard()?;
         let node = self.segment.replicas[i];
+        let count = match self.strike {
+            Some((n, at, count))
+                if n == node && now_ms.saturating_sub(at) <= SLOW_STRIKE_WINDOW_MS =>
+            {
+                count.saturating_add(1)
+            }
+            _ => 1,
+        };
+        if count < self.cfg.slow_strikes {
+            self.strike = Some((node, now_ms, count));
+            self.struck = Some((i, self.acks.replica(i).acked));
+            return None;
+        }
+        self.strike = None;
         if mutant::active(Mutant::SlowReplicaCountedAsAcked) {
             // MUTANT SlowReplicaCountedAsAcked: the replica being left is
             // taken to hold what the others acknowledged, so that much is

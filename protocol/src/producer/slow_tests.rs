@@ -5,9 +5,10 @@ use crate::meta_call::{CasAnswer, MetaCall, RecordAnswer};
 use crate::metadata::{open_for_write, LogMeta};
 use crate::placement::Candidate;
 
-/// Slow switching on, a floor of 4 ms, a long ack timeout.
+/// Slow switching on, a floor of 4 ms, one strike, a long ack timeout.
 fn cfg() -> ProducerConfig {
     ProducerConfig {
+        slow_strikes: 1,
         window: 8,
         batch_entries_max: 1,
         ack_timeout_ms: 2_000,
@@ -112,6 +113,76 @@ fn a_replica_is_not_judged_before_its_first_answer_in_the_segment() {
     // Replica 1 is creating the segment: only the ack timeout is set.
     assert_eq!(p.poll_timeout(), Some(2_100));
     assert!(p.handle_timeout(150).is_empty());
+    assert_eq!(p.phase(), &Phase::Writing);
+}
+
+#[test]
+fn one_stall_is_a_strike_and_the_next_one_within_the_window_leaves() {
+    let seg = OpenSegment {
+        id: 0,
+        first_seq: 0,
+        replicas: vec![10, 11, 12],
+    };
+    let two = ProducerConfig {
+        slow_strikes: 2,
+        ..cfg()
+    };
+    let mut p = Producer::new(1, 1, seg, 0, two);
+    let _ = p.begin(0);
+    let answer = RecordAnswer::Read {
+        version: 1,
+        record: Some(record()),
+        alive: alive(&[10, 11, 12, 13]),
+    };
+    let _ = p.handle_record(answer, 0);
+    lagging(&mut p, 100, 1);
+    assert_eq!(p.poll_timeout(), Some(105));
+    assert!(p.handle_timeout(105).is_empty(), "a first strike only");
+    assert_eq!(p.phase(), &Phase::Writing);
+    assert_ne!(
+        p.poll_timeout(),
+        Some(105),
+        "the episode does not fire again"
+    );
+    // It catches up, then lags again at the next append: the second
+    // strike, within the window, leaves it.
+    let _ = p.handle_ack(1, 0, 2, 110);
+    let _ = p.append(Entry::new(vec![2]));
+    let _ = p.poll(120);
+    let _ = p.handle_ack(0, 0, 3, 121);
+    let _ = p.handle_ack(2, 0, 3, 121);
+    let at = p.poll_timeout().expect("a lag timer");
+    let out = p.handle_timeout(at);
+    assert!(
+        matches!(&out[..], [Action::Meta(MetaCall::Cas { .. })]),
+        "{out:?}"
+    );
+    assert_eq!(p.benched(at), vec![11]);
+
+    // Strikes further apart than the window start the count again.
+    let seg = OpenSegment {
+        id: 0,
+        first_seq: 0,
+        replicas: vec![10, 11, 12],
+    };
+    let mut p = Producer::new(1, 1, seg, 0, two);
+    let _ = p.begin(0);
+    let answer = RecordAnswer::Read {
+        version: 1,
+        record: Some(record()),
+        alive: alive(&[10, 11, 12, 13]),
+    };
+    let _ = p.handle_record(answer, 0);
+    lagging(&mut p, 100, 1);
+    assert!(p.handle_timeout(105).is_empty(), "a first strike");
+    let _ = p.handle_ack(1, 0, 2, 110);
+    let later = 105 + SLOW_STRIKE_WINDOW_MS + 100;
+    let _ = p.append(Entry::new(vec![2]));
+    let _ = p.poll(later);
+    let _ = p.handle_ack(0, 0, 3, later + 1);
+    let _ = p.handle_ack(2, 0, 3, later + 1);
+    let at = p.poll_timeout().expect("a lag timer");
+    assert!(p.handle_timeout(at).is_empty(), "a first strike again");
     assert_eq!(p.phase(), &Phase::Writing);
 }
 

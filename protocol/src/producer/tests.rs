@@ -17,6 +17,7 @@ fn cfg(window: usize, batch: u32) -> ProducerConfig {
         // Off here: the `slow` tests turn it on.
         slow_lag_floor_ms: u64::MAX,
         slow_bench_ms: 60_000,
+        slow_strikes: 1,
         view_refresh_ms: u64::MAX,
     }
 }

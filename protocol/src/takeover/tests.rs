@@ -40,6 +40,7 @@ fn cfg() -> TakeoverConfig {
             watermark_refresh_ms: 10_000,
             slow_lag_floor_ms: u64::MAX,
             slow_bench_ms: 60_000,
+            slow_strikes: 1,
             view_refresh_ms: u64::MAX,
         },
         fence_resend_ms: 100,

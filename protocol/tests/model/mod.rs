@@ -115,6 +115,8 @@ pub struct Config {
     /// (`producer/slow.rs`): its lag timer fires whenever one does, and
     /// it places from its view of the record without reading first.
     pub slow: bool,
+    /// Strikes before a slow replica is left (`ProducerConfig::slow_strikes`).
+    pub slow_strikes: u8,
 }
 
 impl Config {
@@ -134,6 +136,7 @@ impl Config {
             watermark_refresh_ms: u64::MAX,
             slow_lag_floor_ms: if self.slow { 5 } else { u64::MAX },
             slow_bench_ms: 60_000,
+            slow_strikes: self.slow_strikes,
             // The view comes from the start and from the producer's own
             // reads and CASes; stale when a trim or a takeover moved the
             // record (the CAS then conflicts and the record is read).

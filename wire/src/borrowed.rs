@@ -1,0 +1,297 @@
+//! Messages serialized straight from data their sender holds, without
+//! first copying it into an owned message: the same archived bytes, one
+//! copy fewer.
+//!
+//! **Appends.** An append is serialized from entries the producer holds:
+//! the archived bytes of an [`Append`], built without first cloning its
+//! entries into one.
+//!
+//! The producer keeps the entries it has not seen committed; an append is
+//! a window onto them. Building an owned [`Append`] to serialize it would
+//! copy every payload once more than needed (clone, then serialize), so
+//! [`AppendRef`] archives as [`ArchivedAppend`] from borrowed entries: the
+//! payload bytes are copied once, into the buffer the replicas are sent.
+//! The bytes are exactly those of the owned append (a test holds them to
+//! it), so the node cannot tell the two apart.
+//!
+//! **Read answers.** A node answers a read with records in the buffer its
+//! disk read filled; [`encode_read_response`] archives them as a
+//! [`ReadResponse`] from that slice, so they are copied once, into the
+//! answer, not first out of the read buffer.
+
+use rkyv::munge::munge;
+use rkyv::rancor::{Error as RancorError, Fallible};
+use rkyv::ser::{Allocator, Writer};
+use rkyv::util::AlignedVec;
+use rkyv::vec::{ArchivedVec, VecResolver};
+use rkyv::{Archive, Place, Serialize};
+
+use crate::message::{
+    Append, ArchivedAppend, ArchivedEntry, ArchivedReadResponse, Entry, ReadResponse,
+};
+
+/// Archived bytes per entry besides its payload, at most: the crc, the
+/// payload's relative pointer and length, padding to 4.
+const ENTRY_OVERHEAD_BYTES: usize = 16;
+/// Archived bytes of an append besides its entries, at most: six u64s, the
+/// entries' pointer and length, padding.
+const HEAD_BYTES: usize = 128;
+
+/// The fields of an [`Append`] but its entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendHead {
+    pub log_id: u64,
+    pub segment: u64,
+    pub epoch: u64,
+    pub first_seq: u64,
+    pub first_offset: u64,
+    pub commit: u64,
+}
+
+/// An [`Append`] whose entries are borrowed, in order, from `entries`.
+pub struct AppendRef<I> {
+    pub head: AppendHead,
+    pub entries: I,
+}
+
+/// Where [`AppendRef`]'s entries were written.
+pub struct AppendRefResolver {
+    entries: VecResolver,
+}
+
+impl<'a, I> Archive for AppendRef<I>
+where
+    I: ExactSizeIterator<Item = &'a Entry> + Clone,
+{
+    type Archived = ArchivedAppend;
+    type Resolver = AppendRefResolver;
+
+    fn resolve(&self, resolver: Self::Resolver, out: Place<Self::Archived>) {
+        munge!(let ArchivedAppend {
+            log_id,
+            segment,
+            epoch,
+            first_seq,
+            first_offset,
+            commit,
+            entries,
+        } = out);
+        let h = &self.head;
+        h.log_id.resolve((), log_id);
+        h.segment.resolve((), segment);
+        h.epoch.resolve((), epoch);
+        h.first_seq.resolve((), first_seq);
+        h.first_offset.resolve((), first_offset);
+        h.commit.resolve((), commit);
+        ArchivedVec::resolve_from_len(self.entries.len(), resolver.entries, entries);
+    }
+}
+
+impl<'a, I, S> Serialize<S> for AppendRef<I>
+where
+    I: ExactSizeIterator<Item = &'a Entry> + Clone,
+    S: Fallible + Allocator + Writer + ?Sized,
+{
+    fn serialize(&self, serializer: &mut S) -> Result<Self::Resolver, S::Error> {
+        let entries = ArchivedVec::<ArchivedEntry>::serialize_from_iter::<Entry, _, _>(
+            self.entries.clone(),
+            serializer,
+        )?;
+        Ok(AppendRefResolver { entries })
+    }
+}
+
+/// The payload of an `Append` frame of `head` and `entries`: the same
+/// bytes as [`crate::encode_payload`] of the owned [`Append`].
+pub fn encode_append<'a, I>(head: AppendHead, entries: I) -> AlignedVec
+where
+    I: ExactSizeIterator<Item = &'a Entry> + Clone,
+{
+    // The buffer is sized up front: grown by doubling instead, it would
+    // copy what it holds at each step, and allocate up to twice the
+    // payload.
+    let size: usize = entries
+        .clone()
+        .map(|e| e.payload.len() + ENTRY_OVERHEAD_BYTES)
+        .sum::<usize>()
+        + HEAD_BYTES;
+    let append = AppendRef { head, entries };
+    // As in `encode_payload`: serializing into memory fails only on
+    // allocation failure or pointer overflow, programmer errors here.
+    match rkyv::api::high::to_bytes_in::<_, RancorError>(&append, AlignedVec::with_capacity(size)) {
+        Ok(p) => p,
+        Err(e) => panic!("serializing an append from borrowed entries failed: {e}"),
+    }
+}
+
+impl AppendHead {
+    /// The head of `append`.
+    pub fn of(append: &Append) -> AppendHead {
+        AppendHead {
+            log_id: append.log_id,
+            segment: append.segment,
+            epoch: append.epoch,
+            first_seq: append.first_seq,
+            first_offset: append.first_offset,
+            commit: append.commit,
+        }
+    }
+}
+
+/// The fields of a [`ReadResponse`] but its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadResponseHead {
+    pub log_id: u64,
+    pub segment: u64,
+    pub from_offset: u64,
+    pub count: u32,
+    pub watermark: u64,
+    pub sealed_len: Option<u64>,
+}
+
+/// A [`ReadResponse`] whose records are borrowed.
+pub struct ReadResponseRef<'a> {
+    pub head: ReadResponseHead,
+    pub records: &'a [u8],
+}
+
+/// Where [`ReadResponseRef`]'s parts were written.
+pub struct ReadResponseRefResolver {
+    sealed_len: Option<()>,
+    records: VecResolver,
+}
+
+impl Archive for ReadResponseRef<'_> {
+    type Archived = ArchivedReadResponse;
+    type Resolver = ReadResponseRefResolver;
+
+    fn resolve(&self, resolver: Self::Resolver, out: Place<Self::Archived>) {
+        munge!(let ArchivedReadResponse {
+            log_id,
+            segment,
+            from_offset,
+            count,
+            watermark,
+            sealed_len,
+            records,
+        } = out);
+        let h = &self.head;
+        h.log_id.resolve((), log_id);
+        h.segment.resolve((), segment);
+        h.from_offset.resolve((), from_offset);
+        h.count.resolve((), count);
+        h.watermark.resolve((), watermark);
+        h.sealed_len.resolve(resolver.sealed_len, sealed_len);
+        ArchivedVec::resolve_from_len(self.records.len(), resolver.records, records);
+    }
+}
+
+impl<S> Serialize<S> for ReadResponseRef<'_>
+where
+    S: Fallible + Allocator + Writer + ?Sized,
+{
+    fn serialize(&self, serializer: &mut S) -> Result<Self::Resolver, S::Error> {
+        let sealed_len = self.head.sealed_len.serialize(serializer)?;
+        let records = ArchivedVec::<u8>::serialize_from_slice(self.records, serializer)?;
+        Ok(ReadResponseRefResolver {
+            sealed_len,
+            records,
+        })
+    }
+}
+
+/// The payload of a `ReadResponse` frame of `head` and `records`: the
+/// same bytes as [`crate::encode_payload`] of the owned [`ReadResponse`].
+pub fn encode_read_response(head: ReadResponseHead, records: &[u8]) -> AlignedVec {
+    let size = records.len() + HEAD_BYTES;
+    let response = ReadResponseRef { head, records };
+    match rkyv::api::high::to_bytes_in::<_, RancorError>(&response, AlignedVec::with_capacity(size))
+    {
+        Ok(p) => p,
+        Err(e) => panic!("serializing a read answer from borrowed records failed: {e}"),
+    }
+}
+
+impl ReadResponseHead {
+    /// The head of `response`.
+    pub fn of(response: &ReadResponse) -> ReadResponseHead {
+        ReadResponseHead {
+            log_id: response.log_id,
+            segment: response.segment,
+            from_offset: response.from_offset,
+            count: response.count,
+            watermark: response.watermark,
+            sealed_len: response.sealed_len,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{decode_payload, encode_payload, Message};
+    use crate::frame::Kind;
+
+    fn append(entries: Vec<Entry>) -> Append {
+        Append {
+            log_id: 7,
+            segment: 3,
+            epoch: 2,
+            first_seq: 100,
+            first_offset: 5,
+            commit: 4,
+            entries,
+        }
+    }
+
+    #[test]
+    fn borrowed_entries_archive_to_the_owned_appends_bytes() {
+        for entries in [
+            Vec::new(),
+            vec![Entry::new(Vec::new())],
+            vec![
+                Entry::new(b"one".to_vec()),
+                Entry::new(vec![0xab; 5000]),
+                Entry::new(b"three".to_vec()),
+            ],
+        ] {
+            let owned = append(entries);
+            let borrowed = encode_append(AppendHead::of(&owned), owned.entries.iter());
+            assert_eq!(&borrowed[..], &encode_payload(&owned)[..]);
+            let back = decode_payload(Kind::Append, &borrowed).expect("a valid append");
+            assert_eq!(back, Message::Append(owned));
+        }
+    }
+
+    #[test]
+    fn borrowed_records_archive_to_the_owned_answers_bytes() {
+        for (sealed_len, records) in [
+            (None, Vec::new()),
+            (Some(9), vec![1u8, 2, 3]),
+            (None, vec![0x5a; 70_001]),
+        ] {
+            let owned = ReadResponse {
+                log_id: 1,
+                segment: 4,
+                from_offset: 17,
+                count: 3,
+                watermark: 20,
+                sealed_len,
+                records,
+            };
+            let borrowed = encode_read_response(ReadResponseHead::of(&owned), &owned.records);
+            assert_eq!(&borrowed[..], &encode_payload(&owned)[..]);
+            let back = decode_payload(Kind::ReadResponse, &borrowed).expect("a valid answer");
+            assert_eq!(back, Message::ReadResponse(owned));
+        }
+    }
+
+    #[test]
+    fn a_window_of_a_deque_is_serialized_in_place() {
+        let held: std::collections::VecDeque<Entry> =
+            (0..6u8).map(|i| Entry::new(vec![i; 10])).collect();
+        let owned = append(held.range(2..5).cloned().collect());
+        let borrowed = encode_append(AppendHead::of(&owned), held.range(2..5));
+        assert_eq!(&borrowed[..], &encode_payload(&owned)[..]);
+    }
+}
