@@ -12,6 +12,7 @@ use trilog_testkit::node_command::NodeCommand;
 use trilog_testkit::payload::{make_payload, payload_id};
 use trilog_testkit::reader::read_segment_from;
 use trilog_testkit::verify::verify;
+use trilog_wire::record::RECORD_HEADER_BYTES;
 
 fn node_command() -> NodeCommand {
     NodeCommand::subcommand(env!("CARGO_BIN_EXE_trilog-bench"), "node")
@@ -52,6 +53,19 @@ async fn read_all(cluster: &Cluster, log_id: u64, end: u64) -> Vec<(u64, Option<
                 .next_batch(Duration::from_millis(500))
                 .await
                 .expect("read");
+            // No record is copied out of its answer (a batch is one): the
+            // payloads lie one after another in the answer's buffer, each
+            // behind its record header.
+            for w in batch.windows(2) {
+                let (a, b) = (&w[0].payload, &w[1].payload);
+                let end_of_a = a.as_ptr() as usize + a.len();
+                assert_eq!(
+                    (b.as_ptr() as usize).checked_sub(end_of_a),
+                    Some(RECORD_HEADER_BYTES),
+                    "seq {}: not in its answer's buffer",
+                    w[1].seq
+                );
+            }
             reads.extend(batch.iter().map(|r| (r.seq, payload_id(&r.payload))));
         }
     })

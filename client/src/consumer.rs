@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use trilog_protocol::consumer::{Cursor, Step};
 use trilog_wire::message::{ErrorCode, ErrorMsg, Read, ReadResponse};
 use trilog_wire::record::parse_records;
@@ -27,8 +28,10 @@ const READ_FAILURES_MAX: u32 = 100;
 pub struct Record {
     /// The entry's place in the log: the seq its append returned.
     pub seq: u64,
-    /// The bytes appended, checked against the producer's crc32c.
-    pub payload: Vec<u8>,
+    /// The bytes appended, checked against the producer's crc32c: a slice
+    /// of the read answer it came in (the records of one answer share its
+    /// buffer; none is copied out of it).
+    pub payload: Bytes,
 }
 
 /// A reader of one log.
@@ -68,7 +71,7 @@ pub struct Record {
 /// }
 /// let seqs: Vec<u64> = range.iter().map(|r| r.seq).collect();
 /// assert_eq!(seqs, [3, 4, 5, 6]);
-/// assert_eq!(range[0].payload, b"entry 3");
+/// assert_eq!(range[0].payload, &b"entry 3"[..]);
 /// # Ok(())
 /// # }
 /// ```
@@ -185,7 +188,7 @@ impl Consumer {
     ///     // silence (then just ask again).
     ///     for record in tail.next_batch(Duration::from_secs(1)).await? {
     ///         assert_eq!(record.seq, u64::from(next));
-    ///         assert_eq!(record.payload, next.to_be_bytes());
+    ///         assert_eq!(record.payload, &next.to_be_bytes()[..]);
     ///         next += 1;
     ///     }
     /// }
@@ -362,6 +365,9 @@ impl Consumer {
                         sealed: sealed_len.is_some(),
                     });
                 }
+                // The answer's records stay in one buffer; each payload
+                // is a slice of it.
+                let records = Bytes::from(records);
                 let parsed =
                     parse_records(&records, from, count).map_err(|e| bad(e.to_string()))?;
                 let first_seq = self
@@ -374,7 +380,7 @@ impl Consumer {
                         .enumerate()
                         .map(|(i, (_, payload))| Record {
                             seq: first_seq + i as u64,
-                            payload: payload.to_vec(),
+                            payload: records.slice_ref(payload),
                         })
                         .collect(),
                 ))

@@ -129,7 +129,7 @@ impl Producer {
     ///     if batch.is_empty() {
     ///         break;
     ///     }
-    ///     kept.extend(batch.into_iter().map(|r| r.payload));
+    ///     kept.extend(batch.into_iter().map(|r| r.payload.to_vec()));
     /// }
     /// assert_eq!(kept[..3], [b"txn 0".to_vec(), b"txn 1".to_vec(), b"txn 2".to_vec()]);
     ///

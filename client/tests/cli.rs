@@ -458,7 +458,7 @@ async fn a_consumer_waits_at_an_open_segment_that_holds_no_entry_yet() {
             "the entry never came"
         );
     };
-    assert_eq!((first.seq, first.payload), (0, b"first".to_vec()));
+    assert_eq!((first.seq, first.payload.to_vec()), (0, b"first".to_vec()));
     producer.close().await.expect("close");
     local.stop();
 }

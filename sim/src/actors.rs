@@ -302,7 +302,7 @@ pub async fn consumer(pool: ConnPool, sim: SimHandle, world: SharedWorld, id: u3
                                 c: id,
                                 start,
                                 seq: r.seq,
-                                payload: r.payload,
+                                payload: r.payload.to_vec(),
                             },
                         );
                     }
