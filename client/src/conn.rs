@@ -8,12 +8,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use rkyv::util::AlignedVec;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
-use trilog_meta::frame_io::read_message;
+use trilog_meta::frame_io::{read_frame, read_message, FrameError};
 use trilog_protocol::replica::Refusal;
-use trilog_wire::message::{ErrorCode, Hello, HelloOk};
-use trilog_wire::{Message, WireMessage};
+use trilog_wire::message::{ErrorCode, Hello, HelloOk, ReadResponse};
+use trilog_wire::{Kind, Message, ReadResponseHead, WireError, WireMessage};
 
 use crate::error::ConnError;
 use crate::runtime::{self, Connection, Runtime};
@@ -38,7 +40,69 @@ pub fn refusal_of(code: ErrorCode, value: u64) -> Option<Refusal> {
 #[derive(Debug, Clone)]
 pub enum Reply {
     Msg(Message),
+    /// A read's answer, read in place: its records are a slice of the
+    /// frame they arrived in.
+    Records(ReadRecords),
     Lost(ConnError),
+}
+
+/// A `ReadResponse` whose records were not copied out of their frame.
+#[derive(Debug, Clone)]
+pub struct ReadRecords {
+    pub head: ReadResponseHead,
+    /// The records, in the record layout (`trilog_wire::record`).
+    pub records: Bytes,
+}
+
+impl ReadRecords {
+    /// The answer validated in place in `payload` (a `ReadResponse`'s),
+    /// which the records then share.
+    fn in_place(payload: AlignedVec<16>) -> Result<ReadRecords, WireError> {
+        let (head, range) = {
+            let a = trilog_wire::access::<ReadResponse>(&payload)?;
+            let head = ReadResponseHead {
+                log_id: a.log_id.to_native(),
+                segment: a.segment.to_native(),
+                from_offset: a.from_offset.to_native(),
+                count: a.count.to_native(),
+                watermark: a.watermark.to_native(),
+                sealed_len: a.sealed_len.as_ref().map(|l| l.to_native()),
+            };
+            // The archive was checked: its records lie inside the payload.
+            let start = a.records.as_ptr() as usize - payload.as_ptr() as usize;
+            assert!(start + a.records.len() <= payload.len(), "checked archive");
+            (head, start..start + a.records.len())
+        };
+        let records = Bytes::from_owner(payload).slice(range);
+        Ok(ReadRecords { head, records })
+    }
+
+    /// The owned message, for a caller that wants one (a copy).
+    pub fn to_message(&self) -> Message {
+        let h = self.head;
+        Message::ReadResponse(ReadResponse {
+            log_id: h.log_id,
+            segment: h.segment,
+            from_offset: h.from_offset,
+            count: h.count,
+            watermark: h.watermark,
+            sealed_len: h.sealed_len,
+            records: self.records.to_vec(),
+        })
+    }
+}
+
+/// Reads the next answer: a read's in place, any other decoded.
+async fn read_reply<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut R,
+) -> Result<(u64, Reply), FrameError> {
+    let frame = read_frame(rd).await?;
+    let id = frame.header.request_id;
+    let reply = match frame.header.kind {
+        Kind::ReadResponse => Reply::Records(ReadRecords::in_place(frame.payload)?),
+        kind => Reply::Msg(trilog_wire::decode_payload(kind, &frame.payload)?),
+    };
+    Ok((id, reply))
 }
 
 /// Where the answer to a request goes.
@@ -307,12 +371,31 @@ impl NodeConn {
                 rkyv::api::high::HighValidator<'a, rkyv::rancor::BoxedError>,
             > + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
     {
+        match self.request_reply(msg, timeout).await? {
+            Reply::Records(r) => Ok(r.to_message()),
+            Reply::Msg(m) => Ok(m),
+            Reply::Lost(e) => Err(e),
+        }
+    }
+
+    /// [`request`](Self::request), with a read's answer left in place
+    /// ([`Reply::Records`]); never [`Reply::Lost`] (that is the error).
+    pub async fn request_reply<T: WireMessage>(
+        &self,
+        msg: &T,
+        timeout: Duration,
+    ) -> Result<Reply, ConnError>
+    where
+        T::Archived: for<'a> rkyv::bytecheck::CheckBytes<
+                rkyv::api::high::HighValidator<'a, rkyv::rancor::BoxedError>,
+            > + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    {
         let (tx, rx) = oneshot::channel();
         let id = self.register(Route::Once(tx))?;
         self.send_frame(id, trilog_wire::encode(id, msg))?;
         match runtime::timeout(self.rt.as_ref(), timeout, rx).await {
-            Some(Ok(Reply::Msg(m))) => Ok(m),
             Some(Ok(Reply::Lost(e))) => Err(e),
+            Some(Ok(reply)) => Ok(reply),
             Some(Err(_)) => Err(self.lost("reader gone")),
             None => {
                 if let Ok(mut p) = self.inner.pending.lock() {
@@ -389,17 +472,15 @@ async fn write_frames(
 async fn read_answers(inner: Arc<Inner>, mut rd: ReadHalf<Box<dyn Connection>>) {
     let addr = inner.addr;
     loop {
-        match read_message(&mut rd).await {
-            Ok((rid, msg)) => {
+        match read_reply(&mut rd).await {
+            Ok((rid, reply)) => {
                 let route = match inner.pending.lock() {
                     Ok(mut p) => p.remove(&rid),
                     Err(_) => None,
                 };
                 match route {
-                    Some(r) => r.deliver(Reply::Msg(msg)).await,
-                    None => {
-                        log::debug!("{addr}: answer to unknown request {rid}: {:?}", msg.kind())
-                    }
+                    Some(r) => r.deliver(reply).await,
+                    None => log::debug!("{addr}: answer to unknown request {rid}"),
                 }
             }
             Err(e) => {
@@ -433,5 +514,42 @@ mod tests {
         ] {
             assert_eq!(refusal_of(code, 1), None, "{code:?} only fails the replica");
         }
+    }
+
+    fn aligned(bytes: &[u8]) -> AlignedVec<16> {
+        let mut v = AlignedVec::<16>::new();
+        v.extend_from_slice(bytes);
+        v
+    }
+
+    #[test]
+    fn a_read_answer_is_read_in_place_and_a_bad_one_refused() {
+        let owned = ReadResponse {
+            log_id: 3,
+            segment: 9,
+            from_offset: 40,
+            count: 2,
+            watermark: 42,
+            sealed_len: Some(42),
+            records: (0..=255u8).cycle().take(1000).collect(),
+        };
+        let payload = aligned(&trilog_wire::encode_payload(&owned));
+        let start = payload.as_ptr() as usize;
+        let end = start + payload.len();
+        let r = ReadRecords::in_place(payload).expect("a valid answer");
+        let at = r.records.as_ptr() as usize;
+        assert!(at >= start && at + r.records.len() <= end, "not copied out");
+        assert_eq!(r.records, owned.records);
+        assert_eq!(r.head, ReadResponseHead::of(&owned));
+        assert_eq!(r.to_message(), Message::ReadResponse(owned.clone()));
+
+        // Cut short, or its last field (the records' length) overwritten:
+        // refused, nothing read.
+        let bytes = trilog_wire::encode_payload(&owned);
+        assert!(ReadRecords::in_place(aligned(&bytes[..bytes.len() - 9])).is_err());
+        let mut forged = bytes.to_vec();
+        let n = forged.len();
+        forged[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(ReadRecords::in_place(aligned(&forged)).is_err());
     }
 }

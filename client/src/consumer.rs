@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use trilog_protocol::consumer::{Cursor, Step};
-use trilog_wire::message::{ErrorCode, ErrorMsg, Read, ReadResponse};
+use trilog_wire::message::{ErrorCode, ErrorMsg, Read};
 use trilog_wire::record::parse_records;
-use trilog_wire::Message;
+use trilog_wire::{Message, ReadResponseHead};
 
+use crate::conn::{ReadRecords, Reply};
 use crate::error::ClientError;
 use crate::meta::Versioned;
 use crate::pool::ConnPool;
@@ -335,7 +336,7 @@ impl Consumer {
             wait_ms: wait_ms as u32,
         };
         let answer = conn
-            .request(&req, Duration::from_millis(wait_ms + READ_SLACK_MS))
+            .request_reply(&req, Duration::from_millis(wait_ms + READ_SLACK_MS))
             .await;
         let answer = match answer {
             Ok(a) => a,
@@ -349,13 +350,16 @@ impl Consumer {
             why,
         };
         match answer {
-            Message::ReadResponse(ReadResponse {
-                segment: seg,
-                from_offset: from,
-                count,
-                sealed_len,
+            Reply::Records(ReadRecords {
+                head:
+                    ReadResponseHead {
+                        segment: seg,
+                        from_offset: from,
+                        count,
+                        sealed_len,
+                        ..
+                    },
                 records,
-                ..
             }) => {
                 if count == 0 {
                     if seg != segment || from != from_offset {
@@ -365,9 +369,8 @@ impl Consumer {
                         sealed: sealed_len.is_some(),
                     });
                 }
-                // The answer's records stay in one buffer; each payload
-                // is a slice of it.
-                let records = Bytes::from(records);
+                // The answer's records stay in the frame they came in;
+                // each payload is a slice of it.
                 let parsed =
                     parse_records(&records, from, count).map_err(|e| bad(e.to_string()))?;
                 let first_seq = self
@@ -385,21 +388,22 @@ impl Consumer {
                         .collect(),
                 ))
             }
-            Message::ErrorMsg(ErrorMsg {
+            Reply::Msg(Message::ErrorMsg(ErrorMsg {
                 code: ErrorCode::Damaged,
                 segment: seg,
                 value,
                 ..
-            }) if seg == segment => Ok(ReadOutcome::Damaged { from: value }),
-            Message::ErrorMsg(ErrorMsg {
+            })) if seg == segment => Ok(ReadOutcome::Damaged { from: value }),
+            Reply::Msg(Message::ErrorMsg(ErrorMsg {
                 code: ErrorCode::NotFound,
                 segment: seg,
                 ..
-            }) if seg == segment => Ok(ReadOutcome::Missing),
-            Message::ErrorMsg(ErrorMsg { code, message, .. }) => {
+            })) if seg == segment => Ok(ReadOutcome::Missing),
+            Reply::Msg(Message::ErrorMsg(ErrorMsg { code, message, .. })) => {
                 Err(bad(format!("{code:?}: {message}")))
             }
-            other => Err(bad(format!("unexpected answer {:?}", other.kind()))),
+            Reply::Msg(other) => Err(bad(format!("unexpected answer {:?}", other.kind()))),
+            Reply::Lost(e) => Err(e.into()),
         }
     }
 }

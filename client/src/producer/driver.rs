@@ -218,6 +218,10 @@ impl Driver {
                 );
                 self.replica_failed(replica, segment, now)
             }
+            Reply::Records(_) => {
+                log::warn!("log {log_id}: unexpected answer to an append: ReadResponse");
+                self.replica_failed(replica, segment, now)
+            }
             Reply::Lost(e) => {
                 if self.generations.get(replica) != Some(&generation) {
                     // A connection already replaced.
