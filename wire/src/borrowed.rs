@@ -15,17 +15,20 @@
 //! it), so the node cannot tell the two apart.
 //!
 //! **Read answers.** A node answers a read with records in the buffer its
-//! disk read filled; [`encode_read_response`] archives them as a
-//! [`ReadResponse`] from that slice, so they are copied once, into the
-//! answer, not first out of the read buffer.
+//! disk read filled; [`read_response_frame`] archives them as a
+//! [`ReadResponse`] from that slice straight into the frame that is sent
+//! (after room left for its header), so they are copied once, into the
+//! frame: not first out of the read buffer, nor from an answer into a
+//! frame.
 
 use rkyv::munge::munge;
 use rkyv::rancor::{Error as RancorError, Fallible};
-use rkyv::ser::{Allocator, Writer};
+use rkyv::ser::{Allocator, Positional, Writer};
 use rkyv::util::AlignedVec;
 use rkyv::vec::{ArchivedVec, VecResolver};
 use rkyv::{Archive, Place, Serialize};
 
+use crate::frame::{FrameHeader, Kind, FRAME_HEADER_BYTES};
 use crate::message::{
     Append, ArchivedAppend, ArchivedEntry, ArchivedReadResponse, Entry, ReadResponse,
 };
@@ -212,6 +215,43 @@ pub fn encode_read_response(head: ReadResponseHead, records: &[u8]) -> AlignedVe
     }
 }
 
+/// A whole frame being built: the header's room, then the payload, whose
+/// positions the serializer counts from the payload's start (the receiver
+/// reads the payload into an aligned buffer of its own, so alignment is
+/// relative to it).
+struct FrameWriter(Vec<u8>);
+
+impl Positional for FrameWriter {
+    fn pos(&self) -> usize {
+        self.0.len() - FRAME_HEADER_BYTES
+    }
+}
+
+impl<E> Writer<E> for FrameWriter {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), E> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// The whole `ReadResponse` frame answering `request_id` with `head` and
+/// `records`: the same bytes as [`crate::encode`] of the owned
+/// [`ReadResponse`], with the records copied once, into it.
+pub fn read_response_frame(request_id: u64, head: ReadResponseHead, records: &[u8]) -> Vec<u8> {
+    let mut room = Vec::with_capacity(FRAME_HEADER_BYTES + records.len() + HEAD_BYTES);
+    room.resize(FRAME_HEADER_BYTES, 0);
+    let response = ReadResponseRef { head, records };
+    let mut frame =
+        match rkyv::api::high::to_bytes_in::<_, RancorError>(&response, FrameWriter(room)) {
+            Ok(w) => w.0,
+            Err(e) => panic!("serializing a read answer from borrowed records failed: {e}"),
+        };
+    let header =
+        FrameHeader::for_payload(Kind::ReadResponse, request_id, &frame[FRAME_HEADER_BYTES..]);
+    frame[..FRAME_HEADER_BYTES].copy_from_slice(&header.to_bytes());
+    frame
+}
+
 impl ReadResponseHead {
     /// The head of `response`.
     pub fn of(response: &ReadResponse) -> ReadResponseHead {
@@ -281,6 +321,8 @@ mod tests {
             };
             let borrowed = encode_read_response(ReadResponseHead::of(&owned), &owned.records);
             assert_eq!(&borrowed[..], &encode_payload(&owned)[..]);
+            let frame = read_response_frame(77, ReadResponseHead::of(&owned), &owned.records);
+            assert_eq!(frame, crate::codec::encode(77, &owned));
             let back = decode_payload(Kind::ReadResponse, &borrowed).expect("a valid answer");
             assert_eq!(back, Message::ReadResponse(owned));
         }

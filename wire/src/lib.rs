@@ -26,7 +26,9 @@ pub mod message;
 pub mod meta;
 pub mod record;
 
-pub use borrowed::{encode_append, encode_read_response, AppendHead, ReadResponseHead};
+pub use borrowed::{
+    encode_append, encode_read_response, read_response_frame, AppendHead, ReadResponseHead,
+};
 pub use codec::{
     access, decode, decode_payload, encode, encode_payload, frame, Message, WireMessage,
 };

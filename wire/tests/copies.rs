@@ -115,8 +115,8 @@ fn an_append_from_borrowed_entries_copies_the_payload_once() {
 }
 
 #[test]
-fn a_read_answer_from_the_read_buffer_copies_the_records_once() {
-    use trilog_wire::{encode_read_response, ReadResponseHead};
+fn a_read_answer_framed_from_the_read_buffer_copies_the_records_once() {
+    use trilog_wire::{read_response_frame, ReadResponseHead};
     let records = vec![0x33u8; 1 << 20];
     let head = ReadResponseHead {
         log_id: 1,
@@ -126,14 +126,14 @@ fn a_read_answer_from_the_read_buffer_copies_the_records_once() {
         watermark: 64,
         sealed_len: None,
     };
-    let _ = encode_read_response(head, &records[..16]);
-    let (allocated, payload) = allocated_by(|| encode_read_response(head, &records));
+    let _ = read_response_frame(1, head, &records[..16]);
+    let (allocated, frame) = allocated_by(|| read_response_frame(1, head, &records));
     let n = records.len() as u64;
     println!(
-        "copies: {n} record bytes; answer archived from the read buffer: {allocated} bytes allocated ({:.2}x)",
+        "copies: {n} record bytes; answer framed from the read buffer: {allocated} bytes allocated ({:.2}x)",
         allocated as f64 / n as f64
     );
-    assert!(payload.len() as u64 >= n);
+    assert!(frame.len() as u64 >= n);
     assert!(
         allocated <= n + n / 16,
         "{allocated} bytes allocated for {n}"

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use trilog_protocol::replica::Durable;
 use trilog_protocol::shard::{Action, Actions, ConnId, SegmentKey};
 use trilog_wire::message::ReadResponse;
-use trilog_wire::{encode_read_response, Kind, Message, ReadResponseHead};
+use trilog_wire::{read_response_frame, Message, ReadResponseHead};
 
 use crate::metrics::DiskOp;
 use crate::runtime::ShardRuntime;
@@ -111,21 +111,19 @@ pub fn deliver<R: ShardRuntime>(
     conn.outbox.push(message.encode(request_id));
 }
 
-/// Queues an answer already serialized (a read's records, archived from
-/// the buffer the disk filled) on its connection, if still open.
-pub fn deliver_payload<R: ShardRuntime>(
+/// Queues a whole answer frame already built (a read's records, archived
+/// from the buffer the disk filled) on its connection, if still open.
+pub fn deliver_frame<R: ShardRuntime>(
     shard: &Shard<R>,
     conn: ConnId,
     request_id: u64,
-    kind: Kind,
-    payload: &[u8],
+    frame: Vec<u8>,
 ) {
     let Some(conn) = shard.conn(conn) else {
         return;
     };
     conn.finish(request_id);
-    conn.outbox
-        .push(trilog_wire::frame(kind, request_id, payload));
+    conn.outbox.push(frame);
 }
 
 fn create<R: ShardRuntime>(shard: &Rc<Shard<R>>, key: SegmentKey, first_seq: u64, epoch: u64) {
@@ -240,10 +238,11 @@ fn serve_read<R: ShardRuntime>(
                 shard.metrics.read_entries.inc_by(u64::from(count));
                 shard.metrics.read_bytes.inc_by(records.len() as u64);
                 response.count = count;
-                // Archived straight from the read buffer: the records'
-                // bytes are copied once, into the answer.
-                let payload = encode_read_response(ReadResponseHead::of(&response), &records);
-                deliver_payload(&shard, conn, request_id, Kind::ReadResponse, &payload);
+                // Archived straight from the read buffer into the frame
+                // sent: the records' bytes are copied once.
+                let head = ReadResponseHead::of(&response);
+                let frame = read_response_frame(request_id, head, &records);
+                deliver_frame(&shard, conn, request_id, frame);
             }
             Err(StorageError::CorruptRecord { offset, source, .. }) => {
                 shard.metrics.damage_found.inc();
