@@ -88,6 +88,10 @@ pub(super) struct Driver {
     pub(super) conns: Vec<Option<NodeConn>>,
     /// By replica index, the generation of its connection (see [`tag`]).
     pub(super) generations: Vec<u8>,
+    /// By replica index, the failed attempts to reach it again since its
+    /// connection was last up: only some are logged at warn (a dead node
+    /// is retried every 100 ms until the ack timeout fails it).
+    pub(super) unreachable: Vec<u32>,
     /// Where reconnection tasks report.
     pub(super) reconnected_tx: mpsc::Sender<Reconnected>,
     pub(super) conns_segment: Option<u64>,
@@ -279,11 +283,30 @@ impl Driver {
                 if let Some(slot) = self.conns.get_mut(replica) {
                     *slot = Some(conn);
                 }
+                if let Some(n) = self.unreachable.get_mut(replica) {
+                    *n = 0;
+                }
                 self.m.handle_reconnected(replica, segment, now)
             }
             Err(why) => {
-                log::warn!(
-                    "log {} segment {segment}: replica {replica} unreachable again: {why}",
+                let attempts = match self.unreachable.get_mut(replica) {
+                    Some(n) => {
+                        *n = n.saturating_add(1);
+                        *n
+                    }
+                    None => 1,
+                };
+                // The 1st, 2nd, 4th, 8th... failed attempt at warn, the
+                // others at debug: a few lines per dead node, not ten a
+                // second until the ack timeout.
+                let level = if attempts.is_power_of_two() {
+                    log::Level::Warn
+                } else {
+                    log::Level::Debug
+                };
+                log::log!(
+                    level,
+                    "log {} segment {segment}: replica {replica} unreachable again (attempt {attempts}): {why}",
                     self.m.log_id()
                 );
                 self.m.handle_reconnect_failed(replica, segment, now)
@@ -378,6 +401,7 @@ impl Driver {
         let log_id = self.m.log_id();
         self.conns = vec![None; replicas.len()];
         self.generations = vec![0; replicas.len()];
+        self.unreachable = vec![0; replicas.len()];
         self.conns_segment = Some(segment);
         for (i, node) in replicas.iter().enumerate() {
             match self.pool.for_segment(*node, log_id, segment).await {

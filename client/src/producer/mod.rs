@@ -248,6 +248,7 @@ impl Producer {
             pool,
             conns: Vec::new(),
             generations: Vec::new(),
+            unreachable: Vec::new(),
             reconnected_tx,
             conns_segment: None,
             replies_tx,
