@@ -31,7 +31,10 @@ pub struct Record {
     pub seq: u64,
     /// The bytes appended, checked against the producer's crc32c: a slice
     /// of the read answer it came in (the records of one answer share its
-    /// buffer; none is copied out of it).
+    /// buffer; none is copied out of it). Holding one record holds its
+    /// whole answer (up to the read size, 1 MiB); a caller that keeps a
+    /// few records of many answers for long copies them out
+    /// (`payload.to_vec()`).
     pub payload: Bytes,
 }
 

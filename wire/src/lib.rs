@@ -26,9 +26,7 @@ pub mod message;
 pub mod meta;
 pub mod record;
 
-pub use borrowed::{
-    encode_append, encode_read_response, read_response_frame, AppendHead, ReadResponseHead,
-};
+pub use borrowed::{encode_append, read_response_frame, AppendHead, ReadResponseHead};
 pub use codec::{
     access, decode, decode_payload, encode, encode_payload, frame, Message, WireMessage,
 };

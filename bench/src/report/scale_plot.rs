@@ -69,12 +69,7 @@ fn draw(
             .iter()
             .map(|p| Circle::new(*p, 4, THROUGHPUT.filled())),
     )?;
-    ops.configure_series_labels()
-        .label_font(("sans-serif", LABEL_FONT))
-        .background_style(WHITE)
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()?;
+    legend(&mut ops, SeriesLabelPosition::LowerRight)?;
 
     let us_max = runs
         .iter()
@@ -123,14 +118,28 @@ fn draw(
         .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(3)));
         lat.draw_series(points.iter().map(|p| Circle::new(*p, 4, color.filled())))?;
     }
-    lat.configure_series_labels()
+    legend(&mut lat, SeriesLabelPosition::UpperLeft)?;
+    root.present()?;
+    Ok(())
+}
+
+/// A chart's legend of its labelled series, boxed, at `at`.
+fn legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    at: SeriesLabelPosition,
+) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
         .label_font(("sans-serif", LABEL_FONT))
         .background_style(WHITE)
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
-    root.present()?;
-    Ok(())
+        .position(at)
+        .draw()
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -565,7 +565,7 @@ impl Producer {
                     (0..self.segment.replicas.len()).filter_map(|i| self.refresh_at_ms(i));
                 acks.chain(refresh)
                     .chain(self.link_timeout())
-                    .chain(self.slow_at_ms_any())
+                    .chain(self.slow_at_ms())
                     .chain(self.view_refresh_at_ms())
                     .filter(|at| *at != u64::MAX)
                     .min()

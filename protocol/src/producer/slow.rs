@@ -116,16 +116,11 @@ impl Producer {
         self.cfg.slow_lag_floor_ms.max(adaptive)
     }
 
-    /// [`slow_at_ms`](Self::slow_at_ms) for the timer: the placement is
-    /// judged with the benches as they are now, which only end later.
-    pub(super) fn slow_at_ms_any(&self) -> Option<u64> {
-        let (_, since) = self.acks.laggard()?;
-        self.slow_at_ms(since)
-    }
-
-    /// When the laggard, if any, becomes slow enough to leave: only while
-    /// writing, with its connection up, and somewhere else to go.
-    pub(super) fn slow_at_ms(&self, now_ms: u64) -> Option<u64> {
+    /// When the laggard, if any, passes its lag limit: only while writing,
+    /// with its connection up, once per lag episode. Cheap, since every
+    /// poll of the timers asks: whether there is somewhere else to go is
+    /// judged when it fires ([`leave_slow_replica`](Self::leave_slow_replica)).
+    pub(super) fn slow_at_ms(&self) -> Option<u64> {
         if !self.slow_switching() || !self.sending() || self.change.is_some() {
             return None;
         }
@@ -138,7 +133,7 @@ impl Producer {
         // (a file, its control record, their syncs), which takes longer
         // on one node than another without saying anything of later ones.
         let answered = self.acks.replica(i).latency_x16.is_some();
-        if !answered || !self.links[i].is_up() || self.slow_placement(i, now_ms).is_none() {
+        if !answered || !self.links[i].is_up() {
             return None;
         }
         Some(since.saturating_add(self.lag_limit_ms()))
@@ -220,11 +215,18 @@ impl Producer {
     /// last strike it is left (the actions of the switch). `None` if it is
     /// not left.
     pub(super) fn leave_slow_replica(&mut self, now_ms: u64) -> Option<Actions<Action>> {
-        if self.slow_at_ms(now_ms).is_none_or(|at| at > now_ms) {
+        if self.slow_at_ms().is_none_or(|at| at > now_ms) {
             return None;
         }
         let (i, _) = self.acks.laggard()?;
         let node = self.segment.replicas[i];
+        let episode = Some((i, self.acks.replica(i).acked));
+        if self.slow_placement(i, now_ms).is_none() {
+            // Nowhere else to go: slow, not failed, so it is kept; this
+            // episode is passed over (no strike, no timer again).
+            self.struck = episode;
+            return None;
+        }
         let count = match self.strike {
             Some((n, at, count))
                 if n == node && now_ms.saturating_sub(at) <= SLOW_STRIKE_WINDOW_MS =>
@@ -235,7 +237,7 @@ impl Producer {
         };
         if count < self.cfg.slow_strikes {
             self.strike = Some((node, now_ms, count));
-            self.struck = Some((i, self.acks.replica(i).acked));
+            self.struck = episode;
             return None;
         }
         self.strike = None;

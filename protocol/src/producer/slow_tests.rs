@@ -30,12 +30,17 @@ fn alive(ids: &[NodeId]) -> Vec<Candidate> {
 /// A producer on segment 0 (nodes 10, 11, 12) whose first read for the
 /// view came back with `nodes` alive.
 fn producer(nodes: &[NodeId]) -> Producer {
+    producer_with(cfg(), nodes)
+}
+
+/// [`producer`] with `cfg`.
+fn producer_with(cfg: ProducerConfig, nodes: &[NodeId]) -> Producer {
     let seg = OpenSegment {
         id: 0,
         first_seq: 0,
         replicas: vec![10, 11, 12],
     };
-    let mut p = Producer::new(1, 1, seg, 0, cfg());
+    let mut p = Producer::new(1, 1, seg, 0, cfg);
     let out = p.begin(0);
     assert!(
         out.contains(&Action::Meta(MetaCall::ReadRecord)),
@@ -118,23 +123,11 @@ fn a_replica_is_not_judged_before_its_first_answer_in_the_segment() {
 
 #[test]
 fn one_stall_is_a_strike_and_the_next_one_within_the_window_leaves() {
-    let seg = OpenSegment {
-        id: 0,
-        first_seq: 0,
-        replicas: vec![10, 11, 12],
-    };
     let two = ProducerConfig {
         slow_strikes: 2,
         ..cfg()
     };
-    let mut p = Producer::new(1, 1, seg, 0, two);
-    let _ = p.begin(0);
-    let answer = RecordAnswer::Read {
-        version: 1,
-        record: Some(record()),
-        alive: alive(&[10, 11, 12, 13]),
-    };
-    let _ = p.handle_record(answer, 0);
+    let mut p = producer_with(two, &[10, 11, 12, 13]);
     lagging(&mut p, 100, 1);
     assert_eq!(p.poll_timeout(), Some(105));
     assert!(p.handle_timeout(105).is_empty(), "a first strike only");
@@ -146,11 +139,7 @@ fn one_stall_is_a_strike_and_the_next_one_within_the_window_leaves() {
     );
     // It catches up, then lags again at the next append: the second
     // strike, within the window, leaves it.
-    let _ = p.handle_ack(1, 0, 2, 110);
-    let _ = p.append(Entry::new(vec![2]));
-    let _ = p.poll(120);
-    let _ = p.handle_ack(0, 0, 3, 121);
-    let _ = p.handle_ack(2, 0, 3, 121);
+    lag_again(&mut p, 120);
     let at = p.poll_timeout().expect("a lag timer");
     let out = p.handle_timeout(at);
     assert!(
@@ -160,30 +149,23 @@ fn one_stall_is_a_strike_and_the_next_one_within_the_window_leaves() {
     assert_eq!(p.benched(at), vec![11]);
 
     // Strikes further apart than the window start the count again.
-    let seg = OpenSegment {
-        id: 0,
-        first_seq: 0,
-        replicas: vec![10, 11, 12],
-    };
-    let mut p = Producer::new(1, 1, seg, 0, two);
-    let _ = p.begin(0);
-    let answer = RecordAnswer::Read {
-        version: 1,
-        record: Some(record()),
-        alive: alive(&[10, 11, 12, 13]),
-    };
-    let _ = p.handle_record(answer, 0);
+    let mut p = producer_with(two, &[10, 11, 12, 13]);
     lagging(&mut p, 100, 1);
     assert!(p.handle_timeout(105).is_empty(), "a first strike");
-    let _ = p.handle_ack(1, 0, 2, 110);
-    let later = 105 + SLOW_STRIKE_WINDOW_MS + 100;
-    let _ = p.append(Entry::new(vec![2]));
-    let _ = p.poll(later);
-    let _ = p.handle_ack(0, 0, 3, later + 1);
-    let _ = p.handle_ack(2, 0, 3, later + 1);
+    lag_again(&mut p, 105 + SLOW_STRIKE_WINDOW_MS + 100);
     let at = p.poll_timeout().expect("a lag timer");
     assert!(p.handle_timeout(at).is_empty(), "a first strike again");
     assert_eq!(p.phase(), &Phase::Writing);
+}
+
+/// After [`lagging`]: replica 1 catches up at 110, entry 2 is sent at
+/// `at`, and replicas 0 and 2 ack it 1 ms later.
+fn lag_again(p: &mut Producer, at: u64) {
+    let _ = p.handle_ack(1, 0, 2, 110);
+    let _ = p.append(Entry::new(vec![2]));
+    let _ = p.poll(at);
+    let _ = p.handle_ack(0, 0, 3, at + 1);
+    let _ = p.handle_ack(2, 0, 3, at + 1);
 }
 
 #[test]
@@ -201,11 +183,13 @@ fn the_limit_grows_with_the_typical_latency() {
 fn a_slow_replica_with_nowhere_else_to_go_is_kept_and_the_ack_timeout_remains() {
     let mut p = producer(&[10, 11, 12]);
     lagging(&mut p, 200, 1);
-    // No lag timer: the watermark refresh of the idle replicas (at 1,200)
-    // and the ack timeout are what is set.
-    assert_eq!(p.poll_timeout(), Some(1_200));
-    let _ = p.handle_timeout(205);
+    // The lag timer fires, finds no node to go to and passes the episode
+    // over: then only the watermark refresh of the idle replicas (at
+    // 1,200) and the ack timeout are set.
+    assert_eq!(p.poll_timeout(), Some(205));
+    assert!(p.handle_timeout(205).is_empty());
     assert_eq!(p.phase(), &Phase::Writing, "slow, not failed");
+    assert_eq!(p.poll_timeout(), Some(1_200));
     let _ = p.handle_timeout(1_200);
     assert_eq!(p.poll_timeout(), Some(2_200));
     let out = p.handle_timeout(2_200);
