@@ -50,7 +50,8 @@ pub enum Reply {
 #[derive(Debug, Clone)]
 pub struct ReadRecords {
     pub head: ReadResponseHead,
-    /// The records, in the record layout (`trilog_wire::record`).
+    /// The records, in the record layout (`trilog_wire::record`). Each
+    /// matched its crcs: the frame decoder checked them with the frame's.
     pub records: Bytes,
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use trilog_protocol::consumer::{Cursor, Step};
 use trilog_wire::message::{ErrorCode, ErrorMsg, Read};
-use trilog_wire::record::parse_records;
+use trilog_wire::record::index_checked_records;
 use trilog_wire::{Message, ReadResponseHead};
 
 use crate::conn::{ReadRecords, Reply};
@@ -373,9 +373,10 @@ impl Consumer {
                     });
                 }
                 // The answer's records stay in the frame they came in;
-                // each payload is a slice of it.
+                // each payload is a slice of it. The frame decoder
+                // checked their crcs with the frame's.
                 let parsed =
-                    parse_records(&records, from, count).map_err(|e| bad(e.to_string()))?;
+                    index_checked_records(&records, from, count).map_err(|e| bad(e.to_string()))?;
                 let first_seq = self
                     .cursor
                     .on_read(seg, from, u64::from(count))

@@ -21,6 +21,8 @@
 //! frame: not first out of the read buffer, nor from an answer into a
 //! frame.
 
+use std::cell::Cell;
+
 use rkyv::munge::munge;
 use rkyv::rancor::{Error as RancorError, Fallible};
 use rkyv::ser::{Allocator, Positional, Writer};
@@ -28,6 +30,7 @@ use rkyv::util::AlignedVec;
 use rkyv::vec::{ArchivedVec, VecResolver};
 use rkyv::{Archive, Place, Serialize};
 
+use crate::crc::Fold;
 use crate::frame::{FrameHeader, Kind, FRAME_HEADER_BYTES};
 use crate::message::{
     Append, ArchivedAppend, ArchivedEntry, ArchivedReadResponse, Entry, ReadResponse,
@@ -104,9 +107,20 @@ where
     }
 }
 
+/// An append's payload, and its crc32c.
+pub struct EncodedAppend {
+    pub payload: AlignedVec,
+    /// crc32c of `payload`, built from the entries' crcs and the bytes
+    /// between their payloads: the payloads were not read for it.
+    pub crc: u32,
+}
+
 /// The payload of an `Append` frame of `head` and `entries`: the same
-/// bytes as [`crate::encode_payload`] of the owned [`Append`].
-pub fn encode_append<'a, I>(head: AppendHead, entries: I) -> AlignedVec
+/// bytes as [`crate::encode_payload`] of the owned [`Append`], with its
+/// crc32c taken from the entries' (so each payload byte is checksummed
+/// once on this side, when its entry was made). An entry whose `crc` is not
+/// its payload's makes a frame the receiver refuses.
+pub fn encode_append<'a, I>(head: AppendHead, entries: I) -> EncodedAppend
 where
     I: ExactSizeIterator<Item = &'a Entry> + Clone,
 {
@@ -121,9 +135,38 @@ where
     let append = AppendRef { head, entries };
     // As in `encode_payload`: serializing into memory fails only on
     // allocation failure or pointer overflow, programmer errors here.
-    match rkyv::api::high::to_bytes_in::<_, RancorError>(&append, AlignedVec::with_capacity(size)) {
+    let payload = match rkyv::api::high::to_bytes_in::<_, RancorError>(
+        &append,
+        AlignedVec::with_capacity(size),
+    ) {
         Ok(p) => p,
         Err(e) => panic!("serializing an append from borrowed entries failed: {e}"),
+    };
+    let crc = append_crc(&payload);
+    EncodedAppend { payload, crc }
+}
+
+/// The crc32c of an append just serialized here, from its entries' crcs.
+fn append_crc(payload: &[u8]) -> u32 {
+    let archived = match crate::access::<Append>(payload) {
+        Ok(a) => a,
+        Err(e) => panic!("an append just serialized fails its check: {e}"),
+    };
+    let base = payload.as_ptr() as usize;
+    // The serializer writes each payload before the next, and the entries'
+    // array after them all: the pieces are in order.
+    let pieces = archived
+        .entries
+        .iter()
+        .filter(|e| !e.payload.is_empty())
+        .map(|e| {
+            let start = e.payload.as_ptr() as usize - base;
+            (start..start + e.payload.len(), e.crc.to_native())
+        });
+    let mut fold = Fold::new(&[]);
+    match fold.body_with_known(payload, pieces) {
+        Some(()) => fold.crc(),
+        None => panic!("an append's payloads were not serialized in order"),
     }
 }
 
@@ -156,6 +199,9 @@ pub struct ReadResponseHead {
 pub struct ReadResponseRef<'a> {
     pub head: ReadResponseHead,
     pub records: &'a [u8],
+    /// Where serializing put the records, from the payload's start: the
+    /// frame's crc is built around them.
+    records_at: Cell<Option<usize>>,
 }
 
 /// Where [`ReadResponseRef`]'s parts were written.
@@ -195,7 +241,15 @@ where
 {
     fn serialize(&self, serializer: &mut S) -> Result<Self::Resolver, S::Error> {
         let sealed_len = self.head.sealed_len.serialize(serializer)?;
+        // Bytes need no alignment: they are written where the writer is.
+        let start = serializer.pos();
         let records = ArchivedVec::<u8>::serialize_from_slice(self.records, serializer)?;
+        assert_eq!(
+            serializer.pos(),
+            start + self.records.len(),
+            "the records are written as they are, where the writer was"
+        );
+        self.records_at.set(Some(start));
         Ok(ReadResponseRefResolver {
             sealed_len,
             records,
@@ -223,19 +277,40 @@ impl<E> Writer<E> for FrameWriter {
 }
 
 /// The whole `ReadResponse` frame answering `request_id` with `head` and
-/// `records`: the same bytes as [`crate::encode`] of the owned
-/// [`ReadResponse`], with the records copied once, into it.
-pub fn read_response_frame(request_id: u64, head: ReadResponseHead, records: &[u8]) -> Vec<u8> {
+/// `records`, whose crc32c is `records_crc` (as
+/// [`crate::record::check_records_crc`] gives it while checking them): the
+/// same bytes as [`crate::encode`] of the owned [`ReadResponse`], with the
+/// records copied once, into it, and not read again for the frame's crc.
+pub fn read_response_frame(
+    request_id: u64,
+    head: ReadResponseHead,
+    records: &[u8],
+    records_crc: u32,
+) -> Vec<u8> {
     let mut room = Vec::with_capacity(FRAME_HEADER_BYTES + records.len() + HEAD_BYTES);
     room.resize(FRAME_HEADER_BYTES, 0);
-    let response = ReadResponseRef { head, records };
+    let response = ReadResponseRef {
+        head,
+        records,
+        records_at: Cell::new(None),
+    };
     let mut frame =
         match rkyv::api::high::to_bytes_in::<_, RancorError>(&response, FrameWriter(room)) {
             Ok(w) => w.0,
             Err(e) => panic!("serializing a read answer from borrowed records failed: {e}"),
         };
+    let Some(start) = response.records_at.get() else {
+        panic!("a read answer was serialized without its records");
+    };
+    let body = &frame[FRAME_HEADER_BYTES..];
+    let end = start + records.len();
+    assert!(end <= body.len(), "the records lie inside the answer");
+    let mut fold = Fold::new(&[]);
+    fold.bytes(&body[..start]);
+    fold.known(records_crc, records.len());
+    fold.bytes(&body[end..]);
     let header =
-        FrameHeader::for_payload(Kind::ReadResponse, request_id, &frame[FRAME_HEADER_BYTES..]);
+        FrameHeader::for_payload_crc(Kind::ReadResponse, request_id, body.len(), fold.crc());
     frame[..FRAME_HEADER_BYTES].copy_from_slice(&header.to_bytes());
     frame
 }
@@ -285,8 +360,9 @@ mod tests {
         ] {
             let owned = append(entries);
             let borrowed = encode_append(AppendHead::of(&owned), owned.entries.iter());
-            assert_eq!(&borrowed[..], &encode_payload(&owned)[..]);
-            let back = decode_payload(Kind::Append, &borrowed).expect("a valid append");
+            assert_eq!(&borrowed.payload[..], &encode_payload(&owned)[..]);
+            assert_eq!(borrowed.crc, crc32c::crc32c(&borrowed.payload));
+            let back = decode_payload(Kind::Append, &borrowed.payload).expect("a valid append");
             assert_eq!(back, Message::Append(owned));
         }
     }
@@ -307,7 +383,14 @@ mod tests {
                 sealed_len,
                 records,
             };
-            let frame = read_response_frame(77, ReadResponseHead::of(&owned), &owned.records);
+            let records_crc = crc32c::crc32c(&owned.records);
+            let frame = read_response_frame(
+                77,
+                ReadResponseHead::of(&owned),
+                &owned.records,
+                records_crc,
+            );
+            // The crc built around the records is the frame's crc.
             assert_eq!(frame, crate::codec::encode(77, &owned));
             let back = decode_payload(Kind::ReadResponse, &frame[FRAME_HEADER_BYTES..])
                 .expect("a valid answer");
@@ -321,6 +404,6 @@ mod tests {
             (0..6u8).map(|i| Entry::new(vec![i; 10])).collect();
         let owned = append(held.range(2..5).cloned().collect());
         let borrowed = encode_append(AppendHead::of(&owned), held.range(2..5));
-        assert_eq!(&borrowed[..], &encode_payload(&owned)[..]);
+        assert_eq!(&borrowed.payload[..], &encode_payload(&owned)[..]);
     }
 }

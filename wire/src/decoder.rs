@@ -12,7 +12,9 @@
 //!   boundary;
 //! - the header is checked (magic, version, kind, size limit, reserved)
 //!   as soon as its last byte arrives, before any payload byte is accepted;
-//!   the crc is checked before a frame is returned;
+//!   the crc is checked before a frame is returned, and with it the crcs
+//!   of what an `Append` or a `ReadResponse` carries, every payload byte
+//!   read once for both ([`crate::check`]);
 //! - the payload buffer is 16-byte aligned (rkyv reads it in place) and
 //!   grows with the bytes that actually arrive: it starts at
 //!   [`FRAME_BUFFER_BYTES_INITIAL`] (or the whole payload, if smaller) and
@@ -24,13 +26,16 @@
 
 use rkyv::util::AlignedVec;
 
+use crate::check::check_frame;
 use crate::error::WireError;
 use crate::frame::{FrameHeader, FRAME_HEADER_BYTES};
 use crate::limits::{FRAME_BUFFER_BYTES_INITIAL, FRAME_PAYLOAD_BYTES_MAX};
 
 /// One whole frame: its checked header and its payload, 16-byte aligned
 /// so that rkyv can read it in place. `payload.len()` is the header's
-/// `payload_len` and the crc matched.
+/// `payload_len` and the crc matched; in an `Append` every entry matched
+/// its crc, in a `ReadResponse` every record its own
+/// ([`crate::check::check_frame`]).
 #[derive(Debug)]
 pub struct Frame {
     pub header: FrameHeader,
@@ -151,7 +156,7 @@ impl FrameDecoder {
         }
         assert_eq!(self.payload_filled, header.payload_len as usize);
         assert_eq!(self.payload.len(), self.payload_filled);
-        header.verify(&self.payload).map_err(|e| self.fail(e))?;
+        check_frame(&header, &self.payload).map_err(|e| self.fail(e))?;
         let payload = std::mem::take(&mut self.payload);
         self.head_filled = 0;
         self.header = None;

@@ -28,6 +28,8 @@ pub enum WireError {
         found: crate::frame::Kind,
         expected: crate::frame::Kind,
     },
+    #[error("entry {index} fails its crc")]
+    EntryCrc { index: u64 },
     #[error("record at offset {offset}: {reason}")]
     BadRecord { offset: u64, reason: &'static str },
 }

@@ -145,7 +145,9 @@ impl FrameHeader {
         Ok(())
     }
 
-    fn head_bytes(&self) -> [u8; 16] {
+    /// The header's first 16 bytes, which the crc covers before the
+    /// payload.
+    pub(crate) fn head_bytes(&self) -> [u8; 16] {
         let mut h = [0u8; 16];
         h[0..2].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
         h[2] = FRAME_VERSION;
@@ -191,8 +193,8 @@ impl FrameHeader {
             request_id,
             crc: 0,
         };
-        header.crc = crc32c::crc32c_combine(
-            crc32c::crc32c(&header.head_bytes()),
+        header.crc = crate::crc::combine(
+            crate::crc::crc32c(&header.head_bytes()),
             payload_crc,
             payload_len,
         );
@@ -208,7 +210,7 @@ impl FrameHeader {
 }
 
 fn frame_crc(head: &[u8; 16], payload: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc32c::crc32c(head), payload)
+    crate::crc::crc32c_append(crate::crc::crc32c(head), payload)
 }
 
 pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {

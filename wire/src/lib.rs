@@ -17,7 +17,9 @@
 //! The byte layouts are described in `docs/wire.md`.
 
 pub mod borrowed;
+pub mod check;
 pub mod codec;
+pub mod crc;
 pub mod decoder;
 pub mod error;
 pub mod frame;
@@ -26,7 +28,9 @@ pub mod message;
 pub mod meta;
 pub mod record;
 
-pub use borrowed::{encode_append, read_response_frame, AppendHead, ReadResponseHead};
+pub use borrowed::{
+    encode_append, read_response_frame, AppendHead, EncodedAppend, ReadResponseHead,
+};
 pub use codec::{
     access, decode, decode_payload, encode, encode_payload, frame, Message, WireMessage,
 };

@@ -34,7 +34,7 @@ pub struct Entry {
 impl Entry {
     pub fn new(payload: Vec<u8>) -> Entry {
         Entry {
-            crc: crc32c::crc32c(&payload),
+            crc: crate::crc::crc32c(&payload),
             payload,
         }
     }

@@ -15,6 +15,7 @@
 //! preallocated region read as "end of log", and the two crcs make a torn
 //! write read as "corrupt", so recovery can stop at the first bad record.
 
+use crate::crc::Fold;
 use crate::error::WireError;
 use crate::frame::{u32_at, u64_at};
 use crate::limits::ENTRY_BYTES_MAX;
@@ -43,7 +44,7 @@ impl RecordHeader {
         b[8..16].copy_from_slice(&self.offset.to_le_bytes());
         b[16..24].copy_from_slice(&self.commit.to_le_bytes());
         b[24..28].copy_from_slice(&self.payload_crc.to_le_bytes());
-        let crc = crc32c::crc32c(&b[0..28]);
+        let crc = crate::crc::crc32c(&b[0..28]);
         b[28..32].copy_from_slice(&crc.to_le_bytes());
         b
     }
@@ -89,6 +90,24 @@ pub enum Parsed<'a> {
 /// A record that does not fit in `bytes` is `Truncated`: for a file scan
 /// that means a torn tail; for a read response, a protocol error.
 pub fn parse_record(bytes: &[u8], offset: u64) -> Result<Parsed<'_>, WireError> {
+    parse_record_as(bytes, offset, Payload::Check)
+}
+
+/// Whether a record walk reads the payloads for their crcs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Payload {
+    Check,
+    /// The payload's crc was checked already: by the frame decoder, which
+    /// checks a read answer's records with the frame's own crc, in one
+    /// read of their bytes.
+    Checked,
+}
+
+fn parse_record_as(
+    bytes: &[u8],
+    offset: u64,
+    payload_check: Payload,
+) -> Result<Parsed<'_>, WireError> {
     if bytes.len() < RECORD_HEADER_BYTES {
         if bytes.iter().all(|b| *b == 0) {
             return Ok(Parsed::End);
@@ -109,7 +128,7 @@ pub fn parse_record(bytes: &[u8], offset: u64) -> Result<Parsed<'_>, WireError> 
             reason: "bad record magic",
         });
     }
-    if crc32c::crc32c(&h[0..28]) != u32_at(h, 28) {
+    if crate::crc::crc32c(&h[0..28]) != u32_at(h, 28) {
         return Err(WireError::BadRecord {
             offset,
             reason: "record header crc mismatch",
@@ -140,7 +159,7 @@ pub fn parse_record(bytes: &[u8], offset: u64) -> Result<Parsed<'_>, WireError> 
             have: bytes.len(),
         });
     };
-    if crc32c::crc32c(payload) != header.payload_crc {
+    if payload_check == Payload::Check && crate::crc::crc32c(payload) != header.payload_crc {
         return Err(WireError::BadRecord {
             offset,
             reason: "record payload crc mismatch",
@@ -149,20 +168,90 @@ pub fn parse_record(bytes: &[u8], offset: u64) -> Result<Parsed<'_>, WireError> 
     Ok(Parsed::Record { header, payload })
 }
 
-/// Iterates the records of a read response: `count` records from
-/// `first_offset`, every one valid, nothing left over.
+/// The records of a read response: `count` records from `first_offset`,
+/// every one valid (headers and payloads against their crcs), nothing left
+/// over.
 pub fn parse_records(
     bytes: &[u8],
     first_offset: u64,
     count: u32,
 ) -> Result<Vec<(u64, &[u8])>, WireError> {
     let mut out = Vec::with_capacity(count as usize);
+    walk_records(
+        bytes,
+        first_offset,
+        count,
+        Payload::Check,
+        |offset, _, payload| out.push((offset, payload)),
+    )?;
+    Ok(out)
+}
+
+/// [`parse_records`] for the records of a `ReadResponse` frame that came
+/// through [`crate::FrameDecoder`], which checked every payload against its
+/// crc with the frame's crc: the headers and the sequence are checked
+/// again (a few bytes each), the payloads are not read.
+pub fn index_checked_records(
+    bytes: &[u8],
+    first_offset: u64,
+    count: u32,
+) -> Result<Vec<(u64, &[u8])>, WireError> {
+    let mut out = Vec::with_capacity(count as usize);
+    walk_records(
+        bytes,
+        first_offset,
+        count,
+        Payload::Checked,
+        |offset, _, payload| out.push((offset, payload)),
+    )?;
+    Ok(out)
+}
+
+/// Checks the records as [`parse_records`] does and returns the crc32c of
+/// all of `bytes`, reading each payload once: for its own crc, which the
+/// whole's is built from ([`crate::crc::Fold`]).
+pub fn check_records_crc(bytes: &[u8], first_offset: u64, count: u32) -> Result<u32, WireError> {
+    let mut fold = Fold::new(&[]);
+    let mut at = 0usize;
+    walk_records(
+        bytes,
+        first_offset,
+        count,
+        Payload::Check,
+        |_, header, _| {
+            fold.record(&bytes[at..], header);
+            at += header.encoded_len();
+        },
+    )?;
+    assert_eq!(fold.len(), bytes.len(), "the walk covers every byte");
+    Ok(fold.crc())
+}
+
+impl Fold {
+    /// Follows with the record at the start of `bytes`, parsed as `header`
+    /// and with a payload that matched its crc: the header's 32 bytes are
+    /// read, the payload is not.
+    pub fn record(&mut self, bytes: &[u8], header: &RecordHeader) {
+        self.bytes(&bytes[..RECORD_HEADER_BYTES]);
+        self.known(header.payload_crc, header.payload_len as usize);
+    }
+}
+
+/// Walks `count` records from `first_offset`, calling `each` with every
+/// record's offset, header and payload, then checks nothing is left over.
+fn walk_records<'a>(
+    bytes: &'a [u8],
+    first_offset: u64,
+    count: u32,
+    payload_check: Payload,
+    mut each: impl FnMut(u64, &RecordHeader, &'a [u8]),
+) -> Result<(), WireError> {
     let mut at = 0usize;
     for i in 0..u64::from(count) {
         let offset = first_offset.saturating_add(i);
-        match parse_record(&bytes[at..], offset)? {
+        match parse_record_as(&bytes[at..], offset, payload_check)? {
             Parsed::Record { header, payload } => {
-                out.push((offset, payload));
+                each(offset, &header, payload);
                 at += header.encoded_len();
             }
             Parsed::End => {
@@ -179,7 +268,7 @@ pub fn parse_records(
             reason: "read response has bytes past its last record",
         });
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

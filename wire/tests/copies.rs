@@ -83,7 +83,7 @@ fn an_append_from_borrowed_entries_copies_the_payload_once() {
     // Warm the serializer's thread-local arena, so neither side pays for it.
     let _ = encode_append(head(), held.range(..1));
 
-    let (borrowed, bytes) = allocated_by(|| encode_append(head(), held.iter()));
+    let (borrowed, append) = allocated_by(|| encode_append(head(), held.iter()));
     let (owned, owned_bytes) = allocated_by(|| {
         let h = head();
         let append = Append {
@@ -97,7 +97,11 @@ fn an_append_from_borrowed_entries_copies_the_payload_once() {
         };
         encode_payload(&append)
     });
-    assert_eq!(&bytes[..], &owned_bytes[..], "the same bytes either way");
+    assert_eq!(
+        &append.payload[..],
+        &owned_bytes[..],
+        "the same bytes either way"
+    );
     println!(
         "copies: {payload} payload bytes; from borrowed entries {borrowed} bytes allocated ({:.2}x), cloned first {owned} ({:.2}x)",
         borrowed as f64 / payload as f64,
@@ -126,8 +130,8 @@ fn a_read_answer_framed_from_the_read_buffer_copies_the_records_once() {
         watermark: 64,
         sealed_len: None,
     };
-    let _ = read_response_frame(1, head, &records[..16]);
-    let (allocated, frame) = allocated_by(|| read_response_frame(1, head, &records));
+    let _ = read_response_frame(1, head, &records[..16], 0);
+    let (allocated, frame) = allocated_by(|| read_response_frame(1, head, &records, 0));
     let n = records.len() as u64;
     println!(
         "copies: {n} record bytes; answer framed from the read buffer: {allocated} bytes allocated ({:.2}x)",

@@ -444,9 +444,10 @@ impl Driver {
                 first_offset,
                 commit,
             };
-            let payload = encode_append(head, self.m.entries(first_offset, count));
-            let crc = crc32c::crc32c(&payload);
-            self.last_append = Some((key, Arc::new(payload), crc));
+            // Its crc comes from the entries', so no payload byte is read
+            // for it.
+            let append = encode_append(head, self.m.entries(first_offset, count));
+            self.last_append = Some((key, Arc::new(append.payload), append.crc));
         }
         let Some((_, payload, crc)) = &self.last_append else {
             unreachable!("serialized just above");

@@ -239,9 +239,10 @@ fn serve_read<R: ShardRuntime>(
                 shard.metrics.read_bytes.inc_by(records.len() as u64);
                 response.count = count;
                 // Archived straight from the read buffer into the frame
-                // sent: the records' bytes are copied once.
+                // sent: the records' bytes are copied once, and the
+                // frame's crc is built from the one the check made.
                 let head = ReadResponseHead::of(&response);
-                let frame = read_response_frame(request_id, head, &records);
+                let frame = read_response_frame(request_id, head, &records, records.crc());
                 deliver_frame(&shard, conn, request_id, frame);
             }
             Err(StorageError::CorruptRecord { offset, source, .. }) => {

@@ -12,6 +12,7 @@ use std::ops::{Deref, Range};
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use trilog_wire::crc::Fold;
 use trilog_wire::limits::READ_BYTES_MAX;
 use trilog_wire::record::{parse_record, Parsed};
 use trilog_wire::WireError;
@@ -78,6 +79,16 @@ impl<D: Disk> SegmentFile<D> {
 pub struct ReadRecords<B> {
     buf: B,
     range: Range<usize>,
+    /// crc32c of the records' bytes, built while checking them (each
+    /// payload read once), for the frame that sends them.
+    crc: u32,
+}
+
+impl<B> ReadRecords<B> {
+    /// crc32c of the records' bytes.
+    pub fn crc(&self) -> u32 {
+        self.crc
+    }
 }
 
 impl<B: Deref<Target = [u8]>> Deref for ReadRecords<B> {
@@ -125,16 +136,19 @@ impl<D: Disk> ReadPlan<D> {
                 expected: hi,
             });
         }
+        let crc = self.check(&read[lo..hi])?;
         let records = ReadRecords {
             buf: read,
             range: lo..hi,
+            crc,
         };
-        self.check(&records)?;
         Ok((self.count, records))
     }
 
-    /// Every record valid, in sequence, nothing left over.
-    fn check(&self, records: &[u8]) -> Result<(), StorageError> {
+    /// Every record valid, in sequence, nothing left over. Returns the
+    /// crc32c of `records`, built from the records' own crcs.
+    fn check(&self, records: &[u8]) -> Result<u32, StorageError> {
+        let mut fold = Fold::new(&[]);
         let mut at = 0usize;
         for i in 0..u64::from(self.count) {
             let offset = self.first_offset + i;
@@ -146,7 +160,10 @@ impl<D: Disk> ReadPlan<D> {
                 source,
             };
             match parse_record(&records[at..], offset).map_err(corrupt)? {
-                Parsed::Record { header, .. } => at += header.encoded_len(),
+                Parsed::Record { header, .. } => {
+                    fold.record(&records[at..], &header);
+                    at += header.encoded_len();
+                }
                 Parsed::End => {
                     return Err(corrupt(WireError::BadRecord {
                         offset,
@@ -167,7 +184,7 @@ impl<D: Disk> ReadPlan<D> {
                 },
             });
         }
-        Ok(())
+        Ok(fold.crc())
     }
 }
 
@@ -220,8 +237,15 @@ mod tests {
             assert_eq!(plan(0, 5, u32::MAX), Some((0, 5, u64::from(all))));
 
             let read = seg.read_plan(1, 4, u32::MAX).expect("plan");
+            let summed = trilog_wire::crc::bytes_summed();
             let (count, bytes) = read.run().await.expect("read");
+            let summed = trilog_wire::crc::bytes_summed() - summed;
             assert_eq!(count, 3);
+            // The crc the answer is framed with, built while checking:
+            // each payload read once, plus 60 bytes of each header.
+            assert_eq!(bytes.crc(), crc32c::crc32c(&bytes));
+            let payloads = u64::from(sizes[1] + sizes[2] + sizes[3]);
+            assert_eq!(summed, payloads + 3 * 60);
             let records = parse_records(&bytes, 1, count).expect("exactly the records");
             for (o, p) in records {
                 assert_eq!(p, &payload(o, sizes[o as usize] as usize, 0)[..]);
