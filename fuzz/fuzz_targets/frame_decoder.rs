@@ -1,13 +1,15 @@
 //! Feeds arbitrary bytes to every decoder of untrusted input: the stream
 //! decoder every frame reader uses (`FrameDecoder`, in arbitrary chunks),
-//! the frame header, the whole-frame decoder (crc, rkyv validation, limits)
-//! and the record parser of read responses. None may panic; each must
+//! the frame header, the whole-frame decoder (crc, rkyv validation, limits),
+//! the checks of an append's entries and a read answer's records with the
+//! frame's crc folded from theirs, and the record parser of read responses. None may panic; each must
 //! answer with a value or a typed error, and the stream decoder must give
 //! the same frames and the same error however its input is cut.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use trilog_wire::limits::FRAME_BUFFER_BYTES_INITIAL;
+use trilog_wire::check::check_frame;
 use trilog_wire::record::{parse_record, parse_records};
 use trilog_wire::{
     decode, decode_payload, frame, FrameDecoder, FrameHeader, Kind, WireError, FRAME_HEADER_BYTES,
@@ -29,12 +31,14 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     // Valid frames around pieces of the input, so that whole frames, not
-    // only errors, are reassembled under every chunking.
+    // only errors, are reassembled under every chunking. (A kind whose
+    // payload the decoder checks by its crc alone: a piece could be an
+    // append whose entries fail their own crcs.)
     let piece_bytes = 1 + usize::from(sizes.first().copied().unwrap_or(0)) * 64;
     let pieces: Vec<&[u8]> = stream.chunks(piece_bytes).collect();
     let mut framed = Vec::new();
     for (i, piece) in pieces.iter().enumerate() {
-        framed.extend_from_slice(&frame(Kind::Append, i as u64, piece));
+        framed.extend_from_slice(&frame(Kind::Seal, i as u64, piece));
     }
     let (frames, error) = decode_stream(&framed, if chunks.is_empty() { &[1] } else { &chunks });
     assert_eq!(error, None, "valid frames refused");
@@ -45,6 +49,19 @@ fuzz_target!(|data: &[u8]| {
     // Payloads behind a valid frame: a peer can always compute a crc.
     for (header, payload) in &whole.0 {
         let _ = decode_payload(header.kind, payload);
+    }
+
+    // The input as the payload of an append and of a read's answer with a
+    // valid frame crc: the walks over entries and records, and the crc
+    // folded from them, must agree with the plain crc whenever they pass.
+    for kind in [Kind::Append, Kind::ReadResponse] {
+        let header = FrameHeader::for_payload(kind, 0, stream);
+        let mut payload = rkyv::util::AlignedVec::<16>::new();
+        payload.extend_from_slice(stream);
+        match check_frame(&header, &payload) {
+            Ok(()) | Err(WireError::EntryCrc { .. } | WireError::BadRecord { .. }) => {}
+            Err(e) => panic!("{kind:?} with a valid crc refused: {e}"),
+        }
     }
 
     let _ = FrameHeader::parse(data);
