@@ -111,6 +111,10 @@ pub(super) struct Driver {
     /// One per seal told and not yet answered (or timed out): a close
     /// waits for them.
     pub(super) seals_told: Vec<oneshot::Receiver<()>>,
+    /// The view read (its time) and the open segment that standby
+    /// connections were last opened for: again after each view read (one
+    /// a node closed meanwhile is made anew) and each switch.
+    pub(super) standby_for: Option<(u64, u64)>,
 }
 
 impl Driver {
@@ -149,6 +153,7 @@ impl Driver {
             if matches!(self.m.phase(), Phase::Stopped(_)) {
                 return;
             }
+            self.open_standby();
         }
     }
 
@@ -368,11 +373,19 @@ impl Driver {
                 ..
             } => self.send_watermark(replica, segment, commit),
             Action::Connect { segment, replicas } => {
-                if self.connected_once {
-                    crate::metrics::switched();
-                }
+                let switch = self.connected_once;
                 self.connected_once = true;
-                self.connect(segment, &replicas).await
+                let started = std::time::Instant::now();
+                let out = self.connect(segment, &replicas).await;
+                if switch {
+                    crate::metrics::switched();
+                    log::info!(
+                        "log {}: switched to segment {segment} on nodes {replicas:?} (connected in {} us)",
+                        self.m.log_id(),
+                        started.elapsed().as_micros()
+                    );
+                }
+                out
             }
             Action::Reconnect {
                 replica,
@@ -414,6 +427,35 @@ impl Driver {
             }
         }
         Actions::new()
+    }
+
+    /// Opens connections, in the background, to the nodes a switch away
+    /// from a slow replica would place the next segment on
+    /// (`Producer::standby`), once per view read and segment: the switch
+    /// then finds them in the pool instead of connecting while appends
+    /// wait. A failure here costs nothing; the switch connects as before.
+    fn open_standby(&mut self) {
+        let Some(read_at) = self.m.view().map(|v| v.alive_at_ms) else {
+            return;
+        };
+        let key = (read_at, self.m.segment().id);
+        if self.standby_for == Some(key) {
+            return;
+        }
+        let Some((next, nodes)) = self.m.standby(self.clock.now_ms()) else {
+            return;
+        };
+        self.standby_for = Some(key);
+        let (pool, log_id) = (self.pool.clone(), self.m.log_id());
+        self.pool.runtime().spawn(Box::pin(async move {
+            for node in nodes {
+                if let Err(e) = pool.for_segment(node, log_id, next).await {
+                    log::debug!(
+                        "log {log_id}: no standby connection to node {node} for segment {next}: {e}"
+                    );
+                }
+            }
+        }));
     }
 
     /// Tells the machine a replica failed, and counts it.

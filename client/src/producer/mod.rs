@@ -259,6 +259,7 @@ impl Producer {
             stopped: stopped.clone(),
             meta: None,
             seals_told: Vec::new(),
+            standby_for: None,
         };
         let first = driver.m.begin(driver.clock.now_ms());
         driver.apply(first).await;

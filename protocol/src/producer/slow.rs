@@ -105,6 +105,27 @@ impl Producer {
             .collect()
     }
 
+    /// Where a switch away from a slow replica would go, as the view
+    /// stands at `now_ms`: the id of the segment it would open (a switch
+    /// follows the producer's own segment, so the next id), and the nodes
+    /// of the placement for each replica that could be left, together. A
+    /// driver connects to them before it is needed: a connection is a
+    /// millisecond or two of a switch that happens while an append waits.
+    /// `None` without a view, while a switch is under way, or with slow
+    /// switching off. A hint only: the switch places as it finds things.
+    pub fn standby(&self, now_ms: u64) -> Option<(u64, Vec<NodeId>)> {
+        if !self.slow_switching() || self.view.is_none() || self.phase != Phase::Writing {
+            return None;
+        }
+        let mut nodes: Vec<NodeId> = (0..self.segment.replicas.len())
+            .filter_map(|i| self.slow_placement(i, now_ms))
+            .flatten()
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        Some((self.segment.id + 1, nodes))
+    }
+
     fn slow_switching(&self) -> bool {
         self.cfg.slow_lag_floor_ms != u64::MAX
     }

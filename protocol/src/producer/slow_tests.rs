@@ -285,3 +285,42 @@ fn a_benched_node_is_avoided_by_a_later_switch_while_others_are_alive() {
     let placed = &record.segments[2].replicas;
     assert!(!placed.contains(&11), "{placed:?}");
 }
+
+#[test]
+fn the_standby_nodes_are_every_placement_a_slow_switch_could_make() {
+    let mut p = producer(&[10, 11, 12, 13, 14]);
+    let (next, nodes) = p.standby(50).expect("a view, writing, slow switching on");
+    assert_eq!(next, 1, "a switch opens the next segment");
+    // One placement without each replica in turn: each leaves one of 10,
+    // 11, 12 out, and a spare (13 or 14) fills in.
+    assert!(nodes.iter().all(|n| (10..=14).contains(n)), "{nodes:?}");
+    assert!(nodes.iter().any(|n| *n >= 13), "a spare: {nodes:?}");
+    assert!(
+        nodes.len() > 3,
+        "more than one placement's nodes: {nodes:?}"
+    );
+    // The switch made when replica 1 lags places within them.
+    lagging(&mut p, 100, 1);
+    let out = p.handle_timeout(105);
+    let [Action::Meta(MetaCall::Cas { record: next, .. })] = &out[..] else {
+        panic!("one CAS from the view: {out:?}");
+    };
+    let placed = &next.segments[1].replicas;
+    assert!(
+        placed.iter().all(|n| nodes.contains(n)),
+        "{placed:?} within {nodes:?}"
+    );
+    assert_eq!(p.standby(105), None, "not while switching");
+    let off = ProducerConfig {
+        slow_lag_floor_ms: u64::MAX,
+        ..cfg()
+    };
+    let seg = OpenSegment {
+        id: 0,
+        first_seq: 0,
+        replicas: vec![10, 11, 12],
+    };
+    let mut p = Producer::new(1, 1, seg, 0, off);
+    let _ = p.begin(0);
+    assert_eq!(p.standby(0), None, "slow switching off: no view read");
+}
