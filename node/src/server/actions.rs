@@ -136,8 +136,10 @@ fn create<R: ShardRuntime>(shard: &Rc<Shard<R>>, key: SegmentKey, first_seq: u64
             first_seq,
             epoch,
         };
+        let started = std::time::Instant::now();
         let result = match SegmentFile::<R>::create(shard.rt.disk(), &shard.dir, header).await {
             Ok(file) => {
+                tracing::debug!("{key:?}: created in {} us", started.elapsed().as_micros());
                 shard.add_file(key, file);
                 Ok(())
             }
