@@ -72,11 +72,12 @@ pub struct SegmentFile<D: Disk> {
 
 impl<D: Disk> SegmentFile<D> {
     /// Creates the files of a new segment replica in `dir` on `disk` and makes them
-    /// durable: the control file (empty: the default state), then the data
-    /// file with its header block, preallocated, under a temporary name,
-    /// renamed to its final name only once its header is synced, and the
-    /// directory synced after each step. A crash at any point leaves either
-    /// no `.seg` file or a complete one with its `.ctl`.
+    /// durable: the control file (empty: the default state) and, at the
+    /// same time, the data file with its header block, preallocated, under
+    /// a temporary name, each synced; then the directory synced (the
+    /// control file's name is durable); then the data file renamed to its
+    /// final name and the directory synced again. A crash at any point
+    /// leaves either no `.seg` file or a complete one with its `.ctl`.
     ///
     /// Refuses with [`StorageError::AlreadyExists`] if the segment's data
     /// file exists. Any other failure (a full disk, most often) removes
