@@ -16,8 +16,10 @@
 //! limit = max(slow_lag_floor_ms, SLOW_LAG_FACTOR x typical ack latency)
 //! ```
 //!
-//! where the typical latency is the median of the replicas' smoothed ack
-//! latencies (a single slow replica does not move the median). Being past
+//! where the typical latency is the larger of the median of the replicas'
+//! smoothed ack latencies (a single slow replica does not move the
+//! median) and what the other replicas took for the append the laggard
+//! holds up (the smoothed latencies trail a sudden overload). Being past
 //! the limit once is a *strike*; the replica is left at its
 //! `slow_strikes`-th strike (2 by default) in a row, each within
 //! [`SLOW_STRIKE_WINDOW_MS`] of the last: one stall of a healthy disk is
@@ -153,11 +155,22 @@ impl Producer {
         // judged: the first append of a segment creates it on the node
         // (a file, its control record, their syncs), which takes longer
         // on one node than another without saying anything of later ones.
-        let answered = self.acks.replica(i).latency_x16.is_some();
-        if !answered || !self.links[i].is_up() {
+        let r = self.acks.replica(i);
+        if r.latency_x16.is_none() || !self.links[i].is_up() {
             return None;
         }
-        Some(since.saturating_add(self.lag_limit_ms()))
+        // What the others took for the append it holds up (sent to all at
+        // once): the limit follows the load as it is now, not only as the
+        // smoothed latencies saw it. They trail a sudden overload, when
+        // every replica slows at once and one of them is always last; a
+        // thousand producers leaving replicas at that moment would add
+        // their switches to the overload.
+        let sent_at = r.in_flight.front().map_or(since, |&(_, at)| at);
+        let others_ms = since.saturating_sub(sent_at);
+        let limit = self
+            .lag_limit_ms()
+            .max(SLOW_LAG_FACTOR.saturating_mul(others_ms));
+        Some(since.saturating_add(limit))
     }
 
     /// A placement of the next segment without replica `i`'s node and the

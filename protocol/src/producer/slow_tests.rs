@@ -324,3 +324,29 @@ fn the_standby_nodes_are_every_placement_a_slow_switch_could_make() {
     let _ = p.begin(0);
     assert_eq!(p.standby(0), None, "slow switching off: no view read");
 }
+
+#[test]
+fn a_sudden_overload_is_not_taken_for_a_slow_replica() {
+    let mut p = producer(&[10, 11, 12, 13]);
+    // Entry 0 acked in 1 ms by all: the smoothed latencies say 1 ms.
+    // Entry 1, sent at 100, takes the two fast replicas 200 ms: the
+    // cluster slowed as a whole, and replica 1 is merely last.
+    let _ = p.append(Entry::new(vec![0]));
+    let _ = p.poll(0);
+    for r in 0..3 {
+        let _ = p.handle_ack(r, 0, 1, 1);
+    }
+    let _ = p.append(Entry::new(vec![1]));
+    let _ = p.poll(100);
+    let _ = p.handle_ack(0, 0, 2, 300);
+    let _ = p.handle_ack(2, 0, 2, 300);
+    // Smoothed (1/8 per sample), the two fast replicas' latency is 26 ms.
+    assert_eq!(p.lag_limit_ms(), 104, "the smoothed latencies trail");
+    assert_eq!(
+        p.poll_timeout(),
+        Some(300 + 4 * 200),
+        "held up since 300, allowed four times what the others took"
+    );
+    assert!(p.handle_timeout(1_099).is_empty(), "no strike yet");
+    assert!(p.benched(1_099).is_empty());
+}
