@@ -176,7 +176,7 @@ impl Producer {
                     "log {log_id}: taken over at epoch {epoch}; {held} entries carried to segment {}",
                     segment.id
                 );
-                Ok(Producer::start(pool, log_id, epoch, segment, held, opts).await)
+                Ok(Producer::start(pool, log_id, epoch, segment, held, None, opts).await)
             }
             End::NothingOpen => Producer::open(pool, log_id, opts).await,
             End::Stopped(reason) => Err(ClientError::Log {

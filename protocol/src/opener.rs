@@ -19,7 +19,7 @@ use trilog_wire::meta::LogMeta;
 use crate::actions::Actions;
 use crate::meta_call::{CasAnswer, MetaCall, MetaRetry, RecordAnswer, Setback};
 use crate::metadata::open_for_write;
-use crate::placement::choose_replicas;
+use crate::placement::{choose_replicas, Candidate};
 use crate::producer::{OpenSegment, ProducerConfig};
 
 /// What the driver must do.
@@ -29,9 +29,27 @@ pub enum OpenAction {
     /// [`Opener::handle_record`] or [`Opener::handle_cas`].
     Meta(MetaCall),
     /// Opened: a producer at `epoch` writes `segment` from its start.
-    Opened { epoch: u64, segment: OpenSegment },
+    /// `view` is the record as the open's CAS stored it, and the nodes
+    /// alive at its read: the producer's first view
+    /// ([`crate::producer::Producer::set_view`]), so that it does not read
+    /// the record again at once (a thousand logs opened together would
+    /// read it a thousand times more).
+    Opened {
+        epoch: u64,
+        segment: OpenSegment,
+        view: OpenedView,
+    },
     /// Not opened.
     Failed(OpenFailure),
+}
+
+/// The record an open stored, at its version, and the nodes alive when
+/// the open read it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OpenedView {
+    pub version: u64,
+    pub record: LogMeta,
+    pub alive: Vec<Candidate>,
 }
 
 /// Why a log was not opened.
@@ -64,6 +82,8 @@ pub struct Opener {
     placements: u64,
     /// A CAS of this opener had an unknown outcome.
     unknown: bool,
+    /// The nodes alive at the last read.
+    alive: Vec<Candidate>,
 }
 
 impl Opener {
@@ -81,6 +101,7 @@ impl Opener {
             retry: Some(retry),
             placements: 0,
             unknown: false,
+            alive: Vec::new(),
         };
         (o, vec![OpenAction::Meta(call)].into())
     }
@@ -156,6 +177,7 @@ impl Opener {
             Ok(r) => r,
             Err(e) => panic!("an open the record allows was refused: {e}"),
         };
+        self.alive = alive;
         let call = self.retry().propose(version, proposed);
         vec![OpenAction::Meta(call)].into()
     }
@@ -170,7 +192,7 @@ impl Opener {
         };
         let proposed = proposed.clone();
         match answer {
-            CasAnswer::Applied { .. } => {
+            CasAnswer::Applied { version } => {
                 let Some(last) = proposed.segments.last() else {
                     unreachable!("an opened record has a segment");
                 };
@@ -179,9 +201,15 @@ impl Opener {
                     first_seq: last.first_seq,
                     replicas: last.replicas.clone(),
                 };
+                let view = OpenedView {
+                    version,
+                    alive: std::mem::take(&mut self.alive),
+                    record: proposed.clone(),
+                };
                 self.end(OpenAction::Opened {
                     epoch: proposed.epoch,
                     segment,
+                    view,
                 })
             }
             CasAnswer::Conflict { record, .. } => match self.open_segment(record.as_ref()) {
@@ -248,7 +276,22 @@ mod tests {
         let created = proposed(&o.handle_record(read(0, None), 1));
         assert_eq!((created.epoch, created.segments.len()), (1, 1));
         let out = o.handle_cas(CasAnswer::Applied { version: 1 }, 2);
-        assert!(matches!(&out[..], [OpenAction::Opened { epoch: 1, .. }]));
+        let [OpenAction::Opened {
+            epoch: 1,
+            view:
+                OpenedView {
+                    version,
+                    record,
+                    alive,
+                },
+            ..
+        }] = &out[..]
+        else {
+            panic!("opened: {out:?}");
+        };
+        // The producer's first view: the record as stored, the nodes as read.
+        assert_eq!((*version, record), (1, &created));
+        assert_eq!(alive, &Candidate::all_in_one_zone(&[1, 2, 3, 4]));
         assert!(o.ended());
 
         let sealed = seal_last(&created, 1, 0, 7).expect("seal");

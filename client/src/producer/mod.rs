@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
-use trilog_protocol::opener::{OpenAction, Opener};
+use trilog_protocol::opener::{OpenAction, OpenedView, Opener};
 use trilog_protocol::producer::{OpenSegment, Producer as Machine, ProducerConfig, StopReason};
 use trilog_wire::limits::ENTRY_BYTES_MAX;
 use trilog_wire::message::Entry;
@@ -197,8 +197,14 @@ impl Producer {
             while let Some(action) = queue.pop_front() {
                 let call = match action {
                     OpenAction::Meta(call) => call,
-                    OpenAction::Opened { epoch, segment } => {
-                        return Ok(Self::start(pool, log_id, epoch, segment, 0, opts).await);
+                    OpenAction::Opened {
+                        epoch,
+                        segment,
+                        view,
+                    } => {
+                        return Ok(
+                            Self::start(pool, log_id, epoch, segment, 0, Some(view), opts).await,
+                        );
                     }
                     OpenAction::Failed(f) => {
                         return Err(ClientError::Log {
@@ -224,27 +230,34 @@ impl Producer {
 
     /// Starts the driver of a producer at `epoch` on `segment` (published
     /// by this producer's CAS), whose first `held` entries are already
-    /// durable on every replica (a takeover's tail).
+    /// durable on every replica (a takeover's tail). `view` is the record
+    /// as the CAS stored it and the nodes alive then, if the caller has
+    /// them: the producer then does not read the record again at once.
     pub(crate) async fn start(
         pool: ConnPool,
         log_id: u64,
         epoch: u64,
         segment: OpenSegment,
         held: u64,
+        view: Option<OpenedView>,
         opts: ProducerOptions,
     ) -> Producer {
         let cfg = match opts.machine_config() {
             Ok(cfg) => cfg,
             Err(e) => panic!("the options were checked before the open: {e}"),
         };
-        let machine = Machine::new(log_id, epoch, segment, held, cfg);
+        let mut machine = Machine::new(log_id, epoch, segment, held, cfg);
+        let clock = Clock::new(pool.runtime().clone());
+        if let Some(v) = view {
+            machine.set_view(v.version, v.record, v.alive, clock.now_ms());
+        }
         let (cmds, cmd_rx) = mpsc::channel(COMMAND_QUEUE_MAX);
         let (replies_tx, replies_rx) = mpsc::channel(REPLY_QUEUE_MAX);
         let (reconnected_tx, reconnected_rx) = mpsc::channel(driver::RECONNECT_QUEUE_MAX);
         let stopped = Arc::new(OnceLock::new());
         let mut driver = Driver {
             m: machine,
-            clock: Clock::new(pool.runtime().clone()),
+            clock,
             pool,
             conns: Vec::new(),
             generations: Vec::new(),
