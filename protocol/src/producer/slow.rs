@@ -41,8 +41,9 @@
 //! `slow_bench_ms` while enough other nodes are alive.
 //!
 //! **Ready in advance.** The producer keeps a [`View`]: its record with
-//! the version, and the alive nodes, refreshed every `view_refresh_ms` by
-//! a read of its own and after each of its changes. A slow replica is
+//! the version, and the alive nodes, first from its open (the record the
+//! open's CAS stored), refreshed every `view_refresh_ms` by a read of its
+//! own and after each of its changes. A slow replica is
 //! only left when the view has a placement without it (and without the
 //! benched nodes): a slow replica with nowhere else to go is kept (it is
 //! slow, not failed), and the number of slow switches in a bench period is
