@@ -9,7 +9,7 @@
 //! payloads (read directly, a few dozen bytes each) and the payloads' own
 //! crcs (read once, for their own check). See `docs/wire.md`.
 //!
-//! Every crc in `trilog-wire` over bytes is taken through [`crc32c`] and
+//! Every crc in `trilog-wire` over bytes is taken through [`crc32c()`] and
 //! [`crc32c_append`], which count the bytes read on the calling thread
 //! ([`bytes_summed`]), so a test can show how often a payload was read.
 
@@ -42,7 +42,7 @@ pub fn crc32c_append(crc: u32, bytes: &[u8]) -> u32 {
     crc32c::crc32c_append(crc, bytes)
 }
 
-/// Bytes this thread has checksummed with [`crc32c`] and
+/// Bytes this thread has checksummed with [`crc32c()`] and
 /// [`crc32c_append`] since it started. Compare two readings.
 pub fn bytes_summed() -> u64 {
     SUMMED.with(Cell::get)
