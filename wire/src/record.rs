@@ -176,15 +176,7 @@ pub fn parse_records(
     first_offset: u64,
     count: u32,
 ) -> Result<Vec<(u64, &[u8])>, WireError> {
-    let mut out = Vec::with_capacity(count as usize);
-    walk_records(
-        bytes,
-        first_offset,
-        count,
-        Payload::Check,
-        |offset, _, payload| out.push((offset, payload)),
-    )?;
-    Ok(out)
+    collect_records(bytes, first_offset, count, Payload::Check)
 }
 
 /// [`parse_records`] for the records of a `ReadResponse` frame that came
@@ -196,12 +188,22 @@ pub fn index_checked_records(
     first_offset: u64,
     count: u32,
 ) -> Result<Vec<(u64, &[u8])>, WireError> {
+    collect_records(bytes, first_offset, count, Payload::Checked)
+}
+
+/// Every record's offset and payload, walked as `payload_check` says.
+fn collect_records(
+    bytes: &[u8],
+    first_offset: u64,
+    count: u32,
+    payload_check: Payload,
+) -> Result<Vec<(u64, &[u8])>, WireError> {
     let mut out = Vec::with_capacity(count as usize);
     walk_records(
         bytes,
         first_offset,
         count,
-        Payload::Checked,
+        payload_check,
         |offset, _, payload| out.push((offset, payload)),
     )?;
     Ok(out)

@@ -33,14 +33,18 @@ fn producer(nodes: &[NodeId]) -> Producer {
     producer_with(cfg(), nodes)
 }
 
-/// [`producer`] with `cfg`.
-fn producer_with(cfg: ProducerConfig, nodes: &[NodeId]) -> Producer {
-    let seg = OpenSegment {
+/// Segment 0 on nodes 10, 11, 12.
+fn segment_0() -> OpenSegment {
+    OpenSegment {
         id: 0,
         first_seq: 0,
         replicas: vec![10, 11, 12],
-    };
-    let mut p = Producer::new(1, 1, seg, 0, cfg);
+    }
+}
+
+/// [`producer`] with `cfg`.
+fn producer_with(cfg: ProducerConfig, nodes: &[NodeId]) -> Producer {
+    let mut p = Producer::new(1, 1, segment_0(), 0, cfg);
     let out = p.begin(0);
     assert!(
         out.contains(&Action::Meta(MetaCall::ReadRecord)),
@@ -315,12 +319,7 @@ fn the_standby_nodes_are_every_placement_a_slow_switch_could_make() {
         slow_lag_floor_ms: u64::MAX,
         ..cfg()
     };
-    let seg = OpenSegment {
-        id: 0,
-        first_seq: 0,
-        replicas: vec![10, 11, 12],
-    };
-    let mut p = Producer::new(1, 1, seg, 0, off);
+    let mut p = Producer::new(1, 1, segment_0(), 0, off);
     let _ = p.begin(0);
     assert_eq!(p.standby(0), None, "slow switching off: no view read");
 }
